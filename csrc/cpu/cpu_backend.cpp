@@ -1,0 +1,224 @@
+// CPU backend front: ISA detection and dispatch, argument checks, thread count, FMA peak.
+// Compiled with baseline flags; the AVX kernels are only entered after the CPU was checked here.
+#include "cpu_backend.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <thread>
+
+#if defined(__linux__)
+#include <sched.h>
+#endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "cpu_internal.h"
+
+namespace ssd { namespace cpu {
+
+namespace {
+
+#if defined(__x86_64__)
+Isa detect_isa() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return Isa::Scalar;
+  const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+  if (!(fma && osxsave && avx && f16c)) return Isa::Scalar;
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  (void)xhi;
+  if ((xlo & 0x6) != 0x6) return Isa::Scalar;  // XMM and YMM state enabled by the OS
+  if (__get_cpuid_max(0, nullptr) < 7) return Isa::Scalar;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b >> 5) & 1;
+  if (!avx2) return Isa::Scalar;
+  const bool f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+  const bool zmm_state = (xlo & 0xE0) == 0xE0;  // opmask, ZMM_Hi256, Hi16_ZMM
+  if (f && dq && bw && vl && zmm_state) return Isa::Avx512;
+  return Isa::Avx2;
+}
+#else
+Isa detect_isa() { return Isa::Scalar; }
+#endif
+
+bool ieq(const char* a, const char* b) {
+  for (; *a && *b; ++a, ++b) {
+    char x = *a, y = *b;
+    if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return *a == *b;
+}
+
+void set_error(std::string* error, const char* msg) {
+  if (!error) return;
+  try {
+    *error = msg;
+  } catch (...) {
+  }
+}
+
+bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
+
+// Returns nullptr when p is acceptable, else a message.
+const char* check_params(const SsdParams& p) {
+  const int64_t kMax = (int64_t)1 << 40;
+  if (p.batch < 0 || p.seqlen < 0) return "ssd cpu: batch and seqlen must be >= 0";
+  if (p.nheads < 1 || p.headdim < 1 || p.ngroups < 1 || p.dstate < 1)
+    return "ssd cpu: nheads, headdim, ngroups and dstate must be >= 1";
+  if (p.batch > kMax || p.seqlen > kMax || p.nheads > kMax || p.headdim > kMax || p.dstate > kMax ||
+      p.ngroups > kMax)
+    return "ssd cpu: a size is out of range";
+  if (p.headdim > ((int64_t)1 << 24) || p.dstate > ((int64_t)1 << 24))
+    return "ssd cpu: headdim and dstate must be <= 2^24";
+  if (p.nheads % p.ngroups != 0) return "ssd cpu: nheads must be a multiple of ngroups";
+  if (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) return "ssd cpu: x, dt, A, B, C and y are required";
+  if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
+      !valid_dtype(p.y_type) || (p.z && !valid_dtype(p.z_type)))
+    return "ssd cpu: unknown dtype";
+  if (std::isnan(p.dt_min) || std::isnan(p.dt_max)) return "ssd cpu: dt limits must not be NaN";
+  return nullptr;
+}
+
+// Output for seqlen == 0: nothing to write in y; final states are the initial states (or zero).
+void empty_sequence(const SsdParams& p) {
+  if (!p.final_states) return;
+  const size_t n = (size_t)(p.batch * p.nheads * p.headdim * p.dstate);
+  if (p.initial_states) std::memcpy(p.final_states, p.initial_states, n * sizeof(float));
+  else std::memset(p.final_states, 0, n * sizeof(float));
+}
+
+struct PeakJob {
+  float (*burst)(int64_t, float, double*);
+  double seconds;
+  double rate[1024];
+  float sink[1024];
+};
+
+void peak_worker(void* ctx, int id) {
+  PeakJob* job = static_cast<PeakJob*>(ctx);
+  double fpi = 0.0;
+  float sink = job->burst(1000, 1.0f + (float)id, &fpi);  // warm up
+  using clock = std::chrono::steady_clock;
+  int64_t chunk = 20000;
+  const auto t0 = clock::now();
+  int64_t iters = 0;
+  double el = 0.0;
+  for (;;) {
+    sink += job->burst(chunk, 1.0f + (float)id, &fpi);
+    iters += chunk;
+    el = std::chrono::duration<double>(clock::now() - t0).count();
+    if (el >= job->seconds) break;
+    if (el < job->seconds * 0.05 && chunk < ((int64_t)1 << 26)) chunk *= 2;
+  }
+  job->rate[id] = el > 0 ? (double)iters * fpi / el : 0.0;
+  job->sink[id] = sink;
+}
+
+}  // namespace
+
+Isa best_isa() {
+  static const Isa isa = detect_isa();
+  return isa;
+}
+
+Isa active_isa() {
+  const Isa best = best_isa();
+  const char* env = std::getenv("SSD_KERNELS_CPU_ISA");
+  if (!env || !*env) return best;
+  Isa want = best;
+  if (ieq(env, "scalar")) want = Isa::Scalar;
+  else if (ieq(env, "avx2")) want = Isa::Avx2;
+  else if (ieq(env, "avx512")) want = Isa::Avx512;
+  return (int)want < (int)best ? want : best;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+int default_threads() {
+#if defined(__linux__)
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+#endif
+  const unsigned n = std::thread::hardware_concurrency();
+  return n >= 1 ? (int)n : 1;
+}
+
+SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
+  try {
+    if (const char* msg = check_params(p)) {
+      set_error(error, msg);
+      return SSD_ERR_INVALID_ARGUMENT;
+    }
+    if (p.batch == 0) return SSD_OK;
+    if (p.seqlen == 0) {
+      empty_sequence(p);
+      return SSD_OK;
+    }
+    if (threads <= 0) threads = default_threads();
+    if (threads > 1024) threads = 1024;
+    char err[256];
+    err[0] = '\0';
+    SsdStatus st;
+    switch (active_isa()) {
+#if defined(__x86_64__)
+      case Isa::Avx512: st = detail::forward_avx512(p, threads, err, sizeof err); break;
+      case Isa::Avx2: st = detail::forward_avx2(p, threads, err, sizeof err); break;
+#endif
+      default: st = detail::forward_scalar(p, threads, err, sizeof err); break;
+    }
+    if (st != SSD_OK) set_error(error, err[0] ? err : "ssd cpu: forward failed");
+    return st;
+  } catch (const std::bad_alloc&) {
+    set_error(error, "ssd cpu: out of memory");
+    return SSD_ERR_OUT_OF_MEMORY;
+  } catch (...) {
+    set_error(error, "ssd cpu: internal error");
+    return SSD_ERR_INTERNAL;
+  }
+}
+
+double fma_peak_gflops(int threads, double seconds) {
+  try {
+    if (threads <= 0) threads = default_threads();
+    if (threads > 1024) threads = 1024;
+    if (!(seconds > 0)) seconds = 0.2;
+    PeakJob* job = new (std::nothrow) PeakJob();
+    if (!job) return 0.0;
+    switch (active_isa()) {
+#if defined(__x86_64__)
+      case Isa::Avx512: job->burst = &detail::fma_burst_avx512; break;
+      case Isa::Avx2: job->burst = &detail::fma_burst_avx2; break;
+#endif
+      default: job->burst = &detail::fma_burst_scalar; break;
+    }
+    job->seconds = seconds;
+    detail::run_workers(threads, &peak_worker, job);
+    double total = 0.0;
+    for (int i = 0; i < threads; ++i) total += job->rate[i];
+    delete job;
+    return total * 1e-9;
+  } catch (...) {
+    return 0.0;
+  }
+}
+
+}}  // namespace ssd::cpu

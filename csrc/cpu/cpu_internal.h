@@ -1,0 +1,34 @@
+// Internal declarations shared by the CPU backend's translation units.
+//
+// This header is included by files compiled with different ISA flags (baseline, -mavx2, -mavx512*).
+// It must contain declarations and plain data only: no inline functions, no templates, no static
+// objects, so that nothing compiled with AVX flags can be merged (ODR/COMDAT) into baseline code.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cpu { namespace detail {
+
+// Thread pool (thread_pool.cpp, baseline). Calls fn(ctx, id) exactly once for every id in [0, n);
+// id 0 runs on the calling thread. Concurrent callers are serialised on the pool; n <= 1 runs inline
+// without touching the pool. Never throws: if helper threads cannot be created, the calling thread
+// runs the missing ids itself.
+void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
+
+// Per-ISA entry points. Each is defined in forward_<isa>.cpp; the AVX ones exist only on x86-64 and
+// may only be called after the CPU was checked. Parameters are already validated (sizes >= 1,
+// pointers present, nheads % ngroups == 0). `threads` >= 1. On error they write a NUL-terminated
+// message into err (errlen bytes).
+SsdStatus forward_scalar(const SsdParams& p, int threads, char* err, size_t errlen);
+SsdStatus forward_avx2(const SsdParams& p, int threads, char* err, size_t errlen);
+SsdStatus forward_avx512(const SsdParams& p, int threads, char* err, size_t errlen);
+
+// `iters` iterations of a block of independent FMAs on the ISA's widest vectors. Returns a value that
+// depends on every result (so nothing is optimised away); *flops_per_iter receives the fp32 flop
+// count of one iteration (2 per FMA lane).
+float fma_burst_scalar(int64_t iters, float seed, double* flops_per_iter);
+float fma_burst_avx2(int64_t iters, float seed, double* flops_per_iter);
+float fma_burst_avx512(int64_t iters, float seed, double* flops_per_iter);
+
+}}}  // namespace ssd::cpu::detail

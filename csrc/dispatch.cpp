@@ -1,0 +1,75 @@
+#include "dispatch.h"
+
+#include <climits>
+#include <cstdint>
+
+#include "cpu/cpu_backend.h"
+
+namespace ssd {
+
+namespace {
+
+bool fits_int32(int64_t v) { return v >= 1 && v <= INT32_MAX; }
+
+}  // namespace
+
+SsdStatus check_params(const SsdParams& p, std::string* error) {
+  const struct {
+    const char* name;
+    int64_t value;
+  } sizes[] = {{"batch", p.batch},     {"seqlen", p.seqlen},   {"nheads", p.nheads},
+               {"headdim", p.headdim}, {"ngroups", p.ngroups}, {"dstate", p.dstate}};
+  for (const auto& s : sizes) {
+    if (!fits_int32(s.value)) {
+      *error = std::string(s.name) + " must be in [1, 2^31-1], got " + std::to_string(s.value);
+      return SSD_ERR_INVALID_ARGUMENT;
+    }
+  }
+  if (p.nheads % p.ngroups != 0) {
+    *error = "ngroups (" + std::to_string(p.ngroups) + ") must divide nheads (" + std::to_string(p.nheads) + ")";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  if (p.chunk_size < 16 || p.chunk_size > 256 || (p.chunk_size & (p.chunk_size - 1)) != 0) {
+    *error = "chunk_size must be a power of two in [16, 256], got " + std::to_string(p.chunk_size);
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  // Element counts of the largest tensors must fit in int64 with room to spare.
+  const double x_elems = double(p.batch) * double(p.seqlen) * double(p.nheads) * double(p.headdim);
+  const double state_elems = double(p.batch) * double(p.nheads) * double(p.headdim) * double(p.dstate);
+  if (x_elems > 9.0e15 || state_elems > 9.0e15) {
+    *error = "tensor sizes overflow 64-bit indexing";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  if (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) {
+    *error = "x, dt, A, B, C and y are required";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  const SsdDtype types[] = {p.x_type, p.dt_type, p.B_type, p.C_type, p.y_type, p.z_type};
+  for (SsdDtype t : types) {
+    if (t != SSD_FLOAT32 && t != SSD_BFLOAT16 && t != SSD_FLOAT16) {
+      *error = "unknown dtype code " + std::to_string(int(t));
+      return SSD_ERR_INVALID_ARGUMENT;
+    }
+  }
+  if (!(p.dt_min <= p.dt_max)) {
+    *error = "dt_min must not exceed dt_max (and neither may be NaN)";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  return SSD_OK;
+}
+
+SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string* error) {
+  SsdStatus status = check_params(p, error);
+  if (status != SSD_OK) return status;
+  switch (backend) {
+    case Backend::Cpu:
+      return cpu::forward(p, threads, error);
+    case Backend::Cuda:
+      *error = "this build has no CUDA forward";
+      return SSD_ERR_UNSUPPORTED;
+  }
+  *error = "unknown backend";
+  return SSD_ERR_INTERNAL;
+}
+
+}  // namespace ssd

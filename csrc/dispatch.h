@@ -1,0 +1,18 @@
+// The dispatcher: checks an SsdParams block cheaply and sends it to a backend.
+#pragma once
+#include <string>
+
+#include "ssd_kernels.h"
+
+namespace ssd {
+
+enum class Backend { Cpu = 0, Cuda = 1 };
+
+// Sizes and pointers that cannot be right (non-positive sizes, sizes past int32, h % g != 0,
+// missing required pointers) fail with SSD_ERR_INVALID_ARGUMENT before any backend runs.
+SsdStatus check_params(const SsdParams& p, std::string* error);
+
+// Runs the forward on `backend`. threads: CPU threads (<= 0: the default).
+SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string* error);
+
+}  // namespace ssd

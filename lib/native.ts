@@ -1,0 +1,120 @@
+/**
+ * The one typed boundary with the native addon: what it exports and what it takes.
+ * Nothing else in lib/ touches the addon's untyped object.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SsdError } from './errors';
+
+/** dtype codes shared with include/ssd_kernels.h (SsdDtype). */
+export const enum NativeDtype {
+  Float32 = 0,
+  Bfloat16 = 1,
+  Float16 = 2,
+}
+
+/** Everything one forward call needs, validated and normalised in TypeScript. */
+export interface NativeForwardArgs {
+  /** [batch, seqlen, nheads, headdim, ngroups, dstate] */
+  dims: number[];
+  chunkSize: number;
+  x: ArrayBufferView;
+  xType: NativeDtype;
+  dt: ArrayBufferView;
+  dtType: NativeDtype;
+  A: Float32Array;
+  B: ArrayBufferView;
+  BType: NativeDtype;
+  C: ArrayBufferView;
+  CType: NativeDtype;
+  D: Float32Array | null;
+  dPerChannel: boolean;
+  z: ArrayBufferView | null;
+  zType: NativeDtype;
+  dtBias: Float32Array | null;
+  initialStates: Float32Array | null;
+  seqIdx: Int32Array | null;
+  dtSoftplus: boolean;
+  dtMin: number;
+  dtMax: number;
+  y: ArrayBufferView;
+  yType: NativeDtype;
+  finalStates: Float32Array | null;
+  /** CPU threads; 0 for the default */
+  threads: number;
+}
+
+export interface NativeBackends {
+  cpu: { isa: string; bestIsa: string; threads: number };
+  cuda: { compiled: boolean; available: boolean; reason: string; devices: number };
+}
+
+export interface NativeAddon {
+  abiVersion: number;
+  forwardSync(args: NativeForwardArgs): void;
+  forward(args: NativeForwardArgs): Promise<void>;
+  backends(): NativeBackends;
+  fmaPeakGflops(threads: number, seconds: number): number;
+}
+
+/** The package's root: the nearest folder above this file with our package.json (lib/ or dist/lib/). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest)) {
+      try {
+        if ((JSON.parse(fs.readFileSync(manifest, 'utf8')) as { name?: string }).name === 'ssd-kernels') return dir;
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return path.resolve(__dirname, '..');
+    dir = parent;
+  }
+}
+
+/** Places the addon may be, most specific first. */
+function candidates(): string[] {
+  const root = packageRoot();
+  const list: string[] = [];
+  if (process.env.SSD_KERNELS_ADDON) list.push(path.resolve(process.env.SSD_KERNELS_ADDON));
+  list.push(path.join(root, 'build-cmake', 'Release', 'ssd_kernels.node'));
+  list.push(path.join(root, 'build', 'Release', 'ssd_kernels.node'));
+  const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (fs.existsSync(prebuildDir)) {
+    for (const file of fs.readdirSync(prebuildDir).sort()) {
+      if (file.endsWith('.node')) list.push(path.join(prebuildDir, file));
+    }
+  }
+  return list;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once; throws an SsdError (ERR_SSD_NATIVE) that lists every place tried. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  const tried: string[] = [];
+  for (const file of candidates()) {
+    if (!fs.existsSync(file)) {
+      tried.push(`  ${file}: not found`);
+      continue;
+    }
+    try {
+      // A .node file can only be loaded through require().
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(file) as NativeAddon;
+      return cached;
+    } catch (err) {
+      tried.push(`  ${file}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new SsdError(
+    'ERR_SSD_NATIVE',
+    `Could not load the ssd-kernels native addon. Tried:\n${tried.join('\n')}\n` +
+      'Build it with `npm run build:native` (cmake-js, CPU and CUDA) or `npm run build:gyp` (node-gyp, CPU only), ' +
+      'or set SSD_KERNELS_ADDON to the path of a built ssd_kernels.node.',
+  );
+}

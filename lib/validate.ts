@@ -1,0 +1,309 @@
+/**
+ * Validation of ssd() inputs and options, done in full before anything crosses into native code.
+ * Message shape: "Expected <what> for <name> but received <what came>".
+ */
+import { SsdError, describe, rangeError, typeError } from './errors';
+import { NativeDtype } from './native';
+import { Tensor, type TensorType } from './tensor';
+
+export interface SsdInputs {
+  /** (batch, seqlen, nheads, headdim) */
+  x: Tensor;
+  /** (batch, seqlen, nheads): raw step sizes */
+  dt: Tensor;
+  /** (nheads): one log-decay rate per head, normally negative */
+  A: Tensor;
+  /** (batch, seqlen, ngroups, dstate) */
+  B: Tensor;
+  /** (batch, seqlen, ngroups, dstate) */
+  C: Tensor;
+  /** (nheads) or (nheads, headdim): skip connection */
+  D?: Tensor;
+  /** (batch, seqlen, nheads, headdim): output gate, y *= silu(z) */
+  z?: Tensor;
+  /** (nheads): added to dt before softplus and clamping */
+  dtBias?: Tensor;
+  /** (batch, nheads, headdim, dstate): the state before position 0 */
+  initialStates?: Tensor;
+  /** (batch, seqlen) int32, non-decreasing: packed sequences; the state resets where it changes */
+  seqIdx?: Tensor;
+}
+
+export type SsdDevice = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+
+export interface SsdOptions {
+  /** Chunk length of the chunked algorithm: a power of two from 16 to 256 (default 256). */
+  chunkSize?: number;
+  /** Apply softplus to dt + dtBias (identity above 20). Default false. */
+  dtSoftplus?: boolean;
+  /** Clamp the step size to [lo, hi] after softplus. Default [0, Infinity]. */
+  dtLimit?: readonly [number, number];
+  /** Also return the state after the last position, (batch, nheads, headdim, dstate) float32. */
+  returnFinalStates?: boolean;
+  /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
+  device?: SsdDevice;
+  /** CPU threads (default: the cores available to the process). */
+  threads?: number;
+}
+
+const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx'] as const;
+const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads'] as const;
+
+/** The normalised description of one call. */
+export interface SsdPlan {
+  batch: number;
+  seqlen: number;
+  nheads: number;
+  headdim: number;
+  ngroups: number;
+  dstate: number;
+  chunkSize: number;
+  dtSoftplus: boolean;
+  dtMin: number;
+  dtMax: number;
+  returnFinalStates: boolean;
+  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
+  threads: number;
+  xType: TensorType;
+}
+
+function nativeDtype(type: TensorType): NativeDtype {
+  switch (type) {
+    case 'float32':
+      return NativeDtype.Float32;
+    case 'bfloat16':
+      return NativeDtype.Bfloat16;
+    default:
+      return NativeDtype.Float16;
+  }
+}
+export { nativeDtype };
+
+/** The closest edit-distance match among `names`, for "did you mean" hints. */
+function suggest(name: string, names: readonly string[]): string {
+  let best = '';
+  let bestDistance = Infinity;
+  for (const candidate of names) {
+    const a = name.toLowerCase();
+    const b = candidate.toLowerCase();
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let previous = row[0];
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const saved = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+        previous = saved;
+      }
+    }
+    if (row[b.length] < bestDistance) {
+      bestDistance = row[b.length];
+      best = candidate;
+    }
+  }
+  return bestDistance <= 3 ? ` (did you mean '${best}'?)` : '';
+}
+
+function checkKnownKeys(what: string, object: object, names: readonly string[]): void {
+  for (const key of Object.keys(object)) {
+    if (!names.includes(key)) {
+      throw new SsdError(
+        'ERR_SSD_OPTION',
+        `Unknown ${what} '${key}'${suggest(key, names)}; expected one of ${names.join(', ')}`,
+      );
+    }
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+}
+
+const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
+
+/** Checks that `value` is a live Tensor of one of `types` with `rank` dims; returns it. */
+function tensorArg(name: string, value: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
+  if (!(value instanceof Tensor)) throw typeError(name, `a Tensor ${layout}`, value);
+  if (value.disposed) throw new SsdError('ERR_SSD_DISPOSED', `${name} was disposed before the call`);
+  if (!types.includes(value.type)) {
+    throw new TypeError(
+      `Expected a Tensor of type ${types.map((t) => `'${t}'`).join(' or ')} for ${name} but received a Tensor of type '${value.type}'`,
+    );
+  }
+  if (value.dims.length !== rank) {
+    throw rangeError(name, `a ${rank}-D tensor ${layout}`, `${value.dims.length}-D dims [${value.dims.join(', ')}]`);
+  }
+  return value;
+}
+
+function shapeError(name: string, expected: readonly number[], layout: string, got: readonly number[]): SsdError {
+  return new SsdError(
+    'ERR_SSD_SHAPE',
+    `Expected dims [${expected.join(', ')}] ${layout} for ${name} but received [${got.join(', ')}]`,
+  );
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Validates inputs and options; throws TypeError, RangeError or SsdError. */
+export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs; plan: SsdPlan } {
+  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
+  checkKnownKeys('input', inputs, INPUT_NAMES);
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
+  checkKnownKeys('option', options, OPTION_NAMES);
+
+  const x = tensorArg('inputs.x', inputs.x, FLOAT_TYPES, 4, '(batch, seqlen, nheads, headdim)');
+  const [batch, seqlen, nheads, headdim] = x.dims;
+  const dt = tensorArg('inputs.dt', inputs.dt, FLOAT_TYPES, 3, '(batch, seqlen, nheads)');
+  const A = tensorArg('inputs.A', inputs.A, FLOAT_TYPES, 1, '(nheads)');
+  const B = tensorArg('inputs.B', inputs.B, FLOAT_TYPES, 4, '(batch, seqlen, ngroups, dstate)');
+  const C = tensorArg('inputs.C', inputs.C, FLOAT_TYPES, 4, '(batch, seqlen, ngroups, dstate)');
+  const ngroups = B.dims[2];
+  const dstate = B.dims[3];
+
+  const sizes: [string, number][] = [
+    ['batch (x.dims[0])', batch],
+    ['seqlen (x.dims[1])', seqlen],
+    ['nheads (x.dims[2])', nheads],
+    ['headdim (x.dims[3])', headdim],
+    ['ngroups (B.dims[2])', ngroups],
+    ['dstate (B.dims[3])', dstate],
+  ];
+  for (const [name, size] of sizes) {
+    if (size < 1) throw rangeError(name, 'a size of at least 1', String(size));
+  }
+  if (nheads % ngroups !== 0) {
+    throw new SsdError(
+      'ERR_SSD_SHAPE',
+      `Expected ngroups (B.dims[2]) to divide nheads (x.dims[2]) = ${nheads} but received ngroups = ${ngroups}`,
+    );
+  }
+  if (!sameDims(dt.dims, [batch, seqlen, nheads])) throw shapeError('inputs.dt', [batch, seqlen, nheads], '(batch, seqlen, nheads)', dt.dims);
+  if (!sameDims(A.dims, [nheads])) throw shapeError('inputs.A', [nheads], '(nheads)', A.dims);
+  if (!sameDims(B.dims, [batch, seqlen, ngroups, dstate])) {
+    throw shapeError('inputs.B', [batch, seqlen, ngroups, dstate], '(batch, seqlen, ngroups, dstate)', B.dims);
+  }
+  if (!sameDims(C.dims, B.dims)) {
+    throw shapeError('inputs.C', [batch, seqlen, ngroups, dstate], '(batch, seqlen, ngroups, dstate), the dims of B,', C.dims);
+  }
+  const aValues = A.toFloat32();
+  for (let i = 0; i < aValues.length; i++) {
+    if (!Number.isFinite(aValues[i])) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
+    }
+  }
+
+  const result: SsdInputs = { x, dt, A, B, C };
+  if (inputs.D !== undefined) {
+    const D = inputs.D;
+    if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
+    const rank = D.dims.length === 2 ? 2 : 1;
+    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or (nheads, headdim)');
+    const expected = rank === 2 ? [nheads, headdim] : [nheads];
+    if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
+    result.D = D;
+  }
+  if (inputs.z !== undefined) {
+    const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 4, '(batch, seqlen, nheads, headdim)');
+    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, seqlen, nheads, headdim), the dims of x,', z.dims);
+    result.z = z;
+  }
+  if (inputs.dtBias !== undefined) {
+    const dtBias = tensorArg('inputs.dtBias', inputs.dtBias, FLOAT_TYPES, 1, '(nheads)');
+    if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
+    result.dtBias = dtBias;
+  }
+  if (inputs.initialStates !== undefined) {
+    const s = tensorArg('inputs.initialStates', inputs.initialStates, FLOAT_TYPES, 4, '(batch, nheads, headdim, dstate)');
+    const expected = [batch, nheads, headdim, dstate];
+    if (!sameDims(s.dims, expected)) throw shapeError('inputs.initialStates', expected, '(batch, nheads, headdim, dstate)', s.dims);
+    result.initialStates = s;
+  }
+  if (inputs.seqIdx !== undefined) {
+    const s = tensorArg('inputs.seqIdx', inputs.seqIdx, ['int32'], 2, '(batch, seqlen)');
+    if (!sameDims(s.dims, [batch, seqlen])) throw shapeError('inputs.seqIdx', [batch, seqlen], '(batch, seqlen)', s.dims);
+    const data = s.data as Int32Array;
+    for (let b = 0; b < batch; b++) {
+      for (let t = 1; t < seqlen; t++) {
+        const i = b * seqlen + t;
+        if (data[i] < data[i - 1]) {
+          throw new SsdError(
+            'ERR_SSD_VALUE',
+            `Expected non-decreasing values along each row of inputs.seqIdx but received ${data[i]} after ${data[i - 1]} at [${b}, ${t}]`,
+          );
+        }
+      }
+    }
+    result.seqIdx = s;
+  }
+
+  return { inputs: result, plan: { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, xType: x.type } };
+}
+
+type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'device' | 'threads'>;
+
+function readOptions(options: Record<string, unknown>): OptionFields {
+  let chunkSize = 256;
+  if (options.chunkSize !== undefined) {
+    const c = options.chunkSize;
+    if (typeof c !== 'number') throw typeError('options.chunkSize', 'a power of two from 16 to 256', c);
+    if (!Number.isInteger(c) || c < 16 || c > 256 || (c & (c - 1)) !== 0) {
+      throw rangeError('options.chunkSize', 'a power of two from 16 to 256', String(c));
+    }
+    chunkSize = c;
+  }
+
+  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates'): boolean => {
+    const v = options[name];
+    if (v === undefined) return false;
+    if (typeof v !== 'boolean') throw typeError(`options.${name}`, 'a boolean', v);
+    return v;
+  };
+
+  let dtMin = 0;
+  let dtMax = Infinity;
+  if (options.dtLimit !== undefined) {
+    const limit = options.dtLimit;
+    if (!Array.isArray(limit) || limit.length !== 2 || typeof limit[0] !== 'number' || typeof limit[1] !== 'number') {
+      throw typeError('options.dtLimit', 'an array [lo, hi] of two numbers', limit);
+    }
+    const [lo, hi] = limit as [number, number];
+    if (Number.isNaN(lo) || Number.isNaN(hi)) {
+      throw rangeError('options.dtLimit', '[lo, hi] without NaN', `[${lo}, ${hi}]`);
+    }
+    if (lo > hi) throw rangeError('options.dtLimit', '[lo, hi] with lo <= hi', `[${lo}, ${hi}]`);
+    dtMin = lo;
+    dtMax = hi;
+  }
+
+  let device: SsdPlan['device'] = { kind: 'auto', index: 0 };
+  if (options.device !== undefined) {
+    const d = options.device;
+    if (typeof d !== 'string') throw typeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", d);
+    const match = /^cuda:(\d+)$/.exec(d);
+    if (d === 'auto' || d === 'cpu' || d === 'cuda') device = { kind: d, index: 0 };
+    else if (match) device = { kind: 'cuda', index: Number(match[1]) };
+    else throw rangeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", describe(d));
+  }
+
+  let threads = 0;
+  if (options.threads !== undefined) {
+    const t = options.threads;
+    if (typeof t !== 'number') throw typeError('options.threads', 'a positive integer', t);
+    if (!Number.isInteger(t) || t < 1 || t > 1024) throw rangeError('options.threads', 'an integer from 1 to 1024', String(t));
+    threads = t;
+  }
+
+  return {
+    chunkSize,
+    dtSoftplus: booleanOption('dtSoftplus'),
+    dtMin,
+    dtMax,
+    returnFinalStates: booleanOption('returnFinalStates'),
+    device,
+    threads,
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * The command line: `info` reports the backends, `check` compares every available backend with
+ * the float64 reference and exits 0, an unknown command exits 2 with usage, `bench --json` emits
+ * machine-readable rows. Runs the compiled CLI (dist/), as `npx ssd-kernels` would.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
+
+function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 300000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('ssd-kernels CLI', () => {
+  test('info names the version, the instruction set, the threads and the CUDA status', () => {
+    const r = runCli(['info']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^ssd-kernels \d+\.\d+\.\d+/);
+    expect(r.stdout).toMatch(/instruction set (avx512|avx2|scalar)/);
+    expect(r.stdout).toMatch(/\d+ threads/);
+    expect(r.stdout).toMatch(/cuda: (available|unavailable: .+)/);
+  });
+
+  test('check passes on every available backend and says what it skipped', () => {
+    const r = runCli(['check']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/PASS {2}cpu/);
+    expect(r.stdout).not.toMatch(/FAIL/);
+    expect(r.stdout).toMatch(/all checks passed/);
+    if (!/PASS {2}cuda/.test(r.stdout)) expect(r.stdout).toMatch(/cuda: skipped \(.+\)/);
+  });
+
+  test('bench --json gives one row per config with time, GFLOP/s and fraction of the measured peak', () => {
+    const r = runCli(['bench', '--json', '--runs', '1', '--config', 'C2']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { config: string; ms: number; gflops: number; fmaPeakGflops: number; fractionOfPeak: number }[] };
+    expect(out.rows).toHaveLength(1);
+    expect(out.rows[0].config).toBe('C2');
+    expect(out.rows[0].ms).toBeGreaterThan(0);
+    expect(out.rows[0].gflops).toBeGreaterThan(0);
+    expect(out.rows[0].fmaPeakGflops).toBeGreaterThan(0);
+    expect(out.rows[0].fractionOfPeak).toBeGreaterThan(0);
+  });
+
+  test('the CPU-only node-gyp build (built by npm install) passes check too', () => {
+    const gypAddon = path.join(__dirname, '..', 'build', 'Release', 'ssd_kernels.node');
+    expect(fs.existsSync(gypAddon)).toBe(true); // npm ci / npm install builds it through the install script
+    const r = spawnSync(process.execPath, [cli, 'check'], { encoding: 'utf8', env: { ...process.env, SSD_KERNELS_ADDON: gypAddon } });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/PASS {2}cpu/);
+    expect(r.stdout).toMatch(/all checks passed/);
+  });
+
+  test('an unknown command prints usage and exits 2', () => {
+    const r = runCli(['frobnicate']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/usage: ssd-kernels/);
+  });
+});

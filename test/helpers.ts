@@ -1,0 +1,36 @@
+/** Shared assertions for tests that compare an implementation with the float64 reference. */
+import type { FloatType, Tensor } from '../lib/index';
+import { allFinite, l2, relativeL2, roundingError, type RefOutputs } from './reference';
+
+/** fp32 results must match the float64 reference to this relative L2 error (issue: <= 1e-5). */
+export const FP32_BOUND = 1e-5;
+
+/**
+ * Checks y (and finalStates when given) against the reference: finite, nonzero, and within the fp32
+ * bound; a 16-bit y may in addition differ by twice the error of rounding the reference itself.
+ * Returns the errors for reporting.
+ */
+export function expectMatchesReference(y: Tensor, expected: RefOutputs, finalStates?: Tensor): { y: number; states?: number } {
+  const yValues = y.toFloat32();
+  expect(allFinite(yValues)).toBe(true);
+  expect(l2(yValues)).toBeGreaterThan(0);
+  expect(l2(expected.y)).toBeGreaterThan(0);
+  const yError = relativeL2(yValues, expected.y);
+  const yBound = FP32_BOUND + 2 * roundingError(y.type as FloatType, expected.y);
+  expect(yError).toBeLessThanOrEqual(yBound);
+  if (!finalStates) return { y: yError };
+  const states = finalStates.toFloat32();
+  expect(finalStates.type).toBe('float32');
+  expect(allFinite(states)).toBe(true);
+  expect(l2(states)).toBeGreaterThan(0);
+  const statesError = relativeL2(states, expected.finalStates);
+  expect(statesError).toBeLessThanOrEqual(FP32_BOUND);
+  return { y: yError, states: statesError };
+}
+
+/** Bitwise equality of two tensors' data. */
+export function sameBits(a: Tensor, b: Tensor): boolean {
+  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
