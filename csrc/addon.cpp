@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "cpu/cpu_backend.h"
+#include "device/device.h"
 #include "dispatch.h"
 #include "ssd_kernels.h"
 
@@ -34,12 +36,22 @@ int64_t element_size(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
 
 // Reads args[name] as a TypedArray of exactly `elements` elements of `dtype` and returns its data.
 // Absent (null/undefined) is allowed when `optional`.
-const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional) {
+// On a device call (`on_device`), tensors arrive as BigInt device pointers whose sizes the
+// TypeScript layer checked against the tensors' dims.
+const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional,
+                        bool on_device) {
   Napi::Env env = args.Env();
   Napi::Value v = args.Get(name);
   if (v.IsNull() || v.IsUndefined()) {
     if (optional) return nullptr;
     throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name + " but received nothing");
+  }
+  if (on_device) {
+    if (!v.IsBigInt()) throw Napi::TypeError::New(env, std::string("Expected a device pointer (BigInt) for ") + name);
+    bool lossless = false;
+    uint64_t address = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless || address == 0) throw Napi::RangeError::New(env, std::string("Expected a nonzero 64-bit device pointer for ") + name);
+    return reinterpret_cast<const void*>(static_cast<uintptr_t>(address));
   }
   if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name);
   Napi::TypedArray array = v.As<Napi::TypedArray>();
@@ -77,7 +89,7 @@ struct Call {
   int threads = 0;
 };
 
-Call read_call(Napi::Object args) {
+Call read_call(Napi::Object args, bool on_device) {
   Napi::Env env = args.Env();
   Call call;
   SsdParams& p = call.params;
@@ -99,40 +111,40 @@ Call read_call(Napi::Object args) {
   const int64_t x_elems = b * L * h * hd, bc_elems = b * L * g * n, state_elems = b * h * hd * n;
 
   p.x_type = read_dtype(args, "xType");
-  p.x = read_buffer(args, "x", p.x_type, x_elems, false);
+  p.x = read_buffer(args, "x", p.x_type, x_elems, false, on_device);
   p.x_batch_stride = L * h * hd; p.x_seq_stride = h * hd; p.x_head_stride = hd;
 
   p.dt_type = read_dtype(args, "dtType");
-  p.dt = read_buffer(args, "dt", p.dt_type, b * L * h, false);
+  p.dt = read_buffer(args, "dt", p.dt_type, b * L * h, false, on_device);
   p.dt_batch_stride = L * h; p.dt_seq_stride = h;
 
-  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false));
+  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false, on_device));
 
   p.B_type = read_dtype(args, "BType");
-  p.B = read_buffer(args, "B", p.B_type, bc_elems, false);
+  p.B = read_buffer(args, "B", p.B_type, bc_elems, false, on_device);
   p.C_type = read_dtype(args, "CType");
-  p.C = read_buffer(args, "C", p.C_type, bc_elems, false);
+  p.C = read_buffer(args, "C", p.C_type, bc_elems, false, on_device);
   p.B_batch_stride = p.C_batch_stride = L * g * n;
   p.B_seq_stride = p.C_seq_stride = g * n;
   p.B_group_stride = p.C_group_stride = n;
 
   p.D_per_channel = args.Get("dPerChannel").ToBoolean().Value() ? 1 : 0;
-  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true));
+  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true, on_device));
 
   p.z_type = read_dtype(args, "zType");
-  p.z = read_buffer(args, "z", p.z_type, x_elems, true);
+  p.z = read_buffer(args, "z", p.z_type, x_elems, true, on_device);
   p.z_batch_stride = p.x_batch_stride; p.z_seq_stride = p.x_seq_stride; p.z_head_stride = p.x_head_stride;
 
-  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true));
-  p.initial_states = static_cast<const float*>(read_buffer(args, "initialStates", SSD_FLOAT32, state_elems, true));
+  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, on_device));
+  p.initial_states = static_cast<const float*>(read_buffer(args, "initialStates", SSD_FLOAT32, state_elems, true, on_device));
 
   Napi::Value seq_idx = args.Get("seqIdx");
   if (!seq_idx.IsNull() && !seq_idx.IsUndefined()) {
-    if (!seq_idx.IsTypedArray() || seq_idx.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    if (!on_device && (!seq_idx.IsTypedArray() || seq_idx.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
       throw Napi::TypeError::New(env, "Expected an Int32Array for seqIdx");
     }
     // int32 elements are 4 bytes, like float32: the byte-length check is the same.
-    p.seq_idx = static_cast<const int32_t*>(read_buffer(args, "seqIdx", SSD_FLOAT32, b * L, false));
+    p.seq_idx = static_cast<const int32_t*>(read_buffer(args, "seqIdx", SSD_FLOAT32, b * L, false, on_device));
     p.seq_idx_batch_stride = L;
   }
 
@@ -144,9 +156,9 @@ Call read_call(Napi::Object args) {
   if (!(p.dt_min <= p.dt_max)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
 
   p.y_type = read_dtype(args, "yType");
-  p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false));
+  p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false, on_device));
   p.y_batch_stride = p.x_batch_stride; p.y_seq_stride = p.x_seq_stride; p.y_head_stride = p.x_head_stride;
-  p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true)));
+  p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, on_device)));
 
   Napi::Value threads = args.Get("threads");
   if (!threads.IsNumber()) throw Napi::TypeError::New(env, "Expected a number for threads");
@@ -162,7 +174,7 @@ Napi::Object args_object(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
-  Call call = read_call(args_object(info));
+  Call call = read_call(args_object(info), false);
   std::string error;
   SsdStatus status = ssd::forward(call.params, ssd::Backend::Cpu, call.threads, &error);
   if (status != SSD_OK) throw status_error(info.Env(), status, error);
@@ -205,11 +217,146 @@ class ForwardWorker : public Napi::AsyncWorker {
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
-  Call call = read_call(args);
+  Call call = read_call(args, false);
   auto* worker = new ForwardWorker(env, args, call);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+
+// ---- CUDA: device memory, copies and the forward, each settling a Promise -------------------------
+
+
+int read_device(Napi::Env env, Napi::Value v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, "Expected a device index (number)");
+  int32_t d = v.As<Napi::Number>().Int32Value();
+  if (d < 0 || d > 1023) throw Napi::RangeError::New(env, "Expected a device index in [0, 1023]");
+  return d;
+}
+
+void* read_pointer(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsBigInt()) throw Napi::TypeError::New(env, std::string("Expected a BigInt device pointer for ") + name);
+  bool lossless = false;
+  uint64_t address = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless || address == 0) throw Napi::RangeError::New(env, std::string("Expected a nonzero 64-bit pointer for ") + name);
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(address));
+}
+
+// Submits `job` to the device's worker thread and returns a Promise that settles on the JS thread
+// (through a thread-safe function) once the GPU work is complete. `keep` stays referenced until then.
+Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job) {
+  struct Pending {
+    Napi::Promise::Deferred deferred;
+    Napi::ObjectReference keep;
+    Napi::ThreadSafeFunction tsfn;
+    ssd::device::Result result;
+  };
+  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, {}};
+  pending->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                                "ssd-kernels:cuda", 0, 1);
+  Napi::Promise promise = pending->deferred.Promise();
+  ssd::device::submit(device, std::move(job), [pending](const ssd::device::Result& r) {
+    pending->result = r;
+    Napi::ThreadSafeFunction tsfn = pending->tsfn;
+    tsfn.BlockingCall([pending](Napi::Env env, Napi::Function) {
+      std::unique_ptr<Pending> owned(pending);
+      if (owned->result.ok()) {
+        owned->deferred.Resolve(env.Undefined());
+      } else {
+        owned->deferred.Reject(status_error(env, owned->result.status, owned->result.message).Value());
+      }
+    });
+    tsfn.Release();
+  });
+  return promise;
+}
+
+Napi::Value CudaAlloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = read_device(env, info[0]);
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(env, "Expected a byte count");
+  double bytes = info[1].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 0 && bytes <= 9.0e15)) throw Napi::RangeError::New(env, "Expected a byte count in [0, 2^53)");
+  void* ptr = nullptr;
+  ssd::device::Result r = ssd::device::allocate(device, size_t(bytes), &ptr);
+  if (!r.ok()) throw status_error(env, r.status, r.message);
+  return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)));
+}
+
+Napi::Value CudaRelease(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = read_device(env, info[0]);
+  ssd::device::release(device, read_pointer(env, info[1], "ptr"));
+  return env.Undefined();
+}
+
+// cudaCopy(device, ptr, typedArray, toDevice): Promise
+Napi::Value CudaCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = read_device(env, info[0]);
+  void* ptr = read_pointer(env, info[1], "ptr");
+  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "Expected a TypedArray");
+  Napi::TypedArray array = info[2].As<Napi::TypedArray>();
+  bool to_device = info[3].ToBoolean().Value();
+  void* host = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  size_t bytes = array.ByteLength();
+  Napi::Object keep = Napi::Object::New(env);
+  keep.Set("array", array);
+  return submit_with_promise(env, device, keep, [=](void* stream) {
+    return to_device ? ssd::device::copy_async(ptr, host, bytes, true, stream)
+                     : ssd::device::copy_async(host, ptr, bytes, false, stream);
+  });
+}
+
+// cudaForward(args, device): Promise. Tensors in args are BigInt device pointers.
+Napi::Value CudaForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  Call call = read_call(args, true);
+  std::string error;
+  SsdStatus status = ssd::check_params(call.params, &error);
+  if (status != SSD_OK) throw status_error(env, status, error);
+  const SsdParams params = call.params;
+  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
+    const size_t bytes = ssd::cuda_workspace_bytes(params);
+    void* workspace = nullptr;
+    if (bytes > 0) {
+      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
+      if (!r.ok()) return r;
+    }
+    std::string message;
+    SsdStatus s = ssd::forward_cuda(params, stream, workspace, &message);
+    ssd::device::release(device, workspace);  // stream-ordered: later work on this stream may reuse it
+    return {s, message};
+  });
+}
+
+Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = read_device(env, info[0]);
+  ssd::device::MemoryStats m = ssd::device::memory_stats(device);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("inUse", double(m.in_use));
+  out.Set("cached", double(m.cached));
+  out.Set("peakInUse", double(m.peak_in_use));
+  return out;
+}
+
+Napi::Value CudaResetPeak(const Napi::CallbackInfo& info) {
+  ssd::device::reset_peak(read_device(info.Env(), info[0]));
+  return info.Env().Undefined();
+}
+
+Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  ssd::device::Result r = ssd::device::empty_cache(read_device(env, info[0]));
+  if (!r.ok()) throw status_error(env, r.status, r.message);
+  return env.Undefined();
 }
 
 Napi::Value Backends(const Napi::CallbackInfo& info) {
@@ -218,11 +365,12 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   cpu.Set("isa", ssd::cpu::isa_name(ssd::cpu::active_isa()));
   cpu.Set("bestIsa", ssd::cpu::isa_name(ssd::cpu::best_isa()));
   cpu.Set("threads", ssd::cpu::default_threads());
+  const ssd::device::Availability& a = ssd::device::availability();
   Napi::Object cuda = Napi::Object::New(env);
-  cuda.Set("compiled", false);
-  cuda.Set("available", false);
-  cuda.Set("reason", "this build has no CUDA kernels: the CUDA forward is not implemented in this version");
-  cuda.Set("devices", 0);
+  cuda.Set("compiled", a.compiled);
+  cuda.Set("available", a.available);
+  cuda.Set("reason", a.reason);
+  cuda.Set("devices", a.devices);
   Napi::Object result = Napi::Object::New(env);
   result.Set("cpu", cpu);
   result.Set("cuda", cuda);
@@ -248,6 +396,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
   exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
   exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops, "fmaPeakGflops"));
+  exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));
+  exports.Set("cudaRelease", Napi::Function::New(env, CudaRelease, "cudaRelease"));
+  exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
+  exports.Set("cudaForward", Napi::Function::New(env, CudaForward, "cudaForward"));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
+  exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
+  exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
   return exports;
 }
 

@@ -4,6 +4,9 @@
 #include <cstdint>
 
 #include "cpu/cpu_backend.h"
+#ifdef SSD_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace ssd {
 
@@ -65,11 +68,28 @@ SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string*
     case Backend::Cpu:
       return cpu::forward(p, threads, error);
     case Backend::Cuda:
-      *error = "this build has no CUDA forward";
-      return SSD_ERR_UNSUPPORTED;
+      *error = "the CUDA forward runs through forward_cuda() with a stream and a workspace";
+      return SSD_ERR_INTERNAL;
   }
   *error = "unknown backend";
   return SSD_ERR_INTERNAL;
 }
+
+#ifdef SSD_HAVE_CUDA
+size_t cuda_workspace_bytes(const SsdParams& p) { return cuda::forward_workspace_bytes(p); }
+
+SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error) {
+  SsdStatus status = check_params(p, error);
+  if (status != SSD_OK) return status;
+  return cuda::forward(p, stream, workspace, error);
+}
+#else
+size_t cuda_workspace_bytes(const SsdParams&) { return 0; }
+
+SsdStatus forward_cuda(const SsdParams&, void*, void*, std::string* error) {
+  *error = "this build has no CUDA kernels";
+  return SSD_ERR_UNSUPPORTED;
+}
+#endif
 
 }  // namespace ssd

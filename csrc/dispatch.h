@@ -15,4 +15,9 @@ SsdStatus check_params(const SsdParams& p, std::string* error);
 // Runs the forward on `backend`. threads: CPU threads (<= 0: the default).
 SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string* error);
 
+// The CUDA forward on the current device: `stream` is a cudaStream_t, `workspace` device memory of
+// cuda_workspace_bytes(p). Builds without CUDA return SSD_ERR_UNSUPPORTED.
+size_t cuda_workspace_bytes(const SsdParams& p);
+SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error);
+
 }  // namespace ssd

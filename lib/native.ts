@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { SsdError } from './errors';
 
 /** dtype codes shared with include/ssd_kernels.h (SsdDtype). */
-export const enum NativeDtype {
+export enum NativeDtype {
   Float32 = 0,
   Bfloat16 = 1,
   Float16 = 2,

@@ -42,7 +42,7 @@ export interface SsdOptions {
   returnFinalStates?: boolean;
   /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
   device?: SsdDevice;
-  /** CPU threads (default: the cores available to the process). */
+  /** CPU threads, 1 to 1024 (default: the cores available to the process). */
   threads?: number;
 }
 
@@ -115,8 +115,11 @@ function checkKnownKeys(what: string, object: object, names: readonly string[]):
   }
 }
 
+/** An object literal (or Object.create(null)): not an array, TypedArray, Map, Tensor or other class instance. */
 function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
 }
 
 const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
@@ -201,7 +204,7 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     const D = inputs.D;
     if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
     const rank = D.dims.length === 2 ? 2 : 1;
-    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or (nheads, headdim)');
+    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
     const expected = rank === 2 ? [nheads, headdim] : [nheads];
     if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
     result.D = D;

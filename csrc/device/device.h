@@ -1,0 +1,65 @@
+// The CUDA device layer: lazy initialisation, one stream and one caching allocator per device,
+// and one worker thread per device that runs GPU jobs in order. Plain C++ (no CUDA types), so the
+// binding compiles the same with or without CUDA; device_none.cpp implements it for builds
+// without CUDA and reports why nothing runs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "ssd_kernels.h"
+
+namespace ssd {
+namespace device {
+
+struct Availability {
+  bool compiled = false;   // this build contains the CUDA kernels
+  bool available = false;  // a device can run them now
+  int devices = 0;
+  std::string reason;      // why not, when !available
+};
+
+// Initialises CUDA on first use (never at load time): without a driver or GPU the addon still
+// loads and the CPU path works.
+const Availability& availability();
+
+// Result of a device operation: status plus a message that names the CUDA error.
+struct Result {
+  SsdStatus status = SSD_OK;
+  std::string message;
+  bool ok() const { return status == SSD_OK; }
+};
+
+// The caching allocator. Blocks are reused by rounded size; cudaMalloc runs only on a miss (after
+// an out-of-memory miss the cache is emptied once and the allocation retried). Frees are ordered on
+// the device's one stream, so a block returned while queued work still reads it is safe to reuse by
+// later work on that stream.
+Result allocate(int device, size_t bytes, void** ptr);
+void release(int device, void* ptr);
+Result empty_cache(int device);
+
+struct MemoryStats {
+  size_t in_use = 0;    // bytes handed out and not released
+  size_t cached = 0;    // bytes held by the cache, free for reuse
+  size_t peak_in_use = 0;
+};
+MemoryStats memory_stats(int device);
+void reset_peak(int device);
+
+// A job runs on the device's worker thread with the device current, receiving its stream
+// (a cudaStream_t as void*). It enqueues work and returns a Result; the worker then records an
+// event, waits for it (blocking, no spin) and calls `done` on the worker thread with the outcome,
+// which includes any asynchronous CUDA error of the job's kernels.
+using Job = std::function<Result(void* stream)>;
+using Done = std::function<void(const Result&)>;
+void submit(int device, Job job, Done done);
+
+// Enqueues a copy between host and device memory on `stream` (inside a job).
+Result copy_async(void* dst, const void* src, size_t bytes, bool to_device, void* stream);
+
+// Enqueues a fill of `bytes` zero bytes (inside a job).
+Result zero_async(void* dst, size_t bytes, void* stream);
+
+}  // namespace device
+}  // namespace ssd

@@ -1,0 +1,271 @@
+// The CUDA device layer (see device.h), compiled when the build has CUDA. The CUDA runtime is
+// linked statically and loads the driver on first use, so a machine without a driver or GPU only
+// learns it here, lazily, and the reason is reported instead of failing the load.
+#include <cuda_runtime.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "device/device.h"
+
+namespace ssd {
+namespace device {
+
+namespace {
+
+std::string cuda_message(cudaError_t e, const char* what) {
+  return std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+Result cuda_result(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return {};
+  SsdStatus status = e == cudaErrorMemoryAllocation ? SSD_ERR_OUT_OF_MEMORY : SSD_ERR_CUDA;
+  return {status, cuda_message(e, what)};
+}
+
+// Rounds a request so that blocks of nearby sizes can be reused: 512 B granules below 1 MiB,
+// 2 MiB granules above.
+size_t round_size(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+  const size_t granule = bytes < (size_t(1) << 20) ? 512 : (size_t(2) << 20);
+  return (bytes + granule - 1) / granule * granule;
+}
+
+struct Job_ {
+  Job job;
+  Done done;
+};
+
+// One per device: the stream, the allocator's books and the worker thread.
+struct DeviceState {
+  int index = 0;
+  std::mutex mutex;                        // guards the allocator's books
+  std::multimap<size_t, void*> free_blocks;  // size -> block
+  std::map<void*, size_t> block_size;        // every block this allocator owns
+  MemoryStats stats;
+
+  std::once_flag started;
+  Result start_error;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t done_event = nullptr;
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<Job_> queue;
+
+  // Starts the worker thread and creates the stream on first use.
+  Result start() {
+    std::call_once(started, [this] {
+      start_error = cuda_result(cudaSetDevice(index), "cudaSetDevice");
+      if (!start_error.ok()) return;
+      start_error = cuda_result(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+      if (!start_error.ok()) return;
+      start_error = cuda_result(cudaEventCreateWithFlags(&done_event, cudaEventBlockingSync | cudaEventDisableTiming),
+                                "cudaEventCreate");
+      if (!start_error.ok()) return;
+      std::thread([this] { run(); }).detach();
+    });
+    return start_error;
+  }
+
+  void run() {
+    cudaSetDevice(index);
+    for (;;) {
+      Job_ item;
+      {
+        std::unique_lock<std::mutex> lock(queue_mutex);
+        queue_cv.wait(lock, [this] { return !queue.empty(); });
+        item = std::move(queue.front());
+        queue.pop_front();
+      }
+      Result r = item.job(stream);
+      // The job's own launches may fail asynchronously: the event wait reports that.
+      cudaError_t e = cudaEventRecord(done_event, stream);
+      if (e == cudaSuccess) e = cudaEventSynchronize(done_event);
+      if (r.ok() && e != cudaSuccess) r = cuda_result(e, "kernel execution");
+      if (r.ok()) {
+        cudaError_t last = cudaGetLastError();
+        if (last != cudaSuccess) r = cuda_result(last, "kernel launch");
+      }
+      item.done(r);
+    }
+  }
+};
+
+std::mutex devices_mutex;
+std::vector<std::unique_ptr<DeviceState>> devices;
+
+DeviceState* state(int device) {
+  const Availability& a = availability();
+  if (!a.available || device < 0 || device >= a.devices) return nullptr;
+  std::lock_guard<std::mutex> lock(devices_mutex);
+  if (devices.empty()) {
+    for (int i = 0; i < a.devices; i++) {
+      devices.emplace_back(new DeviceState());
+      devices.back()->index = i;
+    }
+  }
+  return devices[device].get();
+}
+
+Result no_device(int device) {
+  const Availability& a = availability();
+  if (!a.available) return {SSD_ERR_CUDA, "CUDA is unavailable: " + a.reason};
+  return {SSD_ERR_INVALID_ARGUMENT, "no CUDA device " + std::to_string(device) + " (this machine has " +
+                                        std::to_string(a.devices) + ")"};
+}
+
+}  // namespace
+
+const Availability& availability() {
+  static Availability a = [] {
+    Availability r;
+    r.compiled = true;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      r.reason = cuda_message(e, "cudaGetDeviceCount");
+      cudaGetLastError();
+      return r;
+    }
+    if (count == 0) {
+      r.reason = "no CUDA device found";
+      return r;
+    }
+    for (int i = 0; i < count; i++) {
+      cudaDeviceProp prop;
+      if (cudaGetDeviceProperties(&prop, i) == cudaSuccess && prop.major < 8) {
+        r.reason = std::string("device ") + std::to_string(i) + " (" + prop.name + ") has compute capability " +
+                   std::to_string(prop.major) + "." + std::to_string(prop.minor) + "; the kernels need 8.0 or newer";
+        return r;
+      }
+    }
+    r.available = true;
+    r.devices = count;
+    return r;
+  }();
+  return a;
+}
+
+Result allocate(int device, size_t bytes, void** ptr) {
+  DeviceState* d = state(device);
+  if (!d) return no_device(device);
+  const size_t size = round_size(bytes);
+  {
+    std::lock_guard<std::mutex> lock(d->mutex);
+    auto it = d->free_blocks.lower_bound(size);
+    if (it != d->free_blocks.end() && it->first <= 2 * size) {
+      *ptr = it->second;
+      d->stats.cached -= it->first;
+      d->stats.in_use += it->first;
+      if (d->stats.in_use > d->stats.peak_in_use) d->stats.peak_in_use = d->stats.in_use;
+      d->free_blocks.erase(it);
+      return {};
+    }
+  }
+  Result started = d->start();
+  if (!started.ok()) return started;
+  cudaSetDevice(device);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, size);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: clear it, give the cache back and try once more
+    empty_cache(device);
+    cudaSetDevice(device);
+    e = cudaMalloc(&p, size);
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return cuda_result(e, ("cudaMalloc of " + std::to_string(size) + " bytes").c_str());
+  }
+  std::lock_guard<std::mutex> lock(d->mutex);
+  d->block_size[p] = size;
+  d->stats.in_use += size;
+  if (d->stats.in_use > d->stats.peak_in_use) d->stats.peak_in_use = d->stats.in_use;
+  *ptr = p;
+  return {};
+}
+
+void release(int device, void* ptr) {
+  if (!ptr) return;
+  DeviceState* d = state(device);
+  if (!d) return;
+  std::lock_guard<std::mutex> lock(d->mutex);
+  auto it = d->block_size.find(ptr);
+  if (it == d->block_size.end()) return;  // not ours
+  d->free_blocks.emplace(it->second, ptr);
+  d->stats.in_use -= it->second;
+  d->stats.cached += it->second;
+}
+
+Result empty_cache(int device) {
+  DeviceState* d = state(device);
+  if (!d) return no_device(device);
+  std::vector<void*> blocks;
+  {
+    std::lock_guard<std::mutex> lock(d->mutex);
+    for (auto& kv : d->free_blocks) {
+      blocks.push_back(kv.second);
+      d->block_size.erase(kv.second);
+    }
+    d->free_blocks.clear();
+    d->stats.cached = 0;
+  }
+  if (blocks.empty()) return {};
+  cudaSetDevice(device);
+  // Queued work on the stream may still use a cached block: wait for it before freeing.
+  if (d->stream) cudaStreamSynchronize(d->stream);
+  for (void* p : blocks) cudaFree(p);
+  cudaGetLastError();
+  return {};
+}
+
+MemoryStats memory_stats(int device) {
+  DeviceState* d = state(device);
+  if (!d) return {};
+  std::lock_guard<std::mutex> lock(d->mutex);
+  return d->stats;
+}
+
+void reset_peak(int device) {
+  DeviceState* d = state(device);
+  if (!d) return;
+  std::lock_guard<std::mutex> lock(d->mutex);
+  d->stats.peak_in_use = d->stats.in_use;
+}
+
+void submit(int device, Job job, Done done) {
+  DeviceState* d = state(device);
+  if (!d) {
+    done(no_device(device));
+    return;
+  }
+  Result started = d->start();
+  if (!started.ok()) {
+    done(started);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(d->queue_mutex);
+    d->queue.push_back(Job_{std::move(job), std::move(done)});
+  }
+  d->queue_cv.notify_one();
+}
+
+Result copy_async(void* dst, const void* src, size_t bytes, bool to_device, void* stream) {
+  return cuda_result(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                                     static_cast<cudaStream_t>(stream)),
+                     to_device ? "cudaMemcpyAsync (host to device)" : "cudaMemcpyAsync (device to host)");
+}
+
+Result zero_async(void* dst, size_t bytes, void* stream) {
+  return cuda_result(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+}
+
+}  // namespace device
+}  // namespace ssd

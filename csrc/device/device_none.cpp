@@ -1,0 +1,35 @@
+// The device layer of builds without CUDA (the node-gyp CPU-only build, or cmake without nvcc):
+// every entry point reports that this build has no CUDA kernels.
+#include "device/device.h"
+
+namespace ssd {
+namespace device {
+
+namespace {
+const char* kReason = "this build has no CUDA kernels (built without a CUDA compiler, or with node-gyp, which builds the CPU path only)";
+Result unavailable() { return {SSD_ERR_CUDA, std::string("CUDA is unavailable: ") + kReason}; }
+}  // namespace
+
+const Availability& availability() {
+  static Availability a = [] {
+    Availability r;
+    r.reason = kReason;
+    return r;
+  }();
+  return a;
+}
+
+Result allocate(int, size_t, void** ptr) {
+  *ptr = nullptr;
+  return unavailable();
+}
+void release(int, void*) {}
+Result empty_cache(int) { return unavailable(); }
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak(int) {}
+void submit(int, Job, Done done) { done(unavailable()); }
+Result copy_async(void*, const void*, size_t, bool, void*) { return unavailable(); }
+Result zero_async(void*, size_t, void*) { return unavailable(); }
+
+}  // namespace device
+}  // namespace ssd
