@@ -2,10 +2,15 @@
 // (types, byte lengths against sizes, int32 ranges), fills one SsdParams and hands it to the
 // dispatcher, on the calling thread (forwardSync) or on a worker thread (forward, a Promise).
 #include <napi.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "cpu/cpu_backend.h"
@@ -87,7 +92,31 @@ int64_t read_size(Napi::Env env, Napi::Value v, const char* name) {
 struct Call {
   SsdParams params{};
   int threads = 0;
+  size_t y_bytes = 0;       // host output sizes, for prefault()
+  size_t states_bytes = 0;
 };
+
+// Output arrays fresh from V8 are untouched pages: writing them one page fault at a time costs more
+// than the scan itself on some (virtualised) machines. One madvise populates them in bulk; where
+// the kernel lacks MADV_POPULATE_WRITE (Linux < 5.14) this is a no-op and faults happen as before.
+void prefault(void* data, size_t bytes) {
+#if defined(__linux__)
+  if (bytes < (size_t(1) << 20)) return;
+  const uintptr_t page = 4096;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) & ~(page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(page - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, 23 /* MADV_POPULATE_WRITE */);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+SsdStatus run_cpu(const Call& call, std::string* error) {
+  prefault(call.params.y, call.y_bytes);
+  prefault(call.params.final_states, call.states_bytes);
+  return ssd::forward(call.params, ssd::Backend::Cpu, call.threads, error);
+}
 
 Call read_call(Napi::Object args, bool on_device) {
   Napi::Env env = args.Env();
@@ -165,6 +194,8 @@ Call read_call(Napi::Object args, bool on_device) {
   double t = threads.As<Napi::Number>().DoubleValue();
   if (!(t >= 0 && t <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
   call.threads = int(t);
+  call.y_bytes = size_t(x_elems * element_size(p.y_type));
+  call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
   return call;
 }
 
@@ -176,7 +207,7 @@ Napi::Object args_object(const Napi::CallbackInfo& info) {
 Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
   Call call = read_call(args_object(info), false);
   std::string error;
-  SsdStatus status = ssd::forward(call.params, ssd::Backend::Cpu, call.threads, &error);
+  SsdStatus status = run_cpu(call, &error);
   if (status != SSD_OK) throw status_error(info.Env(), status, error);
   return info.Env().Undefined();
 }
@@ -193,7 +224,7 @@ class ForwardWorker : public Napi::AsyncWorker {
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  void Execute() override { status_ = ssd::forward(call_.params, ssd::Backend::Cpu, call_.threads, &error_); }
+  void Execute() override { status_ = run_cpu(call_, &error_); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -245,14 +276,19 @@ void* read_pointer(Napi::Env env, Napi::Value v, const char* name) {
 
 // Submits `job` to the device's worker thread and returns a Promise that settles on the JS thread
 // (through a thread-safe function) once the GPU work is complete. `keep` stays referenced until then.
-Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job) {
+// On success the Promise resolves with value(env) (undefined when no value function is given).
+using ValueFn = std::function<Napi::Value(Napi::Env)>;
+
+Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
+                                  ValueFn value = nullptr) {
   struct Pending {
     Napi::Promise::Deferred deferred;
     Napi::ObjectReference keep;
     Napi::ThreadSafeFunction tsfn;
     ssd::device::Result result;
+    ValueFn value;
   };
-  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, {}};
+  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, {}, std::move(value)};
   pending->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                                 "ssd-kernels:cuda", 0, 1);
   Napi::Promise promise = pending->deferred.Promise();
@@ -262,7 +298,7 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
     tsfn.BlockingCall([pending](Napi::Env env, Napi::Function) {
       std::unique_ptr<Pending> owned(pending);
       if (owned->result.ok()) {
-        owned->deferred.Resolve(env.Undefined());
+        owned->deferred.Resolve(owned->value ? owned->value(env) : env.Undefined());
       } else {
         owned->deferred.Reject(status_error(env, owned->result.status, owned->result.message).Value());
       }
@@ -336,6 +372,54 @@ Napi::Value CudaForward(const Napi::CallbackInfo& info) {
   });
 }
 
+// cudaTimeForward(args, device, warmup, iters): Promise<{ ms: number[], workspaceBytes }>, timing each
+// forward with CUDA events on the device's stream (for the benchmark).
+Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
+  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  Call call = read_call(args, true);
+  std::string error;
+  SsdStatus status = ssd::check_params(call.params, &error);
+  if (status != SSD_OK) throw status_error(env, status, error);
+  const SsdParams params = call.params;
+  auto ms = std::make_shared<std::vector<float>>();
+  const size_t workspace_bytes = ssd::cuda_workspace_bytes(params);
+  return submit_with_promise(
+      env, device, args,
+      [params, device, ms, workspace_bytes, warmup, iters](void* stream) -> ssd::device::Result {
+        void* workspace = nullptr;
+        if (workspace_bytes > 0) {
+          ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
+          if (!r.ok()) return r;
+        }
+        ssd::device::Result r = ssd::device::time_on_stream(
+            stream,
+            [&](void* s) -> ssd::device::Result {
+              std::string message;
+              SsdStatus st = ssd::forward_cuda(params, s, workspace, &message);
+              return {st, message};
+            },
+            warmup, iters, ms.get());
+        ssd::device::release(device, workspace);
+        return r;
+      },
+      [ms, workspace_bytes](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array times = Napi::Array::New(env, ms->size());
+        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
+        out.Set("ms", times);
+        out.Set("workspaceBytes", double(workspace_bytes));
+        return out;
+      });
+}
+
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int device = read_device(env, info[0]);
@@ -400,6 +484,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaRelease", Napi::Function::New(env, CudaRelease, "cudaRelease"));
   exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
   exports.Set("cudaForward", Napi::Function::New(env, CudaForward, "cudaForward"));
+  exports.Set("cudaTimeForward", Napi::Function::New(env, CudaTimeForward, "cudaTimeForward"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));

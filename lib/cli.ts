@@ -6,11 +6,11 @@
  *   bench [--json] [--runs N] [--threads N] [--config C1,C2]
  *                         times the forward on the benchmark configs (median of N runs)
  */
-import { backends, ssdSync, version, type SsdOptions } from './index';
-import { native } from './native';
+import { backends, ssd, ssdSync, version, type SsdOptions } from './index';
+import { native, NativeDtype } from './native';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
-import type { FloatType } from './tensor';
+import { Tensor, type FloatType } from './tensor';
 
 function usage(): never {
   process.stderr.write(
@@ -18,7 +18,9 @@ function usage(): never {
       '  info                         what this build can run here\n' +
       '  check                        compare every backend with the float64 reference; exit 1 on failure\n' +
       '  bench [--json] [--runs N] [--threads N] [--config C1,C2]\n' +
-      '                               time the forward (median of N runs, default 15)\n',
+      '                               time the CPU forward (median of N runs, default 15)\n' +
+      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
+      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n',
   );
   process.exit(2);
 }
@@ -29,6 +31,9 @@ function info(): void {
   console.log(`cpu:  instruction set ${b.cpu.isa} (best on this CPU: ${b.cpu.bestIsa}), ${b.cpu.threads} threads`);
   console.log(`cuda: ${b.cuda.available ? `available, ${b.cuda.devices} device(s)` : `unavailable: ${b.cuda.reason}`}`);
 }
+
+/** Relative L2 bounds of the CUDA path against the float64 reference on the same rounded inputs. */
+export const CUDA_BOUND: Record<FloatType, number> = { bfloat16: 5e-3, float16: 5e-3, float32: 1e-3 };
 
 interface CheckCase {
   name: string;
@@ -62,7 +67,7 @@ const CHECK_CASES: CheckCase[] = [
   },
 ];
 
-function check(): number {
+async function check(): Promise<number> {
   const b = backends();
   const devices: ('cpu' | 'cuda')[] = ['cpu'];
   if (b.cuda.available) devices.push('cuda');
@@ -73,15 +78,16 @@ function check(): number {
     for (const c of CHECK_CASES) {
       const { inputs, ref } = makeExample(rng, c.config, c.example);
       const expected = ssdReference(withOptions(ref, c.options));
-      const out = ssdSync(inputs, { ...c.options, device });
+      const out = device === 'cpu' ? ssdSync(inputs, { ...c.options, device }) : await ssd(inputs, { ...c.options, device });
       const y = out.y.toFloat32();
       // A 16-bit y is rounded once on the way out: allow twice the error of rounding the reference itself.
-      const yBound = out.y.type === 'float32' ? c.bound : 2 * roundingError(out.y.type as FloatType, expected.y) + c.bound;
+      const base = device === 'cpu' ? c.bound : CUDA_BOUND[c.example.dtype ?? 'float32'];
+      const yBound = out.y.type === 'float32' ? base : 2 * roundingError(out.y.type as FloatType, expected.y) + base;
       const errors = [relativeL2(y, expected.y)];
       const bounds = [yBound];
       if (out.finalStates) {
         errors.push(relativeL2(out.finalStates.toFloat32(), expected.finalStates));
-        bounds.push(c.bound);
+        bounds.push(base);
       }
       const bound = bounds.map((e) => e.toExponential(1)).join(' / ');
       const ok = allFinite(y) && l2(y) > 0 && errors.every((e, i) => e <= bounds[i]);
@@ -104,9 +110,9 @@ export const CPU_BENCH_CONFIGS: BenchConfig[] = [
   { name: 'C2', batch: 1, seqlen: 2048, nheads: 8, headdim: 64, ngroups: 1, dstate: 64, dtype: 'float32' },
 ];
 
-/** Floating-point operations of the token recurrence: per state element and token, e·H + dx·B (3) and H·C (2). */
+/** Floating-point operations of the scan: per state element and token, one FMA into the state and one into y (4 flops). */
 export function recurrenceFlops(c: ExampleConfig): number {
-  return 5 * c.batch * c.seqlen * c.nheads * c.headdim * c.dstate;
+  return 4 * c.batch * c.seqlen * c.nheads * c.headdim * c.dstate;
 }
 
 function median(values: number[]): number {
@@ -118,6 +124,106 @@ function median(values: number[]): number {
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
+}
+
+export const GPU_BENCH_CONFIGS: BenchConfig[] = [
+  { name: 'G1', batch: 4, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
+  { name: 'G2', batch: 1, seqlen: 16384, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
+  { name: 'G3', batch: 8, seqlen: 2048, nheads: 80, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
+  { name: 'G4', batch: 2, seqlen: 8192, nheads: 24, headdim: 64, ngroups: 8, dstate: 64, dtype: 'bfloat16' },
+];
+
+/** Matrix FLOPs of the chunked forward: C·Bᵀ once per group and chunk, the causal half of the masked product, chunk states and the from-state output. */
+export function chunkedFlops(c: ExampleConfig, Q: number): number {
+  const chunks = Math.ceil(c.seqlen / Q);
+  return c.batch * chunks * (c.ngroups * 2 * Q * Q * c.dstate + c.nheads * (Q * Q * c.headdim + 4 * Q * c.headdim * c.dstate));
+}
+
+/** Bytes that must move at least once: every input read once (bf16 x, z, B, C; fp32 dt, A, D), y written once. */
+export function minimumBytes(c: ExampleConfig, elementBytes: number): number {
+  const xs = c.batch * c.seqlen * c.nheads * c.headdim;
+  const bc = c.batch * c.seqlen * c.ngroups * c.dstate;
+  return elementBytes * (3 * xs + 2 * bc) + 4 * (c.batch * c.seqlen * c.nheads + 2 * c.nheads);
+}
+
+/** Fast approximately-normal values (Irwin–Hall of four uniforms) for large benchmark inputs. */
+function fastNormals(rng: Random, count: number, scale = 1, shift = 0): Float32Array {
+  const out = new Float32Array(count);
+  const k = Math.sqrt(3); // four U(0,1) sum to mean 2, variance 1/3
+  for (let i = 0; i < count; i++) out[i] = shift + scale * k * (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2);
+  return out;
+}
+
+async function benchCuda(args: string[]): Promise<number> {
+  const json = args.includes('--json');
+  const runs = Number(flag(args, '--runs') ?? 100);
+  const wanted = (flag(args, '--config') ?? GPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
+  const b = backends();
+  if (!b.cuda.available) {
+    console.log(`cuda: unavailable (${b.cuda.reason}); nothing to time`);
+    return 1;
+  }
+  const addon = native();
+  const rows: Record<string, number | string>[] = [];
+  for (const c of GPU_BENCH_CONFIGS.filter((g) => wanted.includes(g.name))) {
+    if (!json) process.stderr.write(`${c.name}: preparing inputs\n`);
+    const rng = new Random(3);
+    const xs = c.batch * c.seqlen * c.nheads * c.headdim;
+    const bc = c.batch * c.seqlen * c.ngroups * c.dstate;
+    const A = new Float32Array(c.nheads).map(() => -Math.exp(rng.uniform() * Math.log(16)));
+    const host = {
+      x: Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), [c.batch, c.seqlen, c.nheads, c.headdim]),
+      z: Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), [c.batch, c.seqlen, c.nheads, c.headdim]),
+      B: Tensor.fromFloat32('bfloat16', fastNormals(rng, bc), [c.batch, c.seqlen, c.ngroups, c.dstate]),
+      C: Tensor.fromFloat32('bfloat16', fastNormals(rng, bc), [c.batch, c.seqlen, c.ngroups, c.dstate]),
+      dt: new Tensor('float32', fastNormals(rng, c.batch * c.seqlen * c.nheads, 1, -4), [c.batch, c.seqlen, c.nheads]),
+      A: new Tensor('float32', A, [c.nheads]),
+      D: new Tensor('float32', fastNormals(rng, c.nheads), [c.nheads]),
+      dtBias: new Tensor('float32', fastNormals(rng, c.nheads, 0.1), [c.nheads]),
+    };
+    const dev = Object.fromEntries(Object.entries(host).map(([k, t]) => [k, t.toDevice(0)])) as Record<keyof typeof host, Tensor>;
+    const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2);
+    await Promise.all(Object.values(dev).map((t) => t.ready));
+    const forwardArgs = {
+      dims: [c.batch, c.seqlen, c.nheads, c.headdim, c.ngroups, c.dstate],
+      chunkSize: 256,
+      x: dev.x.devicePointer, xType: NativeDtype.Bfloat16,
+      dt: dev.dt.devicePointer, dtType: NativeDtype.Float32,
+      A: dev.A.devicePointer,
+      B: dev.B.devicePointer, BType: NativeDtype.Bfloat16,
+      C: dev.C.devicePointer, CType: NativeDtype.Bfloat16,
+      D: dev.D.devicePointer, dPerChannel: false,
+      z: dev.z.devicePointer, zType: NativeDtype.Bfloat16,
+      dtBias: dev.dtBias.devicePointer,
+      initialStates: null, seqIdx: null,
+      dtSoftplus: true, dtMin: 0, dtMax: Infinity,
+      y: y.devicePointer, yType: NativeDtype.Bfloat16,
+      finalStates: null, threads: 0,
+    };
+    if (!json) process.stderr.write(`${c.name}: timing ${runs} runs\n`);
+    const timed = await addon.cudaTimeForward(forwardArgs, 0, 10, runs);
+    const ms = median(timed.ms);
+    const flops = chunkedFlops(c, 256);
+    const bytes = minimumBytes(c, 2);
+    const floorMs = Math.max(bytes / 4.3e12, flops / 790e12) * 1e3;
+    rows.push({
+      config: c.name, device: 'cuda:0', ms: Number(ms.toFixed(4)), minMs: Number(Math.min(...timed.ms).toFixed(4)),
+      tflops: Number((flops / (ms * 1e9)).toFixed(1)), gbps: Number((bytes / (ms * 1e6)).toFixed(0)),
+      floorMs: Number(floorMs.toFixed(4)), ratioToFloor: Number((ms / floorMs).toFixed(2)),
+      extraMiB: Number((timed.workspaceBytes / 2 ** 20).toFixed(1)),
+    });
+    for (const t of [...Object.values(dev), y]) t.dispose();
+  }
+  if (json) {
+    console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, rows }, null, 2));
+  } else {
+    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256; CUDA events, 10 warm-ups, median of ${runs}`);
+    console.log('config  median ms  min ms    TFLOP/s  GB/s   floor ms  x floor  extra MiB');
+    for (const r of rows) {
+      console.log(`${String(r.config).padEnd(8)}${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.tflops).padStart(8)}  ${String(r.gbps).padStart(5)}  ${String(r.floorMs).padStart(8)}  ${String(r.ratioToFloor).padStart(7)}  ${String(r.extraMiB).padStart(9)}`);
+    }
+  }
+  return 0;
 }
 
 function bench(args: string[]): number {
@@ -138,14 +244,22 @@ function bench(args: string[]): number {
   for (const c of CPU_BENCH_CONFIGS.filter((c) => wanted.includes(c.name))) {
     const { inputs } = makeExample(new Random(1), c, { dtype: c.dtype, D: 'head' });
     const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, device: 'cpu', threads };
-    for (let i = 0; i < 2; i++) ssdSync(inputs, options); // warm-up
+    const time = (o: SsdOptions): number => {
+      const start = process.hrtime.bigint();
+      ssdSync(inputs, o);
+      return Number(process.hrtime.bigint() - start) / 1e6;
+    };
+    // Steady state: the output tensor is reused (options.out), as a loop over layers would.
+    const out = { y: ssdSync(inputs, options).y };
+    time({ ...options, out }); // warm-up
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       progress(`${c.name}: run ${i + 1}/${runs}`);
-      const start = process.hrtime.bigint();
-      ssdSync(inputs, options);
-      times.push(Number(process.hrtime.bigint() - start) / 1e6);
+      times.push(time({ ...options, out }));
     }
+    // With a new output every call: adds the first touch of fresh memory.
+    const fresh: number[] = [];
+    for (let i = 0; i < Math.min(runs, 5); i++) fresh.push(time(options));
     const ms = median(times);
     const gflops = recurrenceFlops(c) / (ms * 1e6);
     rows.push({
@@ -155,6 +269,7 @@ function bench(args: string[]): number {
       threads,
       ms: Number(ms.toFixed(3)),
       minMs: Number(Math.min(...times).toFixed(3)),
+      freshOutputMs: Number(median(fresh).toFixed(3)),
       gflops: Number(gflops.toFixed(1)),
       fmaPeakGflops: Number(peak.toFixed(1)),
       fractionOfPeak: Number((gflops / peak).toFixed(3)),
@@ -164,20 +279,21 @@ function bench(args: string[]): number {
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, rows }, null, 2));
   } else {
-    console.log(`ssd-kernels ${version} bench: fp32, chunk 256, D per head, dtSoftplus; median of ${runs} runs`);
+    console.log(`ssd-kernels ${version} bench: fp32, chunk 256, D per head, dtSoftplus; median of ${runs} runs reusing the output (options.out);`);
+    console.log('new-output ms: median of 5 calls that allocate y, which adds the first touch of fresh memory');
     console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (${threads} threads, ${b.cpu.isa})`);
-    console.log('config  device  isa     threads  median ms  min ms   GFLOP/s  of peak');
+    console.log('config  device  isa     threads  median ms  min ms   GFLOP/s  of peak  new-output ms');
     for (const r of rows) {
       console.log(
         `${String(r.config).padEnd(8)}${String(r.device).padEnd(8)}${String(r.isa).padEnd(8)}${String(r.threads).padEnd(9)}` +
-          `${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.gflops).padStart(7)}  ${(Number(r.fractionOfPeak) * 100).toFixed(1)}%`,
+          `${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.gflops).padStart(7)}  ${((Number(r.fractionOfPeak) * 100).toFixed(1) + '%').padStart(7)}  ${String(r.freshOutputMs).padStart(13)}`,
       );
     }
   }
   return 0;
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'info':
@@ -186,17 +302,20 @@ export function main(argv: string[]): number {
     case 'check':
       return check();
     case 'bench':
-      return bench(rest);
+      return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
     default:
       return usage();
   }
 }
 
 if (require.main === module) {
-  try {
-    process.exitCode = main(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`ssd-kernels: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-  }
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`ssd-kernels: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -55,3 +55,12 @@ export function typeError(name: string, expected: string, value: unknown): TypeE
 export function rangeError(name: string, expected: string, received: string): RangeError {
   return new RangeError(`Expected ${expected} for ${name} but received ${received}`);
 }
+
+/** Native failures carry a `code`; they surface as SsdError. TypeError and RangeError pass through. */
+export function fromNativeError(err: unknown): unknown {
+  if (err instanceof Error && !(err instanceof SsdError)) {
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_SSD_')) return new SsdError(code as SsdErrorCode, err.message);
+  }
+  return err;
+}

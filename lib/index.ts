@@ -7,9 +7,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SsdError, type SsdErrorCode } from './errors';
+import { SsdError, fromNativeError as fromNative } from './errors';
 import { native, packageRoot, type NativeBackends, type NativeForwardArgs } from './native';
-import { Tensor, type FloatType } from './tensor';
+import { Tensor, deviceIndex, elementSize, type FloatType, type TensorType } from './tensor';
 import { nativeDtype, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
 
 export { SsdError, type SsdErrorCode } from './errors';
@@ -64,14 +64,6 @@ export function backends(): Backends {
   return { version, cpu: { ...b.cpu }, cuda: { ...b.cuda } };
 }
 
-/** Native failures carry a `code`; they surface as SsdError. TypeError and RangeError pass through. */
-function fromNative(err: unknown): unknown {
-  if (err instanceof Error && !(err instanceof SsdError)) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_SSD_')) return new SsdError(code as SsdErrorCode, err.message);
-  }
-  return err;
-}
 
 function floatData(tensor: Tensor | undefined): Float32Array | null {
   return tensor === undefined ? null : tensor.toFloat32();
@@ -85,70 +77,231 @@ function allocate<T>(name: string, make: () => T): T {
   }
 }
 
-/** Picks the backend for a call; throws ERR_SSD_DEVICE when the requested one cannot run. */
-function resolveDevice(plan: SsdPlan): 'cpu' {
-  if (plan.device.kind === 'cuda') {
-    const cuda = native().backends().cuda;
-    const reason = cuda.available
-      ? 'the CUDA forward is not part of this version yet (it runs on the CPU only)'
-      : cuda.reason;
-    throw new SsdError('ERR_SSD_DEVICE', `options.device '${plan.device.kind}:${plan.device.index}' is not available: ${reason}`);
-  }
-  return 'cpu';
-}
+type Placement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
 
-function prepare(inputs: unknown, options: unknown): { args: NativeForwardArgs; result: SsdResult } {
-  const { inputs: t, plan } = validate(inputs, options);
-  resolveDevice(plan);
-  const { batch, seqlen, nheads, headdim, ngroups, dstate } = plan;
-  const ySize = batch * seqlen * nheads * headdim;
-  const yType = plan.xType as FloatType;
-  const y = allocate('y', () =>
-    yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), t.x.dims) : new Tensor(yType, new Uint16Array(ySize), t.x.dims),
-  );
-  const finalStates = plan.returnFinalStates
-    ? allocate('finalStates', () => {
-        const dims = [batch, nheads, headdim, dstate];
-        return new Tensor('float32', new Float32Array(batch * nheads * headdim * dstate), dims);
-      })
-    : undefined;
-  const args: NativeForwardArgs = {
-    dims: [batch, seqlen, nheads, headdim, ngroups, dstate],
-    chunkSize: plan.chunkSize,
-    x: t.x.data,
-    xType: nativeDtype(t.x.type),
-    dt: t.dt.data,
-    dtType: nativeDtype(t.dt.type),
-    A: t.A.toFloat32(),
-    B: t.B.data,
-    BType: nativeDtype(t.B.type),
-    C: t.C.data,
-    CType: nativeDtype(t.C.type),
-    D: floatData(t.D),
-    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-    z: t.z === undefined ? null : t.z.data,
-    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-    dtBias: floatData(t.dtBias),
-    initialStates: floatData(t.initialStates),
-    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
-    dtSoftplus: plan.dtSoftplus,
-    dtMin: plan.dtMin,
-    dtMax: plan.dtMax,
-    y: y.data,
-    yType: nativeDtype(yType),
-    finalStates: finalStates === undefined ? null : (finalStates.data as Float32Array),
-    threads: plan.threads,
-  };
-  return { args, result: finalStates === undefined ? { y } : { y, finalStates } };
+/** The input tensors by name, for messages. */
+function namedTensors(t: SsdInputs): [string, Tensor][] {
+  return Object.entries(t).filter((e): e is [string, Tensor] => e[1] instanceof Tensor);
 }
 
 /**
- * The SSD forward, off the event loop: resolves with y (and finalStates when asked).
+ * Picks where a call runs: device tensors run on their device; 'auto' picks CUDA when it is
+ * available, else the CPU. Throws ERR_SSD_DEVICE when the requested device cannot run the call.
+ */
+function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
+  const onDevice = namedTensors(t).filter(([, tensor]) => tensor.location === 'cuda');
+  const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];
+  if (devices.length > 1) {
+    const where = onDevice.map(([name, tensor]) => `inputs.${name} on 'cuda:${tensor.device}'`).join(', ');
+    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
+  }
+  const inputDevice = devices.length === 1 ? devices[0] : undefined;
+  const requested = plan.device.kind;
+  const label = requested === 'auto' ? `auto (inputs on 'cuda:${inputDevice}')` : `${requested}${requested === 'cuda' ? `:${plan.device.index}` : ''}`;
+  if (requested === 'cpu' || (requested === 'auto' && inputDevice === undefined && (sync || !cudaAvailable()))) {
+    if (inputDevice !== undefined) {
+      throw new SsdError(
+        'ERR_SSD_DEVICE',
+        `options.device '${label}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'; use \`await tensor.toHost()\` or device 'cuda'`,
+      );
+    }
+    return { kind: 'cpu' };
+  }
+  const device = requested === 'cuda' ? plan.device.index : (inputDevice ?? 0);
+  const cuda = native().backends().cuda;
+  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
+  if (device >= cuda.devices) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
+  }
+  if (inputDevice !== undefined && inputDevice !== device) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'`);
+  }
+  if (sync) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdSync(): CUDA calls are asynchronous, use ssd()`);
+  }
+  return { kind: 'cuda', device };
+}
+
+function cudaAvailable(): boolean {
+  return native().backends().cuda.available;
+}
+
+/** The argument block minus the buffers, shared by both backends. */
+function scalarArgs(t: SsdInputs, plan: SsdPlan): Omit<NativeForwardArgs, 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates' | 'seqIdx' | 'y' | 'finalStates'> {
+  return {
+    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+    chunkSize: plan.chunkSize,
+    xType: nativeDtype(t.x.type),
+    dtType: nativeDtype(t.dt.type),
+    BType: nativeDtype(t.B.type),
+    CType: nativeDtype(t.C.type),
+    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+    dtSoftplus: plan.dtSoftplus,
+    dtMin: plan.dtMin,
+    dtMax: plan.dtMax,
+    yType: nativeDtype(plan.xType),
+    threads: plan.threads,
+  };
+}
+
+function outputDims(plan: SsdPlan): { y: number[]; states: number[] } {
+  return { y: [plan.batch, plan.seqlen, plan.nheads, plan.headdim], states: [plan.batch, plan.nheads, plan.headdim, plan.dstate] };
+}
+
+function hostOutputs(plan: SsdPlan): SsdResult {
+  const dims = outputDims(plan);
+  for (const t of [plan.out.y, plan.out.finalStates]) {
+    if (t !== undefined && t.location !== 'cpu') {
+      throw new SsdError('ERR_SSD_DEVICE', "Expected 'cpu' tensors in options.out for a call that returns host tensors but received a 'cuda' tensor");
+    }
+  }
+  const ySize = dims.y.reduce((a, b) => a * b, 1);
+  const yType = plan.xType as FloatType;
+  const y =
+    plan.out.y ??
+    allocate('y', () =>
+      yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), dims.y) : new Tensor(yType, new Uint16Array(ySize), dims.y),
+    );
+  if (!plan.returnFinalStates) return { y };
+  const finalStates =
+    plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
+  return { y, finalStates };
+}
+
+function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
+  const result = hostOutputs(plan);
+  const args: NativeForwardArgs = {
+    ...scalarArgs(t, plan),
+    x: t.x.data,
+    dt: t.dt.data,
+    A: t.A.toFloat32(),
+    B: t.B.data,
+    C: t.C.data,
+    D: floatData(t.D),
+    z: t.z === undefined ? null : t.z.data,
+    dtBias: floatData(t.dtBias),
+    initialStates: floatData(t.initialStates),
+    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
+    y: result.y.data,
+    finalStates: result.finalStates === undefined ? null : (result.finalStates.data as Float32Array),
+  };
+  return { args, result };
+}
+
+/**
+ * The CUDA path: device tensors are used in place, host tensors are uploaded into temporary device
+ * memory; outputs stay on the device when x is a device tensor, else they are downloaded. Every
+ * copy and the forward are queued in order on the device's stream; the Promise settles when all
+ * of them are done, and temporaries are released then.
+ */
+async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<SsdResult> {
+  const addon = native();
+  const temporaries: bigint[] = [];
+  const pending: Promise<void>[] = [];
+  const alloc = (bytes: number): bigint => {
+    const ptr = addon.cudaAlloc(device, bytes);
+    temporaries.push(ptr);
+    return ptr;
+  };
+  const upload = (view: ArrayBufferView): bigint => {
+    const ptr = alloc(view.byteLength);
+    pending.push(addon.cudaCopy(device, ptr, view, true));
+    return ptr;
+  };
+  const deviceBuffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
+    if (tensor.location === 'cuda') {
+      if (float32 && tensor.type !== 'float32') {
+        throw new TypeError(`Expected a float32 tensor for inputs.${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
+      }
+      await tensor.ready;
+      return tensor.devicePointer;
+    }
+    return upload(float32 ? tensor.toFloat32() : tensor.data);
+  };
+  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
+    tensor === undefined ? null : deviceBuffer(name, tensor, float32);
+
+  const onDevice = t.x.location === 'cuda';
+  const dims = outputDims(plan);
+  const ySize = dims.y.reduce((a, b) => a * b, 1);
+  const statesSize = dims.states.reduce((a, b) => a * b, 1);
+  const yBytes = ySize * elementSize(plan.xType);
+  let result: SsdResult | undefined;
+  let ok = false;
+  try {
+    const args: NativeForwardArgs = {
+      ...scalarArgs(t, plan),
+      x: await deviceBuffer('x', t.x, false),
+      dt: await deviceBuffer('dt', t.dt, false),
+      A: await deviceBuffer('A', t.A, true),
+      B: await deviceBuffer('B', t.B, false),
+      C: await deviceBuffer('C', t.C, false),
+      D: await optional('D', t.D, true),
+      z: await optional('z', t.z, false),
+      dtBias: await optional('dtBias', t.dtBias, true),
+      initialStates: await optional('initialStates', t.initialStates, true),
+      seqIdx: await optional('seqIdx', t.seqIdx, false),
+      y: 0n,
+      finalStates: null,
+    };
+    if (onDevice) {
+      for (const t of [plan.out.y, plan.out.finalStates]) {
+        if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
+          throw new SsdError('ERR_SSD_DEVICE', `Expected tensors on 'cuda:${device}' in options.out for a call on that device`);
+        }
+      }
+      const yTensor = plan.out.y ?? deviceTensor(device, plan.xType, dims.y, yBytes);
+      result = { y: yTensor };
+      if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
+      args.y = result.y.devicePointer;
+      args.finalStates = result.finalStates?.devicePointer ?? null;
+    } else {
+      result = hostOutputs(plan);
+      args.y = alloc(yBytes);
+      args.finalStates = plan.returnFinalStates ? alloc(statesSize * 4) : null;
+    }
+    pending.push(addon.cudaForward(args, device));
+    if (!onDevice) {
+      pending.push(addon.cudaCopy(device, args.y as bigint, result.y.data, false));
+      if (result.finalStates) pending.push(addon.cudaCopy(device, args.finalStates as bigint, result.finalStates.data, false));
+    }
+    const settled = await Promise.allSettled(pending);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw fromNative(failed.reason);
+    ok = true;
+    return result;
+  } finally {
+    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
+    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    if (!ok && onDevice && result) {
+      if (result.y !== plan.out.y) result.y.dispose();
+      if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();
+    }
+  }
+}
+
+function deviceTensor(device: number, type: TensorType, dims: number[], bytes: number): Tensor {
+  return Tensor.fromOwnedDeviceMemory(native().cudaAlloc(device, bytes), type, dims, device, bytes);
+}
+
+/**
+ * The SSD forward, off the event loop: resolves with y (and finalStates when asked). On the CPU it
+ * runs on the addon's worker threads; on CUDA it settles once the GPU work is complete.
  * Rejects with TypeError, RangeError or SsdError on bad input; the inputs' buffers stay referenced
  * until the Promise settles.
  */
 export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdResult> {
-  const { args, result } = prepare(inputs, options);
+  const { inputs: t, plan } = validate(inputs, options);
+  const placement = resolveDevice(plan, t, false);
+  if (placement.kind === 'cuda') {
+    try {
+      return await runCuda(t, plan, placement.device);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+  const { args, result } = prepareCpu(t, plan);
   try {
     await native().forward(args);
   } catch (err) {
@@ -157,9 +310,11 @@ export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdR
   return result;
 }
 
-/** The SSD forward on the calling thread. Throws where ssd() would reject. */
+/** The SSD forward on the calling thread, on the CPU. Throws where ssd() would reject. */
 export function ssdSync(inputs: SsdInputs, options?: SsdOptions): SsdResult {
-  const { args, result } = prepare(inputs, options);
+  const { inputs: t, plan } = validate(inputs, options);
+  resolveDevice(plan, t, true);
+  const { args, result } = prepareCpu(t, plan);
   try {
     native().forwardSync(args);
   } catch (err) {
@@ -168,3 +323,16 @@ export function ssdSync(inputs: SsdInputs, options?: SsdOptions): SsdResult {
   return result;
 }
 
+/** Device memory held by this package on a CUDA device: in use by tensors and calls, cached for reuse, and the peak in use. */
+export function cudaMemoryStats(device: number | string = 'cuda'): { inUse: number; cached: number; peakInUse: number } {
+  return native().cudaMemoryStats(deviceIndex('device', device));
+}
+
+/** Returns the cached (unused) device memory of a device to CUDA. */
+export function cudaEmptyCache(device: number | string = 'cuda'): void {
+  try {
+    native().cudaEmptyCache(deviceIndex('device', device));
+  } catch (err) {
+    throw fromNative(err);
+  }
+}

@@ -13,33 +13,36 @@ export enum NativeDtype {
   Float16 = 2,
 }
 
+/** A host array, or a device address (BigInt) on CUDA calls. */
+export type NativeBuffer = ArrayBufferView | bigint;
+
 /** Everything one forward call needs, validated and normalised in TypeScript. */
 export interface NativeForwardArgs {
   /** [batch, seqlen, nheads, headdim, ngroups, dstate] */
   dims: number[];
   chunkSize: number;
-  x: ArrayBufferView;
+  x: NativeBuffer;
   xType: NativeDtype;
-  dt: ArrayBufferView;
+  dt: NativeBuffer;
   dtType: NativeDtype;
-  A: Float32Array;
-  B: ArrayBufferView;
+  A: Float32Array | bigint;
+  B: NativeBuffer;
   BType: NativeDtype;
-  C: ArrayBufferView;
+  C: NativeBuffer;
   CType: NativeDtype;
-  D: Float32Array | null;
+  D: Float32Array | bigint | null;
   dPerChannel: boolean;
-  z: ArrayBufferView | null;
+  z: NativeBuffer | null;
   zType: NativeDtype;
-  dtBias: Float32Array | null;
-  initialStates: Float32Array | null;
-  seqIdx: Int32Array | null;
+  dtBias: Float32Array | bigint | null;
+  initialStates: Float32Array | bigint | null;
+  seqIdx: Int32Array | bigint | null;
   dtSoftplus: boolean;
   dtMin: number;
   dtMax: number;
-  y: ArrayBufferView;
+  y: NativeBuffer;
   yType: NativeDtype;
-  finalStates: Float32Array | null;
+  finalStates: Float32Array | bigint | null;
   /** CPU threads; 0 for the default */
   threads: number;
 }
@@ -55,6 +58,18 @@ export interface NativeAddon {
   forward(args: NativeForwardArgs): Promise<void>;
   backends(): NativeBackends;
   fmaPeakGflops(threads: number, seconds: number): number;
+  /** Device memory from the package's caching allocator. */
+  cudaAlloc(device: number, bytes: number): bigint;
+  cudaRelease(device: number, ptr: bigint): void;
+  /** Queues a copy between `host` and device memory; settles when it is done. */
+  cudaCopy(device: number, ptr: bigint, host: ArrayBufferView, toDevice: boolean): Promise<void>;
+  /** The forward with device pointers (BigInt) in place of the arrays. */
+  cudaForward(args: NativeForwardArgs, device: number): Promise<void>;
+  /** Times `iters` forwards (after `warmup`) with CUDA events; the device memory the kernels need beyond inputs and outputs. */
+  cudaTimeForward(args: NativeForwardArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[]; workspaceBytes: number }>;
+  cudaMemoryStats(device: number): { inUse: number; cached: number; peakInUse: number };
+  cudaResetPeak(device: number): void;
+  cudaEmptyCache(device: number): void;
 }
 
 /** The package's root: the nearest folder above this file with our package.json (lib/ or dist/lib/). */

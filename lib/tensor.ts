@@ -5,7 +5,8 @@
  * float32 data is a Float32Array, int32 an Int32Array; bfloat16 and float16 travel as Uint16Array
  * bit patterns (float16 also accepts a Float16Array where the runtime has one).
  */
-import { SsdError, rangeError, typeError, describe } from './errors';
+import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
+import { native } from './native';
 import {
   bfloat16ToFloat32,
   float16ToFloat32,
@@ -79,12 +80,51 @@ export function checkDims(name: string, dims: unknown): number {
   return size;
 }
 
+/**
+ * Device memory behind a 'cuda' tensor: a pointer, its device and whether this package owns it
+ * (allocated here, released by dispose() or, as a safety net, when the tensor is collected).
+ * @internal
+ */
+export class DeviceStorage {
+  constructor(
+    readonly ptr: bigint,
+    readonly device: number,
+    readonly bytes: number,
+    readonly owned: boolean,
+  ) {}
+}
+
+/** Releases owned device memory of tensors that were collected without dispose(). */
+const deviceRegistry = new FinalizationRegistry<DeviceStorage>((storage) => {
+  try {
+    native().cudaRelease(storage.device, storage.ptr);
+  } catch {
+    // the addon is gone (process exit): nothing to release
+  }
+});
+
+/** 'cuda' → 0, 'cuda:N' → N, N → N. */
+export function deviceIndex(name: string, device: unknown): number {
+  if (device === undefined || device === 'cuda') return 0;
+  if (typeof device === 'number') {
+    if (!Number.isInteger(device) || device < 0) throw rangeError(name, "a device index >= 0, 'cuda' or 'cuda:N'", String(device));
+    return device;
+  }
+  if (typeof device !== 'string') throw typeError(name, "'cuda', 'cuda:N' or a device index", device);
+  const match = /^cuda:(\d+)$/.exec(device);
+  if (!match) throw rangeError(name, "'cuda', 'cuda:N' or a device index", describe(device));
+  return Number(match[1]);
+}
+
 export class Tensor {
   readonly type: TensorType;
   readonly dims: readonly number[];
-  readonly location: TensorLocation = 'cpu';
+  readonly location: TensorLocation;
   readonly size: number;
   #data: TensorData | undefined;
+  #storage: DeviceStorage | undefined;
+  /** Settles when the data of a 'cuda' tensor is in place (a pending upload); rejects if it failed. */
+  #ready: Promise<void> = Promise.resolve();
 
   /**
    * @param type  'float32' | 'bfloat16' | 'float16' | 'int32'
@@ -95,6 +135,22 @@ export class Tensor {
     if (typeof type !== 'string' || !TYPES.includes(type)) {
       throw typeError('type', `one of ${TYPES.map((t) => `'${t}'`).join(', ')}`, type);
     }
+    if ((data as unknown) instanceof DeviceStorage) {
+      // Internal: a 'cuda' tensor over device memory (see fromDevicePointer and toDevice).
+      const storage = data as unknown as DeviceStorage;
+      const size = checkDims('dims', dims);
+      if (size * elementSize(type) > storage.bytes) {
+        throw rangeError('dims', `at most ${storage.bytes / elementSize(type)} elements for the device memory given`, `dims [${dims!.join(', ')}]`);
+      }
+      this.type = type;
+      this.dims = Object.freeze([...dims!]);
+      this.size = size;
+      this.location = 'cuda';
+      this.#storage = storage;
+      if (storage.owned) deviceRegistry.register(this, storage, this);
+      return;
+    }
+    this.location = 'cpu';
     if (!dataMatchesType(type, data)) throw typeError('data', `${expectedDataFor(type)} for type '${type}'`, data);
     const length = (data as unknown as { length: number }).length;
     const shape = dims === undefined ? [length] : dims;
@@ -126,17 +182,104 @@ export class Tensor {
     }
   }
 
-  /** The elements; throws an SsdError with code ERR_SSD_DISPOSED after dispose(). */
+  /**
+   * A device tensor over memory owned elsewhere (another addon, a CUDA graph...): this package
+   * never frees it. `ptr` must hold size(dims) elements of `type` on device `options.device`.
+   */
+  static fromDevicePointer(ptr: bigint, type: TensorType, dims: readonly number[], options: { device?: number | string } = {}): Tensor {
+    if (typeof ptr !== 'bigint') throw typeError('ptr', 'a BigInt device address', ptr);
+    if (ptr <= 0n || ptr >= 2n ** 64n) throw rangeError('ptr', 'a nonzero 64-bit device address', String(ptr));
+    if (typeof type !== 'string' || !TYPES.includes(type)) {
+      throw typeError('type', `one of ${TYPES.map((t) => `'${t}'`).join(', ')}`, type);
+    }
+    const size = checkDims('dims', dims);
+    const device = deviceIndex('options.device', options.device);
+    return new Tensor(type, new DeviceStorage(ptr, device, size * elementSize(type), false) as unknown as TensorData, dims);
+  }
+
+  /** @internal A 'cuda' tensor over memory from the package's allocator, released by dispose(). */
+  static fromOwnedDeviceMemory(ptr: bigint, type: TensorType, dims: readonly number[], device: number, bytes: number): Tensor {
+    return new Tensor(type, new DeviceStorage(ptr, device, bytes, true) as unknown as TensorData, dims);
+  }
+
+  /** The elements of a 'cpu' tensor. Throws ERR_SSD_DISPOSED after dispose(), ERR_SSD_DEVICE on a 'cuda' tensor. */
   get data(): TensorData {
+    if (this.#storage !== undefined) {
+      throw new SsdError('ERR_SSD_DEVICE', `The data of a 'cuda' tensor is in device memory; use \`await tensor.toHost()\``);
+    }
     if (this.#data === undefined) throw new SsdError('ERR_SSD_DISPOSED', 'This tensor was disposed; its data is gone');
     return this.#data;
   }
 
   get disposed(): boolean {
-    return this.#data === undefined;
+    return this.location === 'cuda' ? this.#storage === undefined : this.#data === undefined;
   }
 
-  /** The values as float32 (a copy for 16-bit types, the same array for float32). */
+  /** The device index of a 'cuda' tensor (undefined on the CPU). */
+  get device(): number | undefined {
+    return this.location === 'cuda' ? this.#live().device : undefined;
+  }
+
+  /** The device address of a 'cuda' tensor's data. */
+  get devicePointer(): bigint {
+    if (this.location !== 'cuda') throw new SsdError('ERR_SSD_DEVICE', "devicePointer exists only on 'cuda' tensors");
+    return this.#live().ptr;
+  }
+
+  #live(): DeviceStorage {
+    if (this.#storage === undefined) throw new SsdError('ERR_SSD_DISPOSED', 'This tensor was disposed; its device memory is gone');
+    return this.#storage;
+  }
+
+  /** @internal Settles when a pending upload into this tensor is done. */
+  get ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /**
+   * A copy of this tensor in device memory (`'cuda'`, `'cuda:N'` or N; default device 0). The copy
+   * is queued on the device's stream: work queued after it sees the data.
+   */
+  toDevice(device: number | string = 'cuda'): Tensor {
+    const index = deviceIndex('device', device);
+    const addon = native();
+    if (this.location === 'cuda') throw new SsdError('ERR_SSD_DEVICE', "toDevice() copies a 'cpu' tensor; this one is already on a device");
+    const data = this.data;
+    const bytes = this.size * elementSize(this.type);
+    let address: bigint;
+    try {
+      address = addon.cudaAlloc(index, bytes);
+    } catch (err) {
+      throw fromNativeError(err);
+    }
+    const out = Tensor.fromOwnedDeviceMemory(address, this.type, this.dims, index, bytes);
+    const ptr = out.devicePointer;
+    const view = new Uint8Array(data.buffer, data.byteOffset, bytes);
+    out.#ready = bytes === 0 ? Promise.resolve() : addon.cudaCopy(index, ptr, view, true).catch((err: unknown) => {
+      throw fromNativeError(err);
+    });
+    out.#ready.catch(() => undefined); // observed by whoever uses the tensor
+    return out;
+  }
+
+  /** A 'cpu' copy of this tensor, once every earlier piece of work on its device is done. */
+  async toHost(): Promise<Tensor> {
+    if (this.location === 'cpu') return new Tensor(this.type, this.data, this.dims);
+    const storage = this.#live();
+    await this.#ready;
+    const bytes = this.size * elementSize(this.type);
+    const data = this.type === 'float32' ? new Float32Array(this.size) : this.type === 'int32' ? new Int32Array(this.size) : new Uint16Array(this.size);
+    if (bytes > 0) {
+      try {
+        await native().cudaCopy(storage.device, storage.ptr, data, false);
+      } catch (err) {
+        throw fromNativeError(err);
+      }
+    }
+    return new Tensor(this.type, data, this.dims);
+  }
+
+  /** The values of a 'cpu' tensor as float32 (a copy for 16-bit types, the same array for float32). */
   toFloat32(): Float32Array {
     const data = this.data;
     switch (this.type) {
@@ -153,8 +296,18 @@ export class Tensor {
     }
   }
 
-  /** Releases the data. Later use of this tensor throws ERR_SSD_DISPOSED. */
+  /**
+   * Releases the data (device memory goes back to the package's cache; memory from
+   * fromDevicePointer is left to its owner). Later use of this tensor throws ERR_SSD_DISPOSED.
+   */
   dispose(): void {
     this.#data = undefined;
+    const storage = this.#storage;
+    if (storage === undefined) return;
+    this.#storage = undefined;
+    if (storage.owned) {
+      deviceRegistry.unregister(this);
+      native().cudaRelease(storage.device, storage.ptr);
+    }
   }
 }

@@ -44,10 +44,17 @@ export interface SsdOptions {
   device?: SsdDevice;
   /** CPU threads, 1 to 1024 (default: the cores available to the process). */
   threads?: number;
+  /**
+   * Tensors to write the results into instead of new ones: `y` of x's type and dims,
+   * `finalStates` float32 (batch, nheads, headdim, dstate) (requires returnFinalStates), on the
+   * device the call runs on. Reusing outputs saves an allocation per call, which on some machines
+   * costs more than the scan (fresh memory is slow to touch the first time).
+   */
+  out?: { y?: Tensor; finalStates?: Tensor };
 }
 
 const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx'] as const;
-const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads'] as const;
+const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out'] as const;
 
 /** The normalised description of one call. */
 export interface SsdPlan {
@@ -65,6 +72,7 @@ export interface SsdPlan {
   device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
   threads: number;
   xType: TensorType;
+  out: { y?: Tensor; finalStates?: Tensor };
 }
 
 function nativeDtype(type: TensorType): NativeDtype {
@@ -192,7 +200,8 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   if (!sameDims(C.dims, B.dims)) {
     throw shapeError('inputs.C', [batch, seqlen, ngroups, dstate], '(batch, seqlen, ngroups, dstate), the dims of B,', C.dims);
   }
-  const aValues = A.toFloat32();
+  // Values in device memory are not read back for these checks (documented in docs/semantics.md).
+  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
   for (let i = 0; i < aValues.length; i++) {
     if (!Number.isFinite(aValues[i])) {
       throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
@@ -228,8 +237,8 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   if (inputs.seqIdx !== undefined) {
     const s = tensorArg('inputs.seqIdx', inputs.seqIdx, ['int32'], 2, '(batch, seqlen)');
     if (!sameDims(s.dims, [batch, seqlen])) throw shapeError('inputs.seqIdx', [batch, seqlen], '(batch, seqlen)', s.dims);
-    const data = s.data as Int32Array;
-    for (let b = 0; b < batch; b++) {
+    const data = s.location === 'cpu' ? (s.data as Int32Array) : new Int32Array(0);
+    for (let b = 0; b < (s.location === 'cpu' ? batch : 0); b++) {
       for (let t = 1; t < seqlen; t++) {
         const i = b * seqlen + t;
         if (data[i] < data[i - 1]) {
@@ -243,7 +252,9 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     result.seqIdx = s;
   }
 
-  return { inputs: result, plan: { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, xType: x.type } };
+  const plan: SsdPlan = { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, xType: x.type, out: {} };
+  plan.out = readOut((options as Record<string, unknown>).out, plan, result);
+  return { inputs: result, plan };
 }
 
 type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'device' | 'threads'>;
@@ -309,4 +320,30 @@ function readOptions(options: Record<string, unknown>): OptionFields {
     device,
     threads,
   };
+}
+
+/** Checks options.out: each given tensor must have the type and dims of the result it replaces and must not be an input. */
+function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out'] {
+  if (out === undefined) return {};
+  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y?, finalStates? } of Tensors', out);
+  checkKnownKeys('key of options.out', out, ['y', 'finalStates']);
+  const result: SsdPlan['out'] = {};
+  const expectations: [('y' | 'finalStates'), TensorType, number[], string][] = [
+    ['y', plan.xType, [plan.batch, plan.seqlen, plan.nheads, plan.headdim], '(batch, seqlen, nheads, headdim)'],
+    ['finalStates', 'float32', [plan.batch, plan.nheads, plan.headdim, plan.dstate], '(batch, nheads, headdim, dstate)'],
+  ];
+  for (const [name, type, dims, layout] of expectations) {
+    const t = out[name];
+    if (t === undefined) continue;
+    const tensor = tensorArg(`options.out.${name}`, t, [type], 4, layout);
+    if (!sameDims(tensor.dims, dims)) throw shapeError(`options.out.${name}`, dims, layout, tensor.dims);
+    if (Object.values(inputs).includes(tensor)) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected options.out.${name} to be a tensor apart from the inputs but received one of them`);
+    }
+    result[name] = tensor;
+  }
+  if (result.finalStates && !plan.returnFinalStates) {
+    throw new SsdError('ERR_SSD_OPTION', 'options.out.finalStates is given but options.returnFinalStates is not true');
+  }
+  return result;
 }

@@ -201,6 +201,43 @@ describe('determinism and execution', () => {
   });
 });
 
+describe('options.out', () => {
+  const cfg: ExampleConfig = { batch: 2, seqlen: 50, nheads: 4, headdim: 16, ngroups: 2, dstate: 16 };
+
+  test('results written into given tensors are the same bits, and those tensors are returned', async () => {
+    const { inputs } = makeExample(rng, cfg, { dtype: 'bfloat16', z: true, initialStates: true });
+    const options: SsdOptions = { dtSoftplus: true, returnFinalStates: true };
+    const fresh = ssdSync(inputs, options);
+    const y = new Tensor('bfloat16', new Uint16Array(fresh.y.size).fill(0xffff), fresh.y.dims);
+    const finalStates = new Tensor('float32', new Float32Array(fresh.finalStates!.size).fill(NaN), fresh.finalStates!.dims);
+    const out = ssdSync(inputs, { ...options, out: { y, finalStates } });
+    expect(out.y).toBe(y);
+    expect(out.finalStates).toBe(finalStates);
+    expect(sameBits(y, fresh.y)).toBe(true);
+    expect(sameBits(finalStates, fresh.finalStates!)).toBe(true);
+    const again = await ssd(inputs, { ...options, out: { y } });
+    expect(again.y).toBe(y);
+    expect(sameBits(y, fresh.y)).toBe(true);
+  });
+
+  test('out tensors of the wrong type, dims or role are rejected before anything runs', () => {
+    const { inputs } = makeExample(rng, cfg, {});
+    const yDims = [cfg.batch, cfg.seqlen, cfg.nheads, cfg.headdim];
+    const size = yDims.reduce((a, b) => a * b, 1);
+    expect(() => ssdSync(inputs, { out: { y: new Tensor('bfloat16', new Uint16Array(size), yDims) } })).toThrow(
+      new TypeError("Expected a Tensor of type 'float32' for options.out.y but received a Tensor of type 'bfloat16'"),
+    );
+    expect(() => ssdSync(inputs, { out: { y: new Tensor('float32', new Float32Array(size), [cfg.batch, cfg.nheads, cfg.seqlen, cfg.headdim]) } })).toThrow(
+      /Expected dims \[2, 50, 4, 16\] \(batch, seqlen, nheads, headdim\) for options.out.y but received \[2, 4, 50, 16\]/,
+    );
+    expect(() => ssdSync(inputs, { out: { y: inputs.x } })).toThrow(/options.out.y to be a tensor apart from the inputs/);
+    const statesDims = [cfg.batch, cfg.nheads, cfg.headdim, cfg.dstate];
+    const states = new Tensor('float32', new Float32Array(statesDims.reduce((a, b) => a * b, 1)), statesDims);
+    expect(() => ssdSync(inputs, { out: { finalStates: states } })).toThrow(/returnFinalStates is not true/);
+    expect(() => ssdSync(inputs, { out: { yy: states } as never })).toThrow(/Unknown key of options.out 'yy' \(did you mean 'y'\?\)/);
+  });
+});
+
 describe('instruction sets', () => {
   // SSD_KERNELS_CPU_ISA is read by the native code from the real environment, which jest's sandboxed
   // process.env does not reach: each instruction set runs in a child process of the compiled package.

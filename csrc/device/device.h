@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "ssd_kernels.h"
 
@@ -57,6 +58,10 @@ void submit(int device, Job job, Done done);
 
 // Enqueues a copy between host and device memory on `stream` (inside a job).
 Result copy_async(void* dst, const void* src, size_t bytes, bool to_device, void* stream);
+
+// Inside a job: runs `body` `warmup` times, then `iters` times with a pair of CUDA events around
+// each run, and appends each run's milliseconds to *ms.
+Result time_on_stream(void* stream, const std::function<Result(void*)>& body, int warmup, int iters, std::vector<float>* ms);
 
 // Enqueues a fill of `bytes` zero bytes (inside a job).
 Result zero_async(void* dst, size_t bytes, void* stream);

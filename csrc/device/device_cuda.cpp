@@ -263,6 +263,33 @@ Result copy_async(void* dst, const void* src, size_t bytes, bool to_device, void
                      to_device ? "cudaMemcpyAsync (host to device)" : "cudaMemcpyAsync (device to host)");
 }
 
+Result time_on_stream(void* stream, const std::function<Result(void*)>& body, int warmup, int iters, std::vector<float>* ms) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  for (int i = 0; i < warmup; i++) {
+    Result r = body(stream);
+    if (!r.ok()) return r;
+  }
+  std::vector<cudaEvent_t> events(2 * size_t(iters));
+  for (auto& e : events) {
+    Result r = cuda_result(cudaEventCreate(&e), "cudaEventCreate");
+    if (!r.ok()) return r;
+  }
+  Result result;
+  for (int i = 0; i < iters && result.ok(); i++) {
+    cudaEventRecord(events[2 * i], s);
+    result = body(stream);
+    cudaEventRecord(events[2 * i + 1], s);
+  }
+  if (result.ok()) result = cuda_result(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  for (int i = 0; i < iters && result.ok(); i++) {
+    float t = 0;
+    result = cuda_result(cudaEventElapsedTime(&t, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
+    ms->push_back(t);
+  }
+  for (auto& e : events) cudaEventDestroy(e);
+  return result;
+}
+
 Result zero_async(void* dst, size_t bytes, void* stream) {
   return cuda_result(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
 }

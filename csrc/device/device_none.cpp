@@ -30,6 +30,7 @@ void reset_peak(int) {}
 void submit(int, Job, Done done) { done(unavailable()); }
 Result copy_async(void*, const void*, size_t, bool, void*) { return unavailable(); }
 Result zero_async(void*, size_t, void*) { return unavailable(); }
+Result time_on_stream(void*, const std::function<Result(void*)>&, int, int, std::vector<float>*) { return unavailable(); }
 
 }  // namespace device
 }  // namespace ssd
