@@ -345,11 +345,9 @@ Napi::Value CudaCopy(const Napi::CallbackInfo& info) {
   });
 }
 
-// cudaForward(args, device): Promise. Tensors in args are BigInt device pointers.
-Napi::Value CudaForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  int device = read_device(env, info[1]);
+// The parameter block of a CUDA call (device pointers in args), checked; throws when CUDA cannot run.
+SsdParams read_device_params(Napi::Object args) {
+  Napi::Env env = args.Env();
   if (!ssd::device::availability().available) {
     throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
   }
@@ -357,7 +355,15 @@ Napi::Value CudaForward(const Napi::CallbackInfo& info) {
   std::string error;
   SsdStatus status = ssd::check_params(call.params, &error);
   if (status != SSD_OK) throw status_error(env, status, error);
-  const SsdParams params = call.params;
+  return call.params;
+}
+
+// cudaForward(args, device): Promise. Tensors in args are BigInt device pointers.
+Napi::Value CudaForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  const SsdParams params = read_device_params(args);
   return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
     const size_t bytes = ssd::cuda_workspace_bytes(params);
     void* workspace = nullptr;
@@ -381,14 +387,7 @@ Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
   if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
   int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
   if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
-  if (!ssd::device::availability().available) {
-    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
-  }
-  Call call = read_call(args, true);
-  std::string error;
-  SsdStatus status = ssd::check_params(call.params, &error);
-  if (status != SSD_OK) throw status_error(env, status, error);
-  const SsdParams params = call.params;
+  const SsdParams params = read_device_params(args);
   auto ms = std::make_shared<std::vector<float>>();
   const size_t workspace_bytes = ssd::cuda_workspace_bytes(params);
   return submit_with_promise(

@@ -311,7 +311,8 @@ export async function main(argv: string[]): Promise<number> {
 if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => {
-      process.exitCode = code;
+      // Exit now rather than when the event loop drains: a CLI run is done when main() is.
+      process.exit(code);
     },
     (err: unknown) => {
       process.stderr.write(`ssd-kernels: ${(err as Error).message}\n`);

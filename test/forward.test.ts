@@ -7,7 +7,7 @@ import { Tensor, ssd, ssdSync, type SsdOptions } from '../lib/index';
 import { Random, makeExample, ssdReference, withOptions, type ExampleConfig, type ExampleOptions } from './reference';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { FP32_BOUND, expectMatchesReference, sameBits } from './helpers';
+import { FP32_BOUND, expectMatchesReference, optionCombinations, sameBits } from './helpers';
 
 const rng = new Random(20261129);
 
@@ -22,29 +22,7 @@ function run(config: ExampleConfig, example: ExampleOptions, options: SsdOptions
 
 describe('every option combination (fp32)', () => {
   const small: ExampleConfig = { batch: 2, seqlen: 37, nheads: 4, headdim: 8, ngroups: 2, dstate: 16 };
-  const combos: [string, ExampleOptions, SsdOptions][] = [];
-  for (const D of ['none', 'head', 'channel'] as const) {
-    for (const z of [false, true]) {
-      for (const dtBias of [false, true]) {
-        for (const dtSoftplus of [false, true]) {
-          for (const clamp of [false, true]) {
-            for (const initialStates of [false, true]) {
-              for (const returnFinalStates of [false, true]) {
-                for (const seq of [false, true]) {
-                  const example: ExampleOptions = { D, z, dtBias, initialStates, positiveDt: !dtSoftplus };
-                  if (seq) example.seqStarts = [5, 16, 30];
-                  const options: SsdOptions = { dtSoftplus, returnFinalStates, chunkSize: 16 };
-                  if (clamp) options.dtLimit = [0.01, 0.04];
-                  const name = `D=${D} z=${z} dtBias=${dtBias} softplus=${dtSoftplus} clamp=${clamp} init=${initialStates} final=${returnFinalStates} seqIdx=${seq}`;
-                  combos.push([name, example, options]);
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+  const combos = optionCombinations(['float32'], true);
   test.each(combos)('%s', (_name, example, options) => run(small, example, options));
 });
 

@@ -1,6 +1,6 @@
 /** Shared assertions for tests that compare an implementation with the float64 reference. */
-import type { FloatType, Tensor } from '../lib/index';
-import { allFinite, l2, relativeL2, roundingError, type RefOutputs } from './reference';
+import type { FloatType, SsdOptions, Tensor } from '../lib/index';
+import { allFinite, l2, relativeL2, roundingError, type ExampleOptions, type RefOutputs } from './reference';
 
 /** fp32 results must match the float64 reference to this relative L2 error (issue: <= 1e-5). */
 export const FP32_BOUND = 1e-5;
@@ -33,4 +33,39 @@ export function sameBits(a: Tensor, b: Tensor): boolean {
   const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
   const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
   return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/**
+ * Every combination of the options (D none / per head / per channel, z, dtBias, dtSoftplus, a dtLimit
+ * that clamps, initialStates, seqIdx) for each dtype, with chunk size 16 and sequence starts inside
+ * and at the edge of a chunk; `finalStates` both ways when `varyFinalStates`, else always on.
+ */
+export function optionCombinations(dtypes: readonly FloatType[], varyFinalStates: boolean): [string, ExampleOptions, SsdOptions][] {
+  const combos: [string, ExampleOptions, SsdOptions][] = [];
+  const flags = [false, true];
+  for (const dtype of dtypes) {
+    for (const D of ['none', 'head', 'channel'] as const) {
+      for (const z of flags) {
+        for (const dtBias of flags) {
+          for (const dtSoftplus of flags) {
+            for (const clamp of flags) {
+              for (const initialStates of flags) {
+                for (const returnFinalStates of varyFinalStates ? flags : [true]) {
+                  for (const seq of flags) {
+                    const example: ExampleOptions = { dtype, D, z, dtBias, initialStates, positiveDt: !dtSoftplus };
+                    if (seq) example.seqStarts = [5, 16, 30];
+                    const options: SsdOptions = { dtSoftplus, returnFinalStates, chunkSize: 16 };
+                    if (clamp) options.dtLimit = [0.01, 0.04];
+                    const name = `${dtype} D=${D} z=${z} dtBias=${dtBias} softplus=${dtSoftplus} clamp=${clamp} init=${initialStates} final=${returnFinalStates} seqIdx=${seq}`;
+                    combos.push([name, example, options]);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return combos;
 }

@@ -98,7 +98,9 @@ struct DeviceState {
 };
 
 std::mutex devices_mutex;
-std::vector<std::unique_ptr<DeviceState>> devices;
+// Never destroyed: a worker thread waits on each state's condition variable until the process
+// ends, and destroying a condition variable with a waiter blocks exit.
+std::vector<std::unique_ptr<DeviceState>>& devices = *new std::vector<std::unique_ptr<DeviceState>>();
 
 DeviceState* state(int device) {
   const Availability& a = availability();

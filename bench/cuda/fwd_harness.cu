@@ -1,0 +1,716 @@
+// Standalone harness of the CUDA forward (no Node): `check` (self-tests of the mma tile helpers,
+// then many small configurations against a float64 token recurrence on the CPU) and `bench`
+// (G1-G4 timings, per-launch times, roofline floor).
+//
+//   fwd_harness check [filter]     exit status 1 on any failure
+//   fwd_harness bench [runs]
+//   fwd_harness all
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ssd_kernels.h"
+#include "cuda_backend.h"
+#include "cuda_backend_internal.h"
+#include "ssd_mma.cuh"
+
+#define CK(call)                                                                                   \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,   \
+              cudaGetErrorString(e_));                                                             \
+      exit(2);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+namespace M = ssd::cuda::mma;
+
+static size_t dsz(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
+
+// Round a float to dtype t; returns the rounded value and writes the bits into dst[i].
+static float put(void* dst, SsdDtype t, size_t i, float v) {
+  if (t == SSD_BFLOAT16) {
+    bf16 h = __float2bfloat16(v);
+    static_cast<bf16*>(dst)[i] = h;
+    return __bfloat162float(h);
+  }
+  if (t == SSD_FLOAT16) {
+    f16 h = __float2half(v);
+    static_cast<f16*>(dst)[i] = h;
+    return __half2float(h);
+  }
+  static_cast<float*>(dst)[i] = v;
+  return v;
+}
+static float get(const void* src, SsdDtype t, size_t i) {
+  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(src)[i]);
+  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(src)[i]);
+  return static_cast<const float*>(src)[i];
+}
+// NaN poison patterns (quiet NaN with a payload) for gaps and outputs.
+static void poison(void* dst, SsdDtype t, size_t n) {
+  if (t == SSD_FLOAT32) {
+    uint32_t v = 0x7fc0dead;
+    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 4 * i, &v, 4);
+  } else {
+    uint16_t v = t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05;
+    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 2 * i, &v, 2);
+  }
+}
+
+// =============================================================================================
+// 1. Self-test of the tile helpers: one warp computes a 32x32x32 product with ldA/ldB2/mma
+//    (both smem layouts of each operand) or buildA, against the CPU.
+// =============================================================================================
+template <class T, int AL, int BL, bool BUILD>
+__global__ void k_mma_selftest(const float* A, const float* B, float* C) {
+  constexpr int LD = 40;  // 80 bytes (bf16) / 160 bytes (f32) per row: 16-byte aligned
+  __shared__ __align__(16) T As[32 * LD];
+  __shared__ __align__(16) T Bs[32 * LD];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 32 * 32; i += 32) {
+    const int r = i / 32, c = i % 32;  // A[m=r][k=c], B[k=r][n=c]
+    As[AL == M::kMK ? r * LD + c : c * LD + r] = M::from_float<T>(A[i]);
+    Bs[BL == M::kKN ? r * LD + c : c * LD + r] = M::from_float<T>(B[i]);
+  }
+  __syncwarp();
+  float acc[2][4][4] = {};
+  for (int kk = 0; kk < 2; ++kk) {
+    for (int mt = 0; mt < 2; ++mt) {
+      M::FragA<T> a;
+      if (BUILD) {
+        M::buildA<T>(a, [&](int r, int c) {
+          const int m = 16 * mt + r, k = 16 * kk + c;
+          return make_float2(A[m * 32 + k], A[m * 32 + k + 1]);
+        });
+      } else {
+        M::ldA<T, AL>(a, As, LD, 16 * mt, 16 * kk);
+      }
+      for (int np = 0; np < 2; ++np) {
+        M::FragB<T> b0, b1;
+        M::ldB2<T, BL>(b0, b1, Bs, LD, 16 * kk, 16 * np);
+        M::mma(acc[mt][2 * np], a, b0);
+        M::mma(acc[mt][2 * np + 1], a, b1);
+      }
+    }
+  }
+  const int g = lane >> 2, t = lane & 3;
+  for (int mt = 0; mt < 2; ++mt)
+    for (int nt = 0; nt < 4; ++nt)
+      for (int q = 0; q < 4; ++q) C[(16 * mt + g + 8 * (q >> 1)) * 32 + 8 * nt + 2 * t + (q & 1)] = acc[mt][nt][q];
+}
+
+template <class T, int AL, int BL, bool BUILD>
+static bool selftest_one(const char* name, SsdDtype dt, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd;
+  std::vector<float> A(1024), B(1024), C(1024, NAN);
+  std::vector<char> tmp(1024 * 4);
+  for (int i = 0; i < 1024; ++i) {
+    A[i] = put(tmp.data(), dt, 0, nd(rng));
+    B[i] = put(tmp.data(), dt, 0, nd(rng));
+  }
+  float *dA, *dB, *dC;
+  CK(cudaMalloc(&dA, 4096));
+  CK(cudaMalloc(&dB, 4096));
+  CK(cudaMalloc(&dC, 4096));
+  CK(cudaMemcpy(dA, A.data(), 4096, cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(dB, B.data(), 4096, cudaMemcpyHostToDevice));
+  CK(cudaMemset(dC, 0xff, 4096));
+  k_mma_selftest<T, AL, BL, BUILD><<<1, 32>>>(dA, dB, dC);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  CK(cudaMemcpy(C.data(), dC, 4096, cudaMemcpyDeviceToHost));
+  cudaFree(dA);
+  cudaFree(dB);
+  cudaFree(dC);
+  double worst = 0;
+  int wi = -1;
+  for (int m = 0; m < 32; ++m)
+    for (int n = 0; n < 32; ++n) {
+      double ref = 0, mag = 0;
+      for (int k = 0; k < 32; ++k) {
+        ref += (double)A[m * 32 + k] * B[k * 32 + n];
+        mag += std::fabs((double)A[m * 32 + k] * B[k * 32 + n]);
+      }
+      double e = std::fabs(ref - C[m * 32 + n]) / (mag + 1e-30);
+      if (std::isnan(e)) e = INFINITY;
+      if (e > worst) { worst = e; wi = m * 32 + n; }
+    }
+  const bool ok = worst < 1e-5;
+  printf("selftest %-28s max err/sum|ab| = %.2e  %s", name, worst, ok ? "PASS" : "FAIL");
+  if (!ok && wi >= 0) printf("  (first bad near m=%d n=%d: gpu %g)", wi / 32, wi % 32, C[wi]);
+  printf("\n");
+  return ok;
+}
+
+static bool run_selftests() {
+  std::mt19937_64 rng(1234);
+  bool ok = true;
+  ok &= selftest_one<bf16, M::kMK, M::kNK, false>("bf16 A:MK B:NK", SSD_BFLOAT16, rng);
+  ok &= selftest_one<bf16, M::kMK, M::kKN, false>("bf16 A:MK B:KN", SSD_BFLOAT16, rng);
+  ok &= selftest_one<bf16, M::kKM, M::kNK, false>("bf16 A:KM B:NK", SSD_BFLOAT16, rng);
+  ok &= selftest_one<bf16, M::kKM, M::kKN, false>("bf16 A:KM B:KN", SSD_BFLOAT16, rng);
+  ok &= selftest_one<bf16, M::kMK, M::kKN, true>("bf16 A:build B:KN", SSD_BFLOAT16, rng);
+  ok &= selftest_one<f16, M::kMK, M::kNK, false>("f16 A:MK B:NK", SSD_FLOAT16, rng);
+  ok &= selftest_one<f16, M::kKM, M::kKN, false>("f16 A:KM B:KN", SSD_FLOAT16, rng);
+  ok &= selftest_one<f16, M::kMK, M::kNK, true>("f16 A:build B:NK", SSD_FLOAT16, rng);
+  ok &= selftest_one<float, M::kMK, M::kNK, false>("f32emu A:MK B:NK", SSD_FLOAT32, rng);
+  ok &= selftest_one<float, M::kKM, M::kKN, false>("f32emu A:KM B:KN", SSD_FLOAT32, rng);
+  ok &= selftest_one<float, M::kMK, M::kKN, true>("f32emu A:build B:KN", SSD_FLOAT32, rng);
+  return ok;
+}
+
+// =============================================================================================
+// 2. Forward checks against a float64 token recurrence.
+// =============================================================================================
+struct Case {
+  std::string name;
+  int b = 1, L = 64, h = 2, p = 64, g = 1, n = 64, Q = 64;
+  SsdDtype xt = SSD_BFLOAT16, Bt = SSD_BFLOAT16, Ct = SSD_BFLOAT16, zt = SSD_BFLOAT16, dtt = SSD_FLOAT32,
+           yt = SSD_BFLOAT16;
+  int Dmode = 1;  // 0 none, 1 per head, 2 per channel
+  bool z = true, bias = true, softplus = true;
+  float lo = 0.f, hi = INFINITY;
+  bool init = false, fin = true;
+  int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
+  int pad = 0;    // extra elements in every stride (0: contiguous)
+  float dtshift = -4.f;
+};
+
+struct Tensor {
+  std::vector<char> h;  // host bytes (with gaps)
+  void* d = nullptr;
+  size_t bytes = 0;
+  void alloc(size_t nbytes) {
+    bytes = nbytes;
+    h.assign(nbytes, 0);
+    CK(cudaMalloc(&d, std::max<size_t>(nbytes, 16)));
+  }
+  void upload() { CK(cudaMemcpy(d, h.data(), bytes, cudaMemcpyHostToDevice)); }
+  void download(std::vector<char>& out) {
+    out.resize(bytes);
+    CK(cudaMemcpy(out.data(), d, bytes, cudaMemcpyDeviceToHost));
+  }
+  ~Tensor() {
+    if (d) cudaFree(d);
+  }
+};
+
+static double softplus_d(double u) { return u <= 20.0 ? std::log1p(std::exp(u)) : u; }
+
+static bool run_case(const Case& c, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(0.f, 1.f);
+  const int b = c.b, L = c.L, H = c.h, P = c.p, G = c.g, N = c.n;
+  const int pad = c.pad;
+  // strides (elements)
+  const int64_t xhs = P, xss = (int64_t)H * P + pad, xbs = (int64_t)L * xss + pad;
+  const int64_t Bgs = N, Bss = (int64_t)G * N + pad, Bbs = (int64_t)L * Bss + pad;
+  const int64_t dss = H + pad, dbs = (int64_t)L * dss + pad;
+  const int64_t sbs = L + pad;
+  const size_t xel = (size_t)b * xbs, Bel = (size_t)b * Bbs, del = (size_t)b * dbs;
+
+  Tensor X, Z, Y, Bt, Ct, DT, Av, Dv, bias, init, fin, seqi;
+  X.alloc(xel * dsz(c.xt));
+  Z.alloc(xel * dsz(c.zt));
+  Y.alloc(xel * dsz(c.yt));
+  Bt.alloc(Bel * dsz(c.Bt));
+  Ct.alloc(Bel * dsz(c.Ct));
+  DT.alloc(del * dsz(c.dtt));
+  Av.alloc(H * 4);
+  Dv.alloc((size_t)H * P * 4);
+  bias.alloc(H * 4);
+  init.alloc((size_t)b * H * P * N * 4);
+  fin.alloc((size_t)b * H * P * N * 4);
+  seqi.alloc((size_t)b * sbs * 4);
+  // gaps of inputs are NaN: reading one shows up as NaN in y
+  poison(X.h.data(), c.xt, xel);
+  poison(Z.h.data(), c.zt, xel);
+  poison(Bt.h.data(), c.Bt, Bel);
+  poison(Ct.h.data(), c.Ct, Bel);
+  poison(DT.h.data(), c.dtt, del);
+
+  std::vector<double> x((size_t)b * L * H * P), z(x.size()), Bv((size_t)b * L * G * N), Cv(Bv.size()),
+      dt((size_t)b * L * H), A(H), D((size_t)H * P), bs(H), h0((size_t)b * H * P * N);
+  std::vector<int> sq((size_t)b * L, 0);
+  for (int bb = 0; bb < b; ++bb)
+    for (int t = 0; t < L; ++t) {
+      for (int hh = 0; hh < H; ++hh) {
+        for (int pp = 0; pp < P; ++pp) {
+          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
+          const size_t li = (((size_t)bb * L + t) * H + hh) * P + pp;
+          x[li] = put(X.h.data(), c.xt, o, nd(rng));
+          z[li] = put(Z.h.data(), c.zt, o, nd(rng));
+        }
+        float raw = nd(rng) + c.dtshift;
+        if (!c.softplus) raw = (float)softplus_d(raw);
+        dt[((size_t)bb * L + t) * H + hh] = put(DT.h.data(), c.dtt, (size_t)bb * dbs + t * dss + hh, raw);
+      }
+      for (int gg = 0; gg < G; ++gg)
+        for (int nn = 0; nn < N; ++nn) {
+          const size_t o = (size_t)bb * Bbs + t * Bss + gg * Bgs + nn;
+          const size_t li = (((size_t)bb * L + t) * G + gg) * N + nn;
+          Bv[li] = put(Bt.h.data(), c.Bt, o, nd(rng));
+          Cv[li] = put(Ct.h.data(), c.Ct, o, nd(rng));
+        }
+    }
+  for (int hh = 0; hh < H; ++hh) {
+    A[hh] = put(Av.h.data(), SSD_FLOAT32, hh, -std::exp(ud(rng) * std::log(16.f)));
+    bs[hh] = put(bias.h.data(), SSD_FLOAT32, hh, c.bias ? (ud(rng) - 0.5f) : 0.f);
+  }
+  for (size_t i = 0; i < D.size(); ++i) D[i] = put(Dv.h.data(), SSD_FLOAT32, i, nd(rng));
+  for (size_t i = 0; i < h0.size(); ++i) h0[i] = put(init.h.data(), SSD_FLOAT32, i, c.init ? nd(rng) : 0.f);
+  if (c.seq) {
+    for (int bb = 0; bb < b; ++bb) {
+      int cur = (c.seq == 3) ? 2 : 0;
+      for (int t = 0; t < L; ++t) {
+        bool brk = false;
+        if (t > 0) {
+          if (c.seq == 2) brk = (t % c.Q == 0) && (ud(rng) < 0.6f);
+          else brk = ud(rng) < 3.0f / std::max(c.Q, 8) || (t % c.Q == 0 && ud(rng) < 0.3f);
+        }
+        if (brk) cur += (ud(rng) < 0.3f) ? 2 : 1;
+        sq[(size_t)bb * L + t] = cur;
+        static_cast<int32_t*>((void*)seqi.h.data())[(size_t)bb * sbs + t] = cur;
+      }
+    }
+  }
+  poison(Y.h.data(), c.yt, xel);
+  poison(fin.h.data(), SSD_FLOAT32, fin.h.size() / 4);
+  for (Tensor* t : {&X, &Z, &Y, &Bt, &Ct, &DT, &Av, &Dv, &bias, &init, &fin, &seqi}) t->upload();
+
+  SsdParams prm;
+  memset(&prm, 0, sizeof(prm));
+  prm.batch = b; prm.seqlen = L; prm.nheads = H; prm.headdim = P; prm.ngroups = G; prm.dstate = N;
+  prm.chunk_size = c.Q;
+  prm.x = X.d; prm.x_type = c.xt; prm.x_batch_stride = xbs; prm.x_seq_stride = xss; prm.x_head_stride = xhs;
+  prm.dt = DT.d; prm.dt_type = c.dtt; prm.dt_batch_stride = dbs; prm.dt_seq_stride = dss;
+  prm.B = Bt.d; prm.B_type = c.Bt; prm.B_batch_stride = Bbs; prm.B_seq_stride = Bss; prm.B_group_stride = Bgs;
+  prm.C = Ct.d; prm.C_type = c.Ct; prm.C_batch_stride = Bbs; prm.C_seq_stride = Bss; prm.C_group_stride = Bgs;
+  prm.A = static_cast<const float*>(Av.d);
+  prm.D = c.Dmode ? static_cast<const float*>(Dv.d) : nullptr;
+  prm.D_per_channel = c.Dmode == 2;
+  if (c.z) { prm.z = Z.d; prm.z_type = c.zt; prm.z_batch_stride = xbs; prm.z_seq_stride = xss; prm.z_head_stride = xhs; }
+  prm.dt_bias = c.bias ? static_cast<const float*>(bias.d) : nullptr;
+  prm.initial_states = c.init ? static_cast<const float*>(init.d) : nullptr;
+  prm.seq_idx = c.seq ? static_cast<const int32_t*>(seqi.d) : nullptr;
+  prm.seq_idx_batch_stride = sbs;
+  prm.dt_softplus = c.softplus;
+  prm.dt_min = c.lo; prm.dt_max = c.hi;
+  prm.y = Y.d; prm.y_type = c.yt; prm.y_batch_stride = xbs; prm.y_seq_stride = xss; prm.y_head_stride = xhs;
+  prm.final_states = c.fin ? static_cast<float*>(fin.d) : nullptr;
+
+  const size_t wsb = ssd::cuda::forward_workspace_bytes(prm);
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
+  std::string err;
+  std::vector<char> y1, y2, f1, f2;
+  bool ok = true;
+  for (int run = 0; run < 2; ++run) {
+    Y.upload();
+    fin.upload();
+    CK(cudaMemset(ws, 0xff, std::max<size_t>(wsb, 16)));  // garbage (NaN) workspace
+    SsdStatus st = ssd::cuda::forward(prm, nullptr, ws, &err);
+    if (st != SSD_OK) {
+      printf("FAIL %-34s forward returned %d: %s\n", c.name.c_str(), (int)st, err.c_str());
+      cudaFree(ws);
+      return false;
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+      printf("FAIL %-34s CUDA error %s: %s\n", c.name.c_str(), cudaGetErrorName(e), cudaGetErrorString(e));
+      exit(3);  // sticky error: nothing after this can be trusted
+    }
+    Y.download(run ? y2 : y1);
+    fin.download(run ? f2 : f1);
+  }
+  cudaFree(ws);
+  const bool det = (y1 == y2) && (f1 == f2);
+
+  // float64 token recurrence
+  std::vector<double> yref(x.size()), fref(h0.size());
+  std::vector<double> Hs((size_t)P * N);
+  for (int bb = 0; bb < b; ++bb)
+    for (int hh = 0; hh < H; ++hh) {
+      const int gg = hh / (H / G);
+      for (size_t i = 0; i < Hs.size(); ++i) Hs[i] = c.init ? h0[((size_t)bb * H + hh) * P * N + i] : 0.0;
+      int prev = 0;
+      for (int t = 0; t < L; ++t) {
+        double u = dt[((size_t)bb * L + t) * H + hh] + bs[hh];
+        if (c.softplus) u = softplus_d(u);
+        const double d = std::min(std::max(u, (double)c.lo), (double)c.hi);
+        const int sid = c.seq ? sq[(size_t)bb * L + t] : 0;
+        const bool keep = !c.seq || sid == prev;
+        prev = sid;
+        const double dec = keep ? std::exp(d * A[hh]) : 0.0;
+        const double* xr = &x[(((size_t)bb * L + t) * H + hh) * P];
+        const double* Br = &Bv[(((size_t)bb * L + t) * G + gg) * N];
+        const double* Cr = &Cv[(((size_t)bb * L + t) * G + gg) * N];
+        for (int pp = 0; pp < P; ++pp) {
+          double* Hp = &Hs[(size_t)pp * N];
+          const double dx = d * xr[pp];
+          double acc = 0;
+          for (int nn = 0; nn < N; ++nn) {
+            Hp[nn] = dec * Hp[nn] + dx * Br[nn];
+            acc += Hp[nn] * Cr[nn];
+          }
+          if (c.Dmode) acc += D[c.Dmode == 2 ? (size_t)hh * P + pp : hh] * xr[pp];
+          if (c.z) {
+            const double zz = z[(((size_t)bb * L + t) * H + hh) * P + pp];
+            acc *= zz / (1.0 + std::exp(-zz));
+          }
+          yref[(((size_t)bb * L + t) * H + hh) * P + pp] = acc;
+        }
+      }
+      for (size_t i = 0; i < Hs.size(); ++i) fref[((size_t)bb * H + hh) * P * N + i] = Hs[i];
+    }
+
+  // compare y; every element outside the valid set must still hold the poison bytes
+  std::vector<char> valid(xel, 0);
+  double se = 0, sr = 0, maxabs = 0;
+  size_t nonfinite = 0, clobbered = 0;
+  for (int bb = 0; bb < b; ++bb)
+    for (int t = 0; t < L; ++t)
+      for (int hh = 0; hh < H; ++hh)
+        for (int pp = 0; pp < P; ++pp) {
+          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
+          valid[o] = 1;
+          const double v = get(y1.data(), c.yt, o);
+          const double r = yref[(((size_t)bb * L + t) * H + hh) * P + pp];
+          if (!std::isfinite(v)) { ++nonfinite; continue; }
+          se += (v - r) * (v - r);
+          sr += r * r;
+          maxabs = std::max(maxabs, std::fabs(v - r));
+        }
+  {
+    std::vector<char> pz(dsz(c.yt));
+    poison(pz.data(), c.yt, 1);
+    for (size_t o = 0; o < xel; ++o)
+      if (!valid[o] && memcmp(&y1[o * dsz(c.yt)], pz.data(), dsz(c.yt)) != 0) ++clobbered;
+  }
+  const double yerr = std::sqrt(se / std::max(sr, 1e-300));
+  double ferr = 0;
+  size_t fnonfinite = 0;
+  if (c.fin) {
+    double fe = 0, fr = 0;
+    for (size_t i = 0; i < fref.size(); ++i) {
+      const double v = get(f1.data(), SSD_FLOAT32, i);
+      if (!std::isfinite(v)) { ++fnonfinite; continue; }
+      fe += (v - fref[i]) * (v - fref[i]);
+      fr += fref[i] * fref[i];
+    }
+    ferr = std::sqrt(fe / std::max(fr, 1e-300));
+  }
+  const char* path = ssd::cuda::detail::compute_path(prm);
+  const bool p16 = path[0] != 'f' || path[1] != '3';  // bf16-mma or f16-mma
+  const double ybound = (p16 || c.yt != SSD_FLOAT32) ? 5e-3 : 1e-5;
+  const double fbound = p16 ? 5e-3 : 1e-5;
+  ok = det && nonfinite == 0 && clobbered == 0 && fnonfinite == 0 && yerr <= ybound && (!c.fin || ferr <= fbound);
+  printf("%s %-34s %-8s %-7s y_relL2=%.2e (<=%.0e) maxabs=%.2e fin_relL2=%s nonfinite=%zu/%zu clobbered=%zu det=%s ws=%.2fMiB\n",
+         ok ? "PASS" : "FAIL", c.name.c_str(), path, ssd::cuda::detail::scan_kernel(prm), yerr, ybound, maxabs,
+         c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-", nonfinite, fnonfinite, clobbered,
+         det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  fflush(stdout);
+  return ok;
+}
+
+static std::vector<Case> make_cases() {
+  std::vector<Case> v;
+  auto add = [&](const std::string& name, auto f) {
+    Case c;
+    c.name = name;
+    f(c);
+    v.push_back(c);
+  };
+  // seqlen edge cases around the chunk (Q = 64)
+  for (int L : {1, 2, 63, 64, 65, 3 * 64 + 5})
+    add("L=" + std::to_string(L) + " Q=64", [&](Case& c) { c.L = L; });
+  // chunk sizes
+  add("Q=16 L=53", [](Case& c) { c.Q = 16; c.L = 3 * 16 + 5; });
+  add("Q=32 L=101 p=32 n=32", [](Case& c) { c.Q = 32; c.L = 101; c.p = 32; c.n = 32; });
+  add("Q=128 L=261", [](Case& c) { c.Q = 128; c.L = 261; });
+  add("Q=256 L=773 p=64 n=128", [](Case& c) { c.Q = 256; c.L = 3 * 256 + 5; c.n = 128; });
+  add("Q=256 L=255 init", [](Case& c) { c.Q = 256; c.L = 255; c.init = true; });
+  // headdim / dstate
+  add("p=1 n=1", [](Case& c) { c.p = 1; c.n = 1; c.L = 133; });
+  add("p=17 n=5", [](Case& c) { c.p = 17; c.n = 5; c.L = 133; c.Dmode = 2; });
+  add("p=33 n=17 init", [](Case& c) { c.p = 33; c.n = 17; c.L = 150; c.init = true; });
+  add("p=5 n=33 Q=16", [](Case& c) { c.p = 5; c.n = 33; c.L = 77; c.Q = 16; });
+  add("p=128 n=16", [](Case& c) { c.p = 128; c.n = 16; c.L = 200; });
+  add("p=128 n=128 Q=256", [](Case& c) { c.p = 128; c.n = 128; c.L = 520; c.Q = 256; c.init = true; });
+  add("p=200 n=72", [](Case& c) { c.p = 200; c.n = 72; c.L = 140; c.h = 1; });
+  add("p=64 n=256 Q=256", [](Case& c) { c.n = 256; c.L = 600; c.Q = 256; c.h = 2; c.init = true; });
+  add("p=256 n=256 Q=64", [](Case& c) { c.p = 256; c.n = 256; c.L = 140; c.h = 1; });
+  // groups, batch
+  add("h=4 g=4", [](Case& c) { c.h = 4; c.g = 4; c.L = 150; });
+  add("h=6 g=2 b=3", [](Case& c) { c.h = 6; c.g = 2; c.b = 3; c.L = 150; });
+  add("h=8 g=2 b=3 Q=256 n=128", [](Case& c) { c.h = 8; c.g = 2; c.b = 3; c.L = 3 * 256 + 5; c.Q = 256; c.n = 128; c.init = true; });
+  // options
+  add("noD noz nobias", [](Case& c) { c.Dmode = 0; c.z = false; c.bias = false; c.L = 150; });
+  add("D per channel", [](Case& c) { c.Dmode = 2; c.L = 150; });
+  add("softplus off", [](Case& c) { c.softplus = false; c.L = 150; });
+  add("dt clamp [0.01,0.05]", [](Case& c) { c.lo = 0.01f; c.hi = 0.05f; c.L = 150; });
+  add("dt clamp softplus off", [](Case& c) { c.softplus = false; c.lo = 0.02f; c.hi = 0.03f; c.L = 150; });
+  add("init + final", [](Case& c) { c.init = true; c.L = 150; });
+  add("init, no final", [](Case& c) { c.init = true; c.fin = false; c.L = 150; });
+  add("huge dt (exp underflow)", [](Case& c) { c.dtshift = 12.f; c.L = 150; c.init = true; });
+  add("tiny dt", [](Case& c) { c.dtshift = -12.f; c.L = 150; c.init = true; });
+  // seq_idx
+  add("seq inside Q=64", [](Case& c) { c.seq = 1; c.L = 3 * 64 + 5; c.init = true; });
+  add("seq edges Q=64", [](Case& c) { c.seq = 2; c.L = 5 * 64 + 1; c.init = true; });
+  add("seq first!=0 init", [](Case& c) { c.seq = 3; c.L = 150; c.init = true; });
+  add("seq inside Q=16 b=3", [](Case& c) { c.seq = 1; c.Q = 16; c.L = 90; c.b = 3; c.init = true; });
+  add("seq inside Q=256 g=2", [](Case& c) { c.seq = 1; c.Q = 256; c.L = 700; c.h = 4; c.g = 2; c.n = 128; c.init = true; });
+  // strides
+  add("strides pad 8", [](Case& c) { c.pad = 8; c.L = 150; c.init = true; c.seq = 1; });
+  add("strides pad 3 (scalar)", [](Case& c) { c.pad = 3; c.L = 150; c.init = true; c.Dmode = 2; });
+  // dtypes
+  add("f16", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.L = 150; c.init = true; });
+  add("f16 Q=256 n=128 seq", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.L = 600; c.Q = 256; c.n = 128; c.seq = 1; });
+  add("f16 p=128 n=256", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.L = 200; c.p = 128; c.n = 256; c.h = 1; });
+  add("bf16 in, f32 out", [](Case& c) { c.yt = SSD_FLOAT32; c.L = 150; });
+  add("bf16 dt", [](Case& c) { c.dtt = SSD_BFLOAT16; c.L = 150; });
+  add("f16 dt, f32 z", [](Case& c) { c.dtt = SSD_FLOAT16; c.zt = SSD_FLOAT32; c.L = 150; });
+  add("f32", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.L = 150; c.init = true; });
+  add("f32 Q=256 n=128 seq", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.L = 600; c.Q = 256; c.n = 128; c.seq = 1; c.init = true; });
+  add("f32 p=17 n=5 Q=16 D/ch", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.p = 17; c.n = 5; c.Q = 16; c.L = 77; c.Dmode = 2; });
+  add("f32 h=6 g=3 b=3 pad3", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.h = 6; c.g = 3; c.b = 3; c.pad = 3; c.L = 100; c.init = true; });
+  add("mixed x bf16 B/C f16 (f32 path)", [](Case& c) { c.Bt = c.Ct = SSD_FLOAT16; c.yt = SSD_FLOAT32; c.L = 150; });
+  add("f32 in, bf16 out", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = SSD_FLOAT32; c.L = 150; });
+  // Fast chunk-scan path (16-bit, Q >= 64, p in {64,128}, n in {64,128,256}, no seq_idx, 16-byte
+  // vectors): every shape of the path, with the options cycled over the cases. Each case has a
+  // partial last chunk (and, for Q >= 128, a partial last 64-row block).
+  {
+    int i = 0;
+    for (int Q : {64, 128, 256})
+      for (int P : {64, 128})
+        for (int N : {64, 128, 256}) {
+          const int k = i++;
+          const bool f16 = (k % 5) == 3;
+          std::string nm = "fast Q=" + std::to_string(Q) + " p=" + std::to_string(P) + " n=" + std::to_string(N);
+          add(nm, [&](Case& c) {
+            c.Q = Q; c.p = P; c.n = N;
+            c.L = 2 * Q + 37 + (k % 3) * 17;
+            c.h = 4; c.g = (k % 4 == 1) ? 2 : ((k % 4 == 3) ? 4 : 1);
+            c.b = (k % 2) ? 2 : 1;
+            c.Dmode = k % 3;
+            c.z = (k % 4) != 2;
+            c.bias = (k % 3) != 1;
+            c.softplus = (k % 5) != 4;
+            if (k % 6 == 5) { c.lo = 0.005f; c.hi = 0.08f; }
+            c.init = (k % 2) == 0;
+            c.fin = (k % 7) != 6;
+            c.pad = (k % 4 == 0) ? 8 : 0;
+            if (f16) c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16;
+          });
+          v.back().name += std::string(" D") + std::to_string(v.back().Dmode) + (v.back().z ? " z" : "") +
+                           (v.back().init ? " init" : "") + (v.back().pad ? " pad8" : "") +
+                           " g" + std::to_string(v.back().g) + (f16 ? " f16" : "");
+        }
+  }
+  add("fast Q=256 L=100 (one partial chunk)", [](Case& c) { c.Q = 256; c.L = 100; c.n = 128; c.init = true; });
+  add("fast Q=128 L=64 noD noz", [](Case& c) { c.Q = 128; c.L = 64; c.Dmode = 0; c.z = false; });
+  add("fast Q=256 L=1", [](Case& c) { c.Q = 256; c.L = 1; c.n = 128; });
+  add("fast huge dt Q=256 p=128", [](Case& c) { c.Q = 256; c.L = 600; c.p = 128; c.n = 128; c.dtshift = 12.f; c.init = true; });
+  add("fast tiny dt Q=128 n=256", [](Case& c) { c.Q = 128; c.L = 300; c.n = 256; c.dtshift = -12.f; });
+  add("fast b=3 h=8 g=2 Q=256 full chunks", [](Case& c) { c.Q = 256; c.L = 512; c.b = 3; c.h = 8; c.g = 2; c.n = 128; c.init = true; });
+  add("fast f16 clamp softplus off Q=64 p=128", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 64; c.p = 128; c.n = 64; c.L = 333; c.softplus = false; c.lo = 0.02f; c.hi = 0.05f; c.Dmode = 2; });
+  add("generic: z f32 (fast shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("generic: y f32 (fast shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("generic: seq (fast shape)", [](Case& c) { c.seq = 1; c.Q = 256; c.n = 128; c.L = 300; c.init = true; });
+  return v;
+}
+
+static int check_mode(const char* filter) {
+  int dev;
+  cudaDeviceProp prop;
+  CK(cudaGetDevice(&dev));
+  CK(cudaGetDeviceProperties(&prop, dev));
+  printf("device: %s (sm_%d%d, %d SMs, L2 %d MiB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+         prop.l2CacheSize >> 20);
+  printf("== self-tests of the mma/ldmatrix tile helpers (32x32x32, one warp) ==\n");
+  bool ok = run_selftests();
+  printf("== forward vs float64 token recurrence (y and final_states relative L2; outputs and input gaps poisoned with NaN; each case run twice, bitwise compare) ==\n");
+  int fails = 0, n = 0;
+  uint64_t seed = 42;
+  for (const Case& c : make_cases()) {
+    ++seed;
+    if (filter && !strstr(c.name.c_str(), filter)) continue;
+    ++n;
+    if (!run_case(c, seed)) ++fails;
+  }
+  printf("== check: %d/%d cases passed, self-tests %s ==\n", n - fails, n, ok ? "passed" : "FAILED");
+  return (fails == 0 && ok) ? 0 : 1;
+}
+
+// =============================================================================================
+// 3. Benchmarks.
+// =============================================================================================
+__device__ __forceinline__ uint32_t hash32(uint64_t x) {
+  x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
+  return (uint32_t)x;
+}
+__global__ void k_fill_normal(void* dst, SsdDtype t, size_t n, uint64_t seed, float shift) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const float u1 = (hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i) + 1.f) * 2.3283064e-10f;
+    const float u2 = hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i + 1) * 2.3283064e-10f;
+    const float v = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) + shift;
+    if (t == SSD_BFLOAT16) static_cast<bf16*>(dst)[i] = __float2bfloat16(v);
+    else if (t == SSD_FLOAT16) static_cast<f16*>(dst)[i] = __float2half(v);
+    else static_cast<float*>(dst)[i] = v;
+  }
+}
+static void fill(void* d, SsdDtype t, size_t n, uint64_t seed, float shift = 0.f) {
+  k_fill_normal<<<1024, 256>>>(d, t, n, seed, shift);
+  CK(cudaGetLastError());
+}
+
+struct BenchCfg { const char* name; int b, L, h, p, g, n; double triton_ms; };
+
+static int bench_mode(int runs, const char* only = nullptr) {
+  const int Q = 256;
+  const BenchCfg cfgs[] = {
+      {"G1", 4, 4096, 32, 64, 1, 128, 0.294},
+      {"G2", 1, 16384, 32, 64, 1, 128, 0.309},
+      {"G3", 8, 2048, 80, 64, 1, 128, 0.692},
+      {"G4", 2, 8192, 24, 64, 8, 64, 0.230},
+  };
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  printf("bench: bf16 x/B/C/z/y, fp32 dt/A/D(per head)/dt_bias, dt_softplus, chunk 256, no initial/final states;\n"
+         "       %d timed runs after 10 warm-ups, median; each run timed alone with CUDA events\n", runs);
+  printf("flops = per (b,chunk,head) 2Q^2p [intra, dense square] + 2Qpn [chunk state] + 2Qpn [from state]"
+         " + per (b,chunk,group) 2Q^2n [C B^T]; bytes = x,z,B,C,dt read once + y written once;"
+         " floor = max(bytes/4.3e12, flops/790e12)\n");
+  for (const BenchCfg& c : cfgs) {
+    if (only && strcmp(only, c.name) != 0) continue;
+    const size_t nx = (size_t)c.b * c.L * c.h * c.p, nB = (size_t)c.b * c.L * c.g * c.n, ndt = (size_t)c.b * c.L * c.h;
+    const double in_bytes = nx * 2.0 * 2 + nB * 2.0 * 2 + ndt * 4.0;
+    const int nsets = in_bytes < 2.0 * prop.l2CacheSize ? 3 : 1;
+    struct Set { void *x, *z, *B, *C, *dt; } sets[3];
+    for (int s = 0; s < nsets; ++s) {
+      CK(cudaMalloc(&sets[s].x, nx * 2)); CK(cudaMalloc(&sets[s].z, nx * 2));
+      CK(cudaMalloc(&sets[s].B, nB * 2)); CK(cudaMalloc(&sets[s].C, nB * 2));
+      CK(cudaMalloc(&sets[s].dt, ndt * 4));
+      fill(sets[s].x, SSD_BFLOAT16, nx, 11 + s); fill(sets[s].z, SSD_BFLOAT16, nx, 21 + s);
+      fill(sets[s].B, SSD_BFLOAT16, nB, 31 + s); fill(sets[s].C, SSD_BFLOAT16, nB, 41 + s);
+      fill(sets[s].dt, SSD_FLOAT32, ndt, 51 + s, -4.f);
+    }
+    std::vector<float> hA(c.h), hD(c.h), hb(c.h);
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<float> ud(0.f, 1.f);
+    for (int i = 0; i < c.h; ++i) { hA[i] = -std::exp(ud(rng) * std::log(16.f)); hD[i] = ud(rng) * 2 - 1; hb[i] = ud(rng) - 0.5f; }
+    float *dA, *dD, *db;
+    void* y;
+    CK(cudaMalloc(&dA, c.h * 4)); CK(cudaMalloc(&dD, c.h * 4)); CK(cudaMalloc(&db, c.h * 4));
+    CK(cudaMemcpy(dA, hA.data(), c.h * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dD, hD.data(), c.h * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, hb.data(), c.h * 4, cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&y, nx * 2));
+    SsdParams p;
+    memset(&p, 0, sizeof(p));
+    p.batch = c.b; p.seqlen = c.L; p.nheads = c.h; p.headdim = c.p; p.ngroups = c.g; p.dstate = c.n; p.chunk_size = Q;
+    const int64_t xs = (int64_t)c.h * c.p, Bs = (int64_t)c.g * c.n;
+    p.x_type = SSD_BFLOAT16; p.x_batch_stride = c.L * xs; p.x_seq_stride = xs; p.x_head_stride = c.p;
+    p.z_type = SSD_BFLOAT16; p.z_batch_stride = c.L * xs; p.z_seq_stride = xs; p.z_head_stride = c.p;
+    p.y = y; p.y_type = SSD_BFLOAT16; p.y_batch_stride = c.L * xs; p.y_seq_stride = xs; p.y_head_stride = c.p;
+    p.B_type = p.C_type = SSD_BFLOAT16;
+    p.B_batch_stride = p.C_batch_stride = c.L * Bs; p.B_seq_stride = p.C_seq_stride = Bs; p.B_group_stride = p.C_group_stride = c.n;
+    p.dt_type = SSD_FLOAT32; p.dt_batch_stride = (int64_t)c.L * c.h; p.dt_seq_stride = c.h;
+    p.A = dA; p.D = dD; p.D_per_channel = 0; p.dt_bias = db; p.dt_softplus = 1; p.dt_min = 0.f; p.dt_max = INFINITY;
+    auto use = [&](int s) { p.x = sets[s].x; p.z = sets[s].z; p.B = sets[s].B; p.C = sets[s].C; p.dt = sets[s].dt; };
+    use(0);
+    const size_t wsb = ssd::cuda::forward_workspace_bytes(p);
+    void* ws;
+    CK(cudaMalloc(&ws, wsb));
+    std::string err;
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1));
+    for (int i = 0; i < (runs == 1 ? 1 : 10); ++i) {
+      use(i % nsets);
+      if (ssd::cuda::forward(p, nullptr, ws, &err) != SSD_OK) { printf("%s: forward failed: %s\n", c.name, err.c_str()); return 1; }
+    }
+    CK(cudaDeviceSynchronize());
+    std::vector<float> ms;
+    for (int i = 0; i < runs; ++i) {
+      use(i % nsets);
+      CK(cudaEventRecord(e0));
+      ssd::cuda::forward(p, nullptr, ws, &err);
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      float t;
+      CK(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    const double med = ms[ms.size() / 2];
+    // per-launch times (separate pass)
+    std::vector<std::vector<float>> st(ssd::cuda::detail::kMaxStages);
+    ssd::cuda::detail::StageTimes times;
+    for (int i = 0; i < (runs == 1 ? 1 : std::max(20, runs / 2)); ++i) {
+      use(i % nsets);
+      if (ssd::cuda::detail::forward_timed(p, nullptr, ws, &err, &times) != SSD_OK) { printf("timed failed: %s\n", err.c_str()); return 1; }
+      for (int s = 0; s < times.n; ++s) st[s].push_back(times.ms[s]);
+    }
+    // sanity: output finite
+    std::vector<uint16_t> hy(nx);
+    CK(cudaMemcpy(hy.data(), y, nx * 2, cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    double sumsq = 0;
+    for (size_t i = 0; i < nx; ++i) {
+      uint32_t bits = (uint32_t)hy[i] << 16;
+      float f;
+      memcpy(&f, &bits, 4);
+      if (!std::isfinite(f)) ++bad; else sumsq += (double)f * f;
+    }
+    const double nc = std::ceil((double)c.L / Q);
+    const double flops = c.b * nc * c.h * (2.0 * Q * Q * c.p + 4.0 * Q * c.p * c.n) + c.b * nc * c.g * 2.0 * Q * Q * c.n;
+    const double bytes = in_bytes + nx * 2.0;
+    const double floor_ms = std::max(bytes / 4.3e12, flops / 790e12) * 1e3;
+    printf("%s b=%d L=%d h=%d p=%d g=%d n=%d: %.4f ms (min %.4f, max %.4f)  %.1f TFLOP/s  %.0f GB/s  floor %.4f ms"
+           "  x%.2f of floor  Triton %.3f ms (x%.2f)  workspace %.1f MiB  input sets %d  y rms %.3f nonfinite %zu\n",
+           c.name, c.b, c.L, c.h, c.p, c.g, c.n, med, ms.front(), ms.back(), flops / med / 1e9, bytes / med / 1e6,
+           floor_ms, med / floor_ms, c.triton_ms, med / c.triton_ms, wsb / 1048576.0, nsets, std::sqrt(sumsq / nx), bad);
+    printf("   per launch (median of %zu):", st[0].size());
+    for (int s = 0; s < times.n; ++s) {
+      std::sort(st[s].begin(), st[s].end());
+      printf("  %s %.4f ms", times.name[s], st[s][st[s].size() / 2]);
+    }
+    printf("\n");
+    fflush(stdout);
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    cudaFree(ws); cudaFree(y); cudaFree(dA); cudaFree(dD); cudaFree(db);
+    for (int s = 0; s < nsets; ++s) { cudaFree(sets[s].x); cudaFree(sets[s].z); cudaFree(sets[s].B); cudaFree(sets[s].C); cudaFree(sets[s].dt); }
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "all";
+  int rc = 0;
+  if (mode == "check" || mode == "all") rc |= check_mode(argc > 2 && mode == "check" ? argv[2] : nullptr);
+  if (mode == "bench" || mode == "all") rc |= bench_mode(argc > 2 && mode == "bench" ? std::max(50, atoi(argv[2])) : 100);
+  if (mode == "profile") rc |= bench_mode(1, argc > 2 ? argv[2] : "G1");  // for ncu: few launches
+  if (mode != "check" && mode != "bench" && mode != "all" && mode != "profile") {
+    fprintf(stderr, "usage: %s check [name-filter] | bench [runs] | profile [G1..G4] | all\n", argv[0]);
+    return 2;
+  }
+  return rc;
+}

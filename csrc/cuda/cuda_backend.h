@@ -1,0 +1,19 @@
+#pragma once
+// Host-callable interface of the CUDA forward of ssd-kernels. Plain C++: no CUDA types here
+// (the stream is a cudaStream_t passed as void*).
+#include <cstddef>
+#include <string>
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda {
+
+// Device bytes of scratch the forward needs for these params (may be 0).
+size_t forward_workspace_bytes(const SsdParams& p);
+
+// Enqueue the forward on `stream` (a cudaStream_t) with all pointers in p on the current device;
+// workspace is a device pointer of at least forward_workspace_bytes(p). Asynchronous: returns after
+// enqueueing. Never aborts; returns SSD_OK or an error code with *error set (CUDA error name and
+// message for CUDA failures).
+SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error);
+
+}}  // namespace ssd::cuda

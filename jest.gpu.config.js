@@ -1,0 +1,12 @@
+/**
+ * The GPU suite, run from the compiled tests (dist/test/cuda) so that the GPU machine needs no
+ * TypeScript toolchain: `npm run build:ts && npx jest -c jest.gpu.config.js`.
+ * @type {import('jest').Config}
+ */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/dist/test/cuda'],
+  testMatch: ['**/*.test.js'],
+  transform: {},
+  testTimeout: 300000,
+};
