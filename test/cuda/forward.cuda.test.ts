@@ -174,6 +174,9 @@ describeGpu('CUDA device tensors', () => {
 
   test('an out-of-memory rejection leaves the process usable: free, call again, it works', async () => {
     const addon = native();
+    // Each phase's time is printed: on the H200 run of 2026-11-29 this test exceeded 60 s, cause unknown.
+    const started = Date.now();
+    const phase = (name: string): void => console.log(`out-of-memory test: ${name} at ${Date.now() - started} ms`);
     const hogs: bigint[] = [];
     let failure: unknown;
     // Fill the card: large blocks until one fails, then smaller ones, down to 4 MiB.
@@ -187,15 +190,20 @@ describeGpu('CUDA device tensors', () => {
         }
       }
     }
+    phase(`card filled with ${hogs.length} blocks`);
     expect((failure as { code?: string }).code).toBe('ERR_SSD_OUT_OF_MEMORY');
     expect(String((failure as Error).message)).toMatch(/cudaErrorMemoryAllocation/);
     // 16 MiB of bf16 x alone: more than the 4 MiB the filling loop can leave free.
     const { inputs } = makeExample(rng, { batch: 1, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128 }, { dtype: 'bfloat16' });
     // With the card full, a large call is rejected with ERR_SSD_OUT_OF_MEMORY, not a crash.
+    phase('inputs made');
     await expect(ssd(inputs, { dtSoftplus: true, device: 'cuda' })).rejects.toMatchObject({ code: 'ERR_SSD_OUT_OF_MEMORY' });
+    phase('call rejected');
     for (const p of hogs) addon.cudaRelease(0, p);
     cudaEmptyCache();
+    phase('memory freed');
     const out = await ssd(inputs, { dtSoftplus: true, device: 'cuda' });
+    phase('call after freeing resolved');
     expect(l2(out.y.toFloat32())).toBeGreaterThan(0);
   }, 240000);
 });
