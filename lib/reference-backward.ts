@@ -1,0 +1,183 @@
+/**
+ * The float64 reference backward: the exact reverse of the token recurrence in ./reference.ts
+ * (§1 of the spec), with every option, following the rules of §3. It gives the gradients of
+ *
+ *     L = Σ dy · y + Σ dFinalStates · finalStates
+ *
+ * with respect to every differentiable input of ssdReference. Per (batch, head) it runs the forward
+ * recurrence once, storing every state H_{-1} .. H_{L-1} ((L + 1)·p·n doubles), then walks the
+ * sequence backwards carrying dH. Gradients of quantities shared across heads (B, C within a group)
+ * or across positions (A, D, dtBias) are accumulated in a fixed order.
+ */
+import { SsdError } from './errors';
+import type { RefInputs } from './reference';
+
+export interface RefGrads {
+  dx: Float64Array; // (b, L, h, p)
+  ddt: Float64Array; // (b, L, h)
+  dA: Float64Array; // (h)
+  dB: Float64Array; // (b, L, g, n)
+  dC: Float64Array; // (b, L, g, n)
+  dD?: Float64Array; // (h) or (h, p), as D; only when D is given
+  dz?: Float64Array; // (b, L, h, p); only when z is given
+  dDtBias?: Float64Array; // (h); only when dtBias is given
+  dInitialStates?: Float64Array; // (b, h, p, n); only when initialStates is given
+}
+
+function sigmoid(u: number): number {
+  return 1 / (1 + Math.exp(-u));
+}
+
+export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinalStates?: ArrayLike<number>): RefGrads {
+  const { batch, seqlen: L, nheads: h, headdim: p, ngroups: g, dstate: n } = r;
+  const [lo, hi] = r.dtLimit ?? [0, Infinity];
+  const dtSoftplus = r.dtSoftplus ?? false;
+  const headsPerGroup = h / g;
+  const pn = p * n;
+  if (dy.length !== batch * L * h * p) {
+    throw new SsdError('ERR_SSD_SHAPE', `dy has ${dy.length} elements, expected ${batch * L * h * p} (b, L, h, p)`);
+  }
+  if (dFinalStates && dFinalStates.length !== batch * h * pn) {
+    throw new SsdError('ERR_SSD_SHAPE', `dFinalStates has ${dFinalStates.length} elements, expected ${batch * h * pn} (b, h, p, n)`);
+  }
+
+  const dx = new Float64Array(batch * L * h * p);
+  const ddt = new Float64Array(batch * L * h);
+  const dA = new Float64Array(h);
+  const dB = new Float64Array(batch * L * g * n);
+  const dC = new Float64Array(batch * L * g * n);
+  const dD = r.D ? new Float64Array(r.dPerChannel ? h * p : h) : undefined;
+  const dz = r.z ? new Float64Array(batch * L * h * p) : undefined;
+  const dDtBias = r.dtBias ? new Float64Array(h) : undefined;
+  const dInitialStates = r.initialStates ? new Float64Array(batch * h * pn) : undefined;
+
+  // Per (batch, head) scratch: states H_{t-1} at offset t·pn (t = 0 .. L, so H_{-1} sits at 0), the
+  // step sizes, the pre-clamp values (for the clamp's indicator) and the decays keep·exp(d·A).
+  const states = new Float64Array((L + 1) * pn);
+  const dStep = new Float64Array(L);
+  const preClamp = new Float64Array(L);
+  const decays = new Float64Array(L);
+  const dH = new Float64Array(pn);
+  const g_ = new Float64Array(p); // dy after the gate, for one position
+
+  for (let b = 0; b < batch; b++) {
+    for (let head = 0; head < h; head++) {
+      const group = Math.floor(head / headsPerGroup);
+      const stateBase = (b * h + head) * pn;
+      const A = r.A[head];
+      const bias = r.dtBias ? r.dtBias[head] : 0;
+
+      // Forward, storing every state (same arithmetic as ssdReference).
+      for (let i = 0; i < pn; i++) states[i] = r.initialStates ? r.initialStates[stateBase + i] : 0;
+      let previousSeq = 0; // seqIdx_{-1} := 0
+      for (let t = 0; t < L; t++) {
+        const u = r.dt[(b * L + t) * h + head] + bias;
+        const v = dtSoftplus ? (u > 20 ? u : Math.log1p(Math.exp(u))) : u;
+        const d = Math.min(Math.max(v, lo), hi);
+        let keep = 1;
+        if (r.seqIdx) {
+          const s = r.seqIdx[b * L + t];
+          keep = s === previousSeq ? 1 : 0;
+          previousSeq = s;
+        }
+        const decay = keep * Math.exp(d * A);
+        preClamp[t] = v;
+        dStep[t] = d;
+        decays[t] = decay;
+        const xBase = ((b * L + t) * h + head) * p;
+        const bcBase = ((b * L + t) * g + group) * n;
+        const prev = t * pn;
+        const next = prev + pn;
+        for (let i = 0; i < p; i++) {
+          const dxv = d * r.x[xBase + i];
+          for (let j = 0; j < n; j++) {
+            states[next + i * n + j] = decay * states[prev + i * n + j] + dxv * r.B[bcBase + j];
+          }
+        }
+      }
+
+      // Backward over positions. dH holds dL/dH_t (all paths from positions > t, plus the final states).
+      for (let i = 0; i < pn; i++) dH[i] = dFinalStates ? dFinalStates[stateBase + i] : 0;
+      for (let t = L - 1; t >= 0; t--) {
+        const d = dStep[t];
+        const decay = decays[t];
+        const xBase = ((b * L + t) * h + head) * p;
+        const bcBase = ((b * L + t) * g + group) * n;
+        const prev = t * pn; // H_{t-1}
+        const cur = prev + pn; // H_t
+
+        // Output y_t = gate(H_t · C_t + D ⊙ x_t): gate, skip, and dH_t += dȳ ⊗ C_t, dC_t += dȳ · H_t.
+        for (let i = 0; i < p; i++) {
+          let gi = dy[xBase + i];
+          const xv = r.x[xBase + i];
+          if (r.z && dz) {
+            let pre = 0; // ȳ, the pre-gate output
+            for (let j = 0; j < n; j++) pre += states[cur + i * n + j] * r.C[bcBase + j];
+            if (r.D) pre += (r.dPerChannel ? r.D[head * p + i] : r.D[head]) * xv;
+            const zv = r.z[xBase + i];
+            const sz = sigmoid(zv);
+            dz[xBase + i] = gi * pre * sz * (1 + zv * (1 - sz));
+            gi *= zv / (1 + Math.exp(-zv)); // silu(z), as the forward computes it
+          }
+          g_[i] = gi;
+          if (r.D && dD) {
+            const k = r.dPerChannel ? head * p + i : head;
+            dD[k] += gi * xv;
+            dx[xBase + i] += r.D[k] * gi;
+          }
+          for (let j = 0; j < n; j++) dH[i * n + j] += gi * r.C[bcBase + j];
+        }
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let i = 0; i < p; i++) acc += g_[i] * states[cur + i * n + j];
+          dC[bcBase + j] += acc;
+        }
+
+        // State update H_t = decay · H_{t-1} + d · x_t ⊗ B_t.
+        let dDecay = 0; // ⟨dH_t, H_{t-1}⟩
+        let dd = 0; // ⟨dH_t, x_t ⊗ B_t⟩
+        for (let i = 0; i < p; i++) {
+          const xv = r.x[xBase + i];
+          let rowB = 0; // Σ_j dH[i, j] B_j
+          for (let j = 0; j < n; j++) {
+            const gij = dH[i * n + j];
+            dDecay += gij * states[prev + i * n + j];
+            rowB += gij * r.B[bcBase + j];
+          }
+          dd += rowB * xv;
+          dx[xBase + i] += d * rowB;
+        }
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let i = 0; i < p; i++) acc += dH[i * n + j] * r.x[xBase + i];
+          dB[bcBase + j] += d * acc;
+        }
+        for (let i = 0; i < pn; i++) dH[i] *= decay; // dH_{t-1}; zero across a seqIdx reset
+
+        // decay = keep · exp(d · A): with da = dDecay · decay (zero where keep = 0, cutting the decay gradient),
+        // dd += A · da and dA += d · da.
+        const da = dDecay * decay;
+        dd += A * da;
+        dA[head] += d * da;
+
+        // d = clamp(sp(u), lo, hi), u = dt + dtBias.
+        const v = preClamp[t];
+        let du = 0;
+        if (v >= lo && v <= hi) {
+          const u = r.dt[(b * L + t) * h + head] + bias;
+          du = dtSoftplus && u <= 20 ? dd * sigmoid(u) : dd;
+        }
+        ddt[(b * L + t) * h + head] = du;
+        if (dDtBias) dDtBias[head] += du;
+      }
+      if (dInitialStates) dInitialStates.set(dH, stateBase);
+    }
+  }
+
+  const grads: RefGrads = { dx, ddt, dA, dB, dC };
+  if (dD) grads.dD = dD;
+  if (dz) grads.dz = dz;
+  if (dDtBias) grads.dDtBias = dDtBias;
+  if (dInitialStates) grads.dInitialStates = dInitialStates;
+  return grads;
+}
