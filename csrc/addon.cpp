@@ -115,7 +115,7 @@ void prefault(void* data, size_t bytes) {
 SsdStatus run_cpu(const Call& call, std::string* error) {
   prefault(call.params.y, call.y_bytes);
   prefault(call.params.final_states, call.states_bytes);
-  return ssd::forward(call.params, ssd::Backend::Cpu, call.threads, error);
+  return ssd::forward_cpu(call.params, call.threads, error);
 }
 
 Call read_call(Napi::Object args, bool on_device) {

@@ -61,18 +61,10 @@ SsdStatus check_params(const SsdParams& p, std::string* error) {
   return SSD_OK;
 }
 
-SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string* error) {
+SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error) {
   SsdStatus status = check_params(p, error);
   if (status != SSD_OK) return status;
-  switch (backend) {
-    case Backend::Cpu:
-      return cpu::forward(p, threads, error);
-    case Backend::Cuda:
-      *error = "the CUDA forward runs through forward_cuda() with a stream and a workspace";
-      return SSD_ERR_INTERNAL;
-  }
-  *error = "unknown backend";
-  return SSD_ERR_INTERNAL;
+  return cpu::forward(p, threads, error);
 }
 
 #ifdef SSD_HAVE_CUDA

@@ -6,14 +6,12 @@
 
 namespace ssd {
 
-enum class Backend { Cpu = 0, Cuda = 1 };
-
 // Sizes and pointers that cannot be right (non-positive sizes, sizes past int32, h % g != 0,
 // missing required pointers) fail with SSD_ERR_INVALID_ARGUMENT before any backend runs.
 SsdStatus check_params(const SsdParams& p, std::string* error);
 
-// Runs the forward on `backend`. threads: CPU threads (<= 0: the default).
-SsdStatus forward(const SsdParams& p, Backend backend, int threads, std::string* error);
+// The CPU forward. threads: CPU threads (<= 0: the default).
+SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error);
 
 // The CUDA forward on the current device: `stream` is a cudaStream_t, `workspace` device memory of
 // cuda_workspace_bytes(p). Builds without CUDA return SSD_ERR_UNSUPPORTED.

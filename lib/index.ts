@@ -98,7 +98,9 @@ function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
   const inputDevice = devices.length === 1 ? devices[0] : undefined;
   const requested = plan.device.kind;
   const label = requested === 'auto' ? `auto (inputs on 'cuda:${inputDevice}')` : `${requested}${requested === 'cuda' ? `:${plan.device.index}` : ''}`;
-  if (requested === 'cpu' || (requested === 'auto' && inputDevice === undefined && (sync || !cudaAvailable()))) {
+  let cudaState: NativeBackends['cuda'] | undefined;
+  const cudaInfo = (): NativeBackends['cuda'] => (cudaState ??= native().backends().cuda);
+  if (requested === 'cpu' || (requested === 'auto' && inputDevice === undefined && (sync || !cudaInfo().available))) {
     if (inputDevice !== undefined) {
       throw new SsdError(
         'ERR_SSD_DEVICE',
@@ -108,7 +110,7 @@ function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
     return { kind: 'cpu' };
   }
   const device = requested === 'cuda' ? plan.device.index : (inputDevice ?? 0);
-  const cuda = native().backends().cuda;
+  const cuda = cudaInfo();
   if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
   if (device >= cuda.devices) {
     throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
@@ -120,10 +122,6 @@ function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
     throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdSync(): CUDA calls are asynchronous, use ssd()`);
   }
   return { kind: 'cuda', device };
-}
-
-function cudaAvailable(): boolean {
-  return native().backends().cuda.available;
 }
 
 /** The argument block minus the buffers, shared by both backends. */
