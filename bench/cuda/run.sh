@@ -2,7 +2,7 @@
 # Build and run the CUDA forward harness: check (correctness), then bench (G1-G4).
 # Run from the repo root on a GPU machine:  bash bench/cuda/run.sh
 # Env: OUT (folder for logs, optional), BUILD_DIR (default /tmp/ssd-cuda-build),
-#      SKIP_CHECK=1 / SKIP_BENCH=1, CHECK_FILTER (substring of case names), BENCH_RUNS (default 100).
+#      NVCC_EXTRA (extra nvcc flags, e.g. -DSSD_FAST_SCAN=1), SKIP_CHECK=1 / SKIP_BENCH=1, CHECK_FILTER (substring of case names), BENCH_RUNS (default 100).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD_DIR=${BUILD_DIR:-/tmp/ssd-cuda-build}
@@ -10,7 +10,7 @@ LOG_DIR=${OUT:-$BUILD_DIR/logs}
 mkdir -p "$BUILD_DIR" "$LOG_DIR"
 NVCC=${NVCC:-nvcc}
 FLAGS=(-O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
-       -I include -I csrc/cuda -lineinfo -Xcompiler -Wall,-Wextra)
+       -I include -I csrc/cuda -lineinfo -Xcompiler -Wall,-Wextra ${NVCC_EXTRA:-})
 
 echo "== nvcc: $($NVCC --version | tail -n 2 | head -n 1)"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv 2>/dev/null || true

@@ -1285,12 +1285,11 @@ struct Timer {
   cudaStream_t s = nullptr;
 };
 
-// Fast chunk-scan path (k_chunk_scan_fast): see the conditions above that kernel.
-// Off by default: it compiles cleanly but has not yet run on a GPU (no device time was left in the
-// session that wrote it). Build with -DSSD_FAST_SCAN=1 and run `bash bench/cuda/run.sh` on a GPU
-// to validate it; enable it here only after that passes (bench/NOTES.md).
+// Fast chunk-scan path (k_chunk_scan_fast): see the conditions above that kernel. On by default
+// since it passed the harness on the H200 (bench/NOTES.md, 2026-11-29 second session); build with
+// -DSSD_FAST_SCAN=0 to compare against the generic scan.
 #ifndef SSD_FAST_SCAN
-#define SSD_FAST_SCAN 0
+#define SSD_FAST_SCAN 1
 #endif
 bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
