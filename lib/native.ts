@@ -151,18 +151,13 @@ export function loadFailureMessage(attempts: LoadAttempt[], root: string): strin
   return `Could not load the ssd-kernels native addon. Tried:\n${lines.join('\n')}\n${advice.join('\n')}`;
 }
 
-let cached: NativeAddon | undefined;
-let cachedFile: string | undefined;
-
 /**
- * Loads the addon once, from the first candidate that loads; throws an SsdError (ERR_SSD_NATIVE)
- * that lists every place tried, why each failed, and what to do.
+ * Loads the addon from the first candidate under `root` that loads; throws an SsdError
+ * (ERR_SSD_NATIVE) that lists every place tried, why each failed, and what to do.
  */
-export function native(): NativeAddon {
-  if (cached) return cached;
-  const root = packageRoot();
+export function loadAddon(root: string, env: NodeJS.ProcessEnv = process.env): { addon: NativeAddon; file: string } {
   const attempts: LoadAttempt[] = [];
-  for (const candidate of addonCandidates(root)) {
+  for (const candidate of addonCandidates(root, env)) {
     if (!fs.existsSync(candidate.file)) {
       attempts.push({ ...candidate, error: 'not found' });
       continue;
@@ -175,9 +170,7 @@ export function native(): NativeAddon {
         attempts.push({ ...candidate, error: `ABI version ${String(addon.abiVersion)}, this package needs ${EXPECTED_ABI_VERSION} (a stale build: rebuild it)` });
         continue;
       }
-      cached = addon;
-      cachedFile = candidate.file;
-      return cached;
+      return { addon, file: candidate.file };
     } catch (err) {
       attempts.push({ ...candidate, error: (err as Error).message.split('\n')[0] });
     }
@@ -185,8 +178,16 @@ export function native(): NativeAddon {
   throw new SsdError('ERR_SSD_NATIVE', loadFailureMessage(attempts, root));
 }
 
+let loaded: { addon: NativeAddon; file: string } | undefined;
+
+/** The addon, loaded once (see loadAddon). */
+export function native(): NativeAddon {
+  loaded ??= loadAddon(packageRoot());
+  return loaded.addon;
+}
+
 /** The file the addon was loaded from (loads it if needed). */
 export function nativePath(): string {
   native();
-  return cachedFile as string;
+  return (loaded as { file: string }).file;
 }

@@ -30,6 +30,8 @@ const SSD_ERR_INVALID_ARGUMENT = 1;
 const SSD_ERR_UNSUPPORTED = 3;
 const dtypeCode = { float32: 0, bfloat16: 1, float16: 2 } as const;
 
+const count = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
+
 let consumer: Consumer;
 
 beforeAll(() => {
@@ -110,8 +112,8 @@ describe('forward through the table, host memory', () => {
   test.each(cases)('%s: same bits as ssdSync, matches the float64 reference', (_name, config, example, options) => {
     const { inputs, ref } = makeExample(rng, config, example);
     const expected = ssdSync(inputs, options);
-    const y = Tensor.fromFloat32(inputs.x.type as 'float32', new Float32Array(expected.y.data.length), expected.y.dims);
-    const finalStates = options.returnFinalStates ? new Tensor('float32', new Float32Array(expected.finalStates!.data.length), expected.finalStates!.dims) : null;
+    const y = Tensor.fromFloat32(inputs.x.type as 'float32', new Float32Array(count(expected.y.dims)), expected.y.dims);
+    const finalStates = options.returnFinalStates ? new Tensor('float32', new Float32Array(count(expected.finalStates!.dims)), expected.finalStates!.dims) : null;
     const r = consumer.forward(getNativeApi(), hostSpec(config, inputs, options, y, finalStates));
     expect(r).toEqual({ status: SSD_OK, message: '' });
     expect(sameBits(y, expected.y)).toBe(true);
