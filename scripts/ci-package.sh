@@ -3,7 +3,8 @@
 #   1. npm pack (prepack builds the TypeScript and the prebuilt binary, checked as it is written);
 #      the tarball stays under 50 MB, holds the prebuild and no build folders;
 #   2. the .node in the tarball: no link-time libcudart/libcuda, GLIBC_ needs no newer than 2.28,
-#      CUDA code for sm_80/86/89/90a + compute_90 PTX (scripts/check-binary.js);
+#      CUDA code for sm_80/86/89/90a + compute_90 PTX (scripts/check-binary.js); the whole jest suite
+#      passes on it;
 #   3. a fresh project installs the tarball with no compiler on PATH (cc, c++, gcc, g++, clang,
 #      nvcc, cmake, make and python3 absent), and test/install/smoke.js checks known values there,
 #      also under SSD_KERNELS_DEVICE=cpu, and from an ES module; as a control, the tarball minus its
@@ -39,6 +40,10 @@ step "the shipped binary"
 mkdir "$work/extract"
 tar -xzf "$tarball" -C "$work/extract" package/prebuilds/linux-x64/ssd-kernels.node
 node scripts/check-binary.js "$work/extract/package/prebuilds/linux-x64/ssd-kernels.node" --cuda --max-glibc 2.28 --max-mb 50
+
+step "the jest suite on the shipped binary"
+SSD_KERNELS_ADDON="$work/extract/package/prebuilds/linux-x64/ssd-kernels.node" npx jest --runInBand >"$work/jest.log" 2>&1 || { cat "$work/jest.log"; exit 1; }
+grep -E "^(Tests|Test Suites):" "$work/jest.log"
 
 step "install with no compiler on PATH"
 # A PATH with node, npm, npx and a shell, nothing else: any attempt to compile fails loudly.

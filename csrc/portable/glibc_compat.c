@@ -27,15 +27,16 @@
 #include <unistd.h>
 
 /* Defines hidden `name`, a tail jump to `name@version` (the symbol's original version). */
-#define SSD_FORWARD(name, version)                    \
-  __asm__(".symver ssd_old_" #name ", " #name "@" version "\n" \
-          ".text\n"                                     \
-          ".globl " #name "\n"                          \
-          ".hidden " #name "\n"                         \
-          ".type " #name ", @function\n"                \
-          #name ":\n"                                   \
-          "  jmp ssd_old_" #name "@PLT\n"               \
-          ".size " #name ", . - " #name "\n");
+#define SSD_FORWARD(name, version)                                \
+  __asm__(".symver ssd_old_" #name ", " #name "@" version "\n"    \
+          ".pushsection .text\n"                                  \
+          ".globl " #name "\n"                                    \
+          ".hidden " #name "\n"                                   \
+          ".type " #name ", @function\n"                          \
+          #name ":\n"                                             \
+          "  jmp ssd_old_" #name "@PLT\n"                         \
+          ".size " #name ", . - " #name "\n"                      \
+          ".popsection\n");
 
 /* libdl */
 SSD_FORWARD(dlopen, "GLIBC_2.2.5")
