@@ -13,6 +13,7 @@
 #include <vector>
 #include <string>
 
+#include "abi.h"
 #include "cpu/cpu_backend.h"
 #include "device/device.h"
 #include "dispatch.h"
@@ -487,6 +488,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
+  exports.Set("getNativeApi", Napi::Function::New(env, ssd::abi::GetNativeApi, "getNativeApi"));
   return exports;
 }
 

@@ -11,6 +11,7 @@
 #ifndef SSD_KERNELS_H
 #define SSD_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -18,6 +19,7 @@ extern "C" {
 #endif
 
 #define SSD_KERNELS_ABI_VERSION 1
+#define SSD_KERNELS_VERSION "0.1.0" /* the package version this header belongs to */
 
 typedef enum SsdDtype {
   SSD_FLOAT32 = 0,
@@ -60,6 +62,79 @@ typedef struct SsdParams {
   void* y; SsdDtype y_type; int64_t y_batch_stride, y_seq_stride, y_head_stride;
   float* final_states;    /* optional (b, h, p, n) contiguous */
 } SsdParams;
+
+/* ---- The function table: the C ABI for other native code -----------------------------------------
+ *
+ * Another native addon calls the kernels through a table of function pointers that ssd-kernels hands
+ * out at run time, so it compiles against this header and links nothing of ours:
+ *
+ *   JS   const { getNativeApi } = require('ssd-kernels/native');
+ *        myAddon.setup(getNativeApi());            // a napi External holding a const SsdApi*
+ *   C    check the value's type tag, then read the pointer:
+ *          static const napi_type_tag tag = SSD_KERNELS_NAPI_TYPE_TAG;
+ *          bool ok = false; void* data = NULL;
+ *          napi_check_object_type_tag(env, value, &tag, &ok);  (ok false: not our table)
+ *          napi_get_value_external(env, value, &data);
+ *          const SsdApi* api = (const SsdApi*)data;
+ *        and check api->abi_version == SSD_KERNELS_ABI_VERSION before any call.
+ *
+ * The table and its strings live as long as the process (Node never unloads an addon); keep the
+ * pointer and call it from any thread. Versioning: abi_version changes only when an existing entry or
+ * SsdParams changes meaning or layout; new entries are appended, and struct_size (sizeof(SsdApi) of
+ * the loaded library) says which exist: test with SSD_API_HAS(api, member).
+ *
+ * Every entry returns SSD_OK or an SsdStatus; after a failure, last_error() returns a message naming
+ * the argument and what was expected, valid until the same thread's next call into the table.
+ *
+ * The parameter block (SsdParams above) is checked before anything runs: sizes >= 1 with ngroups
+ * dividing nheads, chunk_size a power of two in [16, 256], the required pointers (x, dt, A, B, C, y)
+ * present, every pointer aligned to its element size, dtype codes known, dt_min <= dt_max, strides
+ * >= 0 and fitting 64-bit offsets, and y's strides non-overlapping (each (b, L, h) position owns its
+ * own p contiguous elements). Strides may describe views (padded rows, transposed b/L/h, slices of a
+ * larger projection); the innermost dimension is always contiguous. Zero-initialise the block
+ * ({0} / memset) so that unused optional fields are NULL and 0. y must not overlap any input.
+ */
+
+typedef enum SsdMemory {
+  /* Every pointer is host memory. The CPU path runs on the calling thread (and the library's worker
+   * threads) and has finished when the call returns. `stream` is ignored. */
+  SSD_MEMORY_HOST = 0,
+  /* Every pointer is device memory (cudaMalloc, cudaMallocAsync or managed) of the calling thread's
+   * current CUDA device. The kernels are enqueued on `stream` (a cudaStream_t of that device; NULL is
+   * the legacy default stream, cudaStreamPerThread works too) and the call returns without waiting:
+   * the caller owns synchronisation. Inputs must stay valid and unchanged, and outputs untouched,
+   * until the stream reaches the end of the work; y and final_states are complete at that point.
+   * Scratch memory comes from a stream-ordered memory pool of the library on that device, allocated
+   * and freed in order on `stream`, so nothing else needs to be kept alive. Fails with
+   * SSD_ERR_UNSUPPORTED when CUDA cannot run (no CUDA in this build, no driver or GPU, or
+   * SSD_KERNELS_DEVICE=cpu), and SSD_ERR_INVALID_ARGUMENT when a pointer is not device memory of
+   * the current device. */
+  SSD_MEMORY_CUDA = 1,
+} SsdMemory;
+
+/* The napi_type_tag of the External that getNativeApi() returns. */
+#define SSD_KERNELS_NAPI_TYPE_TAG_LOWER 0xe6631275c9d9dc6dULL
+#define SSD_KERNELS_NAPI_TYPE_TAG_UPPER 0x7286db3cc4450221ULL
+/* An initialiser for a napi_type_tag: static const napi_type_tag tag = SSD_KERNELS_NAPI_TYPE_TAG; */
+#define SSD_KERNELS_NAPI_TYPE_TAG { SSD_KERNELS_NAPI_TYPE_TAG_LOWER, SSD_KERNELS_NAPI_TYPE_TAG_UPPER }
+
+typedef struct SsdApi {
+  uint32_t abi_version;  /* SSD_KERNELS_ABI_VERSION of the loaded library */
+  uint32_t struct_size;  /* sizeof(SsdApi) of the loaded library */
+  const char* version;   /* the package version, e.g. "0.1.0" */
+
+  /* The thread-local message of this thread's last failed call ("" when none). */
+  const char* (*last_error)(void);
+
+  /* y (and final_states when not NULL) from the inputs in `params`; see SsdMemory for where it runs. */
+  SsdStatus (*forward)(const SsdParams* params, SsdMemory memory, void* stream);
+
+  /* Reserved: the next entries are `backward`, then `step`, appended here in that order. */
+} SsdApi;
+
+/* Whether the loaded library's table has `member` (a table from an older release may not). */
+#define SSD_API_HAS(api, member) \
+  ((api)->struct_size >= offsetof(SsdApi, member) + sizeof(((const SsdApi*)0)->member))
 
 #ifdef __cplusplus
 }

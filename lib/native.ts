@@ -13,6 +13,9 @@ export enum NativeDtype {
   Float16 = 2,
 }
 
+/** SSD_KERNELS_ABI_VERSION of include/ssd_kernels.h: an addon built from other sources is refused. */
+export const EXPECTED_ABI_VERSION = 1;
+
 /** A host array, or a device address (BigInt) on CUDA calls. */
 export type NativeBuffer = ArrayBufferView | bigint;
 
@@ -70,6 +73,8 @@ export interface NativeAddon {
   cudaMemoryStats(device: number): { inUse: number; cached: number; peakInUse: number };
   cudaResetPeak(device: number): void;
   cudaEmptyCache(device: number): void;
+  /** A napi External holding the C function table (include/ssd_kernels.h), type-tagged. */
+  getNativeApi(): object;
 }
 
 /** The package's root: the nearest folder above this file with our package.json (lib/ or dist/lib/). */
@@ -90,46 +95,99 @@ export function packageRoot(): string {
   }
 }
 
-/** Places the addon may be, most specific first. */
-function candidates(): string[] {
-  const root = packageRoot();
-  const list: string[] = [];
-  if (process.env.SSD_KERNELS_ADDON) list.push(path.resolve(process.env.SSD_KERNELS_ADDON));
-  list.push(path.join(root, 'build-cmake', 'Release', 'ssd_kernels.node'));
-  list.push(path.join(root, 'build', 'Release', 'ssd_kernels.node'));
-  const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (fs.existsSync(prebuildDir)) {
-    for (const file of fs.readdirSync(prebuildDir).sort()) {
-      if (file.endsWith('.node')) list.push(path.join(prebuildDir, file));
-    }
+/** One place the addon may be, and what kind of build it is (for messages). */
+export interface AddonCandidate {
+  file: string;
+  kind: string;
+}
+
+/**
+ * Places the addon may be, in the order they are tried:
+ *   SSD_KERNELS_ADDON  an explicit file: the only candidate when set;
+ *   build-cmake/Release  a local cmake-js build (`npm run build:native`, CPU and CUDA): only made on purpose;
+ *   prebuilds/<platform>-<arch>/  the prebuilt binary shipped in the package (CPU and CUDA);
+ *   build/Release  the node-gyp build (CPU only) that installing makes when no prebuilt binary loads.
+ */
+export function addonCandidates(root: string = packageRoot(), env: NodeJS.ProcessEnv = process.env): AddonCandidate[] {
+  if (env.SSD_KERNELS_ADDON) return [{ file: path.resolve(env.SSD_KERNELS_ADDON), kind: 'SSD_KERNELS_ADDON' }];
+  const list: AddonCandidate[] = [{ file: path.join(root, 'build-cmake', 'Release', 'ssd_kernels.node'), kind: 'local cmake-js build' }];
+  const tuple = `${process.platform}-${process.arch}`;
+  const prebuildDir = path.join(root, 'prebuilds', tuple);
+  const prebuilt = fs.existsSync(prebuildDir) ? fs.readdirSync(prebuildDir).filter((f) => f.endsWith('.node')).sort() : [];
+  if (prebuilt.length === 0) {
+    list.push({ file: path.join(prebuildDir, 'ssd-kernels.node'), kind: `prebuilt binary for ${tuple}` });
   }
+  for (const file of prebuilt) list.push({ file: path.join(prebuildDir, file), kind: `prebuilt binary for ${tuple}` });
+  list.push({ file: path.join(root, 'build', 'Release', 'ssd_kernels.node'), kind: 'local node-gyp build (CPU only)' });
   return list;
 }
 
-let cached: NativeAddon | undefined;
+/** What happened at each place tried: loaded, or why not. */
+export interface LoadAttempt extends AddonCandidate {
+  error?: string;
+}
 
-/** Loads the addon once; throws an SsdError (ERR_SSD_NATIVE) that lists every place tried. */
-export function native(): NativeAddon {
-  if (cached) return cached;
-  const tried: string[] = [];
-  for (const file of candidates()) {
-    if (!fs.existsSync(file)) {
-      tried.push(`  ${file}: not found`);
+/** The message of a failed load: every place tried, why each failed, and what to do. */
+export function loadFailureMessage(attempts: LoadAttempt[], root: string): string {
+  const lines = attempts.map((a) => `  ${a.file} (${a.kind}): ${a.error ?? 'loaded'}`);
+  const prebuilds = path.join(root, 'prebuilds');
+  const shipped = fs.existsSync(prebuilds) ? fs.readdirSync(prebuilds).filter((d) => !d.startsWith('.')) : [];
+  const tuple = `${process.platform}-${process.arch}`;
+  const advice: string[] = [];
+  if (attempts.length === 1 && attempts[0].kind === 'SSD_KERNELS_ADDON') {
+    advice.push('SSD_KERNELS_ADDON is set, so no other place was tried: point it at a built ssd_kernels.node, or unset it.');
+  } else {
+    if (!shipped.includes(tuple)) {
+      advice.push(`This package has no prebuilt binary for ${tuple} (${shipped.length > 0 ? `it has: ${shipped.join(', ')}` : 'none shipped'}).`);
+    } else if (attempts.some((a) => a.kind.startsWith('prebuilt') && a.error && a.error !== 'not found')) {
+      advice.push('The prebuilt binary needs x86-64 Linux with glibc 2.28 or newer (see README, Install).');
+    }
+    advice.push(
+      'Build from source: `npm rebuild ssd-kernels --build-from-source` (node-gyp, CPU only; needs a C++17 compiler, make and python3),',
+      'or, in the package folder, `npx cmake-js compile --out build-cmake` (CPU and CUDA; needs cmake, and nvcc for CUDA),',
+      'or set SSD_KERNELS_ADDON to the path of a built ssd_kernels.node.',
+    );
+  }
+  return `Could not load the ssd-kernels native addon. Tried:\n${lines.join('\n')}\n${advice.join('\n')}`;
+}
+
+/**
+ * Loads the addon from the first candidate under `root` that loads; throws an SsdError
+ * (ERR_SSD_NATIVE) that lists every place tried, why each failed, and what to do.
+ */
+export function loadAddon(root: string, env: NodeJS.ProcessEnv = process.env): { addon: NativeAddon; file: string } {
+  const attempts: LoadAttempt[] = [];
+  for (const candidate of addonCandidates(root, env)) {
+    if (!fs.existsSync(candidate.file)) {
+      attempts.push({ ...candidate, error: 'not found' });
       continue;
     }
     try {
       // A .node file can only be loaded through require().
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      cached = require(file) as NativeAddon;
-      return cached;
+      const addon = require(candidate.file) as NativeAddon;
+      if (addon.abiVersion !== EXPECTED_ABI_VERSION) {
+        attempts.push({ ...candidate, error: `ABI version ${String(addon.abiVersion)}, this package needs ${EXPECTED_ABI_VERSION} (a stale build: rebuild it)` });
+        continue;
+      }
+      return { addon, file: candidate.file };
     } catch (err) {
-      tried.push(`  ${file}: ${(err as Error).message.split('\n')[0]}`);
+      attempts.push({ ...candidate, error: (err as Error).message.split('\n')[0] });
     }
   }
-  throw new SsdError(
-    'ERR_SSD_NATIVE',
-    `Could not load the ssd-kernels native addon. Tried:\n${tried.join('\n')}\n` +
-      'Build it with `npm run build:native` (cmake-js, CPU and CUDA) or `npm run build:gyp` (node-gyp, CPU only), ' +
-      'or set SSD_KERNELS_ADDON to the path of a built ssd_kernels.node.',
-  );
+  throw new SsdError('ERR_SSD_NATIVE', loadFailureMessage(attempts, root));
+}
+
+let loaded: { addon: NativeAddon; file: string } | undefined;
+
+/** The addon, loaded once (see loadAddon). */
+export function native(): NativeAddon {
+  loaded ??= loadAddon(packageRoot());
+  return loaded.addon;
+}
+
+/** The file the addon was loaded from (loads it if needed). */
+export function nativePath(): string {
+  native();
+  return (loaded as { file: string }).file;
 }

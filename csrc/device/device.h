@@ -22,7 +22,8 @@ struct Availability {
 };
 
 // Initialises CUDA on first use (never at load time): without a driver or GPU the addon still
-// loads and the CPU path works.
+// loads and the CPU path works. SSD_KERNELS_DEVICE=cpu (read once, at the first call) reports CUDA
+// unavailable without touching the driver.
 const Availability& availability();
 
 // Result of a device operation: status plus a message that names the CUDA error.
@@ -65,6 +66,19 @@ Result time_on_stream(void* stream, const std::function<Result(void*)>& body, in
 
 // Enqueues a fill of `bytes` zero bytes (inside a job).
 Result zero_async(void* dst, size_t bytes, void* stream);
+
+// ---- For the C ABI, on the caller's thread and stream (not the device's worker) ----
+
+// The calling thread's current CUDA device.
+Result current_device(int* device);
+// SSD_OK when `ptr` is device or managed memory that `device`'s kernels can read; otherwise
+// SSD_ERR_INVALID_ARGUMENT naming `name` and what the pointer is.
+Result check_device_pointer(int device, const void* ptr, const char* name);
+// Scratch memory ordered on a stream the caller owns: a memory pool of this library per device
+// (cudaMallocFromPoolAsync / cudaFreeAsync), so a block is reused only after the work that used it
+// is done, whichever stream asks next. empty_cache(device) trims the pool.
+Result stream_alloc(int device, size_t bytes, void* stream, void** ptr);
+Result stream_free(void* ptr, void* stream);
 
 }  // namespace device
 }  // namespace ssd

@@ -2,8 +2,11 @@
 // linked statically and loads the driver on first use, so a machine without a driver or GPU only
 // learns it here, lazily, and the reason is reported instead of failing the load.
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -122,17 +125,79 @@ Result no_device(int device) {
                                         std::to_string(a.devices) + ")"};
 }
 
+// The C ABI's scratch memory: one pool per device, created on first use, that keeps what it has
+// (release threshold: unlimited) until empty_cache() trims it.
+std::mutex pools_mutex;
+std::map<int, cudaMemPool_t>& pools = *new std::map<int, cudaMemPool_t>();
+
+Result pool_of(int device, cudaMemPool_t* pool) {
+  std::lock_guard<std::mutex> lock(pools_mutex);
+  auto it = pools.find(device);
+  if (it != pools.end()) {
+    *pool = it->second;
+    return {};
+  }
+  int supported = 0;
+  Result r = cuda_result(cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device),
+                         "cudaDeviceGetAttribute(cudaDevAttrMemoryPoolsSupported)");
+  if (!r.ok()) return r;
+  if (!supported) {
+    return {SSD_ERR_UNSUPPORTED, "CUDA device " + std::to_string(device) +
+                                     " does not support stream-ordered memory pools, which calls on a caller's stream need"};
+  }
+  cudaMemPoolProps props;
+  std::memset(&props, 0, sizeof props);
+  props.allocType = cudaMemAllocationTypePinned;
+  props.handleTypes = cudaMemHandleTypeNone;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  r = cuda_result(cudaMemPoolCreate(pool, &props), "cudaMemPoolCreate");
+  if (!r.ok()) return r;
+  uint64_t keep = UINT64_MAX;
+  cudaMemPoolSetAttribute(*pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  pools[device] = *pool;
+  return {};
+}
+
+void trim_pool(int device) {
+  cudaMemPool_t pool = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    auto it = pools.find(device);
+    if (it == pools.end()) return;
+    pool = it->second;
+  }
+  cudaMemPoolTrimTo(pool, 0);  // frees only blocks no queued work still uses
+}
+
 }  // namespace
 
 const Availability& availability() {
   static Availability a = [] {
     Availability r;
     r.compiled = true;
+    const char* forced = std::getenv("SSD_KERNELS_DEVICE");
+    if (forced && std::strcmp(forced, "cpu") == 0) {
+      r.reason = "disabled by SSD_KERNELS_DEVICE=cpu";
+      return r;
+    }
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
       r.reason = cuda_message(e, "cudaGetDeviceCount");
       cudaGetLastError();
+      if (e == cudaErrorInsufficientDriver) {
+        // The runtime says this both when there is no driver and when it is too old: tell them apart.
+        void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (!driver) {
+          r.reason = "no NVIDIA driver (libcuda.so.1 could not be loaded); " + r.reason;
+        } else {
+          r.reason = "the NVIDIA driver is older than this build's CUDA runtime needs (" +
+                     std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10) +
+                     "); " + r.reason;
+          dlclose(driver);
+        }
+      }
       return r;
     }
     if (count == 0) {
@@ -208,6 +273,7 @@ void release(int device, void* ptr) {
 Result empty_cache(int device) {
   DeviceState* d = state(device);
   if (!d) return no_device(device);
+  trim_pool(device);
   std::vector<void*> blocks;
   {
     std::lock_guard<std::mutex> lock(d->mutex);
@@ -294,6 +360,50 @@ Result time_on_stream(void* stream, const std::function<Result(void*)>& body, in
 
 Result zero_async(void* dst, size_t bytes, void* stream) {
   return cuda_result(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
+}
+
+Result current_device(int* device) { return cuda_result(cudaGetDevice(device), "cudaGetDevice"); }
+
+Result check_device_pointer(int device, const void* ptr, const char* name) {
+  cudaPointerAttributes attr;
+  std::memset(&attr, 0, sizeof attr);
+  cudaError_t e = cudaPointerGetAttributes(&attr, ptr);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return {SSD_ERR_INVALID_ARGUMENT, std::string(name) + ": cannot tell where the pointer lives (" +
+                                          cudaGetErrorName(e) + "); expected device memory of CUDA device " +
+                                          std::to_string(device)};
+  }
+  if (attr.type == cudaMemoryTypeManaged) return {};
+  if (attr.type == cudaMemoryTypeDevice && attr.device == device) return {};
+  std::string what = attr.type == cudaMemoryTypeDevice ? "device memory of CUDA device " + std::to_string(attr.device)
+                     : attr.type == cudaMemoryTypeHost ? "page-locked host memory"
+                                                       : "host memory";
+  return {SSD_ERR_INVALID_ARGUMENT, std::string(name) + ": expected device memory of the current CUDA device (" +
+                                        std::to_string(device) + ") but received " + what};
+}
+
+Result stream_alloc(int device, size_t bytes, void* stream, void** ptr) {
+  *ptr = nullptr;
+  cudaMemPool_t pool = nullptr;
+  Result r = pool_of(device, &pool);
+  if (!r.ok()) return r;
+  cudaError_t e = cudaMallocFromPoolAsync(ptr, bytes, pool, static_cast<cudaStream_t>(stream));
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    empty_cache(device);  // give back what the package's other allocator caches, then try once more
+    e = cudaMallocFromPoolAsync(ptr, bytes, pool, static_cast<cudaStream_t>(stream));
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *ptr = nullptr;
+    return cuda_result(e, ("cudaMallocFromPoolAsync of " + std::to_string(bytes) + " bytes").c_str());
+  }
+  return {};
+}
+
+Result stream_free(void* ptr, void* stream) {
+  return cuda_result(cudaFreeAsync(ptr, static_cast<cudaStream_t>(stream)), "cudaFreeAsync");
 }
 
 }  // namespace device

@@ -31,6 +31,13 @@ void submit(int, Job, Done done) { done(unavailable()); }
 Result copy_async(void*, const void*, size_t, bool, void*) { return unavailable(); }
 Result zero_async(void*, size_t, void*) { return unavailable(); }
 Result time_on_stream(void*, const std::function<Result(void*)>&, int, int, std::vector<float>*) { return unavailable(); }
+Result current_device(int*) { return unavailable(); }
+Result check_device_pointer(int, const void*, const char*) { return unavailable(); }
+Result stream_alloc(int, size_t, void*, void** ptr) {
+  *ptr = nullptr;
+  return unavailable();
+}
+Result stream_free(void*, void*) { return unavailable(); }
 
 }  // namespace device
 }  // namespace ssd
