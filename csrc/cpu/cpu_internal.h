@@ -23,6 +23,10 @@ void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
 SsdStatus forward_scalar(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx2(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx512(const SsdParams& p, int threads, char* err, size_t errlen);
+// The backward, in backward_<isa>.cpp, with the same conventions.
+SsdStatus backward_scalar(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
+SsdStatus backward_avx2(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
+SsdStatus backward_avx512(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
 
 // `iters` iterations of a block of independent FMAs on the ISA's widest vectors. Returns a value that
 // depends on every result (so nothing is optimised away); *flops_per_iter receives the fp32 flop
