@@ -9,6 +9,7 @@
 #endif
 #include <immintrin.h>
 #include <math.h>
+#include <time.h>  // TEMP-TIMING
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,6 +16,11 @@ namespace ssd { namespace cpu { namespace detail {
 // runs the missing ids itself.
 void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
 
+// Host workspace (workspace.cpp, baseline): 64-byte aligned blocks of at least `bytes`, or nullptr.
+// Released blocks are cached for reuse (the largest one, up to a cap); pass the size asked for.
+void* workspace_acquire(size_t bytes);
+void workspace_release(void* p, size_t bytes);
+
 // Per-ISA entry points. Each is defined in forward_<isa>.cpp; the AVX ones exist only on x86-64 and
 // may only be called after the CPU was checked. Parameters are already validated (sizes >= 1,
 // pointers present, nheads % ngroups == 0). `threads` >= 1. On error they write a NUL-terminated
