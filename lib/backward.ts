@@ -124,7 +124,8 @@ export interface SsdWithGrad extends SsdResult {
 export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Promise<SsdWithGrad> {
   const result = await ssd(inputs, options);
   const saved: SsdInputs = { ...inputs };
-  const { out: _forwardOut, ...backwardOptions } = options ?? {};
+  const backwardOptions: Omit<SsdOptions, 'out'> = { ...options };
+  delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
   return {
     ...result,
     backward: (grads, extra) => ssdBackward(saved, grads, { ...backwardOptions, ...extra }),

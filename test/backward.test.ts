@@ -115,6 +115,13 @@ function expectGradsMatch(grads: SsdGrads, expected: RefGrads, inputs: SsdInputs
   return errors;
 }
 
+/** A copy of `o` without `keys`. */
+function without<T extends object>(o: T, ...keys: string[]): T {
+  const copy = { ...o } as Record<string, unknown>;
+  for (const k of keys) delete copy[k];
+  return copy as T;
+}
+
 function run(config: ExampleConfig, example: ExampleOptions, options: Options, final = true): Record<string, number> {
   const c = makeCase(config, example, options, final);
   const grads = ssdBackwardSync(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, options);
@@ -240,15 +247,12 @@ describe('step sizes and decays', () => {
     const options: Options = { dtSoftplus: true };
     const c = makeCase(cfg, { dtShift: 100, z: true, initialStates: true }, options);
     const grads = ssdBackwardSync(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, options);
-    const { dA, dInitialStates, ...expected } = reference(c);
-    for (const [ours, want] of [[grads.dA, dA], [grads.dInitialStates!, dInitialStates!]] as const) {
+    const expected = reference(c);
+    for (const [ours, want] of [[grads.dA, expected.dA], [grads.dInitialStates!, expected.dInitialStates!]] as const) {
       expect(Math.max(...want.map(Math.abs))).toBeLessThan(1e-30);
       expect(ours.toFloat32().every((v) => v === 0)).toBe(true);
     }
-    const { A: _A, initialStates: _s, ...inputs } = c.inputs;
-    const { dA: _dA, dInitialStates: _dS, ...rest } = grads;
-    expect(l2(rest.dx.toFloat32())).toBeGreaterThan(0);
-    expectGradsMatch(rest as SsdGrads, expected as RefGrads, inputs as SsdInputs);
+    expectGradsMatch(without(grads, 'dA', 'dInitialStates'), without(expected, 'dA', 'dInitialStates'), without(c.inputs, 'A', 'initialStates'));
   });
 
   test('strong decay: many segment restarts inside a block', () => {
@@ -283,10 +287,7 @@ describe('seqIdx', () => {
     const expected = reference(c);
     expect(l2(expected.dInitialStates!)).toBe(0);
     expect(l2(grads.dInitialStates!.toFloat32())).toBe(0);
-    const { dInitialStates: _ignored, ...rest } = expected;
-    const { initialStates: _ignoredToo, ...restInputs } = c.inputs;
-    const { dInitialStates: _dropped, ...restGrads } = grads;
-    expectGradsMatch(restGrads as SsdGrads, rest as RefGrads, restInputs as SsdInputs);
+    expectGradsMatch(without(grads, 'dInitialStates'), without(expected, 'dInitialStates'), without(c.inputs, 'initialStates'));
   });
 });
 
