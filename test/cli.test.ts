@@ -46,6 +46,17 @@ describe('ssd-kernels CLI', () => {
     expect(out.rows[0].fractionOfPeak).toBeGreaterThan(0);
   });
 
+  test('bench --backward adds the backward and forward + backward times', () => {
+    const r = runCli(['bench', '--json', '--runs', '1', '--config', 'C2', '--backward']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { ms: number; backwardMs: number; forwardBackwardMs: number; backwardToForward: number }[] };
+    expect(out.rows).toHaveLength(1);
+    const row = out.rows[0];
+    expect(row.backwardMs).toBeGreaterThan(0);
+    expect(row.forwardBackwardMs).toBeCloseTo(row.ms + row.backwardMs, 2);
+    expect(row.backwardToForward).toBeGreaterThan(0);
+  });
+
   test('the CPU-only node-gyp build (built by npm install) passes check too', () => {
     const gypAddon = path.join(__dirname, '..', 'build', 'Release', 'ssd_kernels.node');
     expect(fs.existsSync(gypAddon)).toBe(true); // npm ci / npm install builds it through the install script
