@@ -1,6 +1,6 @@
 /**
  * The CPU backward against the float64 reverse of the reference recurrence (lib/reference-backward.ts):
- * every option combination, awkward sizes (around the backward's blocks of 32 tokens and ranges of
+ * every option combination, awkward sizes (around the backward's blocks of 16 tokens and ranges of
  * 256), all three dtypes, seqIdx edges, strong and positive decays, chaining through the states,
  * determinism across runs and thread counts, sync vs async, ssdWithGrad, options.out, every
  * instruction set, and the validation of ssdBackward()'s arguments.
@@ -145,8 +145,8 @@ describe('every option combination (fp32), with and without dFinalStates', () =>
 describe('awkward sizes', () => {
   const every: ExampleOptions = { D: 'channel', z: true, dtBias: true, initialStates: true };
   const options: Options = { dtSoftplus: true, dtLimit: [0.001, 0.5] };
-  // blocks of 32 tokens and ranges of 256: one token, partial and whole blocks, partial and whole ranges
-  test.each([1, 2, 31, 32, 33, 255, 256, 257, 300, 700])('seqlen %i with every option', (seqlen) => {
+  // blocks of 16 tokens and ranges of 256: one token, partial and whole blocks, partial and whole ranges
+  test.each([1, 2, 15, 16, 17, 31, 33, 255, 256, 257, 300, 700])('seqlen %i with every option', (seqlen) => {
     run({ batch: 2, seqlen, nheads: 3, headdim: 5, ngroups: 1, dstate: 7 }, every, options);
   });
   test.each([1, 3, 15, 16, 17, 33, 64, 65, 80])('headdim %i', (headdim) => {
@@ -275,7 +275,7 @@ describe('seqIdx', () => {
   const cfg: ExampleConfig = { batch: 2, seqlen: 600, nheads: 2, headdim: 8, ngroups: 1, dstate: 8 };
   const options: Options = { dtSoftplus: true };
   test.each([
-    ['boundaries at block and range edges', { seqStarts: [32, 64, 256, 512] }],
+    ['boundaries at block and range edges', { seqStarts: [16, 48, 256, 512] }],
     ['boundaries inside blocks', { seqStarts: [3, 17, 45, 46, 300, 599] }],
     ['one sequence, value 0 keeps initial states', { seqFirst: 0, initialStates: true }],
   ] as [string, ExampleOptions][])('%s', (_name, example) => {

@@ -3,7 +3,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <math.h>
-#include <time.h>  // TEMP-TIMING
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,6 @@
 #endif
 #include <immintrin.h>
 #include <math.h>
-#include <time.h>  // TEMP-TIMING
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

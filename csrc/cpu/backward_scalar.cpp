@@ -1,6 +1,5 @@
 // Portable instantiation of the CPU SSD backward (baseline flags; the only kernel on non-x86).
 #include <math.h>
-#include <time.h>  // TEMP-TIMING
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
