@@ -12,7 +12,7 @@
 namespace ssd { namespace cpu { namespace detail {
 namespace {
 
-constexpr size_t kKeepBytes = size_t(256) << 20;
+constexpr size_t kKeepBytes = size_t(128) << 20;
 
 std::mutex cache_mu;
 void* cached = nullptr;
