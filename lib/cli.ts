@@ -3,6 +3,7 @@
  * ssd-kernels command line: `info`, `check` and `bench`.
  *   info                  version, backends, CPU instruction set, threads, CUDA status
  *   check                 runs built-in examples on every available backend against the float64 reference
+ *                         (and the CPU backward against its float64 reverse)
  *   bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]
  *                         times the forward (and with --backward the backward) on the benchmark
  *                         configs (median of N runs)
@@ -11,6 +12,7 @@ import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptio
 import { native, NativeDtype } from './native';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
+import { ssdReferenceBackward } from './reference-backward';
 import { Tensor, type FloatType } from './tensor';
 
 function usage(): never {
@@ -69,6 +71,29 @@ const CHECK_CASES: CheckCase[] = [
   },
 ];
 
+/** The CPU backward on the first check case (fp32, every option) against the float64 reverse; returns 1 on failure. */
+function checkBackward(rng: Random): number {
+  const c = CHECK_CASES[0];
+  const { inputs, ref } = makeExample(rng, c.config, c.example);
+  const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = c.config;
+  const dy = new Tensor('float32', rng.normals(b * L * h * p), [b, L, h, p]);
+  const dFinalStates = new Tensor('float32', rng.normals(b * h * p * n), [b, h, p, n]);
+  const options: SsdBackwardOptions = { chunkSize: c.options.chunkSize, dtSoftplus: c.options.dtSoftplus, dtLimit: c.options.dtLimit, device: 'cpu' };
+  const grads = ssdBackwardSync(inputs, { dy, dFinalStates }, options);
+  const expected = ssdReferenceBackward(withOptions(ref, c.options), dy.toFloat32(), dFinalStates.toFloat32());
+  let worst = 0;
+  let ok = true;
+  for (const [key, want] of Object.entries(expected) as [keyof SsdGrads, Float64Array][]) {
+    const got = grads[key]?.toFloat32();
+    if (!got || !allFinite(got) || l2(got) === 0) ok = false;
+    else worst = Math.max(worst, relativeL2(got, want));
+  }
+  ok = ok && worst <= c.bound;
+  const count = Object.keys(expected).length;
+  console.log(`${ok ? 'PASS' : 'FAIL'}  cpu   ${'backward, ' + c.name.padEnd(18)} worst rel. L2 error of ${count} gradients ${worst.toExponential(2)} (bound ${c.bound.toExponential(1)})`);
+  return ok ? 0 : 1;
+}
+
 async function check(): Promise<number> {
   const b = backends();
   const devices: ('cpu' | 'cuda')[] = ['cpu'];
@@ -98,6 +123,7 @@ async function check(): Promise<number> {
       console.log(`${ok ? 'PASS' : 'FAIL'}  ${device.padEnd(4)}  ${c.name.padEnd(28)} rel. L2 error y / finalStates ${detail} (bound ${bound})`);
     }
   }
+  failures += checkBackward(rng);
   console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
   return failures === 0 ? 0 : 1;
 }
