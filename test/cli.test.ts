@@ -29,6 +29,7 @@ describe('ssd-kernels CLI', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/PASS {2}cpu/);
+    expect(r.stdout).toMatch(/PASS {2}cpu {3}backward/);
     expect(r.stdout).not.toMatch(/FAIL/);
     expect(r.stdout).toMatch(/all checks passed/);
     if (!/PASS {2}cuda/.test(r.stdout)) expect(r.stdout).toMatch(/cuda: skipped \(.+\)/);
