@@ -215,19 +215,19 @@ Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Runs one forward on a libuv worker thread. The argument object (and through it every input and
-// output buffer) stays referenced until the Promise settles.
-class ForwardWorker : public Napi::AsyncWorker {
+// Runs one CPU call (`run`, a forward or a backward) on a libuv worker thread. The argument object
+// (and through it every input and output buffer) stays referenced until the Promise settles.
+class CpuWorker : public Napi::AsyncWorker {
  public:
-  ForwardWorker(Napi::Env env, Napi::Object args, const Call& call)
-      : Napi::AsyncWorker(env, "ssd-kernels:forward"),
+  CpuWorker(Napi::Env env, Napi::Object args, const char* name, std::function<SsdStatus(std::string*)> run)
+      : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         args_(Napi::Persistent(args)),
-        call_(call) {}
+        run_(std::move(run)) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  void Execute() override { status_ = run_cpu(call_, &error_); }
+  void Execute() override { status_ = run_(&error_); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -243,7 +243,7 @@ class ForwardWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference args_;
-  Call call_;
+  std::function<SsdStatus(std::string*)> run_;
   SsdStatus status_ = SSD_OK;
   std::string error_;
 };
@@ -252,7 +252,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
   Call call = read_call(args, false);
-  auto* worker = new ForwardWorker(env, args, call);
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:forward", [call](std::string* error) { return run_cpu(call, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -332,41 +332,12 @@ Napi::Value BackwardSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// One backward on a libuv worker thread; the argument object (every buffer) stays referenced until
-// the Promise settles.
-class BackwardWorker : public Napi::AsyncWorker {
- public:
-  BackwardWorker(Napi::Env env, Napi::Object args, const BackwardCall& call)
-      : Napi::AsyncWorker(env, "ssd-kernels:backward"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        args_(Napi::Persistent(args)),
-        call_(call) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
-  void Execute() override { status_ = run_backward_cpu(call_, &error_); }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (status_ == SSD_OK) deferred_.Resolve(env.Undefined());
-    else deferred_.Reject(status_error(env, status_, error_).Value());
-  }
-
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference args_;
-  BackwardCall call_;
-  SsdStatus status_ = SSD_OK;
-  std::string error_;
-};
-
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
   BackwardCall call = read_backward_call(args);
-  auto* worker = new BackwardWorker(env, args, call);
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:backward",
+                               [call](std::string* error) { return run_backward_cpu(call, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

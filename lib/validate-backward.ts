@@ -59,8 +59,9 @@ export interface SsdBackwardOptions extends Omit<SsdOptions, 'out'> {
   out?: Partial<SsdGrads>;
 }
 
-const GRAD_NAMES = ['dy', 'dFinalStates'] as const;
-const OUT_NAMES: readonly SsdGradName[] = ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDtBias', 'dInitialStates'];
+const OUTPUT_GRAD_NAMES = ['dy', 'dFinalStates'] as const;
+/** The gradients of SsdGrads, in order. */
+export const GRAD_NAMES: readonly SsdGradName[] = ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDtBias', 'dInitialStates'];
 
 export interface GradSpec {
   name: SsdGradName;
@@ -86,7 +87,8 @@ export function gradSpecs(t: SsdInputs, plan: SsdPlan): GradSpec[] {
   return specs;
 }
 
-const INPUT_OF: Record<SsdGradName, string> = {
+/** The input of each gradient. */
+export const GRAD_INPUT: Record<SsdGradName, keyof SsdInputs> = {
   dx: 'x',
   ddt: 'dt',
   dA: 'A',
@@ -117,7 +119,7 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = plan;
 
   if (!isPlainObject(grads)) throw typeError('grads', 'an object { dy, dFinalStates? } of Tensors', grads);
-  checkKnownKeys('key of grads', grads, GRAD_NAMES);
+  checkKnownKeys('key of grads', grads, OUTPUT_GRAD_NAMES);
   const yLayout = '(batch, seqlen, nheads, headdim)';
   if (!(grads.dy instanceof Tensor)) throw typeError('grads.dy', `a Tensor ${yLayout}`, grads.dy);
   if (grads.dy.type !== t.x.type) {
@@ -138,15 +140,15 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   const specs = gradSpecs(t, plan);
   const given: Partial<SsdGrads> = {};
   if (out !== undefined) {
-    if (!isPlainObject(out)) throw typeError('options.out', `an object { ${OUT_NAMES.join(', ')} } of gradient Tensors (all optional)`, out);
-    checkKnownKeys('key of options.out', out, OUT_NAMES);
+    if (!isPlainObject(out)) throw typeError('options.out', `an object { ${GRAD_NAMES.join(', ')} } of gradient Tensors (all optional)`, out);
+    checkKnownKeys('key of options.out', out, GRAD_NAMES);
     const taken = new Set<Tensor>([...Object.values(t), ...Object.values(checked)] as Tensor[]);
-    for (const name of OUT_NAMES) {
+    for (const name of GRAD_NAMES) {
       const tensor = out[name];
       if (tensor === undefined) continue;
       const spec = specs.find((s) => s.name === name);
       if (spec === undefined) {
-        throw new SsdError('ERR_SSD_OPTION', `options.out.${name} is given but inputs.${INPUT_OF[name]} is not, so there is no ${name} to write`);
+        throw new SsdError('ERR_SSD_OPTION', `options.out.${name} is given but inputs.${GRAD_INPUT[name]} is not, so there is no ${name} to write`);
       }
       const checkedOut = tensorArg(`options.out.${name}`, tensor, [spec.type], spec.dims.length, spec.layout);
       if (!sameDims(checkedOut.dims, spec.dims)) throw shapeError(`options.out.${name}`, spec.dims, spec.layout, checkedOut.dims);

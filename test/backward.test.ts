@@ -5,8 +5,6 @@
  * determinism across runs and thread counts, sync vs async, ssdWithGrad, options.out, every
  * instruction set, and the validation of ssdBackward()'s arguments.
  */
-import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import {
   SsdError,
   Tensor,
@@ -22,6 +20,7 @@ import {
 } from '../lib/index';
 import { native } from '../lib/native';
 import { ssdReferenceBackward, type RefGrads } from '../lib/reference-backward';
+import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../lib/validate-backward';
 import {
   Random,
   allFinite,
@@ -35,24 +34,11 @@ import {
   type ExampleOptions,
   type RefInputs,
 } from './reference';
-import { FP32_BOUND, optionCombinations, sameBits } from './helpers';
+import { FP32_BOUND, ISA_ORDER, optionCombinations, runOnIsa, sameBits } from './helpers';
 
 const rng = new Random(20261130);
 
-const GRAD_KEYS = ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDtBias', 'dInitialStates'] as const;
-type GradKey = (typeof GRAD_KEYS)[number];
-const INPUT_OF: Record<GradKey, keyof SsdInputs> = {
-  dx: 'x',
-  ddt: 'dt',
-  dA: 'A',
-  dB: 'B',
-  dC: 'C',
-  dD: 'D',
-  dz: 'z',
-  dDtBias: 'dtBias',
-  dInitialStates: 'initialStates',
-};
-const FLOAT32_GRADS: readonly GradKey[] = ['dA', 'dD', 'dDtBias', 'dInitialStates'];
+const FLOAT32_GRADS: readonly SsdGradName[] = ['dA', 'dD', 'dDtBias', 'dInitialStates'];
 
 /** Options both ssd() and ssdBackward() take. */
 type Options = Omit<SsdOptions, 'out'>;
@@ -88,8 +74,8 @@ function reference(c: Case): RefGrads {
  */
 function expectGradsMatch(grads: SsdGrads, expected: RefGrads, inputs: SsdInputs): Record<string, number> {
   const errors: Record<string, number> = {};
-  for (const key of GRAD_KEYS) {
-    const input = inputs[INPUT_OF[key]];
+  for (const key of GRAD_NAMES) {
+    const input = inputs[GRAD_INPUT[key]];
     const grad = grads[key];
     if (input === undefined) {
       expect(grad).toBeUndefined();
@@ -129,7 +115,7 @@ function run(config: ExampleConfig, example: ExampleOptions, options: Options, f
 }
 
 function expectSameBits(a: SsdGrads, b: SsdGrads): void {
-  for (const key of GRAD_KEYS) {
+  for (const key of GRAD_NAMES) {
     expect(a[key] === undefined).toBe(b[key] === undefined);
     if (a[key]) expect(sameBits(a[key]!, b[key]!)).toBe(true);
   }
@@ -383,7 +369,7 @@ describe('determinism and execution', () => {
     const inputs = { ...c.inputs };
     for (const t of [...Object.values(c.inputs), c.dy, c.dFinalStates!]) (t as Tensor).dispose();
     const grads = await pending;
-    for (const key of GRAD_KEYS) {
+    for (const key of GRAD_NAMES) {
       const want = expected[key]!;
       expect(relativeL2(grads[key]!.toFloat32(), want)).toBeLessThanOrEqual(FP32_BOUND);
     }
@@ -420,12 +406,12 @@ describe('options.out', () => {
     const grads = { dy: c.dy, dFinalStates: c.dFinalStates };
     const fresh = ssdBackwardSync(c.inputs, grads, options);
     const out: SsdGrads = {} as SsdGrads;
-    for (const key of GRAD_KEYS) {
+    for (const key of GRAD_NAMES) {
       const t = fresh[key]!;
       out[key] = t.type === 'float32' ? new Tensor('float32', new Float32Array(t.size).fill(NaN), t.dims) : new Tensor(t.type, new Uint16Array(t.size).fill(0xffff), t.dims);
     }
     const given = ssdBackwardSync(c.inputs, grads, { ...options, out });
-    for (const key of GRAD_KEYS) {
+    for (const key of GRAD_NAMES) {
       expect(given[key]).toBe(out[key]);
       expect(sameBits(out[key]!, fresh[key]!)).toBe(true);
     }
@@ -466,9 +452,7 @@ describe('ssdWithGrad', () => {
 });
 
 describe('instruction sets', () => {
-  // SSD_KERNELS_CPU_ISA is read by the native code from the real environment: each instruction set
-  // runs in a child process of the compiled package (dist/, built by `npm test` before jest).
-  const order = ['scalar', 'avx2', 'avx512'];
+  // Each instruction set runs in a child process of the compiled package (see runOnIsa).
   const script = `
     const lib = require('./dist/lib/index.js');
     const { Random, makeExample, withOptions, roundingError } = require('./dist/lib/examples.js');
@@ -496,18 +480,8 @@ describe('instruction sets', () => {
     }
     console.log(JSON.stringify({ isa: lib.backends().cpu.isa, best: lib.backends().cpu.bestIsa, rows }));
   `;
-  test.each(order)('%s (or the best this CPU has below it) matches the reference', (isa) => {
-    const r = spawnSync(process.execPath, ['-e', script], {
-      cwd: path.join(__dirname, '..'),
-      encoding: 'utf8',
-      env: { ...process.env, SSD_KERNELS_CPU_ISA: isa },
-    });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const out = JSON.parse(r.stdout) as { isa: string; best: string; rows: { dtype: string; key: string; finite: boolean; norm: number; error: number; rounding: number }[] };
-    const expectedIsa = order.indexOf(isa) <= order.indexOf(out.best) ? isa : out.best;
-    if (expectedIsa !== isa) console.log(`instruction set ${isa}: not supported by this CPU, ran ${expectedIsa} instead`);
-    expect(out.isa).toBe(expectedIsa);
+  test.each(ISA_ORDER)('%s (or the best this CPU has below it) matches the reference', (isa) => {
+    const out = runOnIsa<{ rows: { dtype: string; key: string; finite: boolean; norm: number; error: number; rounding: number }[] }>(script, isa);
     expect(out.rows).toHaveLength(3 * (9 + 7));
     for (const row of out.rows) {
       expect(row.finite).toBe(true);

@@ -172,30 +172,39 @@ int default_threads() {
   return n >= 1 ? (int)n : 1;
 }
 
-SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
+namespace {
+
+// A kernel's entry points per instruction set (the AVX ones exist only on x86-64).
+template <class Params>
+struct Entries {
+  SsdStatus (*scalar)(const Params&, int, char*, size_t);
+  SsdStatus (*avx2)(const Params&, int, char*, size_t);
+  SsdStatus (*avx512)(const Params&, int, char*, size_t);
+};
+
+#if defined(__x86_64__)
+const Entries<SsdParams> kForward = {&detail::forward_scalar, &detail::forward_avx2, &detail::forward_avx512};
+const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, &detail::backward_avx2, &detail::backward_avx512};
+#else
+const Entries<SsdParams> kForward = {&detail::forward_scalar, nullptr, nullptr};
+const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, nullptr, nullptr};
+#endif
+
+// Runs the active instruction set's entry with the thread count normalised; failures fill *error
+// (with `what` when the kernel gave no message), exceptions become statuses.
+template <class Params>
+SsdStatus run_kernel(const Entries<Params>& entries, const Params& p, int threads, std::string* error, const char* what) {
   try {
-    if (const char* msg = check_params(p)) {
-      set_error(error, msg);
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-    if (p.batch == 0) return SSD_OK;
-    if (p.seqlen == 0) {
-      empty_sequence(p);
-      return SSD_OK;
-    }
     if (threads <= 0) threads = default_threads();
     if (threads > 1024) threads = 1024;
+    auto entry = entries.scalar;
+    const Isa isa = active_isa();
+    if (isa == Isa::Avx512 && entries.avx512) entry = entries.avx512;
+    else if (isa == Isa::Avx2 && entries.avx2) entry = entries.avx2;
     char err[256];
     err[0] = '\0';
-    SsdStatus st;
-    switch (active_isa()) {
-#if defined(__x86_64__)
-      case Isa::Avx512: st = detail::forward_avx512(p, threads, err, sizeof err); break;
-      case Isa::Avx2: st = detail::forward_avx2(p, threads, err, sizeof err); break;
-#endif
-      default: st = detail::forward_scalar(p, threads, err, sizeof err); break;
-    }
-    if (st != SSD_OK) set_error(error, err[0] ? err : "ssd cpu: forward failed");
+    const SsdStatus st = entry(p, threads, err, sizeof err);
+    if (st != SSD_OK) set_error(error, err[0] ? err : what);
     return st;
   } catch (const std::bad_alloc&) {
     set_error(error, "ssd cpu: out of memory");
@@ -206,33 +215,27 @@ SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
   }
 }
 
-SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
-  try {
-    if (const char* msg = check_backward_params(p)) {
-      set_error(error, msg);
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-    if (threads <= 0) threads = default_threads();
-    if (threads > 1024) threads = 1024;
-    char err[256];
-    err[0] = '\0';
-    SsdStatus st;
-    switch (active_isa()) {
-#if defined(__x86_64__)
-      case Isa::Avx512: st = detail::backward_avx512(p, threads, err, sizeof err); break;
-      case Isa::Avx2: st = detail::backward_avx2(p, threads, err, sizeof err); break;
-#endif
-      default: st = detail::backward_scalar(p, threads, err, sizeof err); break;
-    }
-    if (st != SSD_OK) set_error(error, err[0] ? err : "ssd cpu: backward failed");
-    return st;
-  } catch (const std::bad_alloc&) {
-    set_error(error, "ssd cpu: out of memory");
-    return SSD_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    set_error(error, "ssd cpu: internal error");
-    return SSD_ERR_INTERNAL;
+}  // namespace
+
+SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
+  if (const char* msg = check_params(p)) {
+    set_error(error, msg);
+    return SSD_ERR_INVALID_ARGUMENT;
   }
+  if (p.batch == 0) return SSD_OK;
+  if (p.seqlen == 0) {
+    empty_sequence(p);
+    return SSD_OK;
+  }
+  return run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
+}
+
+SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
+  if (const char* msg = check_backward_params(p)) {
+    set_error(error, msg);
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  return run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
 }
 
 double fma_peak_gflops(int threads, double seconds) {
