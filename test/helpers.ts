@@ -95,3 +95,17 @@ export function runOnIsa<T>(script: string, isa: string): T {
   expect(out.isa).toBe(expectedIsa);
   return out;
 }
+
+/** How many event-loop turns (setImmediate callbacks) ran while `pending` was unsettled. */
+export async function eventLoopTurnsDuring(pending: Promise<unknown>): Promise<number> {
+  let turns = 0;
+  let settled = false;
+  const spin = (): void => {
+    if (settled) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  await pending.finally(() => (settled = true));
+  return turns;
+}
