@@ -5,7 +5,7 @@
  *   const { y, backward } = await ssdWithGrad(inputs, options);
  *   const { dx, ddt, dA, dB, dC } = await backward({ dy });
  */
-import { SsdError, fromNativeError as fromNative } from './errors';
+import { SsdError, fromNativeError as fromNative, typeError } from './errors';
 import { ssd, type SsdResult } from './index';
 import { native, type NativeBackwardArgs } from './native';
 import { Tensor } from './tensor';
@@ -17,7 +17,7 @@ import {
   type SsdGrads,
   type SsdOutputGrads,
 } from './validate-backward';
-import { nativeDtype, type SsdInputs, type SsdOptions } from './validate';
+import { checkKnownKeys, isPlainObject, nativeDtype, type SsdInputs, type SsdOptions } from './validate';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
 
@@ -128,6 +128,13 @@ export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Prom
   delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
   return {
     ...result,
-    backward: (grads, extra) => ssdBackward(saved, grads, { ...backwardOptions, ...extra }),
+    backward: async (grads, extra) => {
+      // only out and threads: the options that define the function stay those of the forward
+      if (extra !== undefined) {
+        if (!isPlainObject(extra)) throw typeError('the options of backward()', 'an object { out?, threads? } or undefined', extra);
+        checkKnownKeys('option of backward()', extra, ['out', 'threads']);
+      }
+      return ssdBackward(saved, grads, { ...backwardOptions, ...extra });
+    },
   };
 }

@@ -431,6 +431,9 @@ describe('ssdWithGrad', () => {
     const second = await step.backward(grads, { out: { dx }, threads: 1 });
     expect(second.dx).toBe(dx);
     expectSameBits(first, second);
+    // the options that define the function are the forward's
+    await expect(step.backward(grads, { dtSoftplus: false } as never)).rejects.toThrow(/Unknown option of backward\(\) 'dtSoftplus'; expected one of out, threads/);
+    await expect(step.backward(grads, 2 as never)).rejects.toThrow(TypeError);
   });
   test('the inputs object may change after the forward; the backward uses the tensors of the forward', async () => {
     const cfg: ExampleConfig = { batch: 1, seqlen: 20, nheads: 2, headdim: 8, ngroups: 1, dstate: 8 };
