@@ -119,7 +119,8 @@ SsdStatus run_cpu(const Call& call, std::string* error) {
   return ssd::forward_cpu(call.params, call.threads, error);
 }
 
-Call read_call(Napi::Object args, bool on_device) {
+// Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
+Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
   Napi::Env env = args.Env();
   Call call;
   SsdParams& p = call.params;
@@ -185,17 +186,19 @@ Call read_call(Napi::Object args, bool on_device) {
   p.dt_max = float(hi.As<Napi::Number>().DoubleValue());
   if (!(p.dt_min <= p.dt_max)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
 
-  p.y_type = read_dtype(args, "yType");
-  p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false, on_device));
-  p.y_batch_stride = p.x_batch_stride; p.y_seq_stride = p.x_seq_stride; p.y_head_stride = p.x_head_stride;
-  p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, on_device)));
+  if (outputs) {
+    p.y_type = read_dtype(args, "yType");
+    p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false, on_device));
+    p.y_batch_stride = p.x_batch_stride; p.y_seq_stride = p.x_seq_stride; p.y_head_stride = p.x_head_stride;
+    p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, on_device)));
+  }
 
   Napi::Value threads = args.Get("threads");
   if (!threads.IsNumber()) throw Napi::TypeError::New(env, "Expected a number for threads");
   double t = threads.As<Napi::Number>().DoubleValue();
   if (!(t >= 0 && t <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
   call.threads = int(t);
-  call.y_bytes = size_t(x_elems * element_size(p.y_type));
+  call.y_bytes = outputs ? size_t(x_elems * element_size(p.y_type)) : 0;
   call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
   return call;
 }
@@ -213,19 +216,19 @@ Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Runs one forward on a libuv worker thread. The argument object (and through it every input and
-// output buffer) stays referenced until the Promise settles.
-class ForwardWorker : public Napi::AsyncWorker {
+// Runs one CPU call (`run`, a forward or a backward) on a libuv worker thread. The argument object
+// (and through it every input and output buffer) stays referenced until the Promise settles.
+class CpuWorker : public Napi::AsyncWorker {
  public:
-  ForwardWorker(Napi::Env env, Napi::Object args, const Call& call)
-      : Napi::AsyncWorker(env, "ssd-kernels:forward"),
+  CpuWorker(Napi::Env env, Napi::Object args, const char* name, std::function<SsdStatus(std::string*)> run)
+      : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         args_(Napi::Persistent(args)),
-        call_(call) {}
+        run_(std::move(run)) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
-  void Execute() override { status_ = run_cpu(call_, &error_); }
+  void Execute() override { status_ = run_(&error_); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -241,7 +244,7 @@ class ForwardWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference args_;
-  Call call_;
+  std::function<SsdStatus(std::string*)> run_;
   SsdStatus status_ = SSD_OK;
   std::string error_;
 };
@@ -250,7 +253,92 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
   Call call = read_call(args, false);
-  auto* worker = new ForwardWorker(env, args, call);
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:forward", [call](std::string* error) { return run_cpu(call, error); });
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// ---- The backward on the CPU: backwardSync(args) and backward(args) (a Promise) ---------------------
+
+struct BackwardCall {
+  SsdBackwardParams params{};
+  int threads = 0;
+  size_t x_bytes[3] = {0, 0, 0};  // dx, dz and dB + dC: host output sizes, for prefault()
+};
+
+// The forward's argument fields (minus y and finalStates) plus dy, dFinalStates and the gradient
+// outputs: dx (x's type), ddt (dt's), dA (float32), dB (B's), dC (C's), dD (float32, only with D),
+// dz (z's, only with z), dDtBias and dInitialStates (float32, optional).
+BackwardCall read_backward_call(Napi::Object args) {
+  Napi::Env env = args.Env();
+  BackwardCall call;
+  Call fwd = read_call(args, false, false);
+  call.threads = fwd.threads;
+  SsdBackwardParams& q = call.params;
+  q.fwd = fwd.params;
+  const SsdParams& p = q.fwd;
+  const int64_t b = p.batch, L = p.seqlen, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
+  const int64_t x_elems = b * L * h * hd, bc_elems = b * L * g * n, state_elems = b * h * hd * n;
+
+  q.dy_type = read_dtype(args, "dyType");
+  q.dy = read_buffer(args, "dy", q.dy_type, x_elems, false, false);
+  q.dy_batch_stride = p.x_batch_stride; q.dy_seq_stride = p.x_seq_stride; q.dy_head_stride = p.x_head_stride;
+  q.d_final_states = static_cast<const float*>(read_buffer(args, "dFinalStates", SSD_FLOAT32, state_elems, true, false));
+
+  auto output = [&](const char* name, SsdDtype t, int64_t elems, bool optional) {
+    return const_cast<void*>(read_buffer(args, name, t, elems, optional, false));
+  };
+  q.dx_type = p.x_type;
+  q.dx = output("dx", q.dx_type, x_elems, false);
+  q.dx_batch_stride = p.x_batch_stride; q.dx_seq_stride = p.x_seq_stride; q.dx_head_stride = p.x_head_stride;
+  q.ddt_type = p.dt_type;
+  q.ddt = output("ddt", q.ddt_type, b * L * h, false);
+  q.ddt_batch_stride = p.dt_batch_stride; q.ddt_seq_stride = p.dt_seq_stride;
+  q.dA = static_cast<float*>(output("dA", SSD_FLOAT32, h, false));
+  q.dB_type = p.B_type;
+  q.dB = output("dB", q.dB_type, bc_elems, false);
+  q.dB_batch_stride = p.B_batch_stride; q.dB_seq_stride = p.B_seq_stride; q.dB_group_stride = p.B_group_stride;
+  q.dC_type = p.C_type;
+  q.dC = output("dC", q.dC_type, bc_elems, false);
+  q.dC_batch_stride = p.C_batch_stride; q.dC_seq_stride = p.C_seq_stride; q.dC_group_stride = p.C_group_stride;
+  q.dD = static_cast<float*>(output("dD", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true));
+  if (q.dD && !p.D) throw Napi::TypeError::New(env, "Expected no dD without D");
+  q.dz_type = p.z_type;
+  q.dz = output("dz", q.dz_type, x_elems, true);
+  if (q.dz && !p.z) throw Napi::TypeError::New(env, "Expected no dz without z");
+  q.dz_batch_stride = p.x_batch_stride; q.dz_seq_stride = p.x_seq_stride; q.dz_head_stride = p.x_head_stride;
+  q.d_dt_bias = static_cast<float*>(output("dDtBias", SSD_FLOAT32, h, true));
+  q.d_initial_states = static_cast<float*>(output("dInitialStates", SSD_FLOAT32, state_elems, true));
+
+  call.x_bytes[0] = size_t(x_elems * element_size(q.dx_type));
+  call.x_bytes[1] = q.dz ? size_t(x_elems * element_size(q.dz_type)) : 0;
+  call.x_bytes[2] = size_t(bc_elems * element_size(q.dB_type));
+  return call;
+}
+
+SsdStatus run_backward_cpu(const BackwardCall& call, std::string* error) {
+  prefault(call.params.dx, call.x_bytes[0]);
+  prefault(call.params.dz, call.x_bytes[1]);
+  prefault(call.params.dB, call.x_bytes[2]);
+  prefault(call.params.dC, call.x_bytes[2]);
+  return ssd::backward_cpu(call.params, call.threads, error);
+}
+
+Napi::Value BackwardSync(const Napi::CallbackInfo& info) {
+  BackwardCall call = read_backward_call(args_object(info));
+  std::string error;
+  SsdStatus status = run_backward_cpu(call, &error);
+  if (status != SSD_OK) throw status_error(info.Env(), status, error);
+  return info.Env().Undefined();
+}
+
+Napi::Value Backward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  BackwardCall call = read_backward_call(args);
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:backward",
+                               [call](std::string* error) { return run_backward_cpu(call, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -478,6 +566,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, SSD_KERNELS_ABI_VERSION));
   exports.Set("forwardSync", Napi::Function::New(env, ForwardSync, "forwardSync"));
   exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
+  exports.Set("backwardSync", Napi::Function::New(env, BackwardSync, "backwardSync"));
+  exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
   exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
   exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops, "fmaPeakGflops"));
   exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));

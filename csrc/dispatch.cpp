@@ -14,9 +14,10 @@ namespace {
 
 bool fits_int32(int64_t v) { return v >= 1 && v <= INT32_MAX; }
 
-}  // namespace
+bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
 
-SsdStatus check_params(const SsdParams& p, std::string* error) {
+// The forward's sizes, pointers and options; the outputs only when `outputs`.
+SsdStatus check_forward(const SsdParams& p, bool outputs, std::string* error) {
   const struct {
     const char* name;
     int64_t value;
@@ -43,13 +44,13 @@ SsdStatus check_params(const SsdParams& p, std::string* error) {
     *error = "tensor sizes overflow 64-bit indexing";
     return SSD_ERR_INVALID_ARGUMENT;
   }
-  if (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) {
-    *error = "x, dt, A, B, C and y are required";
+  if (!p.x || !p.dt || !p.A || !p.B || !p.C || (outputs && !p.y)) {
+    *error = outputs ? "x, dt, A, B, C and y are required" : "x, dt, A, B and C are required";
     return SSD_ERR_INVALID_ARGUMENT;
   }
-  const SsdDtype types[] = {p.x_type, p.dt_type, p.B_type, p.C_type, p.y_type, p.z_type};
+  const SsdDtype types[] = {p.x_type, p.dt_type, p.B_type, p.C_type, outputs ? p.y_type : SSD_FLOAT32, p.z_type};
   for (SsdDtype t : types) {
-    if (t != SSD_FLOAT32 && t != SSD_BFLOAT16 && t != SSD_FLOAT16) {
+    if (!valid_dtype(t)) {
       *error = "unknown dtype code " + std::to_string(int(t));
       return SSD_ERR_INVALID_ARGUMENT;
     }
@@ -61,10 +62,48 @@ SsdStatus check_params(const SsdParams& p, std::string* error) {
   return SSD_OK;
 }
 
+}  // namespace
+
+SsdStatus check_params(const SsdParams& p, std::string* error) { return check_forward(p, true, error); }
+
+SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error) {
+  SsdStatus status = check_forward(p.fwd, false, error);
+  if (status != SSD_OK) return status;
+  if (!p.dy || !p.dx || !p.ddt || !p.dA || !p.dB || !p.dC) {
+    *error = "dy, dx, ddt, dA, dB and dC are required";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  if ((p.dD && !p.fwd.D) || (p.dz && !p.fwd.z)) {
+    *error = "dD needs D and dz needs z";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  const SsdDtype types[] = {p.dy_type, p.dx_type, p.ddt_type, p.dB_type, p.dC_type, p.dz ? p.dz_type : SSD_FLOAT32};
+  for (SsdDtype t : types) {
+    if (!valid_dtype(t)) {
+      *error = "unknown dtype code " + std::to_string(int(t));
+      return SSD_ERR_INVALID_ARGUMENT;
+    }
+  }
+  return SSD_OK;
+}
+
 SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error) {
   SsdStatus status = check_params(p, error);
   if (status != SSD_OK) return status;
   return cpu::forward(p, threads, error);
+}
+
+SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* error) {
+  SsdStatus status = check_backward_params(p, error);
+  if (status != SSD_OK) return status;
+  return cpu::backward(p, threads, error);
+}
+
+size_t cuda_backward_workspace_bytes(const SsdBackwardParams&) { return 0; }
+
+SsdStatus backward_cuda(const SsdBackwardParams&, void*, void*, std::string* error) {
+  *error = "the CUDA backward is not in this build yet";
+  return SSD_ERR_UNSUPPORTED;
 }
 
 #ifdef SSD_HAVE_CUDA

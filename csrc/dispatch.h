@@ -18,4 +18,16 @@ SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error);
 size_t cuda_workspace_bytes(const SsdParams& p);
 SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error);
 
+// The backward's block: p.fwd as check_params (minus the forward's outputs), the incoming gradient
+// dy and the required gradient outputs (dx, ddt, dA, dB, dC), dD only with fwd.D, dz only with fwd.z.
+SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error);
+
+// The CPU backward. threads: CPU threads (<= 0: the default).
+SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* error);
+
+// The CUDA backward, with the forward's conventions (stream, workspace of
+// cuda_backward_workspace_bytes(p) bytes). Not written yet: every build returns SSD_ERR_UNSUPPORTED.
+size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p);
+SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
+
 }  // namespace ssd

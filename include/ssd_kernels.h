@@ -3,6 +3,8 @@
  *
  * One parameter block, SsdParams, describes a call of Mamba-2's SSD scan (see docs/semantics.md):
  * pointers, element strides, sizes and flags. The CPU and CUDA implementations take the same block.
+ * SsdBackwardParams, the forward's block plus the incoming gradients and the gradient outputs,
+ * describes its backward.
  * All strides are in elements, not bytes; the innermost dimension (p for x/z/y, n for B/C) is
  * contiguous. Layouts follow mamba_chunk_scan_combined:
  *   x, z, y (b, L, h, p)   dt (b, L, h)   B, C (b, L, g, n)   A, dtBias (h)   D (h) or (h, p)
@@ -62,6 +64,35 @@ typedef struct SsdParams {
   void* y; SsdDtype y_type; int64_t y_batch_stride, y_seq_stride, y_head_stride;
   float* final_states;    /* optional (b, h, p, n) contiguous */
 } SsdParams;
+
+/*
+ * The backward of one SSD call: the gradients of L = sum(dy * y) + sum(dFinalStates * finalStates)
+ * with respect to every input (design §3). `fwd` describes the forward call being differentiated
+ * (sizes, inputs, options); its outputs fwd.y and fwd.final_states are not read. Gradients have
+ * the layouts of their inputs; the dtype of each 16-bit one is its own field (normally the input's),
+ * and every gradient is accumulated in float32 and rounded once. Reductions (dB, dC over the heads
+ * of a group and over p; dA, dD, dDtBias over positions) run in a fixed order: the same inputs give
+ * the same bits on every run and for every thread count.
+ */
+typedef struct SsdBackwardParams {
+  SsdParams fwd;
+
+  /* incoming gradients */
+  const void* dy; SsdDtype dy_type; int64_t dy_batch_stride, dy_seq_stride, dy_head_stride; /* (b, L, h, p) */
+  const float* d_final_states; /* optional (b, h, p, n) contiguous; zero when absent */
+
+  /* gradients (outputs) */
+  void* dx;  SsdDtype dx_type;  int64_t dx_batch_stride, dx_seq_stride, dx_head_stride;   /* (b, L, h, p) */
+  void* ddt; SsdDtype ddt_type; int64_t ddt_batch_stride, ddt_seq_stride;                 /* (b, L, h), head stride 1 */
+  float* dA;                                                                              /* (h) */
+  void* dB;  SsdDtype dB_type;  int64_t dB_batch_stride, dB_seq_stride, dB_group_stride;  /* (b, L, g, n) */
+  void* dC;  SsdDtype dC_type;  int64_t dC_batch_stride, dC_seq_stride, dC_group_stride;  /* (b, L, g, n) */
+  float* dD;              /* optional, only with fwd.D: (h) or (h, p) as fwd.D */
+  void* dz;  SsdDtype dz_type;  int64_t dz_batch_stride, dz_seq_stride, dz_head_stride;   /* optional, only with fwd.z */
+  float* d_dt_bias;       /* optional (h): the sum of ddt over b and L (fwd.dt_bias may be absent) */
+  float* d_initial_states; /* optional (b, h, p, n) contiguous: the gradient of the state before
+                              position 0 (fwd.initial_states may be absent) */
+} SsdBackwardParams;
 
 /* ---- The function table: the C ABI for other native code -----------------------------------------
  *

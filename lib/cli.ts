@@ -3,13 +3,16 @@
  * ssd-kernels command line: `info`, `check` and `bench`.
  *   info                  version, backends, CPU instruction set, threads, CUDA status
  *   check                 runs built-in examples on every available backend against the float64 reference
- *   bench [--json] [--runs N] [--threads N] [--config C1,C2]
- *                         times the forward on the benchmark configs (median of N runs)
+ *                         (and the CPU backward against its float64 reverse)
+ *   bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]
+ *                         times the forward (and with --backward the backward) on the benchmark
+ *                         configs (median of N runs)
  */
-import { backends, ssd, ssdSync, version, type SsdOptions } from './index';
+import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native, NativeDtype } from './native';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
+import { ssdReferenceBackward } from './reference-backward';
 import { Tensor, type FloatType } from './tensor';
 
 function usage(): never {
@@ -17,8 +20,9 @@ function usage(): never {
     'usage: ssd-kernels <info | check | bench> [options]\n' +
       '  info                         what this build can run here\n' +
       '  check                        compare every backend with the float64 reference; exit 1 on failure\n' +
-      '  bench [--json] [--runs N] [--threads N] [--config C1,C2]\n' +
-      '                               time the CPU forward (median of N runs, default 15)\n' +
+      '  bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]\n' +
+      '                               time the CPU forward, and with --backward the backward and\n' +
+      '                               forward + backward (median of N runs, default 15)\n' +
       '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
       '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n',
   );
@@ -67,6 +71,29 @@ const CHECK_CASES: CheckCase[] = [
   },
 ];
 
+/** The CPU backward on the first check case (fp32, every option) against the float64 reverse; returns 1 on failure. */
+function checkBackward(rng: Random): number {
+  const c = CHECK_CASES[0];
+  const { inputs, ref } = makeExample(rng, c.config, c.example);
+  const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = c.config;
+  const dy = new Tensor('float32', rng.normals(b * L * h * p), [b, L, h, p]);
+  const dFinalStates = new Tensor('float32', rng.normals(b * h * p * n), [b, h, p, n]);
+  const options: SsdBackwardOptions = { chunkSize: c.options.chunkSize, dtSoftplus: c.options.dtSoftplus, dtLimit: c.options.dtLimit, device: 'cpu' };
+  const grads = ssdBackwardSync(inputs, { dy, dFinalStates }, options);
+  const expected = ssdReferenceBackward(withOptions(ref, c.options), dy.toFloat32(), dFinalStates.toFloat32());
+  let worst = 0;
+  let ok = true;
+  for (const [key, want] of Object.entries(expected) as [keyof SsdGrads, Float64Array][]) {
+    const got = grads[key]?.toFloat32();
+    if (!got || !allFinite(got) || l2(got) === 0) ok = false;
+    else worst = Math.max(worst, relativeL2(got, want));
+  }
+  ok = ok && worst <= c.bound;
+  const count = Object.keys(expected).length;
+  console.log(`${ok ? 'PASS' : 'FAIL'}  cpu   ${'backward, ' + c.name.padEnd(18)} worst rel. L2 error of ${count} gradients ${worst.toExponential(2)} (bound ${c.bound.toExponential(1)})`);
+  return ok ? 0 : 1;
+}
+
 async function check(): Promise<number> {
   const b = backends();
   const devices: ('cpu' | 'cuda')[] = ['cpu'];
@@ -96,6 +123,7 @@ async function check(): Promise<number> {
       console.log(`${ok ? 'PASS' : 'FAIL'}  ${device.padEnd(4)}  ${c.name.padEnd(28)} rel. L2 error y / finalStates ${detail} (bound ${bound})`);
     }
   }
+  failures += checkBackward(rng);
   console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
   return failures === 0 ? 0 : 1;
 }
@@ -228,6 +256,7 @@ async function benchCuda(args: string[]): Promise<number> {
 
 function bench(args: string[]): number {
   const json = args.includes('--json');
+  const backward = args.includes('--backward');
   const runs = Number(flag(args, '--runs') ?? 15);
   const threads = Number(flag(args, '--threads') ?? backends().cpu.threads);
   const wanted = (flag(args, '--config') ?? CPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
@@ -262,6 +291,30 @@ function bench(args: string[]): number {
     for (let i = 0; i < Math.min(runs, 5); i++) fresh.push(time(options));
     const ms = median(times);
     const gflops = recurrenceFlops(c) / (ms * 1e6);
+    const backwardColumns: Record<string, number> = {};
+    if (backward) {
+      // The backward of the same call with a random dy, its gradients reused through options.out.
+      const dy = new Tensor('float32', new Random(2).normals(inputs.x.size), inputs.x.dims);
+      const grads = { dy };
+      const backwardOptions: SsdBackwardOptions = { dtSoftplus: true, chunkSize: 256, device: 'cpu', threads };
+      const gradOut: Partial<SsdGrads> = { ...ssdBackwardSync(inputs, grads, backwardOptions) };
+      const timeBackward = (): number => {
+        const start = process.hrtime.bigint();
+        ssdBackwardSync(inputs, grads, { ...backwardOptions, out: gradOut });
+        return Number(process.hrtime.bigint() - start) / 1e6;
+      };
+      timeBackward(); // warm-up
+      const backTimes: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        progress(`${c.name}: backward run ${i + 1}/${runs}`);
+        backTimes.push(timeBackward());
+      }
+      const backMs = median(backTimes);
+      backwardColumns.backwardMs = Number(backMs.toFixed(3));
+      backwardColumns.backwardMinMs = Number(Math.min(...backTimes).toFixed(3));
+      backwardColumns.forwardBackwardMs = Number((ms + backMs).toFixed(3));
+      backwardColumns.backwardToForward = Number((backMs / ms).toFixed(2));
+    }
     rows.push({
       config: c.name,
       device: 'cpu',
@@ -273,6 +326,7 @@ function bench(args: string[]): number {
       gflops: Number(gflops.toFixed(1)),
       fmaPeakGflops: Number(peak.toFixed(1)),
       fractionOfPeak: Number((gflops / peak).toFixed(3)),
+      ...backwardColumns,
     });
   }
   if (!json && process.stderr.isTTY) process.stderr.write('\r'.padEnd(62) + '\r');
@@ -282,11 +336,16 @@ function bench(args: string[]): number {
     console.log(`ssd-kernels ${version} bench: fp32, chunk 256, D per head, dtSoftplus; median of ${runs} runs reusing the output (options.out);`);
     console.log('new-output ms: median of 5 calls that allocate y, which adds the first touch of fresh memory');
     console.log(`measured fp32 FMA peak: ${peak.toFixed(1)} GFLOP/s (${threads} threads, ${b.cpu.isa})`);
-    console.log('config  device  isa     threads  median ms  min ms   GFLOP/s  of peak  new-output ms');
+    if (backward) console.log('backward: a random dy, gradients reused (options.out); fwd+bwd = the sum of the two medians');
+    console.log(`config  device  isa     threads  median ms  min ms   GFLOP/s  of peak  new-output ms${backward ? '  bwd ms    bwd min  fwd+bwd ms  bwd/fwd' : ''}`);
     for (const r of rows) {
+      const extra = backward
+        ? `  ${String(r.backwardMs).padStart(8)}  ${String(r.backwardMinMs).padStart(8)}  ${String(r.forwardBackwardMs).padStart(10)}  ${String(r.backwardToForward).padStart(7)}`
+        : '';
       console.log(
         `${String(r.config).padEnd(8)}${String(r.device).padEnd(8)}${String(r.isa).padEnd(8)}${String(r.threads).padEnd(9)}` +
-          `${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.gflops).padStart(7)}  ${((Number(r.fractionOfPeak) * 100).toFixed(1) + '%').padStart(7)}  ${String(r.freshOutputMs).padStart(13)}`,
+          `${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.gflops).padStart(7)}  ${((Number(r.fractionOfPeak) * 100).toFixed(1) + '%').padStart(7)}  ${String(r.freshOutputMs).padStart(13)}` +
+          extra,
       );
     }
   }

@@ -16,6 +16,15 @@ export { SsdError, type SsdErrorCode } from './errors';
 export { Tensor, type TensorType, type FloatType, type TensorLocation, type TensorData } from './tensor';
 export type { SsdInputs, SsdOptions, SsdDevice } from './validate';
 export {
+  ssdBackward,
+  ssdBackwardSync,
+  ssdWithGrad,
+  type SsdWithGrad,
+  type SsdGrads,
+  type SsdOutputGrads,
+  type SsdBackwardOptions,
+} from './backward';
+export {
   bfloat16Bits,
   bfloat16Value,
   bfloat16ToFloat32,

@@ -50,6 +50,28 @@ export interface NativeForwardArgs {
   threads: number;
 }
 
+/**
+ * Everything one backward call needs: the forward's arguments without its outputs, the incoming
+ * gradients, and the gradient outputs, each of its input's dtype (dx of x's, ddt of dt's, dB of B's,
+ * dC of C's, dz of z's) or float32 (dA, dD, dDtBias, dInitialStates). CPU only for now.
+ */
+export interface NativeBackwardArgs extends Omit<NativeForwardArgs, 'y' | 'yType' | 'finalStates'> {
+  dy: ArrayBufferView;
+  dyType: NativeDtype;
+  dFinalStates: Float32Array | null;
+  dx: ArrayBufferView;
+  ddt: ArrayBufferView;
+  dA: Float32Array;
+  dB: ArrayBufferView;
+  dC: ArrayBufferView;
+  /** only with D, of D's dims */
+  dD: Float32Array | null;
+  /** only with z */
+  dz: ArrayBufferView | null;
+  dDtBias: Float32Array | null;
+  dInitialStates: Float32Array | null;
+}
+
 export interface NativeBackends {
   cpu: { isa: string; bestIsa: string; threads: number };
   cuda: { compiled: boolean; available: boolean; reason: string; devices: number };
@@ -59,6 +81,10 @@ export interface NativeAddon {
   abiVersion: number;
   forwardSync(args: NativeForwardArgs): void;
   forward(args: NativeForwardArgs): Promise<void>;
+  /** The CPU backward on the calling thread. */
+  backwardSync(args: NativeBackwardArgs): void;
+  /** The CPU backward on a worker thread. */
+  backward(args: NativeBackwardArgs): Promise<void>;
   backends(): NativeBackends;
   fmaPeakGflops(threads: number, seconds: number): number;
   /** Device memory from the package's caching allocator. */

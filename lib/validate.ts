@@ -347,3 +347,6 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
   }
   return result;
 }
+
+/** Helpers shared with the backward's validation (lib/validate-backward.ts). */
+export { FLOAT_TYPES, checkKnownKeys, isPlainObject, sameDims, shapeError, tensorArg };

@@ -29,6 +29,7 @@ describe('ssd-kernels CLI', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/PASS {2}cpu/);
+    expect(r.stdout).toMatch(/PASS {2}cpu {3}backward/);
     expect(r.stdout).not.toMatch(/FAIL/);
     expect(r.stdout).toMatch(/all checks passed/);
     if (!/PASS {2}cuda/.test(r.stdout)) expect(r.stdout).toMatch(/cuda: skipped \(.+\)/);
@@ -44,6 +45,17 @@ describe('ssd-kernels CLI', () => {
     expect(out.rows[0].gflops).toBeGreaterThan(0);
     expect(out.rows[0].fmaPeakGflops).toBeGreaterThan(0);
     expect(out.rows[0].fractionOfPeak).toBeGreaterThan(0);
+  });
+
+  test('bench --backward adds the backward and forward + backward times', () => {
+    const r = runCli(['bench', '--json', '--runs', '1', '--config', 'C2', '--backward']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { ms: number; backwardMs: number; forwardBackwardMs: number; backwardToForward: number }[] };
+    expect(out.rows).toHaveLength(1);
+    const row = out.rows[0];
+    expect(row.backwardMs).toBeGreaterThan(0);
+    expect(row.forwardBackwardMs).toBeCloseTo(row.ms + row.backwardMs, 2);
+    expect(row.backwardToForward).toBeGreaterThan(0);
   });
 
   test('the CPU-only node-gyp build (built by npm install) passes check too', () => {

@@ -5,9 +5,7 @@
  */
 import { Tensor, ssd, ssdSync, type SsdOptions } from '../lib/index';
 import { Random, makeExample, ssdReference, withOptions, type ExampleConfig, type ExampleOptions } from './reference';
-import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
-import { FP32_BOUND, expectMatchesReference, optionCombinations, sameBits } from './helpers';
+import { FP32_BOUND, ISA_ORDER, eventLoopTurnsDuring, expectMatchesReference, optionCombinations, runOnIsa, sameBits } from './helpers';
 
 const rng = new Random(20261129);
 
@@ -166,16 +164,7 @@ describe('determinism and execution', () => {
 
   test('ssd() does not block the event loop while it runs', async () => {
     const { inputs } = makeExample(rng, { batch: 1, seqlen: 2048, nheads: 16, headdim: 64, ngroups: 1, dstate: 128 }, {});
-    let ticks = 0;
-    let settled = false;
-    const spin = (): void => {
-      if (settled) return;
-      ticks++;
-      setImmediate(spin);
-    };
-    setImmediate(spin);
-    await ssd(inputs, { dtSoftplus: true, threads: 1 }).finally(() => (settled = true));
-    expect(ticks).toBeGreaterThan(1);
+    expect(await eventLoopTurnsDuring(ssd(inputs, { dtSoftplus: true, threads: 1 }))).toBeGreaterThan(1);
   });
 });
 
@@ -217,9 +206,7 @@ describe('options.out', () => {
 });
 
 describe('instruction sets', () => {
-  // SSD_KERNELS_CPU_ISA is read by the native code from the real environment, which jest's sandboxed
-  // process.env does not reach: each instruction set runs in a child process of the compiled package.
-  const order = ['scalar', 'avx2', 'avx512'];
+  // Each instruction set runs in a child process of the compiled package (see runOnIsa).
   const script = `
     const lib = require('./dist/lib/index.js');
     const { Random, makeExample, withOptions } = require('./dist/lib/examples.js');
@@ -243,18 +230,8 @@ describe('instruction sets', () => {
     }
     console.log(JSON.stringify({ isa: lib.backends().cpu.isa, best: lib.backends().cpu.bestIsa, rows }));
   `;
-  test.each(order)('%s (or the best this CPU has below it) matches the reference', (isa) => {
-    const r = spawnSync(process.execPath, ['-e', script], {
-      cwd: path.join(__dirname, '..'),
-      encoding: 'utf8',
-      env: { ...process.env, SSD_KERNELS_CPU_ISA: isa },
-    });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const out = JSON.parse(r.stdout) as { isa: string; best: string; rows: { dtype: string; finite: boolean; norm: number; yError: number; yRounding: number; statesError: number }[] };
-    const expectedIsa = order.indexOf(isa) <= order.indexOf(out.best) ? isa : out.best;
-    if (expectedIsa !== isa) console.log(`instruction set ${isa}: not supported by this CPU, ran ${expectedIsa} instead`);
-    expect(out.isa).toBe(expectedIsa);
+  test.each(ISA_ORDER)('%s (or the best this CPU has below it) matches the reference', (isa) => {
+    const out = runOnIsa<{ rows: { dtype: string; finite: boolean; norm: number; yError: number; yRounding: number; statesError: number }[] }>(script, isa);
     expect(out.rows).toHaveLength(6);
     for (const row of out.rows) {
       expect(row.finite).toBe(true);

@@ -1,4 +1,6 @@
 /** Shared assertions for tests that compare an implementation with the float64 reference. */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import type { FloatType, SsdOptions, Tensor } from '../lib/index';
 import { allFinite, l2, relativeL2, roundingError, type ExampleOptions, type RefOutputs } from './reference';
 
@@ -68,4 +70,42 @@ export function optionCombinations(dtypes: readonly FloatType[], varyFinalStates
     }
   }
   return combos;
+}
+
+/** The instruction sets of the CPU path, lowest first. */
+export const ISA_ORDER: readonly string[] = ['scalar', 'avx2', 'avx512'];
+
+/**
+ * Runs `script` (CommonJS, from the package root, on the compiled package in dist/) in a child process
+ * with SSD_KERNELS_CPU_ISA=isa: the native code reads it from the real environment, which jest's
+ * sandboxed process.env does not reach. The script prints JSON with `isa` and `best` (backends().cpu);
+ * checks that it ran cleanly on `isa`, or on the best this CPU has below it, and returns the JSON.
+ */
+export function runOnIsa<T>(script: string, isa: string): T {
+  const r = spawnSync(process.execPath, ['-e', script], {
+    cwd: path.join(__dirname, '..'),
+    encoding: 'utf8',
+    env: { ...process.env, SSD_KERNELS_CPU_ISA: isa },
+  });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const out = JSON.parse(r.stdout) as T & { isa: string; best: string };
+  const expectedIsa = ISA_ORDER.indexOf(isa) <= ISA_ORDER.indexOf(out.best) ? isa : out.best;
+  if (expectedIsa !== isa) console.log(`instruction set ${isa}: not supported by this CPU, ran ${expectedIsa} instead`);
+  expect(out.isa).toBe(expectedIsa);
+  return out;
+}
+
+/** How many event-loop turns (setImmediate callbacks) ran while `pending` was unsettled. */
+export async function eventLoopTurnsDuring(pending: Promise<unknown>): Promise<number> {
+  let turns = 0;
+  let settled = false;
+  const spin = (): void => {
+    if (settled) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  await pending.finally(() => (settled = true));
+  return turns;
 }

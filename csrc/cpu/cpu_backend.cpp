@@ -68,8 +68,8 @@ void set_error(std::string* error, const char* msg) {
 
 bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
 
-// Returns nullptr when p is acceptable, else a message.
-const char* check_params(const SsdParams& p) {
+// Returns nullptr when p is acceptable, else a message. The outputs (y) only when `outputs`.
+const char* check_params(const SsdParams& p, bool outputs = true) {
   const int64_t kMax = (int64_t)1 << 40;
   if (p.batch < 0 || p.seqlen < 0) return "ssd cpu: batch and seqlen must be >= 0";
   if (p.nheads < 1 || p.headdim < 1 || p.ngroups < 1 || p.dstate < 1)
@@ -80,11 +80,21 @@ const char* check_params(const SsdParams& p) {
   if (p.headdim > ((int64_t)1 << 24) || p.dstate > ((int64_t)1 << 24))
     return "ssd cpu: headdim and dstate must be <= 2^24";
   if (p.nheads % p.ngroups != 0) return "ssd cpu: nheads must be a multiple of ngroups";
-  if (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) return "ssd cpu: x, dt, A, B, C and y are required";
+  if (!p.x || !p.dt || !p.A || !p.B || !p.C || (outputs && !p.y)) return "ssd cpu: x, dt, A, B, C and y are required";
   if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
-      !valid_dtype(p.y_type) || (p.z && !valid_dtype(p.z_type)))
+      (outputs && !valid_dtype(p.y_type)) || (p.z && !valid_dtype(p.z_type)))
     return "ssd cpu: unknown dtype";
   if (std::isnan(p.dt_min) || std::isnan(p.dt_max)) return "ssd cpu: dt limits must not be NaN";
+  return nullptr;
+}
+
+const char* check_backward_params(const SsdBackwardParams& p) {
+  if (const char* msg = check_params(p.fwd, false)) return msg;
+  if (!p.dy || !p.dx || !p.ddt || !p.dA || !p.dB || !p.dC) return "ssd cpu: dy, dx, ddt, dA, dB and dC are required";
+  if ((p.dD && !p.fwd.D) || (p.dz && !p.fwd.z)) return "ssd cpu: dD needs D and dz needs z";
+  if (!valid_dtype(p.dy_type) || !valid_dtype(p.dx_type) || !valid_dtype(p.ddt_type) || !valid_dtype(p.dB_type) ||
+      !valid_dtype(p.dC_type) || (p.dz && !valid_dtype(p.dz_type)))
+    return "ssd cpu: unknown dtype";
   return nullptr;
 }
 
@@ -162,30 +172,39 @@ int default_threads() {
   return n >= 1 ? (int)n : 1;
 }
 
-SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
+namespace {
+
+// A kernel's entry points per instruction set (the AVX ones exist only on x86-64).
+template <class Params>
+struct Entries {
+  SsdStatus (*scalar)(const Params&, int, char*, size_t);
+  SsdStatus (*avx2)(const Params&, int, char*, size_t);
+  SsdStatus (*avx512)(const Params&, int, char*, size_t);
+};
+
+#if defined(__x86_64__)
+const Entries<SsdParams> kForward = {&detail::forward_scalar, &detail::forward_avx2, &detail::forward_avx512};
+const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, &detail::backward_avx2, &detail::backward_avx512};
+#else
+const Entries<SsdParams> kForward = {&detail::forward_scalar, nullptr, nullptr};
+const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, nullptr, nullptr};
+#endif
+
+// Runs the active instruction set's entry with the thread count normalised; failures fill *error
+// (with `what` when the kernel gave no message), exceptions become statuses.
+template <class Params>
+SsdStatus run_kernel(const Entries<Params>& entries, const Params& p, int threads, std::string* error, const char* what) {
   try {
-    if (const char* msg = check_params(p)) {
-      set_error(error, msg);
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-    if (p.batch == 0) return SSD_OK;
-    if (p.seqlen == 0) {
-      empty_sequence(p);
-      return SSD_OK;
-    }
     if (threads <= 0) threads = default_threads();
     if (threads > 1024) threads = 1024;
+    auto entry = entries.scalar;
+    const Isa isa = active_isa();
+    if (isa == Isa::Avx512 && entries.avx512) entry = entries.avx512;
+    else if (isa == Isa::Avx2 && entries.avx2) entry = entries.avx2;
     char err[256];
     err[0] = '\0';
-    SsdStatus st;
-    switch (active_isa()) {
-#if defined(__x86_64__)
-      case Isa::Avx512: st = detail::forward_avx512(p, threads, err, sizeof err); break;
-      case Isa::Avx2: st = detail::forward_avx2(p, threads, err, sizeof err); break;
-#endif
-      default: st = detail::forward_scalar(p, threads, err, sizeof err); break;
-    }
-    if (st != SSD_OK) set_error(error, err[0] ? err : "ssd cpu: forward failed");
+    const SsdStatus st = entry(p, threads, err, sizeof err);
+    if (st != SSD_OK) set_error(error, err[0] ? err : what);
     return st;
   } catch (const std::bad_alloc&) {
     set_error(error, "ssd cpu: out of memory");
@@ -194,6 +213,29 @@ SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
     set_error(error, "ssd cpu: internal error");
     return SSD_ERR_INTERNAL;
   }
+}
+
+}  // namespace
+
+SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
+  if (const char* msg = check_params(p)) {
+    set_error(error, msg);
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  if (p.batch == 0) return SSD_OK;
+  if (p.seqlen == 0) {
+    empty_sequence(p);
+    return SSD_OK;
+  }
+  return run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
+}
+
+SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
+  if (const char* msg = check_backward_params(p)) {
+    set_error(error, msg);
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  return run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
 }
 
 double fma_peak_gflops(int threads, double seconds) {

@@ -20,6 +20,10 @@ int default_threads();
 // (when error != nullptr) with a message. Results are bitwise identical for any thread count.
 SsdStatus forward(const SsdParams& p, int threads, std::string* error);
 
+// Backward of the SSD: every gradient p asks for (see SsdBackwardParams), with the same conventions
+// as forward(): never throws or aborts, bitwise identical results for any thread count.
+SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error);
+
 // Measured fp32 FMA throughput of this machine with `threads` threads, in GFLOP/s (2 flops per FMA),
 // using the active ISA's widest vectors and several independent accumulators, running about
 // `seconds` in total. Returns 0 on failure.

@@ -16,6 +16,11 @@ namespace ssd { namespace cpu { namespace detail {
 // runs the missing ids itself.
 void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
 
+// Host workspace (workspace.cpp, baseline): 64-byte aligned blocks of at least `bytes`, or nullptr.
+// Released blocks are cached for reuse (the largest one, up to a cap); pass the size asked for.
+void* workspace_acquire(size_t bytes);
+void workspace_release(void* p, size_t bytes);
+
 // Per-ISA entry points. Each is defined in forward_<isa>.cpp; the AVX ones exist only on x86-64 and
 // may only be called after the CPU was checked. Parameters are already validated (sizes >= 1,
 // pointers present, nheads % ngroups == 0). `threads` >= 1. On error they write a NUL-terminated
@@ -23,6 +28,10 @@ void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
 SsdStatus forward_scalar(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx2(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx512(const SsdParams& p, int threads, char* err, size_t errlen);
+// The backward, in backward_<isa>.cpp, with the same conventions.
+SsdStatus backward_scalar(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
+SsdStatus backward_avx2(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
+SsdStatus backward_avx512(const SsdBackwardParams& p, int threads, char* err, size_t errlen);
 
 // `iters` iterations of a block of independent FMAs on the ISA's widest vectors. Returns a value that
 // depends on every result (so nothing is optimised away); *flops_per_iter receives the fp32 flop

@@ -1,0 +1,140 @@
+/**
+ * The backward of the SSD: gradients of a loss with respect to every input of ssd(), given the
+ * gradients with respect to its outputs (design §3). CPU only in this build.
+ *
+ *   const { y, backward } = await ssdWithGrad(inputs, options);
+ *   const { dx, ddt, dA, dB, dC } = await backward({ dy });
+ */
+import { SsdError, fromNativeError as fromNative, typeError } from './errors';
+import { ssd, type SsdResult } from './index';
+import { native, type NativeBackwardArgs } from './native';
+import { Tensor } from './tensor';
+import {
+  requireCpu,
+  validateBackward,
+  type BackwardCall,
+  type SsdBackwardOptions,
+  type SsdGrads,
+  type SsdOutputGrads,
+} from './validate-backward';
+import { checkKnownKeys, isPlainObject, nativeDtype, type SsdInputs, type SsdOptions } from './validate';
+
+export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
+
+function newGrad(name: string, type: Tensor['type'], dims: number[]): Tensor {
+  const size = dims.reduce((a, b) => a * b, 1);
+  try {
+    return type === 'float32' ? new Tensor('float32', new Float32Array(size), dims) : new Tensor(type, new Uint16Array(size), dims);
+  } catch (err) {
+    throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate ${name}: ${(err as Error).message}`);
+  }
+}
+
+function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGrads } {
+  const { inputs: t, plan, grads } = call;
+  const result = {} as SsdGrads;
+  for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? newGrad(spec.name, spec.type, spec.dims);
+  const optional = (tensor: Tensor | undefined): Float32Array | null => (tensor === undefined ? null : tensor.toFloat32());
+  const args: NativeBackwardArgs = {
+    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+    chunkSize: plan.chunkSize,
+    x: t.x.data,
+    xType: nativeDtype(t.x.type),
+    dt: t.dt.data,
+    dtType: nativeDtype(t.dt.type),
+    A: t.A.toFloat32(),
+    B: t.B.data,
+    BType: nativeDtype(t.B.type),
+    C: t.C.data,
+    CType: nativeDtype(t.C.type),
+    D: optional(t.D),
+    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+    z: t.z === undefined ? null : t.z.data,
+    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+    dtBias: optional(t.dtBias),
+    initialStates: optional(t.initialStates),
+    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
+    dtSoftplus: plan.dtSoftplus,
+    dtMin: plan.dtMin,
+    dtMax: plan.dtMax,
+    threads: plan.threads,
+    dy: grads.dy.data,
+    dyType: nativeDtype(grads.dy.type),
+    dFinalStates: optional(grads.dFinalStates),
+    dx: result.dx.data,
+    ddt: result.ddt.data,
+    dA: result.dA.data as Float32Array,
+    dB: result.dB.data,
+    dC: result.dC.data,
+    dD: result.dD === undefined ? null : (result.dD.data as Float32Array),
+    dz: result.dz === undefined ? null : result.dz.data,
+    dDtBias: result.dDtBias === undefined ? null : (result.dDtBias.data as Float32Array),
+    dInitialStates: result.dInitialStates === undefined ? null : (result.dInitialStates.data as Float32Array),
+  };
+  return { args, result };
+}
+
+/**
+ * The backward of ssd(): the gradients of L = Σ dy·y + Σ dFinalStates·finalStates with respect to
+ * every input, off the event loop (on the addon's worker threads). `options` are those of the forward
+ * call (the gradient depends on dtSoftplus and dtLimit); `options.out` may hold gradient tensors to
+ * write into. Runs on the CPU: a CUDA device or device tensors reject with ERR_SSD_DEVICE.
+ * The inputs' buffers stay referenced until the Promise settles.
+ */
+export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): Promise<SsdGrads> {
+  const call = validateBackward(inputs, grads, options);
+  requireCpu(call);
+  const { args, result } = prepare(call);
+  try {
+    await native().backward(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return result;
+}
+
+/** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
+export function ssdBackwardSync(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): SsdGrads {
+  const call = validateBackward(inputs, grads, options);
+  requireCpu(call);
+  const { args, result } = prepare(call);
+  try {
+    native().backwardSync(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return result;
+}
+
+/** The forward's results, and its backward. */
+export interface SsdWithGrad extends SsdResult {
+  /**
+   * The gradients with respect to the inputs of the forward call, given those with respect to y (and
+   * finalStates). Recomputes what it needs from the inputs, which must hold the same values as during
+   * the forward. May be called more than once.
+   */
+  backward(grads: SsdOutputGrads, options?: Pick<SsdBackwardOptions, 'out' | 'threads'>): Promise<SsdGrads>;
+}
+
+/**
+ * Runs ssd(inputs, options) and returns its results with a `backward` bound to the same inputs and
+ * options: the forward keeps nothing beyond its outputs (the backward recomputes what it needs), and
+ * there is no state besides the returned object.
+ */
+export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Promise<SsdWithGrad> {
+  const result = await ssd(inputs, options);
+  const saved: SsdInputs = { ...inputs };
+  const backwardOptions: Omit<SsdOptions, 'out'> = { ...options };
+  delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
+  return {
+    ...result,
+    backward: async (grads, extra) => {
+      // only out and threads: the options that define the function stay those of the forward
+      if (extra !== undefined) {
+        if (!isPlainObject(extra)) throw typeError('the options of backward()', 'an object { out?, threads? } or undefined', extra);
+        checkKnownKeys('option of backward()', extra, ['out', 'threads']);
+      }
+      return ssdBackward(saved, grads, { ...backwardOptions, ...extra });
+    },
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * Validation of ssdBackward() arguments, done in full before anything crosses into native code: the
+ * forward's inputs and options through validate(), then the gradients of the outputs (`grads`) and
+ * options.out, which for the backward holds gradient tensors. Same message shape as validate.ts.
+ */
+import { SsdError, typeError } from './errors';
+import { Tensor, type TensorType } from './tensor';
+import {
+  FLOAT_TYPES,
+  checkKnownKeys,
+  isPlainObject,
+  sameDims,
+  shapeError,
+  tensorArg,
+  validate,
+  type SsdInputs,
+  type SsdOptions,
+  type SsdPlan,
+} from './validate';
+
+/** The gradients of the loss with respect to the forward's outputs. */
+export interface SsdOutputGrads {
+  /** (batch, seqlen, nheads, headdim), of y's type (which is x's): the gradient with respect to y */
+  dy: Tensor;
+  /** (batch, nheads, headdim, dstate), any float type: the gradient with respect to finalStates */
+  dFinalStates?: Tensor;
+}
+
+/** The gradients with respect to the inputs, each of its input's dims. */
+export interface SsdGrads {
+  /** x's type */
+  dx: Tensor;
+  /** dt's type */
+  ddt: Tensor;
+  /** float32 (nheads) */
+  dA: Tensor;
+  /** B's type */
+  dB: Tensor;
+  /** C's type */
+  dC: Tensor;
+  /** float32, D's dims; when D is given */
+  dD?: Tensor;
+  /** z's type; when z is given */
+  dz?: Tensor;
+  /** float32 (nheads); when dtBias is given */
+  dDtBias?: Tensor;
+  /** float32 (batch, nheads, headdim, dstate); when initialStates is given */
+  dInitialStates?: Tensor;
+}
+
+export type SsdGradName = keyof SsdGrads;
+
+/** The options of ssd() (returnFinalStates is ignored), with `out` holding gradient tensors to write into. */
+export interface SsdBackwardOptions extends Omit<SsdOptions, 'out'> {
+  /**
+   * Tensors to write gradients into instead of new ones, each of the type and dims of the gradient it
+   * replaces (see SsdGrads); only for gradients the call returns.
+   */
+  out?: Partial<SsdGrads>;
+}
+
+const OUTPUT_GRAD_NAMES = ['dy', 'dFinalStates'] as const;
+/** The gradients of SsdGrads, in order. */
+export const GRAD_NAMES: readonly SsdGradName[] = ['dx', 'ddt', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDtBias', 'dInitialStates'];
+
+export interface GradSpec {
+  name: SsdGradName;
+  type: TensorType;
+  dims: number[];
+  layout: string;
+}
+
+/** The gradients one call returns: name, type, dims and layout, in SsdGrads order. */
+export function gradSpecs(t: SsdInputs, plan: SsdPlan): GradSpec[] {
+  const { batch: b, seqlen: L, nheads: h, headdim: p, ngroups: g, dstate: n } = plan;
+  const specs: GradSpec[] = [
+    { name: 'dx', type: t.x.type, dims: [b, L, h, p], layout: '(batch, seqlen, nheads, headdim)' },
+    { name: 'ddt', type: t.dt.type, dims: [b, L, h], layout: '(batch, seqlen, nheads)' },
+    { name: 'dA', type: 'float32', dims: [h], layout: '(nheads)' },
+    { name: 'dB', type: t.B.type, dims: [b, L, g, n], layout: '(batch, seqlen, ngroups, dstate)' },
+    { name: 'dC', type: t.C.type, dims: [b, L, g, n], layout: '(batch, seqlen, ngroups, dstate)' },
+  ];
+  if (t.D) specs.push({ name: 'dD', type: 'float32', dims: [...t.D.dims], layout: t.D.dims.length === 2 ? '(nheads, headdim)' : '(nheads)' });
+  if (t.z) specs.push({ name: 'dz', type: t.z.type, dims: [b, L, h, p], layout: '(batch, seqlen, nheads, headdim)' });
+  if (t.dtBias) specs.push({ name: 'dDtBias', type: 'float32', dims: [h], layout: '(nheads)' });
+  if (t.initialStates) specs.push({ name: 'dInitialStates', type: 'float32', dims: [b, h, p, n], layout: '(batch, nheads, headdim, dstate)' });
+  return specs;
+}
+
+/** The input of each gradient. */
+export const GRAD_INPUT: Record<SsdGradName, keyof SsdInputs> = {
+  dx: 'x',
+  ddt: 'dt',
+  dA: 'A',
+  dB: 'B',
+  dC: 'C',
+  dD: 'D',
+  dz: 'z',
+  dDtBias: 'dtBias',
+  dInitialStates: 'initialStates',
+};
+
+export interface BackwardCall {
+  inputs: SsdInputs;
+  plan: SsdPlan;
+  grads: SsdOutputGrads;
+  specs: GradSpec[];
+  out: Partial<SsdGrads>;
+}
+
+/** Validates ssdBackward()'s arguments; throws TypeError, RangeError or SsdError. */
+export function validateBackward(inputs: unknown, grads: unknown, options: unknown): BackwardCall {
+  let out: unknown;
+  let forwardOptions: unknown = options;
+  if (isPlainObject(options)) {
+    ({ out, ...forwardOptions } = options);
+  }
+  const { inputs: t, plan } = validate(inputs, forwardOptions as SsdOptions);
+  const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = plan;
+
+  if (!isPlainObject(grads)) throw typeError('grads', 'an object { dy, dFinalStates? } of Tensors', grads);
+  checkKnownKeys('key of grads', grads, OUTPUT_GRAD_NAMES);
+  const yLayout = '(batch, seqlen, nheads, headdim)';
+  if (!(grads.dy instanceof Tensor)) throw typeError('grads.dy', `a Tensor ${yLayout}`, grads.dy);
+  if (grads.dy.type !== t.x.type) {
+    throw new TypeError(
+      `Expected a Tensor of type '${t.x.type}' (the type of y, which is x's) for grads.dy but received a Tensor of type '${grads.dy.type}'`,
+    );
+  }
+  const dy = tensorArg('grads.dy', grads.dy, [t.x.type], 4, yLayout);
+  if (!sameDims(dy.dims, [b, L, h, p])) throw shapeError('grads.dy', [b, L, h, p], `${yLayout}, the dims of y,`, dy.dims);
+  const checked: SsdOutputGrads = { dy };
+  if (grads.dFinalStates !== undefined) {
+    const layout = '(batch, nheads, headdim, dstate)';
+    const s = tensorArg('grads.dFinalStates', grads.dFinalStates, FLOAT_TYPES, 4, layout);
+    if (!sameDims(s.dims, [b, h, p, n])) throw shapeError('grads.dFinalStates', [b, h, p, n], layout, s.dims);
+    checked.dFinalStates = s;
+  }
+
+  const specs = gradSpecs(t, plan);
+  const given: Partial<SsdGrads> = {};
+  if (out !== undefined) {
+    if (!isPlainObject(out)) throw typeError('options.out', `an object { ${GRAD_NAMES.join(', ')} } of gradient Tensors (all optional)`, out);
+    checkKnownKeys('key of options.out', out, GRAD_NAMES);
+    const taken = new Set<Tensor>([...Object.values(t), ...Object.values(checked)] as Tensor[]);
+    for (const name of GRAD_NAMES) {
+      const tensor = out[name];
+      if (tensor === undefined) continue;
+      const spec = specs.find((s) => s.name === name);
+      if (spec === undefined) {
+        throw new SsdError('ERR_SSD_OPTION', `options.out.${name} is given but inputs.${GRAD_INPUT[name]} is not, so there is no ${name} to write`);
+      }
+      const checkedOut = tensorArg(`options.out.${name}`, tensor, [spec.type], spec.dims.length, spec.layout);
+      if (!sameDims(checkedOut.dims, spec.dims)) throw shapeError(`options.out.${name}`, spec.dims, spec.layout, checkedOut.dims);
+      if (taken.has(checkedOut)) {
+        throw new SsdError('ERR_SSD_VALUE', `Expected options.out.${name} to be a tensor apart from the inputs, grads and other outputs but received one of them`);
+      }
+      taken.add(checkedOut);
+      given[name] = checkedOut;
+    }
+  }
+  return { inputs: t, plan, grads: checked, specs, out: given };
+}
+
+/**
+ * The backward runs on the CPU only in this build: a CUDA device (asked for, or holding a tensor)
+ * is an ERR_SSD_DEVICE error. 'auto' means the CPU.
+ */
+export function requireCpu(call: BackwardCall): void {
+  const tensors: [string, Tensor][] = [
+    ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
+    ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
+    ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
+  ];
+  const onDevice = tensors.find(([, tensor]) => tensor.location === 'cuda');
+  if (onDevice) {
+    throw new SsdError(
+      'ERR_SSD_DEVICE',
+      `${onDevice[0]} is on 'cuda:${onDevice[1].device}', but the CUDA backward is not in this build yet; ` +
+        'copy the tensors to the host (`await tensor.toHost()`) and run the backward on the CPU',
+    );
+  }
+  if (call.plan.device.kind === 'cuda') {
+    throw new SsdError(
+      'ERR_SSD_DEVICE',
+      `options.device 'cuda:${call.plan.device.index}' cannot run the backward: the CUDA backward is not in this build yet; use device 'cpu' or 'auto'`,
+    );
+  }
+}
