@@ -11,57 +11,9 @@
 
 namespace ssd { namespace cpu { namespace isa_avx2 { namespace {
 
-constexpr int W = 8;
 constexpr int KERNEL_NP = 2;  // 16 channels of p per task (16 ymm registers)
 constexpr int KERNEL_NN = 4;
-typedef __m256 VF;
-
-static inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
-static inline void vstore(float* p, VF v) { _mm256_storeu_ps(p, v); }
-static inline VF vset1(float f) { return _mm256_set1_ps(f); }
-static inline VF vzero() { return _mm256_setzero_ps(); }
-static inline VF vadd(VF a, VF b) { return _mm256_add_ps(a, b); }
-static inline VF vsub(VF a, VF b) { return _mm256_sub_ps(a, b); }
-static inline VF vmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
-static inline VF vdiv(VF a, VF b) { return _mm256_div_ps(a, b); }
-static inline VF vmin(VF a, VF b) { return _mm256_min_ps(a, b); }
-static inline VF vmax(VF a, VF b) { return _mm256_max_ps(a, b); }
-static inline VF vfma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
-static inline VF vsel_gt(VF a, VF b, VF x, VF y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
-static inline VF vsel_lt(VF a, VF b, VF x, VF y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
-static inline VF vround(VF x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-static inline VF vpow2i(VF n) {
-  const __m256i i = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(i, 23));
-}
-static inline void vsplit(VF x, VF* e, VF* m) {
-  const __m256i b = _mm256_castps_si256(x);
-  *e = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 23), _mm256_set1_epi32(127)));
-  *m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFF)),
-                                           _mm256_set1_epi32(0x3F800000)));
-}
-static inline VF vload_bf16(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-static inline VF vload_f16(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-static inline void vstore_f16(uint16_t* p, VF v) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-static inline void vstore_bf16(uint16_t* p, VF v) {
-  const __m256i b = _mm256_castps_si256(v);
-  const __m256i hi = _mm256_srli_epi32(b, 16);
-  const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), lsb), 16);
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
-  const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
-}
-
-#include "simd_math_x86.inc"
+#include "simd_avx2.inc"
 #include "ssd_kernel.inc"
 
 static float fma_burst(int64_t iters, float seed, double* flops_per_iter) {

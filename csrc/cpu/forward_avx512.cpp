@@ -17,61 +17,9 @@
 
 namespace ssd { namespace cpu { namespace isa_avx512 { namespace {
 
-constexpr int W = 16;
 constexpr int KERNEL_NP = 4;  // 64 channels of p per task
 constexpr int KERNEL_NN = 4;  // 16 state registers
-typedef __m512 VF;
-
-static inline VF vload(const float* p) { return _mm512_loadu_ps(p); }
-static inline void vstore(float* p, VF v) { _mm512_storeu_ps(p, v); }
-static inline VF vset1(float f) { return _mm512_set1_ps(f); }
-static inline VF vzero() { return _mm512_setzero_ps(); }
-static inline VF vadd(VF a, VF b) { return _mm512_add_ps(a, b); }
-static inline VF vsub(VF a, VF b) { return _mm512_sub_ps(a, b); }
-static inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
-static inline VF vdiv(VF a, VF b) { return _mm512_div_ps(a, b); }
-static inline VF vmin(VF a, VF b) { return _mm512_min_ps(a, b); }
-static inline VF vmax(VF a, VF b) { return _mm512_max_ps(a, b); }
-static inline VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
-static inline VF vsel_gt(VF a, VF b, VF x, VF y) {
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
-}
-static inline VF vsel_lt(VF a, VF b, VF x, VF y) {
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
-}
-static inline VF vround(VF x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-static inline VF vpow2i(VF n) {
-  const __m512i i = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(i, 23));
-}
-static inline void vsplit(VF x, VF* e, VF* m) {
-  const __m512i b = _mm512_castps_si512(x);
-  *e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(b, 23), _mm512_set1_epi32(127)));
-  *m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFF)),
-                                           _mm512_set1_epi32(0x3F800000)));
-}
-static inline VF vload_bf16(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-static inline VF vload_f16(const uint16_t* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-static inline void vstore_f16(uint16_t* p, VF v) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                      _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
-static inline void vstore_bf16(uint16_t* p, VF v) {
-  const __m512i b = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(b, 16);
-  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
-}
-
-#include "simd_math_x86.inc"
+#include "simd_avx512.inc"
 #include "ssd_kernel.inc"
 
 static float fma_burst(int64_t iters, float seed, double* flops_per_iter) {

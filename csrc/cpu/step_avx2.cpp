@@ -8,40 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "cpu_internal.h"
 
 namespace ssd { namespace cpu { namespace step_avx2 { namespace {
 
-constexpr int W = 8;
-typedef __m256 VF;
+#include "simd_avx2.inc"
 
-static inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
-static inline void vstore(float* p, VF v) { _mm256_storeu_ps(p, v); }
-static inline VF vset1(float f) { return _mm256_set1_ps(f); }
-static inline VF vzero() { return _mm256_setzero_ps(); }
-static inline VF vadd(VF a, VF b) { return _mm256_add_ps(a, b); }
-static inline VF vmul(VF a, VF b) { return _mm256_mul_ps(a, b); }
-static inline VF vfma(VF a, VF b, VF c) { return _mm256_fmadd_ps(a, b, c); }
-static inline float vhsum(VF v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-static inline VF vload_bf16(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-static inline void vstore_bf16(uint16_t* p, VF v) {
-  const __m256i b = _mm256_castps_si256(v);
-  const __m256i hi = _mm256_srli_epi32(b, 16);
-  const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), lsb), 16);
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
-  const __m128i packed = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), packed);
-}
+constexpr int STEP_NV = 4;    // 8 of the 16 ymm registers hold B and C
+constexpr int STEP_ROWS = 1;
 
 #include "step_kernel.inc"
 

@@ -12,34 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "cpu_internal.h"
 
 namespace ssd { namespace cpu { namespace step_avx512 { namespace {
 
-constexpr int W = 16;
-typedef __m512 VF;
+#include "simd_avx512.inc"
 
-static inline VF vload(const float* p) { return _mm512_loadu_ps(p); }
-static inline void vstore(float* p, VF v) { _mm512_storeu_ps(p, v); }
-static inline VF vset1(float f) { return _mm512_set1_ps(f); }
-static inline VF vzero() { return _mm512_setzero_ps(); }
-static inline VF vadd(VF a, VF b) { return _mm512_add_ps(a, b); }
-static inline VF vmul(VF a, VF b) { return _mm512_mul_ps(a, b); }
-static inline VF vfma(VF a, VF b, VF c) { return _mm512_fmadd_ps(a, b, c); }
-static inline float vhsum(VF v) { return _mm512_reduce_add_ps(v); }
-static inline VF vload_bf16(const uint16_t* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-static inline void vstore_bf16(uint16_t* p, VF v) {
-  const __m512i b = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(b, 16);
-  const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
-}
+constexpr int STEP_NV = 8;    // 16 of the 32 zmm registers hold B and C; two rows with two sums each
+constexpr int STEP_ROWS = 2;
 
 #include "step_kernel.inc"
 

@@ -15,9 +15,11 @@ namespace ssd { namespace cpu {
 
 namespace {
 
-// A helper thread pays for itself once it has this much state to stream (measured on the 2-core
-// development VM: below it, waking a pool thread costs more than the second core saves).
-constexpr double kBytesPerThread = 256.0 * 1024.0;
+// A helper thread pays for itself once it has this much state to stream. Measured on the 2-core
+// development VM (bench/NOTES.md): waking a pool thread costs 20-30 us there, one thread streams an
+// L3-resident state at ~120 GB/s, so a second thread is slower up to 4 MiB, even at 8 MiB, and
+// faster from 16 MiB (where the state spills from the L3 and one core cannot draw enough bandwidth).
+constexpr double kBytesPerThread = 4.0 * 1024.0 * 1024.0;
 
 void set_error(std::string* error, const char* msg) {
   if (!error) return;
