@@ -5,12 +5,15 @@
  *   check                 runs built-in examples on every available backend against the float64 reference
  *   bench [--json] [--runs N] [--threads N] [--config C1,C2]
  *                         times the forward on the benchmark configs (median of N runs)
+ *   bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]
+ *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
  */
 import { backends, ssd, ssdSync, version, type SsdOptions } from './index';
 import { native, NativeDtype } from './native';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { Tensor, type FloatType } from './tensor';
+import { benchStep, checkStep } from './cli-step';
 
 function usage(): never {
   process.stderr.write(
@@ -20,7 +23,9 @@ function usage(): never {
       '  bench [--json] [--runs N] [--threads N] [--config C1,C2]\n' +
       '                               time the CPU forward (median of N runs, default 15)\n' +
       '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
-      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n',
+      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
+      '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
+      '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n',
   );
   process.exit(2);
 }
@@ -96,6 +101,7 @@ async function check(): Promise<number> {
       console.log(`${ok ? 'PASS' : 'FAIL'}  ${device.padEnd(4)}  ${c.name.padEnd(28)} rel. L2 error y / finalStates ${detail} (bound ${bound})`);
     }
   }
+  failures += checkStep(rng);
   console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
   return failures === 0 ? 0 : 1;
 }
@@ -302,6 +308,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'check':
       return check();
     case 'bench':
+      if (rest.includes('--step')) return benchStep(rest);
       return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
     default:
       return usage();

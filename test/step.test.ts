@@ -435,3 +435,28 @@ describe('instruction sets', () => {
     }
   });
 });
+
+describe('ssd-kernels bench --step', () => {
+  test('--json gives one row per batch with time, GB/s and the measured bandwidths', () => {
+    const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
+    const r = spawnSync(process.execPath, [cli, 'bench', '--step', '--json', '--runs', '3', '--batch', '1,2', '--memory-mib', '64'], { encoding: 'utf8', timeout: 120000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: { batch: number; ms: number; gbps: number; sweepGbps: number; memoryGbps: number; ofMemory: number }[] };
+    expect(out.rows.map((row) => row.batch)).toEqual([1, 2]);
+    for (const row of out.rows) {
+      expect(row.ms).toBeGreaterThan(0);
+      expect(row.gbps).toBeGreaterThan(0);
+      expect(row.sweepGbps).toBeGreaterThan(0);
+      expect(row.memoryGbps).toBeGreaterThan(0);
+      expect(row.ofMemory).toBeCloseTo(row.gbps / row.memoryGbps, 2);
+    }
+  });
+
+  test('bad arguments print usage and exit 2', () => {
+    const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
+    const r = spawnSync(process.execPath, [cli, 'bench', '--step', '--batch', '0'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/usage: ssd-kernels bench --step/);
+  });
+});

@@ -53,8 +53,6 @@ void rmw_worker(void* ctx, int id) {
 
 SsdStatus step(const SsdStepParams& p, int threads, std::string* error) {
   try {
-    if (threads <= 0) threads = default_threads();
-    if (threads > 1024) threads = 1024;
     int64_t active = p.batch;
     if (p.state_indices) {
       active = 0;
@@ -63,6 +61,10 @@ SsdStatus step(const SsdStepParams& p, int threads, std::string* error) {
     const double state_bytes =
         double(active) * double(p.nheads) * double(p.headdim) * double(p.dstate) * (p.state_type == SSD_BFLOAT16 ? 2 : 4);
     const double useful = std::max(1.0, state_bytes / kBytesPerThread);
+    // default_threads() is a system call: skip it when one thread is all the state can use
+    if (useful < 2.0) threads = 1;
+    else if (threads <= 0) threads = default_threads();
+    if (threads > 1024) threads = 1024;
     if (double(threads) > useful) threads = int(useful);
     char err[256];
     err[0] = '\0';
