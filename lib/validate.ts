@@ -62,7 +62,7 @@ export interface SsdOptions {
 }
 
 const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
-const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'returnVarlenStates', 'device', 'threads', 'out'] as const;
+const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates'] as const;
 
 /** The normalised description of one call. */
 export interface SsdPlan {
