@@ -103,6 +103,10 @@ export function benchStep(args: string[]): number {
   const isa = backends().cpu.isa;
   progress(`measuring memory bandwidth (in-place sweep over ${memoryMiB} MiB)...`);
   const dram = bandwidth(threads, memoryMiB * 2 ** 20, 0.5);
+  if (!(dram > 0)) {
+    process.stderr.write(`ssd-kernels: could not allocate ${memoryMiB} MiB to measure memory bandwidth\n`);
+    return 1;
+  }
   const rows: Record<string, number | string>[] = [];
   for (const batch of batches) {
     const { nheads: h, headdim: p, dstate: n } = STEP_BENCH_SIZES;

@@ -13,6 +13,7 @@ namespace ssd { namespace cpu { namespace isa_avx2 { namespace {
 
 constexpr int KERNEL_NP = 2;  // 16 channels of p per task (16 ymm registers)
 constexpr int KERNEL_NN = 4;
+
 #include "simd_avx2.inc"
 #include "ssd_kernel.inc"
 

@@ -19,6 +19,7 @@ namespace ssd { namespace cpu { namespace isa_avx512 { namespace {
 
 constexpr int KERNEL_NP = 4;  // 64 channels of p per task
 constexpr int KERNEL_NN = 4;  // 16 state registers
+
 #include "simd_avx512.inc"
 #include "ssd_kernel.inc"
 

@@ -12,6 +12,7 @@ namespace ssd { namespace cpu { namespace isa_scalar { namespace {
 
 constexpr int KERNEL_NP = 2;
 constexpr int KERNEL_NN = 4;
+
 #include "simd_scalar.inc"
 #include "ssd_kernel.inc"
 
