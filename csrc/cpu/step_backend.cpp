@@ -98,8 +98,8 @@ double rmw_bandwidth_gbps(int threads, size_t bytes, double seconds) {
     if (posix_memalign(&mem, 64, total * sizeof(float)) != 0 || mem == nullptr) return 0.0;
     float* data = static_cast<float*>(mem);
     RmwJob job{data, per_thread};
-    // Touch every page, then one untimed pass.
-    for (size_t i = 0; i < total; ++i) data[i] = 1.0f;
+    // Touch every page with varied values (no page the hypervisor could merge), then one untimed pass.
+    for (size_t i = 0; i < total; ++i) data[i] = 1.0f + float(i % 4099) * 1e-4f;
     detail::run_workers(threads, &rmw_worker, &job);
     using clock = std::chrono::steady_clock;
     std::vector<double> rates;
