@@ -119,7 +119,9 @@ export function benchStep(args: string[]): number {
     for (let i = 0; i < values.length; i++) values[i] = rng.uniform() - 0.5;
     const state = new Tensor('float32', values, [batch, h, p, n]);
     const options: SsdStepOptions = { dtSoftplus: true, device: 'cpu', threads, out: { y: new Tensor('float32', new Float32Array(batch * h * p), [batch, h, p]) } };
-    for (let i = 0; i < 5; i++) ssdStepSync(state, inputs, options); // warm-up
+    // Warm-up: until the JIT has settled on the validation code (a few hundred calls) or 0.3 s.
+    const warmEnd = process.hrtime.bigint() + 300_000_000n;
+    for (let i = 0; i < 500 && (i < 5 || process.hrtime.bigint() < warmEnd); i++) ssdStepSync(state, inputs, options);
     const times: number[] = [];
     for (let i = 0; i < runs; i++) {
       const start = process.hrtime.bigint();

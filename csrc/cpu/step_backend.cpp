@@ -39,14 +39,22 @@ void rmw_pass(float* a, int64_t n, float s) {
   }
 }
 
+// The buffer in chunks handed out through an atomic counter, as the step hands out its rows, so
+// that a thread the OS delays does not hold the whole pass back.
 struct RmwJob {
   float* data;
-  int64_t per_thread;  // floats per thread, a multiple of 64
+  int64_t chunk;   // floats per chunk, a multiple of 64
+  int64_t chunks;
+  int64_t next;    // chunk counter (atomic builtins)
 };
 
-void rmw_worker(void* ctx, int id) {
+void rmw_worker(void* ctx, int /*id*/) {
   RmwJob* job = static_cast<RmwJob*>(ctx);
-  rmw_pass(job->data + id * job->per_thread, job->per_thread, 1.0f);
+  for (;;) {
+    const int64_t c = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+    if (c >= job->chunks) break;
+    rmw_pass(job->data + c * job->chunk, job->chunk, 1.0f);
+  }
 }
 
 }  // namespace
@@ -92,12 +100,14 @@ double rmw_bandwidth_gbps(int threads, size_t bytes, double seconds) {
     if (threads <= 0) threads = default_threads();
     if (threads > 1024) threads = 1024;
     if (!(seconds > 0)) seconds = 0.2;
-    const int64_t per_thread = std::max<int64_t>(64, int64_t(bytes / sizeof(float)) / threads / 64 * 64);
-    const size_t total = size_t(per_thread) * size_t(threads);
+    // About eight chunks per thread, as the step's tasks, of whole 64-float blocks.
+    const int64_t chunks = int64_t(threads) * 8;
+    const int64_t chunk = std::max<int64_t>(64, int64_t(bytes / sizeof(float)) / chunks / 64 * 64);
+    const size_t total = size_t(chunk) * size_t(chunks);
     void* mem = nullptr;
     if (posix_memalign(&mem, 64, total * sizeof(float)) != 0 || mem == nullptr) return 0.0;
     float* data = static_cast<float*>(mem);
-    RmwJob job{data, per_thread};
+    RmwJob job{data, chunk, chunks, 0};
     // Touch every page with varied values (no page the hypervisor could merge), then one untimed pass.
     for (size_t i = 0; i < total; ++i) data[i] = 1.0f + float(i % 4099) * 1e-4f;
     detail::run_workers(threads, &rmw_worker, &job);
@@ -106,6 +116,7 @@ double rmw_bandwidth_gbps(int threads, size_t bytes, double seconds) {
     const auto start = clock::now();
     do {
       const auto t0 = clock::now();
+      job.next = 0;
       detail::run_workers(threads, &rmw_worker, &job);
       const double el = std::chrono::duration<double>(clock::now() - t0).count();
       if (el > 0) rates.push_back(2.0 * double(total) * sizeof(float) / el * 1e-9);
