@@ -340,7 +340,7 @@ describe('bad input', () => {
     ['an int32 x', () => { const e = fresh(); return [e.state, { ...e.inputs, x: new Tensor('int32', new Int32Array(24), [2, 4, 3]) }]; }, TypeError, /for inputs.x but received a Tensor of type 'int32'/],
     ['a float32 stateIndices', () => { const e = fresh(); return [e.state, { ...e.inputs, stateIndices: zeros([2]) }]; }, TypeError, /Expected a Tensor of type 'int32' for inputs.stateIndices/],
     ['inputs not an object', () => [fresh().state, null], TypeError, /Expected an object \{ x, dt, A, B, C, \.\.\. \} of Tensors for inputs but received null/],
-  ] as [string, () => unknown[], typeof TypeError, RegExp][])('%s: %p', async (_name, make, kind, message) => {
+  ] as [string, () => unknown[], typeof TypeError, RegExp][])('%s', async (_name, make, kind, message) => {
     const [state, inputs] = make();
     await expectBoth(run(state, inputs), (err) => {
       expect(err).toBeInstanceOf(kind);
@@ -362,7 +362,9 @@ describe('bad input', () => {
     ['a disposed state', () => { const e = fresh(); e.state.dispose(); return [e.state, e.inputs]; }, 'ERR_SSD_DISPOSED', /state was disposed before the call/],
     ["device 'cuda'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda' }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(options.device is 'cuda'\)/],
     ["device 'cuda:1'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda:1' }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(options.device is 'cuda:1'\)/],
-  ] as [string, () => unknown[], string, RegExp][])('%s: SsdError %s', async (_name, make, code, message) => {
+    ['a device state with the default device', () => { const e = fresh(); return [Tensor.fromDevicePointer(0x1000n, 'float32', [2, 4, 3, 5]), e.inputs]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(state is a 'cuda' tensor\)/],
+    ['a device input', () => { const e = fresh(); return [e.state, { ...e.inputs, B: Tensor.fromDevicePointer(0x1000n, 'float32', [2, 2, 5]) }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(inputs.B is a 'cuda' tensor\)/],
+  ] as [string, () => unknown[], string, RegExp][])('%s', async (_name, make, code, message) => {
     const [state, inputs, options] = make();
     await expectBoth(run(state, inputs, options), (err) => {
       expect(err).toBeInstanceOf(SsdError);

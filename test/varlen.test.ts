@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SsdError, Tensor, ssd, ssdSync, type SsdInputs, type SsdOptions } from '../lib/index';
+import { native } from '../lib/native';
 import { FP32_BOUND, sameBits } from './helpers';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleOptions, type RefInputs } from './reference';
 
@@ -161,7 +162,7 @@ describe('bad input', () => {
     ['returnVarlenStates without cuSeqlens', () => base(), { returnVarlenStates: true }, 'ERR_SSD_OPTION', /options.returnVarlenStates needs inputs.cuSeqlens/],
     ['out.varlenStates without returnVarlenStates', () => ({ ...base(), cuSeqlens: cuOf([0, 10]) }), { out: { varlenStates: new Tensor('float32', new Float32Array(960), [1, 4, 12, 20]) } }, 'ERR_SSD_OPTION', /options.out.varlenStates is given but options.returnVarlenStates is not true/],
     ['out.varlenStates of other dims', () => ({ ...base(), cuSeqlens: cuOf([0, 5, 10]) }), { returnVarlenStates: true, out: { varlenStates: new Tensor('float32', new Float32Array(960), [1, 4, 12, 20]) } }, 'ERR_SSD_SHAPE', /Expected dims \[2, 4, 12, 20\] \(numSeqs, nheads, headdim, dstate\) for options.out.varlenStates but received \[1, 4, 12, 20\]/],
-  ] as [string, () => SsdInputs, SsdOptions, string, RegExp][])('%s: SsdError %s', async (_name, make, options, code, message) => {
+  ] as [string, () => SsdInputs, SsdOptions, string, RegExp][])('%s', async (_name, make, options, code, message) => {
     for (const call of [() => ssdSync(make(), options), () => ssd(make(), options)]) {
       let error: unknown;
       try {
@@ -183,6 +184,32 @@ describe('bad input', () => {
     expect(() => ssdSync({ ...base(), cuSeqlens: make() })).toThrow(kind);
     expect(() => ssdSync({ ...base(), cuSeqlens: make() })).toThrow(message);
   });
+});
+
+test('the native code re-checks the offsets before writing (when the TypeScript checks are bypassed)', () => {
+  const { inputs } = makeExample(new Random(5), { batch: 1, seqlen: 10, ...SIZES }, { D: 'none' });
+  const y = new Float32Array(10 * 4 * 12).fill(7);
+  const args = {
+    dims: [1, 10, 4, 12, 2, 20], chunkSize: 256, x: inputs.x.data, xType: 0, dt: inputs.dt.data, dtType: 0, A: inputs.A.data as Float32Array,
+    B: inputs.B.data, BType: 0, C: inputs.C.data, CType: 0, D: null, dPerChannel: false, z: null, zType: 0, dtBias: null, initialStates: null,
+    seqIdx: null, dtSoftplus: false, dtMin: 0, dtMax: Infinity, y, yType: 0, finalStates: null, threads: 0, numSeqs: 2,
+  };
+  for (const [cu, message] of [
+    [[0, 6, 9], /cu_seqlens must start at 0 and end at seqlen \(10\), got 0 and 9/],
+    [[1, 6, 10], /cu_seqlens must start at 0 and end at seqlen \(10\), got 1 and 10/],
+    [[0, 11, 10], /cu_seqlens must be non-decreasing, got 10 after 11 at index 2/],
+  ] as [number[], RegExp][]) {
+    let error: unknown;
+    try {
+      native().forwardSync({ ...args, cuSeqlens: Int32Array.from(cu) });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as { code?: string }).code).toBe('ERR_SSD_INVALID_ARGUMENT');
+    expect((error as Error).message).toMatch(message);
+  }
+  expect(() => native().forwardSync({ ...args, cuSeqlens: new Int32Array(2) })).toThrow(/Expected 12 bytes for cuSeqlens but received 8/);
+  expect(y.every((v) => v === 7)).toBe(true);
 });
 
 describe('instruction sets', () => {
