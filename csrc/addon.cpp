@@ -14,12 +14,14 @@
 #include <string>
 
 #include "abi.h"
+#include "addon_util.h"
 #include "cpu/cpu_backend.h"
 #include "device/device.h"
 #include "dispatch.h"
 #include "ssd_kernels.h"
 
-namespace {
+// Argument readers shared with the other binding files (addon_util.h).
+namespace ssd { namespace addon {
 
 const char* status_code(SsdStatus s) {
   switch (s) {
@@ -90,11 +92,18 @@ int64_t read_size(Napi::Env env, Napi::Value v, const char* name) {
   return int64_t(d);
 }
 
+}}  // namespace ssd::addon
+
+namespace {
+
+using namespace ssd::addon;
+
 struct Call {
   SsdParams params{};
   int threads = 0;
   size_t y_bytes = 0;       // host output sizes, for prefault()
   size_t states_bytes = 0;
+  size_t varlen_bytes = 0;
 };
 
 // Output arrays fresh from V8 are untouched pages: writing them one page fault at a time costs more
@@ -116,6 +125,7 @@ void prefault(void* data, size_t bytes) {
 SsdStatus run_cpu(const Call& call, std::string* error) {
   prefault(call.params.y, call.y_bytes);
   prefault(call.params.final_states, call.states_bytes);
+  prefault(call.params.varlen_states, call.varlen_bytes);
   return ssd::forward_cpu(call.params, call.threads, error);
 }
 
@@ -193,6 +203,21 @@ Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
     p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, on_device)));
   }
 
+  Napi::Value cu_seqlens = args.Get("cuSeqlens");
+  if (!cu_seqlens.IsNull() && !cu_seqlens.IsUndefined()) {
+    if (!on_device && (!cu_seqlens.IsTypedArray() || cu_seqlens.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
+      throw Napi::TypeError::New(env, "Expected an Int32Array for cuSeqlens");
+    }
+    if (b != 1) throw Napi::RangeError::New(env, "Expected batch 1 with cuSeqlens");
+    p.num_seqs = read_size(env, args.Get("numSeqs"), "numSeqs");
+    p.cu_seqlens = static_cast<const int32_t*>(read_buffer(args, "cuSeqlens", SSD_FLOAT32, p.num_seqs + 1, false, on_device));
+    p.varlen_states = static_cast<float*>(const_cast<void*>(
+        read_buffer(args, "varlenStates", SSD_FLOAT32, p.num_seqs * h * hd * n, true, on_device)));
+  } else {
+    Napi::Value varlen = args.Get("varlenStates");
+    if (!varlen.IsNull() && !varlen.IsUndefined()) throw Napi::TypeError::New(env, "Expected cuSeqlens with varlenStates");
+  }
+
   Napi::Value threads = args.Get("threads");
   if (!threads.IsNumber()) throw Napi::TypeError::New(env, "Expected a number for threads");
   double t = threads.As<Napi::Number>().DoubleValue();
@@ -200,6 +225,7 @@ Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
   call.threads = int(t);
   call.y_bytes = outputs ? size_t(x_elems * element_size(p.y_type)) : 0;
   call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
+  call.varlen_bytes = p.varlen_states ? size_t(p.num_seqs * h * hd * n * 4) : 0;
   return call;
 }
 
@@ -579,6 +605,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
   exports.Set("getNativeApi", Napi::Function::New(env, ssd::abi::GetNativeApi, "getNativeApi"));
+  ssd::addon::register_step(env, exports);
   return exports;
 }
 

@@ -1,5 +1,6 @@
 // The dispatcher: checks an SsdParams block cheaply and sends it to a backend.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "ssd_kernels.h"
@@ -10,8 +11,23 @@ namespace ssd {
 // missing required pointers) fail with SSD_ERR_INVALID_ARGUMENT before any backend runs.
 SsdStatus check_params(const SsdParams& p, std::string* error);
 
+// The values of p.cu_seqlens in host memory: 0 first, non-decreasing, seqlen last. forward_cpu
+// calls it; a device backend must check them its own way.
+SsdStatus check_cu_seqlens(const SsdParams& p, std::string* error);
+
 // The CPU forward. threads: CPU threads (<= 0: the default).
 SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error);
+
+// The step's sizes, pointers, dtypes and strides (every backend).
+SsdStatus check_step_params(const SsdStepParams& p, std::string* error);
+
+// The state indices in host memory: each < state_rows, and no row used twice (negative entries,
+// padding, excepted). step_cpu calls it before anything is written; a device backend must check
+// them its own way (duplicates would race).
+SsdStatus check_state_indices(const int32_t* indices, int64_t batch, int64_t state_rows, std::string* error);
+
+// The CPU decode step, in place on p.state. threads: CPU threads (<= 0: the default).
+SsdStatus step_cpu(const SsdStepParams& p, int threads, std::string* error);
 
 // The CUDA forward on the current device: `stream` is a cudaStream_t, `workspace` device memory of
 // cuda_workspace_bytes(p). Builds without CUDA return SSD_ERR_UNSUPPORTED.

@@ -9,6 +9,10 @@
  * contiguous. Layouts follow mamba_chunk_scan_combined:
  *   x, z, y (b, L, h, p)   dt (b, L, h)   B, C (b, L, g, n)   A, dtBias (h)   D (h) or (h, p)
  *   initialStates, finalStates (b, h, p, n) float32, contiguous   seqIdx (b, L) int32
+ *   cuSeqlens (num_seqs + 1) int32   varlenStates (num_seqs, h, p, n) float32, contiguous
+ *
+ * A second block, SsdStepParams, describes one decode step: the recurrence advanced by one token
+ * per batch entry, in place on a state cache (see docs/semantics.md, "The step").
  */
 #ifndef SSD_KERNELS_H
 #define SSD_KERNELS_H
@@ -63,7 +67,45 @@ typedef struct SsdParams {
   /* outputs */
   void* y; SsdDtype y_type; int64_t y_batch_stride, y_seq_stride, y_head_stride;
   float* final_states;    /* optional (b, h, p, n) contiguous */
+
+  /* variable length (optional): batch must be 1 and seq_idx, initial_states absent. Sequence k
+   * covers positions [cu_seqlens[k], cu_seqlens[k+1]); cu_seqlens[0] == 0, non-decreasing,
+   * cu_seqlens[num_seqs] == seqlen. The state resets at each sequence start, as with seq_idx. */
+  const int32_t* cu_seqlens; int64_t num_seqs;
+  float* varlen_states;   /* optional (num_seqs, h, p, n) contiguous: each sequence's final state
+                             (zeros for an empty sequence); needs cu_seqlens */
 } SsdParams;
+
+/*
+ * One decode step for each batch entry i, on the state row r = state_indices[i] (or i):
+ *   d = clamp(sp(dt + dtBias)), H_r = exp(d A) H_r + d x (x) B, y = H_r . C + D x, y *= silu(z)
+ * Layouts: x, z, y (b, h, p)   dt (b, h)   B, C (b, g, n)   A, dtBias (h)   D (h) or (h, p)
+ *   state (state_rows, h, p, n) contiguous, float32 or bfloat16 (read, computed in fp32, written
+ *   rounded to nearest even).   state_indices (b) int32: a negative entry marks padding (its y is
+ *   zeros and no state row is touched); the non-negative entries must be < state_rows and distinct.
+ */
+typedef struct SsdStepParams {
+  int64_t batch, nheads, headdim, ngroups, dstate;
+  int64_t state_rows;     /* rows of the state cache; == batch when state_indices is absent */
+
+  void* state; SsdDtype state_type;   /* SSD_FLOAT32 or SSD_BFLOAT16 */
+  const int32_t* state_indices;       /* optional (b) */
+
+  const void* x;  SsdDtype x_type;  int64_t x_batch_stride, x_head_stride;
+  const void* dt; SsdDtype dt_type; int64_t dt_batch_stride;  /* head stride 1 */
+  const void* B;  SsdDtype B_type;  int64_t B_batch_stride, B_group_stride;
+  const void* C;  SsdDtype C_type;  int64_t C_batch_stride, C_group_stride;
+  const float* A;         /* (h), finite */
+  const float* D;         /* optional: (h) or (h, p) */
+  int32_t D_per_channel;
+  const void* z;  SsdDtype z_type;  int64_t z_batch_stride, z_head_stride;  /* optional */
+  const float* dt_bias;   /* optional (h) */
+
+  int32_t dt_softplus;
+  float dt_min, dt_max;
+
+  void* y; SsdDtype y_type; int64_t y_batch_stride, y_head_stride;
+} SsdStepParams;
 
 /*
  * The backward of one SSD call: the gradients of L = sum(dy * y) + sum(dFinalStates * finalStates)

@@ -7,6 +7,8 @@
  *   bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]
  *                         times the forward (and with --backward the backward) on the benchmark
  *                         configs (median of N runs)
+ *   bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]
+ *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
  */
 import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native, NativeDtype } from './native';
@@ -14,6 +16,7 @@ import { Random, makeExample, roundingError, withOptions, type ExampleConfig, ty
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
 import { Tensor, type FloatType } from './tensor';
+import { benchStep, checkStep } from './cli-step';
 
 function usage(): never {
   process.stderr.write(
@@ -24,7 +27,9 @@ function usage(): never {
       '                               time the CPU forward, and with --backward the backward and\n' +
       '                               forward + backward (median of N runs, default 15)\n' +
       '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
-      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n',
+      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
+      '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
+      '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n',
   );
   process.exit(2);
 }
@@ -124,6 +129,7 @@ async function check(): Promise<number> {
     }
   }
   failures += checkBackward(rng);
+  failures += checkStep(rng);
   console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
   return failures === 0 ? 0 : 1;
 }
@@ -361,6 +367,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'check':
       return check();
     case 'bench':
+      if (rest.includes('--step')) return benchStep(rest);
       return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
     default:
       return usage();

@@ -13,6 +13,7 @@ import { Tensor, deviceIndex, elementSize, type FloatType, type TensorType } fro
 import { nativeDtype, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
 
 export { SsdError, type SsdErrorCode } from './errors';
+export { ssdStep, ssdStepSync, type SsdStepInputs, type SsdStepOptions, type SsdStepResult } from './step';
 export { Tensor, type TensorType, type FloatType, type TensorLocation, type TensorData } from './tensor';
 export type { SsdInputs, SsdOptions, SsdDevice } from './validate';
 export {
@@ -44,6 +45,8 @@ export interface SsdResult {
   y: Tensor;
   /** (batch, nheads, headdim, dstate) float32, when options.returnFinalStates */
   finalStates?: Tensor;
+  /** (numSeqs, nheads, headdim, dstate) float32, each packed sequence's final state, when options.returnVarlenStates */
+  varlenStates?: Tensor;
 }
 
 export interface Backends {
@@ -152,13 +155,17 @@ function scalarArgs(t: SsdInputs, plan: SsdPlan): Omit<NativeForwardArgs, 'x' | 
   };
 }
 
-function outputDims(plan: SsdPlan): { y: number[]; states: number[] } {
-  return { y: [plan.batch, plan.seqlen, plan.nheads, plan.headdim], states: [plan.batch, plan.nheads, plan.headdim, plan.dstate] };
+function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: number[] } {
+  return {
+    y: [plan.batch, plan.seqlen, plan.nheads, plan.headdim],
+    states: [plan.batch, plan.nheads, plan.headdim, plan.dstate],
+    varlen: [plan.numSeqs, plan.nheads, plan.headdim, plan.dstate],
+  };
 }
 
 function hostOutputs(plan: SsdPlan): SsdResult {
   const dims = outputDims(plan);
-  for (const t of [plan.out.y, plan.out.finalStates]) {
+  for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates]) {
     if (t !== undefined && t.location !== 'cpu') {
       throw new SsdError('ERR_SSD_DEVICE', "Expected 'cpu' tensors in options.out for a call that returns host tensors but received a 'cuda' tensor");
     }
@@ -170,10 +177,16 @@ function hostOutputs(plan: SsdPlan): SsdResult {
     allocate('y', () =>
       yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), dims.y) : new Tensor(yType, new Uint16Array(ySize), dims.y),
     );
-  if (!plan.returnFinalStates) return { y };
-  const finalStates =
-    plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
-  return { y, finalStates };
+  const result: SsdResult = { y };
+  if (plan.returnFinalStates) {
+    result.finalStates =
+      plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
+  }
+  if (plan.returnVarlenStates) {
+    result.varlenStates =
+      plan.out.varlenStates ?? allocate('varlenStates', () => new Tensor('float32', new Float32Array(dims.varlen.reduce((a, b) => a * b, 1)), dims.varlen));
+  }
+  return result;
 }
 
 function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
@@ -192,6 +205,9 @@ function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; res
     seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
     y: result.y.data,
     finalStates: result.finalStates === undefined ? null : (result.finalStates.data as Float32Array),
+    cuSeqlens: t.cuSeqlens === undefined ? null : (t.cuSeqlens.data as Int32Array),
+    numSeqs: plan.numSeqs,
+    varlenStates: result.varlenStates === undefined ? null : (result.varlenStates.data as Float32Array),
   };
   return { args, result };
 }
@@ -233,6 +249,7 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
   const dims = outputDims(plan);
   const ySize = dims.y.reduce((a, b) => a * b, 1);
   const statesSize = dims.states.reduce((a, b) => a * b, 1);
+  const varlenSize = dims.varlen.reduce((a, b) => a * b, 1);
   const yBytes = ySize * elementSize(plan.xType);
   let result: SsdResult | undefined;
   let ok = false;
@@ -251,9 +268,12 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       seqIdx: await optional('seqIdx', t.seqIdx, false),
       y: 0n,
       finalStates: null,
+      cuSeqlens: await optional('cuSeqlens', t.cuSeqlens, false),
+      numSeqs: plan.numSeqs,
+      varlenStates: null,
     };
     if (onDevice) {
-      for (const t of [plan.out.y, plan.out.finalStates]) {
+      for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates]) {
         if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
           throw new SsdError('ERR_SSD_DEVICE', `Expected tensors on 'cuda:${device}' in options.out for a call on that device`);
         }
@@ -261,17 +281,21 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       const yTensor = plan.out.y ?? deviceTensor(device, plan.xType, dims.y, yBytes);
       result = { y: yTensor };
       if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
+      if (plan.returnVarlenStates) result.varlenStates = plan.out.varlenStates ?? deviceTensor(device, 'float32', dims.varlen, varlenSize * 4);
       args.y = result.y.devicePointer;
       args.finalStates = result.finalStates?.devicePointer ?? null;
+      args.varlenStates = result.varlenStates?.devicePointer ?? null;
     } else {
       result = hostOutputs(plan);
       args.y = alloc(yBytes);
       args.finalStates = plan.returnFinalStates ? alloc(statesSize * 4) : null;
+      args.varlenStates = plan.returnVarlenStates ? alloc(varlenSize * 4) : null;
     }
     pending.push(addon.cudaForward(args, device));
     if (!onDevice) {
       pending.push(addon.cudaCopy(device, args.y as bigint, result.y.data, false));
       if (result.finalStates) pending.push(addon.cudaCopy(device, args.finalStates as bigint, result.finalStates.data, false));
+      if (result.varlenStates) pending.push(addon.cudaCopy(device, args.varlenStates as bigint, result.varlenStates.data, false));
     }
     const settled = await Promise.allSettled(pending);
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -284,6 +308,7 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
     if (!ok && onDevice && result) {
       if (result.y !== plan.out.y) result.y.dispose();
       if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();
+      if (result.varlenStates !== plan.out.varlenStates) result.varlenStates?.dispose();
     }
   }
 }

@@ -46,6 +46,43 @@ export interface NativeForwardArgs {
   y: NativeBuffer;
   yType: NativeDtype;
   finalStates: Float32Array | bigint | null;
+  /** Variable-length sequences (batch 1): (numSeqs + 1) offsets, and each sequence's final state. */
+  cuSeqlens?: Int32Array | bigint | null;
+  numSeqs?: number;
+  varlenStates?: Float32Array | bigint | null;
+  /** CPU threads; 0 for the default */
+  threads: number;
+}
+
+/** Everything one decode step needs (SsdStepParams), validated and normalised in TypeScript. */
+export interface NativeStepArgs {
+  /** [batch, nheads, headdim, ngroups, dstate] */
+  dims: number[];
+  /** rows of the state cache (batch without stateIndices) */
+  stateRows: number;
+  /** (stateRows, nheads, headdim, dstate), float32 or bfloat16; written in place */
+  state: Float32Array | Uint16Array | bigint;
+  stateType: NativeDtype;
+  stateIndices: Int32Array | bigint | null;
+  x: NativeBuffer;
+  xType: NativeDtype;
+  dt: NativeBuffer;
+  dtType: NativeDtype;
+  A: Float32Array | bigint;
+  B: NativeBuffer;
+  BType: NativeDtype;
+  C: NativeBuffer;
+  CType: NativeDtype;
+  D: Float32Array | bigint | null;
+  dPerChannel: boolean;
+  z: NativeBuffer | null;
+  zType: NativeDtype;
+  dtBias: Float32Array | bigint | null;
+  dtSoftplus: boolean;
+  dtMin: number;
+  dtMax: number;
+  y: NativeBuffer;
+  yType: NativeDtype;
   /** CPU threads; 0 for the default */
   threads: number;
 }
@@ -87,6 +124,11 @@ export interface NativeAddon {
   backward(args: NativeBackwardArgs): Promise<void>;
   backends(): NativeBackends;
   fmaPeakGflops(threads: number, seconds: number): number;
+  /** One decode step on the CPU, in place on args.state. */
+  stepSync(args: NativeStepArgs): void;
+  step(args: NativeStepArgs): Promise<void>;
+  /** GB/s (read plus written) of an in-place sweep over `bytes` with `threads` threads, for about `seconds`. */
+  rmwBandwidth(threads: number, bytes: number, seconds: number): number;
   /** Device memory from the package's caching allocator. */
   cudaAlloc(device: number, bytes: number): bigint;
   cudaRelease(device: number, ptr: bigint): void;

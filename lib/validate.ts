@@ -27,6 +27,12 @@ export interface SsdInputs {
   initialStates?: Tensor;
   /** (batch, seqlen) int32, non-decreasing: packed sequences; the state resets where it changes */
   seqIdx?: Tensor;
+  /**
+   * (numSeqs + 1) int32, batch 1: packed sequences by their offsets (0 first, non-decreasing,
+   * seqlen last), instead of seqIdx; the state resets at each sequence start. Excludes
+   * initialStates.
+   */
+  cuSeqlens?: Tensor;
 }
 
 export type SsdDevice = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
@@ -40,6 +46,8 @@ export interface SsdOptions {
   dtLimit?: readonly [number, number];
   /** Also return the state after the last position, (batch, nheads, headdim, dstate) float32. */
   returnFinalStates?: boolean;
+  /** With inputs.cuSeqlens: also return each sequence's final state, (numSeqs, nheads, headdim, dstate) float32. */
+  returnVarlenStates?: boolean;
   /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
   device?: SsdDevice;
   /** CPU threads, 1 to 1024 (default: the cores available to the process). */
@@ -50,11 +58,11 @@ export interface SsdOptions {
    * device the call runs on. Reusing outputs saves an allocation per call, which on some machines
    * costs more than the scan (fresh memory is slow to touch the first time).
    */
-  out?: { y?: Tensor; finalStates?: Tensor };
+  out?: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor };
 }
 
-const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx'] as const;
-const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out'] as const;
+const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
+const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates'] as const;
 
 /** The normalised description of one call. */
 export interface SsdPlan {
@@ -69,10 +77,13 @@ export interface SsdPlan {
   dtMin: number;
   dtMax: number;
   returnFinalStates: boolean;
+  returnVarlenStates: boolean;
+  /** sequences in inputs.cuSeqlens (0 without it) */
+  numSeqs: number;
   device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
   threads: number;
   xType: TensorType;
-  out: { y?: Tensor; finalStates?: Tensor };
+  out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor };
 }
 
 function nativeDtype(type: TensorType): NativeDtype {
@@ -112,7 +123,7 @@ function suggest(name: string, names: readonly string[]): string {
   return bestDistance <= 3 ? ` (did you mean '${best}'?)` : '';
 }
 
-function checkKnownKeys(what: string, object: object, names: readonly string[]): void {
+export function checkKnownKeys(what: string, object: object, names: readonly string[]): void {
   for (const key of Object.keys(object)) {
     if (!names.includes(key)) {
       throw new SsdError(
@@ -124,7 +135,7 @@ function checkKnownKeys(what: string, object: object, names: readonly string[]):
 }
 
 /** An object literal (or Object.create(null)): not an array, TypedArray, Map, Tensor or other class instance. */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
   const proto = Object.getPrototypeOf(value) as unknown;
   return proto === Object.prototype || proto === null;
@@ -133,7 +144,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
 
 /** Checks that `value` is a live Tensor of one of `types` with `rank` dims; returns it. */
-function tensorArg(name: string, value: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
+export function tensorArg(name: string, value: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
   if (!(value instanceof Tensor)) throw typeError(name, `a Tensor ${layout}`, value);
   if (value.disposed) throw new SsdError('ERR_SSD_DISPOSED', `${name} was disposed before the call`);
   if (!types.includes(value.type)) {
@@ -147,14 +158,14 @@ function tensorArg(name: string, value: unknown, types: readonly TensorType[], r
   return value;
 }
 
-function shapeError(name: string, expected: readonly number[], layout: string, got: readonly number[]): SsdError {
+export function shapeError(name: string, expected: readonly number[], layout: string, got: readonly number[]): SsdError {
   return new SsdError(
     'ERR_SSD_SHAPE',
     `Expected dims [${expected.join(', ')}] ${layout} for ${name} but received [${got.join(', ')}]`,
   );
 }
 
-function sameDims(a: readonly number[], b: readonly number[]): boolean {
+export function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
@@ -251,15 +262,54 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     }
     result.seqIdx = s;
   }
+  let numSeqs = 0;
+  if (inputs.cuSeqlens !== undefined) {
+    result.cuSeqlens = readCuSeqlens(inputs.cuSeqlens, result, batch, seqlen);
+    numSeqs = result.cuSeqlens.dims[0] - 1;
+  }
 
-  const plan: SsdPlan = { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, xType: x.type, out: {} };
+  const plan: SsdPlan = { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, numSeqs, xType: x.type, out: {} };
+  if (plan.returnVarlenStates && result.cuSeqlens === undefined) {
+    throw new SsdError('ERR_SSD_OPTION', 'options.returnVarlenStates needs inputs.cuSeqlens');
+  }
   plan.out = readOut((options as Record<string, unknown>).out, plan, result);
   return { inputs: result, plan };
 }
 
-type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'device' | 'threads'>;
+/**
+ * inputs.cuSeqlens: int32 (numSeqs + 1) with numSeqs >= 1, batch 1, neither seqIdx nor
+ * initialStates; values 0 first, non-decreasing, seqlen last (not read back from device memory).
+ */
+function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen: number): Tensor {
+  const cu = tensorArg('inputs.cuSeqlens', value, ['int32'], 1, '(numSeqs + 1)');
+  if (cu.dims[0] < 2) throw rangeError('inputs.cuSeqlens', 'at least 2 offsets (one sequence)', `dims [${cu.dims.join(', ')}]`);
+  if (batch !== 1) {
+    throw new SsdError('ERR_SSD_SHAPE', `Expected batch (x.dims[0]) 1 with inputs.cuSeqlens (sequences are packed along seqlen) but received ${batch}`);
+  }
+  if (inputs.seqIdx !== undefined) {
+    throw new SsdError('ERR_SSD_VALUE', 'Expected inputs.seqIdx or inputs.cuSeqlens, not both, but received both');
+  }
+  if (inputs.initialStates !== undefined) {
+    throw new SsdError('ERR_SSD_VALUE', 'Expected no inputs.initialStates with inputs.cuSeqlens (each packed sequence starts from a zero state) but received initialStates');
+  }
+  if (cu.location !== 'cpu') return cu;
+  const data = cu.data as Int32Array;
+  const last = data.length - 1;
+  if (data[0] !== 0) throw new SsdError('ERR_SSD_VALUE', `Expected inputs.cuSeqlens[0] to be 0 but received ${data[0]}`);
+  for (let k = 1; k <= last; k++) {
+    if (data[k] < data[k - 1]) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected non-decreasing values in inputs.cuSeqlens but received ${data[k]} after ${data[k - 1]} at index ${k}`);
+    }
+  }
+  if (data[last] !== seqlen) {
+    throw new SsdError('ERR_SSD_VALUE', `Expected the last value of inputs.cuSeqlens to be seqlen (x.dims[1]) = ${seqlen} but received ${data[last]}`);
+  }
+  return cu;
+}
 
-function readOptions(options: Record<string, unknown>): OptionFields {
+type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'device' | 'threads'>;
+
+export function readOptions(options: Record<string, unknown>): OptionFields {
   let chunkSize = 256;
   if (options.chunkSize !== undefined) {
     const c = options.chunkSize;
@@ -270,7 +320,7 @@ function readOptions(options: Record<string, unknown>): OptionFields {
     chunkSize = c;
   }
 
-  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates'): boolean => {
+  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates' | 'returnVarlenStates'): boolean => {
     const v = options[name];
     if (v === undefined) return false;
     if (typeof v !== 'boolean') throw typeError(`options.${name}`, 'a boolean', v);
@@ -317,6 +367,7 @@ function readOptions(options: Record<string, unknown>): OptionFields {
     dtMin,
     dtMax,
     returnFinalStates: booleanOption('returnFinalStates'),
+    returnVarlenStates: booleanOption('returnVarlenStates'),
     device,
     threads,
   };
@@ -325,12 +376,13 @@ function readOptions(options: Record<string, unknown>): OptionFields {
 /** Checks options.out: each given tensor must have the type and dims of the result it replaces and must not be an input. */
 function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out'] {
   if (out === undefined) return {};
-  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y?, finalStates? } of Tensors', out);
-  checkKnownKeys('key of options.out', out, ['y', 'finalStates']);
+  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y?, finalStates?, varlenStates? } of Tensors', out);
+  checkKnownKeys('key of options.out', out, ['y', 'finalStates', 'varlenStates']);
   const result: SsdPlan['out'] = {};
-  const expectations: [('y' | 'finalStates'), TensorType, number[], string][] = [
+  const expectations: [('y' | 'finalStates' | 'varlenStates'), TensorType, number[], string][] = [
     ['y', plan.xType, [plan.batch, plan.seqlen, plan.nheads, plan.headdim], '(batch, seqlen, nheads, headdim)'],
     ['finalStates', 'float32', [plan.batch, plan.nheads, plan.headdim, plan.dstate], '(batch, nheads, headdim, dstate)'],
+    ['varlenStates', 'float32', [plan.numSeqs, plan.nheads, plan.headdim, plan.dstate], '(numSeqs, nheads, headdim, dstate)'],
   ];
   for (const [name, type, dims, layout] of expectations) {
     const t = out[name];
@@ -345,8 +397,11 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
   if (result.finalStates && !plan.returnFinalStates) {
     throw new SsdError('ERR_SSD_OPTION', 'options.out.finalStates is given but options.returnFinalStates is not true');
   }
+  if (result.varlenStates && !plan.returnVarlenStates) {
+    throw new SsdError('ERR_SSD_OPTION', 'options.out.varlenStates is given but options.returnVarlenStates is not true');
+  }
   return result;
 }
 
 /** Helpers shared with the backward's validation (lib/validate-backward.ts). */
-export { FLOAT_TYPES, checkKnownKeys, isPlainObject, sameDims, shapeError, tensorArg };
+export { FLOAT_TYPES };

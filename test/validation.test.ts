@@ -831,6 +831,8 @@ describe('valid inputs and options that validation accepts', () => {
       dtMin: 0,
       dtMax: Infinity,
       returnFinalStates: false,
+      returnVarlenStates: false,
+      numSeqs: 0,
       device: { kind: 'auto', index: 0 },
       threads: 0,
       xType: 'float32',

@@ -106,6 +106,13 @@ void empty_sequence(const SsdParams& p) {
   else std::memset(p.final_states, 0, n * sizeof(float));
 }
 
+// With cu_seqlens: the final state of an empty sequence is zero (the kernel writes the others).
+void zero_empty_sequences(const SsdParams& p) {
+  const size_t n = (size_t)(p.nheads * p.headdim * p.dstate);
+  for (int64_t k = 0; k < p.num_seqs; ++k)
+    if (p.cu_seqlens[k + 1] == p.cu_seqlens[k]) std::memset(p.varlen_states + k * n, 0, n * sizeof(float));
+}
+
 struct PeakJob {
   float (*burst)(int64_t, float, double*);
   double seconds;
@@ -227,6 +234,7 @@ SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
     empty_sequence(p);
     return SSD_OK;
   }
+  if (p.varlen_states) zero_empty_sequences(p);
   return run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
 }
 

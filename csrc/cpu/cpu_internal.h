@@ -40,4 +40,13 @@ float fma_burst_scalar(int64_t iters, float seed, double* flops_per_iter);
 float fma_burst_avx2(int64_t iters, float seed, double* flops_per_iter);
 float fma_burst_avx512(int64_t iters, float seed, double* flops_per_iter);
 
+// The decode step per ISA (step_<isa>.cpp), parameters validated by ssd::step_cpu; `threads` >= 1.
+SsdStatus step_scalar(const SsdStepParams& p, int threads, char* err, size_t errlen);
+SsdStatus step_avx2(const SsdStepParams& p, int threads, char* err, size_t errlen);
+SsdStatus step_avx512(const SsdStepParams& p, int threads, char* err, size_t errlen);
+// a[i] *= s for i in [0, n), n a multiple of 64: the memory traffic of the step, for the benchmark.
+void rmw_pass_scalar(float* a, int64_t n, float s);
+void rmw_pass_avx2(float* a, int64_t n, float s);
+void rmw_pass_avx512(float* a, int64_t n, float s);
+
 }}}  // namespace ssd::cpu::detail

@@ -1,0 +1,298 @@
+/**
+ * The decode step: the recurrence of the scan advanced by one token per sequence, in place on a
+ * state cache, as a server does between forward (prefill) calls:
+ *
+ *   const { y } = await ssdStep(state, { x, dt, A, B, C, D, z, dtBias, stateIndices }, { dtSoftplus: true });
+ *
+ * Semantics: docs/semantics.md ("The step"). Inputs are validated here in full, including the
+ * values of stateIndices, before anything is written; the native addon re-checks.
+ */
+import { SsdError, fromNativeError as fromNative, rangeError, typeError } from './errors';
+import { native, type NativeStepArgs } from './native';
+import { Tensor, type FloatType, type TensorType } from './tensor';
+import {
+  checkKnownKeys,
+  isPlainObject,
+  nativeDtype,
+  readOptions,
+  sameDims,
+  shapeError,
+  tensorArg,
+  type SsdDevice,
+} from './validate';
+
+export interface SsdStepInputs {
+  /** (batch, nheads, headdim): the new token's input */
+  x: Tensor;
+  /** (batch, nheads): raw step sizes */
+  dt: Tensor;
+  /** (nheads) */
+  A: Tensor;
+  /** (batch, ngroups, dstate) */
+  B: Tensor;
+  /** (batch, ngroups, dstate) */
+  C: Tensor;
+  /** (nheads) or (nheads, headdim) */
+  D?: Tensor;
+  /** (batch, nheads, headdim): output gate */
+  z?: Tensor;
+  /** (nheads) */
+  dtBias?: Tensor;
+  /**
+   * (batch) int32: the row of the state cache each batch entry steps; a negative entry marks
+   * padding (its y is zeros, no row is touched). Non-negative entries must be distinct.
+   */
+  stateIndices?: Tensor;
+}
+
+export interface SsdStepOptions {
+  /** Apply softplus to dt + dtBias (identity above 20). Default false. */
+  dtSoftplus?: boolean;
+  /** Clamp the step size to [lo, hi] after softplus. Default [0, Infinity]. */
+  dtLimit?: readonly [number, number];
+  /** 'auto' (default), 'cpu', 'cuda' or 'cuda:N'. */
+  device?: SsdDevice;
+  /** CPU threads, 1 to 1024 (default: the cores available; fewer for a small state). */
+  threads?: number;
+  /** A tensor to write y into (x's type, (batch, nheads, headdim)) instead of a new one. */
+  out?: { y?: Tensor };
+}
+
+export interface SsdStepResult {
+  /** (batch, nheads, headdim), in x's type */
+  y: Tensor;
+}
+
+const STEP_INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'stateIndices'] as const;
+const STEP_OPTION_NAMES = ['dtSoftplus', 'dtLimit', 'device', 'threads', 'out'] as const;
+const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
+const STATE_LAYOUT = '(rows, nheads, headdim, dstate)';
+
+/** The normalised description of one step. */
+export interface SsdStepPlan {
+  batch: number;
+  nheads: number;
+  headdim: number;
+  ngroups: number;
+  dstate: number;
+  /** rows of the state cache: state.dims[0] */
+  stateRows: number;
+  dtSoftplus: boolean;
+  dtMin: number;
+  dtMax: number;
+  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
+  threads: number;
+  out: { y?: Tensor };
+}
+
+/** Validates a step's state, inputs and options; throws TypeError, RangeError or SsdError. */
+export function validateStep(state: unknown, inputs: unknown, options: unknown): { state: Tensor; inputs: SsdStepInputs; plan: SsdStepPlan } {
+  const s = tensorArg('state', state, ['float32', 'bfloat16'], 4, STATE_LAYOUT);
+  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
+  checkKnownKeys('input', inputs, STEP_INPUT_NAMES);
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
+  checkKnownKeys('option', options, STEP_OPTION_NAMES);
+
+  const x = tensorArg('inputs.x', inputs.x, FLOAT_TYPES, 3, '(batch, nheads, headdim)');
+  const [batch, nheads, headdim] = x.dims;
+  const dt = tensorArg('inputs.dt', inputs.dt, FLOAT_TYPES, 2, '(batch, nheads)');
+  const A = tensorArg('inputs.A', inputs.A, FLOAT_TYPES, 1, '(nheads)');
+  const B = tensorArg('inputs.B', inputs.B, FLOAT_TYPES, 3, '(batch, ngroups, dstate)');
+  const C = tensorArg('inputs.C', inputs.C, FLOAT_TYPES, 3, '(batch, ngroups, dstate)');
+  const [, ngroups, dstate] = B.dims;
+  const stateRows = s.dims[0];
+  const sizes: [string, number][] = [
+    ['batch (x.dims[0])', batch],
+    ['nheads (x.dims[1])', nheads],
+    ['headdim (x.dims[2])', headdim],
+    ['ngroups (B.dims[1])', ngroups],
+    ['dstate (B.dims[2])', dstate],
+    ['rows (state.dims[0])', stateRows],
+  ];
+  for (const [name, size] of sizes) {
+    if (size < 1) throw rangeError(name, 'a size of at least 1', String(size));
+  }
+  if (nheads % ngroups !== 0) {
+    throw new SsdError('ERR_SSD_SHAPE', `Expected ngroups (B.dims[1]) to divide nheads (x.dims[1]) = ${nheads} but received ngroups = ${ngroups}`);
+  }
+  if (!sameDims(dt.dims, [batch, nheads])) throw shapeError('inputs.dt', [batch, nheads], '(batch, nheads)', dt.dims);
+  if (!sameDims(A.dims, [nheads])) throw shapeError('inputs.A', [nheads], '(nheads)', A.dims);
+  if (!sameDims(B.dims, [batch, ngroups, dstate])) throw shapeError('inputs.B', [batch, ngroups, dstate], '(batch, ngroups, dstate)', B.dims);
+  if (!sameDims(C.dims, B.dims)) throw shapeError('inputs.C', [batch, ngroups, dstate], '(batch, ngroups, dstate), the dims of B,', C.dims);
+  if (!sameDims(s.dims.slice(1), [nheads, headdim, dstate])) {
+    throw shapeError('state', [stateRows, nheads, headdim, dstate], STATE_LAYOUT, s.dims);
+  }
+  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
+  for (let i = 0; i < aValues.length; i++) {
+    if (!Number.isFinite(aValues[i])) throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
+  }
+
+  const result: SsdStepInputs = { x, dt, A, B, C };
+  if (inputs.D !== undefined) {
+    const D = inputs.D;
+    if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
+    const rank = D.dims.length === 2 ? 2 : 1;
+    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
+    const expected = rank === 2 ? [nheads, headdim] : [nheads];
+    if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
+    result.D = D;
+  }
+  if (inputs.z !== undefined) {
+    const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 3, '(batch, nheads, headdim)');
+    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, nheads, headdim), the dims of x,', z.dims);
+    result.z = z;
+  }
+  if (inputs.dtBias !== undefined) {
+    const dtBias = tensorArg('inputs.dtBias', inputs.dtBias, FLOAT_TYPES, 1, '(nheads)');
+    if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
+    result.dtBias = dtBias;
+  }
+  if (inputs.stateIndices !== undefined) {
+    result.stateIndices = readStateIndices(inputs.stateIndices, batch, stateRows);
+  } else if (stateRows !== batch) {
+    throw new SsdError(
+      'ERR_SSD_SHAPE',
+      `Expected state.dims[0] to be batch (x.dims[0]) = ${batch} without inputs.stateIndices but received ${stateRows}; pass stateIndices to step rows of a larger cache`,
+    );
+  }
+
+  const o = readOptions(options);
+  const plan: SsdStepPlan = {
+    batch,
+    nheads,
+    headdim,
+    ngroups,
+    dstate,
+    stateRows,
+    dtSoftplus: o.dtSoftplus,
+    dtMin: o.dtMin,
+    dtMax: o.dtMax,
+    device: o.device,
+    threads: o.threads,
+    out: readStepOut((options as Record<string, unknown>).out, x, s, result),
+  };
+  return { state: s, inputs: result, plan };
+}
+
+/** inputs.stateIndices: int32 (batch), each < rows, the non-negative ones distinct (not read back from device memory). */
+function readStateIndices(value: unknown, batch: number, rows: number): Tensor {
+  const t = tensorArg('inputs.stateIndices', value, ['int32'], 1, '(batch)');
+  if (!sameDims(t.dims, [batch])) throw shapeError('inputs.stateIndices', [batch], '(batch)', t.dims);
+  if (t.location !== 'cpu') return t;
+  const data = t.data as Int32Array;
+  const seen = new Map<number, number>();
+  for (let i = 0; i < data.length; i++) {
+    const row = data[i];
+    if (row >= rows) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected inputs.stateIndices entries below the state's ${rows} rows (state.dims[0]) but received ${row} at index ${i}`);
+    }
+    if (row < 0) continue;
+    const first = seen.get(row);
+    if (first !== undefined) {
+      throw new SsdError(
+        'ERR_SSD_VALUE',
+        `Expected distinct non-negative inputs.stateIndices (each state row stepped at most once per call) but received row ${row} at indices ${first} and ${i}`,
+      );
+    }
+    seen.set(row, i);
+  }
+  return t;
+}
+
+function readStepOut(out: unknown, x: Tensor, state: Tensor, inputs: SsdStepInputs): SsdStepPlan['out'] {
+  if (out === undefined) return {};
+  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y? } of Tensors', out);
+  checkKnownKeys('key of options.out', out, ['y']);
+  if (out.y === undefined) return {};
+  const y = tensorArg('options.out.y', out.y, [x.type], 3, '(batch, nheads, headdim)');
+  if (!sameDims(y.dims, x.dims)) throw shapeError('options.out.y', x.dims, '(batch, nheads, headdim)', y.dims);
+  if (y === state || Object.values(inputs).includes(y)) {
+    throw new SsdError('ERR_SSD_VALUE', 'Expected options.out.y to be a tensor apart from the state and the inputs but received one of them');
+  }
+  return { y };
+}
+
+/** Where a step runs. The CUDA step is not in this build: any CUDA request is refused clearly. */
+function resolveStepDevice(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPlan): 'cpu' {
+  const named: [string, Tensor][] = [['state', state], ...Object.entries(inputs).map(([k, v]) => [`inputs.${k}`, v as Tensor] as [string, Tensor])];
+  if (plan.out.y) named.push(['options.out.y', plan.out.y]);
+  const onDevice = named.find(([, t]) => t.location === 'cuda');
+  if (plan.device.kind === 'cuda' || onDevice) {
+    const why = onDevice ? `${onDevice[0]} is a 'cuda' tensor` : `options.device is '${plan.device.index > 0 ? `cuda:${plan.device.index}` : 'cuda'}'`;
+    throw new SsdError('ERR_SSD_DEVICE', `CUDA step not in this build yet (${why}); use host tensors and device 'cpu' or 'auto'`);
+  }
+  return 'cpu';
+}
+
+function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: NativeStepArgs; y: Tensor } {
+  const dims = [plan.batch, plan.nheads, plan.headdim];
+  const size = plan.batch * plan.nheads * plan.headdim;
+  let y = plan.out.y;
+  if (y === undefined) {
+    try {
+      y = t.x.type === 'float32' ? new Tensor('float32', new Float32Array(size), dims) : new Tensor(t.x.type as FloatType, new Uint16Array(size), dims);
+    } catch (err) {
+      throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate y: ${(err as Error).message}`);
+    }
+  }
+  const args: NativeStepArgs = {
+    dims: [plan.batch, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+    stateRows: plan.stateRows,
+    state: state.data as Float32Array | Uint16Array,
+    stateType: nativeDtype(state.type),
+    stateIndices: t.stateIndices === undefined ? null : (t.stateIndices.data as Int32Array),
+    x: t.x.data,
+    xType: nativeDtype(t.x.type),
+    dt: t.dt.data,
+    dtType: nativeDtype(t.dt.type),
+    A: t.A.toFloat32(),
+    B: t.B.data,
+    BType: nativeDtype(t.B.type),
+    C: t.C.data,
+    CType: nativeDtype(t.C.type),
+    D: t.D === undefined ? null : t.D.toFloat32(),
+    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+    z: t.z === undefined ? null : t.z.data,
+    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+    dtBias: t.dtBias === undefined ? null : t.dtBias.toFloat32(),
+    dtSoftplus: plan.dtSoftplus,
+    dtMin: plan.dtMin,
+    dtMax: plan.dtMax,
+    y: y.data,
+    yType: nativeDtype(y.type),
+    threads: plan.threads,
+  };
+  return { args, y };
+}
+
+/**
+ * One decode step, off the event loop: advances `state` (float32 or bfloat16, (batch, nheads,
+ * headdim, dstate), or the cache rows that inputs.stateIndices picks) by one token in place and
+ * resolves with y. The state and inputs stay referenced until the Promise settles; do not run two
+ * steps on the same state at once.
+ */
+export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): Promise<SsdStepResult> {
+  const v = validateStep(state, inputs, options);
+  resolveStepDevice(v.state, v.inputs, v.plan);
+  const { args, y } = prepare(v.state, v.inputs, v.plan);
+  try {
+    await native().step(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return { y };
+}
+
+/** The decode step on the calling thread, on the CPU. Throws where ssdStep() would reject. */
+export function ssdStepSync(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): SsdStepResult {
+  const v = validateStep(state, inputs, options);
+  resolveStepDevice(v.state, v.inputs, v.plan);
+  const { args, y } = prepare(v.state, v.inputs, v.plan);
+  try {
+    native().stepSync(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return { y };
+}

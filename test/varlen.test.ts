@@ -1,0 +1,258 @@
+/**
+ * Variable-length sequences in the forward (inputs.cuSeqlens, options.returnVarlenStates): packing
+ * k sequences into one row and running once equals running each alone, for every option, awkward
+ * lengths (0, 1, around the CPU's 64-token blocks), dtypes and instruction sets; both match the
+ * float64 reference; the cuSeqlens form gives the bits of the equivalent seqIdx form; bad input.
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { SsdError, Tensor, ssd, ssdSync, type SsdInputs, type SsdOptions } from '../lib/index';
+import { native } from '../lib/native';
+import { FP32_BOUND, sameBits } from './helpers';
+import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleOptions, type RefInputs } from './reference';
+
+const rng = new Random(20261201);
+const SIZES = { nheads: 4, headdim: 12, ngroups: 2, dstate: 20 };
+
+function offsets(lengths: number[]): Int32Array {
+  const cu = new Int32Array(lengths.length + 1);
+  lengths.forEach((len, k) => (cu[k + 1] = cu[k] + len));
+  return cu;
+}
+
+/** Positions [from, to) of a (1, L, ...) tensor. */
+function slice(t: Tensor, from: number, to: number): Tensor {
+  const inner = t.size / t.dims[1];
+  const values = t.toFloat32().slice(from * inner, to * inner);
+  return Tensor.fromFloat32(t.type as 'float32', values, [1, to - from, ...t.dims.slice(2)]);
+}
+
+function sliceRef(ref: RefInputs, from: number, to: number): RefInputs {
+  const part = (a: ArrayLike<number>, inner: number) => Array.prototype.slice.call(a, from * inner, to * inner) as number[];
+  const { nheads: h, headdim: p, ngroups: g, dstate: n } = ref;
+  return { ...ref, seqlen: to - from, x: part(ref.x, h * p), dt: part(ref.dt, h), B: part(ref.B, g * n), C: part(ref.C, g * n), z: ref.z && part(ref.z, h * p) };
+}
+
+/**
+ * Packs sequences of `lengths` into one row, runs ssdSync once with cuSeqlens, each non-empty
+ * sequence alone, and the float64 reference per sequence; checks y and the final states.
+ */
+function checkPacked(lengths: number[], example: ExampleOptions, options: SsdOptions): void {
+  const seqlen = lengths.reduce((a, b) => a + b, 0);
+  const { inputs, ref } = makeExample(rng, { batch: 1, seqlen, ...SIZES }, example);
+  const cu = offsets(lengths);
+  const packed = ssdSync({ ...inputs, cuSeqlens: new Tensor('int32', cu, [cu.length]) }, { ...options, returnVarlenStates: true, returnFinalStates: true });
+  const { nheads: h, headdim: p, dstate: n } = SIZES;
+  expect(packed.varlenStates!.dims).toEqual([lengths.length, h, p, n]);
+  expect(packed.varlenStates!.type).toBe('float32');
+  const y = packed.y.toFloat32();
+  const states = packed.varlenStates!.data as Float32Array;
+  expect(allFinite(y) && allFinite(states)).toBe(true);
+  expect(l2(y)).toBeGreaterThan(0);
+  const rounding = (values: Float64Array) => roundingError(packed.y.type as 'float32', values);
+  let lastNonEmpty = -1;
+  lengths.forEach((len, k) => {
+    const state = states.subarray(k * h * p * n, (k + 1) * h * p * n);
+    if (len === 0) {
+      expect(state.every((v) => v === 0)).toBe(true);
+      return;
+    }
+    lastNonEmpty = k;
+    const [from, to] = [cu[k], cu[k + 1]];
+    const alone = ssdSync(
+      { ...inputs, x: slice(inputs.x, from, to), dt: slice(inputs.dt, from, to), B: slice(inputs.B, from, to), C: slice(inputs.C, from, to), z: inputs.z && slice(inputs.z, from, to) },
+      { ...options, returnFinalStates: true },
+    );
+    const expected = ssdReference(withOptions(sliceRef(ref, from, to), options));
+    const ySeq = y.subarray(from * h * p, to * h * p);
+    expect(l2(state)).toBeGreaterThan(0);
+    expect(relativeL2(ySeq, alone.y.toFloat32())).toBeLessThanOrEqual(FP32_BOUND + 2 * rounding(expected.y));
+    expect(relativeL2(ySeq, expected.y)).toBeLessThanOrEqual(FP32_BOUND + 2 * rounding(expected.y));
+    expect(relativeL2(state, alone.finalStates!.toFloat32())).toBeLessThanOrEqual(FP32_BOUND);
+    expect(relativeL2(state, expected.finalStates)).toBeLessThanOrEqual(FP32_BOUND);
+  });
+  // finalStates: the state after the last position, i.e. of the last non-empty sequence
+  expect(packed.finalStates!.data).toEqual(states.slice(lastNonEmpty * h * p * n, (lastNonEmpty + 1) * h * p * n));
+}
+
+describe('packing k sequences equals running each alone', () => {
+  test.each([
+    ['one sequence', [37]],
+    ['two sequences', [20, 45]],
+    ['lengths 1 and 2', [1, 2, 1, 1]],
+    ['around the 64-token blocks', [63, 64, 65, 1, 128, 127]],
+    ['empty sequences first, inside and last', [0, 30, 0, 0, 17, 0]],
+    ['many short ones', Array.from({ length: 40 }, (_, i) => (i * 7) % 5)],
+  ])('%s: %j', (_name, lengths) => {
+    checkPacked(lengths, { z: true, dtBias: true, D: 'channel' }, { dtSoftplus: true, chunkSize: 16 });
+  });
+
+  const combos: [string, ExampleOptions, SsdOptions][] = [];
+  for (const D of ['none', 'head', 'channel'] as const)
+    for (const z of [false, true])
+      for (const dtBias of [false, true])
+        for (const dtSoftplus of [false, true])
+          for (const clamp of [false, true]) {
+            const options: SsdOptions = { dtSoftplus };
+            if (clamp) options.dtLimit = [0.01, 0.04];
+            combos.push([`D=${D} z=${z} dtBias=${dtBias} softplus=${dtSoftplus} clamp=${clamp}`, { D, z, dtBias, positiveDt: !dtSoftplus }, options]);
+          }
+  test.each(combos)('every option: %s', (_name, example, options) => checkPacked([9, 0, 70, 3], example, options));
+
+  test.each(['bfloat16', 'float16'] as const)('%s inputs', (dtype) => {
+    checkPacked([33, 80, 2], { dtype, z: true, dtBias: true }, { dtSoftplus: true, dtLimit: [0.001, 0.5] });
+  });
+});
+
+describe('cuSeqlens and seqIdx', () => {
+  test('the cuSeqlens form gives the bits of the seqIdx form (y and finalStates)', () => {
+    const lengths = [10, 64, 0, 65, 3];
+    const cu = offsets(lengths);
+    const seqlen = cu[cu.length - 1];
+    const { inputs } = makeExample(rng, { batch: 1, seqlen, ...SIZES }, { z: true, dtBias: true });
+    const seq = new Int32Array(seqlen);
+    lengths.forEach((_, k) => seq.fill(k, cu[k], cu[k + 1]));
+    const options: SsdOptions = { dtSoftplus: true, returnFinalStates: true };
+    const a = ssdSync({ ...inputs, cuSeqlens: new Tensor('int32', cu, [cu.length]) }, options);
+    const b = ssdSync({ ...inputs, seqIdx: new Tensor('int32', seq, [1, seqlen]) }, options);
+    expect(l2(a.y.data as Float32Array)).toBeGreaterThan(0);
+    expect(sameBits(a.y, b.y)).toBe(true);
+    expect(sameBits(a.finalStates!, b.finalStates!)).toBe(true);
+  });
+
+  test('ssd() gives the bits of ssdSync(), and options.out.varlenStates is filled and returned', async () => {
+    const lengths = [40, 1, 90];
+    const cu = new Tensor('int32', offsets(lengths), [4]);
+    const { inputs } = makeExample(rng, { batch: 1, seqlen: 131, ...SIZES }, { z: true });
+    const options: SsdOptions = { dtSoftplus: true, returnVarlenStates: true };
+    const sync = ssdSync({ ...inputs, cuSeqlens: cu }, options);
+    const varlenStates = new Tensor('float32', new Float32Array(3 * 4 * 12 * 20).fill(NaN), [3, 4, 12, 20]);
+    const pending = ssd({ ...inputs, cuSeqlens: cu }, { ...options, out: { varlenStates } });
+    expect(pending).toBeInstanceOf(Promise);
+    const async = await pending;
+    expect(async.varlenStates).toBe(varlenStates);
+    expect(async.finalStates).toBeUndefined();
+    expect(sameBits(sync.y, async.y)).toBe(true);
+    expect(sameBits(sync.varlenStates!, varlenStates)).toBe(true);
+  });
+
+  test('threads = 1 and threads = many give the same bits', () => {
+    const cu = new Tensor('int32', offsets([50, 0, 77, 20]), [5]);
+    const { inputs } = makeExample(rng, { batch: 1, seqlen: 147, nheads: 6, headdim: 40, ngroups: 3, dstate: 24 }, { z: true });
+    const one = ssdSync({ ...inputs, cuSeqlens: cu }, { dtSoftplus: true, returnVarlenStates: true, threads: 1 });
+    for (const threads of [2, 5]) {
+      const many = ssdSync({ ...inputs, cuSeqlens: cu }, { dtSoftplus: true, returnVarlenStates: true, threads });
+      expect(sameBits(one.y, many.y)).toBe(true);
+      expect(sameBits(one.varlenStates!, many.varlenStates!)).toBe(true);
+    }
+  });
+});
+
+describe('bad input', () => {
+  const cuOf = (values: number[], dims = [values.length]) => new Tensor('int32', Int32Array.from(values), dims);
+  const base = (batch = 1, o: ExampleOptions = {}): SsdInputs => makeExample(new Random(4), { batch, seqlen: 10, ...SIZES }, o).inputs;
+
+  test.each([
+    ['batch 2', () => ({ ...base(2), cuSeqlens: cuOf([0, 10]) }), {}, 'ERR_SSD_SHAPE', /Expected batch \(x.dims\[0\]\) 1 with inputs.cuSeqlens .* but received 2/],
+    ['with seqIdx', () => ({ ...base(1, { seqStarts: [4] }), cuSeqlens: cuOf([0, 10]) }), {}, 'ERR_SSD_VALUE', /Expected inputs.seqIdx or inputs.cuSeqlens, not both/],
+    ['with initialStates', () => ({ ...base(1, { initialStates: true }), cuSeqlens: cuOf([0, 10]) }), {}, 'ERR_SSD_VALUE', /Expected no inputs.initialStates with inputs.cuSeqlens/],
+    ['not starting at 0', () => ({ ...base(), cuSeqlens: cuOf([1, 10]) }), {}, 'ERR_SSD_VALUE', /Expected inputs.cuSeqlens\[0\] to be 0 but received 1/],
+    ['decreasing', () => ({ ...base(), cuSeqlens: cuOf([0, 6, 4, 10]) }), {}, 'ERR_SSD_VALUE', /Expected non-decreasing values in inputs.cuSeqlens but received 4 after 6 at index 2/],
+    ['not ending at seqlen', () => ({ ...base(), cuSeqlens: cuOf([0, 4, 9]) }), {}, 'ERR_SSD_VALUE', /Expected the last value of inputs.cuSeqlens to be seqlen \(x.dims\[1\]\) = 10 but received 9/],
+    ['returnVarlenStates without cuSeqlens', () => base(), { returnVarlenStates: true }, 'ERR_SSD_OPTION', /options.returnVarlenStates needs inputs.cuSeqlens/],
+    ['out.varlenStates without returnVarlenStates', () => ({ ...base(), cuSeqlens: cuOf([0, 10]) }), { out: { varlenStates: new Tensor('float32', new Float32Array(960), [1, 4, 12, 20]) } }, 'ERR_SSD_OPTION', /options.out.varlenStates is given but options.returnVarlenStates is not true/],
+    ['out.varlenStates of other dims', () => ({ ...base(), cuSeqlens: cuOf([0, 5, 10]) }), { returnVarlenStates: true, out: { varlenStates: new Tensor('float32', new Float32Array(960), [1, 4, 12, 20]) } }, 'ERR_SSD_SHAPE', /Expected dims \[2, 4, 12, 20\] \(numSeqs, nheads, headdim, dstate\) for options.out.varlenStates but received \[1, 4, 12, 20\]/],
+  ] as [string, () => SsdInputs, SsdOptions, string, RegExp][])('%s', async (_name, make, options, code, message) => {
+    for (const call of [() => ssdSync(make(), options), () => ssd(make(), options)]) {
+      let error: unknown;
+      try {
+        await call();
+      } catch (err) {
+        error = err;
+      }
+      expect(error).toBeInstanceOf(SsdError);
+      expect((error as SsdError).code).toBe(code);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+
+  test.each([
+    ['a float32 cuSeqlens', () => new Tensor('float32', Float32Array.from([0, 10]), [2]), TypeError, /Expected a Tensor of type 'int32' for inputs.cuSeqlens but received a Tensor of type 'float32'/],
+    ['a 2-D cuSeqlens', () => cuOf([0, 10], [1, 2]), RangeError, /Expected a 1-D tensor \(numSeqs \+ 1\) for inputs.cuSeqlens but received 2-D dims \[1, 2\]/],
+    ['a single offset', () => cuOf([0]), RangeError, /Expected at least 2 offsets \(one sequence\) for inputs.cuSeqlens but received dims \[1\]/],
+  ] as [string, () => Tensor, typeof TypeError, RegExp][])('%s', (_name, make, kind, message) => {
+    expect(() => ssdSync({ ...base(), cuSeqlens: make() })).toThrow(kind);
+    expect(() => ssdSync({ ...base(), cuSeqlens: make() })).toThrow(message);
+  });
+});
+
+test('the native code re-checks the offsets before writing (when the TypeScript checks are bypassed)', () => {
+  const { inputs } = makeExample(new Random(5), { batch: 1, seqlen: 10, ...SIZES }, { D: 'none' });
+  const y = new Float32Array(10 * 4 * 12).fill(7);
+  const args = {
+    dims: [1, 10, 4, 12, 2, 20], chunkSize: 256, x: inputs.x.data, xType: 0, dt: inputs.dt.data, dtType: 0, A: inputs.A.data as Float32Array,
+    B: inputs.B.data, BType: 0, C: inputs.C.data, CType: 0, D: null, dPerChannel: false, z: null, zType: 0, dtBias: null, initialStates: null,
+    seqIdx: null, dtSoftplus: false, dtMin: 0, dtMax: Infinity, y, yType: 0, finalStates: null, threads: 0, numSeqs: 2,
+  };
+  for (const [cu, message] of [
+    [[0, 6, 9], /cu_seqlens must start at 0 and end at seqlen \(10\), got 0 and 9/],
+    [[1, 6, 10], /cu_seqlens must start at 0 and end at seqlen \(10\), got 1 and 10/],
+    [[0, 11, 10], /cu_seqlens must be non-decreasing, got 10 after 11 at index 2/],
+  ] as [number[], RegExp][]) {
+    let error: unknown;
+    try {
+      native().forwardSync({ ...args, cuSeqlens: Int32Array.from(cu) });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as { code?: string }).code).toBe('ERR_SSD_INVALID_ARGUMENT');
+    expect((error as Error).message).toMatch(message);
+  }
+  expect(() => native().forwardSync({ ...args, cuSeqlens: new Int32Array(2) })).toThrow(/Expected 12 bytes for cuSeqlens but received 8/);
+  expect(y.every((v) => v === 7)).toBe(true);
+});
+
+describe('instruction sets', () => {
+  const order = ['scalar', 'avx2', 'avx512'];
+  const script = `
+    const lib = require('./dist/lib/index.js');
+    const { Random, makeExample } = require('./dist/lib/examples.js');
+    const { relativeL2, l2, allFinite } = require('./dist/lib/reference.js');
+    const rng = new Random(12);
+    const lengths = [30, 0, 66, 1, 64];
+    const cu = new Int32Array(lengths.length + 1);
+    lengths.forEach((len, k) => (cu[k + 1] = cu[k] + len));
+    const L = cu[lengths.length];
+    const rows = [];
+    for (const dtype of ['float32', 'bfloat16']) {
+      const { inputs } = makeExample(rng, { batch: 1, seqlen: L, nheads: 3, headdim: 19, ngroups: 1, dstate: 21 }, { dtype, z: true, D: 'channel' });
+      const packed = lib.ssdSync({ ...inputs, cuSeqlens: new lib.Tensor('int32', cu, [cu.length]) }, { dtSoftplus: true, returnVarlenStates: true });
+      const hpn = 3 * 19 * 21;
+      lengths.forEach((len, k) => {
+        if (len === 0) return;
+        const part = (t) => { const inner = t.size / L; return lib.Tensor.fromFloat32(t.type, t.toFloat32().slice(cu[k] * inner, cu[k + 1] * inner), [1, len, ...t.dims.slice(2)]); };
+        const alone = lib.ssdSync({ ...inputs, x: part(inputs.x), dt: part(inputs.dt), B: part(inputs.B), C: part(inputs.C), z: part(inputs.z) }, { dtSoftplus: true, returnFinalStates: true });
+        const y = packed.y.toFloat32().slice(cu[k] * 3 * 19, cu[k + 1] * 3 * 19);
+        const s = packed.varlenStates.data.slice(k * hpn, (k + 1) * hpn);
+        // Two bf16 roundings of fp32 values that agree to ~1e-7 differ by at most one bf16 step (2^-8 relative).
+        rows.push({ finite: allFinite(y) && allFinite(s), norm: l2(s), yError: relativeL2(y, alone.y.toFloat32()), yRounding: dtype === 'float32' ? 0 : 2 ** -8,
+                    stateError: relativeL2(s, alone.finalStates.data) });
+      });
+    }
+    console.log(JSON.stringify({ isa: lib.backends().cpu.isa, best: lib.backends().cpu.bestIsa, rows }));
+  `;
+  test.each(order)('%s: packed equals alone', (isa) => {
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: path.join(__dirname, '..'), encoding: 'utf8', env: { ...process.env, SSD_KERNELS_CPU_ISA: isa } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { isa: string; best: string; rows: { finite: boolean; norm: number; yError: number; yRounding: number; stateError: number }[] };
+    expect(out.isa).toBe(order.indexOf(isa) <= order.indexOf(out.best) ? isa : out.best);
+    expect(out.rows).toHaveLength(8);
+    for (const row of out.rows) {
+      expect(row.finite).toBe(true);
+      expect(row.norm).toBeGreaterThan(0);
+      expect(row.yError).toBeLessThanOrEqual(FP32_BOUND + row.yRounding);
+      expect(row.stateError).toBeLessThanOrEqual(FP32_BOUND);
+    }
+  });
+});
