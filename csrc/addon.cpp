@@ -493,6 +493,48 @@ Napi::Value CudaForward(const Napi::CallbackInfo& info) {
   });
 }
 
+// cudaStep(args, device): the decode step on device pointers (BigInts), in place on the state; a
+// Promise that settles when the GPU is done. stateIndices live on the device: the kernels check them
+// before writing, and the verdict is read back here (after the step's own synchronisation on the
+// worker thread) so that a bad index rejects with the same message as on the CPU.
+Napi::Value CudaStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  int threads = 0;
+  const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
+  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
+    const size_t bytes = ssd::cuda_step_workspace_bytes(params);
+    void* workspace = nullptr;
+    if (bytes > 0) {
+      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
+      if (!r.ok()) return r;
+    }
+    int verdict[2] = {0, -1};
+    std::string message;
+    SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, &message);
+    if (s == SSD_OK && params.state_indices) {
+      ssd::device::Result r = ssd::device::synchronize(stream);
+      if (!r.ok()) {
+        ssd::device::release(device, workspace);
+        return r;
+      }
+      if (verdict[0] != 0) {
+        s = SSD_ERR_INVALID_ARGUMENT;
+        message = "state_indices[" + std::to_string(verdict[1]) + "] " +
+                  (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
+                                   : std::string("uses a state row that an earlier entry uses too")) +
+                  "; nothing was written";
+      }
+    }
+    ssd::device::release(device, workspace);
+    return {s, message};
+  });
+}
+
 // cudaTimeForward(args, device, warmup, iters): Promise<{ ms: number[], workspaceBytes }>, timing each
 // forward with CUDA events on the device's stream (for the benchmark).
 Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
@@ -530,6 +572,43 @@ Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
         out.Set("ms", times);
         out.Set("workspaceBytes", double(workspace_bytes));
+        return out;
+      });
+}
+
+// cudaTimeStep(args, device, warmup, iters): Promise<{ ms: number[] }>, the step timed with CUDA events
+// on the device's stream, each run alone (for the benchmark; no stateIndices verdict is read back).
+Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
+  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  int threads = 0;
+  const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
+  if (params.state_indices) throw Napi::TypeError::New(env, "cudaTimeStep times steps without stateIndices");
+  auto ms = std::make_shared<std::vector<float>>();
+  return submit_with_promise(
+      env, device, args,
+      [params, ms, warmup, iters](void* stream) -> ssd::device::Result {
+        return ssd::device::time_on_stream(
+            stream,
+            [&](void* s) -> ssd::device::Result {
+              std::string message;
+              SsdStatus st = ssd::step_cuda(params, s, nullptr, nullptr, &message);
+              return {st, message};
+            },
+            warmup, iters, ms.get());
+      },
+      [ms](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array times = Napi::Array::New(env, ms->size());
+        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
+        out.Set("ms", times);
         return out;
       });
 }
@@ -601,6 +680,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
   exports.Set("cudaForward", Napi::Function::New(env, CudaForward, "cudaForward"));
   exports.Set("cudaTimeForward", Napi::Function::New(env, CudaTimeForward, "cudaTimeForward"));
+  exports.Set("cudaStep", Napi::Function::New(env, CudaStep, "cudaStep"));
+  exports.Set("cudaTimeStep", Napi::Function::New(env, CudaTimeStep, "cudaTimeStep"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
   exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));

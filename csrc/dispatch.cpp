@@ -229,14 +229,24 @@ size_t cuda_workspace_bytes(const SsdParams& p) { return cuda::forward_workspace
 SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error) {
   SsdStatus status = check_params(p, error);
   if (status != SSD_OK) return status;
-  if (p.cu_seqlens) {
-    *error = "cu_seqlens (variable-length sequences) is not in the CUDA forward yet";
-    return SSD_ERR_UNSUPPORTED;
-  }
   return cuda::forward(p, stream, workspace, error);
+}
+
+size_t cuda_step_workspace_bytes(const SsdStepParams& p) { return cuda::step_workspace_bytes(p); }
+
+SsdStatus step_cuda(const SsdStepParams& p, void* stream, void* workspace, int* verdict_host, std::string* error) {
+  SsdStatus status = check_step_params(p, error);
+  if (status != SSD_OK) return status;
+  return cuda::step(p, stream, workspace, verdict_host, error);
 }
 #else
 size_t cuda_workspace_bytes(const SsdParams&) { return 0; }
+size_t cuda_step_workspace_bytes(const SsdStepParams&) { return 0; }
+
+SsdStatus step_cuda(const SsdStepParams&, void*, void*, int*, std::string* error) {
+  *error = "this build has no CUDA kernels";
+  return SSD_ERR_UNSUPPORTED;
+}
 
 SsdStatus forward_cuda(const SsdParams&, void*, void*, std::string* error) {
   *error = "this build has no CUDA kernels";

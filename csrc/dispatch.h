@@ -46,4 +46,10 @@ SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* err
 size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p);
 SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
 
+// The CUDA step on the current device (see cuda_backend.h, step): workspace of
+// cuda_step_workspace_bytes(p) device bytes; with state_indices, *verdict_host receives {kind, entry}
+// after the stream completes (kind 0: valid). Builds without CUDA return SSD_ERR_UNSUPPORTED.
+size_t cuda_step_workspace_bytes(const SsdStepParams& p);
+SsdStatus step_cuda(const SsdStepParams& p, void* stream, void* workspace, int* verdict_host, std::string* error);
+
 }  // namespace ssd

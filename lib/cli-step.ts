@@ -4,7 +4,8 @@
  * dstate 128, float32 state) and sets the bytes it moves against memory bandwidth measured in the
  * same run.
  */
-import { backends, ssdStepSync, version, type SsdStepOptions } from './index';
+import { backends, ssdStep, ssdStepSync, version, type SsdStepOptions } from './index';
+import { nativeDtype } from './validate';
 import { native } from './native';
 import { Random } from './examples';
 import { allFinite, l2, relativeL2 } from './reference';
@@ -163,6 +164,83 @@ export function benchStep(args: string[]): number {
         `${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.gbps).padStart(6)}  ${String(r.sweepGbps).padStart(10)}  ` +
         `${((Number(r.ofSweep) * 100).toFixed(0) + '%').padStart(8)}  ${((Number(r.ofMemory) * 100).toFixed(0) + '%').padStart(9)}`,
     );
+  }
+  return 0;
+}
+
+/** The H200's device-to-device copy bandwidth as the issue measured it (bytes/s); the step's ceiling. */
+export const GPU_COPY_BYTES_PER_S = 4.3e12;
+
+/**
+ * `bench --step --device cuda`: the step on device tensors, timed with CUDA events on the device's
+ * stream (10 warm-ups, median of N), against the copy bandwidth; plus the wall time of one awaited
+ * ssdStep() call on device tensors (what a decode loop pays per call, JS and Promise included).
+ */
+export async function benchStepCuda(args: string[]): Promise<number> {
+  const json = args.includes('--json');
+  const runs = Number(flag(args, '--runs') ?? 100);
+  const batches = (flag(args, '--batch') ?? STEP_BENCH_BATCHES.join(',')).split(',').map(Number);
+  if (!Number.isInteger(runs) || runs < 1 || !batches.every((b) => Number.isInteger(b) && b >= 1)) {
+    process.stderr.write('usage: ssd-kernels bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]\n');
+    return 2;
+  }
+  const cuda = backends().cuda;
+  if (!cuda.available) {
+    process.stderr.write(`ssd-kernels: CUDA is unavailable: ${cuda.reason}\n`);
+    return 1;
+  }
+  const addon = native();
+  const rows: Record<string, number | string>[] = [];
+  for (const batch of batches) {
+    const { nheads: h, headdim: p, dstate: n } = STEP_BENCH_SIZES;
+    const rng = new Random(batch);
+    const { inputs } = makeStepExample(rng, { ...STEP_BENCH_SIZES, batch, stateRows: 1 }, { D: 'head', z: true, dtBias: true });
+    const values = new Float32Array(batch * h * p * n);
+    for (let i = 0; i < values.length; i++) values[i] = rng.uniform() - 0.5;
+    const state = new Tensor('float32', values, [batch, h, p, n]).toDevice();
+    const dev = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, (v as Tensor).toDevice()])) as Record<string, Tensor>;
+    const y = new Tensor('float32', new Float32Array(batch * h * p), [batch, h, p]).toDevice();
+    await Promise.all([state.ready, y.ready, ...Object.values(dev).map((t) => t.ready)]);
+    const timed = await addon.cudaTimeStep(
+      {
+        dims: [batch, h, p, 1, n], stateRows: batch, state: state.devicePointer, stateType: nativeDtype('float32'), stateIndices: null,
+        x: dev.x.devicePointer, xType: nativeDtype('float32'), dt: dev.dt.devicePointer, dtType: nativeDtype('float32'),
+        A: dev.A.devicePointer, B: dev.B.devicePointer, BType: nativeDtype('float32'), C: dev.C.devicePointer, CType: nativeDtype('float32'),
+        D: dev.D.devicePointer, dPerChannel: false, z: dev.z.devicePointer, zType: nativeDtype('float32'), dtBias: dev.dtBias.devicePointer,
+        dtSoftplus: true, dtMin: 0, dtMax: Infinity, y: y.devicePointer, yType: nativeDtype('float32'), threads: 0,
+      },
+      0, 10, runs,
+    );
+    // Per-call wall time of the public API on device tensors (awaited one by one).
+    const options: SsdStepOptions = { dtSoftplus: true, out: { y } };
+    for (let i = 0; i < 20; i++) await ssdStep(state, dev as never, options);
+    const wall: number[] = [];
+    for (let i = 0; i < Math.min(runs, 200); i++) {
+      const start = process.hrtime.bigint();
+      await ssdStep(state, dev as never, options);
+      wall.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    const ms = median(timed.ms);
+    const bytes = stepBytes(batch);
+    rows.push({
+      batch,
+      stateMiB: Number((batch * h * p * n * 4 / 2 ** 20).toFixed(1)),
+      device: 'cuda:0',
+      ms: Number(ms.toFixed(4)),
+      GBps: Math.round(bytes / (ms * 1e6)),
+      ofCopy: Number((bytes / (ms * 1e-3) / GPU_COPY_BYTES_PER_S).toFixed(3)),
+      callMs: Number(median(wall).toFixed(4)),
+    });
+    for (const t of [state, y, ...Object.values(dev)]) t.dispose();
+  }
+  if (json) {
+    console.log(JSON.stringify({ version, device: 'cuda:0', copyGBps: GPU_COPY_BYTES_PER_S / 1e9, runs, results: rows }, null, 2));
+    return 0;
+  }
+  console.log(`ssd-kernels ${version} bench --step --device cuda: h ${STEP_BENCH_SIZES.nheads}, p ${STEP_BENCH_SIZES.headdim}, n ${STEP_BENCH_SIZES.dstate}, fp32 state and inputs; CUDA events, 10 warm-ups, median of ${runs}; ceiling ${GPU_COPY_BYTES_PER_S / 1e12} TB/s copy`);
+  console.log('batch  state MiB  kernel ms   GB/s   of copy  awaited call ms');
+  for (const r of rows) {
+    console.log(`${String(r.batch).padEnd(7)}${String(r.stateMiB).padEnd(11)}${String(r.ms).padEnd(11)}${String(r.GBps).padEnd(7)}${String(r.ofCopy).padEnd(9)}${r.callMs}`);
   }
   return 0;
 }

@@ -16,7 +16,7 @@ import { Random, makeExample, roundingError, withOptions, type ExampleConfig, ty
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
 import { Tensor, type FloatType } from './tensor';
-import { benchStep, checkStep } from './cli-step';
+import { benchStep, benchStepCuda, checkStep } from './cli-step';
 
 function usage(): never {
   process.stderr.write(
@@ -29,7 +29,9 @@ function usage(): never {
       '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
       '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
       '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
-      '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n',
+      '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n' +
+      '  bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]\n' +
+      '                               time the CUDA step with CUDA events against 4.3 TB/s copy bandwidth\n',
   );
   process.exit(2);
 }
@@ -367,7 +369,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'check':
       return check();
     case 'bench':
-      if (rest.includes('--step')) return benchStep(rest);
+      if (rest.includes('--step')) return flag(rest, '--device') === 'cuda' ? benchStepCuda(rest) : benchStep(rest);
       return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
     default:
       return usage();

@@ -58,9 +58,11 @@ export function rangeError(name: string, expected: string, received: string): Ra
 
 /** Native failures carry a `code`; they surface as SsdError. TypeError and RangeError pass through. */
 export function fromNativeError(err: unknown): unknown {
-  if (err instanceof Error && !(err instanceof SsdError)) {
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_SSD_')) return new SsdError(code as SsdErrorCode, err.message);
+  // Not `instanceof Error`: an error made by the addon belongs to the main realm, which differs from
+  // the caller's in a vm context (jest, for one), so it is recognised by shape.
+  if (typeof err === 'object' && err !== null && !(err instanceof SsdError)) {
+    const { code, message } = err as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && code.startsWith('ERR_SSD_') && typeof message === 'string') return new SsdError(code as SsdErrorCode, message);
   }
   return err;
 }

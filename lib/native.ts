@@ -136,6 +136,8 @@ export interface NativeAddon {
   cudaCopy(device: number, ptr: bigint, host: ArrayBufferView, toDevice: boolean): Promise<void>;
   /** The forward with device pointers (BigInt) in place of the arrays. */
   cudaForward(args: NativeForwardArgs, device: number): Promise<void>;
+  cudaStep(args: NativeStepArgs, device: number): Promise<void>;
+  cudaTimeStep(args: NativeStepArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[] }>;
   /** Times `iters` forwards (after `warmup`) with CUDA events; the device memory the kernels need beyond inputs and outputs. */
   cudaTimeForward(args: NativeForwardArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[]; workspaceBytes: number }>;
   cudaMemoryStats(device: number): { inUse: number; cached: number; peakInUse: number };

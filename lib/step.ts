@@ -213,16 +213,136 @@ function readStepOut(out: unknown, x: Tensor, state: Tensor, inputs: SsdStepInpu
   return { y };
 }
 
-/** Where a step runs. The CUDA step is not in this build: any CUDA request is refused clearly. */
-function resolveStepDevice(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPlan): 'cpu' {
+type StepPlacement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
+
+/**
+ * Where a step runs: with a device tensor anywhere (state, inputs, options.out.y) on that tensor's
+ * GPU; with `device: 'cuda'` on the GPU (host tensors are uploaded, the state and y copied back);
+ * `device: 'auto'` with host tensors on the CPU, because the step streams the whole state once, so
+ * shipping a host state to the GPU and back costs more than stepping it in place.
+ */
+function resolveStepDevice(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPlan, sync: boolean): StepPlacement {
   const named: [string, Tensor][] = [['state', state], ...Object.entries(inputs).map(([k, v]) => [`inputs.${k}`, v as Tensor] as [string, Tensor])];
   if (plan.out.y) named.push(['options.out.y', plan.out.y]);
-  const onDevice = named.find(([, t]) => t.location === 'cuda');
-  if (plan.device.kind === 'cuda' || onDevice) {
-    const why = onDevice ? `${onDevice[0]} is a 'cuda' tensor` : `options.device is '${plan.device.index > 0 ? `cuda:${plan.device.index}` : 'cuda'}'`;
-    throw new SsdError('ERR_SSD_DEVICE', `CUDA step not in this build yet (${why}); use host tensors and device 'cpu' or 'auto'`);
+  const onDevice = named.filter(([, t]) => t.location === 'cuda');
+  const devices = [...new Set(onDevice.map(([, t]) => t.device as number))];
+  if (devices.length > 1) {
+    const where = onDevice.map(([name, t]) => `${name} on 'cuda:${t.device}'`).join(', ');
+    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
   }
-  return 'cpu';
+  const requested = plan.device.kind;
+  if (requested === 'cpu' || (requested === 'auto' && onDevice.length === 0)) {
+    if (onDevice.length > 0) {
+      throw new SsdError('ERR_SSD_DEVICE', `options.device 'cpu' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'; use \`await tensor.toHost()\` or device 'cuda'`);
+    }
+    return { kind: 'cpu' };
+  }
+  const device = requested === 'cuda' ? plan.device.index : devices[0];
+  const label = requested === 'cuda' ? `cuda:${device}` : `auto (${onDevice[0][0]} on 'cuda:${device}')`;
+  const cuda = native().backends().cuda;
+  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
+  if (device >= cuda.devices) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
+  if (devices.length === 1 && devices[0] !== device) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'`);
+  }
+  if (sync) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdStepSync(): CUDA calls are asynchronous, use ssdStep()`);
+  return { kind: 'cuda', device };
+}
+
+/**
+ * The step on a GPU. Host tensors are uploaded to temporaries; a host state is copied back into its
+ * own buffer afterwards (so the step stays in place from the caller's view); y follows the state:
+ * a device tensor when the state is on the device, else a host tensor.
+ */
+async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, device: number): Promise<SsdStepResult> {
+  const addon = native();
+  const temporaries: bigint[] = [];
+  const pending: Promise<void>[] = [];
+  const alloc = (bytes: number): bigint => {
+    const ptr = addon.cudaAlloc(device, Math.max(bytes, 1));
+    temporaries.push(ptr);
+    return ptr;
+  };
+  const upload = (view: ArrayBufferView): bigint => {
+    const ptr = alloc(view.byteLength);
+    pending.push(addon.cudaCopy(device, ptr, view, true));
+    return ptr;
+  };
+  const buffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
+    if (tensor.location === 'cuda') {
+      if (float32 && tensor.type !== 'float32') {
+        throw new TypeError(`Expected a float32 tensor for ${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
+      }
+      await tensor.ready;
+      return tensor.devicePointer;
+    }
+    return upload(float32 ? tensor.toFloat32() : tensor.data);
+  };
+  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
+    tensor === undefined ? null : buffer(name, tensor, float32);
+
+  const dims = [plan.batch, plan.nheads, plan.headdim];
+  const yBytes = plan.batch * plan.nheads * plan.headdim * (t.x.type === 'float32' ? 4 : 2);
+  const stateOnDevice = state.location === 'cuda';
+  let y: Tensor | undefined;
+  let ok = false;
+  try {
+    const args: NativeStepArgs = {
+      dims: [plan.batch, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+      stateRows: plan.stateRows,
+      state: await buffer('state', state, false),
+      stateType: nativeDtype(state.type),
+      stateIndices: await optional('inputs.stateIndices', t.stateIndices, false),
+      x: await buffer('inputs.x', t.x, false),
+      xType: nativeDtype(t.x.type),
+      dt: await buffer('inputs.dt', t.dt, false),
+      dtType: nativeDtype(t.dt.type),
+      A: await buffer('inputs.A', t.A, true),
+      B: await buffer('inputs.B', t.B, false),
+      BType: nativeDtype(t.B.type),
+      C: await buffer('inputs.C', t.C, false),
+      CType: nativeDtype(t.C.type),
+      D: await optional('inputs.D', t.D, true),
+      dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+      z: await optional('inputs.z', t.z, false),
+      zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+      dtBias: await optional('inputs.dtBias', t.dtBias, true),
+      dtSoftplus: plan.dtSoftplus,
+      dtMin: plan.dtMin,
+      dtMax: plan.dtMax,
+      y: 0n,
+      yType: nativeDtype(t.x.type),
+      threads: 0,
+    };
+    const out = plan.out.y;
+    if (stateOnDevice) {
+      if (out !== undefined && (out.location !== 'cuda' || out.device !== device)) {
+        throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.y on 'cuda:${device}' for a step of a state on that device`);
+      }
+      y = out ?? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(device, yBytes), t.x.type as FloatType, dims, device, yBytes);
+      args.y = y.devicePointer;
+    } else {
+      if (out !== undefined && out.location !== 'cpu') {
+        throw new SsdError('ERR_SSD_DEVICE', 'Expected options.out.y on the host for a step of a host state');
+      }
+      y = out ?? (t.x.type === 'float32' ? new Tensor('float32', new Float32Array(yBytes / 4), dims) : new Tensor(t.x.type as FloatType, new Uint16Array(yBytes / 2), dims));
+      args.y = alloc(yBytes);
+    }
+    pending.push(addon.cudaStep(args, device));
+    if (!stateOnDevice) {
+      pending.push(addon.cudaCopy(device, args.y as bigint, y.data, false));
+      pending.push(addon.cudaCopy(device, args.state as bigint, state.data, false));
+    }
+    const settled = await Promise.allSettled(pending);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw fromNative(failed.reason);
+    ok = true;
+    return { y };
+  } finally {
+    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
+    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    if (!ok && stateOnDevice && y !== undefined && y !== plan.out.y) y.dispose();
+  }
 }
 
 function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: NativeStepArgs; y: Tensor } {
@@ -274,7 +394,14 @@ function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: Na
  */
 export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): Promise<SsdStepResult> {
   const v = validateStep(state, inputs, options);
-  resolveStepDevice(v.state, v.inputs, v.plan);
+  const placement = resolveStepDevice(v.state, v.inputs, v.plan, false);
+  if (placement.kind === 'cuda') {
+    try {
+      return await runCudaStep(v.state, v.inputs, v.plan, placement.device);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
   const { args, y } = prepare(v.state, v.inputs, v.plan);
   try {
     await native().step(args);
@@ -287,7 +414,7 @@ export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: Ss
 /** The decode step on the calling thread, on the CPU. Throws where ssdStep() would reject. */
 export function ssdStepSync(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): SsdStepResult {
   const v = validateStep(state, inputs, options);
-  resolveStepDevice(v.state, v.inputs, v.plan);
+  resolveStepDevice(v.state, v.inputs, v.plan, true);
   const { args, y } = prepare(v.state, v.inputs, v.plan);
   try {
     native().stepSync(args);

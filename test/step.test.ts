@@ -360,10 +360,10 @@ describe('bad input', () => {
     ['a forward-only input', () => { const e = fresh(); return [e.state, { ...e.inputs, seqIdx: e.inputs.x }]; }, 'ERR_SSD_OPTION', /Unknown input 'seqIdx'/],
     ['out.y being an input', () => { const e = fresh(); return [e.state, e.inputs, { out: { y: e.inputs.x } }]; }, 'ERR_SSD_VALUE', /options.out.y to be a tensor apart from the state and the inputs/],
     ['a disposed state', () => { const e = fresh(); e.state.dispose(); return [e.state, e.inputs]; }, 'ERR_SSD_DISPOSED', /state was disposed before the call/],
-    ["device 'cuda'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda' }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(options.device is 'cuda'\)/],
-    ["device 'cuda:1'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda:1' }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(options.device is 'cuda:1'\)/],
-    ['a device state with the default device', () => { const e = fresh(); return [Tensor.fromDevicePointer(0x1000n, 'float32', [2, 4, 3, 5]), e.inputs]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(state is a 'cuda' tensor\)/],
-    ['a device input', () => { const e = fresh(); return [e.state, { ...e.inputs, B: Tensor.fromDevicePointer(0x1000n, 'float32', [2, 2, 5]) }]; }, 'ERR_SSD_DEVICE', /CUDA step not in this build yet \(inputs.B is a 'cuda' tensor\)/],
+    ["device 'cuda'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda' }]; }, 'ERR_SSD_DEVICE', /options.device 'cuda:0' is not available/],
+    ["device 'cuda:1'", () => { const e = fresh(); return [e.state, e.inputs, { device: 'cuda:1' }]; }, 'ERR_SSD_DEVICE', /options.device 'cuda:1' is not available/],
+    ['a device state with the default device', () => { const e = fresh(); return [Tensor.fromDevicePointer(0x1000n, 'float32', [2, 4, 3, 5]), e.inputs]; }, 'ERR_SSD_DEVICE', /options.device 'auto \(state on 'cuda:0'\)' is not available/],
+    ['a device input', () => { const e = fresh(); return [e.state, { ...e.inputs, B: Tensor.fromDevicePointer(0x1000n, 'float32', [2, 2, 5]) }]; }, 'ERR_SSD_DEVICE', /options.device 'auto \(inputs.B on 'cuda:0'\)' is not available/],
   ] as [string, () => unknown[], string, RegExp][])('%s', async (_name, make, code, message) => {
     const [state, inputs, options] = make();
     await expectBoth(run(state, inputs, options), (err) => {

@@ -16,4 +16,12 @@ size_t forward_workspace_bytes(const SsdParams& p);
 // message for CUDA failures).
 SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error);
 
+// The one-token step (SsdStepParams). Workspace: step_workspace_bytes(p) device bytes (8 when
+// state_indices is given: the indices' verdict). The state_indices are checked on the device before
+// any state row is written; when verdict_host is non-null the verdict {kind, entry} is copied there
+// on the stream (kind 0: valid, 1: an entry >= state_rows, 2: a row used twice; entry: the first
+// offending batch entry), to be read after the stream completes.
+size_t step_workspace_bytes(const SsdStepParams& p);
+SsdStatus step(const SsdStepParams& p, void* stream, void* workspace, int* verdict_host, std::string* error);
+
 }}  // namespace ssd::cuda

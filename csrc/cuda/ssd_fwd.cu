@@ -1239,6 +1239,9 @@ SsdStatus validate(const SsdParams& p, std::string* err) {
     return fail("unknown dtype");
   if (p.batch > 0 && p.seqlen > 0 && (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y)) return fail("null required pointer");
   if (p.nheads > (1 << 24) || p.batch > (1 << 24)) return fail("sizes too large");
+  if (p.cu_seqlens && (p.batch != 1 || p.seq_idx || p.initial_states || p.num_seqs < 1))
+    return fail("cu_seqlens needs batch 1, num_seqs >= 1, and no seq_idx or initial_states");
+  if (p.varlen_states && !p.cu_seqlens) return fail("varlen_states needs cu_seqlens");
   return SSD_OK;
 }
 
@@ -1252,7 +1255,7 @@ SsdStatus headdim_dstate_supported(const SsdParams& p, std::string* err) {
 
 struct Layout {
   int64_t nc, BB, ntri;
-  size_t states_off, decay_off, cb_off, total;
+  size_t states_off, decay_off, cb_off, seq_off, total;
 };
 Layout layout_of(const SsdParams& p) {
   Layout l{};
@@ -1268,6 +1271,8 @@ Layout layout_of(const SsdParams& p) {
   off += align256((size_t)p.batch * p.nheads * l.nc * 4);
   l.cb_off = off;
   off += align256((size_t)p.batch * l.nc * p.ngroups * l.ntri * l.BB * l.BB * 4);
+  l.seq_off = off;  // cu_seqlens: the seq_idx row built from it
+  if (p.cu_seqlens) off += align256((size_t)p.seqlen * 4);
   l.total = off;
   return l;
 }
@@ -1320,6 +1325,107 @@ void (*fast_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
   SSD_FAST_CASE(128, 64) SSD_FAST_CASE(128, 128) SSD_FAST_CASE(128, 256)
 #undef SSD_FAST_CASE
   return nullptr;
+}
+
+// ---- variable length (cu_seqlens) ----------------------------------------------------------------
+// The packed sequences become a seq_idx row (sequence k covers [cu[k], cu[k+1])), so the three
+// launches handle the resets exactly as for seq_idx; each sequence's final state is then rebuilt
+// from the state entering the chunk where it ends plus that chunk's positions of the sequence.
+__global__ void __launch_bounds__(256) k_fill_seq_idx(const int32_t* cu, int64_t nseq, int64_t L, int32_t* seq) {
+  const int64_t t = (int64_t)blockIdx.x * 256 + threadIdx.x;
+  if (t >= L) return;
+  int64_t lo = 0, hi = nseq;  // the last k with cu[k] <= t (cu[0] = 0 <= t < cu[nseq] = L)
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (cu[mid] <= t) lo = mid;
+    else hi = mid - 1;
+  }
+  seq[t] = (int32_t)lo;
+}
+
+// Block: (sequence k, head h, 32 rows of p); 256 threads; thread owns state elements
+// tid + 256 m of the 32 x n tile.
+__global__ void __launch_bounds__(256) k_varlen_states(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  __shared__ float wgt[256], ain[256];
+  __shared__ float xs[32][33];
+  __shared__ float tot;
+  extern __shared__ float Bs[];  // 32 positions x n
+  const int P = (int)p.headdim, N = (int)p.dstate, H = (int)p.nheads, Q = dv.Q;
+  const int npt = (P + 31) / 32;
+  int x = blockIdx.x;
+  const int pt = x % npt; x /= npt;
+  const int h = x % H;
+  const int k = x / H;
+  const int tid = threadIdx.x;
+  // offsets are validated on the host when they come from there; clamped here so that device-resident
+  // offsets that break the contract give wrong states, never out-of-bounds accesses
+  const int L = (int)p.seqlen;
+  const int s0 = max(0, min(p.cu_seqlens[k], L)), e = max(0, min(p.cu_seqlens[k + 1], L));
+  const int p0 = pt * 32, rows = imin(32, P - p0);
+  float* out = p.varlen_states + ((int64_t)k * H + h) * dv.PN + (int64_t)p0 * N;
+  if (e <= s0) {
+    for (int i = tid; i < rows * N; i += 256) out[i] = 0.f;
+    return;
+  }
+  const int c = (e - 1) / Q, t0 = c * Q;
+  const int j0 = s0 > t0 ? s0 : t0, len = e - j0;  // len <= Q <= 256
+  const float A = p.A[h], bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  if (tid < len) {
+    float d = ld_f(p.dt, p.dt_type, (int64_t)(j0 + tid) * p.dt_seq_stride + h) + bias;
+    if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
+    d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+    wgt[tid] = d;
+    ain[tid] = d * A;
+  }
+  __syncthreads();
+  if (tid == 0) {  // weight of position j: exp(sum_{t=j+1}^{e-1} d_t A) d_j
+    float run = 0.f;
+    for (int j = len - 1; j >= 0; --j) {
+      wgt[j] = expf(run) * wgt[j];
+      run += ain[j];
+    }
+    tot = expf(run);
+  }
+  __syncthreads();
+  const int grp = h / dv.hpg;
+  const int tile = rows * N;
+  float acc[32];
+  const float* enter = dv.states + ((int64_t)h * dv.nc + c) * dv.PN + (int64_t)p0 * N;  // batch 0
+#pragma unroll
+  for (int m = 0; m < 32; ++m) {
+    const int i = tid + 256 * m;
+    acc[m] = (i < tile && s0 < t0) ? tot * enter[i] : 0.f;
+  }
+  for (int jb = 0; jb < len; jb += 32) {
+    const int nj = imin(32, len - jb);
+    for (int i = tid; i < 32 * 32; i += 256) {
+      const int jj = i / 32, r = i % 32;
+      xs[jj][r] = (jj < nj && r < rows)
+                      ? wgt[jb + jj] * ld_f(p.x, p.x_type, (int64_t)(j0 + jb + jj) * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0 + r)
+                      : 0.f;
+    }
+    for (int i = tid; i < nj * N; i += 256) {
+      const int jj = i / N, n = i % N;
+      Bs[i] = ld_f(p.B, p.B_type, (int64_t)(j0 + jb + jj) * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int m = 0; m < 32; ++m) {
+      const int i = tid + 256 * m;
+      if (i < tile) {
+        const int r = i / N, n = i % N;
+        float a = acc[m];
+        for (int jj = 0; jj < nj; ++jj) a = fmaf(xs[jj][r], Bs[jj * N + n], a);
+        acc[m] = a;
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int m = 0; m < 32; ++m) {
+    const int i = tid + 256 * m;
+    if (i < tile) out[i] = acc[m];
+  }
 }
 
 template <class T>
@@ -1422,6 +1528,12 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   k3<<<(unsigned)nscan_launch, kThreads, smem3_launch, stream>>>(p, dv);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_chunk_scan", err);
   if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  if (p.cu_seqlens && p.varlen_states && p.num_seqs > 0) {
+    const int64_t nv = p.num_seqs * p.nheads * cdiv(p.headdim, 32);
+    if (nv > INT32_MAX) return SSD_ERR_UNSUPPORTED;
+    k_varlen_states<<<(unsigned)nv, 256, 32 * p.dstate * sizeof(float), stream>>>(p, dv);
+    if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_varlen_states", err);
+  }
   if (tm) {
     tm->times->n = 3;
     tm->times->name[0] = "state+CBt";
@@ -1453,16 +1565,29 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
                           : cudaMemsetAsync(p.final_states, 0, bytes, stream);
       if (e != cudaSuccess) return cuda_fail(e, "seqlen 0 final_states", err);
     }
+    if (p.varlen_states) {
+      cudaError_t e = cudaMemsetAsync(p.varlen_states, 0, (size_t)p.num_seqs * p.nheads * p.headdim * p.dstate * 4, stream);
+      if (e != cudaSuccess) return cuda_fail(e, "seqlen 0 varlen_states", err);
+    }
     return SSD_OK;
   }
   if (!workspace) {
     if (err) *err = "workspace is null";
     return SSD_ERR_INVALID_ARGUMENT;
   }
-  switch (path_of(p)) {
-    case kPathBf16: return run_t<bf16>(p, stream, workspace, err, tm);
-    case kPathF16: return run_t<f16>(p, stream, workspace, err, tm);
-    default: return run_t<float>(p, stream, workspace, err, tm);
+  SsdParams q = p;
+  if (p.cu_seqlens) {
+    int32_t* seq = reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + layout_of(p).seq_off);
+    k_fill_seq_idx<<<(unsigned)cdiv(p.seqlen, 256), 256, 0, stream>>>(p.cu_seqlens, p.num_seqs, p.seqlen, seq);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return cuda_fail(e, "launch k_fill_seq_idx", err);
+    q.seq_idx = seq;
+    q.seq_idx_batch_stride = p.seqlen;
+  }
+  switch (path_of(q)) {
+    case kPathBf16: return run_t<bf16>(q, stream, workspace, err, tm);
+    case kPathF16: return run_t<f16>(q, stream, workspace, err, tm);
+    default: return run_t<float>(q, stream, workspace, err, tm);
   }
 }
 

@@ -64,6 +64,9 @@ Result copy_async(void* dst, const void* src, size_t bytes, bool to_device, void
 // each run, and appends each run's milliseconds to *ms.
 Result time_on_stream(void* stream, const std::function<Result(void*)>& body, int warmup, int iters, std::vector<float>* ms);
 
+// Waits (blocking, inside a job) until the work queued on `stream` so far is complete.
+Result synchronize(void* stream);
+
 // Enqueues a fill of `bytes` zero bytes (inside a job).
 Result zero_async(void* dst, size_t bytes, void* stream);
 

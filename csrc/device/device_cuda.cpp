@@ -358,6 +358,10 @@ Result time_on_stream(void* stream, const std::function<Result(void*)>& body, in
   return result;
 }
 
+Result synchronize(void* stream) {
+  return cuda_result(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize");
+}
+
 Result zero_async(void* dst, size_t bytes, void* stream) {
   return cuda_result(cudaMemsetAsync(dst, 0, bytes, static_cast<cudaStream_t>(stream)), "cudaMemsetAsync");
 }

@@ -29,6 +29,7 @@ MemoryStats memory_stats(int) { return {}; }
 void reset_peak(int) {}
 void submit(int, Job, Done done) { done(unavailable()); }
 Result copy_async(void*, const void*, size_t, bool, void*) { return unavailable(); }
+Result synchronize(void*) { return unavailable(); }
 Result zero_async(void*, size_t, void*) { return unavailable(); }
 Result time_on_stream(void*, const std::function<Result(void*)>&, int, int, std::vector<float>*) { return unavailable(); }
 Result current_device(int*) { return unavailable(); }

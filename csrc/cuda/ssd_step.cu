@@ -1,0 +1,231 @@
+// The one-token decode step on CUDA (SsdStepParams, include/ssd_kernels.h):
+//   d = clamp(softplus?(dt + dtBias)),  H_r = exp(d A) H_r + d x B^T,  y = H_r C + D x,  y *= silu(z)
+// for every batch entry, in place on the state row r = state_indices[i] (or i).
+//
+// The step is memory-bound: the state row is read once and written once and everything else is
+// small. One block per (batch entry, head); each warp walks rows of p, each lane a slice of n with
+// vector loads, and the row's y is a warp reduction. B and C of the entry's group are staged in
+// shared memory as fp32.
+//
+// state_indices live in device memory, so they cannot be checked on the host without a round trip.
+// Instead a one-block kernel checks them first (range, and no row used twice) and writes a verdict;
+// every step block reads the verdict before touching anything, so an invalid index array leaves the
+// whole cache untouched. The caller copies the verdict back and turns it into an error.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "cuda_backend.h"
+
+namespace ssd {
+namespace cuda {
+
+namespace {
+
+constexpr int kStepThreads = 128;
+constexpr int kCheckThreads = 1024;
+
+__device__ __forceinline__ float load_as_float(const void* base, SsdDtype t, int64_t i) {
+  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
+  if (t == SSD_FLOAT16) return __half2float(static_cast<const __half*>(base)[i]);
+  return static_cast<const float*>(base)[i];
+}
+
+__device__ __forceinline__ void store_from_float(void* base, SsdDtype t, int64_t i, float v) {
+  if (t == SSD_BFLOAT16) static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v);
+  else if (t == SSD_FLOAT16) static_cast<__half*>(base)[i] = __float2half_rn(v);
+  else static_cast<float*>(base)[i] = v;
+}
+
+// verdict[0]: 0 valid, 1 out of range, 2 used twice; verdict[1]: the first offending batch entry
+// (smallest index, so the message does not depend on scheduling).
+__global__ void __launch_bounds__(kCheckThreads) k_check_indices(const int32_t* idx, int64_t batch, int64_t rows,
+                                                                 int* verdict) {
+  __shared__ int bad_entry;
+  if (threadIdx.x == 0) bad_entry = 0x7fffffff;
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < batch; i += blockDim.x) {
+    const int32_t r = idx[i];
+    int kind = 0;
+    if (r >= rows) {
+      kind = 1;
+    } else if (r >= 0) {
+      for (int64_t j = 0; j < i; ++j)
+        if (idx[j] == r) {
+          kind = 2;
+          break;
+        }
+    }
+    if (kind) atomicMin(&bad_entry, (int)i);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int kind = 0;
+    if (bad_entry != 0x7fffffff) kind = idx[bad_entry] >= rows ? 1 : 2;
+    verdict[0] = kind;
+    verdict[1] = kind ? bad_entry : -1;
+  }
+}
+
+template <class S, int VEC>
+__device__ __forceinline__ void load_vec(const S* src, float* s) {
+  if constexpr (VEC == 4 && sizeof(S) == 4) {
+    const float4 v = *reinterpret_cast<const float4*>(src);
+    s[0] = v.x; s[1] = v.y; s[2] = v.z; s[3] = v.w;
+  } else if constexpr (VEC == 4) {
+    const uint2 v = *reinterpret_cast<const uint2*>(src);
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.x));
+    const float2 c = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.y));
+    s[0] = a.x; s[1] = a.y; s[2] = c.x; s[3] = c.y;
+  } else if constexpr (sizeof(S) == 4) {
+    s[0] = *src;
+  } else {
+    s[0] = __bfloat162float(*src);
+  }
+}
+
+template <class S, int VEC>
+__device__ __forceinline__ void store_vec(S* dst, const float* s) {
+  if constexpr (VEC == 4 && sizeof(S) == 4) {
+    *reinterpret_cast<float4*>(dst) = make_float4(s[0], s[1], s[2], s[3]);
+  } else if constexpr (VEC == 4) {
+    const __nv_bfloat162 a = __floats2bfloat162_rn(s[0], s[1]);
+    const __nv_bfloat162 c = __floats2bfloat162_rn(s[2], s[3]);
+    uint2 v;
+    v.x = *reinterpret_cast<const unsigned*>(&a);
+    v.y = *reinterpret_cast<const unsigned*>(&c);
+    *reinterpret_cast<uint2*>(dst) = v;
+  } else if constexpr (sizeof(S) == 4) {
+    *dst = s[0];
+  } else {
+    *dst = __float2bfloat16_rn(s[0]);
+  }
+}
+
+// S: the state element type (float or __nv_bfloat16). VEC elements of n per lane and load (4 when
+// n % 4 == 0 and the cache is aligned for it, else 1).
+template <class S, int VEC>
+__global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
+  extern __shared__ float bc[];  // B[n] then C[n]
+  if (verdict && verdict[0] != 0) return;
+  const int H = (int)p.nheads, P = (int)p.headdim, N = (int)p.dstate;
+  const int b = blockIdx.x / H, h = blockIdx.x % H;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = kStepThreads / 32;
+  const int64_t ybase = (int64_t)b * p.y_batch_stride + (int64_t)h * p.y_head_stride;
+  const int64_t row = p.state_indices ? p.state_indices[b] : b;
+  if (row < 0) {  // padding: zeros out, the cache is not touched
+    for (int i = threadIdx.x; i < P; i += kStepThreads) store_from_float(p.y, p.y_type, ybase + i, 0.f);
+    return;
+  }
+  const int grp = h / (H / (int)p.ngroups);
+  const int64_t bb = (int64_t)b * p.B_batch_stride + (int64_t)grp * p.B_group_stride;
+  const int64_t cb = (int64_t)b * p.C_batch_stride + (int64_t)grp * p.C_group_stride;
+  for (int j = threadIdx.x; j < N; j += kStepThreads) {
+    bc[j] = load_as_float(p.B, p.B_type, bb + j);
+    bc[N + j] = load_as_float(p.C, p.C_type, cb + j);
+  }
+  float d = load_as_float(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + h) + (p.dt_bias ? p.dt_bias[h] : 0.f);
+  if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
+  d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+  const float decay = expf(d * p.A[h]);
+  __syncthreads();
+
+  S* state = static_cast<S*>(p.state) + (row * H + h) * (int64_t)P * N;
+  const int64_t xbase = (int64_t)b * p.x_batch_stride + (int64_t)h * p.x_head_stride;
+  // R rows per warp at a time, their loads issued together: one row alone leaves too few bytes
+  // in flight per SM to approach the copy bandwidth.
+  constexpr int R = 4;
+  for (int i0 = warp * R; i0 < P; i0 += nwarps * R) {
+    float dx[R], acc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      dx[r] = i0 + r < P ? d * load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
+      acc[r] = 0.f;
+    }
+    for (int j = lane * VEC; j < N; j += 32 * VEC) {
+      float s[R][VEC];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (i0 + r < P) load_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (i0 + r < P) {
+#pragma unroll
+          for (int u = 0; u < VEC; ++u) {
+            s[r][u] = fmaf(decay, s[r][u], dx[r] * bc[j + u]);
+            acc[r] = fmaf(s[r][u], bc[N + j + u], acc[r]);
+          }
+          store_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+    }
+    if (lane < R && i0 + lane < P) {
+      const int i = i0 + lane;
+      float yv = acc[0];
+#pragma unroll
+      for (int r = 1; r < R; ++r)
+        if (lane == r) yv = acc[r];
+      const float xv = load_as_float(p.x, p.x_type, xbase + i);
+      if (p.D) yv = fmaf(p.D_per_channel ? p.D[(int64_t)h * P + i] : p.D[h], xv, yv);
+      if (p.z) {
+        const float zv = load_as_float(p.z, p.z_type, (int64_t)b * p.z_batch_stride + (int64_t)h * p.z_head_stride + i);
+        yv *= zv / (1.f + expf(-zv));
+      }
+      store_from_float(p.y, p.y_type, ybase + i, yv);
+    }
+  }
+}
+
+template <class S>
+cudaError_t launch_step(const SsdStepParams& p, cudaStream_t stream, const int* verdict) {
+  const size_t align = sizeof(S) == 4 ? 16 : 8;
+  const bool vec = p.dstate % 4 == 0 && reinterpret_cast<uintptr_t>(p.state) % align == 0;
+  const dim3 grid((unsigned)(p.batch * p.nheads));
+  const size_t smem = 2 * sizeof(float) * (size_t)p.dstate;
+  if (vec) k_step<S, 4><<<grid, kStepThreads, smem, stream>>>(p, verdict);
+  else k_step<S, 1><<<grid, kStepThreads, smem, stream>>>(p, verdict);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t step_workspace_bytes(const SsdStepParams& p) { return p.state_indices ? 2 * sizeof(int) : 0; }
+
+SsdStatus step(const SsdStepParams& p, void* stream_, void* workspace, int* verdict_host, std::string* error) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_);
+  if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
+    if (error) *error = "step: the state must be float32 or bfloat16";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  if (p.batch * p.nheads > 0x7fffffffLL) {
+    if (error) *error = "step: batch * nheads exceeds the CUDA grid";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  int* verdict = nullptr;
+  cudaError_t e = cudaSuccess;
+  if (p.state_indices) {
+    verdict = static_cast<int*>(workspace);
+    k_check_indices<<<1, kCheckThreads, 0, stream>>>(p.state_indices, p.batch, p.state_rows, verdict);
+    e = cudaGetLastError();
+  }
+  if (e == cudaSuccess)
+    e = p.state_type == SSD_FLOAT32 ? launch_step<float>(p, stream, verdict) : launch_step<__nv_bfloat16>(p, stream, verdict);
+  if (e == cudaSuccess && verdict && verdict_host)
+    e = cudaMemcpyAsync(verdict_host, verdict, 2 * sizeof(int), cudaMemcpyDeviceToHost, stream);
+  if (e != cudaSuccess) {
+    if (error) *error = std::string("step: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+    return e == cudaErrorMemoryAllocation ? SSD_ERR_OUT_OF_MEMORY : SSD_ERR_CUDA;
+  }
+  return SSD_OK;
+}
+
+}  // namespace cuda
+}  // namespace ssd
