@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 #include "ssd_kernels.h"
+#include "ssd_bwd_params.h"
 
 namespace ssd { namespace cuda {
 
@@ -15,5 +16,14 @@ size_t forward_workspace_bytes(const SsdParams& p);
 // enqueueing. Never aborts; returns SSD_OK or an error code with *error set (CUDA error name and
 // message for CUDA failures).
 SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error);
+
+// Device bytes of scratch the backward needs for these params (may be 0).
+size_t backward_workspace_bytes(const SsdBackwardParams& p);
+
+// Enqueue the backward (every gradient of SsdBackwardParams) on `stream`; workspace is a device
+// pointer of at least backward_workspace_bytes(p). Deterministic: the same inputs give the same bits
+// (fixed-order reductions, no floating-point atomics). Asynchronous; never aborts; returns SSD_OK or
+// an error code with *error set.
+SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
 
 }}  // namespace ssd::cuda
