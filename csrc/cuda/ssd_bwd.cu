@@ -29,6 +29,8 @@
 //        c. dB per (b, chunk, group, BB rows, n-tile) = dGᵀ C + Σ_heads (w d ⊙ x) G_k.
 //   4. k_bwd_ddt       per (b, chunk, head): assembles ds, reverse cumulative sum → da, then ddt,
 //                      and per-(b, chunk, head) partials of dA and dDtBias.
+//      Terms that enter ds twice with opposite signs and cancel exactly in da (the diagonal P_ii, and
+//      q_last) are left out: with large steps the true da is tiny and they would leave rounding noise.
 //   5. k_bwd_reduce    per head: dA, dDtBias, dD summed over the partials in a fixed order.
 //
 // Determinism: no atomics; every sum runs in an order fixed by the code (per-tile partial buffers
@@ -776,7 +778,9 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
               const float L = in ? ex2(sdiff(ri[hr], rj)) : 0.f;
               const float ldm = L * (R[nt][2 * hr + e] * rj.z);
               dga[nt][2 * hr + e] += ldm;
-              const float pv = ldm * (e ? gv[hr].y : gv[hr].x);
+              // the diagonal (L = 1) adds P_ii to ds_i and subtracts it again: leave it out, so
+              // that no large term cancels only up to rounding when the true da is tiny
+              const float pv = (j < i) ? ldm * (e ? gv[hr].y : gv[hr].x) : 0.f;
               rs[hr] += pv;
               cs[nt][e] += pv;
             }
@@ -1406,6 +1410,7 @@ k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__
 // inclusive scan over tid is the reverse cumulative sum over positions.
 //   ds_t = Σ_{jb ≤ ib} prow(ib, jb)_t − Σ_{ib' ≥ ib} pcol(ib', ib)_t + Σ_pt (off_t − q_t)
 //          + [t = len-1] (Σ_j Σ_pt q_j + Σ state-pass partials)
+//   (P without its diagonal, q without q_last: both cancel exactly in da, see the header)
 //   da_t = Σ_{i ≥ t} ds_i;  dd_t = A da_t + Σ_pt xdx_t;  ddt_t = dd_t · [lo ≤ v ≤ hi] · sp'(u)
 //   partials: Σ_t d_t da_t (→ dA), Σ_t ddt_t (→ dDtBias).
 // =============================================================================================
@@ -1440,6 +1445,8 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
       q += bw.pq[o];
       xdx += bw.pxdx[o];
     }
+    // q_last enters ds_last twice with opposite signs (w_last = 1): leave it out, as the diagonal of P
+    if (t == len - 1) q = 0.f;
     ds = (rsum - csum) + (off - q);
     d = bw.rec[bhc * Q + t].z;
   }
