@@ -536,7 +536,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
 }
 
 template <class T, int BN1>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 3)
 k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
@@ -1392,7 +1392,7 @@ struct MainLaunch {
 };
 
 template <class T, int BP, int BN>
-__global__ void __launch_bounds__(kThreads, BP == 64 ? 3 : 2)
+__global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
 k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
@@ -1856,6 +1856,16 @@ SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, st
 }
 
 namespace detail {
+
+bool backward_workspace_layout(const SsdBackwardParams& p, BackwardWorkspaceLayout* out) {
+  if (validate(p, nullptr) != SSD_OK || p.fwd.batch == 0 || p.fwd.seqlen == 0) return false;
+  const Layout l = layout_of(p);
+  out->nc = l.nc; out->BB = l.BB; out->nbb = l.nbb; out->ntri = l.ntri; out->npt = l.npt; out->npp = l.npp;
+  out->rec = l.rec; out->decay = l.decay; out->states = l.states; out->dstates = l.dstates; out->cb = l.cb;
+  out->dg = l.dg; out->prow = l.prow; out->pcol = l.pcol; out->ppass = l.ppass; out->poff = l.poff; out->pq = l.pq;
+  out->pxdx = l.pxdx; out->total = l.total;
+  return true;
+}
 
 const char* backward_compute_path(const SsdBackwardParams& p) {
   switch (path_of(p.fwd)) {
