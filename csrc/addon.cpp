@@ -296,10 +296,10 @@ struct BackwardCall {
 // The forward's argument fields (minus y and finalStates) plus dy, dFinalStates and the gradient
 // outputs: dx (x's type), ddt (dt's), dA (float32), dB (B's), dC (C's), dD (float32, only with D),
 // dz (z's, only with z), dDtBias and dInitialStates (float32, optional).
-BackwardCall read_backward_call(Napi::Object args) {
+BackwardCall read_backward_call(Napi::Object args, bool on_device = false) {
   Napi::Env env = args.Env();
   BackwardCall call;
-  Call fwd = read_call(args, false, false);
+  Call fwd = read_call(args, on_device, false);
   call.threads = fwd.threads;
   SsdBackwardParams& q = call.params;
   q.fwd = fwd.params;
@@ -308,12 +308,12 @@ BackwardCall read_backward_call(Napi::Object args) {
   const int64_t x_elems = b * L * h * hd, bc_elems = b * L * g * n, state_elems = b * h * hd * n;
 
   q.dy_type = read_dtype(args, "dyType");
-  q.dy = read_buffer(args, "dy", q.dy_type, x_elems, false, false);
+  q.dy = read_buffer(args, "dy", q.dy_type, x_elems, false, on_device);
   q.dy_batch_stride = p.x_batch_stride; q.dy_seq_stride = p.x_seq_stride; q.dy_head_stride = p.x_head_stride;
-  q.d_final_states = static_cast<const float*>(read_buffer(args, "dFinalStates", SSD_FLOAT32, state_elems, true, false));
+  q.d_final_states = static_cast<const float*>(read_buffer(args, "dFinalStates", SSD_FLOAT32, state_elems, true, on_device));
 
   auto output = [&](const char* name, SsdDtype t, int64_t elems, bool optional) {
-    return const_cast<void*>(read_buffer(args, name, t, elems, optional, false));
+    return const_cast<void*>(read_buffer(args, name, t, elems, optional, on_device));
   };
   q.dx_type = p.x_type;
   q.dx = output("dx", q.dx_type, x_elems, false);
@@ -613,6 +613,76 @@ Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
       });
 }
 
+// cudaBackward(args, device): the backward on device pointers (BigInts); a Promise that settles when
+// the GPU is done.
+Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  const SsdBackwardParams params = read_backward_call(args, true).params;
+  std::string error;
+  SsdStatus status = ssd::check_backward_params(params, &error);
+  if (status != SSD_OK) throw status_error(env, status, error);
+  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
+    const size_t bytes = ssd::cuda_backward_workspace_bytes(params);
+    void* workspace = nullptr;
+    if (bytes > 0) {
+      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
+      if (!r.ok()) return r;
+    }
+    std::string message;
+    SsdStatus s = ssd::backward_cuda(params, stream, workspace, &message);
+    ssd::device::release(device, workspace);
+    return {s, message};
+  });
+}
+
+// cudaTimeBackward(args, device, warmup, iters): Promise<{ ms: number[], workspaceBytes }> (benchmark).
+Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
+  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+  const SsdBackwardParams params = read_backward_call(args, true).params;
+  auto ms = std::make_shared<std::vector<float>>();
+  const size_t workspace_bytes = ssd::cuda_backward_workspace_bytes(params);
+  return submit_with_promise(
+      env, device, args,
+      [params, device, ms, workspace_bytes, warmup, iters](void* stream) -> ssd::device::Result {
+        void* workspace = nullptr;
+        if (workspace_bytes > 0) {
+          ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
+          if (!r.ok()) return r;
+        }
+        ssd::device::Result r = ssd::device::time_on_stream(
+            stream,
+            [&](void* s) -> ssd::device::Result {
+              std::string message;
+              SsdStatus st = ssd::backward_cuda(params, s, workspace, &message);
+              return {st, message};
+            },
+            warmup, iters, ms.get());
+        ssd::device::release(device, workspace);
+        return r;
+      },
+      [ms, workspace_bytes](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array times = Napi::Array::New(env, ms->size());
+        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
+        out.Set("ms", times);
+        out.Set("workspaceBytes", double(workspace_bytes));
+        return out;
+      });
+}
+
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int device = read_device(env, info[0]);
@@ -681,6 +751,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaForward", Napi::Function::New(env, CudaForward, "cudaForward"));
   exports.Set("cudaTimeForward", Napi::Function::New(env, CudaTimeForward, "cudaTimeForward"));
   exports.Set("cudaStep", Napi::Function::New(env, CudaStep, "cudaStep"));
+  exports.Set("cudaBackward", Napi::Function::New(env, CudaBackward, "cudaBackward"));
+  exports.Set("cudaTimeBackward", Napi::Function::New(env, CudaTimeBackward, "cudaTimeBackward"));
   exports.Set("cudaTimeStep", Napi::Function::New(env, CudaTimeStep, "cudaTimeStep"));
   exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));

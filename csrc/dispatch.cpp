@@ -140,12 +140,39 @@ SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* err
   return cpu::backward(p, threads, error);
 }
 
+#ifdef SSD_HAVE_CUDA
+size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p) { return cuda::backward_workspace_bytes(p); }
+
+SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
+  SsdStatus status = check_backward_params(p, error);
+  if (status != SSD_OK) return status;
+  // The CUDA backward writes each gradient in its input's dtype and layout.
+  const SsdParams& f = p.fwd;
+  const bool same = p.dy_type == f.x_type && p.dx_type == f.x_type && p.ddt_type == f.dt_type && p.dB_type == f.B_type &&
+                    p.dC_type == f.C_type && (!p.dz || p.dz_type == f.z_type) && p.dy_batch_stride == f.x_batch_stride &&
+                    p.dy_seq_stride == f.x_seq_stride && p.dy_head_stride == f.x_head_stride &&
+                    p.dx_batch_stride == f.x_batch_stride && p.dx_seq_stride == f.x_seq_stride &&
+                    p.dx_head_stride == f.x_head_stride && p.ddt_batch_stride == f.dt_batch_stride &&
+                    p.ddt_seq_stride == f.dt_seq_stride && p.dB_batch_stride == f.B_batch_stride &&
+                    p.dB_seq_stride == f.B_seq_stride && p.dB_group_stride == f.B_group_stride &&
+                    p.dC_batch_stride == f.C_batch_stride && p.dC_seq_stride == f.C_seq_stride &&
+                    p.dC_group_stride == f.C_group_stride &&
+                    (!p.dz || (p.dz_batch_stride == f.z_batch_stride && p.dz_seq_stride == f.z_seq_stride &&
+                               p.dz_head_stride == f.z_head_stride));
+  if (!same) {
+    *error = "the CUDA backward needs dy and every gradient in its input's dtype and layout";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  return cuda::backward(p, stream, workspace, error);
+}
+#else
 size_t cuda_backward_workspace_bytes(const SsdBackwardParams&) { return 0; }
 
 SsdStatus backward_cuda(const SsdBackwardParams&, void*, void*, std::string* error) {
-  *error = "the CUDA backward is not in this build yet";
+  *error = "this build has no CUDA kernels";
   return SSD_ERR_UNSUPPORTED;
 }
+#endif
 
 SsdStatus check_step_params(const SsdStepParams& p, std::string* error) {
   const struct {

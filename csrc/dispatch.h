@@ -42,7 +42,8 @@ SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error);
 SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* error);
 
 // The CUDA backward, with the forward's conventions (stream, workspace of
-// cuda_backward_workspace_bytes(p) bytes). Not written yet: every build returns SSD_ERR_UNSUPPORTED.
+// cuda_backward_workspace_bytes(p) bytes); gradients in their inputs' dtypes and layouts. Builds
+// without CUDA return SSD_ERR_UNSUPPORTED.
 size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p);
 SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
 

@@ -7,10 +7,10 @@
  */
 import { SsdError, fromNativeError as fromNative, typeError } from './errors';
 import { ssd, type SsdResult } from './index';
-import { native, type NativeBackwardArgs } from './native';
+import { native, type NativeBackwardArgs, type NativeDeviceBackwardArgs } from './native';
 import { Tensor } from './tensor';
 import {
-  requireCpu,
+  resolveBackwardDevice,
   validateBackward,
   type BackwardCall,
   type SsdBackwardOptions,
@@ -18,6 +18,7 @@ import {
   type SsdOutputGrads,
 } from './validate-backward';
 import { checkKnownKeys, isPlainObject, nativeDtype, type SsdInputs, type SsdOptions } from './validate';
+import type { BackwardCall as Call } from './validate-backward';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
 
@@ -75,6 +76,118 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
 }
 
 /**
+ * The backward on a GPU. Host tensors are uploaded to temporaries; the gradients follow x: device
+ * tensors when x is on the device, else host tensors filled by copies after the kernels.
+ */
+async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
+  const { inputs: t, plan, grads } = call;
+  const addon = native();
+  const temporaries: bigint[] = [];
+  const pending: Promise<void>[] = [];
+  const alloc = (bytes: number): bigint => {
+    const ptr = addon.cudaAlloc(device, Math.max(bytes, 1));
+    temporaries.push(ptr);
+    return ptr;
+  };
+  const upload = (view: ArrayBufferView): bigint => {
+    const ptr = alloc(view.byteLength);
+    pending.push(addon.cudaCopy(device, ptr, view, true));
+    return ptr;
+  };
+  const buffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
+    if (tensor.location === 'cuda') {
+      if (float32 && tensor.type !== 'float32') {
+        throw new TypeError(`Expected a float32 tensor for ${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
+      }
+      await tensor.ready;
+      return tensor.devicePointer;
+    }
+    return upload(float32 ? tensor.toFloat32() : tensor.data);
+  };
+  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
+    tensor === undefined ? null : buffer(name, tensor, float32);
+
+  const onDevice = t.x.location === 'cuda';
+  const result = {} as SsdGrads;
+  const made: Tensor[] = [];
+  const pointers: Partial<Record<keyof SsdGrads, bigint>> = {};
+  let ok = false;
+  try {
+    for (const spec of call.specs) {
+      const given = call.out[spec.name];
+      const bytes = spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2);
+      if (onDevice) {
+        if (given !== undefined && (given.location !== 'cuda' || given.device !== device)) {
+          throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.${spec.name} on 'cuda:${device}' for a call on that device`);
+        }
+        const tensor = given ?? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(device, Math.max(bytes, 1)), spec.type, spec.dims, device, bytes);
+        if (given === undefined) made.push(tensor);
+        result[spec.name] = tensor;
+        pointers[spec.name] = tensor.devicePointer;
+      } else {
+        if (given !== undefined && given.location !== 'cpu') {
+          throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.${spec.name} on the host for a call with host inputs`);
+        }
+        result[spec.name] = given ?? newGrad(spec.name, spec.type, spec.dims);
+        pointers[spec.name] = alloc(bytes);
+      }
+    }
+    const args: NativeDeviceBackwardArgs = {
+      dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+      chunkSize: plan.chunkSize,
+      x: await buffer('inputs.x', t.x, false),
+      xType: nativeDtype(t.x.type),
+      dt: await buffer('inputs.dt', t.dt, false),
+      dtType: nativeDtype(t.dt.type),
+      A: await buffer('inputs.A', t.A, true),
+      B: await buffer('inputs.B', t.B, false),
+      BType: nativeDtype(t.B.type),
+      C: await buffer('inputs.C', t.C, false),
+      CType: nativeDtype(t.C.type),
+      D: await optional('inputs.D', t.D, true),
+      dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+      z: await optional('inputs.z', t.z, false),
+      zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+      dtBias: await optional('inputs.dtBias', t.dtBias, true),
+      initialStates: await optional('inputs.initialStates', t.initialStates, true),
+      seqIdx: await optional('inputs.seqIdx', t.seqIdx, false),
+      cuSeqlens: null,
+      numSeqs: 0,
+      varlenStates: null,
+      dtSoftplus: plan.dtSoftplus,
+      dtMin: plan.dtMin,
+      dtMax: plan.dtMax,
+      threads: 0,
+      dy: await buffer('grads.dy', grads.dy, false),
+      dyType: nativeDtype(grads.dy.type),
+      dFinalStates: await optional('grads.dFinalStates', grads.dFinalStates, true),
+      dx: pointers.dx!,
+      ddt: pointers.ddt!,
+      dA: pointers.dA!,
+      dB: pointers.dB!,
+      dC: pointers.dC!,
+      dD: pointers.dD ?? null,
+      dz: pointers.dz ?? null,
+      dDtBias: pointers.dDtBias ?? null,
+      dInitialStates: pointers.dInitialStates ?? null,
+    };
+    pending.push(addon.cudaBackward(args, device));
+    if (!onDevice) {
+      for (const spec of call.specs) pending.push(addon.cudaCopy(device, pointers[spec.name]!, result[spec.name]!.data, false));
+    }
+    const settled = await Promise.allSettled(pending);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw fromNative(failed.reason);
+    ok = true;
+    return result;
+  } finally {
+    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
+    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    if (!ok) for (const tensor of made) tensor.dispose();
+  }
+}
+
+/**
  * The backward of ssd(): the gradients of L = Σ dy·y + Σ dFinalStates·finalStates with respect to
  * every input, off the event loop (on the addon's worker threads). `options` are those of the forward
  * call (the gradient depends on dtSoftplus and dtLimit); `options.out` may hold gradient tensors to
@@ -83,7 +196,14 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
  */
 export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): Promise<SsdGrads> {
   const call = validateBackward(inputs, grads, options);
-  requireCpu(call);
+  const placement = resolveBackwardDevice(call, false);
+  if (placement.kind === 'cuda') {
+    try {
+      return await runCudaBackward(call, placement.device);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
   const { args, result } = prepare(call);
   try {
     await native().backward(args);
@@ -96,7 +216,7 @@ export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, opti
 /** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
 export function ssdBackwardSync(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): SsdGrads {
   const call = validateBackward(inputs, grads, options);
-  requireCpu(call);
+  resolveBackwardDevice(call, true);
   const { args, result } = prepare(call);
   try {
     native().backwardSync(args);

@@ -109,6 +109,11 @@ export interface NativeBackwardArgs extends Omit<NativeForwardArgs, 'y' | 'yType
   dInitialStates: Float32Array | null;
 }
 
+/** The backward's arguments for a CUDA call: every buffer a BigInt device pointer (null when absent). */
+export type NativeDeviceBackwardArgs = {
+  [K in keyof NativeBackwardArgs]: NativeBackwardArgs[K] extends ArrayBufferView | null ? bigint | null : NativeBackwardArgs[K] extends ArrayBufferView ? bigint : NativeBackwardArgs[K];
+};
+
 export interface NativeBackends {
   cpu: { isa: string; bestIsa: string; threads: number };
   cuda: { compiled: boolean; available: boolean; reason: string; devices: number };
@@ -137,6 +142,8 @@ export interface NativeAddon {
   /** The forward with device pointers (BigInt) in place of the arrays. */
   cudaForward(args: NativeForwardArgs, device: number): Promise<void>;
   cudaStep(args: NativeStepArgs, device: number): Promise<void>;
+  cudaBackward(args: NativeDeviceBackwardArgs, device: number): Promise<void>;
+  cudaTimeBackward(args: NativeDeviceBackwardArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[]; workspaceBytes: number }>;
   cudaTimeStep(args: NativeStepArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[] }>;
   /** Times `iters` forwards (after `warmup`) with CUDA events; the device memory the kernels need beyond inputs and outputs. */
   cudaTimeForward(args: NativeForwardArgs, device: number, warmup: number, iters: number): Promise<{ ms: number[]; workspaceBytes: number }>;

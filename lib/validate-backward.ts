@@ -4,6 +4,7 @@
  * options.out, which for the backward holds gradient tensors. Same message shape as validate.ts.
  */
 import { SsdError, typeError } from './errors';
+import { native } from './native';
 import { Tensor, type TensorType } from './tensor';
 import {
   FLOAT_TYPES,
@@ -162,28 +163,43 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   return { inputs: t, plan, grads: checked, specs, out: given };
 }
 
+export type BackwardPlacement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
+
 /**
- * The backward runs on the CPU only in this build: a CUDA device (asked for, or holding a tensor)
- * is an ERR_SSD_DEVICE error. 'auto' means the CPU.
+ * Where a backward runs, as for ssd(): device tensors run on their GPU; 'auto' picks CUDA when it
+ * is available (the CPU for ssdBackwardSync()); 'cuda' / 'cuda:N' asks for a GPU. Throws
+ * ERR_SSD_DEVICE when the requested device cannot run the call.
  */
-export function requireCpu(call: BackwardCall): void {
+export function resolveBackwardDevice(call: BackwardCall, sync: boolean): BackwardPlacement {
   const tensors: [string, Tensor][] = [
     ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
     ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
     ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
   ];
-  const onDevice = tensors.find(([, tensor]) => tensor.location === 'cuda');
-  if (onDevice) {
-    throw new SsdError(
-      'ERR_SSD_DEVICE',
-      `${onDevice[0]} is on 'cuda:${onDevice[1].device}', but the CUDA backward is not in this build yet; ` +
-        'copy the tensors to the host (`await tensor.toHost()`) and run the backward on the CPU',
-    );
+  const onDevice = tensors.filter(([, tensor]) => tensor.location === 'cuda');
+  const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];
+  if (devices.length > 1) {
+    const where = onDevice.map(([name, tensor]) => `${name} on 'cuda:${tensor.device}'`).join(', ');
+    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
   }
-  if (call.plan.device.kind === 'cuda') {
-    throw new SsdError(
-      'ERR_SSD_DEVICE',
-      `options.device 'cuda:${call.plan.device.index}' cannot run the backward: the CUDA backward is not in this build yet; use device 'cpu' or 'auto'`,
-    );
+  const requested = call.plan.device.kind;
+  const label = requested === 'cuda' ? `cuda:${call.plan.device.index}` : requested === 'auto' && onDevice.length ? `auto (${onDevice[0][0]} on 'cuda:${devices[0]}')` : requested;
+  if (requested === 'cpu' || (requested === 'auto' && onDevice.length === 0 && (sync || !native().backends().cuda.available))) {
+    if (onDevice.length > 0) {
+      throw new SsdError(
+        'ERR_SSD_DEVICE',
+        `options.device '${label}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'; use \`await tensor.toHost()\` or device 'cuda'`,
+      );
+    }
+    return { kind: 'cpu' };
   }
+  const device = requested === 'cuda' ? call.plan.device.index : (devices[0] ?? 0);
+  const cuda = native().backends().cuda;
+  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' cannot run the backward: CUDA is not available: ${cuda.reason}`);
+  if (device >= cuda.devices) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
+  if (devices.length === 1 && devices[0] !== device) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'`);
+  }
+  if (sync) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdBackwardSync(): CUDA calls are asynchronous, use ssdBackward()`);
+  return { kind: 'cuda', device };
 }

@@ -24,4 +24,13 @@ SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string
 size_t step_workspace_bytes(const SsdStepParams& p);
 SsdStatus step(const SsdStepParams& p, void* stream, void* workspace, int* verdict_host, std::string* error);
 
+// Device bytes of scratch the backward needs for these params (may be 0).
+size_t backward_workspace_bytes(const SsdBackwardParams& p);
+
+// Enqueue the backward (every gradient of SsdBackwardParams) on `stream`; workspace is a device
+// pointer of at least backward_workspace_bytes(p). Deterministic: the same inputs give the same bits
+// (fixed-order reductions, no floating-point atomics). Asynchronous; never aborts; returns SSD_OK or
+// an error code with *error set.
+SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
+
 }}  // namespace ssd::cuda

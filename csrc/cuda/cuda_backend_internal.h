@@ -4,7 +4,7 @@
 
 namespace ssd { namespace cuda { namespace detail {
 
-constexpr int kMaxStages = 4;
+constexpr int kMaxStages = 8;
 struct StageTimes {
   int n = 0;                      // launches made
   const char* name[kMaxStages] = {};
@@ -21,5 +21,28 @@ const char* compute_path(const SsdParams& p);
 
 // Which chunk-scan kernel forward() launches for p: "fast" (k_chunk_scan_fast) or "generic".
 const char* scan_kernel(const SsdParams& p);
+
+// Like backward(), with CUDA events around every launch; synchronizes the stream to fill *times.
+SsdStatus backward_timed(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error,
+                         StageTimes* times);
+
+// Where backward() keeps its intermediates in the workspace (byte offsets), for the harness's
+// diagnosis of a failing case. Layouts (all fp32 unless said, row-major, c = chunks, BB = min(Q, 64),
+// tri = ib (ib + 1) / 2 + jb for position blocks jb <= ib):
+//   rec (b, h, c, Q) float4 {s·log2(e) hi, lo, d, seq bits}   decay (b, h, c)
+//   states (b, h, c, p, n) = H_{k-1}   dstates (b, h, c, p, n) = dL/dH_k
+//   cb, dg (b, c, g, ntri, BB, BB) = C·Bᵀ and Σ_heads L ∘ dM, rows i, columns j of the block pair
+//   prow, pcol (b, h, c, ntri, BB): per block pair, row and column sums of P (diagonal excluded)
+//   ppass (b, h, c, npp): partials of decay_k ⟨dL/dH_k, H_{k-1}⟩
+//   poff, pq, pxdx (b, h, c, npt, Q): per p-tile, dY·Y_off, x̄·(w G_k B), x·dX̄ per position
+struct BackwardWorkspaceLayout {
+  int64_t nc, BB, nbb, ntri, npt, npp;
+  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, total;
+};
+bool backward_workspace_layout(const SsdBackwardParams& p, BackwardWorkspaceLayout* out);
+
+// Which compute path backward() takes for p (same rule as the forward's): "bf16-mma", "f16-mma" or
+// "f32-fma".
+const char* backward_compute_path(const SsdBackwardParams& p);
 
 }}}  // namespace ssd::cuda::detail

@@ -111,12 +111,17 @@ __global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ S
   extern __shared__ float bc[];  // B[n] then C[n]
   if (verdict && verdict[0] != 0) return;
   const int H = (int)p.nheads, P = (int)p.headdim, N = (int)p.dstate;
-  const int b = blockIdx.x / H, h = blockIdx.x % H;
+  constexpr int kRowsPerBlock = 16;  // 4 warps x R rows: more, smaller blocks keep more bytes in flight
+  const int ntile = (P + kRowsPerBlock - 1) / kRowsPerBlock;
+  const int tile = blockIdx.x % ntile;
+  const int bh = blockIdx.x / ntile;
+  const int b = bh / H, h = bh % H;
+  const int pbeg = tile * kRowsPerBlock, pend = min(P, pbeg + kRowsPerBlock);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = kStepThreads / 32;
   const int64_t ybase = (int64_t)b * p.y_batch_stride + (int64_t)h * p.y_head_stride;
   const int64_t row = p.state_indices ? p.state_indices[b] : b;
   if (row < 0) {  // padding: zeros out, the cache is not touched
-    for (int i = threadIdx.x; i < P; i += kStepThreads) store_from_float(p.y, p.y_type, ybase + i, 0.f);
+    for (int i = pbeg + threadIdx.x; i < pend; i += kStepThreads) store_from_float(p.y, p.y_type, ybase + i, 0.f);
     return;
   }
   const int grp = h / (H / (int)p.ngroups);
@@ -137,22 +142,22 @@ __global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ S
   // R rows per warp at a time, their loads issued together: one row alone leaves too few bytes
   // in flight per SM to approach the copy bandwidth.
   constexpr int R = 4;
-  for (int i0 = warp * R; i0 < P; i0 += nwarps * R) {
+  for (int i0 = pbeg + warp * R; i0 < pend; i0 += nwarps * R) {
     float dx[R], acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      dx[r] = i0 + r < P ? d * load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
+      dx[r] = i0 + r < pend ? d * load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
       acc[r] = 0.f;
     }
     for (int j = lane * VEC; j < N; j += 32 * VEC) {
       float s[R][VEC];
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (i0 + r < P) load_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
+        if (i0 + r < pend) load_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
       }
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (i0 + r < P) {
+        if (i0 + r < pend) {
 #pragma unroll
           for (int u = 0; u < VEC; ++u) {
             s[r][u] = fmaf(decay, s[r][u], dx[r] * bc[j + u]);
@@ -167,7 +172,7 @@ __global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ S
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
     }
-    if (lane < R && i0 + lane < P) {
+    if (lane < R && i0 + lane < pend) {
       const int i = i0 + lane;
       float yv = acc[0];
 #pragma unroll
@@ -188,7 +193,7 @@ template <class S>
 cudaError_t launch_step(const SsdStepParams& p, cudaStream_t stream, const int* verdict) {
   const size_t align = sizeof(S) == 4 ? 16 : 8;
   const bool vec = p.dstate % 4 == 0 && reinterpret_cast<uintptr_t>(p.state) % align == 0;
-  const dim3 grid((unsigned)(p.batch * p.nheads));
+  const dim3 grid((unsigned)(p.batch * p.nheads * ((p.headdim + 15) / 16)));
   const size_t smem = 2 * sizeof(float) * (size_t)p.dstate;
   if (vec) k_step<S, 4><<<grid, kStepThreads, smem, stream>>>(p, verdict);
   else k_step<S, 1><<<grid, kStepThreads, smem, stream>>>(p, verdict);
@@ -205,7 +210,7 @@ SsdStatus step(const SsdStepParams& p, void* stream_, void* workspace, int* verd
     if (error) *error = "step: the state must be float32 or bfloat16";
     return SSD_ERR_UNSUPPORTED;
   }
-  if (p.batch * p.nheads > 0x7fffffffLL) {
+  if (p.batch * p.nheads * ((p.headdim + 15) / 16) > 0x7fffffffLL) {
     if (error) *error = "step: batch * nheads exceeds the CUDA grid";
     return SSD_ERR_UNSUPPORTED;
   }

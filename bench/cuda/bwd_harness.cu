@@ -1,0 +1,1201 @@
+// Standalone harness of the CUDA backward (no Node).
+//
+//   bwd_harness check [filter]   many small configurations against a float64 reverse of the token
+//                                recurrence (a port of lib/reference-backward.ts); exit status 1 on
+//                                any failure; filter = substring of case names, or =name (exact)
+//   bwd_harness list             the case names
+//   bwd_harness bench [runs]     G1-G4: forward alone, backward alone, forward + backward (CUDA
+//                                events, warm-up, median), per-launch times, workspace MiB
+//   bwd_harness all
+//
+// check, per case: every gradient's relative L2 error against the reference with a bound (1e-2
+// when the compute path or the gradient's dtype is 16-bit; 1e-4 for fp32 compute with an fp32
+// gradient). dA, dDtBias and dD are sums over (batch, positions) of terms of both signs: each term
+// carries the rounding of the 16-bit operands (~3e-3), and that error does not cancel when the sum
+// does, so their error is taken relative to the norm of Σ|term| (what bounds a sum's rounding error)
+// rather than to |Σ term|; the plain relative error is printed as well. Also: no NaN/Inf, no
+// all-zero gradient where the reference is nonzero, no write outside the
+// gradient's elements (outputs are poisoned with NaN, gaps of strided outputs must keep the poison),
+// and 5 runs bitwise equal (outputs and workspace re-poisoned before every run).
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ssd_kernels.h"
+#include "cuda_backend.h"
+#include "cuda_backend_internal.h"
+
+#define CK(call)                                                                                   \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,   \
+              cudaGetErrorString(e_));                                                             \
+      exit(2);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+static size_t dsz(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
+static const char* dname(SsdDtype t) { return t == SSD_FLOAT32 ? "f32" : (t == SSD_BFLOAT16 ? "bf16" : "f16"); }
+
+// Round a float to dtype t; returns the rounded value and writes the bits into dst[i].
+static float put(void* dst, SsdDtype t, size_t i, float v) {
+  if (t == SSD_BFLOAT16) {
+    bf16 h = __float2bfloat16(v);
+    static_cast<bf16*>(dst)[i] = h;
+    return __bfloat162float(h);
+  }
+  if (t == SSD_FLOAT16) {
+    f16 h = __float2half(v);
+    static_cast<f16*>(dst)[i] = h;
+    return __half2float(h);
+  }
+  static_cast<float*>(dst)[i] = v;
+  return v;
+}
+static float get(const void* src, SsdDtype t, size_t i) {
+  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(src)[i]);
+  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(src)[i]);
+  return static_cast<const float*>(src)[i];
+}
+// NaN poison patterns (quiet NaN with a payload) for gaps and outputs.
+static void poison(void* dst, SsdDtype t, size_t n) {
+  if (t == SSD_FLOAT32) {
+    uint32_t v = 0x7fc0dead;
+    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 4 * i, &v, 4);
+  } else {
+    uint16_t v = t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05;
+    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 2 * i, &v, 2);
+  }
+}
+static bool is_poison(const void* src, SsdDtype t, size_t i) {
+  const char* q = static_cast<const char*>(src) + i * dsz(t);
+  if (t == SSD_FLOAT32) {
+    uint32_t v;
+    memcpy(&v, q, 4);
+    return v == 0x7fc0deadu;
+  }
+  uint16_t v;
+  memcpy(&v, q, 2);
+  return v == (t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05);
+}
+
+struct Tensor {
+  std::vector<char> h;  // host bytes (with gaps)
+  void* d = nullptr;
+  size_t bytes = 0;
+  void alloc(size_t nbytes) {
+    bytes = nbytes;
+    h.assign(nbytes, 0);
+    CK(cudaMalloc(&d, std::max<size_t>(nbytes, 16)));
+  }
+  void upload() {
+    if (bytes) CK(cudaMemcpy(d, h.data(), bytes, cudaMemcpyHostToDevice));
+  }
+  void download(std::vector<char>& out) const {
+    out.resize(bytes);
+    if (bytes) CK(cudaMemcpy(out.data(), d, bytes, cudaMemcpyDeviceToHost));
+  }
+  ~Tensor() {
+    if (d) cudaFree(d);
+  }
+};
+
+static double softplus_d(double u) { return u <= 20.0 ? std::log1p(std::exp(u)) : u; }
+static double sigmoid_d(double u) { return 1.0 / (1.0 + std::exp(-u)); }
+
+// =============================================================================================
+// 1. The float64 reference backward: the exact reverse of the token recurrence (port of
+//    lib/reference-backward.ts). All arrays are dense row-major in the logical shapes.
+// =============================================================================================
+struct RefIn {
+  int b, L, H, P, G, N;
+  const std::vector<double>*x, *dt, *A, *B, *C, *D, *z, *bias, *h0, *dy, *dfin;  // D/z/bias/h0/dfin may be null
+  bool dch, softplus;
+  double lo, hi;
+  const std::vector<int>* seq;  // may be null
+};
+struct RefOut {
+  std::vector<double> dx, ddt, dA, dB, dC, dD, dz, dbias, dinit;
+  // dA, dDtBias, dD are sums over positions of terms of both signs: Σ|term| per element, the scale
+  // their rounding error is measured against (see check)
+  std::vector<double> dA_abs, dD_abs, dbias_abs;
+};
+
+static void ref_backward(const RefIn& r, RefOut& o) {
+  const int b = r.b, L = r.L, H = r.H, P = r.P, G = r.G, N = r.N, hpg = H / G;
+  const size_t pn = (size_t)P * N;
+  o.dx.assign((size_t)b * L * H * P, 0.0);
+  o.ddt.assign((size_t)b * L * H, 0.0);
+  o.dA.assign(H, 0.0);
+  o.dB.assign((size_t)b * L * G * N, 0.0);
+  o.dC.assign((size_t)b * L * G * N, 0.0);
+  o.dD.assign(r.D ? (r.dch ? (size_t)H * P : (size_t)H) : 0, 0.0);
+  o.dz.assign(r.z ? (size_t)b * L * H * P : 0, 0.0);
+  o.dbias.assign(r.bias ? H : 0, 0.0);
+  o.dinit.assign(r.h0 ? (size_t)b * H * pn : 0, 0.0);
+  o.dA_abs.assign(o.dA.size(), 0.0);
+  o.dD_abs.assign(o.dD.size(), 0.0);
+  o.dbias_abs.assign(o.dbias.size(), 0.0);
+  std::vector<double> states((size_t)(L + 1) * pn), dstep(L), pre(L), decays(L), dH(pn), gv(P);
+  const auto& x = *r.x;
+  const auto& Bv = *r.B;
+  const auto& Cv = *r.C;
+  for (int bb = 0; bb < b; ++bb)
+    for (int h = 0; h < H; ++h) {
+      const int grp = h / hpg;
+      const size_t sbase = ((size_t)bb * H + h) * pn;
+      const double A = (*r.A)[h];
+      const double bias = r.bias ? (*r.bias)[h] : 0.0;
+      for (size_t i = 0; i < pn; ++i) states[i] = r.h0 ? (*r.h0)[sbase + i] : 0.0;
+      int prev_seq = 0;
+      for (int t = 0; t < L; ++t) {
+        const double u = (*r.dt)[((size_t)bb * L + t) * H + h] + bias;
+        const double v = r.softplus ? softplus_d(u) : u;
+        const double d = std::min(std::max(v, r.lo), r.hi);
+        double keep = 1.0;
+        if (r.seq) {
+          const int s = (*r.seq)[(size_t)bb * L + t];
+          keep = s == prev_seq ? 1.0 : 0.0;
+          prev_seq = s;
+        }
+        const double dec = keep * std::exp(d * A);
+        pre[t] = v;
+        dstep[t] = d;
+        decays[t] = dec;
+        const size_t xb = (((size_t)bb * L + t) * H + h) * P, bc = (((size_t)bb * L + t) * G + grp) * N;
+        const double* Sp = &states[(size_t)t * pn];
+        double* Sn = &states[(size_t)(t + 1) * pn];
+        for (int i = 0; i < P; ++i) {
+          const double dxv = d * x[xb + i];
+          for (int j = 0; j < N; ++j) Sn[i * N + j] = dec * Sp[i * N + j] + dxv * Bv[bc + j];
+        }
+      }
+      for (size_t i = 0; i < pn; ++i) dH[i] = r.dfin ? (*r.dfin)[sbase + i] : 0.0;
+      for (int t = L - 1; t >= 0; --t) {
+        const double d = dstep[t], dec = decays[t];
+        const size_t xb = (((size_t)bb * L + t) * H + h) * P, bc = (((size_t)bb * L + t) * G + grp) * N;
+        const double* Sp = &states[(size_t)t * pn];
+        const double* Sc = &states[(size_t)(t + 1) * pn];
+        for (int i = 0; i < P; ++i) {
+          double gi = (*r.dy)[xb + i];
+          const double xv = x[xb + i];
+          if (r.z) {
+            double yb = 0;
+            for (int j = 0; j < N; ++j) yb += Sc[i * N + j] * Cv[bc + j];
+            if (r.D) yb += (r.dch ? (*r.D)[(size_t)h * P + i] : (*r.D)[h]) * xv;
+            const double zv = (*r.z)[xb + i];
+            const double sz = sigmoid_d(zv);
+            o.dz[xb + i] = gi * yb * sz * (1 + zv * (1 - sz));
+            gi *= zv / (1 + std::exp(-zv));
+          }
+          gv[i] = gi;
+          if (r.D) {
+            const size_t kd = r.dch ? (size_t)h * P + i : (size_t)h;
+            o.dD[kd] += gi * xv;
+            o.dD_abs[kd] += std::fabs(gi * xv);
+            o.dx[xb + i] += (*r.D)[kd] * gi;
+          }
+          for (int j = 0; j < N; ++j) dH[i * N + j] += gi * Cv[bc + j];
+        }
+        for (int j = 0; j < N; ++j) {
+          double acc = 0;
+          for (int i = 0; i < P; ++i) acc += gv[i] * Sc[i * N + j];
+          o.dC[bc + j] += acc;
+        }
+        double ddec = 0, dd = 0;
+        for (int i = 0; i < P; ++i) {
+          const double xv = x[xb + i];
+          double rowB = 0;
+          for (int j = 0; j < N; ++j) {
+            const double gij = dH[i * N + j];
+            ddec += gij * Sp[i * N + j];
+            rowB += gij * Bv[bc + j];
+          }
+          dd += rowB * xv;
+          o.dx[xb + i] += d * rowB;
+        }
+        for (int j = 0; j < N; ++j) {
+          double acc = 0;
+          for (int i = 0; i < P; ++i) acc += dH[i * N + j] * x[xb + i];
+          o.dB[bc + j] += d * acc;
+        }
+        for (size_t i = 0; i < pn; ++i) dH[i] *= dec;
+        const double da = ddec * dec;
+        dd += A * da;
+        o.dA[h] += d * da;
+        o.dA_abs[h] += std::fabs(d * da);
+        const double v = pre[t];
+        double du = 0;
+        if (v >= r.lo && v <= r.hi) {
+          const double u = (*r.dt)[((size_t)bb * L + t) * H + h] + bias;
+          du = (r.softplus && u <= 20) ? dd * sigmoid_d(u) : dd;
+        }
+        o.ddt[((size_t)bb * L + t) * H + h] = du;
+        if (r.bias) {
+          o.dbias[h] += du;
+          o.dbias_abs[h] += std::fabs(du);
+        }
+      }
+      if (r.h0) std::copy(dH.begin(), dH.end(), o.dinit.begin() + sbase);
+    }
+}
+
+// =============================================================================================
+// 1b. Diagnosis: a float64 model of the chunked algorithm's intermediates (the algebra of
+//     csrc/cuda/ssd_bwd.cu, checked against ref_backward on the CPU), compared with what the
+//     backward left in its workspace. Printed for failing cases (and with DIAG=1), to tell which
+//     launch or role went wrong.
+// =============================================================================================
+struct Inter {
+  int nc = 0;
+  std::vector<double> d, decay, Hprev, Gk, cb, dg, rowP, colP, pass, off, q, xdx;
+  std::vector<int> len;  // per chunk
+};
+
+static void model_intermediates(const RefIn& r, int Q, Inter& m) {
+  const int b = r.b, L = r.L, H = r.H, P = r.P, G = r.G, N = r.N, hpg = H / G;
+  const int nc = (L + Q - 1) / Q;
+  m.nc = nc;
+  const size_t PN = (size_t)P * N, nbhc = (size_t)b * H * nc;
+  m.len.resize(nc);
+  for (int k = 0; k < nc; ++k) m.len[k] = std::min(Q, L - k * Q);
+  m.d.assign(nbhc * Q, 0);
+  m.decay.assign(nbhc, 0);
+  m.Hprev.assign(nbhc * PN, 0);
+  m.Gk.assign(nbhc * PN, 0);
+  m.cb.assign((size_t)b * nc * G * Q * Q, 0);
+  m.dg.assign(m.cb.size(), 0);
+  m.rowP.assign(nbhc * Q, 0);
+  m.colP.assign(nbhc * Q, 0);
+  m.pass.assign(nbhc, 0);
+  m.off.assign(nbhc * Q, 0);
+  m.q.assign(nbhc * Q, 0);
+  m.xdx.assign(nbhc * Q, 0);
+  std::vector<double> s(nbhc * Q);
+  std::vector<int> sq(nbhc * Q);
+  auto BHC = [&](int bb, int h, int k) { return ((size_t)bb * H + h) * nc + k; };
+  auto X = [&](int bb, int t, int h, int p) { return (*r.x)[(((size_t)bb * L + t) * H + h) * P + p]; };
+  auto DY = [&](int bb, int t, int h, int p) {
+    const size_t i = (((size_t)bb * L + t) * H + h) * P + p;
+    double v = (*r.dy)[i];
+    if (r.z) v *= (*r.z)[i] / (1 + std::exp(-(*r.z)[i]));
+    return v;
+  };
+  auto Bm = [&](int bb, int t, int g, int n) { return (*r.B)[(((size_t)bb * L + t) * G + g) * N + n]; };
+  auto Cm = [&](int bb, int t, int g, int n) { return (*r.C)[(((size_t)bb * L + t) * G + g) * N + n]; };
+  auto SEQ = [&](int bb, int t) { return r.seq ? (*r.seq)[(size_t)bb * L + t] : 0; };
+  for (int bb = 0; bb < b; ++bb)
+    for (int h = 0; h < H; ++h)
+      for (int k = 0; k < nc; ++k) {
+        const int t0 = k * Q, len = m.len[k];
+        const size_t ri = BHC(bb, h, k) * Q;
+        double acc = 0;
+        for (int j = 0; j < Q; ++j) {
+          double d = 0;
+          if (j < len) {
+            double u = (*r.dt)[((size_t)bb * L + t0 + j) * H + h] + (r.bias ? (*r.bias)[h] : 0);
+            if (r.softplus) u = softplus_d(u);
+            d = std::min(std::max(u, r.lo), r.hi);
+          }
+          acc += d * (*r.A)[h];
+          s[ri + j] = acc;
+          m.d[ri + j] = d;
+          sq[ri + j] = SEQ(bb, t0 + std::min(j, len - 1));
+        }
+        const int prev = k > 0 ? SEQ(bb, t0 - 1) : 0;
+        m.decay[BHC(bb, h, k)] = sq[ri + len - 1] == prev ? std::exp(s[ri + len - 1]) : 0;
+      }
+  // chunk states S_k into Hprev, dHoff_k into Gk, then the passes
+  for (int bb = 0; bb < b; ++bb)
+    for (int h = 0; h < H; ++h) {
+      const int grp = h / hpg;
+      for (int k = 0; k < nc; ++k) {
+        const int t0 = k * Q, len = m.len[k];
+        const size_t ri = BHC(bb, h, k) * Q, si = BHC(bb, h, k) * PN;
+        const int prev = k > 0 ? SEQ(bb, t0 - 1) : 0;
+        for (int j = 0; j < len; ++j) {
+          const double w = sq[ri + j] == sq[ri + len - 1] ? std::exp(s[ri + len - 1] - s[ri + j]) * m.d[ri + j] : 0;
+          const double e = sq[ri + j] == prev ? std::exp(s[ri + j]) : 0;
+          for (int p = 0; p < P; ++p)
+            for (int n = 0; n < N; ++n) {
+              m.Hprev[si + p * N + n] += w * X(bb, t0 + j, h, p) * Bm(bb, t0 + j, grp, n);
+              if (k > 0 || r.h0) m.Gk[si + p * N + n] += e * DY(bb, t0 + j, h, p) * Cm(bb, t0 + j, grp, n);
+            }
+        }
+      }
+      std::vector<double> Hc(PN, 0), g(PN, 0);
+      if (r.h0) for (size_t e = 0; e < PN; ++e) Hc[e] = (*r.h0)[((size_t)bb * H + h) * PN + e];
+      for (int k = 0; k < nc; ++k) {
+        const double a = m.decay[BHC(bb, h, k)];
+        double* S = &m.Hprev[BHC(bb, h, k) * PN];
+        for (size_t e = 0; e < PN; ++e) {
+          const double cur = S[e];
+          S[e] = Hc[e];
+          Hc[e] = a * Hc[e] + cur;
+        }
+      }
+      if (r.dfin) for (size_t e = 0; e < PN; ++e) g[e] = (*r.dfin)[((size_t)bb * H + h) * PN + e];
+      for (int k = nc - 1; k >= 0; --k) {
+        const double a = m.decay[BHC(bb, h, k)];
+        double* D = &m.Gk[BHC(bb, h, k) * PN];
+        const double* S = &m.Hprev[BHC(bb, h, k) * PN];
+        double dot = 0;
+        for (size_t e = 0; e < PN; ++e) {
+          dot += g[e] * S[e];
+          const double dh = D[e];
+          D[e] = g[e];
+          g[e] = dh + a * g[e];
+        }
+        m.pass[BHC(bb, h, k)] = a * dot;
+      }
+    }
+  // per chunk and group: C·Bᵀ, dG, P sums; per head the main-role partials
+  for (int bb = 0; bb < b; ++bb)
+    for (int k = 0; k < nc; ++k)
+      for (int grp = 0; grp < G; ++grp) {
+        const int t0 = k * Q, len = m.len[k];
+        double* cbm = &m.cb[(((size_t)bb * nc + k) * G + grp) * Q * Q];
+        double* dgm = &m.dg[(((size_t)bb * nc + k) * G + grp) * Q * Q];
+        for (int i = 0; i < len; ++i)
+          for (int j = 0; j < len; ++j) {
+            double v = 0;
+            for (int n = 0; n < N; ++n) v += Cm(bb, t0 + i, grp, n) * Bm(bb, t0 + j, grp, n);
+            cbm[i * Q + j] = v;
+          }
+        for (int hh = 0; hh < hpg; ++hh) {
+          const int h = grp * hpg + hh;
+          const size_t ri = BHC(bb, h, k) * Q, si = BHC(bb, h, k) * PN;
+          const int prev = k > 0 ? SEQ(bb, t0 - 1) : 0;
+          const bool has_prev = k > 0 || r.h0;
+          auto Lm = [&](int i, int j) {
+            return (j <= i && i < len && sq[ri + i] == sq[ri + j]) ? std::exp(s[ri + i] - s[ri + j]) : 0.0;
+          };
+          for (int i = 0; i < len; ++i)
+            for (int j = 0; j <= i; ++j) {
+              double R = 0;
+              for (int p = 0; p < P; ++p) R += DY(bb, t0 + i, h, p) * X(bb, t0 + j, h, p);
+              const double ldm = Lm(i, j) * R * m.d[ri + j];
+              dgm[i * Q + j] += ldm;
+              if (j < i) {
+                m.rowP[ri + i] += ldm * cbm[i * Q + j];
+                m.colP[ri + j] += ldm * cbm[i * Q + j];
+              }
+            }
+          for (int j = 0; j < len; ++j) {
+            const double e = (has_prev && sq[ri + j] == prev) ? std::exp(s[ri + j]) : 0;
+            const double w = sq[ri + j] == sq[ri + len - 1] ? std::exp(s[ri + len - 1] - s[ri + j]) : 0;
+            double off = 0, q = 0, xd = 0;
+            for (int p = 0; p < P; ++p) {
+              double yoff = 0, U = 0;
+              for (int n = 0; n < N; ++n) {
+                yoff += m.Hprev[si + p * N + n] * Cm(bb, t0 + j, grp, n);
+                U += m.Gk[si + p * N + n] * Bm(bb, t0 + j, grp, n);
+              }
+              off += DY(bb, t0 + j, h, p) * e * yoff;
+              double dxb = w * U;
+              q += m.d[ri + j] * X(bb, t0 + j, h, p) * dxb;
+              for (int i = j; i < len; ++i) dxb += Lm(i, j) * cbm[i * Q + j] * DY(bb, t0 + i, h, p);
+              xd += X(bb, t0 + j, h, p) * dxb;
+            }
+            m.off[ri + j] = off;
+            m.q[ri + j] = q;
+            m.xdx[ri + j] = xd;
+          }
+        }
+      }
+}
+
+static void diagnose(const RefIn& r, int Q, const std::vector<char>& wsh,
+                     const ssd::cuda::detail::BackwardWorkspaceLayout& l) {
+  Inter m;
+  model_intermediates(r, Q, m);
+  const int b = r.b, H = r.H, P = r.P, G = r.G, nc = m.nc;
+  const int BB = (int)l.BB, nbb = (int)l.nbb, ntri = (int)l.ntri, npt = (int)l.npt, npp = (int)l.npp;
+  const size_t PN = (size_t)P * r.N, nbhc = (size_t)b * H * nc;
+  auto F = [&](size_t off) { return reinterpret_cast<const float*>(wsh.data() + off); };
+  auto tri = [](int ib, int jb) { return ib * (ib + 1) / 2 + jb; };
+  struct Acc {
+    double se = 0, sr = 0, worst = -1;
+    size_t nonfinite = 0;
+    std::string where;
+    void add(double v, double ref, const std::string& w) {
+      if (!std::isfinite(v)) {
+        if (nonfinite++ == 0) where = "non-finite at " + w;
+        return;
+      }
+      se += (v - ref) * (v - ref);
+      sr += ref * ref;
+      if (std::fabs(v - ref) > worst && nonfinite == 0) {
+        worst = std::fabs(v - ref);
+        char buf[200];
+        snprintf(buf, sizeof buf, "max |err| %.2e at %s (ws %.5g, model %.5g)", worst, w.c_str(), v, ref);
+        where = buf;
+      }
+    }
+    void print(const char* name) const {
+      const double e = sr > 0 ? std::sqrt(se / sr) : std::sqrt(se);
+      printf("       %-7s relL2 %.2e%s nonfinite %zu  %s\n", name, e, (e > 5e-2 || nonfinite) ? " (!)" : "    ",
+             nonfinite, where.c_str());
+    }
+  };
+  auto bhc_s = [&](size_t bhc) {
+    const size_t k = bhc % nc, h = bhc / nc % H, bb = bhc / nc / H;
+    return "(b " + std::to_string(bb) + ", h " + std::to_string(h) + ", chunk " + std::to_string(k) + ")";
+  };
+  printf("     diagnosis: workspace intermediates vs a float64 model of the chunked algorithm\n");
+  Acc d_, dec, Hs, Gs, cbA, dgA, rowA, colA, passA, offA, qA, xdxA;
+  const float* rec = F(l.rec);
+  for (size_t bhc = 0; bhc < nbhc; ++bhc) {
+    const int k = (int)(bhc % nc), len = m.len[k];
+    for (int j = 0; j < Q; ++j) d_.add(rec[(bhc * Q + j) * 4 + 2], m.d[bhc * Q + j], bhc_s(bhc) + " pos " + std::to_string(j));
+    dec.add(F(l.decay)[bhc], m.decay[bhc], bhc_s(bhc));
+    for (size_t e = 0; e < PN; ++e) {
+      const std::string w = bhc_s(bhc) + " p " + std::to_string(e / r.N) + " n " + std::to_string(e % r.N);
+      Hs.add(F(l.states)[bhc * PN + e], m.Hprev[bhc * PN + e], w);
+      Gs.add(F(l.dstates)[bhc * PN + e], m.Gk[bhc * PN + e], w);
+    }
+    double ps = 0;
+    for (int u = 0; u < npp; ++u) ps += F(l.ppass)[bhc * npp + u];
+    passA.add(ps, m.pass[bhc], bhc_s(bhc));
+    for (int t = 0; t < len; ++t) {
+      const int ib = t / BB, tl = t % BB;
+      double rs = 0, cs = 0, o = 0, q = 0, x = 0;
+      for (int jb = 0; jb <= ib; ++jb) rs += F(l.prow)[(bhc * ntri + tri(ib, jb)) * BB + tl];
+      for (int i2 = ib; i2 < nbb; ++i2) cs += F(l.pcol)[(bhc * ntri + tri(i2, ib)) * BB + tl];
+      for (int pt = 0; pt < npt; ++pt) {
+        const size_t oi = (bhc * npt + pt) * Q + t;
+        o += F(l.poff)[oi];
+        q += F(l.pq)[oi];
+        x += F(l.pxdx)[oi];
+      }
+      const std::string w = bhc_s(bhc) + " pos " + std::to_string(t);
+      rowA.add(rs, m.rowP[bhc * Q + t], w);
+      colA.add(cs, m.colP[bhc * Q + t], w);
+      offA.add(o, m.off[bhc * Q + t], w);
+      qA.add(q, m.q[bhc * Q + t], w);
+      xdxA.add(x, m.xdx[bhc * Q + t], w);
+    }
+  }
+  for (int bb = 0; bb < b; ++bb)
+    for (int k = 0; k < nc; ++k)
+      for (int g = 0; g < G; ++g) {
+        const size_t base = (((size_t)bb * nc + k) * G + g);
+        for (int ib = 0; ib < nbb; ++ib)
+          for (int jb = 0; jb <= ib; ++jb)
+            for (int il = 0; il < BB; ++il)
+              for (int jl = 0; jl < BB; ++jl) {
+                const int i = ib * BB + il, j = jb * BB + jl;
+                const size_t o = ((base * ntri + tri(ib, jb)) * BB + il) * BB + jl;
+                const std::string w = "(b " + std::to_string(bb) + ", chunk " + std::to_string(k) + ", g " +
+                                      std::to_string(g) + ", i " + std::to_string(i) + ", j " + std::to_string(j) + ")";
+                cbA.add(F(l.cb)[o], m.cb[base * Q * Q + (size_t)i * Q + j], w);
+                dgA.add(F(l.dg)[o], m.dg[base * Q * Q + (size_t)i * Q + j], w);
+              }
+      }
+  printf("       (launch 1: d, decay, C·Bᵀ; launch 2: H_{k-1}, dL/dH_k, state-pass sum, dG, P sums;"
+         " launch 3: off, q, x·dX̄)\n");
+  d_.print("d");
+  dec.print("decay");
+  cbA.print("C·Bᵀ");
+  Hs.print("H_{k-1}");
+  Gs.print("dL/dH_k");
+  passA.print("pass");
+  dgA.print("dG");
+  rowA.print("rowP");
+  colA.print("colP");
+  offA.print("off");
+  qA.print("q");
+  xdxA.print("x·dX̄");
+}
+
+// =============================================================================================
+// 2. Checks.
+// =============================================================================================
+struct Case {
+  std::string name;
+  int b = 1, L = 64, h = 2, p = 64, g = 1, n = 64, Q = 64;
+  SsdDtype xt = SSD_BFLOAT16, Bt = SSD_BFLOAT16, Ct = SSD_BFLOAT16, zt = SSD_BFLOAT16, dtt = SSD_FLOAT32,
+           dyt = SSD_BFLOAT16;
+  int Dmode = 1;  // 0 none, 1 per head, 2 per channel
+  bool z = true, bias = true, softplus = true;
+  float lo = 0.f, hi = INFINITY;
+  bool init = false, fin = true;  // initial states given; d_final_states given
+  bool want_dz = true, want_dD = true, want_dbias = true, want_dinit = true;  // optional gradients requested
+  int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
+  int pad = 0;    // extra elements in every stride (0: contiguous)
+  float dtshift = -4.f;
+};
+
+struct GradCheck {
+  const char* name;
+  double err = 0, bound = 0, maxabs = 0, refnorm = 0;
+  double plain = -1;    // plain relative L2 when err is measured against Σ|terms| (reduced gradients)
+  size_t nonfinite = 0, clobbered = 0, count = 0;
+  bool zero = false;    // GPU all zero where the reference is not
+  bool ok = true;
+  std::string worst;    // where the largest error is
+};
+
+static int run_case(const Case& c, uint64_t seed, bool verbose) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(0.f, 1.f);
+  const int b = c.b, L = c.L, H = c.h, P = c.p, G = c.g, N = c.n, pad = c.pad;
+  const int64_t xhs = P, xss = (int64_t)H * P + pad, xbs = (int64_t)L * xss + pad;
+  const int64_t Bgs = N, Bss = (int64_t)G * N + pad, Bbs = (int64_t)L * Bss + pad;
+  const int64_t dss = H + pad, dbs = (int64_t)L * dss + pad;
+  const int64_t sbs = L + pad;
+  const size_t xel = (size_t)b * xbs, Bel = (size_t)b * Bbs, del = (size_t)b * dbs;
+  const size_t sel = (size_t)b * H * P * N;
+
+  Tensor X, Z, Bt, Ct, DT, Av, Dv, bias, init, dfin, seqi, DY;                 // inputs
+  Tensor dX, dZ, dDT, dBt, dCt, dAv, dDv, dbias, dinit;                         // gradients
+  X.alloc(xel * dsz(c.xt));
+  Z.alloc(xel * dsz(c.zt));
+  DY.alloc(xel * dsz(c.dyt));
+  Bt.alloc(Bel * dsz(c.Bt));
+  Ct.alloc(Bel * dsz(c.Ct));
+  DT.alloc(del * dsz(c.dtt));
+  Av.alloc(H * 4);
+  Dv.alloc((size_t)H * P * 4);
+  bias.alloc(H * 4);
+  init.alloc(sel * 4);
+  dfin.alloc(sel * 4);
+  seqi.alloc((size_t)b * sbs * 4);
+  dX.alloc(xel * dsz(c.xt));
+  dZ.alloc(xel * dsz(c.zt));
+  dDT.alloc(del * dsz(c.dtt));
+  dBt.alloc(Bel * dsz(c.Bt));
+  dCt.alloc(Bel * dsz(c.Ct));
+  dAv.alloc(H * 4);
+  dDv.alloc((size_t)H * P * 4);
+  dbias.alloc(H * 4);
+  dinit.alloc(sel * 4);
+  // gaps of inputs are NaN: reading one shows up as NaN in a gradient
+  poison(X.h.data(), c.xt, xel);
+  poison(Z.h.data(), c.zt, xel);
+  poison(DY.h.data(), c.dyt, xel);
+  poison(Bt.h.data(), c.Bt, Bel);
+  poison(Ct.h.data(), c.Ct, Bel);
+  poison(DT.h.data(), c.dtt, del);
+
+  std::vector<double> x((size_t)b * L * H * P), z(x.size()), dy(x.size()), Bv((size_t)b * L * G * N), Cv(Bv.size()),
+      dt((size_t)b * L * H), A(H), D((size_t)H * P), bs(H), h0(sel), fin(sel);
+  std::vector<int> sq((size_t)b * L, 0);
+  for (int bb = 0; bb < b; ++bb)
+    for (int t = 0; t < L; ++t) {
+      for (int hh = 0; hh < H; ++hh) {
+        for (int pp = 0; pp < P; ++pp) {
+          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
+          const size_t li = (((size_t)bb * L + t) * H + hh) * P + pp;
+          x[li] = put(X.h.data(), c.xt, o, nd(rng));
+          z[li] = put(Z.h.data(), c.zt, o, nd(rng));
+          dy[li] = put(DY.h.data(), c.dyt, o, nd(rng));
+        }
+        float raw = nd(rng) + c.dtshift;
+        if (!c.softplus) raw = (float)softplus_d(raw);
+        dt[((size_t)bb * L + t) * H + hh] = put(DT.h.data(), c.dtt, (size_t)bb * dbs + t * dss + hh, raw);
+      }
+      for (int gg = 0; gg < G; ++gg)
+        for (int nn = 0; nn < N; ++nn) {
+          const size_t o = (size_t)bb * Bbs + t * Bss + gg * Bgs + nn;
+          const size_t li = (((size_t)bb * L + t) * G + gg) * N + nn;
+          Bv[li] = put(Bt.h.data(), c.Bt, o, nd(rng));
+          Cv[li] = put(Ct.h.data(), c.Ct, o, nd(rng));
+        }
+    }
+  for (int hh = 0; hh < H; ++hh) {
+    A[hh] = put(Av.h.data(), SSD_FLOAT32, hh, -std::exp(ud(rng) * std::log(16.f)));
+    bs[hh] = put(bias.h.data(), SSD_FLOAT32, hh, c.bias ? (ud(rng) - 0.5f) : 0.f);
+  }
+  for (size_t i = 0; i < D.size(); ++i) D[i] = put(Dv.h.data(), SSD_FLOAT32, i, nd(rng));
+  for (size_t i = 0; i < sel; ++i) {
+    h0[i] = put(init.h.data(), SSD_FLOAT32, i, c.init ? nd(rng) : 0.f);
+    fin[i] = put(dfin.h.data(), SSD_FLOAT32, i, c.fin ? nd(rng) : 0.f);
+  }
+  if (c.seq) {
+    for (int bb = 0; bb < b; ++bb) {
+      int cur = (c.seq == 3) ? 2 : 0;
+      for (int t = 0; t < L; ++t) {
+        bool brk = false;
+        if (t > 0) {
+          if (c.seq == 2) brk = (t % c.Q == 0) && (ud(rng) < 0.6f);
+          else brk = ud(rng) < 3.0f / std::max(c.Q, 8) || (t % c.Q == 0 && ud(rng) < 0.3f);
+        }
+        if (brk) cur += (ud(rng) < 0.3f) ? 2 : 1;
+        sq[(size_t)bb * L + t] = cur;
+        static_cast<int32_t*>((void*)seqi.h.data())[(size_t)bb * sbs + t] = cur;
+      }
+    }
+  }
+  for (Tensor* t : {&X, &Z, &DY, &Bt, &Ct, &DT, &Av, &Dv, &bias, &init, &dfin, &seqi}) t->upload();
+  // gradients: poisoned host images, uploaded before every run
+  poison(dX.h.data(), c.xt, xel);
+  poison(dZ.h.data(), c.zt, xel);
+  poison(dDT.h.data(), c.dtt, del);
+  poison(dBt.h.data(), c.Bt, Bel);
+  poison(dCt.h.data(), c.Ct, Bel);
+  poison(dAv.h.data(), SSD_FLOAT32, H);
+  poison(dDv.h.data(), SSD_FLOAT32, (size_t)H * P);
+  poison(dbias.h.data(), SSD_FLOAT32, H);
+  poison(dinit.h.data(), SSD_FLOAT32, sel);
+
+  const bool has_dz = c.z && c.want_dz, has_dD = c.Dmode && c.want_dD, has_db = c.bias && c.want_dbias,
+             has_di = c.init && c.want_dinit;
+  SsdBackwardParams bp;
+  memset(&bp, 0, sizeof(bp));
+  SsdParams& prm = bp.fwd;
+  prm.batch = b; prm.seqlen = L; prm.nheads = H; prm.headdim = P; prm.ngroups = G; prm.dstate = N;
+  prm.chunk_size = c.Q;
+  prm.x = X.d; prm.x_type = c.xt; prm.x_batch_stride = xbs; prm.x_seq_stride = xss; prm.x_head_stride = xhs;
+  prm.dt = DT.d; prm.dt_type = c.dtt; prm.dt_batch_stride = dbs; prm.dt_seq_stride = dss;
+  prm.B = Bt.d; prm.B_type = c.Bt; prm.B_batch_stride = Bbs; prm.B_seq_stride = Bss; prm.B_group_stride = Bgs;
+  prm.C = Ct.d; prm.C_type = c.Ct; prm.C_batch_stride = Bbs; prm.C_seq_stride = Bss; prm.C_group_stride = Bgs;
+  prm.A = static_cast<const float*>(Av.d);
+  prm.D = c.Dmode ? static_cast<const float*>(Dv.d) : nullptr;
+  prm.D_per_channel = c.Dmode == 2;
+  if (c.z) { prm.z = Z.d; prm.z_type = c.zt; prm.z_batch_stride = xbs; prm.z_seq_stride = xss; prm.z_head_stride = xhs; }
+  prm.dt_bias = c.bias ? static_cast<const float*>(bias.d) : nullptr;
+  prm.initial_states = c.init ? static_cast<const float*>(init.d) : nullptr;
+  prm.seq_idx = c.seq ? static_cast<const int32_t*>(seqi.d) : nullptr;
+  prm.seq_idx_batch_stride = sbs;
+  prm.dt_softplus = c.softplus;
+  prm.dt_min = c.lo; prm.dt_max = c.hi;
+  bp.dy = DY.d; bp.dy_type = c.dyt; bp.dy_batch_stride = xbs; bp.dy_seq_stride = xss; bp.dy_head_stride = xhs;
+  bp.d_final_states = c.fin ? static_cast<const float*>(dfin.d) : nullptr;
+  bp.dx = dX.d; bp.ddt = dDT.d; bp.dB = dBt.d; bp.dC = dCt.d;
+  bp.dz = has_dz ? dZ.d : nullptr;
+  bp.dA = static_cast<float*>(dAv.d);
+  bp.dD = has_dD ? static_cast<float*>(dDv.d) : nullptr;
+  bp.d_dt_bias = has_db ? static_cast<float*>(dbias.d) : nullptr;
+  bp.d_initial_states = has_di ? static_cast<float*>(dinit.d) : nullptr;
+
+  const size_t wsb = ssd::cuda::backward_workspace_bytes(bp);
+  void* ws = nullptr;
+  CK(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
+  std::string err;
+  Tensor* outs[] = {&dX, &dZ, &dDT, &dBt, &dCt, &dAv, &dDv, &dbias, &dinit};
+  constexpr int kRuns = 5;
+  std::vector<std::vector<char>> first(9), cur(9);
+  bool det = true;
+  bool differs[9] = {};
+  for (int run = 0; run < kRuns; ++run) {
+    for (Tensor* t : outs) t->upload();
+    CK(cudaMemset(ws, 0xff, std::max<size_t>(wsb, 16)));  // garbage (NaN) workspace
+    SsdStatus st = ssd::cuda::backward(bp, nullptr, ws, &err);
+    if (st != SSD_OK) {
+      printf("FAIL %-40s backward returned %d: %s\n", c.name.c_str(), (int)st, err.c_str());
+      cudaFree(ws);
+      return 0;
+    }
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+      printf("FAIL %-40s CUDA error %s: %s\n", c.name.c_str(), cudaGetErrorName(e), cudaGetErrorString(e));
+      fflush(stdout);
+      exit(3);  // sticky error: nothing after this can be trusted
+    }
+    for (int i = 0; i < 9; ++i) {
+      outs[i]->download(run ? cur[i] : first[i]);
+      if (run && cur[i] != first[i]) det = false, differs[i] = true;
+    }
+  }
+
+  RefIn ri{};
+  ri.b = b; ri.L = L; ri.H = H; ri.P = P; ri.G = G; ri.N = N;
+  ri.x = &x; ri.dt = &dt; ri.A = &A; ri.B = &Bv; ri.C = &Cv;
+  ri.D = c.Dmode ? &D : nullptr;
+  ri.z = c.z ? &z : nullptr;
+  ri.bias = c.bias ? &bs : nullptr;
+  ri.h0 = c.init ? &h0 : nullptr;
+  ri.dy = &dy;
+  ri.dfin = c.fin ? &fin : nullptr;
+  ri.dch = c.Dmode == 2;
+  ri.softplus = c.softplus;
+  ri.lo = c.lo; ri.hi = c.hi;
+  ri.seq = c.seq ? &sq : nullptr;
+  RefOut ro;
+  ref_backward(ri, ro);
+
+  const char* path = ssd::cuda::detail::backward_compute_path(bp);
+  const bool p16 = strcmp(path, "f32-fma") != 0;
+  auto bound_for = [&](SsdDtype t) { return (p16 || t != SSD_FLOAT32) ? 1e-2 : 1e-4; };
+  // Compare one gradient. index(li) maps the logical index to the element offset in the buffer
+  // (strided); `total` = elements in the buffer; elements not mapped must keep the poison.
+  std::vector<GradCheck> checks;
+  // scale (optional, reduced gradients): err = |gpu - ref|_2 / |Σ|terms||_2 instead of / |ref|_2
+  auto compare = [&](const char* name, const std::vector<char>& got, SsdDtype t, const std::vector<double>& ref,
+                     size_t total, auto index, auto describe, const std::vector<double>* scale = nullptr) {
+    GradCheck gc;
+    gc.name = name;
+    gc.bound = bound_for(t);
+    gc.count = ref.size();
+    std::vector<char> valid(total, 0);
+    double se = 0, sr = 0, sg = 0, worst = -1;
+    size_t wi = 0;
+    for (size_t li = 0; li < ref.size(); ++li) {
+      const size_t o = index(li);
+      valid[o] = 1;
+      const double v = get(got.data(), t, o), r = ref[li];
+      if (!std::isfinite(v)) {
+        if (gc.nonfinite++ == 0) gc.worst = "first non-finite at " + describe(li);
+        continue;
+      }
+      se += (v - r) * (v - r);
+      sr += r * r;
+      sg += v * v;
+      if (std::fabs(v - r) > worst) {
+        worst = std::fabs(v - r);
+        wi = li;
+      }
+    }
+    for (size_t o = 0; o < total; ++o)
+      if (!valid[o] && !is_poison(got.data(), t, o)) ++gc.clobbered;
+    gc.maxabs = worst < 0 ? 0 : worst;
+    gc.refnorm = std::sqrt(sr);
+    double ss = 0;
+    if (scale)
+      for (double v : *scale) ss += v * v;
+    if (scale && ss > 0) {
+      gc.err = std::sqrt(se / ss);
+      gc.plain = sr > 0 ? std::sqrt(se / sr) : 0;
+      gc.zero = sr > 0 && sg == 0;
+    } else if (sr > 0) {
+      gc.err = std::sqrt(se / sr);
+      gc.zero = sg == 0;
+    } else {
+      gc.err = std::sqrt(se);  // reference is exactly zero: the gradient must be too
+      gc.bound = 0;
+    }
+    gc.ok = gc.nonfinite == 0 && gc.clobbered == 0 && !gc.zero && gc.err <= gc.bound;
+    if (gc.nonfinite == 0 && worst >= 0) {
+      char buf[256];
+      snprintf(buf, sizeof buf, "max |err| %.3e at %s (gpu %.6g, ref %.6g)", worst, describe(wi).c_str(),
+               get(got.data(), t, index(wi)), ref[wi]);
+      gc.worst = buf;
+    }
+    checks.push_back(gc);
+  };
+  auto desc_x = [&](size_t li) {
+    const size_t pp = li % P, hh = li / P % H, t = li / P / H % L, bb = li / P / H / L;
+    return "(b " + std::to_string(bb) + ", t " + std::to_string(t) + " [chunk " + std::to_string(t / c.Q) + " pos " +
+           std::to_string(t % c.Q) + "], h " + std::to_string(hh) + ", p " + std::to_string(pp) + ")";
+  };
+  auto desc_bc = [&](size_t li) {
+    const size_t nn = li % N, gg = li / N % G, t = li / N / G % L, bb = li / N / G / L;
+    return "(b " + std::to_string(bb) + ", t " + std::to_string(t) + " [chunk " + std::to_string(t / c.Q) + " pos " +
+           std::to_string(t % c.Q) + "], g " + std::to_string(gg) + ", n " + std::to_string(nn) + ")";
+  };
+  auto desc_dt = [&](size_t li) {
+    const size_t hh = li % H, t = li / H % L, bb = li / H / L;
+    return "(b " + std::to_string(bb) + ", t " + std::to_string(t) + " [chunk " + std::to_string(t / c.Q) + " pos " +
+           std::to_string(t % c.Q) + "], h " + std::to_string(hh) + ")";
+  };
+  auto desc_flat = [&](size_t li) { return "[" + std::to_string(li) + "]"; };
+  auto idx_x = [&](size_t li) {
+    const size_t pp = li % P, hh = li / P % H, t = li / P / H % L, bb = li / P / H / L;
+    return (size_t)(bb * xbs + t * xss + hh * xhs + pp);
+  };
+  auto idx_bc = [&](size_t li) {
+    const size_t nn = li % N, gg = li / N % G, t = li / N / G % L, bb = li / N / G / L;
+    return (size_t)(bb * Bbs + t * Bss + gg * Bgs + nn);
+  };
+  auto idx_dt = [&](size_t li) {
+    const size_t hh = li % H, t = li / H % L, bb = li / H / L;
+    return (size_t)(bb * dbs + t * dss + hh);
+  };
+  auto idx_flat = [](size_t li) { return li; };
+  compare("dx", first[0], c.xt, ro.dx, xel, idx_x, desc_x);
+  compare("ddt", first[2], c.dtt, ro.ddt, del, idx_dt, desc_dt);
+  compare("dB", first[3], c.Bt, ro.dB, Bel, idx_bc, desc_bc);
+  compare("dC", first[4], c.Ct, ro.dC, Bel, idx_bc, desc_bc);
+  compare("dA", first[5], SSD_FLOAT32, ro.dA, (size_t)H, idx_flat, desc_flat, &ro.dA_abs);
+  if (has_dz) compare("dz", first[1], c.zt, ro.dz, xel, idx_x, desc_x);
+  if (has_dD) compare("dD", first[6], SSD_FLOAT32, ro.dD, (size_t)H * P, idx_flat, desc_flat, &ro.dD_abs);
+  if (has_db) compare("dDtBias", first[7], SSD_FLOAT32, ro.dbias, (size_t)H, idx_flat, desc_flat, &ro.dbias_abs);
+  if (has_di) compare("dInit", first[8], SSD_FLOAT32, ro.dinit, sel, idx_flat, desc_flat);
+  // gradients not requested must be untouched
+  size_t untouched_bad = 0;
+  auto untouched = [&](const std::vector<char>& got, SsdDtype t, size_t total) {
+    for (size_t o = 0; o < total; ++o)
+      if (!is_poison(got.data(), t, o)) ++untouched_bad;
+  };
+  if (!has_dz) untouched(first[1], c.zt, xel);
+  if (!has_dD) untouched(first[6], SSD_FLOAT32, (size_t)H * P);
+  if (!has_db) untouched(first[7], SSD_FLOAT32, H);
+  if (!has_di) untouched(first[8], SSD_FLOAT32, sel);
+
+  bool ok = det && untouched_bad == 0;
+  for (const GradCheck& gc : checks) ok = ok && gc.ok;
+  printf("%s %-44s %-8s", ok ? "PASS" : "FAIL", c.name.c_str(), path);
+  for (const GradCheck& gc : checks) printf(" %s %.1e%s", gc.name, gc.err, gc.ok ? "" : "(!)");
+  printf("  det=%s ws=%.2fMiB\n", det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  if (!ok || verbose) {
+    printf("     case: b %d L %d h %d p %d g %d n %d Q %d; x %s B %s C %s z %s dy %s dt %s; D %d z %d bias %d softplus %d"
+           " clamp [%g, %g] init %d fin %d seq %d pad %d dtshift %g\n",
+           b, L, H, P, G, N, c.Q, dname(c.xt), dname(c.Bt), dname(c.Ct), dname(c.zt), dname(c.dyt), dname(c.dtt),
+           c.Dmode, (int)c.z, (int)c.bias, (int)c.softplus, c.lo, c.hi, (int)c.init, (int)c.fin, c.seq, c.pad, c.dtshift);
+    for (const GradCheck& gc : checks) {
+      if (gc.ok && !verbose) continue;
+      if (gc.plain >= 0)
+        printf("     %-8s %s err/|Σ|terms|| %.3e (bound %.0e; plain relL2 %.3e)  |ref| %.3e  nonfinite %zu/%zu  clobbered %zu%s  %s\n",
+               gc.name, gc.ok ? "ok  " : "FAIL", gc.err, gc.bound, gc.plain, gc.refnorm, gc.nonfinite, gc.count,
+               gc.clobbered, gc.zero ? "  ALL ZERO" : "", gc.worst.c_str());
+      else
+        printf("     %-8s %s relL2 %.3e (bound %.0e)  |ref| %.3e  nonfinite %zu/%zu  clobbered %zu%s  %s\n", gc.name,
+               gc.ok ? "ok  " : "FAIL", gc.err, gc.bound, gc.refnorm, gc.nonfinite, gc.count, gc.clobbered,
+               gc.zero ? "  ALL ZERO" : "", gc.worst.c_str());
+    }
+    if (untouched_bad) printf("     %zu elements written in gradients that were not requested\n", untouched_bad);
+    if (!det) {
+      const char* nm[9] = {"dx", "dz", "ddt", "dB", "dC", "dA", "dD", "dDtBias", "dInit"};
+      printf("     runs differ in:");
+      for (int i = 0; i < 9; ++i)
+        if (differs[i]) printf(" %s", nm[i]);
+      printf("\n");
+    }
+  }
+  ssd::cuda::detail::BackwardWorkspaceLayout lay;
+  if ((!ok || getenv("DIAG")) && ssd::cuda::detail::backward_workspace_layout(bp, &lay)) {
+    std::vector<char> wsh(lay.total);
+    CK(cudaMemcpy(wsh.data(), ws, lay.total, cudaMemcpyDeviceToHost));
+    diagnose(ri, c.Q, wsh, lay);
+  }
+  cudaFree(ws);
+  fflush(stdout);
+  return ok ? 1 : 0;
+}
+
+static std::vector<Case> make_cases() {
+  std::vector<Case> v;
+  auto add = [&](const std::string& name, auto f) {
+    Case c;
+    c.name = name;
+    f(c);
+    v.push_back(c);
+  };
+  auto all16 = [](Case& c, SsdDtype t) { c.xt = c.Bt = c.Ct = c.zt = c.dyt = t; };
+  // seqlen edge cases around the chunk (Q = 64)
+  for (int L : {1, 2, 63, 64, 65, 3 * 64 + 5})
+    add("L=" + std::to_string(L) + " Q=64", [&](Case& c) { c.L = L; });
+  add("L=0 init fin", [](Case& c) { c.L = 0; c.init = true; });
+  add("b=0", [](Case& c) { c.b = 0; c.init = true; });
+  // chunk sizes
+  add("Q=16 L=53", [](Case& c) { c.Q = 16; c.L = 53; });
+  add("Q=16 L=15 init", [](Case& c) { c.Q = 16; c.L = 15; c.init = true; });
+  add("Q=32 L=101 p=32 n=32", [](Case& c) { c.Q = 32; c.L = 101; c.p = 32; c.n = 32; });
+  add("Q=32 L=33 init", [](Case& c) { c.Q = 32; c.L = 33; c.init = true; });
+  add("Q=128 L=261", [](Case& c) { c.Q = 128; c.L = 261; });
+  add("Q=128 L=127 init", [](Case& c) { c.Q = 128; c.L = 127; c.init = true; });
+  add("Q=256 L=773 n=128", [](Case& c) { c.Q = 256; c.L = 773; c.n = 128; });
+  add("Q=256 L=257 init", [](Case& c) { c.Q = 256; c.L = 257; c.init = true; });
+  add("Q=256 L=255 init", [](Case& c) { c.Q = 256; c.L = 255; c.init = true; });
+  // headdim / dstate
+  add("p=1 n=1", [](Case& c) { c.p = 1; c.n = 1; c.L = 133; });
+  add("p=17 n=5 Dch", [](Case& c) { c.p = 17; c.n = 5; c.L = 133; c.Dmode = 2; });
+  add("p=33 n=17 init", [](Case& c) { c.p = 33; c.n = 17; c.L = 150; c.init = true; });
+  add("p=5 n=33 Q=16", [](Case& c) { c.p = 5; c.n = 33; c.L = 77; c.Q = 16; });
+  add("p=16 n=16", [](Case& c) { c.p = 16; c.n = 16; c.L = 150; c.init = true; });
+  add("p=32 n=128", [](Case& c) { c.p = 32; c.n = 128; c.L = 150; });
+  add("p=80 n=80 Dch", [](Case& c) { c.p = 80; c.n = 80; c.L = 150; c.Dmode = 2; c.init = true; });
+  add("p=128 n=16", [](Case& c) { c.p = 128; c.n = 16; c.L = 200; });
+  add("p=128 n=128 Q=256 init", [](Case& c) { c.p = 128; c.n = 128; c.L = 520; c.Q = 256; c.init = true; });
+  add("p=200 n=72 h=1", [](Case& c) { c.p = 200; c.n = 72; c.L = 140; c.h = 1; });
+  add("p=64 n=256 Q=256", [](Case& c) { c.n = 256; c.L = 600; c.Q = 256; c.init = true; });
+  add("p=256 n=256 Q=64 h=1", [](Case& c) { c.p = 256; c.n = 256; c.L = 140; c.h = 1; c.init = true; });
+  // groups, batch
+  add("h=4 g=4", [](Case& c) { c.h = 4; c.g = 4; c.L = 150; });
+  add("h=6 g=2 b=3", [](Case& c) { c.h = 6; c.g = 2; c.b = 3; c.L = 150; });
+  add("h=8 g=1 Q=32", [](Case& c) { c.h = 8; c.g = 1; c.Q = 32; c.L = 100; c.init = true; });
+  add("h=8 g=2 b=3 Q=256 n=128 init", [](Case& c) { c.h = 8; c.g = 2; c.b = 3; c.L = 773; c.Q = 256; c.n = 128; c.init = true; });
+  add("G1 shape small (h=4 Q=256 n=128)", [](Case& c) { c.h = 4; c.L = 600; c.Q = 256; c.n = 128; });
+  // options
+  add("noD noz nobias", [](Case& c) { c.Dmode = 0; c.z = false; c.bias = false; c.L = 150; });
+  add("noD noz nobias no fin", [](Case& c) { c.Dmode = 0; c.z = false; c.bias = false; c.fin = false; c.L = 150; });
+  add("D per channel", [](Case& c) { c.Dmode = 2; c.L = 150; });
+  add("softplus off", [](Case& c) { c.softplus = false; c.L = 150; });
+  add("dt clamp [0.01,0.05]", [](Case& c) { c.lo = 0.01f; c.hi = 0.05f; c.L = 150; });
+  // no bias: raw steps ~ softplus(randn - 4), so part of them fall inside [0.02, 0.03]
+  add("dt clamp softplus off", [](Case& c) { c.softplus = false; c.bias = false; c.lo = 0.02f; c.hi = 0.03f; c.L = 150; });
+  add("softplus identity region (dt > 20)", [](Case& c) { c.dtshift = 20.5f; c.L = 150; c.init = true; });
+  add("init + fin", [](Case& c) { c.init = true; c.L = 150; });
+  add("init, no fin", [](Case& c) { c.init = true; c.fin = false; c.L = 150; });
+  add("no init, no fin", [](Case& c) { c.fin = false; c.L = 150; });
+  add("optional grads not requested", [](Case& c) {
+    c.init = true; c.L = 150; c.Dmode = 2; c.want_dz = c.want_dD = c.want_dbias = c.want_dinit = false; });
+  add("dz not requested", [](Case& c) { c.L = 150; c.want_dz = false; });
+  add("huge dt (exp underflow)", [](Case& c) { c.dtshift = 12.f; c.L = 150; c.init = true; });
+  add("tiny dt", [](Case& c) { c.dtshift = -12.f; c.L = 150; c.init = true; });
+  // seq_idx
+  add("seq inside Q=64", [](Case& c) { c.seq = 1; c.L = 3 * 64 + 5; c.init = true; });
+  add("seq edges Q=64", [](Case& c) { c.seq = 2; c.L = 5 * 64 + 1; c.init = true; });
+  add("seq first!=0 init", [](Case& c) { c.seq = 3; c.L = 150; c.init = true; });
+  add("seq inside Q=16 b=3", [](Case& c) { c.seq = 1; c.Q = 16; c.L = 90; c.b = 3; c.init = true; });
+  add("seq inside Q=256 h=4 g=2 n=128", [](Case& c) { c.seq = 1; c.Q = 256; c.L = 700; c.h = 4; c.g = 2; c.n = 128; c.init = true; });
+  add("seq no init", [](Case& c) { c.seq = 1; c.L = 150; });
+  // strides
+  add("strides pad 8", [](Case& c) { c.pad = 8; c.L = 150; c.init = true; c.seq = 1; });
+  add("strides pad 3 (scalar)", [](Case& c) { c.pad = 3; c.L = 150; c.init = true; c.Dmode = 2; });
+  // dtypes
+  add("f16", [&](Case& c) { all16(c, SSD_FLOAT16); c.L = 150; c.init = true; });
+  add("f16 Q=256 n=128 seq", [&](Case& c) { all16(c, SSD_FLOAT16); c.L = 600; c.Q = 256; c.n = 128; c.seq = 1; });
+  add("f16 p=128 n=256", [&](Case& c) { all16(c, SSD_FLOAT16); c.L = 200; c.p = 128; c.n = 256; c.h = 1; });
+  add("bf16, dy f32", [](Case& c) { c.dyt = SSD_FLOAT32; c.L = 150; });
+  add("bf16, dy f16", [](Case& c) { c.dyt = SSD_FLOAT16; c.L = 150; });
+  add("bf16 dt", [](Case& c) { c.dtt = SSD_BFLOAT16; c.L = 150; });
+  add("f16 dt, f32 z", [](Case& c) { c.dtt = SSD_FLOAT16; c.zt = SSD_FLOAT32; c.L = 150; });
+  add("f32", [&](Case& c) { all16(c, SSD_FLOAT32); c.L = 150; c.init = true; });
+  add("f32 Q=256 n=128 seq", [&](Case& c) { all16(c, SSD_FLOAT32); c.L = 600; c.Q = 256; c.n = 128; c.seq = 1; c.init = true; });
+  add("f32 p=17 n=5 Q=16 Dch", [&](Case& c) { all16(c, SSD_FLOAT32); c.p = 17; c.n = 5; c.Q = 16; c.L = 77; c.Dmode = 2; });
+  add("f32 h=6 g=3 b=3 pad3", [&](Case& c) { all16(c, SSD_FLOAT32); c.h = 6; c.g = 3; c.b = 3; c.pad = 3; c.L = 100; c.init = true; });
+  add("f32 p=128 n=128 Q=128 clamp", [&](Case& c) { all16(c, SSD_FLOAT32); c.p = 128; c.n = 128; c.Q = 128; c.L = 300; c.lo = 0.01f; c.hi = 0.05f; });
+  add("f32 huge dt seq", [&](Case& c) { all16(c, SSD_FLOAT32); c.dtshift = 12.f; c.seq = 1; c.L = 150; c.init = true; });
+  add("mixed x bf16 B/C f16 (f32 path)", [](Case& c) { c.Bt = c.Ct = SSD_FLOAT16; c.L = 150; });
+  add("f32 in, bf16 dy", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = SSD_FLOAT32; c.L = 150; });
+  // every tile instance of the 16-bit paths (p-tile 64/128, n-tile 64/128) with options cycled
+  {
+    int i = 0;
+    for (int Q : {64, 256})
+      for (int P : {64, 128})
+        for (int N : {64, 128}) {
+          const int k = i++;
+          std::string nm = "tiles Q=" + std::to_string(Q) + " p=" + std::to_string(P) + " n=" + std::to_string(N);
+          add(nm, [&](Case& c) {
+            c.Q = Q; c.p = P; c.n = N;
+            c.L = 2 * Q + 37 + (k % 3) * 17;
+            c.h = 4; c.g = (k % 4 == 1) ? 2 : ((k % 4 == 3) ? 4 : 1);
+            c.b = (k % 2) ? 2 : 1;
+            c.Dmode = k % 3;
+            c.z = (k % 4) != 2;
+            c.init = (k % 2) == 0;
+            c.seq = (k % 3 == 2) ? 1 : 0;
+            c.pad = (k % 4 == 0) ? 8 : 0;
+            if (k % 5 == 3) all16(c, SSD_FLOAT16);
+          });
+        }
+  }
+  return v;
+}
+
+static int check_mode(const char* filter) {
+  int dev;
+  cudaDeviceProp prop;
+  CK(cudaGetDevice(&dev));
+  CK(cudaGetDeviceProperties(&prop, dev));
+  printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+  printf("== backward vs float64 reverse of the token recurrence: relative L2 per gradient (bound 1e-2 for 16-bit"
+         " compute or 16-bit gradient, 1e-4 for fp32 compute + fp32 gradient); dA, dDtBias, dD (sums over positions"
+         " of terms of both signs) relative to the norm of Σ|terms|; outputs, input gaps and workspace poisoned with"
+         " NaN; 5 runs bitwise compared ==\n");
+  const bool verbose = getenv("VERBOSE") != nullptr;
+  int passed = 0, n = 0;
+  uint64_t seed = 42;
+  std::vector<std::string> failed;
+  for (const Case& c : make_cases()) {
+    ++seed;
+    // filter: a substring of the case name, or "=name" for exactly that case
+    if (filter && (filter[0] == '=' ? c.name != filter + 1 : !strstr(c.name.c_str(), filter))) continue;
+    ++n;
+    if (run_case(c, seed, verbose)) ++passed;
+    else failed.push_back(c.name);
+  }
+  printf("== check: %d/%d cases passed ==\n", passed, n);
+  for (const std::string& f : failed) printf("   failed: %s\n", f.c_str());
+  return passed == n ? 0 : 1;
+}
+
+// =============================================================================================
+// 3. Benchmarks.
+// =============================================================================================
+__device__ __forceinline__ uint32_t hash32(uint64_t x) {
+  x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
+  return (uint32_t)x;
+}
+__global__ void k_fill_normal(void* dst, SsdDtype t, size_t n, uint64_t seed, float shift) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const float u1 = (hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i) + 1.f) * 2.3283064e-10f;
+    const float u2 = hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i + 1) * 2.3283064e-10f;
+    const float v = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) + shift;
+    if (t == SSD_BFLOAT16) static_cast<bf16*>(dst)[i] = __float2bfloat16(v);
+    else if (t == SSD_FLOAT16) static_cast<f16*>(dst)[i] = __float2half(v);
+    else static_cast<float*>(dst)[i] = v;
+  }
+}
+static void fill(void* d, SsdDtype t, size_t n, uint64_t seed, float shift = 0.f) {
+  k_fill_normal<<<1024, 256>>>(d, t, n, seed, shift);
+  CK(cudaGetLastError());
+}
+// Count non-finite bf16 values and return the rms of the finite ones.
+static double bf16_stats(const void* d, size_t n, size_t* bad) {
+  std::vector<uint16_t> hy(n);
+  CK(cudaMemcpy(hy.data(), d, n * 2, cudaMemcpyDeviceToHost));
+  double s = 0;
+  *bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits = (uint32_t)hy[i] << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    if (!std::isfinite(f)) ++*bad;
+    else s += (double)f * f;
+  }
+  return std::sqrt(s / std::max<size_t>(n, 1));
+}
+
+struct BenchCfg { const char* name; int b, L, h, p, g, n; };
+
+static double median(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+static int bench_mode(int runs, const char* only) {
+  const int Q = 256;
+  const BenchCfg cfgs[] = {
+      {"G1", 4, 4096, 32, 64, 1, 128},
+      {"G2", 1, 16384, 32, 64, 1, 128},
+      {"G3", 8, 2048, 80, 64, 1, 128},
+      {"G4", 2, 8192, 24, 64, 8, 64},
+  };
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  printf("bench: bf16 x/B/C/z/y/dy and dx/dz/dB/dC, fp32 dt/ddt/A/D(per head)/dt_bias, dt_softplus, chunk 256, no\n"
+         "       initial/final states; every gradient requested; %d timed runs after 10 warm-ups, median, CUDA events\n",
+         runs);
+  printf("target: G1 forward + backward <= 1.356 ms, backward workspace <= 300 MiB\n");
+  int rc = 0;
+  for (const BenchCfg& c : cfgs) {
+    if (only && strcmp(only, c.name) != 0) continue;
+    const size_t nx = (size_t)c.b * c.L * c.h * c.p, nB = (size_t)c.b * c.L * c.g * c.n, ndt = (size_t)c.b * c.L * c.h;
+    void *x, *z, *B, *C, *dt, *dy, *y, *dx, *dz, *dB, *dC, *ddt;
+    CK(cudaMalloc(&x, nx * 2)); CK(cudaMalloc(&z, nx * 2)); CK(cudaMalloc(&dy, nx * 2)); CK(cudaMalloc(&y, nx * 2));
+    CK(cudaMalloc(&dx, nx * 2)); CK(cudaMalloc(&dz, nx * 2));
+    CK(cudaMalloc(&B, nB * 2)); CK(cudaMalloc(&C, nB * 2)); CK(cudaMalloc(&dB, nB * 2)); CK(cudaMalloc(&dC, nB * 2));
+    CK(cudaMalloc(&dt, ndt * 4)); CK(cudaMalloc(&ddt, ndt * 4));
+    fill(x, SSD_BFLOAT16, nx, 11); fill(z, SSD_BFLOAT16, nx, 21); fill(dy, SSD_BFLOAT16, nx, 61);
+    fill(B, SSD_BFLOAT16, nB, 31); fill(C, SSD_BFLOAT16, nB, 41); fill(dt, SSD_FLOAT32, ndt, 51, -4.f);
+    std::vector<float> hA(c.h), hD(c.h), hb(c.h);
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<float> ud(0.f, 1.f);
+    for (int i = 0; i < c.h; ++i) { hA[i] = -std::exp(ud(rng) * std::log(16.f)); hD[i] = ud(rng) * 2 - 1; hb[i] = ud(rng) - 0.5f; }
+    float *dA_in, *dD_in, *db_in, *gA, *gD, *gb;
+    CK(cudaMalloc(&dA_in, c.h * 4)); CK(cudaMalloc(&dD_in, c.h * 4)); CK(cudaMalloc(&db_in, c.h * 4));
+    CK(cudaMalloc(&gA, c.h * 4)); CK(cudaMalloc(&gD, c.h * 4)); CK(cudaMalloc(&gb, c.h * 4));
+    CK(cudaMemcpy(dA_in, hA.data(), c.h * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dD_in, hD.data(), c.h * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db_in, hb.data(), c.h * 4, cudaMemcpyHostToDevice));
+    SsdBackwardParams bp;
+    memset(&bp, 0, sizeof(bp));
+    SsdParams& p = bp.fwd;
+    p.batch = c.b; p.seqlen = c.L; p.nheads = c.h; p.headdim = c.p; p.ngroups = c.g; p.dstate = c.n; p.chunk_size = Q;
+    const int64_t xs = (int64_t)c.h * c.p, Bs = (int64_t)c.g * c.n;
+    p.x = x; p.x_type = SSD_BFLOAT16; p.x_batch_stride = c.L * xs; p.x_seq_stride = xs; p.x_head_stride = c.p;
+    p.z = z; p.z_type = SSD_BFLOAT16; p.z_batch_stride = c.L * xs; p.z_seq_stride = xs; p.z_head_stride = c.p;
+    p.y = y; p.y_type = SSD_BFLOAT16; p.y_batch_stride = c.L * xs; p.y_seq_stride = xs; p.y_head_stride = c.p;
+    p.B = B; p.C = C; p.B_type = p.C_type = SSD_BFLOAT16;
+    p.B_batch_stride = p.C_batch_stride = c.L * Bs; p.B_seq_stride = p.C_seq_stride = Bs; p.B_group_stride = p.C_group_stride = c.n;
+    p.dt = dt; p.dt_type = SSD_FLOAT32; p.dt_batch_stride = (int64_t)c.L * c.h; p.dt_seq_stride = c.h;
+    p.A = dA_in; p.D = dD_in; p.D_per_channel = 0; p.dt_bias = db_in; p.dt_softplus = 1; p.dt_min = 0.f; p.dt_max = INFINITY;
+    bp.dy = dy; bp.dy_type = SSD_BFLOAT16; bp.dy_batch_stride = c.L * xs; bp.dy_seq_stride = xs; bp.dy_head_stride = c.p;
+    bp.dx = dx; bp.dz = dz; bp.dB = dB; bp.dC = dC; bp.ddt = ddt; bp.dA = gA; bp.dD = gD; bp.d_dt_bias = gb;
+    const size_t wsf = ssd::cuda::forward_workspace_bytes(p), wsb = ssd::cuda::backward_workspace_bytes(bp);
+    void *wf, *wb;
+    CK(cudaMalloc(&wf, std::max<size_t>(wsf, 16)));
+    CK(cudaMalloc(&wb, std::max<size_t>(wsb, 16)));
+    std::string err;
+    cudaEvent_t e0, e1, e2;
+    CK(cudaEventCreate(&e0)); CK(cudaEventCreate(&e1)); CK(cudaEventCreate(&e2));
+    for (int i = 0; i < 10; ++i) {
+      if (ssd::cuda::forward(p, nullptr, wf, &err) != SSD_OK || ssd::cuda::backward(bp, nullptr, wb, &err) != SSD_OK) {
+        printf("%s: failed: %s\n", c.name, err.c_str());
+        return 1;
+      }
+    }
+    CK(cudaDeviceSynchronize());
+    std::vector<float> tf, tb, tfb;
+    for (int i = 0; i < runs; ++i) {
+      CK(cudaEventRecord(e0));
+      ssd::cuda::forward(p, nullptr, wf, &err);
+      CK(cudaEventRecord(e1));
+      ssd::cuda::backward(bp, nullptr, wb, &err);
+      CK(cudaEventRecord(e2));
+      CK(cudaEventSynchronize(e2));
+      float a, bb, ab;
+      CK(cudaEventElapsedTime(&a, e0, e1));
+      CK(cudaEventElapsedTime(&bb, e1, e2));
+      CK(cudaEventElapsedTime(&ab, e0, e2));
+      tf.push_back(a);
+      tb.push_back(bb);
+      tfb.push_back(ab);
+    }
+    std::vector<float> tbo;  // backward timed alone (no forward right before it)
+    for (int i = 0; i < runs; ++i) {
+      CK(cudaEventRecord(e0));
+      ssd::cuda::backward(bp, nullptr, wb, &err);
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      float a;
+      CK(cudaEventElapsedTime(&a, e0, e1));
+      tbo.push_back(a);
+    }
+    std::vector<std::vector<float>> st(ssd::cuda::detail::kMaxStages);
+    ssd::cuda::detail::StageTimes times;
+    for (int i = 0; i < std::max(20, runs / 2); ++i) {
+      if (ssd::cuda::detail::backward_timed(bp, nullptr, wb, &err, &times) != SSD_OK) {
+        printf("timed failed: %s\n", err.c_str());
+        return 1;
+      }
+      for (int s = 0; s < times.n; ++s) st[s].push_back(times.ms[s]);
+    }
+    size_t bad_dx = 0, bad_dz = 0;
+    const double rms_dx = bf16_stats(dx, nx, &bad_dx), rms_dz = bf16_stats(dz, nx, &bad_dz);
+    std::vector<float> hgA(c.h);
+    CK(cudaMemcpy(hgA.data(), gA, c.h * 4, cudaMemcpyDeviceToHost));
+    size_t bad_A = 0;
+    for (float v : hgA) bad_A += !std::isfinite(v);
+    const double fb = median(tfb);
+    const bool g1 = strcmp(c.name, "G1") == 0;
+    printf("%s b=%d L=%d h=%d p=%d g=%d n=%d: fwd+bwd %.4f ms  (fwd %.4f, bwd after fwd %.4f; bwd alone %.4f, min %.4f)"
+           "  ws fwd %.1f MiB, bwd %.1f MiB  dx rms %.3f dz rms %.3f nonfinite dx/dz/dA %zu/%zu/%zu%s\n",
+           c.name, c.b, c.L, c.h, c.p, c.g, c.n, fb, median(tf), median(tb), median(tbo),
+           *std::min_element(tbo.begin(), tbo.end()), wsf / 1048576.0, wsb / 1048576.0, rms_dx, rms_dz, bad_dx, bad_dz,
+           bad_A, g1 ? (fb <= 1.356 && wsb <= 300.0 * 1048576 ? "  [G1 target met]" : "  [G1 target NOT met]") : "");
+    printf("   backward per launch (median of %zu):", st[0].size());
+    for (int s = 0; s < times.n; ++s) printf("  %s %.4f ms", times.name[s], median(st[s]));
+    printf("\n");
+    fflush(stdout);
+    if (bad_dx || bad_dz || bad_A) rc = 1;
+    cudaEventDestroy(e0); cudaEventDestroy(e1); cudaEventDestroy(e2);
+    for (void* q : {x, z, B, C, dt, dy, y, dx, dz, dB, dC, ddt, wf, wb}) cudaFree(q);
+    for (float* q : {dA_in, dD_in, db_in, gA, gD, gb}) cudaFree(q);
+  }
+  return rc;
+}
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "all";
+  int rc = 0;
+  if (mode == "check" || mode == "all") rc |= check_mode(argc > 2 && mode == "check" ? argv[2] : nullptr);
+  if (mode == "bench" || mode == "all") rc |= bench_mode(argc > 2 && mode == "bench" ? std::max(20, atoi(argv[2])) : 100, nullptr);
+  if (mode == "profile") rc |= bench_mode(20, argc > 2 ? argv[2] : "G1");  // for ncu: few launches
+  if (mode == "list")
+    for (const Case& c : make_cases()) printf("%s\n", c.name.c_str());
+  if (mode != "check" && mode != "bench" && mode != "all" && mode != "profile" && mode != "list") {
+    fprintf(stderr, "usage: %s check [name-filter] | bench [runs] | profile [G1..G4] | list | all\n", argv[0]);
+    return 2;
+  }
+  return rc;
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# CPU emulation of the CUDA backward, for machines without a GPU: builds csrc/cuda/ssd_bwd.cu and
+# bench/cuda/bwd_harness.cu as host C++ (g++) on top of emu_cuda.h (every CUDA thread a fiber,
+# barriers and warp shuffles cooperative, ldmatrix / mma.sync in software with the PTX fragment
+# layouts), then runs `bwd_harness check` with the given arguments. It executes the kernels' index
+# math, masks, barriers and workspace layout on every compute path; it is slow (seconds to minutes a
+# case) and says nothing about speed or about real-hardware rounding order. Needs the CUDA headers.
+#   bash bench/cuda/emu/build.sh [check-filter]       e.g. "=L=63 Q=64" (exact) or "seq" (substring)
+# Env: BUILD_DIR (default /tmp/ssd-emu), CUDA_INC (default: next to nvcc), RUNS (runs compared, 2).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+BUILD_DIR=${BUILD_DIR:-/tmp/ssd-emu}
+if [ -z "${CUDA_INC:-}" ]; then
+  for d in "${CUDA_HOME:-}/include" /usr/local/cuda/include \
+           "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")/include"; do
+    if [ -f "$d/cuda_runtime.h" ]; then CUDA_INC=$d; break; fi
+  done
+fi
+[ -f "${CUDA_INC:-}/cuda_runtime.h" ] || { echo "CUDA headers not found: set CUDA_INC"; exit 2; }
+mkdir -p "$BUILD_DIR"
+E=bench/cuda/emu
+cp "$E/emu_cuda.h" "$BUILD_DIR/"
+python3 "$E/transform.py" mma csrc/cuda/ssd_mma.cuh "$BUILD_DIR/ssd_mma.cuh"
+python3 "$E/transform.py" file csrc/cuda/ssd_bwd.cu "$BUILD_DIR/emu_ssd_bwd.cpp"
+python3 "$E/transform.py" file bench/cuda/bwd_harness.cu "$BUILD_DIR/emu_harness.cpp" \
+  "constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};"
+FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc/cuda)
+g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_bwd.cpp" -o "$BUILD_DIR/emu_ssd_bwd.o" & p1=$!
+g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!
+g++ "${FLAGS[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/emu_stubs.o" & p3=$!
+wait $p1 && wait $p2 && wait $p3 || { echo "BUILD FAILED"; exit 2; }
+g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd_bwd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o
+exec "$BUILD_DIR/emu_harness" check "$@"

@@ -1,0 +1,191 @@
+// CPU emulation of the CUDA features used by csrc/cuda/ssd_bwd.cu and bench/cuda/bwd_harness.cu:
+// each CUDA thread is a fiber (ucontext), blocks run one after another, __syncthreads and warp
+// shuffles are cooperative barriers, "device" memory is host memory. For verification only.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <ucontext.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#define __launch_bounds__(...)
+#undef __grid_constant__
+#define __grid_constant__
+
+using std::min;
+using std::max;
+template <class T>
+inline cudaError_t cudaFuncSetAttribute(T* f, cudaFuncAttribute a, int v) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(f), a, v);
+}
+
+struct EmuDim { unsigned x = 0, y = 0, z = 0; };
+inline EmuDim threadIdx, blockIdx, blockDim, gridDim;
+inline char* emu_dyn_smem = nullptr;
+
+namespace emu {
+struct Fiber {
+  ucontext_t ctx;
+  std::vector<char> stack;
+  bool done = false;
+};
+inline std::vector<Fiber> fibers;
+inline ucontext_t sched_ctx;
+inline int cur = 0, nthreads = 0, nexited = 0;
+inline int bar_count = 0;
+inline unsigned bar_gen = 0;
+inline int wbar_count[32];
+inline unsigned wbar_gen[32];
+inline uint64_t wbuf[32][32];
+inline char gbuf[32][32][32];  // all-gather: warp, lane, up to 32 bytes
+inline uint64_t arrivals = 0;
+inline std::function<void()> body;
+
+inline void yield() { swapcontext(&fibers[cur].ctx, &sched_ctx); }
+
+inline void block_barrier() {
+  ++arrivals;
+  const unsigned g = bar_gen;
+  if (++bar_count == nthreads - nexited) {
+    bar_count = 0;
+    ++bar_gen;
+    return;
+  }
+  while (bar_gen == g) yield();
+}
+inline void warp_barrier() {
+  ++arrivals;
+  const int w = threadIdx.x / 32;
+  const int members = std::min(32, nthreads - 32 * w);
+  const unsigned g = wbar_gen[w];
+  if (++wbar_count[w] == members) {
+    wbar_count[w] = 0;
+    ++wbar_gen[w];
+    return;
+  }
+  while (wbar_gen[w] == g) yield();
+}
+// every lane publishes v, then reads lane src's value
+template <class T>
+inline T exchange(T v, int src) {
+  static_assert(sizeof(T) <= 8, "64-bit max");
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  uint64_t u = 0;
+  memcpy(&u, &v, sizeof(T));
+  wbuf[w][l] = u;
+  warp_barrier();
+  T r;
+  u = wbuf[w][src];
+  memcpy(&r, &u, sizeof(T));
+  warp_barrier();
+  return r;
+}
+
+// every lane publishes v (<= 32 bytes); out[l] = lane l's value
+template <class T>
+inline void allgather(const T& v, T* out) {
+  static_assert(sizeof(T) <= 32, "32 bytes max");
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  memcpy(gbuf[w][l], &v, sizeof(T));
+  warp_barrier();
+  for (int i = 0; i < 32; ++i) memcpy(&out[i], gbuf[w][i], sizeof(T));
+  warp_barrier();
+}
+
+inline void trampoline() {
+  body();
+  fibers[cur].done = true;
+  ++nexited;
+  // wake a pending block barrier whose count is now complete
+  if (bar_count > 0 && bar_count == nthreads - nexited) {
+    bar_count = 0;
+    ++bar_gen;
+  }
+}
+
+inline void run_block(unsigned nthr) {
+  nthreads = (int)nthr;
+  nexited = 0;
+  bar_count = 0;
+  for (int w = 0; w < 32; ++w) wbar_count[w] = 0;
+  if (fibers.size() < nthr) fibers.resize(nthr);
+  for (unsigned i = 0; i < nthr; ++i) {
+    Fiber& f = fibers[i];
+    if (f.stack.empty()) f.stack.resize(256 * 1024);
+    f.done = false;
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.data();
+    f.ctx.uc_stack.ss_size = f.stack.size();
+    f.ctx.uc_link = &sched_ctx;
+    makecontext(&f.ctx, (void (*)())trampoline, 0);
+  }
+  int alive = (int)nthr;
+  int stuck = 0;
+  while (alive > 0) {
+    const uint64_t before = arrivals + bar_gen + nexited;
+    uint64_t wg = 0;
+    for (int w = 0; w < 32; ++w) wg += wbar_gen[w];
+    for (unsigned i = 0; i < nthr; ++i) {
+      if (fibers[i].done) continue;
+      cur = (int)i;
+      threadIdx.x = i;
+      swapcontext(&sched_ctx, &fibers[i].ctx);
+      if (fibers[i].done) --alive;
+    }
+    uint64_t wg2 = 0;
+    for (int w = 0; w < 32; ++w) wg2 += wbar_gen[w];
+    if (alive > 0 && arrivals + bar_gen + nexited == before && wg == wg2) {
+      if (++stuck > 3) {
+        fprintf(stderr, "EMU DEADLOCK: block %u, %d threads alive, block barrier count %d\n", blockIdx.x, alive, bar_count);
+        abort();
+      }
+    } else {
+      stuck = 0;
+    }
+  }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::block_barrier(); }
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int o) {
+  return emu::exchange(v, (int)(threadIdx.x % 32) ^ o);
+}
+template <class T>
+inline T __shfl_up_sync(unsigned, T v, unsigned d) {
+  const int l = threadIdx.x % 32;
+  return emu::exchange(v, l >= (int)d ? l - (int)d : l);
+}
+template <class T>
+inline T __ldg(const T* p) { return *p; }
+inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
+inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __expf(float x) { return expf(x); }
+inline size_t __cvta_generic_to_shared(const void* p) { return (size_t)p; }
+inline float cospif(float x) { return cosf(3.14159265358979f * x); }
+
+template <class... KArgs, class... Args>
+inline void emu_launch(void (*k)(KArgs...), unsigned grid, unsigned block, size_t smem, cudaStream_t, Args... args) {
+  std::tuple<std::decay_t<KArgs>...> targs(args...);
+  std::vector<char> buf(smem + 16);
+  char* s = buf.data() + ((16 - ((uintptr_t)buf.data() & 15)) & 15);
+  memset(s, 0xcd, smem);  // garbage, as on a GPU
+  emu_dyn_smem = s;
+  blockDim.x = block;
+  gridDim.x = grid;
+  emu::body = [&] { std::apply(k, targs); };
+  for (unsigned b = 0; b < grid; ++b) {
+    blockIdx.x = b;
+    emu::run_block(block);
+  }
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Source transforms for the CPU emulation of the CUDA kernels (see build.sh).
+
+  transform.py file SRC DST [OLD=>NEW ...]   a .cu file as host C++: emu_cuda.h first, dynamic shared
+                                             memory from the launcher, __shared__ -> static (blocks run
+                                             one at a time), <<<...>>> -> emu_launch(...), ex2 PTX -> exp2f
+  transform.py mma SRC DST                   ssd_mma.cuh with ldmatrix and mma.sync done in software,
+                                             warp-collectively, following the PTX fragment layouts
+"""
+import re
+import sys
+
+LDSM = r'''__device__ __forceinline__ void ldsm_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
+                                       const void* p) {
+  // emulation: lane 8q + i addressed row i of matrix q; lane L gets row L/4, columns 2(L%4), +1
+  const uint16_t* rows[32];
+  emu::allgather(static_cast<const uint16_t*>(p), rows);
+  const int lane = threadIdx.x % 32;
+  uint32_t o[4];
+  for (int q = 0; q < 4; ++q) {
+    const uint16_t* row = rows[8 * q + lane / 4];
+    o[q] = (uint32_t)row[2 * (lane % 4)] | ((uint32_t)row[2 * (lane % 4) + 1] << 16);
+  }
+  r0 = o[0]; r1 = o[1]; r2 = o[2]; r3 = o[3];
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
+                                         const void* p) {
+  // emulation, transposed: lane L gets (row 2(L%4), col L/4) and (row 2(L%4)+1, col L/4)
+  const uint16_t* rows[32];
+  emu::allgather(static_cast<const uint16_t*>(p), rows);
+  const int lane = threadIdx.x % 32;
+  uint32_t o[4];
+  for (int q = 0; q < 4; ++q) {
+    const uint16_t lo = rows[8 * q + 2 * (lane % 4)][lane / 4];
+    const uint16_t hi = rows[8 * q + 2 * (lane % 4) + 1][lane / 4];
+    o[q] = (uint32_t)lo | ((uint32_t)hi << 16);
+  }
+  r0 = o[0]; r1 = o[1]; r2 = o[2]; r3 = o[3];
+}
+
+'''
+
+MMA = r'''template <class T>
+__device__ __forceinline__ void mma_emu(float c[4], const FragA<T>& a, const FragB<T>& b) {
+  struct F { uint32_t a[4], b[2]; } mine, all[32];
+  for (int i = 0; i < 4; ++i) mine.a[i] = a.r[i];
+  mine.b[0] = b.r[0]; mine.b[1] = b.r[1];
+  emu::allgather(mine, all);
+  float A[16][16], B[16][8];
+  for (int L = 0; L < 32; ++L) {
+    const int g = L >> 2, t = L & 3;
+    for (int r = 0; r < 4; ++r) {
+      const float2 v = unpack2<T>(all[L].a[r]);
+      A[g + 8 * (r & 1)][2 * t + 8 * (r >> 1)] = v.x;
+      A[g + 8 * (r & 1)][2 * t + 1 + 8 * (r >> 1)] = v.y;
+    }
+    for (int r = 0; r < 2; ++r) {
+      const float2 v = unpack2<T>(all[L].b[r]);
+      B[2 * t + 8 * r][g] = v.x;
+      B[2 * t + 1 + 8 * r][g] = v.y;
+    }
+  }
+  const int lane = threadIdx.x % 32, g = lane >> 2, t = lane & 3;
+  for (int q = 0; q < 4; ++q) {
+    const int row = g + 8 * (q >> 1), col = 2 * t + (q & 1);
+    float s = c[q];
+    for (int k = 0; k < 16; ++k) s = fmaf(A[row][k], B[k][col], s);
+    c[q] = s;
+  }
+}
+__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) { mma_emu<bf16>(c, a, b); }
+__device__ __forceinline__ void mma(float c[4], const FragA<f16>& a, const FragB<f16>& b) { mma_emu<f16>(c, a, b); }
+'''
+
+
+def launches(s):
+    def rep(mo):
+        name, cfg, args = mo.group(1), mo.group(2), mo.group(3)
+        parts = [x.strip() for x in re.split(r',(?![^()]*\))', cfg)]
+        while len(parts) < 4:
+            parts.append('0' if len(parts) == 2 else 'nullptr')
+        return f'emu_launch({name}, {", ".join(parts)}, {args});'
+    return re.sub(r'(\w+(?:<[^<>]*>)?)<<<(.*?)>>>\((.*?)\);', rep, s)
+
+
+def transform_file(src, dst, subs):
+    s = open(src).read()
+    s = '#include "emu_cuda.h"\n' + s
+    s = s.replace('extern __shared__ __align__(16) char smem[];', 'char* smem = emu_dyn_smem;')
+    s = re.sub(r'\b__shared__\b', 'static', s)
+    s = s.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = exp2f(x);')
+    s = launches(s)
+    for a in subs:
+        k, v = a.split('=>', 1)
+        if k not in s:
+            sys.exit(f'transform: "{k}" not found in {src}')
+        s = s.replace(k, v)
+    open(dst, 'w').write(s)
+
+
+def transform_mma(src, dst):
+    m = open(src).read()
+    a = m.index('__device__ __forceinline__ void ldsm_x4(')
+    b = m.index('// Load the 16x16 A tile')
+    m = m[:a] + LDSM + m[b:]
+    a = m.index('__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) {')
+    b = m.index('__device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const FragB<float>& b) {')
+    m = m[:a] + MMA + m[b:]
+    open(dst, 'w').write(m)
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'file':
+        transform_file(sys.argv[2], sys.argv[3], sys.argv[4:])
+    elif sys.argv[1] == 'mma':
+        transform_mma(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,1900 @@
+// CUDA backward of Mamba-2's SSD chunked scan (shared/design/ssd-math.md §3). Nothing is saved by the
+// forward: cumulative sums, C·Bᵀ, chunk states and the pre-gate output are recomputed here.
+//
+// Notation per (batch b, chunk k, head h): positions i, j of the chunk, d_j the step, s_j the
+// inclusive cumulative sum of d·A in the chunk, x̄_j = d_j x_j, G = C Bᵀ (per group), L the
+// decay mask (exp(s_i − s_j), j ≤ i, same seqIdx), M = L ∘ G, dY = dy ⊙ silu(z) (dy without z),
+// H_{k-1} the state entering the chunk, G_k = dL/dH_k (the gradient of the state after it),
+//   e_i = exp(s_i)·[seq_i = seq before the chunk]      (weight of H_{k-1} in output i)
+//   w_j = exp(s_last − s_j)·[seq_j = seq_last]         (weight of x̄_j in the chunk's state)
+//
+// Five launches:
+//   1. k_bwd_prep      three roles (split by blockIdx.x):
+//        a. chunk state S_k = Σ_j w_j x̄_j ⊗ B_j (tensor cores) into `states`; the block with the
+//           first tile also stores the chunk's position records (cumsum, d, seq) and its decay.
+//        b. dHoff_k = Σ_i e_i dY_i ⊗ C_i, the gradient reaching H_{k-1} from the chunk's outputs,
+//           into `dstates`.
+//        c. C·Bᵀ per (b, chunk, group), lower-triangular BB×BB blocks (BB = min(Q, 64)), as the forward.
+//   2. k_bwd_pass_dcb  two roles:
+//        a. state passing, forward then reverse, per (b, h, 512 state elements): `states` becomes
+//           H_{k-1}; `dstates` becomes G_k (G_{c-1} = dFinal, G_{k-1} = dHoff_k + decay_k G_k);
+//           d_initial_states = G_{-1}; per-warp partials of decay_k ⟨G_k, H_{k-1}⟩ (→ ds_last).
+//        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block), looping over the heads of the
+//           group in a fixed order, plus per head the row and column sums of P = dM ∘ M (→ ds).
+//   3. k_bwd_main      three roles:
+//        a. per (b, chunk, head, BB positions, p-tile): dX̄ = w ⊙ (B G_kᵀ) + Mᵀ dY, hence dx; the
+//           pre-gate output (e ⊙ C H_{k-1}ᵀ + M X̄ + D x) when dz is wanted, hence dz; per position
+//           the partial sums dY·Y_off, w x̄·(G_k B), x·dX̄ (→ ds, dd) and per-block dD partials.
+//        b. dC per (b, chunk, group, BB rows, n-tile) = dG B + Σ_heads (e ⊙ dY) H_{k-1}.
+//        c. dB per (b, chunk, group, BB rows, n-tile) = dGᵀ C + Σ_heads (w d ⊙ x) G_k.
+//   4. k_bwd_ddt       per (b, chunk, head): assembles ds, reverse cumulative sum → da, then ddt,
+//                      and per-(b, chunk, head) partials of dA and dDtBias.
+//      Terms that enter ds twice with opposite signs and cancel exactly in da (the diagonal P_ii, and
+//      q_last) are left out: with large steps the true da is tiny and they would leave rounding noise.
+//   5. k_bwd_reduce    per head: dA, dDtBias, dD summed over the partials in a fixed order.
+//
+// Determinism: no atomics; every sum runs in an order fixed by the code (per-tile partial buffers
+// in the workspace, reduced by later launches in index order).
+// Compute paths (as the forward): x, B, C all bf16 → bf16 mma.sync; all f16 → f16 mma.sync;
+// otherwise the same kernels with an exact fp32 FMA emulation of the mma. States, cumulative sums
+// (double inside the chunk) and accumulators are fp32 in every path.
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "cuda_backend.h"
+#include "cuda_backend_internal.h"
+#include "ssd_mma.cuh"
+
+namespace ssd { namespace cuda {
+namespace {
+
+using mma::bf16;
+using mma::f16;
+using mma::FragA;
+using mma::FragB;
+
+constexpr int kThreads = 128;  // launches 1-3 and 5: 4 warps
+constexpr int kMaxQ = 256;
+constexpr int kLD = 72;        // pitch (elements) of tiles 64 wide (K-chunks of headdim / dstate)
+constexpr int kLDS = 68;       // pitch (floats) of fp32 BB×BB tiles read transposed (conflict-free)
+// Launch 1 header: position records float4 {s_hi, s_lo, d, seq} for 256 positions, 4 doubles for the
+// block scan, 256 per-position weights.
+constexpr int kRecBytes = kMaxQ * 16;
+constexpr int kHdr = kRecBytes + 64 + kMaxQ * 4;
+
+// Derived sizes, role splits and workspace pointers (host-filled, passed by value).
+struct Bw {
+  int Q, nc, hpg, H, P, N, G;
+  int BB, nbb, ntri;   // position blocks: size min(Q, 64), count Q / BB, lower-triangular pairs
+  int npt1, nnt1;      // launch 1 roles a/b: p-tiles of 64, n-tiles of BN1
+  int n1a, n1b;        // launch 1: blocks of role a, of role b (role c after them)
+  int nes, npp;        // launch 2 role a: blocks per (b, h); state-pass partials per (b, h, chunk)
+  int n2a;             // launch 2: blocks of role a (role b after them)
+  int npt;             // launch 3 role a: p-tiles of BPm
+  int nnt;             // launch 3 roles b/c: n-tiles of BNg
+  int n3a, n3b;        // launch 3: blocks of role a, of role b (= of role c)
+  int vx, vdy, vz, vB, vC, vdx, vdz, vdB, vdC;  // 8-element vector access allowed
+  int st4, pass4;      // states rows allow float4 (N % 4 == 0); state pass may use float4
+  int want_dz;
+  int64_t PN;
+  float4* rec;     // (b, h, c, Q)            position records of every chunk (padding: d = 0)
+  float* decay;    // (b, h, c)               keep · exp(s_last)
+  float* states;   // (b, h, c, p, n)         S_k, then H_{k-1}
+  float* dstates;  // (b, h, c, p, n)         dHoff_k, then G_k
+  float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ
+  float* dg;       // (b, c, g, ntri, BB, BB) dG = Σ_h L ∘ dM
+  float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
+  float* pcol;     // (b, h, c, ntri, BB)     column sums of P per block
+  float* ppass;    // (b, h, c, npp)          decay_k ⟨G_k, H_{k-1}⟩ partials
+  float* poff;     // (b, h, c, npt, Q)       dY_j · Y_off_j per p-tile
+  float* pq;       // (b, h, c, npt, Q)       x̄_j · w_j G_k B_j per p-tile
+  float* pxdx;     // (b, h, c, npt, Q)       x_j · dX̄_j per p-tile
+  float* pdD;      // (b, c, h, nbb, p)       Σ_rows dY ⊙ x per position block
+  float* pdA;      // (b, c, h)               Σ_t d_t da_t per chunk
+  float* pdb;      // (b, c, h)               Σ_t ddt_t per chunk
+};
+
+// ---- small device helpers ---------------------------------------------------------------------
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+__device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
+  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);
+  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(p)[i]);
+  return static_cast<const float*>(p)[i];
+}
+__device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
+  if (t == SSD_BFLOAT16) static_cast<bf16*>(p)[i] = __float2bfloat16_rn(v);
+  else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
+  else static_cast<float*>(p)[i] = v;
+}
+__device__ __forceinline__ float silu(float z) { return z / (1.f + __expf(-z)); }
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+// (s_i - s_j) * log2(e) from two position records (hi/lo pairs, pre-multiplied by log2(e)).
+__device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) { return (ri.x - rj.x) + (ri.y - rj.y); }
+__device__ __forceinline__ int sid_of(const float4& r) { return __float_as_int(r.w); }
+__device__ __forceinline__ void zero8(float f[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = 0.f;
+}
+// Sum over the 32 lanes (fixed butterfly: the same bits every run).
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+// Sum over the 4 lanes of a quad (t4 = 0..3) that share accumulator rows.
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v;
+}
+
+// Per-position records of chunk positions 0..n-1 (as the forward): rec[j] = {s_hi, s_lo, d_j, seq},
+// s = log2(e) · inclusive cumsum of d·A in double; positions >= len are padding with d = 0 and the
+// seq of position len-1. All 128 threads call it; the caller syncs before reading rec.
+__device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
+                                           float4* rec, double* wsum) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  float d[2];
+  int sid[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int j = 2 * tid + e;
+    d[e] = 0.f;
+    sid[e] = 0;
+    if (j < n) {
+      if (j < len) {
+        float u = ld_f(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + (t0 + j) * p.dt_seq_stride + h) + bias;
+        if (p.dt_softplus) u = (u <= 20.f) ? log1pf(expf(u)) : u;
+        d[e] = fminf(fmaxf(u, p.dt_min), p.dt_max);
+      }
+      if (p.seq_idx) sid[e] = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + min(j, len - 1)];
+    }
+  }
+  const float A = p.A[h];
+  const double v0 = (double)d[0] * (double)A;
+  const double v1 = v0 + (double)d[1] * (double)A;
+  double x = v1;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, x, off);
+    if (lane >= off) x += y;
+  }
+  double ex = __shfl_up_sync(0xffffffffu, x, 1);
+  if (lane == 0) ex = 0.0;
+  if (lane == 31) wsum[warp] = x;
+  __syncthreads();
+  double base = 0.0;
+  for (int w = 0; w < warp; ++w) base += wsum[w];
+  base += ex;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int j = 2 * tid + e;
+    if (j < n) {
+      const double s = (base + (e ? v1 : v0)) * 1.4426950408889634;  // log2(e)
+      const float hi = (float)s;
+      const float lo = (float)(s - (double)hi);
+      rec[j] = make_float4(hi, lo, d[e], __int_as_float(sid[e]));
+    }
+  }
+}
+
+// 8 consecutive elements (n <= 8 valid, the rest 0) of any dtype to float; vec = one aligned access.
+__device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int n, bool vec, float f[8]) {
+  if (vec && n == 8) {
+    if (t == SSD_FLOAT32) {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off));
+      const float4 b = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off) + 1);
+      f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    } else {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + off));
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 v = (t == SSD_BFLOAT16) ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
+        f[2 * q] = v.x;
+        f[2 * q + 1] = v.y;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = (e < n) ? ld_f(p, t, off + e) : 0.f;
+}
+__device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, bool vec, const float f[8]) {
+  if (vec && n == 8) {
+    if (t == SSD_FLOAT32) {
+      float4* d = reinterpret_cast<float4*>(static_cast<float*>(p) + off);
+      d[0] = make_float4(f[0], f[1], f[2], f[3]);
+      d[1] = make_float4(f[4], f[5], f[6], f[7]);
+    } else {
+      uint4 u;
+      if (t == SSD_BFLOAT16) {
+        u = make_uint4(mma::pack2<bf16>(f[0], f[1]), mma::pack2<bf16>(f[2], f[3]), mma::pack2<bf16>(f[4], f[5]),
+                       mma::pack2<bf16>(f[6], f[7]));
+      } else {
+        u = make_uint4(mma::pack2<f16>(f[0], f[1]), mma::pack2<f16>(f[2], f[3]), mma::pack2<f16>(f[4], f[5]),
+                       mma::pack2<f16>(f[6], f[7]));
+      }
+      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + off) = u;
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (e < n) st_f(p, t, off + e, f[e]);
+}
+
+// dY = dy · silu(z) (dy alone without z): 8 values at position t, head h, columns c.. (n valid).
+__device__ __forceinline__ void ld8_dy(const SsdBackwardParams& bp, const Bw& bw, int b, int64_t t, int h, int c,
+                                       int n, float f[8]) {
+  ld8(bp.dy, bp.dy_type, (int64_t)b * bp.dy_batch_stride + t * bp.dy_seq_stride + (int64_t)h * bp.dy_head_stride + c,
+      n, bw.vdy, f);
+  const SsdParams& p = bp.fwd;
+  if (p.z) {
+    float zf[8];
+    ld8(p.z, p.z_type, (int64_t)b * p.z_batch_stride + t * p.z_seq_stride + (int64_t)h * p.z_head_stride + c, n,
+        bw.vz, zf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) f[e] *= silu(zf[e]);
+  }
+}
+
+// Store 8 floats as T at a 16-byte aligned shared address.
+template <class T>
+__device__ __forceinline__ void sts8(T* dst, const float f[8]) {
+  if constexpr (sizeof(T) == 2) {
+    *reinterpret_cast<uint4*>(dst) = make_uint4(mma::pack2<T>(f[0], f[1]), mma::pack2<T>(f[2], f[3]),
+                                                mma::pack2<T>(f[4], f[5]), mma::pack2<T>(f[6], f[7]));
+  } else {
+    float4* d4 = reinterpret_cast<float4*>(dst);
+    d4[0] = make_float4(f[0], f[1], f[2], f[3]);
+    d4[1] = make_float4(f[4], f[5], f[6], f[7]);
+  }
+}
+
+// Fill a rows × cols shared tile (cols a multiple of 8) with dst[r*ld + c] = T(f(r, c)), where
+// f(r, c, out[8]) writes the 8 values of row r, columns c..c+7 (zeros outside the valid range).
+// UNROLL: vectors per thread in flight (more loads in flight, more registers).
+template <class T, int UNROLL = 2, class F>
+__device__ __forceinline__ void fill_tile(T* __restrict__ dst, int ld, int rows, int cols, F&& f) {
+  const int vpr = cols >> 3;
+  const int total = rows * vpr;
+#pragma unroll UNROLL
+  for (int v = threadIdx.x; v < total; v += kThreads) {
+    const int r = v / vpr, c = (v - r * vpr) * 8;
+    float o[8];
+    f(r, c, o);
+    sts8<T>(dst + r * ld + c, o);
+  }
+}
+
+// acc (rows wr..wr+15 of a block tile, NC columns) += A (16 × kv, shared kMK, rows from wr) ·
+// B (kv × NC, shared layout BL); kv <= 64, nv = valid columns (16-column groups past it skipped).
+template <class T, int NC, int BL>
+__device__ __forceinline__ void mma_rows(float (&acc)[NC / 8][4], const T* As, int lda, int wr, const T* Bs, int ldb,
+                                         int kv, int nv) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    if (16 * kk < kv) {
+      FragA<T> a;
+      mma::ldA<T, mma::kMK>(a, As, lda, wr, 16 * kk);
+#pragma unroll
+      for (int np = 0; np < NC / 16; ++np) {
+        if (16 * np < nv) {
+          FragB<T> b0, b1;
+          mma::ldB2<T, BL>(b0, b1, Bs, ldb, 16 * kk, 16 * np);
+          mma::mma(acc[2 * np], a, b0);
+          mma::mma(acc[2 * np + 1], a, b1);
+        }
+      }
+    }
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
+}
+
+// =============================================================================================
+// Launch 1, roles a and b: Σ over the chunk's positions of weight_j · a_j ⊗ v_j (a 64 × BN1 tile),
+//   role a (DY = false): a = x, v = B, weight = w_j d_j       → states   (S_k)
+//   role b (DY = true):  a = dY, v = C, weight = e_j          → dstates  (dHoff_k)
+// A = aᵀ (m = p, k = position), stored As[position][p] → kKM; B = v, stored Vs[position][n] → kKN.
+// 4 warps in a 2 (p) × 2 (n) grid, each 32 × BN1/2.
+// =============================================================================================
+template <class T, int BN1, bool DY>
+__device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  constexpr int KB = 64, LDA = kLD, LDV = BN1 + 8, NT = BN1 / 16;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  const int pt = x % bw.npt1; x /= bw.npt1;
+  const int ntl = x % bw.nnt1; x /= bw.nnt1;
+  const int h = x % bw.H; x /= bw.H;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int grp = h / bw.hpg;
+  const int64_t t0 = (int64_t)k * bw.Q;
+  const int len = (int)lmin(bw.Q, p.seqlen - t0);
+  if (DY && k == 0 && !p.initial_states) return;  // dL/dH_{-1} is not needed
+
+  float4* rec = reinterpret_cast<float4*>(smem);
+  double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
+  float* w = reinterpret_cast<float*>(smem + kRecBytes + 64);
+  T* As = reinterpret_cast<T*>(smem + kHdr);  // [KB][LDA]
+  T* Vs = As + KB * LDA;                      // [KB][LDV]
+  const int p0 = pt * 64, n0 = ntl * BN1;
+  const int npv = imin(64, bw.P - p0), nnv = imin(BN1, bw.N - n0);
+  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+
+  chunk_prep(p, b, h, t0, len, DY ? len : bw.Q, rec, wsum);
+  __syncthreads();
+  const float4 rl = rec[len - 1];
+  if constexpr (!DY) {
+    if (pt == 0 && ntl == 0) {
+      for (int j = tid; j < bw.Q; j += kThreads) bw.rec[bhc * bw.Q + j] = rec[j];
+      if (tid == 0) {
+        bool keep = true;
+        if (p.seq_idx) {
+          const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+          keep = sid_of(rl) == prev;
+        }
+        bw.decay[bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
+      }
+    }
+    for (int j = tid; j < len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_of(rl);
+      w[j] = ok ? ex2(sdiff(rl, r)) * r.z : 0.f;
+    }
+  } else {
+    const int sid_prev = (p.seq_idx && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    for (int j = tid; j < len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_prev;
+      w[j] = ok ? ex2(r.x + r.y) : 0.f;
+    }
+  }
+  __syncthreads();
+
+  const void* vsrc = DY ? p.C : p.B;
+  const SsdDtype vt = DY ? p.C_type : p.B_type;
+  const bool vvec = DY ? bw.vC : bw.vB;
+  const int64_t vss = DY ? p.C_seq_stride : p.B_seq_stride;
+  const int64_t vbase = DY ? (int64_t)b * p.C_batch_stride + t0 * p.C_seq_stride + (int64_t)grp * p.C_group_stride + n0
+                           : (int64_t)b * p.B_batch_stride + t0 * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0;
+  const int64_t xbase = (int64_t)b * p.x_batch_stride + t0 * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0;
+
+  const int wm = warp & 1, wn = warp >> 1;
+  float acc[2][NT][4];
+#pragma unroll
+  for (int a = 0; a < 2; ++a) zero_acc(acc[a]);
+
+  for (int kb = 0; kb < len; kb += KB) {
+    const int nr = imin(KB, len - kb);
+    if (kb > 0) __syncthreads();  // previous K-block's readers are done
+    fill_tile<T>(As, LDA, KB, 64, [&](int r, int c, float f[8]) {
+      if (r < nr && c < npv) {
+        const int n = imin(8, npv - c);
+        if constexpr (DY) ld8_dy(bp, bw, b, t0 + kb + r, h, p0 + c, n, f);
+        else ld8(p.x, p.x_type, xbase + (int64_t)(kb + r) * p.x_seq_stride + c, n, bw.vx, f);
+        const float sc = w[kb + r];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) f[e] *= sc;
+      } else {
+        zero8(f);
+      }
+    });
+    fill_tile<T>(Vs, LDV, KB, BN1, [&](int r, int c, float f[8]) {
+      if (r < nr && c < nnv) ld8(vsrc, vt, vbase + (int64_t)(kb + r) * vss + c, imin(8, nnv - c), vvec, f);
+      else zero8(f);
+    });
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < KB / 16; ++kk) {
+      if (kk * 16 < nr && 32 * wm < npv) {
+        FragA<T> a[2];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, LDA, 32 * wm + 16 * mt, 16 * kk);
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          if (wn * (BN1 / 2) + 16 * np < nnv) {
+            FragB<T> b0, b1;
+            mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, wn * (BN1 / 2) + 16 * np);
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+              mma::mma(acc[mt][2 * np], a[mt], b0);
+              mma::mma(acc[mt][2 * np + 1], a[mt], b1);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  const int P = bw.P, N = bw.N;
+  float* out = (DY ? bw.dstates : bw.states) + bhc * bw.PN;
+  const bool pair = (N % 2) == 0;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int pr = p0 + 32 * wm + 16 * mt + g + 8 * hr;
+        const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
+        if (pr < P && nc < N) {
+          float* o = out + (int64_t)pr * N + nc;
+          if (pair && nc + 1 < N) {
+            *reinterpret_cast<float2*>(o) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+          } else {
+            o[0] = acc[mt][nt][2 * hr];
+            if (nc + 1 < N) o[1] = acc[mt][nt][2 * hr + 1];
+          }
+        }
+      }
+}
+
+// Launch 1, role c: C·Bᵀ per (b, chunk, group, lower-triangular BB × BB block) into cb (as the
+// forward). Blocks past the sequence are written as zeros, so every workspace entry is defined.
+// A = C (m = i, k = n), Cs[i][n] → kMK; B = Bᵀ (k = n, n = j), Bs[j][n] → kNK. 2 × 2 warps of 32 × 32.
+template <class T>
+__device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  constexpr int LD = kLD;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  int tri = x % bw.ntri; x /= bw.ntri;
+  const int grp = x % bw.G; x /= bw.G;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int tri_idx = tri;
+  int ib = 0;
+  while (tri > ib) { tri -= ib + 1; ++ib; }
+  const int jb = tri;
+  const int BB = bw.BB;
+  const int64_t t0 = (int64_t)k * bw.Q;
+  const int len = (int)lmin(bw.Q, p.seqlen - t0);
+  const int i0 = ib * BB, j0 = jb * BB;
+  const bool live = i0 < len;
+  const int nri = live ? imin(BB, len - i0) : 0, nrj = live ? imin(BB, len - j0) : 0;
+  T* Cs = reinterpret_cast<T*>(smem);
+  T* Bs = Cs + 64 * LD;
+  const int wm = warp & 1, wn = warp >> 1;
+  const bool wact = (32 * wm < BB) && (32 * wn < BB);
+  float acc[2][4][4];
+#pragma unroll
+  for (int a = 0; a < 2; ++a) zero_acc(acc[a]);
+  const int N = bw.N;
+  if (live) {
+    const int64_t cbase = (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride;
+    const int64_t bbase = (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride;
+    for (int n0 = 0; n0 < N; n0 += 64) {
+      const int ncv = imin(64, N - n0);
+      if (n0 > 0) __syncthreads();
+      fill_tile<T>(Cs, LD, 64, 64, [&](int r, int c, float f[8]) {
+        if (r < nri && c < ncv) ld8(p.C, p.C_type, cbase + (int64_t)r * p.C_seq_stride + n0 + c, imin(8, ncv - c), bw.vC, f);
+        else zero8(f);
+      });
+      fill_tile<T>(Bs, LD, 64, 64, [&](int r, int c, float f[8]) {
+        if (r < nrj && c < ncv) ld8(p.B, p.B_type, bbase + (int64_t)r * p.B_seq_stride + n0 + c, imin(8, ncv - c), bw.vB, f);
+        else zero8(f);
+      });
+      __syncthreads();
+      if (wact) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          if (16 * kk < ncv) {
+            FragA<T> a[2];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kMK>(a[mt], Cs, LD, 32 * wm + 16 * mt, 16 * kk);
+#pragma unroll
+            for (int np = 0; np < 2; ++np) {
+              FragB<T> b0, b1;
+              mma::ldB2<T, mma::kNK>(b0, b1, Bs, LD, 16 * kk, 32 * wn + 16 * np);
+#pragma unroll
+              for (int mt = 0; mt < 2; ++mt) {
+                mma::mma(acc[mt][2 * np], a[mt], b0);
+                mma::mma(acc[mt][2 * np + 1], a[mt], b1);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (!wact) return;
+  float* out = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = 32 * wm + 16 * mt + g + 8 * hr;
+        const int c = 32 * wn + 8 * nt + 2 * t4;
+        if (r < BB && c < BB)
+          *reinterpret_cast<float2*>(out + r * BB + c) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+      }
+}
+
+template <class T, int BN1>
+__global__ void __launch_bounds__(kThreads, 3)
+k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  extern __shared__ __align__(16) char smem[];
+  int blk = blockIdx.x;
+  if (blk < bw.n1a) {
+    outer_role<T, BN1, false>(bp, bw, blk, smem);
+    return;
+  }
+  blk -= bw.n1a;
+  if (blk < bw.n1b) {
+    outer_role<T, BN1, true>(bp, bw, blk, smem);
+    return;
+  }
+  cb_role<T>(bp, bw, blk - bw.n1b, smem);
+}
+
+// =============================================================================================
+// Launch 2, role a: state passing, forward then reverse, per (b, h, 512 consecutive elements of the
+// p·n state). Each thread owns 4 elements and walks the chunks (loads 4 chunks ahead).
+//   forward:  states[k] ← H_{k-1};  H_k = decay_k H_{k-1} + S_k
+//   reverse:  g = dFinal; for k = c-1..0: dstates[k] ← g (= G_k, after reading dHoff_k there);
+//             partial decay_k ⟨g, H_{k-1}⟩; g ← dHoff_k + decay_k g.   d_initial_states = g.
+// =============================================================================================
+__device__ __forceinline__ void ld4(const float* p, int cnt, bool vec, float v[4]) {
+  if (vec && cnt == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+    return;
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) v[u] = (u < cnt) ? p[u] : 0.f;
+}
+__device__ __forceinline__ void st4(float* p, int cnt, bool vec, const float v[4]) {
+  if (vec && cnt == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    return;
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u)
+    if (u < cnt) p[u] = v[u];
+}
+
+__device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw& bw, int blk) {
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int es = blk % bw.nes;
+  const int64_t bh = blk / bw.nes;
+  const int64_t PN = bw.PN;
+  const int nc = bw.nc;
+  const int64_t e = ((int64_t)es * kThreads + tid) * 4;
+  const int cnt = e < PN ? (int)lmin(4, PN - e) : 0;
+  const int64_t eo = cnt ? e : 0;  // element offset used for addresses (never dereferenced when cnt == 0)
+  const bool vec = bw.pass4 != 0;
+  float* S = bw.states + bh * nc * PN + eo;
+  float* Dd = bw.dstates + bh * nc * PN + eo;
+  const float* dec = bw.decay + bh * nc;
+  const bool has_init = p.initial_states != nullptr;
+  constexpr int LA = 4;  // chunks loaded ahead (the loads do not depend on the recurrence)
+
+  float Hc[4];
+  if (has_init) ld4(p.initial_states + bh * PN + eo, cnt, vec, Hc);
+  else Hc[0] = Hc[1] = Hc[2] = Hc[3] = 0.f;
+  for (int k0 = 0; k0 < nc; k0 += LA) {
+    float cur[LA][4], a[LA];
+#pragma unroll
+    for (int u = 0; u < LA; ++u) {
+      if (k0 + u < nc) {
+        ld4(S + (int64_t)(k0 + u) * PN, cnt, vec, cur[u]);
+        a[u] = dec[k0 + u];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < LA; ++u) {
+      if (k0 + u < nc) {
+        st4(S + (int64_t)(k0 + u) * PN, cnt, vec, Hc);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) Hc[q] = fmaf(a[u], Hc[q], cur[u][q]);
+      }
+    }
+  }
+
+  float gr[4];
+  if (bp.d_final_states) ld4(bp.d_final_states + bh * PN + eo, cnt, vec, gr);
+  else gr[0] = gr[1] = gr[2] = gr[3] = 0.f;
+  for (int k1 = nc - 1; k1 >= 0; k1 -= LA) {
+    float hp[LA][4], dh[LA][4], a[LA];
+#pragma unroll
+    for (int u = 0; u < LA; ++u) {
+      const int k = k1 - u;
+      if (k >= 0) {
+        ld4(S + (int64_t)k * PN, cnt, vec, hp[u]);
+        if (k > 0 || has_init) ld4(Dd + (int64_t)k * PN, cnt, vec, dh[u]);
+        else dh[u][0] = dh[u][1] = dh[u][2] = dh[u][3] = 0.f;
+        a[u] = dec[k];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < LA; ++u) {
+      const int k = k1 - u;
+      if (k >= 0) {
+        float dot = 0.f;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) dot = fmaf(gr[q], hp[u][q], dot);
+        st4(Dd + (int64_t)k * PN, cnt, vec, gr);
+#pragma unroll
+        for (int q = 0; q < 4; ++q) gr[q] = fmaf(a[u], gr[q], dh[u][q]);
+        const float v = warp_sum(a[u] * dot);
+        if (lane == 0) bw.ppass[(bh * nc + k) * bw.npp + es * 4 + warp] = v;
+      }
+    }
+  }
+  if (has_init && bp.d_initial_states) st4(bp.d_initial_states + bh * PN + eo, cnt, vec, gr);
+}
+
+// Launch 2, role b: per (b, chunk, group, block pair (ib, jb), jb <= ib) and for each head of the
+// group in order: R = dY_i · x_j (BB × BB, K = p, tensor cores), dM = R · d_j, L as in the header;
+//   dG += L ∘ dM (summed over the heads, fp32 registers),  P = L ∘ dM ∘ G  → row and column sums
+// per head into prow / pcol. Warp w owns rows 16w..16w+15 and all BB columns.
+// A = dY (m = i, k = p), dYs[i][p] → kMK; B = xᵀ (k = p, n = j), Xs[j][p] → kNK.
+template <class T>
+__device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  constexpr int LD = kLD;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  int tri = x % bw.ntri; x /= bw.ntri;
+  const int grp = x % bw.G; x /= bw.G;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int tri_idx = tri;
+  int ib = 0;
+  while (tri > ib) { tri -= ib + 1; ++ib; }
+  const int jb = tri;
+  const int BB = bw.BB, H = bw.H, hpg = bw.hpg;
+  const int64_t t0 = (int64_t)k * bw.Q;
+  const int len = (int)lmin(bw.Q, p.seqlen - t0);
+  const int i0 = ib * BB, j0 = jb * BB;
+  float* dgt = bw.dg + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+  auto prow_of = [&](int h) {
+    return bw.prow + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
+  };
+  auto pcol_of = [&](int h) {
+    return bw.pcol + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
+  };
+  if (i0 >= len) {  // rows past the sequence: define the outputs as zeros
+    for (int i = tid; i < BB * BB; i += kThreads) dgt[i] = 0.f;
+    for (int hh = 0; hh < hpg; ++hh)
+      for (int i = tid; i < BB; i += kThreads) {
+        prow_of(grp * hpg + hh)[i] = 0.f;
+        pcol_of(grp * hpg + hh)[i] = 0.f;
+      }
+    return;
+  }
+  const int nri = imin(BB, len - i0), nrj = imin(BB, len - j0);
+  T* dYs = reinterpret_cast<T*>(smem);                        // [64][LD]
+  T* Xs = dYs + 64 * LD;                                      // [64][LD]
+  float4* recI = reinterpret_cast<float4*>(Xs + 64 * LD);     // [64]
+  float4* recJ = recI + 64;                                   // [64]
+  float* colbuf = reinterpret_cast<float*>(recJ + 64);        // [4][64]
+  const int wr = 16 * warp;
+  const bool wact = wr < BB;
+  const bool has_seq = p.seq_idx != nullptr;
+
+  // C·Bᵀ tile (read again for every head: it stays in L1)
+  const float* cbt = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+  float dga[8][4];
+  zero_acc(dga);
+
+  const int P = bw.P;
+  for (int hh = 0; hh < hpg; ++hh) {
+    const int h = grp * hpg + hh;
+    const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
+    __syncthreads();  // the previous head's readers of recI / recJ / colbuf / tiles are done
+    {
+      const float4* rh = bw.rec + bhc * bw.Q;
+      if (tid < 64) {
+        if (tid < BB) recI[tid] = rh[i0 + tid];
+      } else if (tid - 64 < BB) {
+        recJ[tid - 64] = rh[j0 + tid - 64];
+      }
+    }
+    float R[8][4];
+    zero_acc(R);
+    const int64_t xb = (int64_t)b * p.x_batch_stride + (t0 + j0) * p.x_seq_stride + (int64_t)h * p.x_head_stride;
+    for (int pc = 0; pc < P; pc += 64) {
+      const int pcv = imin(64, P - pc);
+      if (pc > 0) __syncthreads();
+      fill_tile<T>(dYs, LD, 64, 64, [&](int r, int c, float f[8]) {
+        if (r < nri && c < pcv) ld8_dy(bp, bw, b, t0 + i0 + r, h, pc + c, imin(8, pcv - c), f);
+        else zero8(f);
+      });
+      fill_tile<T>(Xs, LD, 64, 64, [&](int r, int c, float f[8]) {
+        if (r < nrj && c < pcv) ld8(p.x, p.x_type, xb + (int64_t)r * p.x_seq_stride + pc + c, imin(8, pcv - c), bw.vx, f);
+        else zero8(f);
+      });
+      __syncthreads();
+      if (wact) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          if (16 * kk < pcv) {
+            FragA<T> a;
+            mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
+#pragma unroll
+            for (int np = 0; np < 4; ++np) {
+              if (16 * np < BB) {
+                FragB<T> b0, b1;
+                mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
+                mma::mma(R[2 * np], a, b0);
+                mma::mma(R[2 * np + 1], a, b1);
+              }
+            }
+          }
+        }
+      }
+    }
+    // elementwise: mask and decay, accumulate dG, sums of P
+    float rs[2] = {0.f, 0.f};
+    float cs[8][2];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) cs[nt][0] = cs[nt][1] = 0.f;
+    if (wact) {
+      float4 ri[2];
+      ri[0] = recI[wr + g];
+      ri[1] = recI[wr + g + 8];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        if (8 * nt < BB) {
+          float2 gv[2];  // G at rows wr + g + 8hr, columns 8nt + 2t4 (+1)
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr)
+            gv[hr] = __ldg(reinterpret_cast<const float2*>(cbt + (wr + g + 8 * hr) * BB + 8 * nt + 2 * t4));
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int jl = 8 * nt + 2 * t4 + e;
+            const float4 rj = recJ[jl];
+#pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+              const int i = i0 + wr + g + 8 * hr, j = j0 + jl;
+              const bool in = j <= i && i < len && (!has_seq || sid_of(ri[hr]) == sid_of(rj));
+              const float L = in ? ex2(sdiff(ri[hr], rj)) : 0.f;
+              const float ldm = L * (R[nt][2 * hr + e] * rj.z);
+              dga[nt][2 * hr + e] += ldm;
+              // the diagonal (L = 1) adds P_ii to ds_i and subtracts it again: leave it out, so
+              // that no large term cancels only up to rounding when the true da is tiny
+              const float pv = (j < i) ? ldm * (e ? gv[hr].y : gv[hr].x) : 0.f;
+              rs[hr] += pv;
+              cs[nt][e] += pv;
+            }
+          }
+        }
+      }
+    }
+    // rows: complete within the warp (all BB columns); columns: 16 rows per warp, then 4 warps
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) rs[hr] = quad_sum(rs[hr]);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float v = cs[nt][e];
+        v += __shfl_xor_sync(0xffffffffu, v, 4);
+        v += __shfl_xor_sync(0xffffffffu, v, 8);
+        v += __shfl_xor_sync(0xffffffffu, v, 16);
+        cs[nt][e] = v;
+      }
+    if (wact && t4 == 0) {
+      float* pr = prow_of(h);
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int il = wr + g + 8 * hr;
+        if (il < BB) pr[il] = rs[hr];
+      }
+    }
+    if (g == 0) {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int jl = 8 * nt + 2 * t4 + e;
+          if (jl < 64) colbuf[warp * 64 + jl] = wact ? cs[nt][e] : 0.f;
+        }
+    }
+    __syncthreads();
+    if (tid < BB) {
+      float s = 0.f;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) s += colbuf[w * 64 + tid];
+      pcol_of(h)[tid] = s;
+    }
+  }
+  if (wact) {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int il = wr + g + 8 * hr, jl = 8 * nt + 2 * t4;
+        if (il < BB && jl < BB)
+          *reinterpret_cast<float2*>(dgt + il * BB + jl) = make_float2(dga[nt][2 * hr], dga[nt][2 * hr + 1]);
+      }
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 3)
+k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  extern __shared__ __align__(16) char smem[];
+  const int blk = blockIdx.x;
+  if (blk < bw.n2a) pass_role(bp, bw, blk);
+  else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
+}
+
+// =============================================================================================
+// Launch 3, role a: per (b, chunk, head, position block r of BB rows, p-tile of BP columns).
+// Warp w owns rows 16w..16w+15 (positions j0 + ...) and all BP columns: acc[BP/8][4].
+//   phase a: Y_off = e ⊙ (C H_{k-1}ᵀ)       A = C [j][n] kMK, B = H [p][n] kNK
+//            → off_j = dY_j · Y_off_j
+//            (dz wanted) Y = Y_off + Σ_{i ≤ j} M_ji d_i x_i + D x → dz = dy · Y · silu'(z)
+//                                         A = M∘d built in registers, B = X [i][p] kKN
+//   phase b: dX̄ = w ⊙ (B G_kᵀ)            A = B [j][n] kMK, B = G_k [p][n] kNK
+//            → q_j = d_j x_j · dX̄_j (state part only)
+//            dX̄ += Σ_{i ≥ j} M_ij dY_i     A = Mᵀ from a staged C·Bᵀ tile, B = dY [i][p] kKN
+//            → xdx_j = x_j · dX̄_j;  dx = d ⊙ dX̄ + D ⊙ dY;  dD partial = Σ_j dY_j ⊙ x_j
+// =============================================================================================
+template <class T, int BP>
+struct MainSmem {
+  static constexpr int LDP = BP + 8, LDY = BP + 4;
+  static constexpr int kRec = kMaxQ * 16;
+  static constexpr int kOwn = 64 * LDP * (int)sizeof(T);      // one 64 × BP tile (x, dY, streamed)
+  static constexpr int kAB = (64 + BP) * kLD * (int)sizeof(T); // C or B chunk + H or G_k chunk
+  static constexpr int kYs = 64 * LDY * 4;                     // fp32 staging, aliases the above
+  static constexpr int kRegion = ((kAB > kYs ? kAB : kYs) + 15) & ~15;
+  static constexpr int kCbs = 64 * kLDS * 4;                   // staged C·Bᵀ tile; dD reduction
+  static constexpr int oXo = kRec, odYo = oXo + kOwn, oReg = odYo + kOwn, oSt = oReg + kRegion,
+                       oCbs = oSt + kOwn, kBytes = oCbs + kCbs;
+  static_assert(kCbs >= kThreads * 8 * 4, "dD reduction buffer");
+};
+
+template <class T, int BP>
+__device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = MainSmem<T, BP>;
+  constexpr int NT = BP / 8, LDP = S::LDP, LD = kLD, LDY = S::LDY, VPR = BP / 8;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  const int r = x % bw.nbb; x /= bw.nbb;
+  const int pt = x % bw.npt; x /= bw.npt;
+  const int h = x % bw.H; x /= bw.H;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int grp = h / bw.hpg;
+  const int BB = bw.BB, Q = bw.Q, P = bw.P, N = bw.N;
+  const int64_t t0 = (int64_t)k * Q;
+  const int len = (int)lmin(Q, p.seqlen - t0);
+  const int j0 = r * BB;
+  const int nrows = imin(BB, len - j0);
+  const int p0 = pt * BP, npv = imin(BP, P - p0);
+  const bool want_dD = bp.dD != nullptr;
+  float* dDp = want_dD ? bw.pdD + ((((int64_t)b * bw.nc + k) * bw.H + h) * bw.nbb + r) * P + p0 : nullptr;
+  if (nrows <= 0) {  // block past the sequence: only the dD partial needs defining
+    if (want_dD)
+      for (int c = tid; c < npv; c += kThreads) dDp[c] = 0.f;
+    return;
+  }
+
+  float4* rec = reinterpret_cast<float4*>(smem);                 // [Q]
+  T* Xo = reinterpret_cast<T*>(smem + S::oXo);                   // [64][LDP] x rows j (raw)
+  T* dYo = reinterpret_cast<T*>(smem + S::odYo);                 // [64][LDP] dY rows j
+  T* Sa = reinterpret_cast<T*>(smem + S::oReg);                  // [64][LD]  C or B, n-chunk
+  T* Sb = Sa + 64 * LD;                                          // [BP][LD]  H or G_k, n-chunk
+  float* Ys = reinterpret_cast<float*>(smem + S::oReg);          // [64][LDY] fp32 staging
+  T* St = reinterpret_cast<T*>(smem + S::oSt);                   // [64][LDP] streamed x / dY rows
+  float* cbs = reinterpret_cast<float*>(smem + S::oCbs);         // [BB][kLDS] C·Bᵀ tile
+  float* dred = cbs;                                             // [128][8] dD reduction
+
+  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+  for (int i = tid; i < Q; i += kThreads) rec[i] = bw.rec[bhc * Q + i];
+  const int64_t xrow0 = (int64_t)b * p.x_batch_stride + (t0 + j0) * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0;
+  fill_tile<T>(Xo, LDP, 64, BP, [&](int rr, int c, float f[8]) {
+    if (rr < nrows && c < npv) ld8(p.x, p.x_type, xrow0 + (int64_t)rr * p.x_seq_stride + c, imin(8, npv - c), bw.vx, f);
+    else zero8(f);
+  });
+  fill_tile<T>(dYo, LDP, 64, BP, [&](int rr, int c, float f[8]) {
+    if (rr < nrows && c < npv) ld8_dy(bp, bw, b, t0 + j0 + rr, h, p0 + c, imin(8, npv - c), f);
+    else zero8(f);
+  });
+  __syncthreads();
+
+  const bool has_seq = p.seq_idx != nullptr;
+  const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+  const bool has_prev = k > 0 || p.initial_states != nullptr;
+  const float4 rl = rec[len - 1];
+  const int wr = 16 * warp;
+  const bool wact = wr < nrows;
+  float4 rJ[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int jl = wr + g + 8 * hr;
+    rJ[hr] = (jl < nrows) ? rec[j0 + jl] : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  const int64_t pos = (bhc * bw.npt + pt) * Q + j0;  // per-position partial arrays, row 0 of the block
+  const float* cbg = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB;  // this (b, c, g)
+  // Σ over this lane's columns of acc ⊙ tile (row-wise), completed over the quad.
+  auto row_dot = [&](const float (&acc)[NT][4], const T* tile, float s[2]) {
+    s[0] = s[1] = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+          s[hr] = fmaf(acc[nt][2 * hr + e], mma::to_float<T>(tile[(wr + g + 8 * hr) * LDP + 8 * nt + 2 * t4 + e]), s[hr]);
+    s[0] = quad_sum(s[0]);
+    s[1] = quad_sum(s[1]);
+  };
+  auto stage = [&](const float (&acc)[NT][4]) {
+    if (wact) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr)
+          *reinterpret_cast<float2*>(Ys + (wr + g + 8 * hr) * LDY + 8 * nt + 2 * t4) =
+              make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+    }
+  };
+  // acc += (C or B rows of this block) · (states slab rows p0..)ᵀ over all of dstate
+  auto rows_times_state = [&](float (&acc)[NT][4], const void* src, SsdDtype st, int64_t row0, int64_t rs, bool vec,
+                              const float* slab) {
+    for (int n0 = 0; n0 < N; n0 += 64) {
+      const int ncv = imin(64, N - n0);
+      __syncthreads();  // previous readers of Sa / Sb (or of the aliased staging) are done
+      fill_tile<T, 1>(Sa, LD, 64, 64, [&](int rr, int c, float f[8]) {
+        if (rr < nrows && c < ncv) ld8(src, st, row0 + (int64_t)rr * rs + n0 + c, imin(8, ncv - c), vec, f);
+        else zero8(f);
+      });
+      fill_tile<T, 1>(Sb, LD, BP, 64, [&](int rr, int c, float f[8]) {
+        if (rr < npv && c < ncv) ld8(slab, SSD_FLOAT32, (int64_t)rr * N + n0 + c, imin(8, ncv - c), bw.st4, f);
+        else zero8(f);
+      });
+      __syncthreads();
+      if (wact) mma_rows<T, BP, mma::kNK>(acc, Sa, LD, wr, Sb, LD, ncv, npv);
+    }
+  };
+
+  float acc[NT][4];
+  // ---- phase a: output from the entering state (and the full pre-gate output for dz)
+  zero_acc(acc);
+  if (has_prev) {
+    rows_times_state(acc, p.C, p.C_type,
+                     (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride,
+                     p.C_seq_stride, bw.vC, bw.states + bhc * bw.PN + (int64_t)p0 * N);
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int jl = wr + g + 8 * hr;
+      const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_prev);
+      const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        acc[nt][2 * hr] *= f;
+        acc[nt][2 * hr + 1] *= f;
+      }
+    }
+  }
+  {
+    float s[2];
+    row_dot(acc, dYo, s);
+    if (wact && t4 == 0) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int jl = wr + g + 8 * hr;
+        if (jl < nrows) bw.poff[pos + jl] = s[hr];
+      }
+    }
+  }
+  if (bw.want_dz) {
+    for (int jb = 0; jb <= r; ++jb) {
+      const T* Xs = Xo;  // the diagonal block's x rows are this block's own
+      if (jb < r) {
+        __syncthreads();  // previous readers of St are done
+        const int64_t xr = (int64_t)b * p.x_batch_stride + (t0 + jb * BB) * p.x_seq_stride +
+                           (int64_t)h * p.x_head_stride + p0;
+        fill_tile<T, 1>(St, LDP, 64, BP, [&](int rr, int c, float f[8]) {
+          if (rr < BB && c < npv) ld8(p.x, p.x_type, xr + (int64_t)rr * p.x_seq_stride + c, imin(8, npv - c), bw.vx, f);
+          else zero8(f);
+        });
+        __syncthreads();
+        Xs = St;
+      }
+      const float* cbt = cbg + (int64_t)(r * (r + 1) / 2 + jb) * BB * BB;  // tile (r, jb): [j][i]
+      if (wact) {
+#pragma unroll 1  // registers: 3 blocks per SM
+        for (int kk = 0; kk < 4; ++kk) {
+          if (16 * kk < BB) {
+            FragA<T> a;
+            mma::buildA<T>(a, [&](int ro, int co) -> float2 {
+              const int jl = wr + ro, il = 16 * kk + co;
+              float2 v = make_float2(0.f, 0.f);
+              if (jl < nrows) {
+                const int j = j0 + jl, i = jb * BB + il;
+                const float2 c2 = __ldg(reinterpret_cast<const float2*>(cbt + jl * BB + il));
+                const float4 rj = rJ[ro >> 3], ri0 = rec[i], ri1 = rec[i + 1];  // ro = g or g + 8
+                const bool ok0 = i <= j && (!has_seq || sid_of(ri0) == sid_of(rj));
+                const bool ok1 = i + 1 <= j && (!has_seq || sid_of(ri1) == sid_of(rj));
+                v.x = ok0 ? c2.x * ri0.z * ex2(sdiff(rj, ri0)) : 0.f;
+                v.y = ok1 ? c2.y * ri1.z * ex2(sdiff(rj, ri1)) : 0.f;
+              }
+              return v;
+            });
+#pragma unroll
+            for (int np = 0; np < BP / 16; ++np) {
+              if (16 * np < npv) {
+                FragB<T> b0, b1;
+                mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDP, 16 * kk, 16 * np);
+                mma::mma(acc[2 * np], a, b0);
+                mma::mma(acc[2 * np + 1], a, b1);
+              }
+            }
+          }
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with Sa / Sb / St (Ys aliases Sa / Sb)
+    stage(acc);
+    __syncthreads();
+    const bool dch = p.D_per_channel != 0;
+    const float dh = (p.D && !dch) ? p.D[h] : 0.f;
+    for (int v = tid; v < nrows * VPR; v += kThreads) {
+      const int rr = v / VPR, c = (v % VPR) * 8;
+      if (c >= npv) continue;
+      const int n = imin(8, npv - c);
+      const int64_t t = t0 + j0 + rr;
+      float yb[8], dyv[8], zv[8], o[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) yb[e] = Ys[rr * LDY + c + e];
+      if (p.D) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const float dv = dch ? ((e < n) ? p.D[(int64_t)h * P + p0 + c + e] : 0.f) : dh;
+          yb[e] = fmaf(dv, mma::to_float<T>(Xo[rr * LDP + c + e]), yb[e]);
+        }
+      }
+      ld8(bp.dy, bp.dy_type,
+          (int64_t)b * bp.dy_batch_stride + t * bp.dy_seq_stride + (int64_t)h * bp.dy_head_stride + p0 + c, n, bw.vdy,
+          dyv);
+      const int64_t zo = (int64_t)b * p.z_batch_stride + t * p.z_seq_stride + (int64_t)h * p.z_head_stride + p0 + c;
+      ld8(p.z, p.z_type, zo, n, bw.vz, zv);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float sg = 1.f / (1.f + __expf(-zv[e]));
+        o[e] = dyv[e] * yb[e] * sg * (1.f + zv[e] * (1.f - sg));
+      }
+      st8(bp.dz, p.z_type, zo, n, bw.vdz, o);
+    }
+  }
+
+  // ---- phase b: dX̄
+  zero_acc(acc);
+  rows_times_state(acc, p.B, p.B_type,
+                   (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride,
+                   p.B_seq_stride, bw.vB, bw.dstates + bhc * bw.PN + (int64_t)p0 * N);
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int jl = wr + g + 8 * hr;
+    const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_of(rl));
+    const float f = ok ? ex2(sdiff(rl, rJ[hr])) : 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][2 * hr] *= f;
+      acc[nt][2 * hr + 1] *= f;
+    }
+  }
+  {
+    float s[2];
+    row_dot(acc, Xo, s);
+    if (wact && t4 == 0) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int jl = wr + g + 8 * hr;
+        if (jl < nrows) bw.pq[pos + jl] = s[hr] * rJ[hr].z;
+      }
+    }
+  }
+  for (int ib = r; ib < bw.nbb && ib * BB < len; ++ib) {
+    const int i0 = ib * BB, nri = imin(BB, len - i0);
+    const T* Ds = dYo;
+    __syncthreads();  // previous readers of St / cbs are done
+    if (ib > r) {
+      fill_tile<T, 1>(St, LDP, 64, BP, [&](int rr, int c, float f[8]) {
+        if (rr < nri && c < npv) ld8_dy(bp, bw, b, t0 + i0 + rr, h, p0 + c, imin(8, npv - c), f);
+        else zero8(f);
+      });
+      Ds = St;
+    }
+    {
+      const float4* cbt4 = reinterpret_cast<const float4*>(cbg + (int64_t)(ib * (ib + 1) / 2 + r) * BB * BB);
+      for (int v = tid; v < BB * BB / 4; v += kThreads) {
+        const int il = (4 * v) / BB, jl = (4 * v) % BB;
+        *reinterpret_cast<float4*>(cbs + il * kLDS + jl) = __ldg(cbt4 + v);
+      }
+    }
+    __syncthreads();
+    if (wact) {
+#pragma unroll 1  // registers: 3 blocks per SM
+      for (int kk = 0; kk < 4; ++kk) {
+        if (16 * kk < nri) {
+          FragA<T> a;
+          mma::buildA<T>(a, [&](int ro, int co) -> float2 {
+            const int jl = wr + ro, il = 16 * kk + co;
+            float2 v = make_float2(0.f, 0.f);
+            if (jl < nrows) {
+              const int j = j0 + jl, i = i0 + il;
+              const float4 rj = rJ[ro >> 3], ri0 = rec[i], ri1 = rec[i + 1];  // ro = g or g + 8
+              const bool ok0 = i >= j && i < len && (!has_seq || sid_of(ri0) == sid_of(rj));
+              const bool ok1 = i + 1 >= j && i + 1 < len && (!has_seq || sid_of(ri1) == sid_of(rj));
+              v.x = ok0 ? cbs[il * kLDS + jl] * ex2(sdiff(ri0, rj)) : 0.f;
+              v.y = ok1 ? cbs[(il + 1) * kLDS + jl] * ex2(sdiff(ri1, rj)) : 0.f;
+            }
+            return v;
+          });
+#pragma unroll
+          for (int np = 0; np < BP / 16; ++np) {
+            if (16 * np < npv) {
+              FragB<T> b0, b1;
+              mma::ldB2<T, mma::kKN>(b0, b1, Ds, LDP, 16 * kk, 16 * np);
+              mma::mma(acc[2 * np], a, b0);
+              mma::mma(acc[2 * np + 1], a, b1);
+            }
+          }
+        }
+      }
+    }
+  }
+  {
+    float s[2];
+    row_dot(acc, Xo, s);
+    if (wact && t4 == 0) {
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int jl = wr + g + 8 * hr;
+        if (jl < nrows) bw.pxdx[pos + jl] = s[hr];
+      }
+    }
+  }
+  __syncthreads();  // Sa / Sb, St and cbs are free
+  stage(acc);
+  __syncthreads();
+  const bool dch = p.D_per_channel != 0;
+  const float dh = (p.D && !dch) ? p.D[h] : 0.f;
+  float dsum[8];
+  zero8(dsum);
+  // each thread keeps one column group: c = (tid % VPR) * 8 (kThreads is a multiple of VPR)
+  for (int v = tid; v < 64 * VPR; v += kThreads) {
+    const int rr = v / VPR, c = (v % VPR) * 8;
+    if (rr < nrows && c < npv) {
+      const int n = imin(8, npv - c);
+      const int64_t t = t0 + j0 + rr;
+      float dyv[8], o[8];
+      ld8_dy(bp, bw, b, t, h, p0 + c, n, dyv);
+      const float dj = rec[j0 + rr].z;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float dv = p.D ? (dch ? ((e < n) ? p.D[(int64_t)h * P + p0 + c + e] : 0.f) : dh) : 0.f;
+        o[e] = fmaf(dj, Ys[rr * LDY + c + e], dv * dyv[e]);
+        dsum[e] = fmaf(dyv[e], mma::to_float<T>(Xo[rr * LDP + c + e]), dsum[e]);
+      }
+      st8(bp.dx, p.x_type,
+          (int64_t)b * p.x_batch_stride + t * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0 + c, n, bw.vdx, o);
+    }
+  }
+  if (want_dD) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) dred[tid * 8 + e] = dsum[e];
+    __syncthreads();
+    for (int cc = tid; cc < npv; cc += kThreads) {
+      const int cv = cc >> 3, e = cc & 7;
+      float s = 0.f;
+      for (int m = cv; m < kThreads; m += VPR) s += dred[m * 8 + e];
+      dDp[cc] = s;
+    }
+  }
+}
+
+// Launch 3, roles b (dC) and c (dB): per (b, chunk, group, row block r, n-tile of BN columns).
+// Warp w owns rows 16w..16w+15, all BN columns: acc[BN/8][4].
+//   dC_i = Σ_{j ≤ i} dG_ij B_j                     A = dG (global fp32, built), B = B [j][n] kKN
+//        + Σ_h Σ_p (e^h_i dY^h_i) H^h_{k-1}         A = e ⊙ dY [i][p] kMK, B = H [p][n] kKN
+//   dB_j = Σ_{i ≥ j} dG_ij C_i                     A = dGᵀ (staged tile, built), B = C [i][n] kKN
+//        + Σ_h Σ_p (w^h_j d^h_j x^h_j) G^h_k        A = w d ⊙ x [j][p] kMK, B = G_k [p][n] kKN
+template <class T, int BN>
+struct GroupSmem {
+  static constexpr int LDV = BN + 8, LDO = BN + 4;
+  static constexpr int kA = 64 * kLD * (int)sizeof(T);
+  static constexpr int kV = 64 * LDV * (int)sizeof(T);
+  static constexpr int kS = 64 * kLDS * 4;
+  static constexpr int kO = 64 * LDO * 4;  // fp32 output staging, aliases everything
+  static constexpr int oA = 0, oV = kA, oS = kA + kV;
+  static constexpr int kBytes = (kA + kV + kS > kO) ? kA + kV + kS : kO;
+};
+
+template <class T, int BN, bool DB>
+__device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = GroupSmem<T, BN>;
+  constexpr int NT = BN / 8, LDA = kLD, LDV = S::LDV, LDO = S::LDO;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  const int ntl = x % bw.nnt; x /= bw.nnt;
+  const int r = x % bw.nbb; x /= bw.nbb;
+  const int grp = x % bw.G; x /= bw.G;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int BB = bw.BB, Q = bw.Q, P = bw.P, N = bw.N, H = bw.H;
+  const int64_t t0 = (int64_t)k * Q;
+  const int len = (int)lmin(Q, p.seqlen - t0);
+  const int r0 = r * BB;
+  const int nrows = imin(BB, len - r0);
+  if (nrows <= 0) return;
+  const int n0 = ntl * BN, nnv = imin(BN, N - n0);
+  T* As = reinterpret_cast<T*>(smem + S::oA);      // [64][LDA]
+  T* Vs = reinterpret_cast<T*>(smem + S::oV);      // [64][LDV]
+  float* cbs = reinterpret_cast<float*>(smem + S::oS);  // [BB][kLDS]
+  float* Os = reinterpret_cast<float*>(smem);      // [64][LDO]
+  const int wr = 16 * warp;
+  const bool wact = wr < nrows;
+  const bool has_seq = p.seq_idx != nullptr;
+  const float* dgg = bw.dg + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB;
+  // the other operand of the intra-chunk part: B rows (dC) or C rows (dB)
+  const void* vsrc = DB ? p.C : p.B;
+  const SsdDtype vt = DB ? p.C_type : p.B_type;
+  const int64_t vss = DB ? p.C_seq_stride : p.B_seq_stride;
+  const int64_t vb = DB ? (int64_t)b * p.C_batch_stride + t0 * p.C_seq_stride + (int64_t)grp * p.C_group_stride + n0
+                        : (int64_t)b * p.B_batch_stride + t0 * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0;
+  const bool vvec = DB ? bw.vC : bw.vB;
+
+  float acc[NT][4];
+  zero_acc(acc);
+  // ---- intra-chunk part
+  const int ib_lo = DB ? r : 0;
+  const int ib_hi = DB ? bw.nbb - 1 : r;
+  for (int ob = ib_lo; ob <= ib_hi; ++ob) {
+    const int o0 = ob * BB;
+    if (o0 >= len) break;
+    const int nro = imin(BB, len - o0);
+    __syncthreads();  // previous readers of Vs / cbs are done
+    fill_tile<T>(Vs, LDV, 64, BN, [&](int rr, int c, float f[8]) {
+      if (rr < nro && c < nnv) ld8(vsrc, vt, vb + (int64_t)(o0 + rr) * vss + c, imin(8, nnv - c), vvec, f);
+      else zero8(f);
+    });
+    if constexpr (DB) {  // tile (ob, r) of dG: [i][j], read transposed
+      const float4* src = reinterpret_cast<const float4*>(dgg + (int64_t)(ob * (ob + 1) / 2 + r) * BB * BB);
+      for (int v = tid; v < BB * BB / 4; v += kThreads) {
+        const int il = (4 * v) / BB, jl = (4 * v) % BB;
+        *reinterpret_cast<float4*>(cbs + il * kLDS + jl) = __ldg(src + v);
+      }
+    }
+    __syncthreads();
+    if (wact) {
+      const float* dgt = dgg + (int64_t)(r * (r + 1) / 2 + ob) * BB * BB;  // dC: tile (r, ob): [i][j]
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        if (16 * kk < nro) {
+          FragA<T> a;
+          mma::buildA<T>(a, [&](int ro, int co) -> float2 {
+            const int ml = wr + ro, kl = 16 * kk + co;
+            if (ml >= nrows) return make_float2(0.f, 0.f);
+            if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
+            else return __ldg(reinterpret_cast<const float2*>(dgt + ml * BB + kl));
+          });
+#pragma unroll
+          for (int np = 0; np < BN / 16; ++np) {
+            if (16 * np < nnv) {
+              FragB<T> b0, b1;
+              mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, 16 * np);
+              mma::mma(acc[2 * np], a, b0);
+              mma::mma(acc[2 * np + 1], a, b1);
+            }
+          }
+        }
+      }
+    }
+  }
+  // ---- through the states, over the heads of the group in order
+  if (DB || k > 0 || p.initial_states != nullptr) {
+    const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    for (int hh = 0; hh < bw.hpg; ++hh) {
+      const int h = grp * bw.hpg + hh;
+      const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
+      const float4* rh = bw.rec + bhc * Q;
+      const float4 rl = rh[len - 1];
+      const float* slab = (DB ? bw.dstates : bw.states) + bhc * bw.PN + n0;
+      for (int pc = 0; pc < P; pc += 64) {
+        const int pcv = imin(64, P - pc);
+        __syncthreads();  // previous readers of As / Vs are done
+        fill_tile<T>(As, LDA, 64, 64, [&](int rr, int c, float f[8]) {
+          if (rr < nrows && c < pcv) {
+            const int n = imin(8, pcv - c);
+            const int64_t t = t0 + r0 + rr;
+            const float4 rj = rh[r0 + rr];
+            float sc;
+            if constexpr (DB) {
+              ld8(p.x, p.x_type, (int64_t)b * p.x_batch_stride + t * p.x_seq_stride + (int64_t)h * p.x_head_stride + pc + c,
+                  n, bw.vx, f);
+              sc = (!has_seq || sid_of(rj) == sid_of(rl)) ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
+            } else {
+              ld8_dy(bp, bw, b, t, h, pc + c, n, f);
+              sc = (!has_seq || sid_of(rj) == sid_prev) ? ex2(rj.x + rj.y) : 0.f;
+            }
+#pragma unroll
+            for (int e = 0; e < 8; ++e) f[e] *= sc;
+          } else {
+            zero8(f);
+          }
+        });
+        fill_tile<T>(Vs, LDV, 64, BN, [&](int rr, int c, float f[8]) {
+          if (rr < pcv && c < nnv) ld8(slab, SSD_FLOAT32, (int64_t)(pc + rr) * N + c, imin(8, nnv - c), bw.st4, f);
+          else zero8(f);
+        });
+        __syncthreads();
+        if (wact) mma_rows<T, BN, mma::kKN>(acc, As, LDA, wr, Vs, LDV, pcv, nnv);
+      }
+    }
+  }
+  // ---- store through a staging tile (8-element accesses)
+  __syncthreads();
+  if (wact) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        *reinterpret_cast<float2*>(Os + (wr + g + 8 * hr) * LDO + 8 * nt + 2 * t4) =
+            make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+  }
+  __syncthreads();
+  void* out = DB ? bp.dB : bp.dC;
+  const SsdDtype ot = DB ? p.B_type : p.C_type;
+  const int64_t obase = DB ? (int64_t)b * p.B_batch_stride + (t0 + r0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0
+                        : (int64_t)b * p.C_batch_stride + (t0 + r0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride + n0;
+  const int64_t oss = DB ? p.B_seq_stride : p.C_seq_stride;
+  const bool ovec = DB ? bw.vdB : bw.vdC;
+  for (int v = tid; v < nrows * NT; v += kThreads) {
+    const int rr = v / NT, c = (v % NT) * 8;
+    if (c < nnv) {
+      float o[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) o[e] = Os[rr * LDO + c + e];
+      st8(out, ot, obase + (int64_t)rr * oss + c, imin(8, nnv - c), ovec, o);
+    }
+  }
+}
+
+template <class T, int BP, int BN>
+struct MainLaunch {
+  static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
+                                                                                   : GroupSmem<T, BN>::kBytes;
+};
+
+template <class T, int BP, int BN>
+__global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
+k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  extern __shared__ __align__(16) char smem[];
+  int blk = blockIdx.x;
+  if (blk < bw.n3a) {
+    main_role<T, BP>(bp, bw, blk, smem);
+    return;
+  }
+  blk -= bw.n3a;
+  if (blk < bw.n3b) group_role<T, BN, false>(bp, bw, blk, smem);
+  else group_role<T, BN, true>(bp, bw, blk - bw.n3b, smem);
+}
+
+// =============================================================================================
+// Launch 4: per (b, chunk, head), 256 threads; thread tid owns position t = Q-1-tid, so that an
+// inclusive scan over tid is the reverse cumulative sum over positions.
+//   ds_t = Σ_{jb ≤ ib} prow(ib, jb)_t − Σ_{ib' ≥ ib} pcol(ib', ib)_t + Σ_pt (off_t − q_t)
+//          + [t = len-1] (Σ_j Σ_pt q_j + Σ state-pass partials)
+//   (P without its diagonal, q without q_last: both cancel exactly in da, see the header)
+//   da_t = Σ_{i ≥ t} ds_i;  dd_t = A da_t + Σ_pt xdx_t;  ddt_t = dd_t · [lo ≤ v ≤ hi] · sp'(u)
+//   partials: Σ_t d_t da_t (→ dA), Σ_t ddt_t (→ dDtBias).
+// =============================================================================================
+__global__ void __launch_bounds__(256)
+k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  __shared__ double wred[8];
+  __shared__ float fred[3][8];
+  __shared__ float qtot;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int x = blockIdx.x;
+  const int h = x % bw.H; x /= bw.H;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int Q = bw.Q, BB = bw.BB;
+  const int64_t t0 = (int64_t)k * Q;
+  const int len = (int)lmin(Q, p.seqlen - t0);
+  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+  const int t = Q - 1 - tid;
+  const bool act = tid < Q && t < len;
+  float ds = 0.f, q = 0.f, xdx = 0.f, d = 0.f;
+  if (act) {
+    const int ib = t / BB, tl = t % BB;
+    const float* pr = bw.prow + bhc * bw.ntri * BB;
+    const float* pc = bw.pcol + bhc * bw.ntri * BB;
+    float rsum = 0.f, csum = 0.f, off = 0.f;
+    for (int jb = 0; jb <= ib; ++jb) rsum += pr[(ib * (ib + 1) / 2 + jb) * BB + tl];
+    for (int i2 = ib; i2 < bw.nbb; ++i2) csum += pc[(i2 * (i2 + 1) / 2 + ib) * BB + tl];
+    for (int pt = 0; pt < bw.npt; ++pt) {
+      const int64_t o = (bhc * bw.npt + pt) * Q + t;
+      off += bw.poff[o];
+      q += bw.pq[o];
+      xdx += bw.pxdx[o];
+    }
+    // q_last enters ds_last twice with opposite signs (w_last = 1): leave it out, as the diagonal of P
+    if (t == len - 1) q = 0.f;
+    ds = (rsum - csum) + (off - q);
+    d = bw.rec[bhc * Q + t].z;
+  }
+  // Σ_j q_j and the state-pass partials, in a fixed order
+  {
+    const float s = warp_sum(q);
+    if (lane == 0) fred[0][warp] = s;
+    __syncthreads();
+    if (tid == 0) {
+      float tot = 0.f;
+      for (int w = 0; w < 8; ++w) tot += fred[0][w];
+      const float* pp = bw.ppass + bhc * bw.npp;
+      for (int m = 0; m < bw.npp; ++m) tot += pp[m];
+      qtot = tot;
+    }
+    __syncthreads();
+    if (act && t == len - 1) ds += qtot;
+  }
+  // reverse cumulative sum: inclusive scan over tid, in double
+  double s = ds;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, s, off);
+    if (lane >= off) s += y;
+  }
+  if (lane == 31) wred[warp] = s;
+  __syncthreads();
+  double base = 0.0;
+  for (int w = 0; w < warp; ++w) base += wred[w];
+  const float da = (float)(base + s);
+  float ddt = 0.f, dac = 0.f;
+  if (act) {
+    const float A = p.A[h];
+    const float dd = fmaf(A, da, xdx);
+    const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+    const int64_t o = (int64_t)b * p.dt_batch_stride + (t0 + t) * p.dt_seq_stride + h;
+    const float u = ld_f(p.dt, p.dt_type, o) + bias;
+    float v = u, fac = 1.f;
+    if (p.dt_softplus && u <= 20.f) {
+      v = log1pf(expf(u));
+      fac = 1.f / (1.f + expf(-u));
+    }
+    ddt = (v >= p.dt_min && v <= p.dt_max) ? dd * fac : 0.f;
+    st_f(bp.ddt, p.dt_type, o, ddt);
+    dac = d * da;
+  }
+  {
+    const float a = warp_sum(dac), c = warp_sum(ddt);
+    if (lane == 0) {
+      fred[1][warp] = a;
+      fred[2][warp] = c;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      float sa = 0.f, sc = 0.f;
+      for (int w = 0; w < 8; ++w) {
+        sa += fred[1][w];
+        sc += fred[2][w];
+      }
+      const int64_t o = ((int64_t)b * bw.nc + k) * bw.H + h;
+      bw.pdA[o] = sa;
+      bw.pdb[o] = sc;
+    }
+  }
+}
+
+// Launch 5: per head, fixed-order sums of the partials: dA, dDtBias, dD.
+__global__ void __launch_bounds__(kThreads)
+k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw, int nbc) {
+  __shared__ double red[kThreads];
+  const SsdParams& p = bp.fwd;
+  const int h = blockIdx.x, tid = threadIdx.x, H = bw.H;
+  auto block_sum = [&](double v) -> double {
+    red[tid] = v;
+    __syncthreads();
+    for (int s = kThreads / 2; s > 0; s >>= 1) {
+      if (tid < s) red[tid] += red[tid + s];
+      __syncthreads();
+    }
+    const double r = red[0];
+    __syncthreads();
+    return r;
+  };
+  double a = 0.0;
+  for (int m = tid; m < nbc; m += kThreads) a += bw.pdA[(int64_t)m * H + h];
+  a = block_sum(a);
+  if (tid == 0) bp.dA[h] = (float)a;
+  if (bp.d_dt_bias) {
+    double c = 0.0;
+    for (int m = tid; m < nbc; m += kThreads) c += bw.pdb[(int64_t)m * H + h];
+    c = block_sum(c);
+    if (tid == 0) bp.d_dt_bias[h] = (float)c;
+  }
+  if (bp.dD) {
+    const int P = bw.P;
+    const int64_t per = (int64_t)bw.nbb * P;  // floats per (b, c, h)
+    if (p.D_per_channel) {
+      for (int col = tid; col < P; col += kThreads) {
+        double s = 0.0;
+        for (int m = 0; m < nbc; ++m) {
+          const float* src = bw.pdD + ((int64_t)m * H + h) * per + col;
+          for (int rr = 0; rr < bw.nbb; ++rr) s += src[(int64_t)rr * P];
+        }
+        bp.dD[(int64_t)h * P + col] = (float)s;
+      }
+    } else {
+      double s = 0.0;
+      const int64_t total = (int64_t)nbc * per;
+      for (int64_t i = tid; i < total; i += kThreads) {
+        const int64_t m = i / per, rest = i - m * per;
+        s += bw.pdD[(m * H + h) * per + rest];
+      }
+      s = block_sum(s);
+      if (tid == 0) bp.dD[h] = (float)s;
+    }
+  }
+}
+
+// ---- host side ------------------------------------------------------------------------------
+inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
+bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
+bool aligned(const void* ptr, size_t a) { return (reinterpret_cast<uintptr_t>(ptr) % a) == 0; }
+
+SsdStatus validate(const SsdBackwardParams& bp, std::string* err) {
+  const SsdParams& p = bp.fwd;
+  auto fail = [&](const char* m) {
+    if (err) *err = m;
+    return SSD_ERR_INVALID_ARGUMENT;
+  };
+  if (p.batch < 0 || p.seqlen < 0) return fail("batch and seqlen must be >= 0");
+  if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return fail("nheads must be a positive multiple of ngroups");
+  if (p.headdim < 1 || p.dstate < 1) return fail("headdim and dstate must be >= 1");
+  const int64_t Q = p.chunk_size;
+  if (Q < 16 || Q > 256 || (Q & (Q - 1)) != 0) return fail("chunk_size must be a power of two in [16, 256]");
+  if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
+      (p.z && !valid_dtype(p.z_type)) || !valid_dtype(bp.dy_type))
+    return fail("unknown dtype");
+  if (p.nheads > (1 << 24) || p.batch > (1 << 24)) return fail("sizes too large");
+  if (!p.A || !bp.dA) return fail("A and dA are required");
+  if (bp.dz && !p.z) return fail("dz given without z");
+  if (bp.dD && !p.D) return fail("dD given without D");
+  if (bp.d_dt_bias && !p.dt_bias) return fail("d_dt_bias given without dt_bias");
+  if (bp.d_initial_states && !p.initial_states) return fail("d_initial_states given without initial_states");
+  if (p.batch > 0 && p.seqlen > 0 &&
+      (!p.x || !p.dt || !p.B || !p.C || !bp.dy || !bp.dx || !bp.ddt || !bp.dB || !bp.dC))
+    return fail("null required pointer (x, dt, B, C, dy, dx, ddt, dB, dC)");
+  if (p.headdim > 256 || p.dstate > 256) {
+    if (err) *err = "the CUDA backend supports headdim and dstate up to 256";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  return SSD_OK;
+}
+
+enum Path { kPathBf16, kPathF16, kPathF32 };
+Path path_of(const SsdParams& p) {
+  if (p.x_type == SSD_BFLOAT16 && p.B_type == SSD_BFLOAT16 && p.C_type == SSD_BFLOAT16) return kPathBf16;
+  if (p.x_type == SSD_FLOAT16 && p.B_type == SSD_FLOAT16 && p.C_type == SSD_FLOAT16) return kPathF16;
+  return kPathF32;
+}
+
+// Tile choices (shared by the workspace layout and the launches).
+struct Tiles {
+  int BN1, BPm, BNg;
+};
+Tiles tiles_of(const SsdParams& p) {
+  const bool k16 = path_of(p) != kPathF32;
+  Tiles t;
+  t.BN1 = (k16 && p.dstate > 64) ? 128 : 64;
+  t.BPm = (k16 && p.headdim > 64) ? 128 : 64;
+  t.BNg = (k16 && p.dstate > 64) ? 128 : 64;
+  return t;
+}
+
+struct Layout {
+  int64_t nc, BB, nbb, ntri, npt, nes, npp;
+  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, total;
+};
+Layout layout_of(const SsdBackwardParams& bp) {
+  const SsdParams& p = bp.fwd;
+  const Tiles tl = tiles_of(p);
+  Layout l{};
+  const int64_t Q = p.chunk_size, b = p.batch, H = p.nheads, G = p.ngroups, P = p.headdim, N = p.dstate;
+  l.nc = cdiv(p.seqlen, Q);
+  l.BB = std::min<int64_t>(Q, 64);
+  l.nbb = Q / l.BB;
+  l.ntri = l.nbb * (l.nbb + 1) / 2;
+  l.npt = cdiv(P, tl.BPm);
+  l.nes = cdiv(P * N, 4 * kThreads);
+  l.npp = l.nes * 4;
+  const int64_t bhc = b * H * l.nc;
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    const size_t o = off;
+    off += align256(bytes);
+    return o;
+  };
+  l.rec = take((size_t)bhc * Q * 16);
+  l.decay = take((size_t)bhc * 4);
+  l.states = take((size_t)bhc * P * N * 4);
+  l.dstates = take((size_t)bhc * P * N * 4);
+  l.cb = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
+  l.dg = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
+  l.prow = take((size_t)bhc * l.ntri * l.BB * 4);
+  l.pcol = take((size_t)bhc * l.ntri * l.BB * 4);
+  l.ppass = take((size_t)bhc * l.npp * 4);
+  l.poff = take((size_t)bhc * l.npt * Q * 4);
+  l.pq = take((size_t)bhc * l.npt * Q * 4);
+  l.pxdx = take((size_t)bhc * l.npt * Q * 4);
+  l.pdD = take(bp.dD ? (size_t)bhc * l.nbb * P * 4 : 0);
+  l.pdA = take((size_t)bhc * 4);
+  l.pdb = take((size_t)bhc * 4);
+  l.total = off;
+  return l;
+}
+
+SsdStatus cuda_fail(cudaError_t e, const char* what, std::string* err) {
+  if (err) *err = std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+  return SSD_ERR_CUDA;
+}
+
+struct Timer {
+  detail::StageTimes* times = nullptr;
+  cudaEvent_t ev[detail::kMaxStages + 1] = {};
+};
+
+template <class T>
+SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
+  constexpr bool k16 = sizeof(T) == 2;
+  const SsdParams& p = bp.fwd;
+  const Layout l = layout_of(bp);
+  const Tiles tl = tiles_of(p);
+  char* ws = static_cast<char*>(workspace);
+  Bw bw{};
+  bw.Q = (int)p.chunk_size;
+  bw.nc = (int)l.nc;
+  bw.hpg = (int)(p.nheads / p.ngroups);
+  bw.H = (int)p.nheads;
+  bw.P = (int)p.headdim;
+  bw.N = (int)p.dstate;
+  bw.G = (int)p.ngroups;
+  bw.BB = (int)l.BB;
+  bw.nbb = (int)l.nbb;
+  bw.ntri = (int)l.ntri;
+  bw.npt1 = (int)cdiv(p.headdim, 64);
+  bw.nnt1 = (int)cdiv(p.dstate, tl.BN1);
+  bw.nes = (int)l.nes;
+  bw.npp = (int)l.npp;
+  bw.npt = (int)l.npt;
+  bw.nnt = (int)cdiv(p.dstate, tl.BNg);
+  bw.PN = p.headdim * p.dstate;
+  bw.want_dz = bp.dz != nullptr;
+  auto vec8 = [&](const void* ptr, SsdDtype t, int64_t s0, int64_t s1, int64_t s2) -> int {
+    const int64_t m = t == SSD_FLOAT32 ? 4 : 8;  // elements per 16 bytes
+    return ptr && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
+  };
+  bw.vx = vec8(p.x, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
+  bw.vdx = vec8(bp.dx, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
+  bw.vdy = vec8(bp.dy, bp.dy_type, bp.dy_batch_stride, bp.dy_seq_stride, bp.dy_head_stride);
+  bw.vz = vec8(p.z, p.z_type, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);
+  bw.vdz = vec8(bp.dz, p.z_type, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);
+  bw.vB = vec8(p.B, p.B_type, p.B_batch_stride, p.B_seq_stride, p.B_group_stride);
+  bw.vdB = vec8(bp.dB, p.B_type, p.B_batch_stride, p.B_seq_stride, p.B_group_stride);
+  bw.vC = vec8(p.C, p.C_type, p.C_batch_stride, p.C_seq_stride, p.C_group_stride);
+  bw.vdC = vec8(bp.dC, p.C_type, p.C_batch_stride, p.C_seq_stride, p.C_group_stride);
+  bw.st4 = (p.dstate % 4) == 0;
+  bw.pass4 = (bw.PN % 4) == 0 && aligned(p.initial_states, 16) && aligned(bp.d_final_states, 16) &&
+             aligned(bp.d_initial_states, 16);
+  bw.rec = reinterpret_cast<float4*>(ws + l.rec);
+  bw.decay = reinterpret_cast<float*>(ws + l.decay);
+  bw.states = reinterpret_cast<float*>(ws + l.states);
+  bw.dstates = reinterpret_cast<float*>(ws + l.dstates);
+  bw.cb = reinterpret_cast<float*>(ws + l.cb);
+  bw.dg = reinterpret_cast<float*>(ws + l.dg);
+  bw.prow = reinterpret_cast<float*>(ws + l.prow);
+  bw.pcol = reinterpret_cast<float*>(ws + l.pcol);
+  bw.ppass = reinterpret_cast<float*>(ws + l.ppass);
+  bw.poff = reinterpret_cast<float*>(ws + l.poff);
+  bw.pq = reinterpret_cast<float*>(ws + l.pq);
+  bw.pxdx = reinterpret_cast<float*>(ws + l.pxdx);
+  bw.pdD = reinterpret_cast<float*>(ws + l.pdD);
+  bw.pdA = reinterpret_cast<float*>(ws + l.pdA);
+  bw.pdb = reinterpret_cast<float*>(ws + l.pdb);
+
+  const int64_t B_ = p.batch, H = p.nheads, G = p.ngroups;
+  const int64_t n1a = (int64_t)bw.npt1 * bw.nnt1 * H * bw.nc * B_;
+  const int64_t n1c = (int64_t)bw.ntri * G * bw.nc * B_;
+  const int64_t n2a = (int64_t)bw.nes * H * B_;
+  const int64_t n2b = n1c;
+  const int64_t n3a = (int64_t)bw.nbb * bw.npt * H * bw.nc * B_;
+  const int64_t n3b = (int64_t)bw.nnt * bw.nbb * G * bw.nc * B_;
+  const int64_t nddt = (int64_t)B_ * bw.nc * H;
+  if (2 * n1a + n1c > INT32_MAX || n2a + n2b > INT32_MAX || n3a + 2 * n3b > INT32_MAX || nddt > INT32_MAX) {
+    if (err) *err = "problem too large for one grid";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  bw.n1a = bw.n1b = (int)n1a;
+  bw.n2a = (int)n2a;
+  bw.n3a = (int)n3a;
+  bw.n3b = (int)n3b;
+
+  const size_t es = sizeof(T);
+  const size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
+  const size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
+  void (*k1)(SsdBackwardParams, Bw) = nullptr;
+  void (*k3)(SsdBackwardParams, Bw) = nullptr;
+  size_t smem3 = 0;
+  if (tl.BN1 == 64) k1 = k_bwd_prep<T, 64>;
+  else if constexpr (k16) k1 = k_bwd_prep<T, 128>;
+#define SSD_MAIN_CASE(BPV, BNV)                            \
+  if (tl.BPm == BPV && tl.BNg == BNV) {                    \
+    k3 = k_bwd_main<T, BPV, BNV>;                          \
+    smem3 = MainLaunch<T, BPV, BNV>::kSmem;                \
+  }
+  SSD_MAIN_CASE(64, 64)
+  if constexpr (k16) {
+    SSD_MAIN_CASE(64, 128)
+    SSD_MAIN_CASE(128, 64)
+    SSD_MAIN_CASE(128, 128)
+  }
+#undef SSD_MAIN_CASE
+  void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
+  if (!k1 || !k3) {
+    if (err) *err = "internal: no kernel instance";
+    return SSD_ERR_INTERNAL;
+  }
+  cudaError_t e;
+  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1)) != cudaSuccess)
+    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_prep)", err);
+  if ((e = cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem2)) != cudaSuccess)
+    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_pass_dcb)", err);
+  if ((e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem3)) != cudaSuccess)
+    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_main)", err);
+
+  auto mark = [&](int i) -> cudaError_t { return tm ? cudaEventRecord(tm->ev[i], stream) : cudaSuccess; };
+  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  k1<<<(unsigned)(2 * n1a + n1c), kThreads, smem1, stream>>>(bp, bw);
+  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_prep", err);
+  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  k2<<<(unsigned)(n2a + n2b), kThreads, smem2, stream>>>(bp, bw);
+  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_pass_dcb", err);
+  if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  k3<<<(unsigned)(n3a + 2 * n3b), kThreads, smem3, stream>>>(bp, bw);
+  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_main", err);
+  if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  k_bwd_ddt<<<(unsigned)nddt, 256, 0, stream>>>(bp, bw);
+  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_ddt", err);
+  if ((e = mark(4)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  k_bwd_reduce<<<(unsigned)H, kThreads, 0, stream>>>(bp, bw, (int)(B_ * bw.nc));
+  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_reduce", err);
+  if ((e = mark(5)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  if (tm) {
+    tm->times->n = 5;
+    tm->times->name[0] = "prep(S,dHoff,CBt)";
+    tm->times->name[1] = "pass+dCB";
+    tm->times->name[2] = "main+dB/dC";
+    tm->times->name[3] = "ddt";
+    tm->times->name[4] = "reduce";
+  }
+  return SSD_OK;
+}
+
+// Degenerate sizes: no position to differentiate. Gradients of parameters are zero; the initial
+// state's gradient is the final state's (seqlen 0: finalStates = initialStates).
+SsdStatus run_empty(const SsdBackwardParams& bp, cudaStream_t stream, std::string* err) {
+  const SsdParams& p = bp.fwd;
+  cudaError_t e = cudaSuccess;
+  const size_t h4 = (size_t)p.nheads * 4;
+  if (e == cudaSuccess) e = cudaMemsetAsync(bp.dA, 0, h4, stream);
+  if (e == cudaSuccess && bp.d_dt_bias) e = cudaMemsetAsync(bp.d_dt_bias, 0, h4, stream);
+  if (e == cudaSuccess && bp.dD) e = cudaMemsetAsync(bp.dD, 0, p.D_per_channel ? h4 * p.headdim : h4, stream);
+  if (e == cudaSuccess && bp.d_initial_states && p.batch > 0) {
+    const size_t bytes = (size_t)p.batch * p.nheads * p.headdim * p.dstate * 4;
+    e = bp.d_final_states ? cudaMemcpyAsync(bp.d_initial_states, bp.d_final_states, bytes, cudaMemcpyDeviceToDevice, stream)
+                          : cudaMemsetAsync(bp.d_initial_states, 0, bytes, stream);
+  }
+  if (e != cudaSuccess) return cuda_fail(e, "empty backward", err);
+  return SSD_OK;
+}
+
+SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
+  SsdStatus st = validate(bp, err);
+  if (st != SSD_OK) return st;
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
+  if (tm) tm->times->n = 0;
+  if (bp.fwd.batch == 0 || bp.fwd.seqlen == 0) return run_empty(bp, stream, err);
+  if (!workspace) {
+    if (err) *err = "workspace is null";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  switch (path_of(bp.fwd)) {
+    case kPathBf16: return run_t<bf16>(bp, stream, workspace, err, tm);
+    case kPathF16: return run_t<f16>(bp, stream, workspace, err, tm);
+    default: return run_t<float>(bp, stream, workspace, err, tm);
+  }
+}
+
+}  // namespace
+
+size_t backward_workspace_bytes(const SsdBackwardParams& p) {
+  if (validate(p, nullptr) != SSD_OK || p.fwd.batch == 0 || p.fwd.seqlen == 0) return 0;
+  return layout_of(p).total;
+}
+
+SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
+  return backward_impl(p, stream, workspace, error, nullptr);
+}
+
+namespace detail {
+
+bool backward_workspace_layout(const SsdBackwardParams& p, BackwardWorkspaceLayout* out) {
+  if (validate(p, nullptr) != SSD_OK || p.fwd.batch == 0 || p.fwd.seqlen == 0) return false;
+  const Layout l = layout_of(p);
+  out->nc = l.nc; out->BB = l.BB; out->nbb = l.nbb; out->ntri = l.ntri; out->npt = l.npt; out->npp = l.npp;
+  out->rec = l.rec; out->decay = l.decay; out->states = l.states; out->dstates = l.dstates; out->cb = l.cb;
+  out->dg = l.dg; out->prow = l.prow; out->pcol = l.pcol; out->ppass = l.ppass; out->poff = l.poff; out->pq = l.pq;
+  out->pxdx = l.pxdx; out->total = l.total;
+  return true;
+}
+
+const char* backward_compute_path(const SsdBackwardParams& p) {
+  switch (path_of(p.fwd)) {
+    case kPathBf16: return "bf16-mma";
+    case kPathF16: return "f16-mma";
+    default: return "f32-fma";
+  }
+}
+
+SsdStatus backward_timed(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error,
+                         StageTimes* times) {
+  Timer tm;
+  tm.times = times;
+  for (auto& ev : tm.ev) {
+    cudaError_t e = cudaEventCreate(&ev);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaEventCreate", error);
+  }
+  SsdStatus st = backward_impl(p, stream, workspace, error, &tm);
+  if (st == SSD_OK && times->n > 0) {
+    cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) st = cuda_fail(e, "cudaStreamSynchronize", error);
+    for (int i = 0; st == SSD_OK && i < times->n; ++i) {
+      e = cudaEventElapsedTime(&times->ms[i], tm.ev[i], tm.ev[i + 1]);
+      if (e != cudaSuccess) st = cuda_fail(e, "cudaEventElapsedTime", error);
+    }
+  }
+  for (auto& ev : tm.ev) cudaEventDestroy(ev);
+  return st;
+}
+
+}  // namespace detail
+}}  // namespace ssd::cuda
