@@ -91,7 +91,8 @@ int pointers(const SsdParams& p, Pointer* out) {
                          {"C", p.C},           {"D", p.D},
                          {"z", p.z},           {"dt_bias", p.dt_bias},
                          {"initial_states", p.initial_states}, {"seq_idx", p.seq_idx},
-                         {"y", p.y},           {"final_states", p.final_states}};
+                         {"y", p.y},           {"final_states", p.final_states},
+                         {"cu_seqlens", p.cu_seqlens}, {"varlen_states", p.varlen_states}};
   int n = 0;
   for (const Pointer& q : all) {
     if (q.ptr) out[n++] = q;
@@ -111,7 +112,7 @@ SsdStatus forward_device(const SsdParams& p, void* stream) {
   int dev = 0;
   device::Result r = device::current_device(&dev);
   if (!r.ok()) return fail(r.status, r.message);
-  Pointer ptrs[12];
+  Pointer ptrs[14];
   const int n = pointers(p, ptrs);
   for (int i = 0; i < n; i++) {
     r = device::check_device_pointer(dev, ptrs[i].ptr, ptrs[i].name);
@@ -156,12 +157,169 @@ SsdStatus ssd_abi_forward(const SsdParams* params, SsdMemory memory, void* strea
   }
 }
 
+// The device-side preamble every CUDA entry shares: CUDA usable, the current device, and every
+// pointer of `ptrs` on it.
+SsdStatus device_preamble(const Pointer* ptrs, int n, int* dev) {
+  const device::Availability& a = device::availability();
+  if (!a.available) return fail(SSD_ERR_UNSUPPORTED, "CUDA is unavailable: " + a.reason);
+  device::Result r = device::current_device(dev);
+  if (!r.ok()) return fail(r.status, r.message);
+  for (int i = 0; i < n; i++) {
+    r = device::check_device_pointer(*dev, ptrs[i].ptr, ptrs[i].name);
+    if (!r.ok()) return fail(r.status, r.message);
+  }
+  return SSD_OK;
+}
+
+// Runs `body(workspace)` with `bytes` of stream-ordered scratch on `stream`.
+template <class Body>
+SsdStatus with_workspace(int dev, size_t bytes, void* stream, Body body) {
+  void* workspace = nullptr;
+  if (bytes > 0) {
+    device::Result r = device::stream_alloc(dev, bytes, stream, &workspace);
+    if (!r.ok()) return fail(r.status, r.message);
+  }
+  std::string error;
+  SsdStatus status = body(workspace, &error);
+  if (workspace) {
+    device::Result r = device::stream_free(workspace, stream);
+    if (status == SSD_OK && !r.ok()) return fail(r.status, r.message);
+  }
+  return status == SSD_OK ? SSD_OK : fail(status, error);
+}
+
+SsdStatus check_memory(SsdMemory memory) {
+  if (memory == SSD_MEMORY_HOST || memory == SSD_MEMORY_CUDA) return SSD_OK;
+  return fail(SSD_ERR_INVALID_ARGUMENT, "memory: expected SSD_MEMORY_HOST (0) or SSD_MEMORY_CUDA (1) but received " +
+                                            std::to_string(int(memory)));
+}
+
+SsdStatus ssd_abi_backward(const SsdBackwardParams* params, SsdMemory memory, void* stream) {
+  t_last_error[0] = '\0';
+  try {
+    if (!params) return fail(SSD_ERR_INVALID_ARGUMENT, "params: expected a pointer to an SsdBackwardParams block but received NULL");
+    if (check_memory(memory) != SSD_OK) return SSD_ERR_INVALID_ARGUMENT;
+    const SsdBackwardParams& p = *params;
+    const SsdParams& f = p.fwd;
+    std::string error;
+    SsdStatus status = check_backward_params(p, &error);
+    if (status != SSD_OK) return fail(status, error);
+    // The forward's views with dx in y's place (an exclusive output view), then the other gradients.
+    SsdParams q = f;
+    q.y = p.dx; q.y_type = p.dx_type;
+    q.y_batch_stride = p.dx_batch_stride; q.y_seq_stride = p.dx_seq_stride; q.y_head_stride = p.dx_head_stride;
+    q.final_states = nullptr;
+    if ((status = check_layout(q, &error)) != SSD_OK) return fail(status, "dx/" + error);
+    const int64_t b = f.batch, L = f.seqlen, h = f.nheads, hd = f.headdim, g = f.ngroups, n = f.dstate;
+    const Dim dy[] = {{"b", b, p.dy_batch_stride}, {"L", L, p.dy_seq_stride}, {"h", h, p.dy_head_stride}};
+    const Dim dz[] = {{"b", b, p.dz_batch_stride}, {"L", L, p.dz_seq_stride}, {"h", h, p.dz_head_stride}};
+    const Dim ddt[] = {{"b", b, p.ddt_batch_stride}, {"L", L, p.ddt_seq_stride}};
+    const Dim dB[] = {{"b", b, p.dB_batch_stride}, {"L", L, p.dB_seq_stride}, {"g", g, p.dB_group_stride}};
+    const Dim dC[] = {{"b", b, p.dC_batch_stride}, {"L", L, p.dC_seq_stride}, {"g", g, p.dC_group_stride}};
+    if (!check_view("dy", dy, hd, false, &error) || (p.dz && !check_view("dz", dz, hd, true, &error)) ||
+        !check_view("ddt", ddt, h, true, &error) || !check_view("dB", dB, n, true, &error) ||
+        !check_view("dC", dC, n, true, &error)) {
+      return fail(SSD_ERR_INVALID_ARGUMENT, error);
+    }
+    const struct {
+      const char* name;
+      const void* ptr;
+      int64_t bytes;
+    } aligned[] = {{"dy", p.dy, element_size(p.dy_type)},   {"ddt", p.ddt, element_size(p.ddt_type)},
+                   {"dB", p.dB, element_size(p.dB_type)},   {"dC", p.dC, element_size(p.dC_type)},
+                   {"dz", p.dz, element_size(p.dz_type)},   {"dA", p.dA, 4},
+                   {"dD", p.dD, 4},                         {"d_dt_bias", p.d_dt_bias, 4},
+                   {"d_initial_states", p.d_initial_states, 4}, {"d_final_states", p.d_final_states, 4}};
+    for (const auto& a : aligned) {
+      if (!check_aligned(a.name, a.ptr, a.bytes, &error)) return fail(SSD_ERR_INVALID_ARGUMENT, error);
+    }
+    if (memory == SSD_MEMORY_HOST) {
+      status = backward_cpu(p, 0, &error);
+      return status == SSD_OK ? SSD_OK : fail(status, error);
+    }
+    Pointer ptrs[24];
+    int np = pointers(f, ptrs);
+    const Pointer grads[] = {{"dy", p.dy}, {"d_final_states", p.d_final_states}, {"dx", p.dx}, {"ddt", p.ddt},
+                             {"dA", p.dA}, {"dB", p.dB}, {"dC", p.dC}, {"dD", p.dD}, {"dz", p.dz},
+                             {"d_dt_bias", p.d_dt_bias}, {"d_initial_states", p.d_initial_states}};
+    for (const Pointer& g2 : grads) {
+      if (g2.ptr) ptrs[np++] = g2;
+    }
+    int dev = 0;
+    if ((status = device_preamble(ptrs, np, &dev)) != SSD_OK) return status;
+    return with_workspace(dev, cuda_backward_workspace_bytes(p), stream,
+                          [&](void* ws, std::string* err) { return backward_cuda(p, stream, ws, err); });
+  } catch (const std::bad_alloc&) {
+    return fail(SSD_ERR_OUT_OF_MEMORY, "out of host memory");
+  } catch (...) {
+    return fail(SSD_ERR_INTERNAL, "internal error");
+  }
+}
+
+SsdStatus ssd_abi_step(const SsdStepParams* params, SsdMemory memory, void* stream) {
+  t_last_error[0] = '\0';
+  try {
+    if (!params) return fail(SSD_ERR_INVALID_ARGUMENT, "params: expected a pointer to an SsdStepParams block but received NULL");
+    if (check_memory(memory) != SSD_OK) return SSD_ERR_INVALID_ARGUMENT;
+    const SsdStepParams& p = *params;
+    std::string error;
+    SsdStatus status = check_step_params(p, &error);
+    if (status != SSD_OK) return fail(status, error);
+    const int64_t b = p.batch, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
+    const Dim x[] = {{"b", b, p.x_batch_stride}, {"h", h, p.x_head_stride}};
+    const Dim y[] = {{"b", b, p.y_batch_stride}, {"h", h, p.y_head_stride}};
+    const Dim z[] = {{"b", b, p.z_batch_stride}, {"h", h, p.z_head_stride}};
+    const Dim dt[] = {{"b", b, p.dt_batch_stride}};
+    const Dim B[] = {{"b", b, p.B_batch_stride}, {"g", g, p.B_group_stride}};
+    const Dim C[] = {{"b", b, p.C_batch_stride}, {"g", g, p.C_group_stride}};
+    if (!check_view("x", x, hd, false, &error) || !check_view("y", y, hd, true, &error) ||
+        (p.z && !check_view("z", z, hd, false, &error)) || !check_view("dt", dt, h, false, &error) ||
+        !check_view("B", B, n, false, &error) || !check_view("C", C, n, false, &error)) {
+      return fail(SSD_ERR_INVALID_ARGUMENT, error);
+    }
+    const struct {
+      const char* name;
+      const void* ptr;
+      int64_t bytes;
+    } aligned[] = {{"state", p.state, element_size(p.state_type)}, {"x", p.x, element_size(p.x_type)},
+                   {"dt", p.dt, element_size(p.dt_type)},          {"B", p.B, element_size(p.B_type)},
+                   {"C", p.C, element_size(p.C_type)},             {"z", p.z, element_size(p.z_type)},
+                   {"y", p.y, element_size(p.y_type)},             {"A", p.A, 4},
+                   {"D", p.D, 4},                                  {"dt_bias", p.dt_bias, 4},
+                   {"state_indices", p.state_indices, 4}};
+    for (const auto& a : aligned) {
+      if (!check_aligned(a.name, a.ptr, a.bytes, &error)) return fail(SSD_ERR_INVALID_ARGUMENT, error);
+    }
+    if (memory == SSD_MEMORY_HOST) {
+      status = step_cpu(p, 0, &error);
+      return status == SSD_OK ? SSD_OK : fail(status, error);
+    }
+    const Pointer all[] = {{"state", p.state}, {"state_indices", p.state_indices}, {"x", p.x}, {"dt", p.dt},
+                           {"A", p.A}, {"B", p.B}, {"C", p.C}, {"D", p.D}, {"z", p.z}, {"dt_bias", p.dt_bias}, {"y", p.y}};
+    Pointer ptrs[11];
+    int np = 0;
+    for (const Pointer& q : all) {
+      if (q.ptr) ptrs[np++] = q;
+    }
+    int dev = 0;
+    if ((status = device_preamble(ptrs, np, &dev)) != SSD_OK) return status;
+    return with_workspace(dev, cuda_step_workspace_bytes(p), stream,
+                          [&](void* ws, std::string* err) { return step_cuda(p, stream, ws, nullptr, err); });
+  } catch (const std::bad_alloc&) {
+    return fail(SSD_ERR_OUT_OF_MEMORY, "out of host memory");
+  } catch (...) {
+    return fail(SSD_ERR_INTERNAL, "internal error");
+  }
+}
+
 const SsdApi kApi = {
     SSD_KERNELS_ABI_VERSION,
     sizeof(SsdApi),
     SSD_KERNELS_VERSION,
     &ssd_abi_last_error,
     &ssd_abi_forward,
+    &ssd_abi_backward,
+    &ssd_abi_step,
 };
 
 const napi_type_tag kTag = SSD_KERNELS_NAPI_TYPE_TAG;

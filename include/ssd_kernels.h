@@ -202,7 +202,16 @@ typedef struct SsdApi {
   /* y (and final_states when not NULL) from the inputs in `params`; see SsdMemory for where it runs. */
   SsdStatus (*forward)(const SsdParams* params, SsdMemory memory, void* stream);
 
-  /* Reserved: the next entries are `backward`, then `step`, appended here in that order. */
+  /* The gradients in `params` (SsdBackwardParams) of the forward it describes; same memory and
+   * stream rules as forward. On CUDA, dy and every gradient must have their input's dtype and
+   * layout (SSD_ERR_UNSUPPORTED otherwise); the CPU takes any float dtype per gradient. */
+  SsdStatus (*backward)(const SsdBackwardParams* params, SsdMemory memory, void* stream);
+
+  /* One decode step (SsdStepParams), in place on the state; same memory and stream rules. On the
+   * host, state_indices are checked (range, no row twice) before anything is written. On CUDA they
+   * are checked on the device, and invalid indices leave the state and y untouched, but the call
+   * cannot report it without waiting for the stream: check device-resident indices yourself. */
+  SsdStatus (*step)(const SsdStepParams* params, SsdMemory memory, void* stream);
 } SsdApi;
 
 /* Whether the loaded library's table has `member` (a table from an older release may not). */
