@@ -535,84 +535,6 @@ Napi::Value CudaStep(const Napi::CallbackInfo& info) {
   });
 }
 
-// cudaTimeForward(args, device, warmup, iters): Promise<{ ms: number[], workspaceBytes }>, timing each
-// forward with CUDA events on the device's stream (for the benchmark).
-Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  int device = read_device(env, info[1]);
-  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
-  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
-  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
-  const SsdParams params = read_device_params(args);
-  auto ms = std::make_shared<std::vector<float>>();
-  const size_t workspace_bytes = ssd::cuda_workspace_bytes(params);
-  return submit_with_promise(
-      env, device, args,
-      [params, device, ms, workspace_bytes, warmup, iters](void* stream) -> ssd::device::Result {
-        void* workspace = nullptr;
-        if (workspace_bytes > 0) {
-          ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
-          if (!r.ok()) return r;
-        }
-        ssd::device::Result r = ssd::device::time_on_stream(
-            stream,
-            [&](void* s) -> ssd::device::Result {
-              std::string message;
-              SsdStatus st = ssd::forward_cuda(params, s, workspace, &message);
-              return {st, message};
-            },
-            warmup, iters, ms.get());
-        ssd::device::release(device, workspace);
-        return r;
-      },
-      [ms, workspace_bytes](Napi::Env env) -> Napi::Value {
-        Napi::Object out = Napi::Object::New(env);
-        Napi::Array times = Napi::Array::New(env, ms->size());
-        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
-        out.Set("ms", times);
-        out.Set("workspaceBytes", double(workspace_bytes));
-        return out;
-      });
-}
-
-// cudaTimeStep(args, device, warmup, iters): Promise<{ ms: number[] }>, the step timed with CUDA events
-// on the device's stream, each run alone (for the benchmark; no stateIndices verdict is read back).
-Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  int device = read_device(env, info[1]);
-  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
-  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
-  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
-  if (!ssd::device::availability().available) {
-    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
-  }
-  int threads = 0;
-  const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
-  if (params.state_indices) throw Napi::TypeError::New(env, "cudaTimeStep times steps without stateIndices");
-  auto ms = std::make_shared<std::vector<float>>();
-  return submit_with_promise(
-      env, device, args,
-      [params, ms, warmup, iters](void* stream) -> ssd::device::Result {
-        return ssd::device::time_on_stream(
-            stream,
-            [&](void* s) -> ssd::device::Result {
-              std::string message;
-              SsdStatus st = ssd::step_cuda(params, s, nullptr, nullptr, &message);
-              return {st, message};
-            },
-            warmup, iters, ms.get());
-      },
-      [ms](Napi::Env env) -> Napi::Value {
-        Napi::Object out = Napi::Object::New(env);
-        Napi::Array times = Napi::Array::New(env, ms->size());
-        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
-        out.Set("ms", times);
-        return out;
-      });
-}
-
 // cudaBackward(args, device): the backward on device pointers (BigInts); a Promise that settles when
 // the GPU is done.
 Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
@@ -640,23 +562,20 @@ Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// cudaTimeBackward(args, device, warmup, iters): Promise<{ ms: number[], workspaceBytes }> (benchmark).
-Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
+// The benchmark timings: cudaTimeForward / cudaTimeStep / cudaTimeBackward(args, device, warmup,
+// iters) -> Promise<{ ms: number[], workspaceBytes }>: `warmup` untimed runs, then `iters` runs each
+// between two CUDA events on the device's stream. `run(stream, workspace, &message)` is one call.
+using TimedRun = std::function<SsdStatus(void* stream, void* workspace, std::string* message)>;
+
+Napi::Value time_on_device(const Napi::CallbackInfo& info, size_t workspace_bytes, TimedRun run) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
   int device = read_device(env, info[1]);
-  if (!info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
-  int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
-  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
-  if (!ssd::device::availability().available) {
-    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
-  }
-  const SsdBackwardParams params = read_backward_call(args, true).params;
   auto ms = std::make_shared<std::vector<float>>();
-  const size_t workspace_bytes = ssd::cuda_backward_workspace_bytes(params);
+  const int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
   return submit_with_promise(
       env, device, args,
-      [params, device, ms, workspace_bytes, warmup, iters](void* stream) -> ssd::device::Result {
+      [device, ms, workspace_bytes, warmup, iters, run](void* stream) -> ssd::device::Result {
         void* workspace = nullptr;
         if (workspace_bytes > 0) {
           ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
@@ -666,7 +585,7 @@ Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
             stream,
             [&](void* s) -> ssd::device::Result {
               std::string message;
-              SsdStatus st = ssd::backward_cuda(params, s, workspace, &message);
+              SsdStatus st = run(s, workspace, &message);
               return {st, message};
             },
             warmup, iters, ms.get());
@@ -681,6 +600,41 @@ Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
         out.Set("workspaceBytes", double(workspace_bytes));
         return out;
       });
+}
+
+// Checks the timing arguments and that CUDA can run; throws otherwise.
+void check_timing_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
+  const int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
+  if (!ssd::device::availability().available) {
+    throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
+  }
+}
+
+Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  const SsdParams params = read_device_params(args_object(info));
+  return time_on_device(info, ssd::cuda_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
+    return ssd::forward_cuda(params, s, ws, m);
+  });
+}
+
+Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  int threads = 0;
+  const SsdStepParams params = ssd::addon::read_step_params(args_object(info), true, &threads);
+  if (params.state_indices) throw Napi::TypeError::New(info.Env(), "cudaTimeStep times steps without stateIndices");
+  return time_on_device(info, 0, [params](void* s, void*, std::string* m) { return ssd::step_cuda(params, s, nullptr, nullptr, m); });
+}
+
+Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  const SsdBackwardParams params = read_backward_call(args_object(info), true).params;
+  return time_on_device(info, ssd::cuda_backward_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
+    return ssd::backward_cuda(params, s, ws, m);
+  });
 }
 
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {

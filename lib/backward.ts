@@ -7,6 +7,7 @@
  */
 import { SsdError, fromNativeError as fromNative, typeError } from './errors';
 import { ssd, type SsdResult } from './index';
+import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs, type NativeDeviceBackwardArgs } from './native';
 import { Tensor } from './tensor';
 import {
@@ -82,31 +83,7 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
 async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
   const { inputs: t, plan, grads } = call;
   const addon = native();
-  const temporaries: bigint[] = [];
-  const pending: Promise<void>[] = [];
-  const alloc = (bytes: number): bigint => {
-    const ptr = addon.cudaAlloc(device, Math.max(bytes, 1));
-    temporaries.push(ptr);
-    return ptr;
-  };
-  const upload = (view: ArrayBufferView): bigint => {
-    const ptr = alloc(view.byteLength);
-    pending.push(addon.cudaCopy(device, ptr, view, true));
-    return ptr;
-  };
-  const buffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
-    if (tensor.location === 'cuda') {
-      if (float32 && tensor.type !== 'float32') {
-        throw new TypeError(`Expected a float32 tensor for ${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
-      }
-      await tensor.ready;
-      return tensor.devicePointer;
-    }
-    return upload(float32 ? tensor.toFloat32() : tensor.data);
-  };
-  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
-    tensor === undefined ? null : buffer(name, tensor, float32);
-
+  const dc = new DeviceCall(device);
   const onDevice = t.x.location === 'cuda';
   const result = {} as SsdGrads;
   const made: Tensor[] = [];
@@ -129,28 +106,28 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
           throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.${spec.name} on the host for a call with host inputs`);
         }
         result[spec.name] = given ?? newGrad(spec.name, spec.type, spec.dims);
-        pointers[spec.name] = alloc(bytes);
+        pointers[spec.name] = dc.alloc(bytes);
       }
     }
     const args: NativeDeviceBackwardArgs = {
       dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
       chunkSize: plan.chunkSize,
-      x: await buffer('inputs.x', t.x, false),
+      x: await dc.buffer('inputs.x', t.x, false),
       xType: nativeDtype(t.x.type),
-      dt: await buffer('inputs.dt', t.dt, false),
+      dt: await dc.buffer('inputs.dt', t.dt, false),
       dtType: nativeDtype(t.dt.type),
-      A: await buffer('inputs.A', t.A, true),
-      B: await buffer('inputs.B', t.B, false),
+      A: await dc.buffer('inputs.A', t.A, true),
+      B: await dc.buffer('inputs.B', t.B, false),
       BType: nativeDtype(t.B.type),
-      C: await buffer('inputs.C', t.C, false),
+      C: await dc.buffer('inputs.C', t.C, false),
       CType: nativeDtype(t.C.type),
-      D: await optional('inputs.D', t.D, true),
+      D: await dc.optional('inputs.D', t.D, true),
       dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-      z: await optional('inputs.z', t.z, false),
+      z: await dc.optional('inputs.z', t.z, false),
       zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-      dtBias: await optional('inputs.dtBias', t.dtBias, true),
-      initialStates: await optional('inputs.initialStates', t.initialStates, true),
-      seqIdx: await optional('inputs.seqIdx', t.seqIdx, false),
+      dtBias: await dc.optional('inputs.dtBias', t.dtBias, true),
+      initialStates: await dc.optional('inputs.initialStates', t.initialStates, true),
+      seqIdx: await dc.optional('inputs.seqIdx', t.seqIdx, false),
       cuSeqlens: null,
       numSeqs: 0,
       varlenStates: null,
@@ -158,9 +135,9 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
       dtMin: plan.dtMin,
       dtMax: plan.dtMax,
       threads: 0,
-      dy: await buffer('grads.dy', grads.dy, false),
+      dy: await dc.buffer('grads.dy', grads.dy, false),
       dyType: nativeDtype(grads.dy.type),
-      dFinalStates: await optional('grads.dFinalStates', grads.dFinalStates, true),
+      dFinalStates: await dc.optional('grads.dFinalStates', grads.dFinalStates, true),
       dx: pointers.dx!,
       ddt: pointers.ddt!,
       dA: pointers.dA!,
@@ -171,18 +148,15 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
       dDtBias: pointers.dDtBias ?? null,
       dInitialStates: pointers.dInitialStates ?? null,
     };
-    pending.push(addon.cudaBackward(args, device));
+    dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
-      for (const spec of call.specs) pending.push(addon.cudaCopy(device, pointers[spec.name]!, result[spec.name]!.data, false));
+      for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!.data);
     }
-    const settled = await Promise.allSettled(pending);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw fromNative(failed.reason);
+    await dc.settle();
     ok = true;
     return result;
   } finally {
-    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
-    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    await dc.release(ok);
     if (!ok) for (const tensor of made) tensor.dispose();
   }
 }

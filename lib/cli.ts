@@ -26,7 +26,7 @@ function usage(): never {
       '  bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]\n' +
       '                               time the CPU forward, and with --backward the backward and\n' +
       '                               forward + backward (median of N runs, default 15)\n' +
-      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4]\n' +
+      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4] [--backward]\n' +
       '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
       '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
       '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n' +
@@ -194,6 +194,7 @@ async function benchCuda(args: string[]): Promise<number> {
   const json = args.includes('--json');
   const runs = Number(flag(args, '--runs') ?? 100);
   const wanted = (flag(args, '--config') ?? GPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
+  const withBackward = args.includes('--backward');
   const b = backends();
   if (!b.cuda.available) {
     console.log(`cuda: unavailable (${b.cuda.reason}); nothing to time`);
@@ -248,6 +249,35 @@ async function benchCuda(args: string[]): Promise<number> {
       floorMs: Number(floorMs.toFixed(4)), ratioToFloor: Number((ms / floorMs).toFixed(2)),
       extraMiB: Number((timed.workspaceBytes / 2 ** 20).toFixed(1)),
     });
+    if (withBackward) {
+      // The backward on the same inputs, every gradient in its input's dtype (bf16 dx/dB/dC/dz).
+      if (!json) process.stderr.write(`${c.name}: timing ${runs} backward runs\n`);
+      const owned: bigint[] = [];
+      const buf = (bytes: number): bigint => {
+        const ptr = addon.cudaAlloc(0, bytes);
+        owned.push(ptr);
+        return ptr;
+      };
+      const dy = Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), host.x.dims).toDevice(0);
+      await dy.ready;
+      const inputsOnly: Partial<typeof forwardArgs> = { ...forwardArgs };
+      delete inputsOnly.y;
+      delete inputsOnly.yType;
+      delete inputsOnly.finalStates;
+      const bwd = await addon.cudaTimeBackward(
+        {
+          ...(inputsOnly as Omit<typeof forwardArgs, 'y' | 'yType' | 'finalStates'>), cuSeqlens: null, numSeqs: 0, varlenStates: null,
+          dy: dy.devicePointer, dyType: NativeDtype.Bfloat16, dFinalStates: null,
+          dx: buf(xs * 2), ddt: buf(c.batch * c.seqlen * c.nheads * 4), dA: buf(c.nheads * 4), dB: buf(bc * 2), dC: buf(bc * 2),
+          dD: buf(c.nheads * 4), dz: buf(xs * 2), dDtBias: buf(c.nheads * 4), dInitialStates: null,
+        },
+        0, 3, Math.max(5, Math.floor(runs / 4)),
+      );
+      const bwdMs = median(bwd.ms);
+      Object.assign(rows[rows.length - 1], { bwdMs: Number(bwdMs.toFixed(4)), fwdBwdMs: Number((ms + bwdMs).toFixed(4)), bwdExtraMiB: Number((bwd.workspaceBytes / 2 ** 20).toFixed(1)) });
+      dy.dispose();
+      for (const ptr of owned) addon.cudaRelease(0, ptr);
+    }
     for (const t of [...Object.values(dev), y]) t.dispose();
   }
   if (json) {
@@ -257,6 +287,11 @@ async function benchCuda(args: string[]): Promise<number> {
     console.log('config  median ms  min ms    TFLOP/s  GB/s   floor ms  x floor  extra MiB');
     for (const r of rows) {
       console.log(`${String(r.config).padEnd(8)}${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.tflops).padStart(8)}  ${String(r.gbps).padStart(5)}  ${String(r.floorMs).padStart(8)}  ${String(r.ratioToFloor).padStart(7)}  ${String(r.extraMiB).padStart(9)}`);
+    }
+    if (withBackward) {
+      console.log('backward (every gradient, bf16 where the input is):');
+      console.log('config  bwd ms     fwd+bwd ms  bwd extra MiB');
+      for (const r of rows) console.log(`${String(r.config).padEnd(8)}${String(r.bwdMs).padEnd(11)}${String(r.fwdBwdMs).padEnd(12)}${r.bwdExtraMiB}`);
     }
   }
   return 0;

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SsdError, fromNativeError as fromNative } from './errors';
+import { DeviceCall } from './device-call';
 import { native, packageRoot, type NativeBackends, type NativeForwardArgs } from './native';
 import { Tensor, deviceIndex, elementSize, type FloatType, type TensorType } from './tensor';
 import { nativeDtype, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
@@ -219,32 +220,7 @@ function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; res
  * of them are done, and temporaries are released then.
  */
 async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<SsdResult> {
-  const addon = native();
-  const temporaries: bigint[] = [];
-  const pending: Promise<void>[] = [];
-  const alloc = (bytes: number): bigint => {
-    const ptr = addon.cudaAlloc(device, bytes);
-    temporaries.push(ptr);
-    return ptr;
-  };
-  const upload = (view: ArrayBufferView): bigint => {
-    const ptr = alloc(view.byteLength);
-    pending.push(addon.cudaCopy(device, ptr, view, true));
-    return ptr;
-  };
-  const deviceBuffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
-    if (tensor.location === 'cuda') {
-      if (float32 && tensor.type !== 'float32') {
-        throw new TypeError(`Expected a float32 tensor for inputs.${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
-      }
-      await tensor.ready;
-      return tensor.devicePointer;
-    }
-    return upload(float32 ? tensor.toFloat32() : tensor.data);
-  };
-  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
-    tensor === undefined ? null : deviceBuffer(name, tensor, float32);
-
+  const call = new DeviceCall(device);
   const onDevice = t.x.location === 'cuda';
   const dims = outputDims(plan);
   const ySize = dims.y.reduce((a, b) => a * b, 1);
@@ -256,19 +232,19 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
   try {
     const args: NativeForwardArgs = {
       ...scalarArgs(t, plan),
-      x: await deviceBuffer('x', t.x, false),
-      dt: await deviceBuffer('dt', t.dt, false),
-      A: await deviceBuffer('A', t.A, true),
-      B: await deviceBuffer('B', t.B, false),
-      C: await deviceBuffer('C', t.C, false),
-      D: await optional('D', t.D, true),
-      z: await optional('z', t.z, false),
-      dtBias: await optional('dtBias', t.dtBias, true),
-      initialStates: await optional('initialStates', t.initialStates, true),
-      seqIdx: await optional('seqIdx', t.seqIdx, false),
+      x: await call.buffer('inputs.x', t.x, false),
+      dt: await call.buffer('inputs.dt', t.dt, false),
+      A: await call.buffer('inputs.A', t.A, true),
+      B: await call.buffer('inputs.B', t.B, false),
+      C: await call.buffer('inputs.C', t.C, false),
+      D: await call.optional('inputs.D', t.D, true),
+      z: await call.optional('inputs.z', t.z, false),
+      dtBias: await call.optional('inputs.dtBias', t.dtBias, true),
+      initialStates: await call.optional('inputs.initialStates', t.initialStates, true),
+      seqIdx: await call.optional('inputs.seqIdx', t.seqIdx, false),
       y: 0n,
       finalStates: null,
-      cuSeqlens: await optional('cuSeqlens', t.cuSeqlens, false),
+      cuSeqlens: await call.optional('inputs.cuSeqlens', t.cuSeqlens, false),
       numSeqs: plan.numSeqs,
       varlenStates: null,
     };
@@ -287,24 +263,21 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       args.varlenStates = result.varlenStates?.devicePointer ?? null;
     } else {
       result = hostOutputs(plan);
-      args.y = alloc(yBytes);
-      args.finalStates = plan.returnFinalStates ? alloc(statesSize * 4) : null;
-      args.varlenStates = plan.returnVarlenStates ? alloc(varlenSize * 4) : null;
+      args.y = call.alloc(yBytes);
+      args.finalStates = plan.returnFinalStates ? call.alloc(statesSize * 4) : null;
+      args.varlenStates = plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null;
     }
-    pending.push(addon.cudaForward(args, device));
+    call.enqueue(native().cudaForward(args, device));
     if (!onDevice) {
-      pending.push(addon.cudaCopy(device, args.y as bigint, result.y.data, false));
-      if (result.finalStates) pending.push(addon.cudaCopy(device, args.finalStates as bigint, result.finalStates.data, false));
-      if (result.varlenStates) pending.push(addon.cudaCopy(device, args.varlenStates as bigint, result.varlenStates.data, false));
+      call.download(args.y as bigint, result.y.data);
+      if (result.finalStates) call.download(args.finalStates as bigint, result.finalStates.data);
+      if (result.varlenStates) call.download(args.varlenStates as bigint, result.varlenStates.data);
     }
-    const settled = await Promise.allSettled(pending);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw fromNative(failed.reason);
+    await call.settle();
     ok = true;
     return result;
   } finally {
-    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
-    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    await call.release(ok);
     if (!ok && onDevice && result) {
       if (result.y !== plan.out.y) result.y.dispose();
       if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();

@@ -8,6 +8,7 @@
  * values of stateIndices, before anything is written; the native addon re-checks.
  */
 import { SsdError, fromNativeError as fromNative, rangeError, typeError } from './errors';
+import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
 import { Tensor, type FloatType, type TensorType } from './tensor';
 import {
@@ -256,31 +257,7 @@ function resolveStepDevice(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPl
  */
 async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, device: number): Promise<SsdStepResult> {
   const addon = native();
-  const temporaries: bigint[] = [];
-  const pending: Promise<void>[] = [];
-  const alloc = (bytes: number): bigint => {
-    const ptr = addon.cudaAlloc(device, Math.max(bytes, 1));
-    temporaries.push(ptr);
-    return ptr;
-  };
-  const upload = (view: ArrayBufferView): bigint => {
-    const ptr = alloc(view.byteLength);
-    pending.push(addon.cudaCopy(device, ptr, view, true));
-    return ptr;
-  };
-  const buffer = async (name: string, tensor: Tensor, float32: boolean): Promise<bigint> => {
-    if (tensor.location === 'cuda') {
-      if (float32 && tensor.type !== 'float32') {
-        throw new TypeError(`Expected a float32 tensor for ${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
-      }
-      await tensor.ready;
-      return tensor.devicePointer;
-    }
-    return upload(float32 ? tensor.toFloat32() : tensor.data);
-  };
-  const optional = async (name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> =>
-    tensor === undefined ? null : buffer(name, tensor, float32);
-
+  const call = new DeviceCall(device);
   const dims = [plan.batch, plan.nheads, plan.headdim];
   const yBytes = plan.batch * plan.nheads * plan.headdim * (t.x.type === 'float32' ? 4 : 2);
   const stateOnDevice = state.location === 'cuda';
@@ -290,23 +267,23 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
     const args: NativeStepArgs = {
       dims: [plan.batch, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
       stateRows: plan.stateRows,
-      state: await buffer('state', state, false),
+      state: await call.buffer('state', state, false),
       stateType: nativeDtype(state.type),
-      stateIndices: await optional('inputs.stateIndices', t.stateIndices, false),
-      x: await buffer('inputs.x', t.x, false),
+      stateIndices: await call.optional('inputs.stateIndices', t.stateIndices, false),
+      x: await call.buffer('inputs.x', t.x, false),
       xType: nativeDtype(t.x.type),
-      dt: await buffer('inputs.dt', t.dt, false),
+      dt: await call.buffer('inputs.dt', t.dt, false),
       dtType: nativeDtype(t.dt.type),
-      A: await buffer('inputs.A', t.A, true),
-      B: await buffer('inputs.B', t.B, false),
+      A: await call.buffer('inputs.A', t.A, true),
+      B: await call.buffer('inputs.B', t.B, false),
       BType: nativeDtype(t.B.type),
-      C: await buffer('inputs.C', t.C, false),
+      C: await call.buffer('inputs.C', t.C, false),
       CType: nativeDtype(t.C.type),
-      D: await optional('inputs.D', t.D, true),
+      D: await call.optional('inputs.D', t.D, true),
       dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-      z: await optional('inputs.z', t.z, false),
+      z: await call.optional('inputs.z', t.z, false),
       zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-      dtBias: await optional('inputs.dtBias', t.dtBias, true),
+      dtBias: await call.optional('inputs.dtBias', t.dtBias, true),
       dtSoftplus: plan.dtSoftplus,
       dtMin: plan.dtMin,
       dtMax: plan.dtMax,
@@ -326,21 +303,18 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
         throw new SsdError('ERR_SSD_DEVICE', 'Expected options.out.y on the host for a step of a host state');
       }
       y = out ?? (t.x.type === 'float32' ? new Tensor('float32', new Float32Array(yBytes / 4), dims) : new Tensor(t.x.type as FloatType, new Uint16Array(yBytes / 2), dims));
-      args.y = alloc(yBytes);
+      args.y = call.alloc(yBytes);
     }
-    pending.push(addon.cudaStep(args, device));
+    call.enqueue(addon.cudaStep(args, device));
     if (!stateOnDevice) {
-      pending.push(addon.cudaCopy(device, args.y as bigint, y.data, false));
-      pending.push(addon.cudaCopy(device, args.state as bigint, state.data, false));
+      call.download(args.y as bigint, y.data);
+      call.download(args.state as bigint, state.data);
     }
-    const settled = await Promise.allSettled(pending);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw fromNative(failed.reason);
+    await call.settle();
     ok = true;
     return { y };
   } finally {
-    if (pending.length > 0 && !ok) await Promise.allSettled(pending); // never free memory a queued copy still uses
-    for (const ptr of temporaries) addon.cudaRelease(device, ptr);
+    await call.release(ok);
     if (!ok && stateOnDevice && y !== undefined && y !== plan.out.y) y.dispose();
   }
 }
