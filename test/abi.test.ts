@@ -23,6 +23,7 @@ interface Consumer {
   isTable(value: unknown): boolean;
   untaggedExternal(): object;
   forward(api: unknown, spec: Record<string, unknown>): { status: number; message: string };
+  stepAndBackward(api: unknown): Record<'stepStatus' | 'y' | 'state' | 'backwardStatus' | 'dx' | 'ddt' | 'dA' | 'dB' | 'dC', number>;
 }
 
 const SSD_OK = 0;
@@ -55,6 +56,22 @@ describe('the table and its handle', () => {
     // abi_version and struct_size (4 bytes each), then version, last_error and forward (8 each); later entries append.
     expect(info.structSize).toBeGreaterThanOrEqual(32);
     expect(fs.existsSync(addonPath())).toBe(true);
+  });
+
+  test('the step and backward entries: the smallest problem against its closed form', () => {
+    const r = consumer.stepAndBackward(getNativeApi());
+    expect(r.stepStatus).toBe(SSD_OK);
+    expect(r.backwardStatus).toBe(SSD_OK);
+    const [state, x, dt, A, B, C, dy] = [0.5, 2, 0.25, -1, 3, -0.5, 1.5];
+    const next = Math.exp(dt * A) * state + dt * x * B;
+    expect(r.state).toBeCloseTo(next, 5);
+    expect(r.y).toBeCloseTo(next * C, 5);
+    expect(r.dx).toBeCloseTo(dy * dt * B * C, 5);
+    expect(r.ddt).toBeCloseTo(dy * x * B * C, 5);
+    expect(r.dB).toBeCloseTo(dy * dt * x * C, 5);
+    expect(r.dC).toBeCloseTo(dy * dt * x * B, 5);
+    expect(r.dA).toBe(0);
+    expect(Math.abs(r.dx) + Math.abs(r.y)).toBeGreaterThan(0);
   });
 
   test('the External carries the type tag; other values do not pass the check', () => {

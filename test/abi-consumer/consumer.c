@@ -270,6 +270,68 @@ static napi_value Forward(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* stepAndBackward(api): one step and one backward of the smallest problem (every size 1, float32
+ * host memory) through the table's step and backward entries, for closed-form checks:
+ *   step:     d = dt, state' = exp(d A) state + d x B, y = state' C
+ *   backward: L = 1, no initial state: y = d x B C, so dx = dy d B C, ddt = dy x B C, dB = dy d x C,
+ *             dC = dy d x B, dA = 0.
+ * Returns { stepStatus, y, state, backwardStatus, dx, ddt, dA, dB, dC }. */
+static napi_value StepAndBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  const SsdApi* api = argc >= 1 ? get_table(env, argv[0]) : NULL;
+  if (!api) return NULL;
+  if (!SSD_API_HAS(api, step) || !SSD_API_HAS(api, backward)) {
+    napi_throw_error(env, NULL, "the ssd-kernels table has no step or backward entry");
+    return NULL;
+  }
+  float state = 0.5f, x = 2.0f, dt = 0.25f, A = -1.0f, B = 3.0f, C = -0.5f, y = 0.0f;
+  SsdStepParams sp;
+  memset(&sp, 0, sizeof sp);
+  sp.batch = sp.nheads = sp.headdim = sp.ngroups = sp.dstate = sp.state_rows = 1;
+  sp.state = &state; sp.state_type = SSD_FLOAT32;
+  sp.x = &x; sp.x_type = SSD_FLOAT32; sp.x_batch_stride = 1; sp.x_head_stride = 1;
+  sp.dt = &dt; sp.dt_type = SSD_FLOAT32; sp.dt_batch_stride = 1;
+  sp.B = &B; sp.B_type = SSD_FLOAT32; sp.B_batch_stride = 1; sp.B_group_stride = 1;
+  sp.C = &C; sp.C_type = SSD_FLOAT32; sp.C_batch_stride = 1; sp.C_group_stride = 1;
+  sp.A = &A;
+  sp.dt_min = 0.0f; sp.dt_max = INFINITY;
+  sp.y = &y; sp.y_type = SSD_FLOAT32; sp.y_batch_stride = 1; sp.y_head_stride = 1;
+  const SsdStatus step_status = api->step(&sp, SSD_MEMORY_HOST, NULL);
+
+  float dy = 1.5f, dx = 0, ddt = 0, dA = 0, dB = 0, dC = 0;
+  SsdBackwardParams bp;
+  memset(&bp, 0, sizeof bp);
+  SsdParams* f = &bp.fwd;
+  f->batch = f->seqlen = f->nheads = f->headdim = f->ngroups = f->dstate = 1;
+  f->chunk_size = 16;
+  f->x = &x; f->x_type = SSD_FLOAT32; f->x_batch_stride = f->x_seq_stride = f->x_head_stride = 1;
+  f->dt = &dt; f->dt_type = SSD_FLOAT32; f->dt_batch_stride = f->dt_seq_stride = 1;
+  f->B = &B; f->B_type = SSD_FLOAT32; f->B_batch_stride = f->B_seq_stride = f->B_group_stride = 1;
+  f->C = &C; f->C_type = SSD_FLOAT32; f->C_batch_stride = f->C_seq_stride = f->C_group_stride = 1;
+  f->A = &A;
+  f->dt_min = 0.0f; f->dt_max = INFINITY;
+  bp.dy = &dy; bp.dy_type = SSD_FLOAT32; bp.dy_batch_stride = bp.dy_seq_stride = bp.dy_head_stride = 1;
+  bp.dx = &dx; bp.dx_type = SSD_FLOAT32; bp.dx_batch_stride = bp.dx_seq_stride = bp.dx_head_stride = 1;
+  bp.ddt = &ddt; bp.ddt_type = SSD_FLOAT32; bp.ddt_batch_stride = bp.ddt_seq_stride = 1;
+  bp.dA = &dA;
+  bp.dB = &dB; bp.dB_type = SSD_FLOAT32; bp.dB_batch_stride = bp.dB_seq_stride = bp.dB_group_stride = 1;
+  bp.dC = &dC; bp.dC_type = SSD_FLOAT32; bp.dC_batch_stride = bp.dC_seq_stride = bp.dC_group_stride = 1;
+  const SsdStatus backward_status = api->backward(&bp, SSD_MEMORY_HOST, NULL);
+
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  const struct { const char* name; double value; } fields[] = {
+      {"stepStatus", step_status}, {"y", y}, {"state", state}, {"backwardStatus", backward_status},
+      {"dx", dx}, {"ddt", ddt}, {"dA", dA}, {"dB", dB}, {"dC", dC}};
+  for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+    CHECK(napi_create_double(env, fields[i].value, &v));
+    CHECK(napi_set_named_property(env, out, fields[i].name, v));
+  }
+  return out;
+}
+
 /* cuCtxSynchronize through the driver, loaded at run time so this addon links no CUDA library. */
 static napi_value CudaSynchronize(napi_env env, napi_callback_info info) {
   (void)info;
@@ -292,6 +354,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"isTable", NULL, IsTable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"untaggedExternal", NULL, UntaggedExternal, NULL, NULL, NULL, napi_enumerable, NULL},
       {"forward", NULL, Forward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stepAndBackward", NULL, StepAndBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cudaSynchronize", NULL, CudaSynchronize, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
