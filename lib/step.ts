@@ -15,6 +15,8 @@ import {
   checkKnownKeys,
   isPlainObject,
   nativeDtype,
+  readD,
+  readDtBias,
   readOptions,
   sameDims,
   shapeError,
@@ -130,25 +132,13 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
   }
 
   const result: SsdStepInputs = { x, dt, A, B, C };
-  if (inputs.D !== undefined) {
-    const D = inputs.D;
-    if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
-    const rank = D.dims.length === 2 ? 2 : 1;
-    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
-    const expected = rank === 2 ? [nheads, headdim] : [nheads];
-    if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
-    result.D = D;
-  }
+  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
   if (inputs.z !== undefined) {
     const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 3, '(batch, nheads, headdim)');
     if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, nheads, headdim), the dims of x,', z.dims);
     result.z = z;
   }
-  if (inputs.dtBias !== undefined) {
-    const dtBias = tensorArg('inputs.dtBias', inputs.dtBias, FLOAT_TYPES, 1, '(nheads)');
-    if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
-    result.dtBias = dtBias;
-  }
+  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
   if (inputs.stateIndices !== undefined) {
     result.stateIndices = readStateIndices(inputs.stateIndices, batch, stateRows);
   } else if (stateRows !== batch) {

@@ -220,25 +220,13 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   }
 
   const result: SsdInputs = { x, dt, A, B, C };
-  if (inputs.D !== undefined) {
-    const D = inputs.D;
-    if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
-    const rank = D.dims.length === 2 ? 2 : 1;
-    tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
-    const expected = rank === 2 ? [nheads, headdim] : [nheads];
-    if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
-    result.D = D;
-  }
+  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
   if (inputs.z !== undefined) {
     const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 4, '(batch, seqlen, nheads, headdim)');
     if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, seqlen, nheads, headdim), the dims of x,', z.dims);
     result.z = z;
   }
-  if (inputs.dtBias !== undefined) {
-    const dtBias = tensorArg('inputs.dtBias', inputs.dtBias, FLOAT_TYPES, 1, '(nheads)');
-    if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
-    result.dtBias = dtBias;
-  }
+  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
   if (inputs.initialStates !== undefined) {
     const s = tensorArg('inputs.initialStates', inputs.initialStates, FLOAT_TYPES, 4, '(batch, nheads, headdim, dstate)');
     const expected = [batch, nheads, headdim, dstate];
@@ -405,3 +393,20 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
 
 /** Helpers shared with the backward's validation (lib/validate-backward.ts). */
 export { FLOAT_TYPES };
+
+/** inputs.D: a float tensor (nheads) or (nheads, headdim); shared by the forward and the step. */
+export function readD(D: unknown, nheads: number, headdim: number): Tensor {
+  if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
+  const rank = D.dims.length === 2 ? 2 : 1;
+  tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
+  const expected = rank === 2 ? [nheads, headdim] : [nheads];
+  if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
+  return D;
+}
+
+/** inputs.dtBias: a float tensor (nheads); shared by the forward and the step. */
+export function readDtBias(value: unknown, nheads: number): Tensor {
+  const dtBias = tensorArg('inputs.dtBias', value, FLOAT_TYPES, 1, '(nheads)');
+  if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
+  return dtBias;
+}
