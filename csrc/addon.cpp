@@ -394,31 +394,51 @@ void* read_pointer(Napi::Env env, Napi::Value v, const char* name) {
 // On success the Promise resolves with value(env) (undefined when no value function is given).
 using ValueFn = std::function<Napi::Value(Napi::Env)>;
 
+// One thread-safe function per environment carries every completion back to the JS thread
+// (creating and closing one per call costs more than a small step). It holds the event loop open
+// only while some Promise is pending.
+struct Completions {
+  Napi::ThreadSafeFunction tsfn;
+  size_t pending = 0;  // touched on the JS thread only
+};
+
+Completions& completions(Napi::Env env) {
+  Completions* c = env.GetInstanceData<Completions>();
+  if (!c) {
+    c = new Completions();
+    c->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                            "ssd-kernels:cuda", 0, 1);
+    c->tsfn.Unref(env);
+    env.SetInstanceData(c);  // deleted with the environment; Node closes the function then
+  }
+  return *c;
+}
+
 Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
                                   ValueFn value = nullptr) {
   struct Pending {
     Napi::Promise::Deferred deferred;
     Napi::ObjectReference keep;
-    Napi::ThreadSafeFunction tsfn;
     ssd::device::Result result;
     ValueFn value;
   };
-  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, {}, std::move(value)};
-  pending->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                                "ssd-kernels:cuda", 0, 1);
+  Completions& done = completions(env);
+  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, std::move(value)};
   Napi::Promise promise = pending->deferred.Promise();
-  ssd::device::submit(device, std::move(job), [pending](const ssd::device::Result& r) {
+  if (done.pending++ == 0) done.tsfn.Ref(env);
+  Napi::ThreadSafeFunction tsfn = done.tsfn;
+  ssd::device::submit(device, std::move(job), [pending, tsfn](const ssd::device::Result& r) mutable {
     pending->result = r;
-    Napi::ThreadSafeFunction tsfn = pending->tsfn;
     tsfn.BlockingCall([pending](Napi::Env env, Napi::Function) {
       std::unique_ptr<Pending> owned(pending);
+      Completions& done = completions(env);
+      if (--done.pending == 0) done.tsfn.Unref(env);
       if (owned->result.ok()) {
         owned->deferred.Resolve(owned->value ? owned->value(env) : env.Undefined());
       } else {
         owned->deferred.Reject(status_error(env, owned->result.status, owned->result.message).Value());
       }
     });
-    tsfn.Release();
   });
   return promise;
 }

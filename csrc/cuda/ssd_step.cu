@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <type_traits>
 
 #include "cuda_backend.h"
 
@@ -26,6 +27,9 @@ namespace {
 
 constexpr int kStepThreads = 128;
 constexpr int kCheckThreads = 1024;
+#ifndef SSD_STEP_MIN_BLOCKS
+#define SSD_STEP_MIN_BLOCKS 4  // resident blocks per SM the register budget must allow (bench: NOTES.md)
+#endif
 
 __device__ __forceinline__ float load_as_float(const void* base, SsdDtype t, int64_t i) {
   if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
@@ -69,6 +73,9 @@ __global__ void __launch_bounds__(kCheckThreads) k_check_indices(const int32_t* 
   }
 }
 
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
 template <class S, int VEC>
 __device__ __forceinline__ void load_vec(const S* src, float* s) {
   if constexpr (VEC == 4 && sizeof(S) == 4) {
@@ -106,12 +113,21 @@ __device__ __forceinline__ void store_vec(S* dst, const float* s) {
 
 // S: the state element type (float or __nv_bfloat16). VEC elements of n per lane and load (4 when
 // n % 4 == 0 and the cache is aligned for it, else 1).
-template <class S, int VEC>
-__global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
-  extern __shared__ float bc[];  // B[n] then C[n]
-  if (verdict && verdict[0] != 0) return;
+//
+// Latency is what limits a small step (batch 64 moves 128 MiB in ~30 us, a few rounds of DRAM
+// latency per block): so every block issues all of its loads (the verdict, the state rows, B, C, x,
+// z, dt) before it waits on any of them, and nothing goes through shared memory or a barrier. Every
+// warp reads B and C itself (L1 hits after the first).
+//
+// T: void reads x, B, C, z and writes y through their run-time dtypes; float or __nv_bfloat16 is the
+// fast path where all five have that type and allow vector access (launch_step checks it), which
+// halves the instructions and registers per byte of state.
+template <class S, int VEC, class T>
+__global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
+  const int bad = verdict ? verdict[0] : 0;  // waited on at the first store, not before the loads
   const int H = (int)p.nheads, P = (int)p.headdim, N = (int)p.dstate;
   constexpr int kRowsPerBlock = 16;  // 4 warps x R rows: more, smaller blocks keep more bytes in flight
+  constexpr int R = 4;               // rows per warp at a time, their loads issued together
   const int ntile = (P + kRowsPerBlock - 1) / kRowsPerBlock;
   const int tile = blockIdx.x % ntile;
   const int bh = blockIdx.x / ntile;
@@ -120,50 +136,74 @@ __global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ S
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = kStepThreads / 32;
   const int64_t ybase = (int64_t)b * p.y_batch_stride + (int64_t)h * p.y_head_stride;
   const int64_t row = p.state_indices ? p.state_indices[b] : b;
-  if (row < 0) {  // padding: zeros out, the cache is not touched
+  const float dt_raw = load_as_float(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + h);
+  const float dt_bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  const float a = p.A[h];
+  if (row < 0 || row >= p.state_rows) {  // padding: zeros out, the cache is not touched
+    if (bad || row >= 0) return;         // (a row past the cache only comes with a bad verdict)
     for (int i = pbeg + threadIdx.x; i < pend; i += kStepThreads) store_from_float(p.y, p.y_type, ybase + i, 0.f);
     return;
   }
   const int grp = h / (H / (int)p.ngroups);
   const int64_t bb = (int64_t)b * p.B_batch_stride + (int64_t)grp * p.B_group_stride;
   const int64_t cb = (int64_t)b * p.C_batch_stride + (int64_t)grp * p.C_group_stride;
-  for (int j = threadIdx.x; j < N; j += kStepThreads) {
-    bc[j] = load_as_float(p.B, p.B_type, bb + j);
-    bc[N + j] = load_as_float(p.C, p.C_type, cb + j);
-  }
-  float d = load_as_float(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + h) + (p.dt_bias ? p.dt_bias[h] : 0.f);
-  if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
-  d = fminf(fmaxf(d, p.dt_min), p.dt_max);
-  const float decay = expf(d * p.A[h]);
-  __syncthreads();
-
-  S* state = static_cast<S*>(p.state) + (row * H + h) * (int64_t)P * N;
   const int64_t xbase = (int64_t)b * p.x_batch_stride + (int64_t)h * p.x_head_stride;
-  // R rows per warp at a time, their loads issued together: one row alone leaves too few bytes
-  // in flight per SM to approach the copy bandwidth.
-  constexpr int R = 4;
+  const int64_t zbase = (int64_t)b * p.z_batch_stride + (int64_t)h * p.z_head_stride;
+  S* state = static_cast<S*>(p.state) + (row * H + h) * (int64_t)P * N;
+
   for (int i0 = pbeg + warp * R; i0 < pend; i0 += nwarps * R) {
-    float dx[R], acc[R];
+    // Lane r < R finishes row i0 + r: its x, z and D are fetched now, with the state.
+    const int my = i0 + lane;
+    const bool mine = lane < R && my < pend;
+    float x_mine = 0.f, z_mine = 0.f;
+    if constexpr (std::is_void_v<T>) {
+      x_mine = mine ? load_as_float(p.x, p.x_type, xbase + my) : 0.f;
+      z_mine = mine && p.z ? load_as_float(p.z, p.z_type, zbase + my) : 0.f;
+    } else {
+      x_mine = mine ? to_float(static_cast<const T*>(p.x)[xbase + my]) : 0.f;
+      z_mine = mine && p.z ? to_float(static_cast<const T*>(p.z)[zbase + my]) : 0.f;
+    }
+    const float d_mine = mine && p.D ? (p.D_per_channel ? p.D[(int64_t)h * P + my] : p.D[h]) : 0.f;
+    float xr[R], acc[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      dx[r] = i0 + r < pend ? d * load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
-      acc[r] = 0.f;
+    for (int r = 0; r < R; ++r) acc[r] = 0.f;
+    if constexpr (std::is_void_v<T>) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) xr[r] = i0 + r < pend ? load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
+    } else {
+      static_assert(R == 4, "one vector of x per R rows");
+      load_vec<T, 4>(static_cast<const T*>(p.x) + xbase + i0, xr);  // P % 4 == 0: all R rows exist
     }
     for (int j = lane * VEC; j < N; j += 32 * VEC) {
-      float s[R][VEC];
+      float s[R][VEC], bv[VEC], cv[VEC];
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (i0 + r < pend) load_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
       }
+      if constexpr (std::is_void_v<T>) {
+#pragma unroll
+        for (int u = 0; u < VEC; ++u) {
+          bv[u] = load_as_float(p.B, p.B_type, bb + j + u);
+          cv[u] = load_as_float(p.C, p.C_type, cb + j + u);
+        }
+      } else {
+        load_vec<T, VEC>(static_cast<const T*>(p.B) + bb + j, bv);
+        load_vec<T, VEC>(static_cast<const T*>(p.C) + cb + j, cv);
+      }
+      float d = dt_raw + dt_bias;
+      if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
+      d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+      const float decay = expf(d * a);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (i0 + r < pend) {
+          const float dx = d * xr[r];
 #pragma unroll
           for (int u = 0; u < VEC; ++u) {
-            s[r][u] = fmaf(decay, s[r][u], dx[r] * bc[j + u]);
-            acc[r] = fmaf(s[r][u], bc[N + j + u], acc[r]);
+            s[r][u] = fmaf(decay, s[r][u], dx * bv[u]);
+            acc[r] = fmaf(s[r][u], cv[u], acc[r]);
           }
-          store_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);
+          if (!bad) store_vec<S, VEC>(state + (int64_t)(i0 + r) * N + j, s[r]);  // bad: nothing is written
         }
       }
     }
@@ -172,21 +212,27 @@ __global__ void __launch_bounds__(kStepThreads) k_step(const __grid_constant__ S
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
     }
-    if (lane < R && i0 + lane < pend) {
-      const int i = i0 + lane;
+    if (mine && !bad) {
       float yv = acc[0];
 #pragma unroll
       for (int r = 1; r < R; ++r)
         if (lane == r) yv = acc[r];
-      const float xv = load_as_float(p.x, p.x_type, xbase + i);
-      if (p.D) yv = fmaf(p.D_per_channel ? p.D[(int64_t)h * P + i] : p.D[h], xv, yv);
-      if (p.z) {
-        const float zv = load_as_float(p.z, p.z_type, (int64_t)b * p.z_batch_stride + (int64_t)h * p.z_head_stride + i);
-        yv *= zv / (1.f + expf(-zv));
-      }
-      store_from_float(p.y, p.y_type, ybase + i, yv);
+      yv = fmaf(d_mine, x_mine, yv);
+      if (p.z) yv *= z_mine / (1.f + expf(-z_mine));
+      if constexpr (std::is_void_v<T>) store_from_float(p.y, p.y_type, ybase + my, yv);
+      else store_vec<T, 1>(static_cast<T*>(p.y) + ybase + my, &yv);
     }
   }
+}
+
+// Whether x, B, C, z (if any) and y are all of dtype t and allow VEC-element vector access.
+bool uniform_inputs(const SsdStepParams& p, SsdDtype t, size_t elem) {
+  auto ok = [&](const void* ptr, SsdDtype type, int64_t s0, int64_t s1) {
+    return type == t && reinterpret_cast<uintptr_t>(ptr) % (4 * elem) == 0 && s0 % 4 == 0 && s1 % 4 == 0;
+  };
+  return p.headdim % 4 == 0 && ok(p.x, p.x_type, p.x_batch_stride, p.x_head_stride) &&
+         ok(p.B, p.B_type, p.B_batch_stride, p.B_group_stride) && ok(p.C, p.C_type, p.C_batch_stride, p.C_group_stride) &&
+         (!p.z || ok(p.z, p.z_type, p.z_batch_stride, p.z_head_stride)) && p.y_type == t;
 }
 
 template <class S>
@@ -194,9 +240,10 @@ cudaError_t launch_step(const SsdStepParams& p, cudaStream_t stream, const int* 
   const size_t align = sizeof(S) == 4 ? 16 : 8;
   const bool vec = p.dstate % 4 == 0 && reinterpret_cast<uintptr_t>(p.state) % align == 0;
   const dim3 grid((unsigned)(p.batch * p.nheads * ((p.headdim + 15) / 16)));
-  const size_t smem = 2 * sizeof(float) * (size_t)p.dstate;
-  if (vec) k_step<S, 4><<<grid, kStepThreads, smem, stream>>>(p, verdict);
-  else k_step<S, 1><<<grid, kStepThreads, smem, stream>>>(p, verdict);
+  if (vec && uniform_inputs(p, SSD_FLOAT32, 4)) k_step<S, 4, float><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+  else if (vec && uniform_inputs(p, SSD_BFLOAT16, 2)) k_step<S, 4, __nv_bfloat16><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+  else if (vec) k_step<S, 4, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+  else k_step<S, 1, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
   return cudaGetLastError();
 }
 
