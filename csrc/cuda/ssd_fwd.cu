@@ -64,6 +64,8 @@ struct Dv {
   float* states;           // (b, h, c, p, n)
   float* decay;            // (b, h, c)
   float* cb;               // (b, c, g, ntri, BB, BB)
+  void* hs16;              // fast scan: the entering states (b, h, c, p, n) as T, written by kernel 2
+  int pass_f32;            // kernel 2 writes the entering states over `states` (fp32) too
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -586,7 +588,23 @@ k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 }
 
 // ---- kernel 2: state passing ------------------------------------------------------------------
-// Each thread owns 4 consecutive elements of one (b, head)'s p*n state and walks the chunks.
+// Each thread owns 4 consecutive elements of one (b, head)'s p*n state and walks the chunks. The
+// state entering chunk k replaces S_k in fp32 (for the generic scan and varlen), and/or is written
+// as T into hs16 (for the fast scan, which multiplies it in T anyway: half the bytes, read by cp.async).
+template <class T>
+__device__ __forceinline__ void store_entering(const Dv& dv, float* s32, int64_t off, float4 H) {
+  if (dv.pass_f32) *reinterpret_cast<float4*>(s32) = H;
+  if constexpr (sizeof(T) == 2) {
+    if (dv.hs16) {
+      uint2 v;
+      v.x = mma::pack2<T>(H.x, H.y);
+      v.y = mma::pack2<T>(H.z, H.w);
+      *reinterpret_cast<uint2*>(static_cast<T*>(dv.hs16) + off) = v;
+    }
+  }
+}
+
+template <class T>
 __global__ void __launch_bounds__(256)
 k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
   const int eb = blockIdx.x % dv.nes;
@@ -596,6 +614,7 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   if (e >= PN) return;
   const int nc = dv.nc;
   float* S = dv.states + bh * nc * PN + e;
+  const int64_t off0 = bh * nc * PN + e;  // of S, for hs16
   const float* dec = dv.decay + bh * nc;
   const float* init = p.initial_states ? p.initial_states + bh * PN + e : nullptr;
   if (dv.pass4) {
@@ -614,7 +633,7 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
 #pragma unroll
       for (int u = 0; u < D; ++u) {
         if (k0 + u < nc) {
-          *reinterpret_cast<float4*>(S + (int64_t)(k0 + u) * PN) = H;
+          store_entering<T>(dv, S + (int64_t)(k0 + u) * PN, off0 + (int64_t)(k0 + u) * PN, H);
           H.x = fmaf(a[u], H.x, cur[u].x); H.y = fmaf(a[u], H.y, cur[u].y);
           H.z = fmaf(a[u], H.z, cur[u].z); H.w = fmaf(a[u], H.w, cur[u].w);
         }
@@ -628,7 +647,10 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       for (int k = 0; k < nc; ++k) {
         float* s = S + (int64_t)k * PN + u;
         const float cur = *s;
-        *s = H;
+        if (dv.pass_f32) *s = H;
+        if constexpr (sizeof(T) == 2) {
+          if (dv.hs16) static_cast<T*>(dv.hs16)[off0 + (int64_t)k * PN + u] = mma::from_float<T>(H);
+        }
         H = fmaf(dec[k], H, cur);
       }
       if (p.final_states) p.final_states[bh * PN + e + u] = H;
@@ -1025,31 +1047,11 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   int sreg[2];
   prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
   if (has_prev) {
-    // H_{k-1} (P x N fp32, row pitch N) -> Hs[p][n] as T
-    constexpr int VPR = N / 8, RPI = kThreads / VPR, NIT = P / RPI;
-    static_assert(NIT % 4 == 0, "state tile");
-    const int r0 = tid / VPR, c = (tid % VPR) * 8;
-    const float* src = dv.states + (((int64_t)b * H + h) * dv.nc + k) * (int64_t)(P * N) + r0 * N + c;
-    T* dst = Hs + r0 * LDC + c;
-#pragma unroll 1
-    for (int u0 = 0; u0 < NIT; u0 += 4) {
-      float4 f[4][2];
+    // H_{k-1} (P x N, already T, written by kernel 2) -> Hs[p][n], in C's cp.async group
+    const T* hg = static_cast<const T*>(dv.hs16) + (((int64_t)b * H + h) * dv.nc + k) * (int64_t)(P * N);
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const float4* sp = reinterpret_cast<const float4*>(src + (u0 + u) * RPI * N);
-        f[u][0] = __ldg(sp);
-        f[u][1] = __ldg(sp + 1);
-      }
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        uint4 o;
-        o.x = mma::pack2<T>(f[u][0].x, f[u][0].y);
-        o.y = mma::pack2<T>(f[u][0].z, f[u][0].w);
-        o.z = mma::pack2<T>(f[u][1].x, f[u][1].y);
-        o.w = mma::pack2<T>(f[u][1].z, f[u][1].w);
-        *reinterpret_cast<uint4*>(dst + (u0 + u) * RPI * LDC) = o;
-      }
-    }
+    for (int r = 0; r < P; r += 64) cp_tile64<N, LDC>(Hs + r * LDC, hg + (int64_t)r * N, N, 64);
+    cp_async_commit();
   }
   prep_scan(p, h, i0 + 64, dreg, sreg, rec, wsum);
   cp_async_wait<0>();
@@ -1253,9 +1255,11 @@ SsdStatus headdim_dstate_supported(const SsdParams& p, std::string* err) {
   return SSD_OK;
 }
 
+bool fast_scan_ok(const SsdParams& p);  // below, with the fast scan's host side
+
 struct Layout {
   int64_t nc, BB, ntri;
-  size_t states_off, decay_off, cb_off, seq_off, total;
+  size_t states_off, decay_off, cb_off, seq_off, hs16_off, total;
 };
 Layout layout_of(const SsdParams& p) {
   Layout l{};
@@ -1273,6 +1277,8 @@ Layout layout_of(const SsdParams& p) {
   off += align256((size_t)p.batch * l.nc * p.ngroups * l.ntri * l.BB * l.BB * 4);
   l.seq_off = off;  // cu_seqlens: the seq_idx row built from it
   if (p.cu_seqlens) off += align256((size_t)p.seqlen * 4);
+  l.hs16_off = off;  // the fast scan's 16-bit entering states (varlen never takes the fast scan)
+  if (!p.cu_seqlens && fast_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
   l.total = off;
   return l;
 }
@@ -1472,6 +1478,9 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.states = reinterpret_cast<float*>(ws + l.states_off);
   dv.decay = reinterpret_cast<float*>(ws + l.decay_off);
   dv.cb = reinterpret_cast<float*>(ws + l.cb_off);
+  const bool fast = k16 && fast_scan_ok(p);
+  dv.hs16 = fast ? ws + l.hs16_off : nullptr;
+  dv.pass_f32 = !fast;
   const int64_t nstate = (int64_t)dv.npt1 * dv.nnt1 * p.nheads * dv.nc * p.batch;
   const int64_t nbmm = (int64_t)dv.ntri * p.ngroups * dv.nc * p.batch;
   const int64_t nscan = (int64_t)dv.nib * dv.npt3 * p.nheads * dv.nc * p.batch;
@@ -1522,7 +1531,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   k1<<<(unsigned)(nstate + nbmm), kThreads, smem1, stream>>>(p, dv);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_bmm", err);
   if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k_state_pass<<<(unsigned)npass, 256, 0, stream>>>(p, dv);
+  k_state_pass<T><<<(unsigned)npass, 256, 0, stream>>>(p, dv);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_pass", err);
   if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   k3<<<(unsigned)nscan_launch, kThreads, smem3_launch, stream>>>(p, dv);
