@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# CPU emulation of the CUDA backward, for machines without a GPU: builds csrc/cuda/ssd_bwd.cu and
-# bench/cuda/bwd_harness.cu as host C++ (g++) on top of emu_cuda.h (every CUDA thread a fiber,
+# CPU emulation of the CUDA backward (or, with KERNEL=fwd, the forward), for machines without a GPU:
+# builds csrc/cuda/ssd_bwd.cu and bench/cuda/bwd_harness.cu (ssd_fwd.cu and fwd_harness.cu) as host C++ (g++) on top of emu_cuda.h (every CUDA thread a fiber,
 # barriers and warp shuffles cooperative, ldmatrix / mma.sync in software with the PTX fragment
 # layouts), then runs `bwd_harness check` with the given arguments. It executes the kernels' index
 # math, masks, barriers and workspace layout on every compute path; it is slow (seconds to minutes a
 # case) and says nothing about speed or about real-hardware rounding order. Needs the CUDA headers.
 #   bash bench/cuda/emu/build.sh [check-filter]       e.g. "=L=63 Q=64" (exact) or "seq" (substring)
-# Env: BUILD_DIR (default /tmp/ssd-emu), CUDA_INC (default: next to nvcc), RUNS (runs compared, 2).
+# The forward's cp.async copies run synchronously there, so a missing cp.async wait goes unseen.
+# Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
+# next to nvcc), RUNS (backward: runs compared, 2).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-BUILD_DIR=${BUILD_DIR:-/tmp/ssd-emu}
+KERNEL=${KERNEL:-bwd}
+case "$KERNEL" in bwd|fwd) ;; *) echo "KERNEL must be bwd or fwd"; exit 2 ;; esac
+BUILD_DIR=${BUILD_DIR:-/tmp/ssd-emu-$KERNEL}
 if [ -z "${CUDA_INC:-}" ]; then
   for d in "${CUDA_HOME:-}/include" /usr/local/cuda/include \
            "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")/include"; do
@@ -21,13 +25,14 @@ mkdir -p "$BUILD_DIR"
 E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"
 python3 "$E/transform.py" mma csrc/cuda/ssd_mma.cuh "$BUILD_DIR/ssd_mma.cuh"
-python3 "$E/transform.py" file csrc/cuda/ssd_bwd.cu "$BUILD_DIR/emu_ssd_bwd.cpp"
-python3 "$E/transform.py" file bench/cuda/bwd_harness.cu "$BUILD_DIR/emu_harness.cpp" \
-  "constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};"
+python3 "$E/transform.py" file "csrc/cuda/ssd_$KERNEL.cu" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
+subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
+python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"
 FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc/cuda)
-g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_bwd.cpp" -o "$BUILD_DIR/emu_ssd_bwd.o" & p1=$!
+stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD)
+g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!
-g++ "${FLAGS[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/emu_stubs.o" & p3=$!
+g++ "${FLAGS[@]}" "${stub_flags[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/emu_stubs.o" & p3=$!
 wait $p1 && wait $p2 && wait $p3 || { echo "BUILD FAILED"; exit 2; }
-g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd_bwd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o
+g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o
 exec "$BUILD_DIR/emu_harness" check "$@"

@@ -157,6 +157,7 @@ inline void run_block(unsigned nthr) {
 }  // namespace emu
 
 inline void __syncthreads() { emu::block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::warp_barrier(); }
 template <class T>
 inline T __shfl_xor_sync(unsigned, T v, int o) {
   return emu::exchange(v, (int)(threadIdx.x % 32) ^ o);
@@ -172,6 +173,14 @@ inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline float __expf(float x) { return expf(x); }
 inline size_t __cvta_generic_to_shared(const void* p) { return (size_t)p; }
+template <class T>
+inline T __ldcs(const T* p) { return *p; }
+// forward's cp.async: shared addresses are offsets from the block's dynamic shared memory
+inline uint32_t emu_smem_off(const void* p) { return (uint32_t)(static_cast<const char*>(p) - emu_dyn_smem); }
+inline void emu_cp_async(uint32_t off, const void* src, int bytes) {
+  memcpy(emu_dyn_smem + off, src, (size_t)bytes);
+  memset(emu_dyn_smem + off + bytes, 0, (size_t)(16 - bytes));
+}
 inline float cospif(float x) { return cosf(3.14159265358979f * x); }
 
 template <class... KArgs, class... Args>

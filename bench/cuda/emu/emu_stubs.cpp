@@ -28,7 +28,9 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 0; return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
 }
+#ifndef EMU_WITH_FORWARD  // the backward's build: no forward kernels
 namespace ssd { namespace cuda {
 size_t forward_workspace_bytes(const SsdParams&) { return 0; }
 SsdStatus forward(const SsdParams&, void*, void*, std::string* e) { if (e) *e = "no forward in the emulation"; return SSD_ERR_UNSUPPORTED; }
 }}
+#endif

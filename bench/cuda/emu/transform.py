@@ -87,8 +87,17 @@ def transform_file(src, dst, subs):
     s = open(src).read()
     s = '#include "emu_cuda.h"\n' + s
     s = s.replace('extern __shared__ __align__(16) char smem[];', 'char* smem = emu_dyn_smem;')
+    s = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1* \2 = reinterpret_cast<\1*>(emu_dyn_smem);', s)
     s = re.sub(r'\b__shared__\b', 'static', s)
     s = s.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = exp2f(x);')
+    s = s.replace('asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-z)));', 'r = 1.f / (1.f + __expf(-z));')
+    # cp.async (forward): a synchronous 16-byte copy with zero fill into the block's shared memory,
+    # addressed by offset; commit and wait become no-ops
+    s = s.replace('static_cast<uint32_t>(__cvta_generic_to_shared(', 'emu_smem_off((')
+    s = re.sub(r'asm volatile\("cp\.async\.cg\.shared\.global \[%0\], \[%1\], 16, %2;\\n" ::"r"\((.*?)\), "l"\((.*?)\), "r"\((.*?)\)\);',
+               r'emu_cp_async(\1, \2, \3);', s)
+    s = s.replace('asm volatile("cp.async.commit_group;\\n" ::);', '')
+    s = s.replace('asm volatile("cp.async.wait_group %0;\\n" ::"n"(N));', '')
     s = launches(s)
     for a in subs:
         k, v = a.split('=>', 1)
