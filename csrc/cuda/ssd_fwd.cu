@@ -95,6 +95,21 @@ __device__ __forceinline__ float ex2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+// Programmatic dependent launch (sm_90; no-ops elsewhere, and when the launch did not ask for it):
+// a grid lets the next kernel of the stream be scheduled once all of its blocks have started, and
+// that kernel loads its inputs, then waits for this grid's results (and, transitively, for the
+// grids before it) before it reads them. It fills the tail of each launch.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
 // stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
 __device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {
@@ -592,6 +607,7 @@ template <class T, int BN1>
 __global__ void __launch_bounds__(kThreads, 3)
 k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
   extern __shared__ __align__(16) char smem[];
+  pdl_launch_dependents();
   if ((int)blockIdx.x < dv.n_state_blocks) state_role<T, BN1>(p, dv, blockIdx.x, smem);
   else bmm_role<T>(p, dv, blockIdx.x - dv.n_state_blocks, smem);
 }
@@ -616,6 +632,8 @@ __device__ __forceinline__ void store_entering(const Dv& dv, float* s32, int64_t
 template <class T>
 __global__ void __launch_bounds__(256)
 k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  pdl_launch_dependents();
+  pdl_wait();  // everything here is kernel 1's output
   const int eb = blockIdx.x % dv.nes;
   const int64_t bh = blockIdx.x / dv.nes;
   const int64_t e = ((int64_t)eb * 256 + threadIdx.x) * 4;
@@ -679,6 +697,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   constexpr int NT = BP / 8, LDX = BP + 8;
   constexpr bool k16 = sizeof(T) == 2;
   extern __shared__ __align__(16) char smem[];
+  pdl_wait();  // the generic scan reads kernel 1's and 2's outputs from the start
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blockIdx.x;
   const int iblk = dv.nib - 1 - x % dv.nib; x /= dv.nib;  // heavy (late) row blocks first
@@ -1055,6 +1074,7 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   float dreg[2];
   int sreg[2];
   prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
+  pdl_wait();  // the inputs are on their way; from here on kernels 1 and 2's outputs are read
   if (has_prev) {
     // H_{k-1} (P x N, already T, written by kernel 2) -> Hs[p][n], in C's cp.async group
     const T* hg = static_cast<const T*>(dv.hs16) + (((int64_t)b * H + h) * dv.nc + k) * (int64_t)(P * N);
@@ -1293,6 +1313,38 @@ Layout layout_of(const SsdParams& p) {
 }
 
 bool aligned(const void* ptr, size_t a) { return (reinterpret_cast<uintptr_t>(ptr) % a) == 0; }
+
+// Whether the current device runs programmatic dependent launches (compute capability 9.0 and up).
+bool pdl_supported() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 9;
+}
+
+// Launches k after the previous work of the stream; with pdl, as a programmatic dependent launch
+// (the kernel must pdl_wait() before it reads what earlier launches wrote).
+template <class... Args>
+cudaError_t launch(void (*k)(Args...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream, bool pdl,
+                   Args... args) {
+  if (!pdl) {
+    k<<<grid, block, smem, stream>>>(args...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, k, args...);
+}
 
 SsdStatus cuda_fail(cudaError_t e, const char* what, std::string* err) {
   if (err) *err = std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
@@ -1540,11 +1592,13 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   k1<<<(unsigned)(nstate + nbmm), kThreads, smem1, stream>>>(p, dv);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_bmm", err);
   if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k_state_pass<T><<<(unsigned)npass, 256, 0, stream>>>(p, dv);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_pass", err);
+  // Kernels 2 and 3 start while the one before drains, unless events are recorded between them.
+  const bool pdl = !tm && pdl_supported();
+  if ((e = launch(k_state_pass<T>, (unsigned)npass, 256, 0, stream, pdl, p, dv)) != cudaSuccess)
+    return cuda_fail(e, "launch k_state_pass", err);
   if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k3<<<(unsigned)nscan_launch, kThreads, smem3_launch, stream>>>(p, dv);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_chunk_scan", err);
+  if ((e = launch(k3, (unsigned)nscan_launch, kThreads, smem3_launch, stream, pdl, p, dv)) != cudaSuccess)
+    return cuda_fail(e, "launch k_chunk_scan", err);
   if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   if (p.cu_seqlens && p.varlen_states && p.num_seqs > 0) {
     const int64_t nv = p.num_seqs * p.nheads * cdiv(p.headdim, 32);

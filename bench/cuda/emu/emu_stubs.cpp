@@ -22,6 +22,9 @@ cudaError_t cudaFuncSetAttribute(const void*, enum cudaFuncAttribute a, int v) {
   if (a == cudaFuncAttributeMaxDynamicSharedMemorySize && v > 232448) { fprintf(stderr, "EMU: dynamic shared memory %d > 227 KB\n", v); return cudaErrorInvalidValue; }
   return cudaSuccess;
 }
+// compute capability 8.x: the forward's programmatic dependent launches stay off
+cudaError_t cudaDeviceGetAttribute(int* v, enum cudaDeviceAttr a, int) { *v = a == cudaDevAttrComputeCapabilityMajor ? 8 : 0; return cudaSuccess; }
+cudaError_t cudaLaunchKernelExC(const cudaLaunchConfig_t*, const void*, void**) { return cudaErrorNotSupported; }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = (cudaEvent_t)malloc(8); return cudaSuccess; }
 cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
