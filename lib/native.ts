@@ -19,11 +19,11 @@ export const EXPECTED_ABI_VERSION = 1;
 /** A host array, or a device address (BigInt) on CUDA calls. */
 export type NativeBuffer = ArrayBufferView | bigint;
 
-/** Everything one forward call needs, validated and normalised in TypeScript. */
-export interface NativeForwardArgs {
-  /** [batch, seqlen, nheads, headdim, ngroups, dstate] */
-  dims: number[];
-  chunkSize: number;
+/**
+ * The arguments the forward and the decode step share: the inputs of the SSD's projection (x, dt,
+ * A, B, C, D, z, dtBias), the dt options, the output y and the CPU thread count.
+ */
+export interface NativeCommonArgs {
   x: NativeBuffer;
   xType: NativeDtype;
   dt: NativeBuffer;
@@ -38,24 +38,31 @@ export interface NativeForwardArgs {
   z: NativeBuffer | null;
   zType: NativeDtype;
   dtBias: Float32Array | bigint | null;
-  initialStates: Float32Array | bigint | null;
-  seqIdx: Int32Array | bigint | null;
   dtSoftplus: boolean;
   dtMin: number;
   dtMax: number;
   y: NativeBuffer;
   yType: NativeDtype;
+  /** CPU threads; 0 for the default */
+  threads: number;
+}
+
+/** Everything one forward call needs, validated and normalised in TypeScript. */
+export interface NativeForwardArgs extends NativeCommonArgs {
+  /** [batch, seqlen, nheads, headdim, ngroups, dstate] */
+  dims: number[];
+  chunkSize: number;
+  initialStates: Float32Array | bigint | null;
+  seqIdx: Int32Array | bigint | null;
   finalStates: Float32Array | bigint | null;
   /** Variable-length sequences (batch 1): (numSeqs + 1) offsets, and each sequence's final state. */
   cuSeqlens?: Int32Array | bigint | null;
   numSeqs?: number;
   varlenStates?: Float32Array | bigint | null;
-  /** CPU threads; 0 for the default */
-  threads: number;
 }
 
 /** Everything one decode step needs (SsdStepParams), validated and normalised in TypeScript. */
-export interface NativeStepArgs {
+export interface NativeStepArgs extends NativeCommonArgs {
   /** [batch, nheads, headdim, ngroups, dstate] */
   dims: number[];
   /** rows of the state cache (batch without stateIndices) */
@@ -64,33 +71,13 @@ export interface NativeStepArgs {
   state: Float32Array | Uint16Array | bigint;
   stateType: NativeDtype;
   stateIndices: Int32Array | bigint | null;
-  x: NativeBuffer;
-  xType: NativeDtype;
-  dt: NativeBuffer;
-  dtType: NativeDtype;
-  A: Float32Array | bigint;
-  B: NativeBuffer;
-  BType: NativeDtype;
-  C: NativeBuffer;
-  CType: NativeDtype;
-  D: Float32Array | bigint | null;
-  dPerChannel: boolean;
-  z: NativeBuffer | null;
-  zType: NativeDtype;
-  dtBias: Float32Array | bigint | null;
-  dtSoftplus: boolean;
-  dtMin: number;
-  dtMax: number;
-  y: NativeBuffer;
-  yType: NativeDtype;
-  /** CPU threads; 0 for the default */
-  threads: number;
 }
 
 /**
  * Everything one backward call needs: the forward's arguments without its outputs, the incoming
  * gradients, and the gradient outputs, each of its input's dtype (dx of x's, ddt of dt's, dB of B's,
- * dC of C's, dz of z's) or float32 (dA, dD, dDtBias, dInitialStates). CPU only for now.
+ * dC of C's, dz of z's) or float32 (dA, dD, dDtBias, dInitialStates). Host buffers; the CUDA
+ * variant below takes device pointers.
  */
 export interface NativeBackwardArgs extends Omit<NativeForwardArgs, 'y' | 'yType' | 'finalStates'> {
   dy: ArrayBufferView;
