@@ -21,6 +21,8 @@ namespace ssd { namespace cpu { namespace step_avx2 { namespace {
 
 constexpr int STEP_NV = 4;    // 8 of the 16 ymm registers hold B and C
 constexpr int STEP_ROWS = 1;
+constexpr int64_t STEP_PF_BYTES = 4096;  // about 8 n=128 rows ahead, write intent where the ISA has it
+static inline void step_prefetch(const void* p) { __builtin_prefetch(p, 1, 3); }
 
 #include "step_kernel.inc"
 

@@ -16,9 +16,10 @@ namespace ssd { namespace cpu {
 namespace {
 
 // A helper thread pays for itself once it has this much state to stream. Measured on the 2-core
-// development VM (bench/NOTES.md): waking a pool thread costs 20-30 us there, one thread streams an
-// L3-resident state at ~120 GB/s, so a second thread is slower up to 4 MiB, even at 8 MiB, and
-// faster from 16 MiB (where the state spills from the L3 and one core cannot draw enough bandwidth).
+// development VM (bench/NOTES.md): waking a pool thread whose core has idled for a while costs the
+// caller 30-45 us there and the helper starts ~100 us later, so a second thread is slower up to
+// 4 MiB and pays from 8 MiB. (A helper still spinning after the previous call, thread_pool.cpp,
+// starts at once, and then two threads win from 2 MiB; calls that small rarely find one spinning.)
 constexpr double kBytesPerThread = 4.0 * 1024.0 * 1024.0;
 
 void set_error(std::string* error, const char* msg) {

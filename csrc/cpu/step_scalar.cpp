@@ -18,6 +18,8 @@ namespace ssd { namespace cpu { namespace step_scalar { namespace {
 
 constexpr int STEP_NV = 4;
 constexpr int STEP_ROWS = 1;
+constexpr int64_t STEP_PF_BYTES = 4096;
+static inline void step_prefetch(const void* p) { __builtin_prefetch(p, 1, 3); }
 
 #include "step_kernel.inc"
 
