@@ -21,7 +21,7 @@ import {
   sameDims,
   shapeError,
   tensorArg,
-  type SsdDevice,
+  type SsdOptions,
 } from './validate';
 
 export interface SsdStepInputs {
@@ -48,15 +48,12 @@ export interface SsdStepInputs {
   stateIndices?: Tensor;
 }
 
-export interface SsdStepOptions {
-  /** Apply softplus to dt + dtBias (identity above 20). Default false. */
-  dtSoftplus?: boolean;
-  /** Clamp the step size to [lo, hi] after softplus. Default [0, Infinity]. */
-  dtLimit?: readonly [number, number];
-  /** 'auto' (default), 'cpu', 'cuda' or 'cuda:N'. */
-  device?: SsdDevice;
-  /** CPU threads, 1 to 1024 (default: the cores available; fewer for a small state). */
-  threads?: number;
+/**
+ * dtSoftplus, dtLimit and device as for ssd(); with host tensors, device 'auto' runs the step on the
+ * CPU (shipping the state to a GPU costs more than stepping it). threads: the CPU threads, 1 to 1024
+ * (default: the cores available, fewer for a small state).
+ */
+export interface SsdStepOptions extends Pick<SsdOptions, 'dtSoftplus' | 'dtLimit' | 'device' | 'threads'> {
   /** A tensor to write y into (x's type, (batch, nheads, headdim)) instead of a new one. */
   out?: { y?: Tensor };
 }
