@@ -103,19 +103,31 @@ SsdStepParams params(const Case& c, Dev& d, float** state, float** y) {
   return p;
 }
 
-// Float64 recurrence on the host; returns the worst relative error of y and of the state.
-bool check(int batch, bool indices, std::mt19937& rng) {
-  Case c = make_case(batch, indices, rng);
+// One case on the device: its inputs uploaded, its parameters, and 64 bytes of workspace.
+struct Setup {
+  Case c;
   Dev d;
-  float *ds, *dy;
-  SsdStepParams p = params(c, d, &ds, &dy);
+  float *ds = nullptr, *dy = nullptr;  // the state and y
+  SsdStepParams p;
   void* ws = nullptr;
-  CK(cudaMalloc(&ws, 64));
+  Setup(int batch, bool indices, std::mt19937& rng) : c(make_case(batch, indices, rng)) {
+    p = params(c, d, &ds, &dy);
+    CK(cudaMalloc(&ws, 64));
+    d.ptrs.push_back(ws);
+  }
+};
+
+// Float64 recurrence on the host; prints the relative L2 errors of y and of the state.
+bool check(int batch, bool indices, std::mt19937& rng) {
+  Setup su(batch, indices, rng);
+  const Case& c = su.c;
+  const SsdStepParams& p = su.p;
+  float *ds = su.ds, *dy = su.dy;
+  void* ws = su.ws;
   int verdict[2] = {-7, -7};
   std::string err;
   SsdStatus st = ssd::cuda::step(p, nullptr, ws, indices ? verdict : nullptr, &err);
   CK(cudaDeviceSynchronize());
-  cudaFree(ws);
   if (st != SSD_OK || (indices && verdict[0] != 0)) {
     std::printf("check batch %d: status %d verdict %d %s\n", batch, (int)st, verdict[0], err.c_str());
     return false;
@@ -166,12 +178,10 @@ float median(std::vector<float> v) {
 
 void bench(int batch, bool indices, int runs) {
   std::mt19937 rng(batch);
-  Case c = make_case(batch, indices, rng);
-  Dev d;
-  float *ds, *dy;
-  SsdStepParams p = params(c, d, &ds, &dy);
-  void* ws = nullptr;
-  CK(cudaMalloc(&ws, 64));
+  Setup su(batch, indices, rng);
+  const SsdStepParams& p = su.p;
+  float* ds = su.ds;
+  void* ws = su.ws;
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
   CK(cudaEventCreate(&e1));
@@ -201,7 +211,8 @@ void bench(int batch, bool indices, int runs) {
   std::printf("bench batch %3d %-12s step %.4f ms %7.1f GB/s (%.0f%% of 4.3 TB/s)   in-place rmw %.4f ms %7.1f GB/s\n",
               batch, indices ? "stateIndices" : "", t, bytes / t / 1e6, 100 * bytes / t / 1e6 / 4300, tr,
               bytes / tr / 1e6);
-  cudaFree(ws);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
 }
 
 }  // namespace
