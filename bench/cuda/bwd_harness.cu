@@ -490,6 +490,9 @@ static void diagnose(const RefIn& r, int Q, const std::vector<char>& wsh,
       xdxA.add(x, m.xdx[bhc * Q + t], w);
     }
   }
+  // dG is stored as head-slice partials (slices back to back, summed in slice order by the kernels)
+  const size_t dg_slice = (size_t)b * nc * G * ntri * BB * BB;
+  const size_t dg_nsl = std::max<size_t>((l.prow - l.dg) / (dg_slice * 4), 1);
   for (int bb = 0; bb < b; ++bb)
     for (int k = 0; k < nc; ++k)
       for (int g = 0; g < G; ++g) {
@@ -503,7 +506,9 @@ static void diagnose(const RefIn& r, int Q, const std::vector<char>& wsh,
                 const std::string w = "(b " + std::to_string(bb) + ", chunk " + std::to_string(k) + ", g " +
                                       std::to_string(g) + ", i " + std::to_string(i) + ", j " + std::to_string(j) + ")";
                 cbA.add(F(l.cb)[o], m.cb[base * Q * Q + (size_t)i * Q + j], w);
-                dgA.add(F(l.dg)[o], m.dg[base * Q * Q + (size_t)i * Q + j], w);
+                float dgv = F(l.dg)[o];
+                for (size_t sl = 1; sl < dg_nsl; ++sl) dgv += F(l.dg)[sl * dg_slice + o];
+                dgA.add(dgv, m.dg[base * Q * Q + (size_t)i * Q + j], w);
               }
       }
   printf("       (launch 1: d, decay, C·Bᵀ; launch 2: H_{k-1}, dL/dH_k, state-pass sum, dG, P sums;"

@@ -19,16 +19,24 @@
 //        a. state passing, forward then reverse, per (b, h, 512 state elements): `states` becomes
 //           H_{k-1}; `dstates` becomes G_k (G_{c-1} = dFinal, G_{k-1} = dHoff_k + decay_k G_k);
 //           d_initial_states = G_{-1}; per-warp partials of decay_k ⟨G_k, H_{k-1}⟩ (→ ds_last).
-//        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block), looping over the heads of the
-//           group in a fixed order, plus per head the row and column sums of P = dM ∘ M (→ ds).
-//   3. k_bwd_main      three roles:
+//        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block, head slice): each block loops
+//           over the heads of one slice of the group in a fixed order and writes that slice's fp32
+//           partial of dG (summed over the slices in slice order where launch 3 stages dG), plus per
+//           head the row and column sums of P = dM ∘ M (→ ds).
+//   3. k_bwd_main      three roles (the two group roles first in block order):
 //        a. per (b, chunk, head, BB positions, p-tile): dX̄ = w ⊙ (B G_kᵀ) + Mᵀ dY, hence dx; the
 //           pre-gate output (e ⊙ C H_{k-1}ᵀ + M X̄ + D x) when dz is wanted, hence dz; per position
 //           the partial sums dY·Y_off, w x̄·(G_k B), x·dX̄ (→ ds, dd) and per-block dD partials.
-//        b. dC per (b, chunk, group, BB rows, n-tile) = dG B + Σ_heads (e ⊙ dY) H_{k-1}.
-//        c. dB per (b, chunk, group, BB rows, n-tile) = dGᵀ C + Σ_heads (w d ⊙ x) G_k.
+//        b. dC per (b, chunk, group, BB rows, n-tile, head slice) = dG B + Σ_heads (e ⊙ dY) H_{k-1}.
+//        c. dB per (b, chunk, group, BB rows, n-tile, head slice) = dGᵀ C + Σ_heads (w d ⊙ x) G_k.
+//           Slice 0 adds the dG term; with one slice the result is stored directly, otherwise each
+//           slice writes an fp32 partial that launch 4 sums in slice order.
+//      Head slices (launches 2 and 3, chosen on the host, head_split): with few groups the per-group
+//      head loops would otherwise give few, very long blocks (ngroups 1, 32 heads: 640 dG blocks of
+//      32 heads each on G1).
 //   4. k_bwd_ddt       per (b, chunk, head): assembles ds, reverse cumulative sum → da, then ddt,
-//                      and per-(b, chunk, head) partials of dA and dDtBias.
+//                      and per-(b, chunk, head) partials of dA and dDtBias; plus, with several head
+//                      slices in launch 3, blocks that sum the dB / dC partials in slice order.
 //      Terms that enter ds twice with opposite signs and cancel exactly in da (the diagonal P_ii, and
 //      q_last) are left out: with large steps the true da is tiny and they would leave rounding noise.
 //   5. k_bwd_reduce    per head: dA, dDtBias, dD summed over the partials in a fixed order.
@@ -79,6 +87,11 @@ struct Bw {
   int npt;             // launch 3 role a: p-tiles of BPm
   int nnt;             // launch 3 roles b/c: n-tiles of BNg
   int n3a, n3b;        // launch 3: blocks of role a, of role b (= of role c)
+  int s2, h2;          // launch 2 role b: head slices per group, heads per slice (dG partials)
+  int s3, h3;          // launch 3 roles b/c: head slices per group, heads per slice
+  int n4a;             // launch 4: blocks of the ddt role (the dB/dC combine role after them)
+  int64_t dgS;         // floats per dG slice
+  int64_t pbcS;        // floats per dB/dC partial slice (b, c, g, Q, N)
   int vx, vdy, vz, vB, vC, vdx, vdz, vdB, vdC;  // 8-element vector access allowed
   int st4, pass4;      // states rows allow float4 (N % 4 == 0); state pass may use float4
   int want_dz;
@@ -88,7 +101,7 @@ struct Bw {
   float* states;   // (b, h, c, p, n)         S_k, then H_{k-1}
   float* dstates;  // (b, h, c, p, n)         dHoff_k, then G_k
   float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ
-  float* dg;       // (b, c, g, ntri, BB, BB) dG = Σ_h L ∘ dM
+  float* dg;       // (s2, b, c, g, ntri, BB, BB) dG partials: slice s = Σ_{h in slice s} L ∘ dM
   float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
   float* pcol;     // (b, h, c, ntri, BB)     column sums of P per block
   float* ppass;    // (b, h, c, npp)          decay_k ⟨G_k, H_{k-1}⟩ partials
@@ -98,6 +111,7 @@ struct Bw {
   float* pdD;      // (b, c, h, nbb, p)       Σ_rows dY ⊙ x per position block
   float* pdA;      // (b, c, h)               Σ_t d_t da_t per chunk
   float* pdb;      // (b, c, h)               Σ_t ddt_t per chunk
+  float* pbc;      // (2, s3, b, c, g, Q, N)  dC (0) and dB (1) partials per head slice (s3 > 1 only)
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -114,7 +128,14 @@ __device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
   else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
   else static_cast<float*>(p)[i] = v;
 }
-__device__ __forceinline__ float silu(float z) { return z / (1.f + __expf(-z)); }
+// sigmoid(z) with the MUFU reciprocal (~1 ulp; an IEEE division costs a dozen instructions and a
+// branch per element, and runs in every dY loader). exp(-z) overflowing gives rcp(inf) = 0.
+__device__ __forceinline__ float sigmoid(float z) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-z)));
+  return r;
+}
+__device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
 __device__ __forceinline__ float ex2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -650,10 +671,11 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
   if (has_init && bp.d_initial_states) st4(bp.d_initial_states + bh * PN + eo, cnt, vec, gr);
 }
 
-// Launch 2, role b: per (b, chunk, group, block pair (ib, jb), jb <= ib) and for each head of the
-// group in order: R = dY_i · x_j (BB × BB, K = p, tensor cores), dM = R · d_j, L as in the header;
-//   dG += L ∘ dM (summed over the heads, fp32 registers),  P = L ∘ dM ∘ G  → row and column sums
-// per head into prow / pcol. Warp w owns rows 16w..16w+15 and all BB columns.
+// Launch 2, role b: per (b, chunk, group, block pair (ib, jb), jb <= ib, head slice s) and for each
+// head of the slice in order: R = dY_i · x_j (BB × BB, K = p, tensor cores), dM = R · d_j, L as in
+// the header; dG_s += L ∘ dM (summed over the slice's heads, fp32 registers) into slice s of dg,
+// P = L ∘ dM ∘ G → row and column sums per head into prow / pcol. The s2 slices of dG are summed
+// in slice order by launch 3. Warp w owns rows 16w..16w+15 and all BB columns.
 // A = dY (m = i, k = p), dYs[i][p] → kMK; B = xᵀ (k = p, n = j), Xs[j][p] → kNK.
 template <class T>
 __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
@@ -661,6 +683,7 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
+  const int sl = x % bw.s2; x /= bw.s2;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
   const int k = x % bw.nc;
@@ -670,10 +693,12 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   while (tri > ib) { tri -= ib + 1; ++ib; }
   const int jb = tri;
   const int BB = bw.BB, H = bw.H, hpg = bw.hpg;
+  const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
   const int64_t t0 = (int64_t)k * bw.Q;
   const int len = (int)lmin(bw.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
-  float* dgt = bw.dg + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+  float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
+               (int64_t)tri_idx * BB * BB;
   auto prow_of = [&](int h) {
     return bw.prow + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
   };
@@ -682,7 +707,7 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   };
   if (i0 >= len) {  // rows past the sequence: define the outputs as zeros
     for (int i = tid; i < BB * BB; i += kThreads) dgt[i] = 0.f;
-    for (int hh = 0; hh < hpg; ++hh)
+    for (int hh = hh0; hh < hh1; ++hh)
       for (int i = tid; i < BB; i += kThreads) {
         prow_of(grp * hpg + hh)[i] = 0.f;
         pcol_of(grp * hpg + hh)[i] = 0.f;
@@ -705,7 +730,7 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   zero_acc(dga);
 
   const int P = bw.P;
-  for (int hh = 0; hh < hpg; ++hh) {
+  for (int hh = hh0; hh < hh1; ++hh) {
     const int h = grp * hpg + hh;
     const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
     __syncthreads();  // the previous head's readers of recI / recJ / colbuf / tiles are done
@@ -1083,7 +1108,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       ld8(p.z, p.z_type, zo, n, bw.vz, zv);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        const float sg = 1.f / (1.f + __expf(-zv[e]));
+        const float sg = sigmoid(zv[e]);
         o[e] = dyv[e] * yb[e] * sg * (1.f + zv[e] * (1.f - sg));
       }
       st8(bp.dz, p.z_type, zo, n, bw.vdz, o);
@@ -1217,9 +1242,12 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
   }
 }
 
-// Launch 3, roles b (dC) and c (dB): per (b, chunk, group, row block r, n-tile of BN columns).
-// Warp w owns rows 16w..16w+15, all BN columns: acc[BN/8][4].
-//   dC_i = Σ_{j ≤ i} dG_ij B_j                     A = dG (global fp32, built), B = B [j][n] kKN
+// Launch 3, roles b (dC) and c (dB): per (b, chunk, group, row block r, n-tile of BN columns, head
+// slice s). Warp w owns rows 16w..16w+15, all BN columns: acc[BN/8][4]. Slice 0 also does the
+// intra-chunk part (the dG tiles are the sum of launch 2's s2 partials, added in slice order while
+// staged). One slice (s3 = 1): the result is stored to dC / dB; otherwise slice s stores fp32
+// partials into pbc and launch 4 sums them in slice order.
+//   dC_i = Σ_{j ≤ i} dG_ij B_j                     A = dG (staged tile, built), B = B [j][n] kKN
 //        + Σ_h Σ_p (e^h_i dY^h_i) H^h_{k-1}         A = e ⊙ dY [i][p] kMK, B = H [p][n] kKN
 //   dB_j = Σ_{i ≥ j} dG_ij C_i                     A = dGᵀ (staged tile, built), B = C [i][n] kKN
 //        + Σ_h Σ_p (w^h_j d^h_j x^h_j) G^h_k        A = w d ⊙ x [j][p] kMK, B = G_k [p][n] kKN
@@ -1241,6 +1269,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
+  const int sl = x % bw.s3; x /= bw.s3;
   const int ntl = x % bw.nnt; x /= bw.nnt;
   const int r = x % bw.nbb; x /= bw.nbb;
   const int grp = x % bw.G; x /= bw.G;
@@ -1271,9 +1300,9 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 
   float acc[NT][4];
   zero_acc(acc);
-  // ---- intra-chunk part
+  // ---- intra-chunk part (slice 0)
   const int ib_lo = DB ? r : 0;
-  const int ib_hi = DB ? bw.nbb - 1 : r;
+  const int ib_hi = sl > 0 ? -1 : (DB ? bw.nbb - 1 : r);
   for (int ob = ib_lo; ob <= ib_hi; ++ob) {
     const int o0 = ob * BB;
     if (o0 >= len) break;
@@ -1283,16 +1312,30 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
       if (rr < nro && c < nnv) ld8(vsrc, vt, vb + (int64_t)(o0 + rr) * vss + c, imin(8, nnv - c), vvec, f);
       else zero8(f);
     });
-    if constexpr (DB) {  // tile (ob, r) of dG: [i][j], read transposed
-      const float4* src = reinterpret_cast<const float4*>(dgg + (int64_t)(ob * (ob + 1) / 2 + r) * BB * BB);
-      for (int v = tid; v < BB * BB / 4; v += kThreads) {
-        const int il = (4 * v) / BB, jl = (4 * v) % BB;
-        *reinterpret_cast<float4*>(cbs + il * kLDS + jl) = __ldg(src + v);
+    {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order.
+      const int tix = DB ? ob * (ob + 1) / 2 + r : r * (r + 1) / 2 + ob;
+      const float4* src = reinterpret_cast<const float4*>(dgg + (int64_t)tix * BB * BB);
+      const int64_t sstr = bw.dgS / 4;
+      // one pass per slice (fewer registers live next to acc than one chain per element); each
+      // thread adds to its own elements, so no barrier between the passes
+      for (int sp = 0; sp < bw.s2; ++sp) {
+        for (int v = tid; v < BB * BB / 4; v += kThreads) {
+          const int il = (4 * v) / BB, jl = (4 * v) % BB;
+          float4 a = __ldg(src + sp * sstr + v);
+          float4* d = reinterpret_cast<float4*>(cbs + il * kLDS + jl);
+          if (sp > 0) {
+            const float4 o = *d;
+            a.x = o.x + a.x;
+            a.y = o.y + a.y;
+            a.z = o.z + a.z;
+            a.w = o.w + a.w;
+          }
+          *d = a;
+        }
       }
     }
     __syncthreads();
     if (wact) {
-      const float* dgt = dgg + (int64_t)(r * (r + 1) / 2 + ob) * BB * BB;  // dC: tile (r, ob): [i][j]
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if (16 * kk < nro) {
@@ -1301,7 +1344,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
             const int ml = wr + ro, kl = 16 * kk + co;
             if (ml >= nrows) return make_float2(0.f, 0.f);
             if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
-            else return __ldg(reinterpret_cast<const float2*>(dgt + ml * BB + kl));
+            else return *reinterpret_cast<const float2*>(cbs + ml * kLDS + kl);
           });
 #pragma unroll
           for (int np = 0; np < BN / 16; ++np) {
@@ -1316,10 +1359,11 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
       }
     }
   }
-  // ---- through the states, over the heads of the group in order
+  // ---- through the states, over the heads of the slice in order
   if (DB || k > 0 || p.initial_states != nullptr) {
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-    for (int hh = 0; hh < bw.hpg; ++hh) {
+    const int hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
+    for (int hh = sl * bw.h3; hh < hh1; ++hh) {
       const int h = grp * bw.hpg + hh;
       const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
       const float4* rh = bw.rec + bhc * Q;
@@ -1368,6 +1412,19 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
             make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
   }
   __syncthreads();
+  if (bw.s3 > 1) {  // fp32 partial of this slice: (role, s, b, c, g, Q, N)
+    float* part = bw.pbc + ((DB ? bw.s3 : 0) + sl) * bw.pbcS + ((((int64_t)b * bw.nc + k) * bw.G + grp) * Q + r0) * N + n0;
+    for (int v = tid; v < nrows * NT; v += kThreads) {
+      const int rr = v / NT, c = (v % NT) * 8;
+      if (c < nnv) {
+        float o[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) o[e] = Os[rr * LDO + c + e];
+        st8(part, SSD_FLOAT32, (int64_t)rr * N + c, imin(8, nnv - c), bw.st4, o);
+      }
+    }
+    return;
+  }
   void* out = DB ? bp.dB : bp.dC;
   const SsdDtype ot = DB ? p.B_type : p.C_type;
   const int64_t obase = DB ? (int64_t)b * p.B_batch_stride + (t0 + r0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0
@@ -1395,14 +1452,56 @@ template <class T, int BP, int BN>
 __global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
 k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
+  // the group roles first: their blocks are the longer ones (loops over heads), so they should not
+  // be the last to start
   int blk = blockIdx.x;
-  if (blk < bw.n3a) {
-    main_role<T, BP>(bp, bw, blk, smem);
+  if (blk < bw.n3b) {
+    group_role<T, BN, false>(bp, bw, blk, smem);
     return;
   }
-  blk -= bw.n3a;
-  if (blk < bw.n3b) group_role<T, BN, false>(bp, bw, blk, smem);
-  else group_role<T, BN, true>(bp, bw, blk - bw.n3b, smem);
+  blk -= bw.n3b;
+  if (blk < bw.n3b) {
+    group_role<T, BN, true>(bp, bw, blk, smem);
+    return;
+  }
+  main_role<T, BP>(bp, bw, blk - bw.n3b, smem);
+}
+
+// Launch 4, second role (only when s3 > 1): dC and dB = Σ_s of launch 3's fp32 partials, in slice
+// order, per (dC / dB, b, chunk, group, 32 rows), stored in the gradient's dtype.
+constexpr int kCombRows = 32;
+__device__ __forceinline__ void combine_role(const SsdBackwardParams& bp, const Bw& bw, int blk) {
+  const SsdParams& p = bp.fwd;
+  const int Q = bw.Q, N = bw.N, VPR = (N + 7) / 8;
+  const int nrb = (Q + kCombRows - 1) / kCombRows;
+  int x = blk;
+  const int rb = x % nrb; x /= nrb;
+  const int grp = x % bw.G; x /= bw.G;
+  const int k = x % bw.nc; x /= bw.nc;
+  const int b = (int)(x % p.batch);
+  const bool DB = x >= p.batch;
+  const int64_t t0 = (int64_t)k * Q;
+  const int len = (int)lmin(Q, p.seqlen - t0);
+  const int i0 = rb * kCombRows, nr = imin(kCombRows, len - i0);
+  if (nr <= 0) return;
+  const float* src = bw.pbc + (int64_t)(DB ? bw.s3 : 0) * bw.pbcS + ((((int64_t)b * bw.nc + k) * bw.G + grp) * Q + i0) * N;
+  void* out = DB ? bp.dB : bp.dC;
+  const SsdDtype ot = DB ? p.B_type : p.C_type;
+  const int64_t oss = DB ? p.B_seq_stride : p.C_seq_stride;
+  const int64_t obase = DB ? (int64_t)b * p.B_batch_stride + (t0 + i0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride
+                           : (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride;
+  const bool ovec = DB ? bw.vdB : bw.vdC;
+  for (int v = threadIdx.x; v < nr * VPR; v += blockDim.x) {
+    const int rr = v / VPR, c = (v % VPR) * 8, n = imin(8, N - c);
+    float a[8], t[8];
+    ld8(src, SSD_FLOAT32, (int64_t)rr * N + c, n, bw.st4, a);
+    for (int sp = 1; sp < bw.s3; ++sp) {
+      ld8(src + sp * bw.pbcS, SSD_FLOAT32, (int64_t)rr * N + c, n, bw.st4, t);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) a[e] += t[e];
+    }
+    st8(out, ot, obase + (int64_t)rr * oss + c, n, ovec, a);
+  }
 }
 
 // =============================================================================================
@@ -1419,6 +1518,10 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   __shared__ double wred[8];
   __shared__ float fred[3][8];
   __shared__ float qtot;
+  if ((int)blockIdx.x >= bw.n4a) {
+    combine_role(bp, bw, (int)blockIdx.x - bw.n4a);
+    return;
+  }
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int x = blockIdx.x;
@@ -1621,9 +1724,27 @@ Tiles tiles_of(const SsdParams& p) {
   return t;
 }
 
+// Head slices of the per-group loops over heads (launch 2's dG, launch 3's dB / dC): the role's
+// `base` blocks (one per tile) each loop over the hpg heads of their group; split that loop into s
+// slices of hps heads (the last may be shorter, none empty), one block each, so that the role has
+// at least kSplitBlocks blocks (~4 per SM of a 132-SM GPU) and no block loops over more than
+// kSplitMaxHeads heads; at least 2 heads per slice (s = 1 for hpg <= 3), at most smax slices.
+constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads = 8;
+void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t* s, int64_t* hps) {
+  int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, kSplitMaxHeads));
+  v = std::min<int64_t>(v, std::min<int64_t>(smax, std::max<int64_t>(hpg / 2, 1)));
+#ifdef SSD_BWD_TEST_SPLIT  // tests only (emulator): force the slice count
+  v = std::min<int64_t>(hpg, SSD_BWD_TEST_SPLIT);
+#endif
+  *hps = cdiv(hpg, v);
+  *s = cdiv(hpg, *hps);
+}
+
 struct Layout {
   int64_t nc, BB, nbb, ntri, npt, nes, npp;
-  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, total;
+  int64_t s2, h2, s3, h3;  // head slices and heads per slice: launch 2 dG, launch 3 dB / dC
+  int64_t dgS, pbcS;       // floats per dG slice, per dB / dC partial slice
+  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, total;
 };
 Layout layout_of(const SsdBackwardParams& bp) {
   const SsdParams& p = bp.fwd;
@@ -1638,6 +1759,18 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.nes = cdiv(P * N, 4 * kThreads);
   l.npp = l.nes * 4;
   const int64_t bhc = b * H * l.nc;
+  // head slices; their partials (dG slices 1.., dB / dC partials) kept within 2 × the states buffer
+  const int64_t hpg = H / G;
+  l.dgS = b * l.nc * G * l.ntri * l.BB * l.BB;
+  l.pbcS = b * l.nc * G * Q * N;
+  const size_t cap = 2 * (size_t)bhc * P * N * 4;
+  for (int64_t smax = hpg;;) {
+    head_split(b * l.nc * G * l.ntri, hpg, smax, &l.s2, &l.h2);
+    head_split(cdiv(N, tl.BNg) * l.nbb * G * l.nc * b, hpg, smax, &l.s3, &l.h3);
+    const size_t extra = (size_t)(l.s2 - 1) * l.dgS * 4 + (l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
+    if (extra <= cap || smax == 1) break;
+    smax = std::max<int64_t>(std::max(l.s2, l.s3) / 2, 1);
+  }
   size_t off = 0;
   auto take = [&](size_t bytes) {
     const size_t o = off;
@@ -1649,7 +1782,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.states = take((size_t)bhc * P * N * 4);
   l.dstates = take((size_t)bhc * P * N * 4);
   l.cb = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
-  l.dg = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
+  l.dg = take((size_t)l.s2 * l.dgS * 4);
   l.prow = take((size_t)bhc * l.ntri * l.BB * 4);
   l.pcol = take((size_t)bhc * l.ntri * l.BB * 4);
   l.ppass = take((size_t)bhc * l.npp * 4);
@@ -1659,6 +1792,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.pdD = take(bp.dD ? (size_t)bhc * l.nbb * P * 4 : 0);
   l.pdA = take((size_t)bhc * 4);
   l.pdb = take((size_t)bhc * 4);
+  l.pbc = take(l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
   l.total = off;
   return l;
 }
@@ -1699,6 +1833,12 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.nnt = (int)cdiv(p.dstate, tl.BNg);
   bw.PN = p.headdim * p.dstate;
   bw.want_dz = bp.dz != nullptr;
+  bw.s2 = (int)l.s2;
+  bw.h2 = (int)l.h2;
+  bw.s3 = (int)l.s3;
+  bw.h3 = (int)l.h3;
+  bw.dgS = l.dgS;
+  bw.pbcS = l.pbcS;
   auto vec8 = [&](const void* ptr, SsdDtype t, int64_t s0, int64_t s1, int64_t s2) -> int {
     const int64_t m = t == SSD_FLOAT32 ? 4 : 8;  // elements per 16 bytes
     return ptr && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
@@ -1730,16 +1870,18 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.pdD = reinterpret_cast<float*>(ws + l.pdD);
   bw.pdA = reinterpret_cast<float*>(ws + l.pdA);
   bw.pdb = reinterpret_cast<float*>(ws + l.pdb);
+  bw.pbc = reinterpret_cast<float*>(ws + l.pbc);
 
   const int64_t B_ = p.batch, H = p.nheads, G = p.ngroups;
   const int64_t n1a = (int64_t)bw.npt1 * bw.nnt1 * H * bw.nc * B_;
   const int64_t n1c = (int64_t)bw.ntri * G * bw.nc * B_;
   const int64_t n2a = (int64_t)bw.nes * H * B_;
-  const int64_t n2b = n1c;
+  const int64_t n2b = n1c * bw.s2;
   const int64_t n3a = (int64_t)bw.nbb * bw.npt * H * bw.nc * B_;
-  const int64_t n3b = (int64_t)bw.nnt * bw.nbb * G * bw.nc * B_;
+  const int64_t n3b = (int64_t)bw.nnt * bw.nbb * G * bw.nc * B_ * bw.s3;
   const int64_t nddt = (int64_t)B_ * bw.nc * H;
-  if (2 * n1a + n1c > INT32_MAX || n2a + n2b > INT32_MAX || n3a + 2 * n3b > INT32_MAX || nddt > INT32_MAX) {
+  const int64_t n4c = bw.s3 > 1 ? 2 * B_ * bw.nc * G * cdiv(bw.Q, kCombRows) : 0;
+  if (2 * n1a + n1c > INT32_MAX || n2a + n2b > INT32_MAX || n3a + 2 * n3b > INT32_MAX || nddt + n4c > INT32_MAX) {
     if (err) *err = "problem too large for one grid";
     return SSD_ERR_UNSUPPORTED;
   }
@@ -1747,6 +1889,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.n2a = (int)n2a;
   bw.n3a = (int)n3a;
   bw.n3b = (int)n3b;
+  bw.n4a = (int)nddt;
 
   const size_t es = sizeof(T);
   const size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
@@ -1792,7 +1935,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   k3<<<(unsigned)(n3a + 2 * n3b), kThreads, smem3, stream>>>(bp, bw);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_main", err);
   if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k_bwd_ddt<<<(unsigned)nddt, 256, 0, stream>>>(bp, bw);
+  k_bwd_ddt<<<(unsigned)(nddt + n4c), 256, 0, stream>>>(bp, bw);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_ddt", err);
   if ((e = mark(4)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   k_bwd_reduce<<<(unsigned)H, kThreads, 0, stream>>>(bp, bw, (int)(B_ * bw.nc));

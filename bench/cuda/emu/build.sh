@@ -8,7 +8,8 @@
 #   bash bench/cuda/emu/build.sh [check-filter]       e.g. "=L=63 Q=64" (exact) or "seq" (substring)
 # The forward's cp.async copies run synchronously there, so a missing cp.async wait goes unseen.
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
-# next to nvcc), RUNS (backward: runs compared, 2).
+# next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags, e.g.
+# -DSSD_BWD_TEST_SPLIT=2 to force the backward's head-slice count; use its own BUILD_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 KERNEL=${KERNEL:-bwd}
@@ -28,7 +29,7 @@ python3 "$E/transform.py" mma csrc/cuda/ssd_mma.cuh "$BUILD_DIR/ssd_mma.cuh"
 python3 "$E/transform.py" file "csrc/cuda/ssd_$KERNEL.cu" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
 python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"
-FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc/cuda)
+FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc/cuda ${EMU_CXXFLAGS:-})
 stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD)
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!
