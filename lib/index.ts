@@ -11,7 +11,7 @@ import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, packageRoot, type NativeBackends, type NativeForwardArgs } from './native';
 import { Tensor, deviceIndex, elementSize, type FloatType, type TensorType } from './tensor';
-import { nativeDtype, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
+import { nativeDtype, projectionScalars, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
 
 export { SsdError, type SsdErrorCode } from './errors';
 export { ssdStep, ssdStepSync, type SsdStepInputs, type SsdStepOptions, type SsdStepResult } from './step';
@@ -142,15 +142,7 @@ function scalarArgs(t: SsdInputs, plan: SsdPlan): Omit<NativeForwardArgs, 'x' | 
   return {
     dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
     chunkSize: plan.chunkSize,
-    xType: nativeDtype(t.x.type),
-    dtType: nativeDtype(t.dt.type),
-    BType: nativeDtype(t.B.type),
-    CType: nativeDtype(t.C.type),
-    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-    dtSoftplus: plan.dtSoftplus,
-    dtMin: plan.dtMin,
-    dtMax: plan.dtMax,
+    ...projectionScalars(t, plan),
     yType: nativeDtype(plan.xType),
     threads: plan.threads,
   };

@@ -98,6 +98,27 @@ function nativeDtype(type: TensorType): NativeDtype {
 }
 export { nativeDtype };
 
+/**
+ * The dtype and dt-option fields that every native call (forward, backward, step; host or device)
+ * takes from the same inputs and plan: everything but the buffers, y and the sizes.
+ */
+export function projectionScalars(
+  t: { x: Tensor; dt: Tensor; B: Tensor; C: Tensor; D?: Tensor; z?: Tensor },
+  plan: { dtSoftplus: boolean; dtMin: number; dtMax: number },
+): { xType: NativeDtype; dtType: NativeDtype; BType: NativeDtype; CType: NativeDtype; dPerChannel: boolean; zType: NativeDtype; dtSoftplus: boolean; dtMin: number; dtMax: number } {
+  return {
+    xType: nativeDtype(t.x.type),
+    dtType: nativeDtype(t.dt.type),
+    BType: nativeDtype(t.B.type),
+    CType: nativeDtype(t.C.type),
+    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
+    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
+    dtSoftplus: plan.dtSoftplus,
+    dtMin: plan.dtMin,
+    dtMax: plan.dtMax,
+  };
+}
+
 /** The closest edit-distance match among `names`, for "did you mean" hints. */
 function suggest(name: string, names: readonly string[]): string {
   let best = '';
