@@ -66,6 +66,7 @@ struct Dv {
   float* cb;               // (b, c, g, ntri, BB, BB)
   void* hs16;              // fast scan: the entering states (b, h, c, p, n) as T, written by kernel 2
   int pass_f32;            // kernel 2 writes the entering states over `states` (fp32) too
+  float4* recs;            // sequential pass: per-position records (b, h, c, Q) for the fast scan, or null
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -371,13 +372,25 @@ __device__ __forceinline__ void load_tile_f32(T* __restrict__ dst, int ld, int r
 }
 
 // ---- kernel 1a: chunk states ----------------------------------------------------------------
+// Tuning knobs (compile time; bench/cuda/run.sh NVCC_EXTRA): positions per K block of the state
+// role, blocks per SM asked of the register allocator, and the widest n-tile.
+#ifndef SSD_K1_KB
+#define SSD_K1_KB 64
+#endif
+#ifndef SSD_K1_MINB
+#define SSD_K1_MINB 3
+#endif
+#ifndef SSD_BN1_MAX
+#define SSD_BN1_MAX 128
+#endif
+constexpr int kK1KB = SSD_K1_KB;
 // Tile: 64 (p) x BN1 (n) output, K loop over the chunk in blocks of 64 positions. 4 warps in a
 // 2 (p) x 2 (n) grid, each 32 x BN1/2: acc[2][BN1/16][4].
 // A = Xbar^T (m = p, k = position), stored Xs[position][p] -> kKM (ldmatrix.trans);
 // B = B (k = position, n), stored Bs[position][n] -> kKN (ldmatrix.trans).
 template <class T, int BN1>
 __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int blk, char* smem) {
-  constexpr int BP1 = 64, KB = 64, LDX = BP1 + 8, LDB = BN1 + 8, NT = BN1 / 16;
+  constexpr int BP1 = 64, KB = kK1KB, LDX = BP1 + 8, LDB = BN1 + 8, NT = BN1 / 16;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
   const int pt = x % dv.npt1; x /= dv.npt1;
@@ -604,7 +617,7 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
 }
 
 template <class T, int BN1>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, SSD_K1_MINB)
 k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
   extern __shared__ __align__(16) char smem[];
   pdl_launch_dependents();
@@ -1073,7 +1086,8 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
   float dreg[2];
   int sreg[2];
-  prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
+  const float4* recg = dv.recs ? dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q : nullptr;
+  if (!recg) prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
   pdl_wait();  // the inputs are on their way; from here on kernels 1 and 2's outputs are read
   if (has_prev) {
     // H_{k-1} (P x N, already T, written by kernel 2) -> Hs[p][n], in C's cp.async group
@@ -1082,7 +1096,15 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
     for (int r = 0; r < P; r += 64) cp_tile64<N, LDC>(Hs + r * LDC, hg + (int64_t)r * N, N, 64);
     cp_async_commit();
   }
-  prep_scan(p, h, i0 + 64, dreg, sreg, rec, wsum);
+  if (recg) {  // the records of positions 0 .. i0 + 63, written by the sequential state pass
+    for (int j = tid; j < i0 + 64; j += kThreads) {
+      const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(rec + j));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(recg + j), "r"(16));
+    }
+    cp_async_commit();
+  } else {
+    prep_scan(p, h, i0 + 64, dreg, sreg, rec, wsum);
+  }
   cp_async_wait<0>();
   __syncthreads();
 
@@ -1249,6 +1271,206 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
 }
 
+// ---- fast path: position records, chunk states and state passing in two launches -----------------
+// For the shapes of the fast scan (16-bit x/B/C, no seq_idx, chunk a multiple of 64):
+//   launch 1 (k_rec_bmm): per (b, head, chunk) the position records {s_hi, s_lo, d, 0} of the chunk
+//     (positions >= len: d = 0) into `recs`, read by launches 2 and 3; and the C B^T role.
+//   launch 2 (k_seq_state): a block owns a PT (p) x BN (n) tile of one (b, head)'s state and walks
+//     the chunks in order, the state in its mma accumulators: at chunk k it stores E_k (the state
+//     entering the chunk) as T for the scan, scales the accumulators by the chunk's decay exp(s_last),
+//     and adds S_k = sum_j exp(s_last - s_j) d_j x_j (x) B_j (tensor cores, K running over the chunk in
+//     blocks of 64 positions, a cp.async ring of STG stages, each with its x and B tiles and its 64
+//     records, running on across chunk boundaries: no barrier or global wait at a chunk's start).
+// No fp32 state crosses memory and there is no state-passing launch; the price is less parallelism
+// (b * h * tiles blocks), which the host's tile choice offsets. 4 warps: WM along p (16 rows each),
+// WN = 4 / WM along n.
+__device__ __forceinline__ void rec_role(const SsdParams& p, const Dv& dv, int blk, char* smem) {
+  int x = blk;
+  const int k = x % dv.nc; x /= dv.nc;
+  const int H = (int)p.nheads;
+  const int h = x % H;
+  const int b = x / H;
+  const int64_t t0 = (int64_t)k * dv.Q;
+  const int len = (int)lmin(dv.Q, p.seqlen - t0);
+  float4* rec = reinterpret_cast<float4*>(smem);
+  double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
+  chunk_prep(p, b, h, t0, len, dv.Q, rec, wsum);
+  __syncthreads();
+  float4* rg = dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
+  for (int j = threadIdx.x; j < dv.Q; j += kThreads) rg[j] = rec[j];
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 3)
+k_rec_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  extern __shared__ __align__(16) char smem[];
+  pdl_launch_dependents();
+  if ((int)blockIdx.x < dv.n_state_blocks) rec_role(p, dv, blockIdx.x, smem);
+  else bmm_role<T>(p, dv, blockIdx.x - dv.n_state_blocks, smem);
+}
+
+template <int PT, int BN, int STG_>
+struct SeqState {
+  static constexpr int WM = PT / 16, WN = 4 / WM, WNC = BN / WN, NT = WNC / 8;
+  static constexpr int LDX = PT + 8, LDB = BN + 8, STG = STG_;
+  static constexpr int kStage = 64 * (LDX + LDB) * 2 + 64 * 16;  // X and B tiles (16-bit), 64 records
+  static constexpr int kSmem = STG * kStage;
+  static_assert(PT == 64 || PT == 32, "PT");
+  static_assert(WNC >= 16 && WNC % 16 == 0, "warp tile");
+};
+
+template <class T, int PT, int BN, int STG>
+__global__ void __launch_bounds__(kThreads, 4)
+k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  using S = SeqState<PT, BN, STG>;
+  constexpr int LDX = S::LDX, LDB = S::LDB, NT = S::NT;
+  extern __shared__ __align__(16) char smem[];
+  pdl_launch_dependents();
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int wm = warp % S::WM, wn = warp / S::WM;
+  int x = blockIdx.x;
+  const int ntl = x % dv.nnt1; x /= dv.nnt1;
+  const int pt = x % dv.npt1; x /= dv.npt1;
+  const int H = (int)p.nheads;
+  const int h = x % H;
+  const int b = x / H;
+  const int grp = h / dv.hpg;
+  const int P = (int)p.headdim, N = (int)p.dstate;
+  const int p0 = pt * PT, n0 = ntl * BN;
+  const int64_t L = p.seqlen;
+  const int Q = dv.Q, kbq = Q / 64;
+
+  auto Xst = [&](int s) { return reinterpret_cast<T*>(smem + s * S::kStage); };
+  auto Bst = [&](int s) { return reinterpret_cast<T*>(smem + s * S::kStage) + 64 * LDX; };
+  auto Rst = [&](int s) { return reinterpret_cast<const float4*>(smem + s * S::kStage + 64 * (LDX + LDB) * 2); };
+
+  const T* xg = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (int64_t)h * p.x_head_stride + p0;
+  const T* bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (int64_t)grp * p.B_group_stride + n0;
+  const float4* rg = dv.recs + ((int64_t)b * H + h) * dv.nc * Q;  // chunk k's records at rg + k * Q
+  const int64_t xss = p.x_seq_stride, bss = p.B_seq_stride;
+  const int64_t NG = (L + 63) / 64;  // K blocks of 64 positions over the whole sequence
+  // The 64 records of K block G into stage G % STG (threads 0-63, one each).
+  auto issue_rec = [&](int64_t G) {
+    if (tid < 64) {
+      const float4* src = rg + (G / kbq) * Q + (G % kbq) * 64 + tid;
+      const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(Rst((int)(G % STG)) + tid));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(16));
+    }
+  };
+  // K block G (positions 64G ..; chunk G / kbq's block G % kbq, Q being a multiple of 64): its x and B
+  // tiles into stage G % STG, with the records of block G + 1 (one group ahead, so that the barrier
+  // of iteration G makes them visible to every thread at iteration G + 1 without another barrier).
+  // Always one commit group, empty past the end.
+  auto issue = [&](int64_t G) {
+    if (G < NG) {
+      const int s = (int)(G % STG);
+      const int nv = (int)lmin(64, L - 64 * G);
+      cp_tile64<PT, LDX>(Xst(s), xg + 64 * G * xss, xss, nv);
+      cp_tile64<BN, LDB>(Bst(s), bg + 64 * G * bss, bss, nv);
+      if (G + 1 < NG) issue_rec(G + 1);
+    }
+    cp_async_commit();
+  };
+
+  // the state E_0: initial states or 0
+  float acc[NT][4];
+  const int r0 = p0 + 16 * wm + g;           // rows r0, r0 + 8
+  const int c0 = n0 + wn * S::WNC + 2 * t4;  // columns c0 + 8 nt (+1)
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float2 v = make_float2(0.f, 0.f);
+      if (p.initial_states)
+        v = *reinterpret_cast<const float2*>(p.initial_states + (((int64_t)b * H + h) * P + r0 + 8 * hr) * N + c0 + 8 * nt);
+      acc[nt][2 * hr] = v.x;
+      acc[nt][2 * hr + 1] = v.y;
+    }
+  pdl_wait();  // the records are launch 1's output
+  issue_rec(0);  // in group 0
+#pragma unroll
+  for (int s = 0; s < STG - 1; ++s) issue(s);
+  cp_async_wait<STG - 2>();  // group 0 (block 0's records) ...
+  __syncthreads();           // ... visible to every thread
+
+  T* hs = static_cast<T*>(dv.hs16) + ((int64_t)b * H + h) * dv.nc * (int64_t)P * N;
+  auto last_rec = [&](int k) { return __ldg(rg + (int64_t)k * Q + (int)lmin(Q, L - (int64_t)k * Q) - 1); };
+  float4 rl_next = last_rec(0);
+  for (int k = 0; k < dv.nc; ++k) {
+    const int64_t t0 = (int64_t)k * Q;
+    const int len = (int)lmin(Q, L - t0);
+    const float4 rl = rl_next;
+    if (k + 1 < dv.nc) rl_next = last_rec(k + 1);  // in flight during this chunk
+    // E_k for the scan, then the decay of this chunk
+    T* hk = hs + (int64_t)k * P * N;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        *reinterpret_cast<uint32_t*>(hk + (int64_t)(r0 + 8 * hr) * N + c0 + 8 * nt) =
+            mma::pack2<T>(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+    const float dec = ex2(rl.x + rl.y);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[nt][q] *= dec;
+
+    const int nkb = (len + 63) / 64;
+    for (int ib = 0; ib < nkb; ++ib) {
+      const int64_t G = (int64_t)k * kbq + ib;
+      const int st = (int)(G % STG);
+      cp_async_wait<STG - 2>();  // this thread's copies of block G have landed (its records: a group earlier)
+      {
+        // scale the x rows this thread copied (cp_tile64's mapping) by w_j = exp(s_last - s_j) d_j;
+        // rows past the end of the sequence are 0
+        constexpr int VPR = PT / 8, RPI = kThreads / VPR;
+        const int rr = tid / VPR, cc = (tid % VPR) * 8;
+        const int nv = (int)lmin(64, L - 64 * G);
+        T* Xs = Xst(st);
+        const float4* rs = Rst(st);
+#pragma unroll
+        for (int u = 0; u < 64 / RPI; ++u) {
+          const int r = rr + u * RPI;
+          const float4 rj = rs[r];
+          const float sc = r < nv ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
+          uint4 o = *reinterpret_cast<uint4*>(Xs + r * LDX + cc);
+          float2 f;
+          f = mma::unpack2<T>(o.x); o.x = mma::pack2<T>(f.x * sc, f.y * sc);
+          f = mma::unpack2<T>(o.y); o.y = mma::pack2<T>(f.x * sc, f.y * sc);
+          f = mma::unpack2<T>(o.z); o.z = mma::pack2<T>(f.x * sc, f.y * sc);
+          f = mma::unpack2<T>(o.w); o.w = mma::pack2<T>(f.x * sc, f.y * sc);
+          *reinterpret_cast<uint4*>(Xs + r * LDX + cc) = o;
+        }
+      }
+      __syncthreads();     // block G scaled and visible to all warps; all done with block G - 1's stage
+      issue(G + STG - 1);  // tiles into the stage block G - 1 used, records into block G's (read above)
+      const T* Xs = Xst(st);
+      const T* Bs = Bst(st);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        FragA<T> a;
+        mma::ldA<T, mma::kKM>(a, Xs, LDX, 16 * wm, 16 * kk);
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          FragB<T> b0, b1;
+          mma::ldB2<T, mma::kKN>(b0, b1, Bs, LDB, 16 * kk, wn * S::WNC + 16 * np);
+          mma::mma(acc[2 * np], a, b0);
+          mma::mma(acc[2 * np + 1], a, b1);
+        }
+      }
+    }
+  }
+  if (p.final_states) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr)
+        *reinterpret_cast<float2*>(p.final_states + (((int64_t)b * H + h) * P + r0 + 8 * hr) * N + c0 + 8 * nt) =
+            make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+  }
+  cp_async_wait<0>();  // no copy may still target shared memory when the block exits
+}
+
 // ---- host side ------------------------------------------------------------------------------
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
@@ -1285,10 +1507,11 @@ SsdStatus headdim_dstate_supported(const SsdParams& p, std::string* err) {
 }
 
 bool fast_scan_ok(const SsdParams& p);  // below, with the fast scan's host side
+bool seq_state_ok(const SsdParams& p);  // below: k_rec_bmm, k_seq_state, then the fast scan
 
 struct Layout {
   int64_t nc, BB, ntri;
-  size_t states_off, decay_off, cb_off, seq_off, hs16_off, total;
+  size_t states_off, decay_off, cb_off, seq_off, hs16_off, recs_off, total;
 };
 Layout layout_of(const SsdParams& p) {
   Layout l{};
@@ -1298,16 +1521,19 @@ Layout layout_of(const SsdParams& p) {
   const int64_t nbb = Q / l.BB;
   l.ntri = nbb * (nbb + 1) / 2;
   size_t off = 0;
+  const bool seq = seq_state_ok(p);  // the sequential pass keeps the states in registers
   l.states_off = off;
-  off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 4);
+  if (!seq) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 4);
   l.decay_off = off;
-  off += align256((size_t)p.batch * p.nheads * l.nc * 4);
+  if (!seq) off += align256((size_t)p.batch * p.nheads * l.nc * 4);
   l.cb_off = off;
   off += align256((size_t)p.batch * l.nc * p.ngroups * l.ntri * l.BB * l.BB * 4);
   l.seq_off = off;  // cu_seqlens: the seq_idx row built from it
   if (p.cu_seqlens) off += align256((size_t)p.seqlen * 4);
   l.hs16_off = off;  // the fast scan's 16-bit entering states (varlen never takes the fast scan)
   if (!p.cu_seqlens && fast_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
+  l.recs_off = off;  // the sequential pass's per-position records, read by the fast scan
+  if (seq) off += align256((size_t)p.batch * p.nheads * l.nc * p.chunk_size * 16);
   l.total = off;
   return l;
 }
@@ -1380,6 +1606,62 @@ bool fast_scan_ok(const SsdParams& p) {
   if (p.y_type != t || !vec16_ok(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride)) return false;
   if (p.z && (p.z_type != t || !vec16_ok(p.z, p.z_batch_stride, p.z_seq_stride, p.z_head_stride))) return false;
   return true;
+}
+// The sequential state pass (k_rec_bmm, k_seq_state): the fast scan's shapes, B loadable by cp.async too,
+// initial / final states 8-byte aligned (float2). -DSSD_SEQ_STATE=0 restores chunk states + state
+// passing (two launches, fp32 states through memory) for comparison; SSD_SEQ_TILE forces a tile
+// (1: 64x64, 2: 64x32, 3: 32x32; 0: chosen from the SM count).
+#ifndef SSD_SEQ_STATE
+#define SSD_SEQ_STATE 1
+#endif
+#ifndef SSD_SEQ_TILE
+#define SSD_SEQ_TILE 0
+#endif
+// cp.async stages of 64 positions in flight: the 32x32 tile serves the small grids (few blocks, long
+// chains of chunks), which need the deeper pipeline to cover the memory latency.
+#ifndef SSD_SEQ_STG
+#define SSD_SEQ_STG 3
+#endif
+#ifndef SSD_SEQ_STG_SMALL
+#define SSD_SEQ_STG_SMALL 6
+#endif
+bool seq_state_ok(const SsdParams& p) {
+  if (!SSD_SEQ_STATE || p.cu_seqlens || !fast_scan_ok(p)) return false;
+  if (p.chunk_size % 64 != 0) return false;
+  if (!vec16_ok(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride)) return false;
+  return aligned(p.initial_states, 8) && aligned(p.final_states, 8);
+}
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 132;
+  }
+  return n;
+}
+// Tile of the sequential pass: the widest whose b * h * tiles blocks give >= 3 per SM (x is then read
+// by the fewest blocks), else the narrowest. Returns the kernel and sets tile counts and shared memory.
+template <class T>
+void (*seq_state_kernel(const SsdParams& p, Dv* dv, size_t* smem))(SsdParams, Dv) {
+  const int64_t bh = p.batch * p.nheads, P = p.headdim, N = p.dstate;
+  int tile = SSD_SEQ_TILE;
+  if (tile == 0) {
+    const int64_t want = 3 * (int64_t)sm_count();
+    tile = (bh * (P / 64) * (N / 64) >= want) ? 1 : (bh * (P / 64) * (N / 32) >= want) ? 2 : 3;
+  }
+  if (tile == 1) {
+    dv->npt1 = (int)(P / 64); dv->nnt1 = (int)(N / 64);
+    *smem = SeqState<64, 64, SSD_SEQ_STG>::kSmem;
+    return k_seq_state<T, 64, 64, SSD_SEQ_STG>;
+  }
+  if (tile == 2) {
+    dv->npt1 = (int)(P / 64); dv->nnt1 = (int)(N / 32);
+    *smem = SeqState<64, 32, SSD_SEQ_STG>::kSmem;
+    return k_seq_state<T, 64, 32, SSD_SEQ_STG>;
+  }
+  dv->npt1 = (int)(P / 32); dv->nnt1 = (int)(N / 32);
+  *smem = SeqState<32, 32, SSD_SEQ_STG_SMALL>::kSmem;
+  return k_seq_state<T, 32, 32, SSD_SEQ_STG_SMALL>;
 }
 template <class T>
 void (*fast_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
@@ -1510,7 +1792,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.ntri = (int)l.ntri;
   dv.n16 = (int)cdiv(p.dstate, 16) * 16;
   dv.nib = (int)cdiv(p.chunk_size, 64);
-  const int BN1 = (!k16 || p.dstate <= 64) ? 64 : 128;
+  const int BN1 = (!k16 || p.dstate <= 64 || SSD_BN1_MAX < 128) ? 64 : 128;
   const int BP = (!k16 || p.headdim <= 64) ? 64 : 128;
   dv.npt1 = (int)cdiv(p.headdim, 64);
   dv.nnt1 = (int)cdiv(p.dstate, BN1);
@@ -1552,7 +1834,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   }
   dv.n_state_blocks = (int)nstate;
 
-  const size_t smem1 = kHdr + std::max<size_t>(2 * (64 * 72 + 64 * (BN1 + 8)) * es, 2 * 64 * 72 * es);
+  const size_t smem1 = kHdr + std::max<size_t>(2 * (kK1KB * 72 + kK1KB * (BN1 + 8)) * es, 2 * 64 * 72 * es);
   {
     const size_t csh = (size_t)(64 + BP) * (dv.n16 + 8) * es;
     const size_t ys = (size_t)64 * (BP + 4) * 4;
@@ -1568,10 +1850,29 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   else if constexpr (k16) k3 = k_chunk_scan<T, 128>;
   size_t smem3_launch = smem3;
   int64_t nscan_launch = nscan;
+  size_t smem1_launch = smem1;
+  int64_t n1_launch = nstate + nbmm;
+  bool seq = false;
+  void (*k2)(SsdParams, Dv) = nullptr;  // the sequential state pass
+  size_t smem2 = 0;
+  int64_t n2 = 0;
   if constexpr (k16) {
     if (fast_scan_ok(p)) {
       k3 = fast_scan_kernel<T>((int)p.headdim, (int)p.dstate, &smem3_launch);
       nscan_launch = (int64_t)dv.nib * p.nheads * dv.nc * p.batch;  // one p-tile: all of headdim
+    }
+    if (seq_state_ok(p)) {
+      seq = true;
+      k2 = seq_state_kernel<T>(p, &dv, &smem2);
+      n2 = (int64_t)dv.npt1 * dv.nnt1 * p.nheads * p.batch;
+      k1 = k_rec_bmm<T>;
+      const int64_t nrec = (int64_t)p.batch * p.nheads * dv.nc;
+      dv.n_state_blocks = (int)nrec;  // the records role's blocks, then the C B^T role's
+      n1_launch = nrec + nbmm;
+      smem1_launch = kHdr + 2 * 64 * 72 * es;  // the C B^T role's tiles
+      dv.states = nullptr;
+      dv.decay = nullptr;
+      dv.recs = reinterpret_cast<float4*>(ws + l.recs_off);
     }
   }
   if (!k1 || !k3) {
@@ -1579,23 +1880,30 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
     return SSD_ERR_INTERNAL;
   }
   cudaError_t e;
-  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1)) != cudaSuccess)
+  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1_launch)) != cudaSuccess)
     return cuda_fail(e, "cudaFuncSetAttribute(k_state_bmm)", err);
   if ((e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem3_launch)) != cudaSuccess)
     return cuda_fail(e, "cudaFuncSetAttribute(k_chunk_scan)", err);
+  if (k2 && (e = cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem2)) != cudaSuccess)
+    return cuda_fail(e, "cudaFuncSetAttribute(k_seq_state)", err);
 
   auto mark = [&](int i) -> cudaError_t {
     if (!tm) return cudaSuccess;
     return cudaEventRecord(tm->ev[i], stream);
   };
   if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k1<<<(unsigned)(nstate + nbmm), kThreads, smem1, stream>>>(p, dv);
+  if (n1_launch > INT32_MAX) {
+    if (err) *err = "problem too large for one grid";
+    return SSD_ERR_UNSUPPORTED;
+  }
+  k1<<<(unsigned)n1_launch, kThreads, smem1_launch, stream>>>(p, dv);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_bmm", err);
   if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   // Kernels 2 and 3 start while the one before drains, unless events are recorded between them.
   const bool pdl = !tm && pdl_supported();
-  if ((e = launch(k_state_pass<T>, (unsigned)npass, 256, 0, stream, pdl, p, dv)) != cudaSuccess)
-    return cuda_fail(e, "launch k_state_pass", err);
+  if (seq) e = launch(k2, (unsigned)n2, kThreads, smem2, stream, pdl, p, dv);
+  else e = launch(k_state_pass<T>, (unsigned)npass, 256, 0, stream, pdl, p, dv);
+  if (e != cudaSuccess) return cuda_fail(e, seq ? "launch k_seq_state" : "launch k_state_pass", err);
   if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   if ((e = launch(k3, (unsigned)nscan_launch, kThreads, smem3_launch, stream, pdl, p, dv)) != cudaSuccess)
     return cuda_fail(e, "launch k_chunk_scan", err);
@@ -1608,8 +1916,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   }
   if (tm) {
     tm->times->n = 3;
-    tm->times->name[0] = "state+CBt";
-    tm->times->name[1] = "state_pass";
+    tm->times->name[0] = seq ? "records+CBt" : "state+CBt";
+    tm->times->name[1] = seq ? "seq_state" : "state_pass";
     tm->times->name[2] = (k16 && fast_scan_ok(p)) ? "chunk_scan_fast" : "chunk_scan";
   }
   return SSD_OK;
