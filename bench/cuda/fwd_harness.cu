@@ -530,6 +530,10 @@ static std::vector<Case> make_cases() {
   add("fast huge dt Q=256 p=128", [](Case& c) { c.Q = 256; c.L = 600; c.p = 128; c.n = 128; c.dtshift = 12.f; c.init = true; });
   add("fast tiny dt Q=128 n=256", [](Case& c) { c.Q = 128; c.L = 300; c.n = 256; c.dtshift = -12.f; });
   add("fast b=3 h=8 g=2 Q=256 full chunks", [](Case& c) { c.Q = 256; c.L = 512; c.b = 3; c.h = 8; c.g = 2; c.n = 128; c.init = true; });
+  // enough (b, head, p-tile) chains (>= 64) for the sequential state pass (k_seq_state) by default
+  add("fast seq pass b=2 h=32 Q=64 n=128 init", [](Case& c) { c.Q = 64; c.L = 300; c.b = 2; c.h = 32; c.g = 2; c.n = 128; c.init = true; c.Dmode = 2; });
+  add("fast seq pass h=32 p=128 Q=256 n=64 f16", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 256; c.L = 600; c.h = 32; c.p = 128; c.n = 64; c.z = false; });
+  add("fast seq pass b=4 h=16 Q=128 n=256 L=1", [](Case& c) { c.Q = 128; c.L = 1; c.b = 4; c.h = 16; c.n = 256; c.init = true; });
   add("fast f16 clamp softplus off Q=64 p=128", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 64; c.p = 128; c.n = 64; c.L = 333; c.softplus = false; c.lo = 0.02f; c.hi = 0.05f; c.Dmode = 2; });
   add("generic: z f32 (fast shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("generic: y f32 (fast shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
