@@ -380,12 +380,13 @@ __device__ __forceinline__ void load_tile_f32(T* __restrict__ dst, int ld, int r
 
 // ---- kernel 1a: chunk states ----------------------------------------------------------------
 // Tuning knobs (compile time; bench/cuda/run.sh NVCC_EXTRA): positions per K block of the state
-// role, blocks per SM asked of the register allocator, and the widest n-tile.
+// role, blocks per SM asked of the register allocator (16-bit paths), and the widest n-tile.
+// 32 and 4 (a 12-16 byte spill on sm_90a) beat 64 and 3 by 2-4% on G2 and G4 (device run S4-5).
 #ifndef SSD_K1_KB
-#define SSD_K1_KB 64
+#define SSD_K1_KB 32
 #endif
 #ifndef SSD_K1_MINB
-#define SSD_K1_MINB 3
+#define SSD_K1_MINB 4
 #endif
 #ifndef SSD_BN1_MAX
 #define SSD_BN1_MAX 128
@@ -628,7 +629,7 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
 }
 
 template <class T, int BN1>
-__global__ void __launch_bounds__(kThreads, SSD_K1_MINB)
+__global__ void __launch_bounds__(kThreads, sizeof(T) == 2 ? SSD_K1_MINB : 3)  // fp32 (FMA mma): 3, no spills
 k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
   extern __shared__ __align__(16) char smem[];
   pdl_launch_dependents();
