@@ -189,6 +189,17 @@ __device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int
   prep_scan(p, h, n, d, sid, rec, wsum);
 }
 
+// Eight 16-bit values (one 16-byte vector) times sc, rounded back to T.
+template <class T>
+__device__ __forceinline__ uint4 scale8(uint4 o, float sc) {
+  float2 f;
+  f = mma::unpack2<T>(o.x); o.x = mma::pack2<T>(f.x * sc, f.y * sc);
+  f = mma::unpack2<T>(o.y); o.y = mma::pack2<T>(f.x * sc, f.y * sc);
+  f = mma::unpack2<T>(o.z); o.z = mma::pack2<T>(f.x * sc, f.y * sc);
+  f = mma::unpack2<T>(o.w); o.w = mma::pack2<T>(f.x * sc, f.y * sc);
+  return o;
+}
+
 // Load a rows x cols tile (cols a multiple of 8) of a 2-D strided global tensor into shared
 // memory dst[r*ld + c] as T, zero outside nr valid rows / nc valid columns; optional row scale.
 // 16-bit T: the source has type T (the dispatch guarantees it); vec = 16-byte loads allowed.
@@ -233,12 +244,7 @@ __device__ __forceinline__ void load_tile(T* __restrict__ dst, int ld, int rows,
           const int r = v / vpr, c = (v - r * vpr) * 8;
           uint4 o = raw[u];
           if constexpr (SCALE) {
-            const float sc = (r < nr) ? scale[r] : 0.f;
-            float2 f;
-            f = mma::unpack2<T>(o.x); o.x = mma::pack2<T>(f.x * sc, f.y * sc);
-            f = mma::unpack2<T>(o.y); o.y = mma::pack2<T>(f.x * sc, f.y * sc);
-            f = mma::unpack2<T>(o.z); o.z = mma::pack2<T>(f.x * sc, f.y * sc);
-            f = mma::unpack2<T>(o.w); o.w = mma::pack2<T>(f.x * sc, f.y * sc);
+            o = scale8<T>(o, (r < nr) ? scale[r] : 0.f);
           }
           *reinterpret_cast<uint4*>(dst + r * ld + c) = o;
         }
@@ -485,13 +491,8 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
         for (int v = tid; v < KB * (BP1 / 8); v += kThreads) {
           const int r = v / (BP1 / 8), c = (v % (BP1 / 8)) * 8;
           const float sc = (r < nr) ? w[kb + r] : 0.f;
-          uint4 o = *reinterpret_cast<uint4*>(Xs + r * LDX + c);
-          float2 f;
-          f = mma::unpack2<T>(o.x); o.x = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.y); o.y = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.z); o.z = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.w); o.w = mma::pack2<T>(f.x * sc, f.y * sc);
-          *reinterpret_cast<uint4*>(Xs + r * LDX + c) = o;
+          uint4* xv = reinterpret_cast<uint4*>(Xs + r * LDX + c);
+          *xv = scale8<T>(*xv, sc);
         }
       }
     } else {
@@ -1445,13 +1446,8 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
           const int r = rr + u * RPI;
           const float4 rj = rs[r];
           const float sc = r < nv ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
-          uint4 o = *reinterpret_cast<uint4*>(Xs + r * LDX + cc);
-          float2 f;
-          f = mma::unpack2<T>(o.x); o.x = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.y); o.y = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.z); o.z = mma::pack2<T>(f.x * sc, f.y * sc);
-          f = mma::unpack2<T>(o.w); o.w = mma::pack2<T>(f.x * sc, f.y * sc);
-          *reinterpret_cast<uint4*>(Xs + r * LDX + cc) = o;
+          uint4* xv = reinterpret_cast<uint4*>(Xs + r * LDX + cc);
+          *xv = scale8<T>(*xv, sc);
         }
       }
       __syncthreads();     // block G scaled and visible to all warps; all done with block G - 1's stage
