@@ -992,6 +992,12 @@ static std::vector<Case> make_cases() {
           });
         }
   }
+  // the fast main role of launch 3 (16-bit, p = 64, n in {64, 128}, chunk a multiple of 64), further options
+  add("fast Q=128 n=128 f16 noz Dch seq g=2 b=2 init", [&](Case& c) {
+    all16(c, SSD_FLOAT16); c.Q = 128; c.n = 128; c.L = 300; c.z = false; c.Dmode = 2; c.seq = 1; c.h = 4; c.g = 2;
+    c.b = 2; c.init = true; });
+  add("fast Q=256 n=64 L=1000 h=6 g=3 init noD", [](Case& c) {
+    c.Q = 256; c.n = 64; c.L = 1000; c.h = 6; c.g = 3; c.init = true; c.Dmode = 0; });
   return v;
 }
 
