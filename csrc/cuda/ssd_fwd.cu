@@ -78,6 +78,15 @@ struct Dv {
 
 // ---- small device helpers ---------------------------------------------------------------------
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+// Chunk k of (b, head h)'s position records in dv.recs, laid out (b, h, chunk, Q) as float4.
+__device__ __forceinline__ float4* chunk_recs(const Dv& dv, int H, int b, int h, int64_t k) {
+  return dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
+}
+// The block stores a chunk's records (all Q, padding included) from shared memory.
+__device__ __forceinline__ void store_recs(const Dv& dv, int H, int b, int h, int k, const float4* rec) {
+  float4* rg = chunk_recs(dv, H, b, h, k);
+  for (int j = threadIdx.x; j < dv.Q; j += blockDim.x) rg[j] = rec[j];
+}
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 __device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
@@ -265,6 +274,12 @@ __device__ __forceinline__ void load_tile(T* __restrict__ dst, int ld, int rows,
   }
 }
 
+// One 16-byte cp.async into shared memory (address d); bytes < 16 copies that many and zero-fills the
+// rest (bytes 0: no global read, src only needs to be a valid address).
+__device__ __forceinline__ void cp_async16(uint32_t d, const void* src, int bytes = 16) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
+
 // Asynchronous variant for 16-bit T with 16-byte-aligned rows (vec): cp.async with zero fill
 // (src-size < 16 fills the rest of the 16 bytes with zeros). Caller commits / waits.
 template <class T>
@@ -281,7 +296,7 @@ __device__ __forceinline__ void load_tile_async(T* __restrict__ dst, int ld, int
     if (r < nr && c < nc) bytes = 2 * imin(8, nc - c);
     const T* sp = bytes ? s + base + (int64_t)r * rs + c : s;  // any valid address when bytes == 0
     const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r * ld + c));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(da), "l"(sp), "r"(bytes));
+    cp_async16(da, sp, bytes);
   }
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
@@ -446,10 +461,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
 
   chunk_prep(p, b, h, t0, len, dv.recs ? dv.Q : len, rec, wsum);  // padded (d = 0) for the scan
   __syncthreads();
-  if (dv.recs && pt == 0 && ntl == 0) {  // the chunk's records, read by the fast scan
-    float4* rg = dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
-    for (int j = tid; j < dv.Q; j += kThreads) rg[j] = rec[j];
-  }
+  if (dv.recs && pt == 0 && ntl == 0) store_recs(dv, H, b, h, k, rec);  // read by the fast scan
   const float4 rl = rec[len - 1];
   const int sid_last = __float_as_int(rl.w);
   for (int j = tid; j < len; j += kThreads) {
@@ -1049,7 +1061,7 @@ __device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int 
 #pragma unroll
   for (int u = 0; u < 64 / RPI; ++u) {
     const bool ok = r0 + u * RPI < nvalid;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : src), "r"(ok ? 16 : 0));
+    cp_async16(d, ok ? s : src, ok ? 16 : 0);
     s += step;
     d += RPI * LD * 2;
   }
@@ -1099,7 +1111,7 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
   float dreg[2];
   int sreg[2];
-  const float4* recg = dv.recs ? dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q : nullptr;
+  const float4* recg = dv.recs ? chunk_recs(dv, H, b, h, k) : nullptr;
   if (!recg) prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
   pdl_wait();  // the inputs are on their way; from here on kernels 1 and 2's outputs are read
   if (has_prev) {
@@ -1111,8 +1123,7 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
   if (recg) {  // the records of positions 0 .. i0 + 63, written by the sequential state pass
     for (int j = tid; j < i0 + 64; j += kThreads) {
-      const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(rec + j));
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(recg + j), "r"(16));
+      cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(rec + j)), recg + j);
     }
     cp_async_commit();
   } else {
@@ -1309,8 +1320,7 @@ __device__ __forceinline__ void rec_role(const SsdParams& p, const Dv& dv, int b
   double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
   chunk_prep(p, b, h, t0, len, dv.Q, rec, wsum);
   __syncthreads();
-  float4* rg = dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
-  for (int j = threadIdx.x; j < dv.Q; j += kThreads) rg[j] = rec[j];
+  store_recs(dv, H, b, h, k, rec);
 }
 
 template <class T>
@@ -1359,15 +1369,14 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 
   const T* xg = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (int64_t)h * p.x_head_stride + p0;
   const T* bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (int64_t)grp * p.B_group_stride;
-  const float4* rg = dv.recs + ((int64_t)b * H + h) * dv.nc * Q;  // chunk k's records at rg + k * Q
+  const float4* rg = chunk_recs(dv, H, b, h, 0);  // chunk k's records at rg + k * Q
   const int64_t xss = p.x_seq_stride, bss = p.B_seq_stride;
   const int64_t NG = (L + 63) / 64;  // K blocks of 64 positions over the whole sequence
   // The 64 records of K block G into stage G % STG (threads 0-63, one each).
   auto issue_rec = [&](int64_t G) {
     if (tid < 64) {
       const float4* src = rg + (G / kbq) * Q + (G % kbq) * 64 + tid;
-      const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(Rst((int)(G % STG)) + tid));
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(16));
+      cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(Rst((int)(G % STG)) + tid)), src);
     }
   };
   // K block G (positions 64G ..; chunk G / kbq's block G % kbq, Q being a multiple of 64): its x and B
@@ -1636,7 +1645,6 @@ bool seq_state_ok(const SsdParams& p) {
 template <class T>
 void (*seq_state_kernel(const SsdParams& p, Dv* dv, size_t* smem))(SsdParams, Dv) {
   dv->npt1 = (int)(p.headdim / 64);
-  dv->nnt1 = 1;
   switch (p.dstate) {
     case 64: *smem = SeqState<64, 4>::kSmem; return k_seq_state<T, 64, 4>;
     case 128: *smem = SeqState<128, 4>::kSmem; return k_seq_state<T, 128, 4>;
