@@ -74,10 +74,16 @@ struct Dv {
   void* hs16;              // fast scan: the entering states (b, h, c, p, n) as T, written by kernel 2
   int pass_f32;            // kernel 2 writes the entering states over `states` (fp32) too
   float4* recs;            // sequential pass: per-position records (b, h, c, Q) for the fast scan, or null
+  int cb_frag;             // C B^T tiles in the fast scan's fragment order (cb_frag_offset), else row-major
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+// Fragment order of a 64 x 64 C B^T tile (the fast scan's): 16 x 16 sub-tile (r16, c16), then lane
+// (g = lane / 4, t4 = lane % 4), then the 8 floats of that lane's mma A fragment
+//   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9)
+// of the sub-tile, so that a warp reads one sub-tile as 1 KiB of consecutive float4.
+__device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
 // Chunk k of (b, head h)'s position records in dv.recs, laid out (b, h, chunk, Q) as float4.
 __device__ __forceinline__ float4* chunk_recs(const Dv& dv, int H, int b, int h, int64_t k) {
   return dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
@@ -628,6 +634,17 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
   }
   if (!wact) return;
   float* out = dv.cb + (((int64_t)b * dv.nc + k) * G + grp) * dv.cb_per + (int64_t)tri_idx * BB * BB;
+  if (dv.cb_frag) {  // BB is 64 (the fast scan's chunks are multiples of 64); acc[mt][nt] is the mma C layout
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {
+        float4* o = reinterpret_cast<float4*>(out + cb_frag_offset(2 * wm + mt, 2 * wn + np, lane));
+        o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
+        o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
+      }
+    return;
+  }
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -1036,9 +1053,16 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
 //   to x, C, z, y (base aligned, strides multiples of 8 elements). The host selects it.
 // Partial last chunk: rows >= len are zero-filled by cp.async (src-size 0), have d = 0 in the
 // records (so their P entries are exactly 0) and are never stored.
+#ifndef SSD_SCAN_FACTOR
+#define SSD_SCAN_FACTOR 1
+#endif
+#ifndef SSD_SCAN_YPAD
+#define SSD_SCAN_YPAD 8
+#endif
 template <int P, int N>
 struct ScanFast {
-  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + 4;
+  // LDY: P + 8 floats, so that the float2 stores of the accumulators hit each bank twice (P + 4: 4-way)
+  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + SSD_SCAN_YPAD;
   static constexpr int kRec = kMaxQ * 16;                 // float4 records of up to 256 positions
   static constexpr int kCH = (64 + P) * LDC * 2;          // C tile (64 x N) + H tile (P x N), 16-bit
   static constexpr int kYs = 64 * LDY * 4;                // epilogue staging (fp32), aliases C/H
@@ -1131,6 +1155,14 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
   cp_async_wait<0>();
   __syncthreads();
+  // Off-diagonal 64-blocks (j < i0 <= i) factor the decay: exp(s_i - s_j) = exp(s_i - s_e) exp(s_e - s_j),
+  // s_e the cumsum at the end of j's block, so the inner loop multiplies instead of ex2 per element.
+  // The column factor d_j exp(s_e - s_j) (<= d_j when the scan decays) takes the place of the seq
+  // field (unused here) of record j < i0; it is read after the main loop's first barrier. Both
+  // exponents are clamped at 2^126, which only a growing (A > 0 or dt < 0) scan can reach.
+  if (SSD_SCAN_FACTOR) {
+    for (int j = tid; j < i0; j += kThreads) rec[j].w = rec[j].z * ex2(fminf(rec[j | 63].x - rec[j].x, 126.f));
+  }
 
   float acc[NT][4];
 #pragma unroll
@@ -1168,9 +1200,10 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
 
   // ---- intra-chunk part: j-blocks 0..iblk (the last one is the diagonal block)
-  // this lane's C B^T values of 64x64 block (iblk, jb): rows 16w+g(+8), cols 16kk+2t4(+8)
+  // this lane's C B^T values of 64x64 block (iblk, jb): rows 16w+g(+8), cols 16kk+2t4(+8), in fragment
+  // order (two float4 per 16-column step kk)
   const float* cbl = dv.cb + (((int64_t)b * dv.nc + k) * p.ngroups + grp) * dv.cb_per +
-                     (int64_t)(iblk * (iblk + 1) / 2) * 4096 + (16 * warp + g) * 64 + 2 * t4;
+                     (int64_t)(iblk * (iblk + 1) / 2) * 4096 + cb_frag_offset(warp, 0, lane);
   const bool has_z = p.z != nullptr;
   for (int jb = 0; jb <= iblk; ++jb) {
     const T* Xs = Xb + (jb & 1) * 64 * LDX;
@@ -1184,12 +1217,18 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
     float2 cbv[4][4];
     const float* cbp = cbl + jb * 4096;
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-        cbv[kk][r] = (!diag || kk <= warp)
-                         ? __ldg(reinterpret_cast<const float2*>(cbp + 16 * kk + 8 * (r >> 1) + 512 * (r & 1)))
-                         : make_float2(0.f, 0.f);
+    for (int kk = 0; kk < 4; ++kk) {
+      float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
+      if (!diag || kk <= warp) {
+        const float4* c4 = reinterpret_cast<const float4*>(cbp + cb_frag_offset(0, kk, 0));
+        f0 = __ldg(c4);
+        f1 = __ldg(c4 + 1);
+      }
+      cbv[kk][0] = make_float2(f0.x, f0.y);  // index r = hr + 2 c8, as a.r[r]
+      cbv[kk][1] = make_float2(f0.z, f0.w);
+      cbv[kk][2] = make_float2(f1.x, f1.y);
+      cbv[kk][3] = make_float2(f1.z, f1.w);
+    }
     if (!diag) {
       cp_async_wait<1>();
     } else if (has_z) {
@@ -1204,27 +1243,44 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
     }
     __syncthreads();  // X tile jb visible to all warps
     const float4* rj0 = rec + jb * 64 + 2 * t4;
+    const bool fac = SSD_SCAN_FACTOR && !diag;
+    float ai[2] = {0.f, 0.f};  // row factors exp(s_i - s_e) of this block
+    if (fac) {
+      const float se = rec[64 * jb + 63].x;
+      ai[0] = ex2(fminf(rI[0].x - se, 126.f));
+      ai[1] = ex2(fminf(rI[1].x - se, 126.f));
+    }
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       if (diag && kk > warp) break;  // warp-uniform: tiles above the diagonal
-      const bool dmask = diag && kk == warp;
-      float4 rj[4];  // j = 16kk + 2t4 + e + 8*c8, index e + 2*c8
-      rj[0] = rj0[16 * kk];
-      rj[1] = rj0[16 * kk + 1];
-      rj[2] = rj0[16 * kk + 8];
-      rj[3] = rj0[16 * kk + 9];
       FragA<T> a;
+      if (fac) {
+        const float* bw = reinterpret_cast<const float*>(rj0 + 16 * kk) + 3;  // column factors (.w)
+        const float bj[4] = {bw[0], bw[4], bw[32], bw[36]};  // j = 16kk + 2t4 + e + 8*c8, index e + 2*c8
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int hr = r & 1, c8 = r >> 1;
-        float v0 = cbv[kk][r].x * rj[2 * c8].z * ex2(sdiff_hi(rI[hr], rj[2 * c8]));
-        float v1 = cbv[kk][r].y * rj[2 * c8 + 1].z * ex2(sdiff_hi(rI[hr], rj[2 * c8 + 1]));
-        if (dmask) {  // same 16x16 tile: keep j <= i, i.e. 2t4 + 8c8 + e <= g + 8hr
-          const int il = g + 8 * hr, jl = 2 * t4 + 8 * c8;
-          v0 = (jl <= il) ? v0 : 0.f;
-          v1 = (jl + 1 <= il) ? v1 : 0.f;
+        for (int r = 0; r < 4; ++r) {
+          const int hr = r & 1, c8 = r >> 1;
+          a.r[r] = mma::pack2<T>(cbv[kk][r].x * (ai[hr] * bj[2 * c8]), cbv[kk][r].y * (ai[hr] * bj[2 * c8 + 1]));
         }
-        a.r[r] = mma::pack2<T>(v0, v1);
+      } else {
+        const bool dmask = diag && kk == warp;
+        float4 rj[4];  // j = 16kk + 2t4 + e + 8*c8, index e + 2*c8
+        rj[0] = rj0[16 * kk];
+        rj[1] = rj0[16 * kk + 1];
+        rj[2] = rj0[16 * kk + 8];
+        rj[3] = rj0[16 * kk + 9];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int hr = r & 1, c8 = r >> 1;
+          float v0 = cbv[kk][r].x * rj[2 * c8].z * ex2(sdiff_hi(rI[hr], rj[2 * c8]));
+          float v1 = cbv[kk][r].y * rj[2 * c8 + 1].z * ex2(sdiff_hi(rI[hr], rj[2 * c8 + 1]));
+          if (dmask) {  // same 16x16 tile: keep j <= i, i.e. 2t4 + 8c8 + e <= g + 8hr
+            const int il = g + 8 * hr, jl = 2 * t4 + 8 * c8;
+            v0 = (jl <= il) ? v0 : 0.f;
+            v1 = (jl + 1 <= il) ? v1 : 0.f;
+          }
+          a.r[r] = mma::pack2<T>(v0, v1);
+        }
       }
 #pragma unroll
       for (int np = 0; np < P / 16; ++np) {
@@ -1812,6 +1868,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.cb = reinterpret_cast<float*>(ws + l.cb_off);
   const bool fast = k16 && fast_scan_ok(p);
   dv.hs16 = fast ? ws + l.hs16_off : nullptr;
+  dv.cb_frag = fast ? 1 : 0;  // read only by the fast scan, in its fragment order
   dv.pass_f32 = !fast;
   const int64_t nstate = (int64_t)dv.npt1 * dv.nnt1 * p.nheads * dv.nc * p.batch;
   const int64_t nbmm = (int64_t)dv.ntri * p.ngroups * dv.nc * p.batch;
