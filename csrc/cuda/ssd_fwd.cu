@@ -418,14 +418,19 @@ __device__ __forceinline__ void load_tile_f32(T* __restrict__ dst, int ld, int r
 #ifndef SSD_BN1_MAX
 #define SSD_BN1_MAX 128
 #endif
-constexpr int kK1KB = SSD_K1_KB;
+#ifndef SSD_K1_KB_N64
+#define SSD_K1_KB_N64 64
+#endif
+// Positions per K block of the state role, for an n-tile of BN1 and elements of es bytes: 64 for the
+// 16-bit n-tiles of 64 (dstate 64: G4 kernel 1 -3%, device run S5-4), else SSD_K1_KB.
+__host__ __device__ constexpr int k1_kb(int BN1, int es) { return (BN1 == 64 && es == 2) ? SSD_K1_KB_N64 : SSD_K1_KB; }
 // Tile: 64 (p) x BN1 (n) output, K loop over the chunk in blocks of 64 positions. 4 warps in a
 // 2 (p) x 2 (n) grid, each 32 x BN1/2: acc[2][BN1/16][4].
 // A = Xbar^T (m = p, k = position), stored Xs[position][p] -> kKM (ldmatrix.trans);
 // B = B (k = position, n), stored Bs[position][n] -> kKN (ldmatrix.trans).
 template <class T, int BN1>
 __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int blk, char* smem) {
-  constexpr int BP1 = 64, KB = kK1KB, LDX = BP1 + 8, LDB = BN1 + 8, NT = BN1 / 16;
+  constexpr int BP1 = 64, KB = k1_kb(BN1, (int)sizeof(T)), LDX = BP1 + 8, LDB = BN1 + 8, NT = BN1 / 16;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
   const int pt = x % dv.npt1; x /= dv.npt1;
@@ -1880,7 +1885,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   }
   dv.n_state_blocks = (int)nstate;
 
-  const size_t smem1 = kHdr + std::max<size_t>(2 * (kK1KB * 72 + kK1KB * (BN1 + 8)) * es, 2 * 64 * 72 * es);
+  const size_t smem1 = kHdr + std::max<size_t>(2 * (k1_kb(BN1, (int)es) * 72 + k1_kb(BN1, (int)es) * (BN1 + 8)) * es, 2 * 64 * 72 * es);
   {
     const size_t csh = (size_t)(64 + BP) * (dv.n16 + 8) * es;
     const size_t ys = (size_t)64 * (BP + 4) * 4;
