@@ -101,6 +101,8 @@ struct Bw {
   float* states;   // (b, h, c, p, n)         S_k, then H_{k-1}
   float* dstates;  // (b, h, c, p, n)         dHoff_k, then G_k
   float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ
+  float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fast launch 3 only
+  float* cbt;      // (b, c, g, ntri, 64, 64) its tiles transposed ([j][i]), in fragment order, idem
   float* dg;       // (s2, b, c, g, ntri, BB, BB) dG partials: slice s = Σ_{h in slice s} L ∘ dM
   float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
   float* pcol;     // (b, h, c, ntri, BB)     column sums of P per block
@@ -115,6 +117,11 @@ struct Bw {
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
+// Fragment order of a 64 × 64 fp32 tile (as the forward's C·Bᵀ for its fast scan): 16 × 16 sub-tile
+// (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that lane's 8 values of the mma A fragment,
+//   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9),
+// so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.
+__device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -539,6 +546,38 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
           }
         }
       }
+    }
+  }
+  if (bw.cbf) {  // the fast launch 3's copies (BB is 64, every warp is active)
+    const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {  // acc[mt][nt] is the mma C layout, the A fragment's
+        float4* o = reinterpret_cast<float4*>(bw.cbf + t_off + cb_frag_offset(2 * wm + mt, 2 * wn + np, lane));
+        o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
+        o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
+      }
+    // the transpose goes through shared memory (the C / B tiles' space, 64 × 68 floats)
+    constexpr int LS = 68;
+    float* S = reinterpret_cast<float*>(smem);
+    __syncthreads();  // every warp is done with Cs / Bs
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr)
+          *reinterpret_cast<float2*>(S + (32 * wm + 16 * mt + g + 8 * hr) * LS + 32 * wn + 8 * nt + 2 * t4) =
+              make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+    __syncthreads();
+    float4* ot = reinterpret_cast<float4*>(bw.cbt + t_off);
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {  // float4 v of the transposed tile: sub-tile v / 64, lane (v % 64) / 2, half v % 2
+      const int v = tid + kThreads * u, sub = v >> 6, ln = (v >> 1) & 31, half = v & 1;
+      const int jr = 16 * (sub >> 2) + (ln >> 2), ic = 16 * (sub & 3) + 2 * (ln & 3) + 8 * half;
+      // values 4·half + f: index 2q + e, q = hr + 2 c8 (c8 = half), row j = jr + 8 hr, column i = ic + e
+      ot[v] = make_float4(S[ic * LS + jr], S[(ic + 1) * LS + jr], S[ic * LS + jr + 8], S[(ic + 1) * LS + jr + 8]);
     }
   }
   if (!wact) return;
@@ -1472,19 +1511,20 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
   const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(da), "l"(src), "r"(bytes));
 }
-// 64 rows × COLS (16-bit) of a row-strided global tensor → shared dst[r·LD + c] by cp.async; rows
-// >= nvalid are zero-filled (no global read). src points at row 0 (a valid row). As the forward's.
-template <int COLS, int LD, class T>
+// ROWS (64 unless given) rows × COLS (16-bit) of a row-strided global tensor → shared dst[r·LD + c]
+// by cp.async; rows >= nvalid are zero-filled (no global read). src points at row 0 (a valid row).
+// Thread tid copies rows tid / (COLS / 8) + u · RPI, columns (tid % (COLS / 8)) · 8. As the forward's.
+template <int COLS, int LD, class T, int ROWS = 64>
 __device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int nvalid) {
   constexpr int VPR = COLS / 8;        // 16-byte vectors per row
   constexpr int RPI = kThreads / VPR;  // rows per pass of the block
-  static_assert(kThreads % VPR == 0 && 64 % RPI == 0, "tile shape");
+  static_assert(kThreads % VPR == 0 && ROWS % RPI == 0, "tile shape");
   const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 8;
   const T* s = src + r0 * rs + c;
   const int64_t step = RPI * rs;
   uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r0 * LD + c));
 #pragma unroll
-  for (int u = 0; u < 64 / RPI; ++u) {
+  for (int u = 0; u < ROWS / RPI; ++u) {
     const bool ok = r0 + u * RPI < nvalid;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : src), "r"(ok ? 16 : 0));
     s += step;
@@ -1516,6 +1556,202 @@ __device__ __forceinline__ void slab_to_smem(T* __restrict__ dst, const float* _
     }
   }
 }
+// =============================================================================================
+// Launch 1, fast instance (fast_prep_ok: 16-bit x/B/C with dy and z of the same type, 16-byte rows,
+// headdim a multiple of 64, dstate a multiple of BN1). Roles a and b as outer_role, but the K blocks
+// (32 positions) of the a, v (and raw z) tiles come by cp.async two stages deep, the first issued
+// before the chunk's block scan, with no bounds checks (rows past the sequence are zero-filled and
+// get weight 0). Each thread then weights the a vectors it copied itself, in fp32 with one rounding
+// to T exactly as outer_role does (x·w, or dy·silu(z)·e), so both instances give the same bits.
+// Role c is cb_role.
+// =============================================================================================
+template <int BN1, bool DY>
+struct PrepFast {
+  static constexpr int KB = 32, LDA = kLD, LDV = BN1 + 8;
+  static constexpr int kStage = KB * LDA * (DY ? 2 : 1) + KB * LDV;  // elements: a (+ raw z), v
+  static constexpr int kSmem = kHdr + 2 * kStage * 2;
+};
+template <class T, int BN1, bool DY>
+__device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using F = PrepFast<BN1, DY>;
+  constexpr int KB = F::KB, LDA = F::LDA, LDV = F::LDV, NT = BN1 / 16;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  const int pt = x % bw.npt1; x /= bw.npt1;
+  const int ntl = x % bw.nnt1; x /= bw.nnt1;
+  const int h = x % bw.H; x /= bw.H;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int grp = h / bw.hpg;
+  const int64_t t0 = (int64_t)k * bw.Q;
+  const int len = (int)lmin(bw.Q, p.seqlen - t0);
+  if (DY && k == 0 && !p.initial_states) return;  // dL/dH_{-1} is not needed
+
+  float4* rec = reinterpret_cast<float4*>(smem);
+  double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
+  float* w = reinterpret_cast<float*>(smem + kRecBytes + 64);
+  T* st = reinterpret_cast<T*>(smem + kHdr);  // [2][kStage]
+  const int p0 = pt * 64, n0 = ntl * BN1;
+  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+  const T* ag;  // row 0 of the chunk's a tile (x or dy), its p-tile
+  int64_t ass;
+  const T* zg = nullptr;
+  int64_t zss = 0;
+  if constexpr (DY) {
+    ag = static_cast<const T*>(bp.dy) + (int64_t)b * bp.dy_batch_stride + t0 * bp.dy_seq_stride +
+         (int64_t)h * bp.dy_head_stride + p0;
+    ass = bp.dy_seq_stride;
+    if (p.z) {
+      zg = static_cast<const T*>(p.z) + (int64_t)b * p.z_batch_stride + t0 * p.z_seq_stride +
+           (int64_t)h * p.z_head_stride + p0;
+      zss = p.z_seq_stride;
+    }
+  } else {
+    ag = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + t0 * p.x_seq_stride +
+         (int64_t)h * p.x_head_stride + p0;
+    ass = p.x_seq_stride;
+  }
+  const T* vg = DY ? static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + t0 * p.C_seq_stride +
+                         (int64_t)grp * p.C_group_stride + n0
+                   : static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + t0 * p.B_seq_stride +
+                         (int64_t)grp * p.B_group_stride + n0;
+  const int64_t vss = DY ? p.C_seq_stride : p.B_seq_stride;
+  const int nkb = (len + KB - 1) / KB;
+  auto issue = [&](int ib) {  // K block ib into stage ib & 1, one commit group
+    const int kb = ib * KB, nv = imin(KB, len - kb);
+    T* s0 = st + (ib & 1) * F::kStage;
+    cp_tile64<64, LDA, T, KB>(s0, ag + kb * ass, ass, nv);
+    if (DY && zg) cp_tile64<64, LDA, T, KB>(s0 + KB * LDA, zg + kb * zss, zss, nv);
+    cp_tile64<BN1, LDV, T, KB>(s0 + KB * LDA * (DY ? 2 : 1), vg + kb * vss, vss, nv);
+    cp_async_commit();
+  };
+  issue(0);
+
+  chunk_prep(p, b, h, t0, len, DY ? len : bw.Q, rec, wsum);
+  __syncthreads();
+  const float4 rl = rec[len - 1];
+  if constexpr (!DY) {
+    if (pt == 0 && ntl == 0) {
+      for (int j = tid; j < bw.Q; j += kThreads) bw.rec[bhc * bw.Q + j] = rec[j];
+      if (tid == 0) {
+        bool keep = true;
+        if (p.seq_idx) {
+          const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+          keep = sid_of(rl) == prev;
+        }
+        bw.decay[bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
+      }
+    }
+    for (int j = tid; j < len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_of(rl);
+      w[j] = ok ? ex2(sdiff(rl, r)) * r.z : 0.f;
+    }
+  } else {
+    const int sid_prev = (p.seq_idx && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    for (int j = tid; j < len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_prev;
+      w[j] = ok ? ex2(r.x + r.y) : 0.f;
+    }
+  }
+  __syncthreads();
+
+  const int wm = warp & 1, wn = warp >> 1;
+  float acc[2][NT][4];
+#pragma unroll
+  for (int a = 0; a < 2; ++a) zero_acc(acc[a]);
+  for (int ib = 0; ib < nkb; ++ib) {
+    const int kb = ib * KB, nr = imin(KB, len - kb);
+    if (ib + 1 < nkb) {  // stage (ib + 1) & 1 was released by the barrier ending iteration ib - 1
+      issue(ib + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    T* As = st + (ib & 1) * F::kStage;
+    const T* Vs = As + KB * LDA * (DY ? 2 : 1);
+    // this thread's own copies of the a tile (and of z): rows tid / 8 + 16u, columns (tid % 8) · 8
+#pragma unroll
+    for (int u = 0; u < KB / 16; ++u) {
+      const int r = tid / 8 + 16 * u, o = r * LDA + (tid % 8) * 8;
+      const float sc = r < nr ? w[kb + r] : 0.f;
+      uint4 v = *reinterpret_cast<const uint4*>(As + o);
+      if (DY && zg) {
+        const uint4 zz = *reinterpret_cast<const uint4*>(As + KB * LDA + o);
+        uint32_t a4[4] = {v.x, v.y, v.z, v.w};
+        const uint32_t z4[4] = {zz.x, zz.y, zz.z, zz.w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float2 f = mma::unpack2<T>(a4[q]), zf = mma::unpack2<T>(z4[q]);
+          a4[q] = mma::pack2<T>(f.x * silu(zf.x) * sc, f.y * silu(zf.y) * sc);
+        }
+        v = make_uint4(a4[0], a4[1], a4[2], a4[3]);
+      } else {
+        uint32_t a4[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const float2 f = mma::unpack2<T>(a4[q]);
+          a4[q] = mma::pack2<T>(f.x * sc, f.y * sc);
+        }
+        v = make_uint4(a4[0], a4[1], a4[2], a4[3]);
+      }
+      *reinterpret_cast<uint4*>(As + o) = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < KB / 16; ++kk) {
+      if (kk * 16 < nr) {
+        FragA<T> a[2];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, LDA, 32 * wm + 16 * mt, 16 * kk);
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+          FragB<T> b0, b1;
+          mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, wn * (BN1 / 2) + 16 * np);
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mma::mma(acc[mt][2 * np], a[mt], b0);
+            mma::mma(acc[mt][2 * np + 1], a[mt], b1);
+          }
+        }
+      }
+    }
+    __syncthreads();  // every warp is done with stage ib & 1 before iteration ib + 1 refills it
+  }
+
+  const int N = bw.N;
+  float* out = (DY ? bw.dstates : bw.states) + bhc * bw.PN;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int pr = p0 + 32 * wm + 16 * mt + g + 8 * hr;
+        const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
+        *reinterpret_cast<float2*>(out + (int64_t)pr * N + nc) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+      }
+}
+
+template <class T, int BN1>
+__global__ void __launch_bounds__(kThreads, 3)
+k_bwd_prep_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  extern __shared__ __align__(16) char smem[];
+  int blk = blockIdx.x;
+  if (blk < bw.n1a) {
+    outer_role_fast<T, BN1, false>(bp, bw, blk, smem);
+    return;
+  }
+  blk -= bw.n1a;
+  if (blk < bw.n1b) {
+    outer_role_fast<T, BN1, true>(bp, bw, blk, smem);
+    return;
+  }
+  cb_role<T>(bp, bw, blk - bw.n1b, smem);
+}
+
 // dY = dy ⊙ silu(z) for this thread's cp_tile64<64, 72> chunks: raw dy in Dy, z in Zr (or none),
 // result (T) into dst. Same rounding as ld8_dy + sts8.
 template <class T>
@@ -1634,7 +1870,10 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
   rJ[0] = rec[j0 + wr + g];
   rJ[1] = rec[j0 + wr + g + 8];
   const int64_t pos = bhc * Q + j0;  // per-position partial arrays (npt = 1), row 0 of the block
-  const float* cbg = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * 4096;  // this (b, c, g)
+  // this (b, c, g)'s C·Bᵀ tiles in fragment order, and transposed
+  const int64_t cb_bcg = (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * 4096;
+  const float* cbgf = bw.cbf + cb_bcg;
+  const float* cbgt = bw.cbt + cb_bcg;
   auto row_dot = [&](const float (&acc)[NT][4], const T* tile, float s[2]) {
     s[0] = s[1] = 0.f;
 #pragma unroll
@@ -1710,7 +1949,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
       cp_tile64<64, LDX>(S0, xs0, xss, 64);
       cp_async_commit();
     }
-    const float* cbr = cbg + (int64_t)(r * (r + 1) / 2) * 4096 + (wr + g) * 64 + 2 * t4;
+    const float* cbr = cbgf + (int64_t)(r * (r + 1) / 2) * 4096 + cb_frag_offset(warp, 0, lane);
     for (int jb = 0; jb <= r; ++jb) {
       const bool diag = jb == r;
       const T* Xs = diag ? Xo : S0 + (jb & 1) * 64 * LDX;
@@ -1721,12 +1960,18 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
       float2 cbv[4][4];  // rows wr+g (+8), columns 16kk + 2t4 (+8)
       const float* cbp = cbr + jb * 4096;
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int q = 0; q < 4; ++q)
-          cbv[kk][q] = (!diag || kk <= warp)
-                           ? __ldg(reinterpret_cast<const float2*>(cbp + 16 * kk + 8 * (q >> 1) + 512 * (q & 1)))
-                           : make_float2(0.f, 0.f);
+      for (int kk = 0; kk < 4; ++kk) {
+        float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
+        if (!diag || kk <= warp) {
+          const float4* c4 = reinterpret_cast<const float4*>(cbp + cb_frag_offset(0, kk, 0));
+          f0 = __ldg(c4);
+          f1 = __ldg(c4 + 1);
+        }
+        cbv[kk][0] = make_float2(f0.x, f0.y);  // index q = hr + 2 c8
+        cbv[kk][1] = make_float2(f0.z, f0.w);
+        cbv[kk][2] = make_float2(f1.x, f1.y);
+        cbv[kk][3] = make_float2(f1.z, f1.w);
+      }
       if (!diag) {
         if (jb + 1 < r) cp_async_wait<1>();
         else cp_async_wait<0>();
@@ -1840,18 +2085,22 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     store_rows(bw.pq, s, rJ[0].z, rJ[1].z);
   }
   // A = Mᵀ: A[j][i] = C·Bᵀ(i, j) exp(s_i − s_j), from tile (ib, r) [i][j] read transposed
-  const float* cbc = cbg + wr + g + 2 * t4 * 64;
+  const float* cbc = cbgt + cb_frag_offset(warp, 0, lane);  // tile (ib, r) transposed: [j][i]
   for (int ib = r; ib <= ilast; ++ib) {
     const bool diag = ib == r;
     float cv[4][8];  // [kk][2q + e]: i = 16kk + 2t4 + e + 8(q>>1), j = wr + g + 8(q&1)
     const float* cbp = cbc + (int64_t)(ib * (ib + 1) / 2 + r) * 4096;
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-      for (int q = 0; q < 4; ++q)
-#pragma unroll
-        for (int e = 0; e < 2; ++e)
-          cv[kk][2 * q + e] = (!diag || kk >= warp) ? __ldg(cbp + (16 * kk + e + 8 * (q >> 1)) * 64 + 8 * (q & 1)) : 0.f;
+    for (int kk = 0; kk < 4; ++kk) {
+      float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
+      if (!diag || kk >= warp) {
+        const float4* c4 = reinterpret_cast<const float4*>(cbp + cb_frag_offset(0, kk, 0));
+        f0 = __ldg(c4);
+        f1 = __ldg(c4 + 1);
+      }
+      cv[kk][0] = f0.x; cv[kk][1] = f0.y; cv[kk][2] = f0.z; cv[kk][3] = f0.w;
+      cv[kk][4] = f1.x; cv[kk][5] = f1.y; cv[kk][6] = f1.z; cv[kk][7] = f1.w;
+    }
     const T* Ds = dYo;
     if (!diag) {
       cp_async_wait<0>();
@@ -2499,8 +2748,9 @@ struct Layout {
   int64_t nc, BB, nbb, ntri, npt, nes, npp;
   int64_t s2, h2, s3, h3;  // head slices and heads per slice: launch 2 dG, launch 3 dB / dC
   int64_t dgS, pbcS;       // floats per dG slice, per dB / dC partial slice
-  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, total;
+  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
 };
+bool fast_main_shape(const SsdParams& p);  // below
 Layout layout_of(const SsdBackwardParams& bp) {
   const SsdParams& p = bp.fwd;
   const Tiles tl = tiles_of(p);
@@ -2548,6 +2798,9 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.pdA = take((size_t)bhc * 4);
   l.pdb = take((size_t)bhc * 4);
   l.pbc = take(l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
+  const size_t cbf_bytes = fast_main_shape(p) ? (size_t)b * l.nc * G * l.ntri * 4096 * 4 : 0;
+  l.cbf = take(cbf_bytes);  // the fast launch 3's C·Bᵀ copies (where its shapes allow it)
+  l.cbt = take(cbf_bytes);
   l.total = off;
   return l;
 }
@@ -2568,11 +2821,28 @@ struct Timer {
 #define SSD_FAST_BWD 1
 #endif
 // bw has its shapes and vector flags filled in; the compute path is 16-bit.
-bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
+// Launch 1's fast instance (k_bwd_prep_fast): 16-bit x/B/C, dy and z of the same type, all loadable by
+// cp.async (16-byte rows), headdim a multiple of 64 and dstate of the n-tile BN1.
+bool fast_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   if (!SSD_FAST_BWD) return false;
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (bp.dy_type != t || (p.z && p.z_type != t)) return false;
+  if (!bw.vx || !bw.vdy || !bw.vB || !bw.vC || (p.z && !bw.vz)) return false;
+  return bw.P % 64 == 0 && bw.N % BN1 == 0;
+}
+// The shapes of the fast launch 3 (the workspace holds its C·Bᵀ copies for them).
+bool fast_main_shape(const SsdParams& p) {
+  if (!SSD_FAST_BWD) return false;
+  const SsdDtype t = p.x_type;
+  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  return p.headdim == 64 && (p.dstate == 64 || p.dstate == 128) && p.chunk_size % 64 == 0;
+}
+bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
+  if (!fast_main_shape(bp.fwd)) return false;
+  const SsdParams& p = bp.fwd;
+  const SsdDtype t = p.x_type;
   if (bw.P != 64 || (bw.N != 64 && bw.N != 128) || bw.Q % 64 != 0 || bw.BB != 64 || bw.npt != 1) return false;
   if (bp.dy_type != t || (p.z && p.z_type != t)) return false;
   if (!bw.vx || !bw.vdx || !bw.vdy || !bw.vB || !bw.vC) return false;
@@ -2666,13 +2936,20 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.n4a = (int)nddt;
 
   const size_t es = sizeof(T);
-  const size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
+  size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
   const size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
   void (*k1)(SsdBackwardParams, Bw) = nullptr;
   void (*k3)(SsdBackwardParams, Bw) = nullptr;
   size_t smem3 = 0;
   if (tl.BN1 == 64) k1 = k_bwd_prep<T, 64>;
   else if constexpr (k16) k1 = k_bwd_prep<T, 128>;
+  if constexpr (k16) {
+    if (fast_prep_ok(bp, bw, tl.BN1)) {  // role b's stages (with the raw z tile) are the larger
+      k1 = tl.BN1 == 64 ? k_bwd_prep_fast<T, 64> : k_bwd_prep_fast<T, 128>;
+      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmem : PrepFast<128, true>::kSmem,
+                               2 * 64 * kLD * es);
+    }
+  }
 #define SSD_MAIN_CASE(BPV, BNV)                            \
   if (tl.BPm == BPV && tl.BNg == BNV) {                    \
     k3 = k_bwd_main<T, BPV, BNV>;                          \
@@ -2687,6 +2964,8 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
 #undef SSD_MAIN_CASE
   if constexpr (k16) {
     if (fast_main_ok(bp, bw)) {
+      bw.cbf = reinterpret_cast<float*>(ws + l.cbf);  // launch 1's C·Bᵀ role writes these copies too
+      bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
       if (bw.N == 64) {
         k3 = k_bwd_main_fast<T, 64>;
         smem3 = MainFastLaunch<T, 64>::kSmem;
