@@ -22,7 +22,8 @@
 //        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block, head slice): each block loops
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
 //           partial of dG (summed over the slices in slice order where launch 3 stages dG), plus per
-//           head the row and column sums of P = dM ∘ M (→ ds).
+//           head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs with headdim 64 and
+//           chunks a multiple of 64 take a fixed-shape instance (k_bwd_pass_dcb_fast, same sums).
 //   3. k_bwd_main      three roles (the two group roles first in block order):
 //        a. per (b, chunk, head, BB positions, p-tile): dX̄ = w ⊙ (B G_kᵀ) + Mᵀ dY, hence dx; the
 //           pre-gate output (e ⊙ C H_{k-1}ᵀ + M X̄ + D x) when dz is wanted, hence dz; per position
@@ -2446,6 +2447,233 @@ k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_const
   main_fast<T, N>(bp, bw, blk - bw.n3b, smem);
 }
 
+// =============================================================================================
+// Launch 2, fast path (k_bwd_pass_dcb_fast): role b (dcb_role) specialised for the benchmark shapes
+// under the conditions of fast_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
+// 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
+// partial last chunk, z or not. Role a (state passing) is pass_role, unchanged.
+// The arithmetic is dcb_role's, in the same order (meant to give the same bits: the same dY and x
+// values in the tiles, the same mma sequence, the same elementwise expressions and sums; the CPU
+// emulation gives identical outputs for both kernels). Differences:
+//   - per head, the raw dy, z and x tiles and the 2 × 64 position records are loaded by cp.async
+//     (zero-filled past the sequence: no bounds checks inside the tiles), double-buffered: the next
+//     head's copies are in flight while the current head is multiplied and masked;
+//   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile64 chunks
+//     (so no barrier between its cp.async wait and the conversion, as main_fast);
+//   - compile-time 64 × 64 tiles and trip counts.
+// Shared memory (bytes): 2 stages × (dy → dY 9216 | z 9216 | x 9216 | recI 1024 | recJ 1024),
+// colbuf 1024, copy sources 128: 60544 (3 blocks per SM).
+// Stage reuse: the copies into stage s^1 (head hh+1) are issued after the barrier that ends head
+// hh-1 (whose tile and record readers all come before it); the column-sum buffer is written after
+// the barrier that follows the conversion, i.e. after the previous head's pcol readers.
+// =============================================================================================
+struct DcbFast {
+  static constexpr int LD = 72;
+  static constexpr int kTile = 64 * LD * 2;  // one 64 × 64 16-bit tile
+  static constexpr int oZ = kTile, oX = 2 * kTile, oRI = 3 * kTile, oRJ = oRI + 64 * 16, kStage = oRJ + 64 * 16;
+  static constexpr int oCol = 2 * kStage, oSrc = oCol + 4 * 64 * 4, kBytes = oSrc + 128;
+  static_assert(kStage % 16 == 0 && oRJ == oRI + 64 * 16, "stage layout");
+};
+// The block's copy sources, in shared memory (written once, read by every head's loads: kept out of
+// the registers, which the elementwise part needs). Pointers at the slice's first head; rows i0 / j0.
+struct DcbSrc {
+  const char *dy, *z, *x, *rec;      // head hh0: dy / z row i0, x row j0, records (b, h, chunk)
+  int64_t dyh, zh, xh, rech;         // bytes per head
+  int64_t dss, zss, xss;             // row strides (elements)
+  int nri, nrj;                      // valid rows of the dy / z and the x tiles
+};
+
+template <class T>
+__device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = DcbFast;
+  constexpr int LD = S::LD, BB = 64;
+  const SsdParams& p = bp.fwd;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  int x = blk;
+  const int sl = x % bw.s2; x /= bw.s2;
+  int tri = x % bw.ntri; x /= bw.ntri;
+  const int grp = x % bw.G; x /= bw.G;
+  const int k = x % bw.nc;
+  const int b = x / bw.nc;
+  const int tri_idx = tri;
+  int ib = 0;
+  while (tri > ib) { tri -= ib + 1; ++ib; }
+  const int jb = tri;
+  const int H = bw.H, hpg = bw.hpg, Q = bw.Q;
+  const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
+  const int64_t t0 = (int64_t)k * Q;
+  const int len = (int)lmin(Q, p.seqlen - t0);
+  const int i0 = ib * BB, j0 = jb * BB;
+  float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
+               (int64_t)tri_idx * BB * BB;
+  auto prow_of = [&](int h) {
+    return bw.prow + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
+  };
+  auto pcol_of = [&](int h) {
+    return bw.pcol + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
+  };
+  if (i0 >= len) {  // rows past the sequence: define the outputs as zeros
+    for (int i = tid; i < BB * BB; i += kThreads) dgt[i] = 0.f;
+    for (int hh = hh0; hh < hh1; ++hh)
+      if (tid < BB) {
+        prow_of(grp * hpg + hh)[tid] = 0.f;
+        pcol_of(grp * hpg + hh)[tid] = 0.f;
+      }
+    return;
+  }
+  const bool has_z = p.z != nullptr, has_seq = p.seq_idx != nullptr;
+  DcbSrc* src = reinterpret_cast<DcbSrc*>(smem + S::oSrc);
+  if (tid == 0) {
+    const int h0 = grp * hpg + hh0;
+    const int64_t es = sizeof(T);
+    src->dy = static_cast<const char*>(bp.dy) +
+              ((int64_t)b * bp.dy_batch_stride + (t0 + i0) * bp.dy_seq_stride + (int64_t)h0 * bp.dy_head_stride) * es;
+    src->z = has_z ? static_cast<const char*>(p.z) +
+                         ((int64_t)b * p.z_batch_stride + (t0 + i0) * p.z_seq_stride + (int64_t)h0 * p.z_head_stride) * es
+                   : nullptr;
+    src->x = static_cast<const char*>(p.x) +
+             ((int64_t)b * p.x_batch_stride + (t0 + j0) * p.x_seq_stride + (int64_t)h0 * p.x_head_stride) * es;
+    src->rec = reinterpret_cast<const char*>(bw.rec + (((int64_t)b * H + h0) * bw.nc + k) * Q);
+    src->dyh = bp.dy_head_stride * es;
+    src->zh = has_z ? p.z_head_stride * es : 0;
+    src->xh = p.x_head_stride * es;
+    src->rech = (int64_t)bw.nc * Q * 16;
+    src->dss = bp.dy_seq_stride;
+    src->zss = has_z ? p.z_seq_stride : 0;
+    src->xss = p.x_seq_stride;
+    src->nri = imin(BB, len - i0);
+    src->nrj = imin(BB, len - j0);
+  }
+  __syncthreads();
+  // head hh's copies into stage st, one cp.async group (valid rows: i0, j0 < len; past nri / nrj the
+  // tiles are zero-filled; the Q records of every chunk are defined, padding included)
+  auto load = [&](int hh, int st) {
+    const DcbSrc& q = *src;
+    const int u = hh - hh0;
+    char* sm = smem + st * S::kStage;
+    cp_tile64<64, LD>(reinterpret_cast<T*>(sm), reinterpret_cast<const T*>(q.dy + u * q.dyh), q.dss, q.nri);
+    if (has_z) cp_tile64<64, LD>(reinterpret_cast<T*>(sm + S::oZ), reinterpret_cast<const T*>(q.z + u * q.zh), q.zss, q.nri);
+    cp_tile64<64, LD>(reinterpret_cast<T*>(sm + S::oX), reinterpret_cast<const T*>(q.x + u * q.xh), q.xss, q.nrj);
+    const float4* rh = reinterpret_cast<const float4*>(q.rec + u * q.rech);
+    cp16(reinterpret_cast<float4*>(sm + S::oRI) + tid, rh + (tid < 64 ? i0 + tid : j0 + tid - 64), 16);
+    cp_async_commit();
+  };
+  float* colbuf = reinterpret_cast<float*>(smem + S::oCol);  // [4][64]
+  const int wr = 16 * warp;
+
+  // C·Bᵀ tile (read again for every head: it stays in L1)
+  const float* cbt = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+  float dga[8][4];
+  zero_acc(dga);
+
+  load(hh0, 0);
+  for (int hh = hh0; hh < hh1; ++hh) {
+    const int h = grp * hpg + hh;
+    const int st = (hh - hh0) & 1;
+    char* sm = smem + st * S::kStage;
+    T* dYs = reinterpret_cast<T*>(sm);
+    const T* Xs = reinterpret_cast<const T*>(sm + S::oX);
+    const float4* recI = reinterpret_cast<const float4*>(sm + S::oRI);
+    const float4* recJ = recI + 64;
+    if (hh + 1 < hh1) {
+      load(hh + 1, st ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    if (has_z) dy_convert<T>(dYs, dYs, reinterpret_cast<const T*>(sm + S::oZ), true);  // own chunks, in place
+    __syncthreads();  // every thread's copies (and dY) of this head are visible
+    float R[8][4];
+    zero_acc(R);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      FragA<T> a;
+      mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        FragB<T> b0, b1;
+        mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
+        mma::mma(R[2 * np], a, b0);
+        mma::mma(R[2 * np + 1], a, b1);
+      }
+    }
+    // elementwise: mask and decay, accumulate dG, sums of P (as dcb_role)
+    float rs[2] = {0.f, 0.f};
+    {
+      float4 ri[2];
+      ri[0] = recI[wr + g];
+      ri[1] = recI[wr + g + 8];
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        float2 gv[2];  // G at rows wr + g + 8hr, columns 8nt + 2t4 (+1)
+#pragma unroll
+        for (int hr = 0; hr < 2; ++hr)
+          gv[hr] = __ldg(reinterpret_cast<const float2*>(cbt + (wr + g + 8 * hr) * BB + 8 * nt + 2 * t4));
+        float cs[2] = {0.f, 0.f};  // column sums of this nt (the same sums as dcb_role's cs[nt])
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int jl = 8 * nt + 2 * t4 + e;
+          const float4 rj = recJ[jl];
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr) {
+            const int i = i0 + wr + g + 8 * hr, j = j0 + jl;
+            const bool in = j <= i && i < len && (!has_seq || sid_of(ri[hr]) == sid_of(rj));
+            const float L = in ? ex2(sdiff(ri[hr], rj)) : 0.f;
+            const float ldm = L * (R[nt][2 * hr + e] * rj.z);
+            dga[nt][2 * hr + e] += ldm;
+            // the diagonal is left out of P (see dcb_role)
+            const float pv = (j < i) ? ldm * (e ? gv[hr].y : gv[hr].x) : 0.f;
+            rs[hr] += pv;
+            cs[e] += pv;
+          }
+        }
+        // columns: 16 rows per warp (same butterfly as dcb_role, done per nt: fewer live registers),
+        // then the 4 warps through colbuf
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float v = cs[e];
+          v += __shfl_xor_sync(0xffffffffu, v, 4);
+          v += __shfl_xor_sync(0xffffffffu, v, 8);
+          v += __shfl_xor_sync(0xffffffffu, v, 16);
+          if (g == 0) colbuf[warp * 64 + 8 * nt + 2 * t4 + e] = v;
+        }
+      }
+    }
+    // rows: complete within the warp (all 64 columns)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) rs[hr] = quad_sum(rs[hr]);
+    if (t4 == 0) {
+      float* pr = prow_of(h);
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) pr[wr + g + 8 * hr] = rs[hr];
+    }
+    __syncthreads();  // colbuf complete; this head's tile and record readers are done
+    if (tid < BB) {
+      float s = 0.f;
+#pragma unroll
+      for (int w = 0; w < 4; ++w) s += colbuf[w * 64 + tid];
+      pcol_of(h)[tid] = s;
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int il = wr + g + 8 * hr, jl = 8 * nt + 2 * t4;
+      *reinterpret_cast<float2*>(dgt + il * BB + jl) = make_float2(dga[nt][2 * hr], dga[nt][2 * hr + 1]);
+    }
+}
+
+// Launch 2 with the fast dG role (16-bit paths only; the host selects it with fast_dcb_ok).
+template <class T>
+__global__ void __launch_bounds__(kThreads, 3)
+k_bwd_pass_dcb_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  extern __shared__ __align__(16) char smem[];
+  const int blk = blockIdx.x;
+  if (blk < bw.n2a) pass_role(bp, bw, blk);
+  else dcb_fast<T>(bp, bw, blk - bw.n2a, smem);
+}
+
 template <class T, int BP, int BN>
 struct MainLaunch {
   static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
@@ -2851,6 +3079,23 @@ bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
   return bw.nnt == 1;  // group roles with BN = N
 }
 
+// Fast dG role of launch 2 (k_bwd_pass_dcb_fast): see the conditions above that kernel. On with
+// SSD_FAST_BWD; build with -DSSD_FAST_BWD_DCB=0 to compare against the generic launch 2.
+#ifndef SSD_FAST_BWD_DCB
+#define SSD_FAST_BWD_DCB 1
+#endif
+// bw has its shapes and vector flags filled in; the compute path is 16-bit. dstate does not matter.
+bool fast_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
+  if (!SSD_FAST_BWD || !SSD_FAST_BWD_DCB) return false;
+  const SsdParams& p = bp.fwd;
+  const SsdDtype t = p.x_type;
+  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (bw.P != 64 || bw.Q % 64 != 0 || bw.BB != 64) return false;
+  if (bp.dy_type != t || (p.z && p.z_type != t)) return false;
+  if (!bw.vx || !bw.vdy) return false;
+  return !p.z || bw.vz;
+}
+
 template <class T>
 SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
   constexpr bool k16 = sizeof(T) == 2;
@@ -2937,7 +3182,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
 
   const size_t es = sizeof(T);
   size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
-  const size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
+  size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
   void (*k1)(SsdBackwardParams, Bw) = nullptr;
   void (*k3)(SsdBackwardParams, Bw) = nullptr;
   size_t smem3 = 0;
@@ -2976,6 +3221,12 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     }
   }
   void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
+  if constexpr (k16) {
+    if (fast_dcb_ok(bp, bw)) {
+      k2 = k_bwd_pass_dcb_fast<T>;
+      smem2 = DcbFast::kBytes;
+    }
+  }
   if (!k1 || !k3) {
     if (err) *err = "internal: no kernel instance";
     return SSD_ERR_INTERNAL;
