@@ -348,20 +348,121 @@ __device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
 // A = aᵀ (m = p, k = position), stored As[position][p] → kKM; B = v, stored Vs[position][n] → kKN.
 // 4 warps in a 2 (p) × 2 (n) grid, each 32 × BN1/2.
 // =============================================================================================
+// The block's tile of roles a / b (both instances): p-tile, n-tile, head, chunk, batch.
+struct OuterTile {
+  int pt, ntl, h, k, b, grp, len;
+  int64_t t0, bhc;
+};
+__device__ __forceinline__ OuterTile outer_tile(const SsdParams& p, const Bw& bw, int blk) {
+  OuterTile o;
+  int x = blk;
+  o.pt = x % bw.npt1; x /= bw.npt1;
+  o.ntl = x % bw.nnt1; x /= bw.nnt1;
+  o.h = x % bw.H; x /= bw.H;
+  o.k = x % bw.nc;
+  o.b = x / bw.nc;
+  o.grp = o.h / bw.hpg;
+  o.t0 = (int64_t)o.k * bw.Q;
+  o.len = (int)lmin(bw.Q, p.seqlen - o.t0);
+  o.bhc = ((int64_t)o.b * bw.H + o.h) * bw.nc + o.k;
+  return o;
+}
+// After chunk_prep (and a barrier): role a's first tile stores the chunk's records and decay; every
+// block fills the per-position weights w (role a: w_j d_j, role b: e_j). The caller syncs.
+template <bool DY>
+__device__ __forceinline__ void outer_weights(const SsdParams& p, const Bw& bw, const OuterTile& o, const float4* rec,
+                                              float* w) {
+  const int tid = threadIdx.x;
+  const float4 rl = rec[o.len - 1];
+  if constexpr (!DY) {
+    if (o.pt == 0 && o.ntl == 0) {
+      for (int j = tid; j < bw.Q; j += kThreads) bw.rec[o.bhc * bw.Q + j] = rec[j];
+      if (tid == 0) {
+        bool keep = true;
+        if (p.seq_idx) {
+          const int prev = o.k > 0 ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
+          keep = sid_of(rl) == prev;
+        }
+        bw.decay[o.bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
+      }
+    }
+    for (int j = tid; j < o.len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_of(rl);
+      w[j] = ok ? ex2(sdiff(rl, r)) * r.z : 0.f;
+    }
+  } else {
+    const int sid_prev = (p.seq_idx && o.k > 0) ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
+    for (int j = tid; j < o.len; j += kThreads) {
+      const float4 r = rec[j];
+      const bool ok = !p.seq_idx || sid_of(r) == sid_prev;
+      w[j] = ok ? ex2(r.x + r.y) : 0.f;
+    }
+  }
+}
+// The 64 × BN1 result (warp grid 2 × 2, each 32 × BN1/2) into states (role a) or dstates (role b).
+template <int BN1, bool DY>
+__device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, const float (&acc)[2][BN1 / 16][4]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+  const int wm = warp & 1, wn = warp >> 1;
+  const int P = bw.P, N = bw.N, p0 = o.pt * 64, n0 = o.ntl * BN1;
+  float* out = (DY ? bw.dstates : bw.states) + o.bhc * bw.PN;
+  const bool pair = (N % 2) == 0;
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < BN1 / 16; ++nt)
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int pr = p0 + 32 * wm + 16 * mt + g + 8 * hr;
+        const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
+        if (pr < P && nc < N) {
+          float* d = out + (int64_t)pr * N + nc;
+          if (pair && nc + 1 < N) {
+            *reinterpret_cast<float2*>(d) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+          } else {
+            d[0] = acc[mt][nt][2 * hr];
+            if (nc + 1 < N) d[1] = acc[mt][nt][2 * hr + 1];
+          }
+        }
+      }
+}
+
+// acc (warp grid 2 × 2, each 32 × BN1/2) += As[k][p]ᵀ · Vs[k][n] over k < 16·nk16 (at most KB),
+// p-rows < npv and n-columns < nnv (16-column groups past them skipped).
+template <class T, int BN1, int KB>
+__device__ __forceinline__ void outer_mma(float (&acc)[2][BN1 / 16][4], const T* As, int lda, const T* Vs, int ldv,
+                                          int nr, int npv, int nnv) {
+  const int warp = threadIdx.x >> 5, wm = warp & 1, wn = warp >> 1;
+#pragma unroll
+  for (int kk = 0; kk < KB / 16; ++kk) {
+    if (kk * 16 < nr && 32 * wm < npv) {
+      FragA<T> a[2];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, lda, 32 * wm + 16 * mt, 16 * kk);
+#pragma unroll
+      for (int np = 0; np < BN1 / 32; ++np) {
+        if (wn * (BN1 / 2) + 16 * np < nnv) {
+          FragB<T> b0, b1;
+          mma::ldB2<T, mma::kKN>(b0, b1, Vs, ldv, 16 * kk, wn * (BN1 / 2) + 16 * np);
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mma::mma(acc[mt][2 * np], a[mt], b0);
+            mma::mma(acc[mt][2 * np + 1], a[mt], b1);
+          }
+        }
+      }
+    }
+  }
+}
+
 template <class T, int BN1, bool DY>
 __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   constexpr int KB = 64, LDA = kLD, LDV = BN1 + 8, NT = BN1 / 16;
   const SsdParams& p = bp.fwd;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  int x = blk;
-  const int pt = x % bw.npt1; x /= bw.npt1;
-  const int ntl = x % bw.nnt1; x /= bw.nnt1;
-  const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
-  const int grp = h / bw.hpg;
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
+  const OuterTile o = outer_tile(p, bw, blk);
+  const int h = o.h, k = o.k, b = o.b, grp = o.grp, len = o.len;
+  const int64_t t0 = o.t0;
   if (DY && k == 0 && !p.initial_states) return;  // dL/dH_{-1} is not needed
 
   float4* rec = reinterpret_cast<float4*>(smem);
@@ -369,38 +470,12 @@ __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw
   float* w = reinterpret_cast<float*>(smem + kRecBytes + 64);
   T* As = reinterpret_cast<T*>(smem + kHdr);  // [KB][LDA]
   T* Vs = As + KB * LDA;                      // [KB][LDV]
-  const int p0 = pt * 64, n0 = ntl * BN1;
+  const int p0 = o.pt * 64, n0 = o.ntl * BN1;
   const int npv = imin(64, bw.P - p0), nnv = imin(BN1, bw.N - n0);
-  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
 
   chunk_prep(p, b, h, t0, len, DY ? len : bw.Q, rec, wsum);
   __syncthreads();
-  const float4 rl = rec[len - 1];
-  if constexpr (!DY) {
-    if (pt == 0 && ntl == 0) {
-      for (int j = tid; j < bw.Q; j += kThreads) bw.rec[bhc * bw.Q + j] = rec[j];
-      if (tid == 0) {
-        bool keep = true;
-        if (p.seq_idx) {
-          const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-          keep = sid_of(rl) == prev;
-        }
-        bw.decay[bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
-      }
-    }
-    for (int j = tid; j < len; j += kThreads) {
-      const float4 r = rec[j];
-      const bool ok = !p.seq_idx || sid_of(r) == sid_of(rl);
-      w[j] = ok ? ex2(sdiff(rl, r)) * r.z : 0.f;
-    }
-  } else {
-    const int sid_prev = (p.seq_idx && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-    for (int j = tid; j < len; j += kThreads) {
-      const float4 r = rec[j];
-      const bool ok = !p.seq_idx || sid_of(r) == sid_prev;
-      w[j] = ok ? ex2(r.x + r.y) : 0.f;
-    }
-  }
+  outer_weights<DY>(p, bw, o, rec, w);
   __syncthreads();
 
   const void* vsrc = DY ? p.C : p.B;
@@ -411,7 +486,6 @@ __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw
                            : (int64_t)b * p.B_batch_stride + t0 * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0;
   const int64_t xbase = (int64_t)b * p.x_batch_stride + t0 * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0;
 
-  const int wm = warp & 1, wn = warp >> 1;
   float acc[2][NT][4];
 #pragma unroll
   for (int a = 0; a < 2; ++a) zero_acc(acc[a]);
@@ -436,49 +510,10 @@ __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw
       else zero8(f);
     });
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < KB / 16; ++kk) {
-      if (kk * 16 < nr && 32 * wm < npv) {
-        FragA<T> a[2];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, LDA, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-          if (wn * (BN1 / 2) + 16 * np < nnv) {
-            FragB<T> b0, b1;
-            mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, wn * (BN1 / 2) + 16 * np);
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-              mma::mma(acc[mt][2 * np], a[mt], b0);
-              mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-            }
-          }
-        }
-      }
-    }
+    outer_mma<T, BN1, KB>(acc, As, LDA, Vs, LDV, nr, npv, nnv);
   }
 
-  const int P = bw.P, N = bw.N;
-  float* out = (DY ? bw.dstates : bw.states) + bhc * bw.PN;
-  const bool pair = (N % 2) == 0;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int pr = p0 + 32 * wm + 16 * mt + g + 8 * hr;
-        const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
-        if (pr < P && nc < N) {
-          float* o = out + (int64_t)pr * N + nc;
-          if (pair && nc + 1 < N) {
-            *reinterpret_cast<float2*>(o) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
-          } else {
-            o[0] = acc[mt][nt][2 * hr];
-            if (nc + 1 < N) o[1] = acc[mt][nt][2 * hr + 1];
-          }
-        }
-      }
+  outer_store<BN1, DY>(bw, o, acc);
 }
 
 // Launch 1, role c: C·Bᵀ per (b, chunk, group, lower-triangular BB × BB block) into cb (as the
@@ -594,23 +629,6 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
         if (r < BB && c < BB)
           *reinterpret_cast<float2*>(out + r * BB + c) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
       }
-}
-
-template <class T, int BN1>
-__global__ void __launch_bounds__(kThreads, 3)
-k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  extern __shared__ __align__(16) char smem[];
-  int blk = blockIdx.x;
-  if (blk < bw.n1a) {
-    outer_role<T, BN1, false>(bp, bw, blk, smem);
-    return;
-  }
-  blk -= bw.n1a;
-  if (blk < bw.n1b) {
-    outer_role<T, BN1, true>(bp, bw, blk, smem);
-    return;
-  }
-  cb_role<T>(bp, bw, blk - bw.n1b, smem);
 }
 
 // =============================================================================================
@@ -1577,24 +1595,17 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
   using F = PrepFast<BN1, DY>;
   constexpr int KB = F::KB, LDA = F::LDA, LDV = F::LDV, NT = BN1 / 16;
   const SsdParams& p = bp.fwd;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  int x = blk;
-  const int pt = x % bw.npt1; x /= bw.npt1;
-  const int ntl = x % bw.nnt1; x /= bw.nnt1;
-  const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
-  const int grp = h / bw.hpg;
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
-  if (DY && k == 0 && !p.initial_states) return;  // dL/dH_{-1} is not needed
+  const int tid = threadIdx.x;
+  const OuterTile o = outer_tile(p, bw, blk);
+  const int h = o.h, b = o.b, grp = o.grp, len = o.len;
+  const int64_t t0 = o.t0;
+  if (DY && o.k == 0 && !p.initial_states) return;  // dL/dH_{-1} is not needed
 
   float4* rec = reinterpret_cast<float4*>(smem);
   double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
   float* w = reinterpret_cast<float*>(smem + kRecBytes + 64);
   T* st = reinterpret_cast<T*>(smem + kHdr);  // [2][kStage]
-  const int p0 = pt * 64, n0 = ntl * BN1;
-  const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+  const int p0 = o.pt * 64, n0 = o.ntl * BN1;
   const T* ag;  // row 0 of the chunk's a tile (x or dy), its p-tile
   int64_t ass;
   const T* zg = nullptr;
@@ -1631,35 +1642,9 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
 
   chunk_prep(p, b, h, t0, len, DY ? len : bw.Q, rec, wsum);
   __syncthreads();
-  const float4 rl = rec[len - 1];
-  if constexpr (!DY) {
-    if (pt == 0 && ntl == 0) {
-      for (int j = tid; j < bw.Q; j += kThreads) bw.rec[bhc * bw.Q + j] = rec[j];
-      if (tid == 0) {
-        bool keep = true;
-        if (p.seq_idx) {
-          const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-          keep = sid_of(rl) == prev;
-        }
-        bw.decay[bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
-      }
-    }
-    for (int j = tid; j < len; j += kThreads) {
-      const float4 r = rec[j];
-      const bool ok = !p.seq_idx || sid_of(r) == sid_of(rl);
-      w[j] = ok ? ex2(sdiff(rl, r)) * r.z : 0.f;
-    }
-  } else {
-    const int sid_prev = (p.seq_idx && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-    for (int j = tid; j < len; j += kThreads) {
-      const float4 r = rec[j];
-      const bool ok = !p.seq_idx || sid_of(r) == sid_prev;
-      w[j] = ok ? ex2(r.x + r.y) : 0.f;
-    }
-  }
+  outer_weights<DY>(p, bw, o, rec, w);
   __syncthreads();
 
-  const int wm = warp & 1, wn = warp >> 1;
   float acc[2][NT][4];
 #pragma unroll
   for (int a = 0; a < 2; ++a) zero_acc(acc[a]);
@@ -1701,56 +1686,32 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
       *reinterpret_cast<uint4*>(As + o) = v;
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < KB / 16; ++kk) {
-      if (kk * 16 < nr) {
-        FragA<T> a[2];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, LDA, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, wn * (BN1 / 2) + 16 * np);
-#pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
-            mma::mma(acc[mt][2 * np], a[mt], b0);
-            mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-          }
-        }
-      }
-    }
+    outer_mma<T, BN1, KB>(acc, As, LDA, Vs, LDV, nr, 64, BN1);
     __syncthreads();  // every warp is done with stage ib & 1 before iteration ib + 1 refills it
   }
 
-  const int N = bw.N;
-  float* out = (DY ? bw.dstates : bw.states) + bhc * bw.PN;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int pr = p0 + 32 * wm + 16 * mt + g + 8 * hr;
-        const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
-        *reinterpret_cast<float2*>(out + (int64_t)pr * N + nc) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
-      }
+  outer_store<BN1, DY>(bw, o, acc);
 }
 
-template <class T, int BN1>
+// Launch 1: roles a and b (the fast instance or outer_role), then role c.
+template <class T, int BN1, bool FAST>
 __global__ void __launch_bounds__(kThreads, 3)
-k_bwd_prep_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
-  if (blk < bw.n1a) {
-    outer_role_fast<T, BN1, false>(bp, bw, blk, smem);
+  if (blk < bw.n1a + bw.n1b) {
+    const bool dy = blk >= bw.n1a;
+    if (dy) blk -= bw.n1a;
+    if constexpr (FAST) {
+      if (dy) outer_role_fast<T, BN1, true>(bp, bw, blk, smem);
+      else outer_role_fast<T, BN1, false>(bp, bw, blk, smem);
+    } else {
+      if (dy) outer_role<T, BN1, true>(bp, bw, blk, smem);
+      else outer_role<T, BN1, false>(bp, bw, blk, smem);
+    }
     return;
   }
-  blk -= bw.n1a;
-  if (blk < bw.n1b) {
-    outer_role_fast<T, BN1, true>(bp, bw, blk, smem);
-    return;
-  }
-  cb_role<T>(bp, bw, blk - bw.n1b, smem);
+  cb_role<T>(bp, bw, blk - bw.n1a - bw.n1b, smem);
 }
 
 // dY = dy ⊙ silu(z) for this thread's cp_tile64<64, 72> chunks: raw dy in Dy, z in Zr (or none),
@@ -3186,11 +3147,11 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   void (*k1)(SsdBackwardParams, Bw) = nullptr;
   void (*k3)(SsdBackwardParams, Bw) = nullptr;
   size_t smem3 = 0;
-  if (tl.BN1 == 64) k1 = k_bwd_prep<T, 64>;
-  else if constexpr (k16) k1 = k_bwd_prep<T, 128>;
+  if (tl.BN1 == 64) k1 = k_bwd_prep<T, 64, false>;
+  else if constexpr (k16) k1 = k_bwd_prep<T, 128, false>;
   if constexpr (k16) {
     if (fast_prep_ok(bp, bw, tl.BN1)) {  // role b's stages (with the raw z tile) are the larger
-      k1 = tl.BN1 == 64 ? k_bwd_prep_fast<T, 64> : k_bwd_prep_fast<T, 128>;
+      k1 = tl.BN1 == 64 ? k_bwd_prep<T, 64, true> : k_bwd_prep<T, 128, true>;
       smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmem : PrepFast<128, true>::kSmem,
                                2 * 64 * kLD * es);
     }
