@@ -36,7 +36,8 @@
 //      head loops would otherwise give few, very long blocks (ngroups 1, 32 heads: 640 dG blocks of
 //      32 heads each on G1).
 //   4. k_bwd_ddt       per (b, chunk, head): assembles ds, reverse cumulative sum → da, then ddt,
-//                      and per-(b, chunk, head) partials of dA and dDtBias; plus, with several head
+//                      and per-(b, chunk, head) partials of dA and dDtBias (dD: its position-block
+//                      partials summed in place); plus, with several head
 //                      slices in launch 3, blocks that sum the dB / dC partials in slice order.
 //      Terms that enter ds twice with opposite signs and cancel exactly in da (the diagonal P_ii, and
 //      q_last) are left out: with large steps the true da is tiny and they would leave rounding noise.
@@ -2374,11 +2375,12 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   }
 }
 
-// Launch 3 with the fast main role; roles b/c: group_role with BN = N, or group_fast (opt-in, below).
-// SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 (default) group_fast for dstate 64; 2 group_fast for
-// dstate 64 and 128 (there it spills a few registers at 3 blocks per SM: not yet worth it).
+// Launch 3 with the fast main role; roles b/c: group_role with BN = N, or group_fast (below).
+// SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 group_fast for dstate 64; 2 (default) group_fast for
+// dstate 64 and 128. For 128 nvcc spills 20 bytes at 3 blocks per SM, yet launch 3 is 15% faster on G1
+// than with group_role (device run S6-1).
 #ifndef SSD_FAST_BWD_GROUP
-#define SSD_FAST_BWD_GROUP 1
+#define SSD_FAST_BWD_GROUP 2
 #endif
 template <int N>
 struct GroupFastOn {
@@ -2807,9 +2809,35 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
       bw.pdb[o] = sc;
     }
   }
+  // dD: this (b, chunk, head)'s partials summed over its position blocks (and, with D per head, over
+  // the channels) into the first row of its partials, in a fixed order, for launch 5.
+  if (bp.dD) {
+    const int P = bw.P, nbb = bw.nbb;
+    float* src = bw.pdD + (((int64_t)b * bw.nc + k) * bw.H + h) * nbb * P;
+    if (p.D_per_channel) {
+      for (int col = tid; col < P; col += 256) {  // each column read and written by one thread
+        float v = 0.f;
+        for (int rr = 0; rr < nbb; ++rr) v += src[(int64_t)rr * P + col];
+        src[col] = v;
+      }
+    } else {
+      float v = 0.f;
+      for (int i = tid; i < nbb * P; i += 256) v += src[i];
+      v = warp_sum(v);
+      __syncthreads();  // fred[0] (Σ q above) is no longer read
+      if (lane == 0) fred[0][warp] = v;
+      __syncthreads();
+      if (tid == 0) {
+        float tot = 0.f;
+        for (int w = 0; w < 8; ++w) tot += fred[0][w];
+        src[0] = tot;
+      }
+    }
+  }
 }
 
-// Launch 5: per head, fixed-order sums of the partials: dA, dDtBias, dD.
+// Launch 5: per head, fixed-order sums of the partials: dA, dDtBias, and dD from the per-(b, chunk,
+// head) sums launch 4 left in the first row of each one's partials.
 __global__ void __launch_bounds__(kThreads)
 k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw, int nbc) {
   __shared__ double red[kThreads];
@@ -2838,23 +2866,18 @@ k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant
   }
   if (bp.dD) {
     const int P = bw.P;
-    const int64_t per = (int64_t)bw.nbb * P;  // floats per (b, c, h)
+    const int64_t per = (int64_t)bw.nbb * P;  // floats per (b, c, h); launch 4's sum is the first row
     if (p.D_per_channel) {
       for (int col = tid; col < P; col += kThreads) {
+        const float* src = bw.pdD + (int64_t)h * per + col;
         double s = 0.0;
-        for (int m = 0; m < nbc; ++m) {
-          const float* src = bw.pdD + ((int64_t)m * H + h) * per + col;
-          for (int rr = 0; rr < bw.nbb; ++rr) s += src[(int64_t)rr * P];
-        }
+#pragma unroll 8
+        for (int m = 0; m < nbc; ++m) s += src[(int64_t)m * H * per];
         bp.dD[(int64_t)h * P + col] = (float)s;
       }
     } else {
       double s = 0.0;
-      const int64_t total = (int64_t)nbc * per;
-      for (int64_t i = tid; i < total; i += kThreads) {
-        const int64_t m = i / per, rest = i - m * per;
-        s += bw.pdD[(m * H + h) * per + rest];
-      }
+      for (int m = tid; m < nbc; m += kThreads) s += bw.pdD[((int64_t)m * H + h) * per];
       s = block_sum(s);
       if (tid == 0) bp.dD[h] = (float)s;
     }
