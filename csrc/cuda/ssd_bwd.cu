@@ -97,6 +97,7 @@ struct Bw {
   int vx, vdy, vz, vB, vC, vdx, vdz, vdB, vdC;  // 8-element vector access allowed
   int st4, pass4;      // states rows allow float4 (N % 4 == 0); state pass may use float4
   int want_dz;
+  int tslab;           // launch 2 leaves H_{k-1} / G_k as T in their slabs for the fast launch 3 (tslab_index)
   int64_t PN;
   float4* rec;     // (b, h, c, Q)            position records of every chunk (padding: d = 0)
   float* decay;    // (b, h, c)               keep · exp(s_last)
@@ -124,6 +125,10 @@ struct Bw {
 //   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9),
 // so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.
 __device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
+// With bw.tslab, launch 2 rounds H_{k-1} and G_k to T once and stores them in their fp32 slabs, in the
+// first half of each 512-element segment (the segment one pass_role block owns): element e of the
+// p·n slab at T-index tslab_index(e). A row of dstate 64 or 128 stays contiguous.
+__device__ __forceinline__ int tslab_index(int e) { return ((e >> 9) << 10) + (e & 511); }
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -658,6 +663,7 @@ __device__ __forceinline__ void st4(float* p, int cnt, bool vec, const float v[4
     if (u < cnt) p[u] = v[u];
 }
 
+template <class T>
 __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw& bw, int blk) {
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -700,6 +706,11 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
   float gr[4];
   if (bp.d_final_states) ld4(bp.d_final_states + bh * PN + eo, cnt, vec, gr);
   else gr[0] = gr[1] = gr[2] = gr[3] = 0.f;
+  // bw.tslab (16-bit fast launch 3 only; PN is a multiple of 512, cnt = 4): G_k and H_{k-1} go out as
+  // T (4 values, 8 bytes) at T-index es·1024 + 4·tid of their slabs, over bytes other threads of
+  // this block read as fp32: a barrier separates the block's loads of a chunk from those stores.
+  bool ts = false;
+  if constexpr (sizeof(T) == 2) ts = bw.tslab != 0;
   for (int k1 = nc - 1; k1 >= 0; k1 -= LA) {
     float hp[LA][4], dh[LA][4], a[LA];
 #pragma unroll
@@ -712,6 +723,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
         a[u] = dec[k];
       }
     }
+    if (ts) __syncthreads();  // block-uniform
 #pragma unroll
     for (int u = 0; u < LA; ++u) {
       const int k = k1 - u;
@@ -719,7 +731,16 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
         float dot = 0.f;
 #pragma unroll
         for (int q = 0; q < 4; ++q) dot = fmaf(gr[q], hp[u][q], dot);
-        st4(Dd + (int64_t)k * PN, cnt, vec, gr);
+        if constexpr (sizeof(T) == 2) {
+          if (ts) {
+            const int64_t o = 2 * (bh * nc + k) * PN + es * 1024 + 4 * tid;  // T-index
+            *reinterpret_cast<uint2*>(reinterpret_cast<T*>(bw.dstates) + o) =
+                make_uint2(mma::pack2<T>(gr[0], gr[1]), mma::pack2<T>(gr[2], gr[3]));
+            *reinterpret_cast<uint2*>(reinterpret_cast<T*>(bw.states) + o) =
+                make_uint2(mma::pack2<T>(hp[u][0], hp[u][1]), mma::pack2<T>(hp[u][2], hp[u][3]));
+          }
+        }
+        if (!ts) st4(Dd + (int64_t)k * PN, cnt, vec, gr);
 #pragma unroll
         for (int q = 0; q < 4; ++q) gr[q] = fmaf(a[u], gr[q], dh[u][q]);
         const float v = warp_sum(a[u] * dot);
@@ -927,7 +948,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role(bp, bw, blk);
+  if (blk < bw.n2a) pass_role<T>(bp, bw, blk);
   else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
 }
 
@@ -1510,8 +1531,8 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // it (fast_main_ok); roles b/c (dB / dC) are the generic group_role, instantiated with BN = N.
 // Differences from main_role:
 //   - x, dy, z, C, B tiles and the position records are loaded by cp.async (zero-filled past the
-//     sequence: no bounds checks inside the tiles); the fp32 state slabs H_{k-1} / G_k are read as
-//     float4 through registers and stored as T (the same rounding as main_role);
+//     sequence: no bounds checks inside the tiles); so are the state slabs H_{k-1} / G_k, which launch
+//     2 left rounded to T (the same rounding as main_role; load_slab);
 //   - dY = dy ⊙ silu(z) is formed once per 64-row tile in shared memory (from raw dy / z tiles);
 //   - the decay-masked C·Bᵀ operands are read straight from global memory into registers (as the
 //     forward's fast scan), with warp-uniform skipping of the tiles above / below the diagonal;
@@ -1748,6 +1769,36 @@ __device__ __forceinline__ void unpack8(const uint4& u, float f[8], bool bf) {
   }
 }
 
+// Launch 3, fast path: roles b/c are group_role with BN = N, or group_fast (below).
+// SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 group_fast for dstate 64; 2 (default) group_fast for
+// dstate 64 and 128. For 128 nvcc spills 20 bytes at 3 blocks per SM, yet launch 3 is 15% faster on G1
+// than with group_role (device run S6-1).
+#ifndef SSD_FAST_BWD_GROUP
+#define SSD_FAST_BWD_GROUP 2
+#endif
+template <int N>
+struct GroupFastOn {
+  static constexpr bool value = SSD_FAST_BWD_GROUP >= (N == 64 ? 1 : 2);
+};
+// Where they are group_fast, launch 2 leaves the state slabs as T (bw.tslab), and every reader in the
+// fast launch 3 copies them by cp.async (load_slab); group_role reads fp32.
+template <class T, int N, int LD>
+__device__ __forceinline__ void cp_slab(T* dst, const T* src) {
+  constexpr int VPR = N / 8, TOT = 64 * VPR / kThreads;
+#pragma unroll
+  for (int u = 0; u < TOT; ++u) {
+    const int vi = threadIdx.x + u * kThreads, rr = vi / VPR, c = (vi % VPR) * 8;
+    cp16(dst + rr * LD + c, src + tslab_index(rr * N + c), 16);
+  }
+}
+// The slab of (b, h, c) at `slab` (fp32 offset bhc·PN) → dst[r·LD + c] as T: by cp.async in the
+// caller's next group where launch 2 left it as T, else through registers now (slab_to_smem).
+template <class T, int N, int LD, int BATCH = 4>
+__device__ __forceinline__ void load_slab(T* dst, const float* slab) {
+  if constexpr (GroupFastOn<N>::value) cp_slab<T, N, LD>(dst, reinterpret_cast<const T*>(slab));
+  else slab_to_smem<T, N, LD, BATCH>(dst, slab);
+}
+
 template <int N>
 struct MainFast {
   static constexpr int LDX = 72, LDC = N + 8, LDY = 68;
@@ -1820,8 +1871,8 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
                       static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride +
                           (int64_t)grp * p.C_group_stride,
                       p.C_seq_stride, nrows);
+  if (has_prev) load_slab<T, N, LDC>(Wb, bw.states + bhc * bw.PN);
   cp_async_commit();
-  if (has_prev) slab_to_smem<T, N, LDC>(Wb, bw.states + bhc * bw.PN);
   cp_async_wait<0>();
   if (has_z) dy_convert<T>(dYo, S0, S1, true);  // this thread's own chunks
   __syncthreads();
@@ -2021,12 +2072,12 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
                     static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride +
                         (int64_t)grp * p.B_group_stride,
                     p.B_seq_stride, nrows);
+  load_slab<T, N, LDC>(Wb, bw.dstates + bhc * bw.PN);
   cp_async_commit();
   if (r < ilast) {  // raw dy / z of the next block
     load_dyz(r + 1, S0);
     cp_async_commit();
   }
-  slab_to_smem<T, N, LDC>(Wb, bw.dstates + bhc * bw.PN);
   if (r < ilast) cp_async_wait<1>();
   else cp_async_wait<0>();
   __syncthreads();
@@ -2174,16 +2225,23 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
 // 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fast). The other operand
 // rows and the per-head x / dy / z tiles come by cp.async (zero-filled past the sequence); each
 // thread then scales (and gates) its own chunks in place: the same fp32 expression and single
-// rounding to T as group_role's loaders. The state slabs come as float4 through registers.
+// rounding to T as group_role's loaders. The state slabs come by cp.async too, as T (load_slab).
+// The head loop runs two stages deep (tiles, slab and position records of head hh + 1 are copied
+// while head hh is weighted and multiplied); the first head's copies overlap the intra-chunk part.
 template <int N>
 struct GroupFast {
   static constexpr int LDA = 72, LDV = N + 8, LDO = N + 4;
   static constexpr int kA = 64 * LDA * 2;
   static constexpr int kV = 64 * LDV * 2;
   static constexpr int kS = 64 * kLDS * 4;
-  static constexpr int kO = 64 * LDO * 4;  // fp32 output staging, aliases everything
-  static constexpr int oA = 0, oZ = kA, oV = 2 * kA, oS = 2 * kA + kV;
-  static constexpr int kBytes = (oS + kS > kO) ? oS + kS : kO;
+  static constexpr int kO = 64 * LDO * 4;         // fp32 output staging, aliases everything
+  static constexpr int kR = 80 * 16;              // position records: rows r0.. (64), the last (64)
+  static constexpr int kStage = 2 * kA + kV + kR; // one head: A (x or dy), Z (raw z), V (slab), records
+  static constexpr int oA = 0, oZ = kA, oV = 2 * kA, oR = 2 * kA + kV;
+  // the intra-chunk part (before the head loop) uses stage 1: dG tile at its A/Z, operand rows at its V
+  static constexpr int oS = kStage, oVi = kStage + oV;
+  static_assert(kS <= 2 * kA, "dG tile in A/Z");
+  static constexpr int kBytes = (2 * kStage > kO) ? 2 * kStage : kO;
 };
 
 template <class T, int N, bool DB>
@@ -2204,17 +2262,48 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   const int r0 = r * 64;
   const int nrows = imin(64, len - r0);
   if (nrows <= 0) return;
-  T* As = reinterpret_cast<T*>(smem + S::oA);          // [64][LDA]
-  T* Zs = reinterpret_cast<T*>(smem + S::oZ);          // [64][LDA] raw z (dC)
-  T* Vs = reinterpret_cast<T*>(smem + S::oV);          // [64][LDV]
-  float* cbs = reinterpret_cast<float*>(smem + S::oS); // [64][kLDS]
-  float* Os = reinterpret_cast<float*>(smem);          // [64][LDO]
+  float* cbs = reinterpret_cast<float*>(smem + S::oS);  // [64][kLDS] (intra part)
+  T* Vi = reinterpret_cast<T*>(smem + S::oVi);          // [64][LDV]  (intra part)
+  float* Os = reinterpret_cast<float*>(smem);           // [64][LDO]
   const int wr = 16 * warp;
   const bool has_seq = p.seq_idx != nullptr;
+  const bool has_z = !DB && p.z != nullptr;
   const float* dgg = bw.dg + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * 4096;
   const T* vsrc = DB ? static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + t0 * p.C_seq_stride + (int64_t)grp * p.C_group_stride
                      : static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + t0 * p.B_seq_stride + (int64_t)grp * p.B_group_stride;
   const int64_t vss = DB ? p.C_seq_stride : p.B_seq_stride;
+  const int hh0 = sl * bw.h3, hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
+  const bool states_part = (DB || k > 0 || p.initial_states != nullptr) && hh0 < hh1;
+  // head hh's tiles (x, or raw dy and z), state slab (G_k or H_{k-1}, T) and records → stage st
+  auto issue = [&](int hh, int st) {
+    char* base = smem + st * S::kStage;
+    T* As = reinterpret_cast<T*>(base + S::oA);
+    const int h = grp * bw.hpg + hh;
+    const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
+    if constexpr (DB) {
+      cp_tile64<64, LDA>(As,
+                         static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (t0 + r0) * p.x_seq_stride +
+                             (int64_t)h * p.x_head_stride,
+                         p.x_seq_stride, nrows);
+    } else {
+      cp_tile64<64, LDA>(As,
+                         static_cast<const T*>(bp.dy) + (int64_t)b * bp.dy_batch_stride + (t0 + r0) * bp.dy_seq_stride +
+                             (int64_t)h * bp.dy_head_stride,
+                         bp.dy_seq_stride, nrows);
+      if (has_z)
+        cp_tile64<64, LDA>(reinterpret_cast<T*>(base + S::oZ),
+                           static_cast<const T*>(p.z) + (int64_t)b * p.z_batch_stride + (t0 + r0) * p.z_seq_stride +
+                               (int64_t)h * p.z_head_stride,
+                           p.z_seq_stride, nrows);
+    }
+    load_slab<T, N, LDV>(reinterpret_cast<T*>(base + S::oV), (DB ? bw.dstates : bw.states) + bhc * bw.PN);
+    float4* rs = reinterpret_cast<float4*>(base + S::oR);
+    const float4* rh = bw.rec + bhc * Q;  // records exist for all Q positions (padding past len)
+    if (tid < 64) cp16(rs + tid, rh + r0 + tid, 16);
+    else if (tid == 64) cp16(rs + 64, rh + len - 1, 16);
+    cp_async_commit();
+  };
+  if (states_part) issue(hh0, 0);  // in flight during the intra-chunk part
 
   float acc[NT][4];
   zero_acc(acc);
@@ -2225,8 +2314,8 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
     const int o0 = ob * 64;
     if (o0 >= len) break;
     const int nro = imin(64, len - o0);
-    __syncthreads();  // previous readers of Vs / cbs are done
-    cp_tile64<N, LDV>(Vs, vsrc + (int64_t)o0 * vss, vss, nro);
+    __syncthreads();  // previous readers of Vi / cbs are done
+    cp_tile64<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
     cp_async_commit();
     {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order.
       const int tix = DB ? ob * (ob + 1) / 2 + r : r * (r + 1) / 2 + ob;
@@ -2263,48 +2352,33 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
 #pragma unroll
         for (int np = 0; np < N / 16; ++np) {
           FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, 16 * np);
+          mma::ldB2<T, mma::kKN>(b0, b1, Vi, LDV, 16 * kk, 16 * np);
           mma::mma(acc[2 * np], a, b0);
           mma::mma(acc[2 * np + 1], a, b1);
         }
       }
     }
   }
-  // ---- through the states, over the heads of the slice in order
-  if (DB || k > 0 || p.initial_states != nullptr) {
-    const bool has_z = !DB && p.z != nullptr;
+  // ---- through the states, over the heads of the slice in order, two stages: head hh + 1's copies
+  // run during head hh's weighting and products
+  if (states_part) {
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-    const int hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
-    for (int hh = sl * bw.h3; hh < hh1; ++hh) {
-      const int h = grp * bw.hpg + hh;
-      const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
-      const float4* rh = bw.rec + bhc * Q;
-      __syncthreads();  // previous readers of As / Zs / Vs are done
-      if constexpr (DB) {
-        cp_tile64<64, LDA>(As,
-                           static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (t0 + r0) * p.x_seq_stride +
-                               (int64_t)h * p.x_head_stride,
-                           p.x_seq_stride, nrows);
-      } else {
-        cp_tile64<64, LDA>(As,
-                           static_cast<const T*>(bp.dy) + (int64_t)b * bp.dy_batch_stride + (t0 + r0) * bp.dy_seq_stride +
-                               (int64_t)h * bp.dy_head_stride,
-                           bp.dy_seq_stride, nrows);
-        if (has_z)
-          cp_tile64<64, LDA>(Zs,
-                             static_cast<const T*>(p.z) + (int64_t)b * p.z_batch_stride + (t0 + r0) * p.z_seq_stride +
-                                 (int64_t)h * p.z_head_stride,
-                             p.z_seq_stride, nrows);
-      }
-      cp_async_commit();
-      slab_to_smem<T, N, LDV, (N > 64 ? 2 : 4)>(Vs, (DB ? bw.dstates : bw.states) + bhc * bw.PN);  // acc: 4N/8 floats
-      const float4 rl = rh[len - 1];
-      cp_async_wait<0>();
+    for (int hh = hh0; hh < hh1; ++hh) {
+      const int st = (hh - hh0) & 1;
+      char* base = smem + st * S::kStage;
+      T* As = reinterpret_cast<T*>(base + S::oA);
+      const T* Zs = reinterpret_cast<const T*>(base + S::oZ);
+      const T* Vs = reinterpret_cast<const T*>(base + S::oV);
+      const float4* rs = reinterpret_cast<const float4*>(base + S::oR);
+      cp_async_wait<0>();  // this thread's copies of head hh
+      __syncthreads();     // everyone's copies of head hh visible; stage st ^ 1 (head hh - 1 or the intra part) free
+      if (hh + 1 < hh1) issue(hh + 1, st ^ 1);
+      const float4 rl = rs[64];
 #pragma unroll
       for (int u = 0; u < 4; ++u) {  // this thread's own chunks: f = (x or dy·silu(z)) · sc, one rounding
         const int o = (tid / 8 + 16 * u) * LDA + (tid % 8) * 8;
         // the row weight (row tid/8 + 16u; padding records past len)
-        const float4 rj = __ldg(rh + r0 + tid / 8 + 16 * u);
+        const float4 rj = rs[tid / 8 + 16 * u];
         float scu;
         if constexpr (DB) scu = (!has_seq || sid_of(rj) == sid_of(rl)) ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
         else scu = (!has_seq || sid_of(rj) == sid_prev) ? ex2(rj.x + rj.y) : 0.f;
@@ -2375,17 +2449,7 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   }
 }
 
-// Launch 3 with the fast main role; roles b/c: group_role with BN = N, or group_fast (below).
-// SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 group_fast for dstate 64; 2 (default) group_fast for
-// dstate 64 and 128. For 128 nvcc spills 20 bytes at 3 blocks per SM, yet launch 3 is 15% faster on G1
-// than with group_role (device run S6-1).
-#ifndef SSD_FAST_BWD_GROUP
-#define SSD_FAST_BWD_GROUP 2
-#endif
-template <int N>
-struct GroupFastOn {
-  static constexpr bool value = SSD_FAST_BWD_GROUP >= (N == 64 ? 1 : 2);
-};
+// Launch 3 with the fast main role; roles b/c: group_fast (or group_role, see GroupFastOn).
 template <class T, int N>
 struct MainFastLaunch {
   static constexpr int kG = GroupFastOn<N>::value ? GroupFast<N>::kBytes : GroupSmem<T, N>::kBytes;
@@ -2633,7 +2697,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_pass_dcb_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role(bp, bw, blk);
+  if (blk < bw.n2a) pass_role<T>(bp, bw, blk);
   else dcb_fast<T>(bp, bw, blk - bw.n2a, smem);
 }
 
@@ -3198,9 +3262,11 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       if (bw.N == 64) {
         k3 = k_bwd_main_fast<T, 64>;
         smem3 = MainFastLaunch<T, 64>::kSmem;
+        bw.tslab = GroupFastOn<64>::value;
       } else {
         k3 = k_bwd_main_fast<T, 128>;
         smem3 = MainFastLaunch<T, 128>::kSmem;
+        bw.tslab = GroupFastOn<128>::value;
       }
     }
   }
