@@ -14,11 +14,14 @@
 //           first tile also stores the chunk's position records (cumsum, d, seq) and its decay.
 //        b. dHoff_k = Σ_i e_i dY_i ⊗ C_i, the gradient reaching H_{k-1} from the chunk's outputs,
 //           into `dstates`.
-//        c. C·Bᵀ per (b, chunk, group), lower-triangular BB×BB blocks (BB = min(Q, 64)), as the forward.
+//        c. C·Bᵀ per (b, chunk, group), lower-triangular BB×BB blocks (BB = min(Q, 64)), as the forward:
+//           row-major for the generic launches 2 / 3, in mma-fragment order for the fast ones (and
+//           transposed for the fast launch 3).
 //   2. k_bwd_pass_dcb  two roles:
 //        a. state passing, forward then reverse, per (b, h, 512 state elements): `states` becomes
 //           H_{k-1}; `dstates` becomes G_k (G_{c-1} = dFinal, G_{k-1} = dHoff_k + decay_k G_k);
-//           d_initial_states = G_{-1}; per-warp partials of decay_k ⟨G_k, H_{k-1}⟩ (→ ds_last).
+//           d_initial_states = G_{-1}; per-warp partials of decay_k ⟨G_k, H_{k-1}⟩ (→ ds_last). For
+//           the fast launch 3 both end up rounded to T inside their own slabs (bw.tslab).
 //        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block, head slice): each block loops
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
 //           partial of dG (summed over the slices in slice order where launch 3 stages dG), plus per
@@ -103,8 +106,8 @@ struct Bw {
   float* decay;    // (b, h, c)               keep · exp(s_last)
   float* states;   // (b, h, c, p, n)         S_k, then H_{k-1}
   float* dstates;  // (b, h, c, p, n)         dHoff_k, then G_k
-  float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ
-  float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fast launch 3 only
+  float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ, row-major (null when launches 2 and 3 are both fast)
+  float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fast launches 2 / 3
   float* cbt;      // (b, c, g, ntri, 64, 64) its tiles transposed ([j][i]), in fragment order, idem
   float* dg;       // (s2, b, c, g, ntri, BB, BB) dG partials: slice s = Σ_{h in slice s} L ∘ dM
   float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
@@ -272,6 +275,35 @@ __device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, boo
     if (e < n) st_f(p, t, off + e, f[e]);
 }
 
+// ---- cp.async (16-byte copies global → shared, zero-fill past the valid bytes) --------------------
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// one 16-byte cp.async (bytes < 16 zero-fills the rest)
+__device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
+  const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(da), "l"(src), "r"(bytes));
+}
+// ROWS (64 unless given) rows × COLS (16-bit) of a row-strided global tensor → shared dst[r·LD + c]
+// by cp.async; rows >= nvalid are zero-filled (no global read). src points at row 0 (a valid row).
+// Thread tid copies rows tid / (COLS / 8) + u · RPI, columns (tid % (COLS / 8)) · 8. As the forward's.
+template <int COLS, int LD, class T, int ROWS = 64>
+__device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int nvalid) {
+  constexpr int VPR = COLS / 8;        // 16-byte vectors per row
+  constexpr int RPI = kThreads / VPR;  // rows per pass of the block
+  static_assert(kThreads % VPR == 0 && ROWS % RPI == 0, "tile shape");
+  const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 8;
+  const T* s = src + r0 * rs + c;
+  const int64_t step = RPI * rs;
+  uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r0 * LD + c));
+#pragma unroll
+  for (int u = 0; u < ROWS / RPI; ++u) {
+    const bool ok = r0 + u * RPI < nvalid;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : src), "r"(ok ? 16 : 0));
+    s += step;
+    d += RPI * LD * 2;
+  }
+}
 // dY = dy · silu(z) (dy alone without z): 8 values at position t, head h, columns c.. (n valid).
 __device__ __forceinline__ void ld8_dy(const SsdBackwardParams& bp, const Bw& bw, int b, int64_t t, int h, int c,
                                        int n, float f[8]) {
@@ -556,18 +588,36 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
   if (live) {
     const int64_t cbase = (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride;
     const int64_t bbase = (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride;
+    // 16-bit C and B with 16-byte rows and dstate 64 or 128: every K block by cp.async at once (the
+    // launch's shared memory holds 4 tiles for 16-bit types), the same values as fill_tile's
+    bool cpa = false;
+    if constexpr (sizeof(T) == 2) cpa = bw.vB && bw.vC && (N == 64 || N == 128);
+    if (cpa) {
+      for (int n0 = 0; n0 < N; n0 += 64) {
+        cp_tile64<64, LD>(Cs + n0 * 2 * LD, static_cast<const T*>(p.C) + cbase + n0, p.C_seq_stride, nri);
+        cp_tile64<64, LD>(Bs + n0 * 2 * LD, static_cast<const T*>(p.B) + bbase + n0, p.B_seq_stride, nrj);
+      }
+      cp_async_commit();
+      cp_async_wait<0>();
+      __syncthreads();
+    }
     for (int n0 = 0; n0 < N; n0 += 64) {
       const int ncv = imin(64, N - n0);
-      if (n0 > 0) __syncthreads();
-      fill_tile<T>(Cs, LD, 64, 64, [&](int r, int c, float f[8]) {
-        if (r < nri && c < ncv) ld8(p.C, p.C_type, cbase + (int64_t)r * p.C_seq_stride + n0 + c, imin(8, ncv - c), bw.vC, f);
-        else zero8(f);
-      });
-      fill_tile<T>(Bs, LD, 64, 64, [&](int r, int c, float f[8]) {
-        if (r < nrj && c < ncv) ld8(p.B, p.B_type, bbase + (int64_t)r * p.B_seq_stride + n0 + c, imin(8, ncv - c), bw.vB, f);
-        else zero8(f);
-      });
-      __syncthreads();
+      if (cpa) {  // tiles of K block n0 / 64 (C at 2·(n0/64), B after it)
+        Cs = reinterpret_cast<T*>(smem) + n0 * 2 * LD;
+        Bs = Cs + 64 * LD;
+      } else {
+        if (n0 > 0) __syncthreads();
+        fill_tile<T>(Cs, LD, 64, 64, [&](int r, int c, float f[8]) {
+          if (r < nri && c < ncv) ld8(p.C, p.C_type, cbase + (int64_t)r * p.C_seq_stride + n0 + c, imin(8, ncv - c), bw.vC, f);
+          else zero8(f);
+        });
+        fill_tile<T>(Bs, LD, 64, 64, [&](int r, int c, float f[8]) {
+          if (r < nrj && c < ncv) ld8(p.B, p.B_type, bbase + (int64_t)r * p.B_seq_stride + n0 + c, imin(8, ncv - c), bw.vB, f);
+          else zero8(f);
+        });
+        __syncthreads();
+      }
       if (wact) {
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
@@ -590,8 +640,8 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
       }
     }
   }
-  if (bw.cbf) {  // the fast launch 3's copies (BB is 64, every warp is active)
-    const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
+  const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
+  if (bw.cbf) {  // the fast launches' copy in fragment order (BB is 64, every warp is active)
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -600,6 +650,8 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
         o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
         o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
       }
+  }
+  if (bw.cbt) {  // the fast launch 3's transposed copy, in fragment order
     // the transpose goes through shared memory (the C / B tiles' space, 64 × 68 floats)
     constexpr int LS = 68;
     float* S = reinterpret_cast<float*>(smem);
@@ -622,7 +674,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
       ot[v] = make_float4(S[ic * LS + jr], S[(ic + 1) * LS + jr], S[ic * LS + jr + 8], S[(ic + 1) * LS + jr + 8]);
     }
   }
-  if (!wact) return;
+  if (!wact || !bw.cb) return;  // row-major tiles: only where a generic launch 2 or 3 reads them
   float* out = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt)
@@ -663,7 +715,7 @@ __device__ __forceinline__ void st4(float* p, int cnt, bool vec, const float v[4
     if (u < cnt) p[u] = v[u];
 }
 
-template <class T>
+template <class T, bool TSLAB>  // TSLAB: the T stores compiled in (the fast launch 2; bw.tslab decides)
 __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw& bw, int blk) {
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -710,7 +762,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
   // T (4 values, 8 bytes) at T-index es·1024 + 4·tid of their slabs, over bytes other threads of
   // this block read as fp32: a barrier separates the block's loads of a chunk from those stores.
   bool ts = false;
-  if constexpr (sizeof(T) == 2) ts = bw.tslab != 0;
+  if constexpr (sizeof(T) == 2 && TSLAB) ts = bw.tslab != 0;
   for (int k1 = nc - 1; k1 >= 0; k1 -= LA) {
     float hp[LA][4], dh[LA][4], a[LA];
 #pragma unroll
@@ -731,7 +783,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
         float dot = 0.f;
 #pragma unroll
         for (int q = 0; q < 4; ++q) dot = fmaf(gr[q], hp[u][q], dot);
-        if constexpr (sizeof(T) == 2) {
+        if constexpr (sizeof(T) == 2 && TSLAB) {
           if (ts) {
             const int64_t o = 2 * (bh * nc + k) * PN + es * 1024 + 4 * tid;  // T-index
             *reinterpret_cast<uint2*>(reinterpret_cast<T*>(bw.dstates) + o) =
@@ -948,7 +1000,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T>(bp, bw, blk);
+  if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fast launch 3 comes with the fast launch 2
   else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
 }
 
@@ -1544,34 +1596,6 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // (tid%8)·8) are the ones it later converts (dy, z → dY), so those conversions need no barrier
 // between the copy's wait and the read; every other reader is behind a __syncthreads.
 // =============================================================================================
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-// one 16-byte cp.async (bytes < 16 zero-fills the rest)
-__device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
-  const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(da), "l"(src), "r"(bytes));
-}
-// ROWS (64 unless given) rows × COLS (16-bit) of a row-strided global tensor → shared dst[r·LD + c]
-// by cp.async; rows >= nvalid are zero-filled (no global read). src points at row 0 (a valid row).
-// Thread tid copies rows tid / (COLS / 8) + u · RPI, columns (tid % (COLS / 8)) · 8. As the forward's.
-template <int COLS, int LD, class T, int ROWS = 64>
-__device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int nvalid) {
-  constexpr int VPR = COLS / 8;        // 16-byte vectors per row
-  constexpr int RPI = kThreads / VPR;  // rows per pass of the block
-  static_assert(kThreads % VPR == 0 && ROWS % RPI == 0, "tile shape");
-  const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 8;
-  const T* s = src + r0 * rs + c;
-  const int64_t step = RPI * rs;
-  uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r0 * LD + c));
-#pragma unroll
-  for (int u = 0; u < ROWS / RPI; ++u) {
-    const bool ok = r0 + u * RPI < nvalid;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : src), "r"(ok ? 16 : 0));
-    s += step;
-    d += RPI * LD * 2;
-  }
-}
 // A 64 × N fp32 slab (rows contiguous, N floats each) → shared T tile dst[r·LD + c] (pack2 rounding,
 // as fill_tile). Loads in batches of BATCH vectors of 8 floats per thread.
 template <class T, int N, int LD, int BATCH = 4>
@@ -2479,15 +2503,16 @@ k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_const
 // under the conditions of fast_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
 // 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
 // partial last chunk, z or not. Role a (state passing) is pass_role, unchanged.
-// The arithmetic is dcb_role's, in the same order (meant to give the same bits: the same dY and x
-// values in the tiles, the same mma sequence, the same elementwise expressions and sums; the CPU
-// emulation gives identical outputs for both kernels). Differences:
+// The arithmetic is dcb_role's, in the same order (the same dY and x values in the tiles, the same
+// mma sequence, the same sums), except the decay of the blocks below the diagonal, which is factored
+// (one more rounding: the bits differ from dcb_role's there). Differences:
 //   - per head, the raw dy, z and x tiles and the 2 × 64 position records are loaded by cp.async
 //     (zero-filled past the sequence: no bounds checks inside the tiles), double-buffered: the next
 //     head's copies are in flight while the current head is multiplied and masked;
 //   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile64 chunks
 //     (so no barrier between its cp.async wait and the conversion, as main_fast);
-//   - compile-time 64 × 64 tiles and trip counts.
+//   - compile-time 64 × 64 tiles and trip counts;
+//   - C·Bᵀ read in fragment order (one float4 per lane and 8 columns), the factored decay (below).
 // Shared memory (bytes): 2 stages × (dy → dY 9216 | z 9216 | x 9216 | recI 1024 | recJ 1024),
 // colbuf 1024, copy sources 128: 60544 (3 blocks per SM).
 // Stage reuse: the copies into stage s^1 (head hh+1) are issued after the barrier that ends head
@@ -2588,8 +2613,9 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
   float* colbuf = reinterpret_cast<float*>(smem + S::oCol);  // [4][64]
   const int wr = 16 * warp;
 
-  // C·Bᵀ tile (read again for every head: it stays in L1)
-  const float* cbt = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
+  // C·Bᵀ tile in fragment order (read again for every head: it stays in L1); this warp's 16 rows
+  const float* cbt = bw.cbf + ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096 +
+                     cb_frag_offset(warp, 0, lane);
   float dga[8][4];
   zero_acc(dga);
 
@@ -2624,28 +2650,41 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
         mma::mma(R[2 * np + 1], a, b1);
       }
     }
-    // elementwise: mask and decay, accumulate dG, sums of P (as dcb_role)
+    // elementwise: mask and decay, accumulate dG, sums of P (as dcb_role). Below the diagonal block
+    // (ib > jb) the decay is factored through s_e, the cumsum at the last position of block jb:
+    // exp(s_i − s_j) = exp(s_i − s_e) · exp(s_e − s_j), both factors <= 1 for A < 0 (no overflow; a
+    // factor that underflows bounds the true value), 2 + 16 ex2 per thread instead of 32.
     float rs[2] = {0.f, 0.f};
     {
       float4 ri[2];
       ri[0] = recI[wr + g];
       ri[1] = recI[wr + g + 8];
+      const bool offd = ib > jb;  // block-uniform
+      const float4 re = recJ[63];  // padding records past len keep the last cumsum
+      float rowf[2] = {0.f, 0.f};
+      if (offd) {
+        rowf[0] = ex2(sdiff(ri[0], re));
+        rowf[1] = ex2(sdiff(ri[1], re));
+      }
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
-        float2 gv[2];  // G at rows wr + g + 8hr, columns 8nt + 2t4 (+1)
-#pragma unroll
-        for (int hr = 0; hr < 2; ++hr)
-          gv[hr] = __ldg(reinterpret_cast<const float2*>(cbt + (wr + g + 8 * hr) * BB + 8 * nt + 2 * t4));
+        float2 gv[2];  // G at rows wr + g + 8hr, columns 8nt + 2t4 (+1): sub-tile column nt / 2, c8 = nt % 2
+        {
+          const float4 f = __ldg(reinterpret_cast<const float4*>(cbt + cb_frag_offset(0, nt >> 1, 0)) + (nt & 1));
+          gv[0] = make_float2(f.x, f.y);
+          gv[1] = make_float2(f.z, f.w);
+        }
         float cs[2] = {0.f, 0.f};  // column sums of this nt (the same sums as dcb_role's cs[nt])
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int jl = 8 * nt + 2 * t4 + e;
           const float4 rj = recJ[jl];
+          const float colf = offd ? ex2(sdiff(re, rj)) : 0.f;
 #pragma unroll
           for (int hr = 0; hr < 2; ++hr) {
             const int i = i0 + wr + g + 8 * hr, j = j0 + jl;
             const bool in = j <= i && i < len && (!has_seq || sid_of(ri[hr]) == sid_of(rj));
-            const float L = in ? ex2(sdiff(ri[hr], rj)) : 0.f;
+            const float L = in ? (offd ? rowf[hr] * colf : ex2(sdiff(ri[hr], rj))) : 0.f;
             const float ldm = L * (R[nt][2 * hr + e] * rj.z);
             dga[nt][2 * hr + e] += ldm;
             // the diagonal is left out of P (see dcb_role)
@@ -2697,7 +2736,7 @@ __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_pass_dcb_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T>(bp, bw, blk);
+  if (blk < bw.n2a) pass_role<T, true>(bp, bw, blk);
   else dcb_fast<T>(bp, bw, blk - bw.n2a, smem);
 }
 
@@ -2935,7 +2974,6 @@ k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant
       for (int col = tid; col < P; col += kThreads) {
         const float* src = bw.pdD + (int64_t)h * per + col;
         double s = 0.0;
-#pragma unroll 8
         for (int m = 0; m < nbc; ++m) s += src[(int64_t)m * H * per];
         bp.dD[(int64_t)h * P + col] = (float)s;
       }
@@ -3027,6 +3065,7 @@ struct Layout {
   size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
 };
 bool fast_main_shape(const SsdParams& p);  // below
+bool fast_cbf_shape(const SsdParams& p);
 Layout layout_of(const SsdBackwardParams& bp) {
   const SsdParams& p = bp.fwd;
   const Tiles tl = tiles_of(p);
@@ -3074,9 +3113,11 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.pdA = take((size_t)bhc * 4);
   l.pdb = take((size_t)bhc * 4);
   l.pbc = take(l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
-  const size_t cbf_bytes = fast_main_shape(p) ? (size_t)b * l.nc * G * l.ntri * 4096 * 4 : 0;
-  l.cbf = take(cbf_bytes);  // the fast launch 3's C·Bᵀ copies (where its shapes allow it)
-  l.cbt = take(cbf_bytes);
+  // C·Bᵀ in fragment order for the fast launches 2 and 3, its transpose for the fast launch 3 (where
+  // their shapes allow them)
+  const size_t tile_bytes = (size_t)b * l.nc * G * l.ntri * 4096 * 4;
+  l.cbf = take(fast_cbf_shape(p) ? tile_bytes : 0);
+  l.cbt = take(fast_main_shape(p) ? tile_bytes : 0);
   l.total = off;
   return l;
 }
@@ -3114,6 +3155,13 @@ bool fast_main_shape(const SsdParams& p) {
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
   return p.headdim == 64 && (p.dstate == 64 || p.dstate == 128) && p.chunk_size % 64 == 0;
+}
+// The shapes of the fast launch 2 or 3 (the workspace holds C·Bᵀ in fragment order for them).
+bool fast_cbf_shape(const SsdParams& p) {
+  if (!SSD_FAST_BWD) return false;
+  const SsdDtype t = p.x_type;
+  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  return p.headdim == 64 && p.chunk_size % 64 == 0;
 }
 bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
   if (!fast_main_shape(bp.fwd)) return false;
@@ -3229,7 +3277,9 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.n4a = (int)nddt;
 
   const size_t es = sizeof(T);
-  size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, 2 * 64 * kLD * es);
+  // role c: two 64-row tiles (C, B) per K block of 64; 16-bit types copy up to two K blocks at once
+  const size_t cb_tiles = (k16 ? 4 : 2) * 64 * kLD * es;
+  size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, cb_tiles);
   size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
   void (*k1)(SsdBackwardParams, Bw) = nullptr;
   void (*k3)(SsdBackwardParams, Bw) = nullptr;
@@ -3239,8 +3289,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   if constexpr (k16) {
     if (fast_prep_ok(bp, bw, tl.BN1)) {  // role b's stages (with the raw z tile) are the larger
       k1 = tl.BN1 == 64 ? k_bwd_prep<T, 64, true> : k_bwd_prep<T, 128, true>;
-      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmem : PrepFast<128, true>::kSmem,
-                               2 * 64 * kLD * es);
+      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmem : PrepFast<128, true>::kSmem, cb_tiles);
     }
   }
 #define SSD_MAIN_CASE(BPV, BNV)                            \
@@ -3255,9 +3304,14 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     SSD_MAIN_CASE(128, 128)
   }
 #undef SSD_MAIN_CASE
+  bool generic_cb_reader = true;  // a launch reads the row-major C·Bᵀ tiles (generic launch 2 or 3)
   if constexpr (k16) {
-    if (fast_main_ok(bp, bw)) {
-      bw.cbf = reinterpret_cast<float*>(ws + l.cbf);  // launch 1's C·Bᵀ role writes these copies too
+    // the fast launch 3 reads the T slabs that only the fast launch 2 writes (its conditions imply
+    // launch 2's anyway)
+    const bool fd = fast_dcb_ok(bp, bw), fm = fd && fast_main_ok(bp, bw);
+    generic_cb_reader = !fm || !fd;
+    if (fm || fd) bw.cbf = reinterpret_cast<float*>(ws + l.cbf);  // launch 1's C·Bᵀ role writes the copies
+    if (fm) {
       bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
       if (bw.N == 64) {
         k3 = k_bwd_main_fast<T, 64>;
@@ -3270,9 +3324,10 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       }
     }
   }
+  if (!generic_cb_reader) bw.cb = nullptr;  // not written
   void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
   if constexpr (k16) {
-    if (fast_dcb_ok(bp, bw)) {
+    if (fast_dcb_ok(bp, bw)) {  // always where launch 3 is fast
       k2 = k_bwd_pass_dcb_fast<T>;
       smem2 = DcbFast::kBytes;
     }
