@@ -62,11 +62,13 @@
 
 #include "cuda_backend.h"
 #include "cuda_backend_internal.h"
+#include "ssd_device.cuh"
 #include "ssd_mma.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
 
+using namespace dev;
 using mma::bf16;
 using mma::f16;
 using mma::FragA;
@@ -123,41 +125,11 @@ struct Bw {
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
-// Fragment order of a 64 × 64 fp32 tile (as the forward's C·Bᵀ for its fast scan): 16 × 16 sub-tile
-// (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that lane's 8 values of the mma A fragment,
-//   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9),
-// so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.
-__device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
 // With bw.tslab, launch 2 rounds H_{k-1} and G_k to T once and stores them in their fp32 slabs, in the
 // first half of each 512-element segment (the segment one pass_role block owns): element e of the
 // p·n slab at T-index tslab_index(e). A row of dstate 64 or 128 stays contiguous.
 __device__ __forceinline__ int tslab_index(int e) { return ((e >> 9) << 10) + (e & 511); }
-__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
-__device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-__device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(p)[i]);
-  return static_cast<const float*>(p)[i];
-}
-__device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
-  if (t == SSD_BFLOAT16) static_cast<bf16*>(p)[i] = __float2bfloat16_rn(v);
-  else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
-  else static_cast<float*>(p)[i] = v;
-}
-// sigmoid(z) with the MUFU reciprocal (~1 ulp; an IEEE division costs a dozen instructions and a
-// branch per element, and runs in every dY loader). exp(-z) overflowing gives rcp(inf) = 0.
-__device__ __forceinline__ float sigmoid(float z) {
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-z)));
-  return r;
-}
-__device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 // (s_i - s_j) * log2(e) from two position records (hi/lo pairs, pre-multiplied by log2(e)).
 __device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) { return (ri.x - rj.x) + (ri.y - rj.y); }
 __device__ __forceinline__ int sid_of(const float4& r) { return __float_as_int(r.w); }
@@ -229,56 +201,8 @@ __device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int
   }
 }
 
-// 8 consecutive elements (n <= 8 valid, the rest 0) of any dtype to float; vec = one aligned access.
-__device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int n, bool vec, float f[8]) {
-  if (vec && n == 8) {
-    if (t == SSD_FLOAT32) {
-      const float4 a = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off));
-      const float4 b = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off) + 1);
-      f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-    } else {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + off));
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 v = (t == SSD_BFLOAT16) ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
-        f[2 * q] = v.x;
-        f[2 * q + 1] = v.y;
-      }
-    }
-    return;
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) f[e] = (e < n) ? ld_f(p, t, off + e) : 0.f;
-}
-__device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, bool vec, const float f[8]) {
-  if (vec && n == 8) {
-    if (t == SSD_FLOAT32) {
-      float4* d = reinterpret_cast<float4*>(static_cast<float*>(p) + off);
-      d[0] = make_float4(f[0], f[1], f[2], f[3]);
-      d[1] = make_float4(f[4], f[5], f[6], f[7]);
-    } else {
-      uint4 u;
-      if (t == SSD_BFLOAT16) {
-        u = make_uint4(mma::pack2<bf16>(f[0], f[1]), mma::pack2<bf16>(f[2], f[3]), mma::pack2<bf16>(f[4], f[5]),
-                       mma::pack2<bf16>(f[6], f[7]));
-      } else {
-        u = make_uint4(mma::pack2<f16>(f[0], f[1]), mma::pack2<f16>(f[2], f[3]), mma::pack2<f16>(f[4], f[5]),
-                       mma::pack2<f16>(f[6], f[7]));
-      }
-      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + off) = u;
-    }
-    return;
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    if (e < n) st_f(p, t, off + e, f[e]);
-}
 
 // ---- cp.async (16-byte copies global → shared, zero-fill past the valid bytes) --------------------
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 // one 16-byte cp.async (bytes < 16 zero-fills the rest)
 __device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
   const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst));

@@ -35,11 +35,13 @@
 
 #include "cuda_backend.h"
 #include "cuda_backend_internal.h"
+#include "ssd_device.cuh"
 #include "ssd_mma.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
 
+using namespace dev;
 using mma::bf16;
 using mma::f16;
 using mma::FragA;
@@ -78,12 +80,6 @@ struct Dv {
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
-__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
-// Fragment order of a 64 x 64 C B^T tile (the fast scan's): 16 x 16 sub-tile (r16, c16), then lane
-// (g = lane / 4, t4 = lane % 4), then the 8 floats of that lane's mma A fragment
-//   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9)
-// of the sub-tile, so that a warp reads one sub-tile as 1 KiB of consecutive float4.
-__device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
 // Chunk k of (b, head h)'s position records in dv.recs, laid out (b, h, chunk, Q) as float4.
 __device__ __forceinline__ float4* chunk_recs(const Dv& dv, int H, int b, int h, int64_t k) {
   return dv.recs + (((int64_t)b * H + h) * dv.nc + k) * dv.Q;
@@ -93,31 +89,7 @@ __device__ __forceinline__ void store_recs(const Dv& dv, int H, int b, int h, in
   float4* rg = chunk_recs(dv, H, b, h, k);
   for (int j = threadIdx.x; j < dv.Q; j += blockDim.x) rg[j] = rec[j];
 }
-__device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-__device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(p)[i]);
-  return static_cast<const float*>(p)[i];
-}
-__device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
-  if (t == SSD_BFLOAT16) static_cast<bf16*>(p)[i] = __float2bfloat16_rn(v);
-  else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
-  else static_cast<float*>(p)[i] = v;
-}
-// z * sigmoid(z) with the MUFU reciprocal (~1 ulp; an IEEE division costs a dozen instructions and a
-// branch per element of y). exp(-z) overflowing gives rcp(inf) = 0, so silu -> -0 as it should.
-__device__ __forceinline__ float silu(float z) {
-  float r;
-  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-z)));
-  return z * r;
-}
-// 2^x, one MUFU op (max rel. error ~2 ulp; results below 2^-126 flush to 0).
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 // Programmatic dependent launch (sm_90; no-ops elsewhere, and when the launch did not ask for it):
 // a grid lets the next kernel of the stream be scheduled once all of its blocks have started, and
 // that kernel loads its inputs, then waits for this grid's results (and, transitively, for the
@@ -305,55 +277,7 @@ __device__ __forceinline__ void load_tile_async(T* __restrict__ dst, int ld, int
     cp_async16(da, sp, bytes);
   }
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-// 8 consecutive elements (n <= 8 valid) of any dtype to float; vec = one aligned vector access.
-__device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int n, bool vec, float f[8]) {
-  if (vec && n == 8) {
-    if (t == SSD_FLOAT32) {
-      const float4 a = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off));
-      const float4 b = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off) + 1);
-      f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
-    } else {
-      const uint4 u = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + off));
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const float2 v = (t == SSD_BFLOAT16) ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
-        f[2 * q] = v.x;
-        f[2 * q + 1] = v.y;
-      }
-    }
-    return;
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) f[e] = (e < n) ? ld_f(p, t, off + e) : 0.f;
-}
-__device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, bool vec, const float f[8]) {
-  if (vec && n == 8) {
-    if (t == SSD_FLOAT32) {
-      float4* d = reinterpret_cast<float4*>(static_cast<float*>(p) + off);
-      d[0] = make_float4(f[0], f[1], f[2], f[3]);
-      d[1] = make_float4(f[4], f[5], f[6], f[7]);
-    } else {
-      uint4 u;
-      if (t == SSD_BFLOAT16) {
-        u = make_uint4(mma::pack2<bf16>(f[0], f[1]), mma::pack2<bf16>(f[2], f[3]),
-                       mma::pack2<bf16>(f[4], f[5]), mma::pack2<bf16>(f[6], f[7]));
-      } else {
-        u = make_uint4(mma::pack2<f16>(f[0], f[1]), mma::pack2<f16>(f[2], f[3]),
-                       mma::pack2<f16>(f[4], f[5]), mma::pack2<f16>(f[6], f[7]));
-      }
-      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + off) = u;
-    }
-    return;
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e)
-    if (e < n) st_f(p, t, off + e, f[e]);
-}
 
 // Same for an fp32 source (the states), converted to T.
 template <class T>

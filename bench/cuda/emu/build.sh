@@ -26,6 +26,7 @@ mkdir -p "$BUILD_DIR"
 E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"
 python3 "$E/transform.py" mma csrc/cuda/ssd_mma.cuh "$BUILD_DIR/ssd_mma.cuh"
+python3 "$E/transform.py" file csrc/cuda/ssd_device.cuh "$BUILD_DIR/ssd_device.cuh"
 python3 "$E/transform.py" file "csrc/cuda/ssd_$KERNEL.cu" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
 python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"

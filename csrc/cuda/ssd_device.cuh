@@ -1,0 +1,108 @@
+// Device helpers shared by the CUDA forward (ssd_fwd.cu) and backward (ssd_bwd.cu): element access of
+// any dtype, the MUFU sigmoid / exp2, the C·Bᵀ fragment order and cp.async group control. Everything
+// is __forceinline__, so each translation unit gets its own inlined copy.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "ssd_kernels.h"
+#include "ssd_mma.cuh"
+
+namespace ssd { namespace cuda { namespace dev {
+
+using mma::bf16;
+using mma::f16;
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Fragment order of a 64 × 64 fp32 tile (the forward's C·Bᵀ for its fast scan, the backward's copies
+// for its fast launches): 16 × 16 sub-tile (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that
+// lane's 8 values of the mma A fragment,
+//   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9),
+// so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.
+__device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
+
+// One element of any dtype, as float / from float (round to nearest even).
+__device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
+  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);
+  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(p)[i]);
+  return static_cast<const float*>(p)[i];
+}
+__device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
+  if (t == SSD_BFLOAT16) static_cast<bf16*>(p)[i] = __float2bfloat16_rn(v);
+  else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
+  else static_cast<float*>(p)[i] = v;
+}
+
+// 8 consecutive elements (n <= 8 valid, the rest 0) of any dtype to float and back; vec = one aligned
+// 16-byte (or two, for fp32) access.
+__device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int n, bool vec, float f[8]) {
+  if (vec && n == 8) {
+    if (t == SSD_FLOAT32) {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off));
+      const float4 b = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p) + off) + 1);
+      f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    } else {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + off));
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const float2 v = (t == SSD_BFLOAT16) ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
+        f[2 * q] = v.x;
+        f[2 * q + 1] = v.y;
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] = (e < n) ? ld_f(p, t, off + e) : 0.f;
+}
+__device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, bool vec, const float f[8]) {
+  if (vec && n == 8) {
+    if (t == SSD_FLOAT32) {
+      float4* d = reinterpret_cast<float4*>(static_cast<float*>(p) + off);
+      d[0] = make_float4(f[0], f[1], f[2], f[3]);
+      d[1] = make_float4(f[4], f[5], f[6], f[7]);
+    } else {
+      uint4 u;
+      if (t == SSD_BFLOAT16) {
+        u = make_uint4(mma::pack2<bf16>(f[0], f[1]), mma::pack2<bf16>(f[2], f[3]), mma::pack2<bf16>(f[4], f[5]),
+                       mma::pack2<bf16>(f[6], f[7]));
+      } else {
+        u = make_uint4(mma::pack2<f16>(f[0], f[1]), mma::pack2<f16>(f[2], f[3]), mma::pack2<f16>(f[4], f[5]),
+                       mma::pack2<f16>(f[6], f[7]));
+      }
+      *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + off) = u;
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (e < n) st_f(p, t, off + e, f[e]);
+}
+
+// sigmoid(z) with the MUFU reciprocal (~1 ulp; an IEEE division costs a dozen instructions and a
+// branch per element). exp(-z) overflowing gives rcp(inf) = 0, so silu -> -0 as it should.
+__device__ __forceinline__ float sigmoid(float z) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-z)));
+  return r;
+}
+__device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
+// 2^x, one MUFU op (max rel. error ~2 ulp; results below 2^-126 flush to 0).
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// cp.async groups (the copies themselves are in each file: their shapes differ).
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+}}}  // namespace ssd::cuda::dev
