@@ -1563,6 +1563,7 @@ struct PrepFast {
 template <class T, int BN1, bool DY>
 __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   using F = PrepFast<BN1, DY>;
+  static_assert(F::kSmem <= PrepFast<BN1, true>::kSmem, "the launch is sized for role b's stages (the larger)");
   constexpr int KB = F::KB, LDA = F::LDA, LDV = F::LDV, NT = BN1 / 16;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x;
