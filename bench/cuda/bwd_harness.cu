@@ -513,6 +513,8 @@ static void diagnose(const RefIn& r, int Q, const std::vector<char>& wsh,
       }
   printf("       (launch 1: d, decay, C·Bᵀ; launch 2: H_{k-1}, dL/dH_k, state-pass sum, dG, P sums;"
          " launch 3: off, q, x·dX̄)\n");
+  printf("       (on the fixed-shape path H_{k-1} and dL/dH_k are left as 16-bit values inside their slabs,"
+         " and the row-major C·Bᵀ is not written: those three rows do not apply there)\n");
   d_.print("d");
   dec.print("decay");
   cbA.print("C·Bᵀ");

@@ -2968,13 +2968,17 @@ Tiles tiles_of(const SsdParams& p) {
 }
 
 // Head slices of the per-group loops over heads (launch 2's dG, launch 3's dB / dC): the role's
-// `base` blocks (one per tile) each loop over the hpg heads of their group; split that loop into s
-// slices of hps heads (the last may be shorter, none empty), one block each, so that the role has
-// at least kSplitBlocks blocks (~4 per SM of a 132-SM GPU) and no block loops over more than
-// kSplitMaxHeads heads; at least 2 heads per slice (s = 1 for hpg <= 3), at most smax slices.
-constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads = 8;
-void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t* s, int64_t* hps) {
-  int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, kSplitMaxHeads));
+// blocks (one per tile) each loop over the hpg heads of their group; split that loop into s slices
+// of hps heads (the last may be shorter, none empty), one block each, so that the launch has at
+// least kSplitBlocks blocks (~4 per SM of a 132-SM GPU; `base` is the launch's blocks without
+// splitting) and no block loops over more than maxh heads; at least 2 heads per slice (s = 1 for
+// hpg <= 3), at most smax slices. Launch 2 allows 8 heads a block; launch 3, whose main role
+// already fills the GPU, 32: each extra slice there costs fp32 partials of dB and dC written and
+// summed again by launch 4 (G1: one slice instead of four, launch 3 −0.02 ms and launch 4 −0.013
+// ms, 64 MiB less workspace; device run S6-8).
+constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 8, kSplitMaxHeads3 = 32;
+void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t maxh, int64_t* s, int64_t* hps) {
+  int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, maxh));
   v = std::min<int64_t>(v, std::min<int64_t>(smax, std::max<int64_t>(hpg / 2, 1)));
 #ifdef SSD_BWD_TEST_SPLIT  // tests only (emulator): force the slice count
   v = std::min<int64_t>(hpg, SSD_BWD_TEST_SPLIT);
@@ -3010,8 +3014,10 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.pbcS = b * l.nc * G * Q * N;
   const size_t cap = 2 * (size_t)bhc * P * N * 4;
   for (int64_t smax = hpg;;) {
-    head_split(b * l.nc * G * l.ntri, hpg, smax, &l.s2, &l.h2);
-    head_split(cdiv(N, tl.BNg) * l.nbb * G * l.nc * b, hpg, smax, &l.s3, &l.h3);
+    head_split(b * l.nc * G * l.ntri, hpg, smax, kSplitMaxHeads2, &l.s2, &l.h2);
+    // launch 3: its two group roles and the main role (one block per position block and p-tile)
+    const int64_t group3 = cdiv(N, tl.BNg) * l.nbb * G * l.nc * b, main3 = l.nbb * l.npt * H * l.nc * b;
+    head_split(2 * group3 + main3, hpg, smax, kSplitMaxHeads3, &l.s3, &l.h3);
     const size_t extra = (size_t)(l.s2 - 1) * l.dgS * 4 + (l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
     if (extra <= cap || smax == 1) break;
     smax = std::max<int64_t>(std::max(l.s2, l.s3) / 2, 1);
