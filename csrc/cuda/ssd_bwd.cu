@@ -390,33 +390,6 @@ __device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, co
       }
 }
 
-// acc (warp grid 2 × 2, each 32 × BN1/2) += As[k][p]ᵀ · Vs[k][n] over k < 16·nk16 (at most KB),
-// p-rows < npv and n-columns < nnv (16-column groups past them skipped).
-template <class T, int BN1, int KB>
-__device__ __forceinline__ void outer_mma(float (&acc)[2][BN1 / 16][4], const T* As, int lda, const T* Vs, int ldv,
-                                          int nr, int npv, int nnv) {
-  const int warp = threadIdx.x >> 5, wm = warp & 1, wn = warp >> 1;
-#pragma unroll
-  for (int kk = 0; kk < KB / 16; ++kk) {
-    if (kk * 16 < nr && 32 * wm < npv) {
-      FragA<T> a[2];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, lda, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < BN1 / 32; ++np) {
-        if (wn * (BN1 / 2) + 16 * np < nnv) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vs, ldv, 16 * kk, wn * (BN1 / 2) + 16 * np);
-#pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
-            mma::mma(acc[mt][2 * np], a[mt], b0);
-            mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-          }
-        }
-      }
-    }
-  }
-}
 
 template <class T, int BN1, bool DY>
 __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {

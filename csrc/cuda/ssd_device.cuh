@@ -105,4 +105,33 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// The chunk-state product of the forward's state role and the backward's launch 1: 4 warps in a
+// 2 × 2 grid, each 32 (p) × BN1/2 (n); acc += As[k][p]ᵀ · Vs[k][n] over the K block's rows k < nr (16 at
+// a time, at most KB), p-rows < npv and n-columns < nnv (16-column groups past them skipped).
+template <class T, int BN1, int KB>
+__device__ __forceinline__ void outer_mma(float (&acc)[2][BN1 / 16][4], const T* As, int lda, const T* Vs, int ldv,
+                                          int nr, int npv, int nnv) {
+  const int warp = threadIdx.x >> 5, wm = warp & 1, wn = warp >> 1;
+#pragma unroll
+  for (int kk = 0; kk < KB / 16; ++kk) {
+    if (kk * 16 < nr && 32 * wm < npv) {
+      mma::FragA<T> a[2];
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], As, lda, 32 * wm + 16 * mt, 16 * kk);
+#pragma unroll
+      for (int np = 0; np < BN1 / 32; ++np) {
+        if (wn * (BN1 / 2) + 16 * np < nnv) {
+          mma::FragB<T> b0, b1;
+          mma::ldB2<T, mma::kKN>(b0, b1, Vs, ldv, 16 * kk, wn * (BN1 / 2) + 16 * np);
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mma::mma(acc[mt][2 * np], a[mt], b0);
+            mma::mma(acc[mt][2 * np + 1], a[mt], b1);
+          }
+        }
+      }
+    }
+  }
+}
+
 }}}  // namespace ssd::cuda::dev

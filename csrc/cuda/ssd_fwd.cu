@@ -449,26 +449,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
                           nnv, dv.vB, nullptr);
     }
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < KB / 16; ++kk) {
-      if (kk * 16 < nr && 32 * wm < npv) {
-        FragA<T> a[2];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kKM>(a[mt], Xs, LDX, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-        for (int np = 0; np < NT / 2; ++np) {
-          if (wn * (BN1 / 2) + 16 * np < nnv) {
-            FragB<T> b0, b1;
-            mma::ldB2<T, mma::kKN>(b0, b1, Bs, LDB, 16 * kk, wn * (BN1 / 2) + 16 * np);
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-              mma::mma(acc[mt][2 * np], a[mt], b0);
-              mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-            }
-          }
-        }
-      }
-    }
+    outer_mma<T, BN1, KB>(acc, Xs, LDX, Bs, LDB, nr, npv, nnv);
     __syncthreads();
   }
 

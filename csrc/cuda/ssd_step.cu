@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "cuda_backend.h"
+#include "ssd_device.cuh"
 
 namespace ssd {
 namespace cuda {
@@ -31,17 +32,8 @@ constexpr int kCheckThreads = 1024;
 #define SSD_STEP_MIN_BLOCKS 4  // resident blocks per SM the register budget must allow (bench: NOTES.md)
 #endif
 
-__device__ __forceinline__ float load_as_float(const void* base, SsdDtype t, int64_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const __nv_bfloat16*>(base)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const __half*>(base)[i]);
-  return static_cast<const float*>(base)[i];
-}
-
-__device__ __forceinline__ void store_from_float(void* base, SsdDtype t, int64_t i, float v) {
-  if (t == SSD_BFLOAT16) static_cast<__nv_bfloat16*>(base)[i] = __float2bfloat16_rn(v);
-  else if (t == SSD_FLOAT16) static_cast<__half*>(base)[i] = __float2half_rn(v);
-  else static_cast<float*>(base)[i] = v;
-}
+using dev::ld_f;  // one element of any dtype as float, and back (ssd_device.cuh)
+using dev::st_f;
 
 // verdict[0]: 0 valid, 1 out of range, 2 used twice; verdict[1]: the first offending batch entry
 // (smallest index, so the message does not depend on scheduling).
@@ -136,12 +128,12 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nwarps = kStepThreads / 32;
   const int64_t ybase = (int64_t)b * p.y_batch_stride + (int64_t)h * p.y_head_stride;
   const int64_t row = p.state_indices ? p.state_indices[b] : b;
-  const float dt_raw = load_as_float(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + h);
+  const float dt_raw = ld_f(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + h);
   const float dt_bias = p.dt_bias ? p.dt_bias[h] : 0.f;
   const float a = p.A[h];
   if (row < 0 || row >= p.state_rows) {  // padding: zeros out, the cache is not touched
     if (bad || row >= 0) return;         // (a row past the cache only comes with a bad verdict)
-    for (int i = pbeg + threadIdx.x; i < pend; i += kStepThreads) store_from_float(p.y, p.y_type, ybase + i, 0.f);
+    for (int i = pbeg + threadIdx.x; i < pend; i += kStepThreads) st_f(p.y, p.y_type, ybase + i, 0.f);
     return;
   }
   const int grp = h / (H / (int)p.ngroups);
@@ -157,8 +149,8 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
     const bool mine = lane < R && my < pend;
     float x_mine = 0.f, z_mine = 0.f;
     if constexpr (std::is_void_v<T>) {
-      x_mine = mine ? load_as_float(p.x, p.x_type, xbase + my) : 0.f;
-      z_mine = mine && p.z ? load_as_float(p.z, p.z_type, zbase + my) : 0.f;
+      x_mine = mine ? ld_f(p.x, p.x_type, xbase + my) : 0.f;
+      z_mine = mine && p.z ? ld_f(p.z, p.z_type, zbase + my) : 0.f;
     } else {
       x_mine = mine ? to_float(static_cast<const T*>(p.x)[xbase + my]) : 0.f;
       z_mine = mine && p.z ? to_float(static_cast<const T*>(p.z)[zbase + my]) : 0.f;
@@ -169,7 +161,7 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
     for (int r = 0; r < R; ++r) acc[r] = 0.f;
     if constexpr (std::is_void_v<T>) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) xr[r] = i0 + r < pend ? load_as_float(p.x, p.x_type, xbase + i0 + r) : 0.f;
+      for (int r = 0; r < R; ++r) xr[r] = i0 + r < pend ? ld_f(p.x, p.x_type, xbase + i0 + r) : 0.f;
     } else {
       static_assert(R == 4, "one vector of x per R rows");
       load_vec<T, 4>(static_cast<const T*>(p.x) + xbase + i0, xr);  // P % 4 == 0: all R rows exist
@@ -183,8 +175,8 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
       if constexpr (std::is_void_v<T>) {
 #pragma unroll
         for (int u = 0; u < VEC; ++u) {
-          bv[u] = load_as_float(p.B, p.B_type, bb + j + u);
-          cv[u] = load_as_float(p.C, p.C_type, cb + j + u);
+          bv[u] = ld_f(p.B, p.B_type, bb + j + u);
+          cv[u] = ld_f(p.C, p.C_type, cb + j + u);
         }
       } else {
         load_vec<T, VEC>(static_cast<const T*>(p.B) + bb + j, bv);
@@ -219,7 +211,7 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
         if (lane == r) yv = acc[r];
       yv = fmaf(d_mine, x_mine, yv);
       if (p.z) yv *= z_mine / (1.f + expf(-z_mine));
-      if constexpr (std::is_void_v<T>) store_from_float(p.y, p.y_type, ybase + my, yv);
+      if constexpr (std::is_void_v<T>) st_f(p.y, p.y_type, ybase + my, yv);
       else store_vec<T, 1>(static_cast<T*>(p.y) + ybase + my, &yv);
     }
   }
