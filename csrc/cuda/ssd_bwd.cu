@@ -1693,8 +1693,8 @@ __device__ __forceinline__ void unpack8(const uint4& u, float f[8], bool bf) {
 
 // Launch 3, fast path: roles b/c are group_role with BN = N, or group_fast (below).
 // SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 group_fast for dstate 64; 2 (default) group_fast for
-// dstate 64 and 128. For 128 nvcc spills 20 bytes at 3 blocks per SM, yet launch 3 is 15% faster on G1
-// than with group_role (device run S6-1).
+// dstate 64 and 128 (for 128, launch 3 is 15% faster on G1 than with group_role, device run S6-1;
+// since its head loop runs two stages deep it no longer spills at 3 blocks per SM).
 #ifndef SSD_FAST_BWD_GROUP
 #define SSD_FAST_BWD_GROUP 2
 #endif
@@ -1893,21 +1893,8 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
         cp_tile64<64, LDX>(S0 + ((jb + 1) & 1) * 64 * LDX, xs0 + (int64_t)(jb + 1) * 64 * xss, xss, 64);
         cp_async_commit();
       }
-      float2 cbv[4][4];  // rows wr+g (+8), columns 16kk + 2t4 (+8)
-      const float* cbp = cbr + jb * 4096;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
-        if (!diag || kk <= warp) {
-          const float4* c4 = reinterpret_cast<const float4*>(cbp + cb_frag_offset(0, kk, 0));
-          f0 = __ldg(c4);
-          f1 = __ldg(c4 + 1);
-        }
-        cbv[kk][0] = make_float2(f0.x, f0.y);  // index q = hr + 2 c8
-        cbv[kk][1] = make_float2(f0.z, f0.w);
-        cbv[kk][2] = make_float2(f1.x, f1.y);
-        cbv[kk][3] = make_float2(f1.z, f1.w);
-      }
+      float2 cbv[4][4];  // rows wr+g (+8), columns 16kk + 2t4 (+8): index q = hr + 2 c8
+      ld_cb_frags(cbr + jb * 4096, diag, warp, cbv);
       if (!diag) {
         if (jb + 1 < r) cp_async_wait<1>();
         else cp_async_wait<0>();

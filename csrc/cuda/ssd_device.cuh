@@ -26,6 +26,26 @@ __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a
 // so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.
 __device__ __forceinline__ int cb_frag_offset(int r16, int c16, int lane) { return ((r16 * 4 + c16) * 32 + lane) * 8; }
 
+// One warp's row of 16 × 16 sub-tiles (kk = 0..3) of a 64 × 64 C·Bᵀ tile stored in fragment order, as
+// the float2 pairs of its mma A fragments (index hr + 2·c8: rows g (+8), columns 16kk + 2t4 (+8)).
+// `lane_tile` points at the tile plus cb_frag_offset(warp, 0, lane). On a diagonal tile (lower) the
+// sub-tiles right of the warp's own are zeros and not read.
+__device__ __forceinline__ void ld_cb_frags(const float* lane_tile, bool lower, int warp, float2 (&cbv)[4][4]) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
+    if (!lower || kk <= warp) {
+      const float4* c4 = reinterpret_cast<const float4*>(lane_tile + cb_frag_offset(0, kk, 0));
+      f0 = __ldg(c4);
+      f1 = __ldg(c4 + 1);
+    }
+    cbv[kk][0] = make_float2(f0.x, f0.y);
+    cbv[kk][1] = make_float2(f0.z, f0.w);
+    cbv[kk][2] = make_float2(f1.x, f1.y);
+    cbv[kk][3] = make_float2(f1.z, f1.w);
+  }
+}
+
 // One element of any dtype, as float / from float (round to nearest even).
 __device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
   if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);

@@ -1124,21 +1124,8 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
                         imin(64, len - (jb + 1) * 64));
       cp_async_commit();
     }
-    float2 cbv[4][4];
-    const float* cbp = cbl + jb * 4096;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      float4 f0 = make_float4(0.f, 0.f, 0.f, 0.f), f1 = f0;
-      if (!diag || kk <= warp) {
-        const float4* c4 = reinterpret_cast<const float4*>(cbp + cb_frag_offset(0, kk, 0));
-        f0 = __ldg(c4);
-        f1 = __ldg(c4 + 1);
-      }
-      cbv[kk][0] = make_float2(f0.x, f0.y);  // index r = hr + 2 c8, as a.r[r]
-      cbv[kk][1] = make_float2(f0.z, f0.w);
-      cbv[kk][2] = make_float2(f1.x, f1.y);
-      cbv[kk][3] = make_float2(f1.z, f1.w);
-    }
+    float2 cbv[4][4];  // index r = hr + 2 c8, as a.r[r]
+    ld_cb_frags(cbl + jb * 4096, diag, warp, cbv);
     if (!diag) {
       cp_async_wait<1>();
     } else if (has_z) {
