@@ -1477,7 +1477,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // dy and z (if any) of the same type, headdim 64 (one p-tile), dstate N in {64, 128}, chunk a
 // multiple of 64 (position blocks of 64), 16-byte vector access to x, dy, z, dx, dz, B, C. seq_idx,
 // initial states, a partial last chunk, z / dz / D options as in the generic path. The host selects
-// it (fast_main_ok); roles b/c (dB / dC) are the generic group_role, instantiated with BN = N.
+// it (fast_main_ok); roles b/c (dB / dC) are group_fast (or group_role with BN = N, see GroupFastOn).
 // Differences from main_role:
 //   - x, dy, z, C, B tiles and the position records are loaded by cp.async (zero-filled past the
 //     sequence: no bounds checks inside the tiles); so are the state slabs H_{k-1} / G_k, which launch
@@ -2387,7 +2387,7 @@ k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_const
 // Launch 2, fast path (k_bwd_pass_dcb_fast): role b (dcb_role) specialised for the benchmark shapes
 // under the conditions of fast_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
 // 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
-// partial last chunk, z or not. Role a (state passing) is pass_role, unchanged.
+// partial last chunk, z or not. Role a (state passing) is pass_role with its T stores compiled in.
 // The arithmetic is dcb_role's, in the same order (the same dY and x values in the tiles, the same
 // mma sequence, the same sums), except the decay of the blocks below the diagonal, which is factored
 // (one more rounding: the bits differ from dcb_role's there). Differences:
