@@ -92,7 +92,8 @@ int pointers(const SsdParams& p, Pointer* out) {
                          {"z", p.z},           {"dt_bias", p.dt_bias},
                          {"initial_states", p.initial_states}, {"seq_idx", p.seq_idx},
                          {"y", p.y},           {"final_states", p.final_states},
-                         {"cu_seqlens", p.cu_seqlens}, {"varlen_states", p.varlen_states}};
+                         {"cu_seqlens", p.cu_seqlens}, {"varlen_states", p.varlen_states},
+                         {"y_ungated", p.y_ungated}};
   int n = 0;
   for (const Pointer& q : all) {
     if (q.ptr) out[n++] = q;
@@ -112,7 +113,7 @@ SsdStatus forward_device(const SsdParams& p, void* stream) {
   int dev = 0;
   device::Result r = device::current_device(&dev);
   if (!r.ok()) return fail(r.status, r.message);
-  Pointer ptrs[14];
+  Pointer ptrs[15];
   const int n = pointers(p, ptrs);
   for (int i = 0; i < n; i++) {
     r = device::check_device_pointer(dev, ptrs[i].ptr, ptrs[i].name);
@@ -335,7 +336,9 @@ SsdStatus check_layout(const SsdParams& p, std::string* error) {
   const Dim B[] = {{"b", b, p.B_batch_stride}, {"L", L, p.B_seq_stride}, {"g", g, p.B_group_stride}};
   const Dim C[] = {{"b", b, p.C_batch_stride}, {"L", L, p.C_seq_stride}, {"g", g, p.C_group_stride}};
   const Dim seq[] = {{"b", b, p.seq_idx_batch_stride}};
+  const Dim yu[] = {{"b", b, p.y_ungated_batch_stride}, {"L", L, p.y_ungated_seq_stride}, {"h", h, p.y_ungated_head_stride}};
   if (!check_view("x", x, hd, false, error) || !check_view("y", y, hd, true, error) ||
+      (p.y_ungated && !check_view("y_ungated", yu, hd, true, error)) ||
       (p.z && !check_view("z", z, hd, false, error)) || !check_view("dt", dt, h, false, error) ||
       !check_view("B", B, n, false, error) || !check_view("C", C, n, false, error) ||
       (p.seq_idx && !check_view("seq_idx", seq, L, false, error))) {
@@ -354,7 +357,8 @@ SsdStatus check_layout(const SsdParams& p, std::string* error) {
                  {"z", p.z, element_size(p.z_type)},   {"y", p.y, element_size(p.y_type)},
                  {"A", p.A, 4},                        {"D", p.D, 4},
                  {"dt_bias", p.dt_bias, 4},            {"initial_states", p.initial_states, 4},
-                 {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4}};
+                 {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4},
+                 {"y_ungated", p.y_ungated, element_size(p.y_ungated_type)}};
   for (const auto& a : aligned) {
     if (!check_aligned(a.name, a.ptr, a.bytes, error)) return SSD_ERR_INVALID_ARGUMENT;
   }

@@ -102,6 +102,7 @@ struct Call {
   SsdParams params{};
   int threads = 0;
   size_t y_bytes = 0;       // host output sizes, for prefault()
+  size_t yu_bytes = 0;
   size_t states_bytes = 0;
   size_t varlen_bytes = 0;
 };
@@ -124,6 +125,7 @@ void prefault(void* data, size_t bytes) {
 
 SsdStatus run_cpu(const Call& call, std::string* error) {
   prefault(call.params.y, call.y_bytes);
+  prefault(call.params.y_ungated, call.yu_bytes);
   prefault(call.params.final_states, call.states_bytes);
   prefault(call.params.varlen_states, call.varlen_bytes);
   return ssd::forward_cpu(call.params, call.threads, error);
@@ -177,6 +179,15 @@ Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
   p.z_batch_stride = p.x_batch_stride; p.z_seq_stride = p.x_seq_stride; p.z_head_stride = p.x_head_stride;
 
   p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, on_device));
+  // the pre-gate output: written by the forward, read by the backward (optional, only with z)
+  Napi::Value yu = args.Get("yUngated");
+  if (!yu.IsNull() && !yu.IsUndefined()) {
+    if (!p.z) throw Napi::TypeError::New(env, "Expected no yUngated without z");
+    p.y_ungated_type = read_dtype(args, "yUngatedType");
+    p.y_ungated = const_cast<void*>(read_buffer(args, "yUngated", p.y_ungated_type, x_elems, false, on_device));
+    p.y_ungated_batch_stride = p.x_batch_stride; p.y_ungated_seq_stride = p.x_seq_stride;
+    p.y_ungated_head_stride = p.x_head_stride;
+  }
   p.initial_states = static_cast<const float*>(read_buffer(args, "initialStates", SSD_FLOAT32, state_elems, true, on_device));
 
   Napi::Value seq_idx = args.Get("seqIdx");
@@ -224,6 +235,7 @@ Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
   if (!(t >= 0 && t <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
   call.threads = int(t);
   call.y_bytes = outputs ? size_t(x_elems * element_size(p.y_type)) : 0;
+  call.yu_bytes = (outputs && p.y_ungated) ? size_t(x_elems * element_size(p.y_ungated_type)) : 0;
   call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
   call.varlen_bytes = p.varlen_states ? size_t(p.num_seqs * h * hd * n * 4) : 0;
   return call;

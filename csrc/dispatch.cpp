@@ -58,6 +58,11 @@ SsdStatus check_forward(const SsdParams& p, bool outputs, std::string* error) {
       return SSD_ERR_INVALID_ARGUMENT;
     }
   }
+  if (p.y_ungated && (!p.z || !valid_dtype(p.y_ungated_type))) {
+    *error = p.z ? "unknown dtype code " + std::to_string(int(p.y_ungated_type)) + " for y_ungated"
+                 : std::string("y_ungated needs z (without z it would equal y)");
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
   if (!(p.dt_min <= p.dt_max)) {
     *error = "dt_min must not exceed dt_max (and neither may be NaN)";
     return SSD_ERR_INVALID_ARGUMENT;

@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define SSD_KERNELS_ABI_VERSION 1
+#define SSD_KERNELS_ABI_VERSION 2 /* 2: SsdParams.y_ungated (appended, so SsdBackwardParams moved) */
 #define SSD_KERNELS_VERSION "0.1.0" /* the package version this header belongs to */
 
 typedef enum SsdDtype {
@@ -74,6 +74,14 @@ typedef struct SsdParams {
   const int32_t* cu_seqlens; int64_t num_seqs;
   float* varlen_states;   /* optional (num_seqs, h, p, n) contiguous: each sequence's final state
                              (zeros for an empty sequence); needs cu_seqlens */
+
+  /* optional, only with z: the output before the gate, y_ungated = C·H + D x (so y = y_ungated ·
+   * silu(z)), layout (b, L, h, p) as y, rounded once to its own dtype (mamba_chunk_scan_combined's
+   * out_x). The forward writes it. The backward (SsdBackwardParams.fwd) reads it when it is set and
+   * dz is wanted: the CUDA backward then takes dz from it instead of recomputing the pre-gate output
+   * (it must hold what the forward wrote for these inputs); the CPU backward recomputes and ignores it. */
+  void* y_ungated; SsdDtype y_ungated_type;
+  int64_t y_ungated_batch_stride, y_ungated_seq_stride, y_ungated_head_stride;
 } SsdParams;
 
 /*
@@ -110,9 +118,9 @@ typedef struct SsdStepParams {
 /*
  * The backward of one SSD call: the gradients of L = sum(dy * y) + sum(dFinalStates * finalStates)
  * with respect to every input (design §3). `fwd` describes the forward call being differentiated
- * (sizes, inputs, options); its outputs fwd.y and fwd.final_states are not read. Gradients have
- * the layouts of their inputs; the dtype of each 16-bit one is its own field (normally the input's),
- * and every gradient is accumulated in float32 and rounded once. Reductions (dB, dC over the heads
+ * (sizes, inputs, options); its outputs fwd.y and fwd.final_states are not read (fwd.y_ungated may
+ * be: see SsdParams). Gradients have the layouts of their inputs; the dtype of each 16-bit one is its
+ * own field (normally the input's), and every gradient is accumulated in float32 and rounded once. Reductions (dB, dC over the heads
  * of a group and over p; dA, dD, dDtBias over positions) run in a fixed order: the same inputs give
  * the same bits on every run and for every thread count.
  */

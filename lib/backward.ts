@@ -1,6 +1,6 @@
 /**
  * The backward of the SSD: gradients of a loss with respect to every input of ssd(), given the
- * gradients with respect to its outputs (design §3). CPU only in this build.
+ * gradients with respect to its outputs (design §3), on the CPU or a CUDA device.
  *
  *   const { y, backward } = await ssdWithGrad(inputs, options);
  *   const { dx, ddt, dA, dB, dC } = await backward({ dy });
@@ -131,6 +131,9 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
       dz: pointers.dz ?? null,
       dDtBias: pointers.dDtBias ?? null,
       dInitialStates: pointers.dInitialStates ?? null,
+      // read only for dz (the generic kernels take any float dtype; TS hands x's)
+      yUngated: t.z !== undefined ? await dc.optional('options.yUngated', call.yUngated, false) : null,
+      yUngatedType: nativeDtype(call.yUngated?.type ?? t.x.type),
     };
     dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
@@ -197,13 +200,16 @@ export interface SsdWithGrad extends SsdResult {
 /**
  * Runs ssd(inputs, options) and returns its results with a `backward` bound to the same inputs and
  * options: the forward keeps nothing beyond its outputs (the backward recomputes what it needs), and
- * there is no state besides the returned object.
+ * there is no state besides the returned object. With options.returnUngated (and z) the result also
+ * holds yUngated, and backward() hands it to the backward, which on CUDA then skips recomputing the
+ * output before the gate (one more tensor of y's size kept between the two; bench/NOTES.md).
  */
 export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Promise<SsdWithGrad> {
   const result = await ssd(inputs, options);
   const saved: SsdInputs = { ...inputs };
-  const backwardOptions: Omit<SsdOptions, 'out'> = { ...options };
-  delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
+  const backwardOptions: SsdBackwardOptions = { ...options, out: undefined, yUngated: result.yUngated };
+  delete backwardOptions.out; // options.out held the forward's outputs
+  if (backwardOptions.yUngated === undefined) delete backwardOptions.yUngated;
   return {
     ...result,
     backward: async (grads, extra) => {

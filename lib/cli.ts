@@ -26,7 +26,7 @@ function usage(): never {
       '  bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]\n' +
       '                               time the CPU forward, and with --backward the backward and\n' +
       '                               forward + backward (median of N runs, default 15)\n' +
-      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4] [--backward]\n' +
+      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4] [--backward [--ungated]]\n' +
       '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
       '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
       '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n' +
@@ -195,6 +195,8 @@ async function benchCuda(args: string[]): Promise<number> {
   const runs = Number(flag(args, '--runs') ?? 100);
   const wanted = (flag(args, '--config') ?? GPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
   const withBackward = args.includes('--backward');
+  // --ungated: the forward also writes yUngated (returnUngated) and the backward reads it for dz
+  const ungated = args.includes('--ungated');
   const b = backends();
   if (!b.cuda.available) {
     console.log(`cuda: unavailable (${b.cuda.reason}); nothing to time`);
@@ -220,6 +222,7 @@ async function benchCuda(args: string[]): Promise<number> {
     };
     const dev = Object.fromEntries(Object.entries(host).map(([k, t]) => [k, t.toDevice(0)])) as Record<keyof typeof host, Tensor>;
     const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2);
+    const yu = ungated ? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2) : undefined;
     await Promise.all(Object.values(dev).map((t) => t.ready));
     const forwardArgs = {
       dims: [c.batch, c.seqlen, c.nheads, c.headdim, c.ngroups, c.dstate],
@@ -236,6 +239,7 @@ async function benchCuda(args: string[]): Promise<number> {
       dtSoftplus: true, dtMin: 0, dtMax: Infinity,
       y: y.devicePointer, yType: NativeDtype.Bfloat16,
       finalStates: null, threads: 0,
+      yUngated: yu?.devicePointer ?? null, yUngatedType: NativeDtype.Bfloat16,
     };
     if (!json) process.stderr.write(`${c.name}: timing ${runs} runs\n`);
     const timed = await addon.cudaTimeForward(forwardArgs, 0, 10, runs);
@@ -274,22 +278,28 @@ async function benchCuda(args: string[]): Promise<number> {
         0, 3, Math.max(5, Math.floor(runs / 4)),
       );
       const bwdMs = median(bwd.ms);
-      Object.assign(rows[rows.length - 1], { bwdMs: Number(bwdMs.toFixed(4)), fwdBwdMs: Number((ms + bwdMs).toFixed(4)), bwdExtraMiB: Number((bwd.workspaceBytes / 2 ** 20).toFixed(1)) });
+      // with --ungated, yUngated is memory kept from the forward for the backward: counted as extra
+      const keptBytes = yu ? xs * 2 : 0;
+      Object.assign(rows[rows.length - 1], {
+        bwdMs: Number(bwdMs.toFixed(4)),
+        fwdBwdMs: Number((ms + bwdMs).toFixed(4)),
+        bwdExtraMiB: Number(((bwd.workspaceBytes + keptBytes) / 2 ** 20).toFixed(1)),
+      });
       dy.dispose();
       for (const ptr of owned) addon.cudaRelease(0, ptr);
     }
-    for (const t of [...Object.values(dev), y]) t.dispose();
+    for (const t of [...Object.values(dev), y, ...(yu ? [yu] : [])]) t.dispose();
   }
   if (json) {
-    console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, rows }, null, 2));
+    console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, ungated, rows }, null, 2));
   } else {
-    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256; CUDA events, 10 warm-ups, median of ${runs}`);
+    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256; CUDA events, 10 warm-ups, median of ${runs}${ungated ? '; the forward writes yUngated, the backward reads it' : ''}`);
     console.log('config  median ms  min ms    TFLOP/s  GB/s   floor ms  x floor  extra MiB');
     for (const r of rows) {
       console.log(`${String(r.config).padEnd(8)}${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.tflops).padStart(8)}  ${String(r.gbps).padStart(5)}  ${String(r.floorMs).padStart(8)}  ${String(r.ratioToFloor).padStart(7)}  ${String(r.extraMiB).padStart(9)}`);
     }
     if (withBackward) {
-      console.log('backward (every gradient, bf16 where the input is):');
+      console.log(`backward (every gradient, bf16 where the input is${ungated ? '; extra MiB includes the kept yUngated' : ''}):`);
       console.log('config  bwd ms     fwd+bwd ms  bwd extra MiB');
       for (const r of rows) console.log(`${String(r.config).padEnd(8)}${String(r.bwdMs).padEnd(11)}${String(r.fwdBwdMs).padEnd(12)}${r.bwdExtraMiB}`);
     }

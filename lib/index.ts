@@ -48,6 +48,8 @@ export interface SsdResult {
   finalStates?: Tensor;
   /** (numSeqs, nheads, headdim, dstate) float32, each packed sequence's final state, when options.returnVarlenStates */
   varlenStates?: Tensor;
+  /** y before the gate (y = yUngated · silu(z)), of y's type and dims, when options.returnUngated */
+  yUngated?: Tensor;
 }
 
 export interface Backends {
@@ -158,19 +160,20 @@ function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: num
 
 function hostOutputs(plan: SsdPlan): SsdResult {
   const dims = outputDims(plan);
-  for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates]) {
+  for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
     if (t !== undefined && t.location !== 'cpu') {
       throw new SsdError('ERR_SSD_DEVICE', "Expected 'cpu' tensors in options.out for a call that returns host tensors but received a 'cuda' tensor");
     }
   }
   const ySize = dims.y.reduce((a, b) => a * b, 1);
   const yType = plan.xType as FloatType;
-  const y =
-    plan.out.y ??
-    allocate('y', () =>
+  const newY = (name: string): Tensor =>
+    allocate(name, () =>
       yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), dims.y) : new Tensor(yType, new Uint16Array(ySize), dims.y),
     );
+  const y = plan.out.y ?? newY('y');
   const result: SsdResult = { y };
+  if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? newY('yUngated');
   if (plan.returnFinalStates) {
     result.finalStates =
       plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
@@ -201,6 +204,8 @@ function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; res
     cuSeqlens: t.cuSeqlens === undefined ? null : (t.cuSeqlens.data as Int32Array),
     numSeqs: plan.numSeqs,
     varlenStates: result.varlenStates === undefined ? null : (result.varlenStates.data as Float32Array),
+    yUngated: result.yUngated === undefined ? null : result.yUngated.data,
+    yUngatedType: nativeDtype(plan.xType),
   };
   return { args, result };
 }
@@ -239,9 +244,11 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       cuSeqlens: await call.optional('inputs.cuSeqlens', t.cuSeqlens, false),
       numSeqs: plan.numSeqs,
       varlenStates: null,
+      yUngated: null,
+      yUngatedType: nativeDtype(plan.xType),
     };
     if (onDevice) {
-      for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates]) {
+      for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
         if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
           throw new SsdError('ERR_SSD_DEVICE', `Expected tensors on 'cuda:${device}' in options.out for a call on that device`);
         }
@@ -250,7 +257,9 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       result = { y: yTensor };
       if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
       if (plan.returnVarlenStates) result.varlenStates = plan.out.varlenStates ?? deviceTensor(device, 'float32', dims.varlen, varlenSize * 4);
+      if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? deviceTensor(device, plan.xType, dims.y, yBytes);
       args.y = result.y.devicePointer;
+      args.yUngated = result.yUngated?.devicePointer ?? null;
       args.finalStates = result.finalStates?.devicePointer ?? null;
       args.varlenStates = result.varlenStates?.devicePointer ?? null;
     } else {
@@ -258,12 +267,14 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       args.y = call.alloc(yBytes);
       args.finalStates = plan.returnFinalStates ? call.alloc(statesSize * 4) : null;
       args.varlenStates = plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null;
+      args.yUngated = plan.returnUngated ? call.alloc(yBytes) : null;
     }
     call.enqueue(native().cudaForward(args, device));
     if (!onDevice) {
       call.download(args.y as bigint, result.y.data);
       if (result.finalStates) call.download(args.finalStates as bigint, result.finalStates.data);
       if (result.varlenStates) call.download(args.varlenStates as bigint, result.varlenStates.data);
+      if (result.yUngated) call.download(args.yUngated as bigint, result.yUngated.data);
     }
     await call.settle();
     ok = true;
@@ -274,6 +285,7 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       if (result.y !== plan.out.y) result.y.dispose();
       if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();
       if (result.varlenStates !== plan.out.varlenStates) result.varlenStates?.dispose();
+      if (result.yUngated !== plan.out.yUngated) result.yUngated?.dispose();
     }
   }
 }

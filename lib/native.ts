@@ -14,7 +14,7 @@ export enum NativeDtype {
 }
 
 /** SSD_KERNELS_ABI_VERSION of include/ssd_kernels.h: an addon built from other sources is refused. */
-export const EXPECTED_ABI_VERSION = 1;
+export const EXPECTED_ABI_VERSION = 2;
 
 /** A host array, or a device address (BigInt) on CUDA calls. */
 export type NativeBuffer = ArrayBufferView | bigint;
@@ -59,6 +59,9 @@ export interface NativeForwardArgs extends NativeCommonArgs {
   cuSeqlens?: Int32Array | bigint | null;
   numSeqs?: number;
   varlenStates?: Float32Array | bigint | null;
+  /** Only with z: the output before the gate (y = yUngated · silu(z)), written by the forward and read by the backward. */
+  yUngated?: NativeBuffer | null;
+  yUngatedType?: NativeDtype;
 }
 
 /** Everything one decode step needs (SsdStepParams), validated and normalised in TypeScript. */

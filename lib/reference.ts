@@ -29,6 +29,7 @@ export interface RefInputs {
 export interface RefOutputs {
   y: Float64Array; // (b, L, h, p)
   finalStates: Float64Array; // (b, h, p, n)
+  yUngated?: Float64Array; // with z: y before the gate (b, L, h, p)
 }
 
 /** softplus(u) = log(1 + exp(u)), the identity above 20 (as the standard kernels do). */
@@ -49,6 +50,7 @@ export function ssdReference(r: RefInputs): RefOutputs {
   const headsPerGroup = h / g;
   const y = new Float64Array(batch * L * h * p);
   const finalStates = new Float64Array(batch * h * p * n);
+  const yUngated = r.z ? new Float64Array(y.length) : undefined;
   const H = new Float64Array(p * n);
 
   for (let b = 0; b < batch; b++) {
@@ -78,6 +80,7 @@ export function ssdReference(r: RefInputs): RefOutputs {
           }
           if (r.D) acc += (r.dPerChannel ? r.D[head * p + i] : r.D[head]) * r.x[xBase + i];
           if (r.z) {
+            yUngated![xBase + i] = acc;
             const zv = r.z[xBase + i];
             acc *= zv / (1 + Math.exp(-zv));
           }
@@ -87,7 +90,7 @@ export function ssdReference(r: RefInputs): RefOutputs {
       finalStates.set(H, stateBase);
     }
   }
-  return { y, finalStates };
+  return yUngated ? { y, finalStates, yUngated } : { y, finalStates };
 }
 
 /** ‖a − b‖ / ‖b‖, with both norms in float64. */

@@ -58,6 +58,13 @@ export interface SsdBackwardOptions extends Omit<SsdOptions, 'out'> {
    * replaces (see SsdGrads); only for gradients the call returns.
    */
   out?: Partial<SsdGrads>;
+  /**
+   * The forward's yUngated (ssd() with returnUngated), of y's type and dims; only with inputs.z. The
+   * CUDA backward then takes dz from it instead of recomputing the output before the gate; it must be
+   * what the forward returned for these inputs and options. The CPU backward recomputes and does not
+   * read it.
+   */
+  yUngated?: Tensor;
 }
 
 const OUTPUT_GRAD_NAMES = ['dy', 'dFinalStates'] as const;
@@ -107,14 +114,17 @@ export interface BackwardCall {
   grads: SsdOutputGrads;
   specs: GradSpec[];
   out: Partial<SsdGrads>;
+  /** options.yUngated, checked */
+  yUngated?: Tensor;
 }
 
 /** Validates ssdBackward()'s arguments; throws TypeError, RangeError or SsdError. */
 export function validateBackward(inputs: unknown, grads: unknown, options: unknown): BackwardCall {
   let out: unknown;
+  let yUngatedArg: unknown;
   let forwardOptions: unknown = options;
   if (isPlainObject(options)) {
-    ({ out, ...forwardOptions } = options);
+    ({ out, yUngated: yUngatedArg, ...forwardOptions } = options);
   }
   const { inputs: t, plan } = validate(inputs, forwardOptions as SsdOptions);
   const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = plan;
@@ -138,12 +148,21 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
     checked.dFinalStates = s;
   }
 
+  let yUngated: Tensor | undefined;
+  if (yUngatedArg !== undefined) {
+    if (t.z === undefined) {
+      throw new SsdError('ERR_SSD_OPTION', 'options.yUngated is given but inputs.z is not (yUngated is the output before the gate)');
+    }
+    yUngated = tensorArg('options.yUngated', yUngatedArg, [t.x.type], 4, yLayout);
+    if (!sameDims(yUngated.dims, [b, L, h, p])) throw shapeError('options.yUngated', [b, L, h, p], `${yLayout}, the dims of y,`, yUngated.dims);
+  }
+
   const specs = gradSpecs(t, plan);
   const given: Partial<SsdGrads> = {};
   if (out !== undefined) {
     if (!isPlainObject(out)) throw typeError('options.out', `an object { ${GRAD_NAMES.join(', ')} } of gradient Tensors (all optional)`, out);
     checkKnownKeys('key of options.out', out, GRAD_NAMES);
-    const taken = new Set<Tensor>([...Object.values(t), ...Object.values(checked)] as Tensor[]);
+    const taken = new Set<Tensor>([...Object.values(t), ...Object.values(checked), ...(yUngated ? [yUngated] : [])] as Tensor[]);
     for (const name of GRAD_NAMES) {
       const tensor = out[name];
       if (tensor === undefined) continue;
@@ -160,7 +179,7 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
       given[name] = checkedOut;
     }
   }
-  return { inputs: t, plan, grads: checked, specs, out: given };
+  return { inputs: t, plan, grads: checked, specs, out: given, yUngated };
 }
 
 export type BackwardPlacement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
@@ -175,6 +194,7 @@ export function resolveBackwardDevice(call: BackwardCall, sync: boolean): Backwa
     ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
     ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
     ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
+    ...(call.yUngated ? [['options.yUngated', call.yUngated] as [string, Tensor]] : []),
   ];
   const onDevice = tensors.filter(([, tensor]) => tensor.location === 'cuda');
   const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];

@@ -48,6 +48,13 @@ export interface SsdOptions {
   returnFinalStates?: boolean;
   /** With inputs.cuSeqlens: also return each sequence's final state, (numSeqs, nheads, headdim, dstate) float32. */
   returnVarlenStates?: boolean;
+  /**
+   * With inputs.z: also return `yUngated`, the output before the gate (y = yUngated · silu(z)), of y's
+   * type and dims: mamba_chunk_scan_combined's out_x. Given back to ssdBackward() as
+   * options.yUngated (ssdWithGrad() does so itself), it spares the CUDA backward recomputing it for
+   * dz, at the price of one more tensor of y's size kept from the forward to the backward.
+   */
+  returnUngated?: boolean;
   /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
   device?: SsdDevice;
   /** CPU threads, 1 to 1024 (default: the cores available to the process). */
@@ -56,13 +63,14 @@ export interface SsdOptions {
    * Tensors to write the results into instead of new ones: `y` of x's type and dims,
    * `finalStates` float32 (batch, nheads, headdim, dstate) (requires returnFinalStates), on the
    * device the call runs on. Reusing outputs saves an allocation per call, which on some machines
-   * costs more than the scan (fresh memory is slow to touch the first time).
+   * costs more than the scan (fresh memory is slow to touch the first time). `yUngated` of y's type
+   * and dims (requires returnUngated).
    */
-  out?: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor };
+  out?: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
 }
 
 const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
-const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates'] as const;
+const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates', 'returnUngated'] as const;
 
 /** The normalised description of one call. */
 export interface SsdPlan {
@@ -78,12 +86,13 @@ export interface SsdPlan {
   dtMax: number;
   returnFinalStates: boolean;
   returnVarlenStates: boolean;
+  returnUngated: boolean;
   /** sequences in inputs.cuSeqlens (0 without it) */
   numSeqs: number;
   device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
   threads: number;
   xType: TensorType;
-  out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor };
+  out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
 }
 
 function nativeDtype(type: TensorType): NativeDtype {
@@ -281,6 +290,9 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   if (plan.returnVarlenStates && result.cuSeqlens === undefined) {
     throw new SsdError('ERR_SSD_OPTION', 'options.returnVarlenStates needs inputs.cuSeqlens');
   }
+  if (plan.returnUngated && result.z === undefined) {
+    throw new SsdError('ERR_SSD_OPTION', 'options.returnUngated needs inputs.z (without the gate, yUngated would equal y)');
+  }
   plan.out = readOut((options as Record<string, unknown>).out, plan, result);
   return { inputs: result, plan };
 }
@@ -316,7 +328,7 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
   return cu;
 }
 
-type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'device' | 'threads'>;
+type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated' | 'device' | 'threads'>;
 
 export function readOptions(options: Record<string, unknown>): OptionFields {
   let chunkSize = 256;
@@ -329,7 +341,7 @@ export function readOptions(options: Record<string, unknown>): OptionFields {
     chunkSize = c;
   }
 
-  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates' | 'returnVarlenStates'): boolean => {
+  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated'): boolean => {
     const v = options[name];
     if (v === undefined) return false;
     if (typeof v !== 'boolean') throw typeError(`options.${name}`, 'a boolean', v);
@@ -377,6 +389,7 @@ export function readOptions(options: Record<string, unknown>): OptionFields {
     dtMax,
     returnFinalStates: booleanOption('returnFinalStates'),
     returnVarlenStates: booleanOption('returnVarlenStates'),
+    returnUngated: booleanOption('returnUngated'),
     device,
     threads,
   };
@@ -385,13 +398,14 @@ export function readOptions(options: Record<string, unknown>): OptionFields {
 /** Checks options.out: each given tensor must have the type and dims of the result it replaces and must not be an input. */
 function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out'] {
   if (out === undefined) return {};
-  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y?, finalStates?, varlenStates? } of Tensors', out);
-  checkKnownKeys('key of options.out', out, ['y', 'finalStates', 'varlenStates']);
+  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y?, finalStates?, varlenStates?, yUngated? } of Tensors', out);
+  checkKnownKeys('key of options.out', out, ['y', 'finalStates', 'varlenStates', 'yUngated']);
   const result: SsdPlan['out'] = {};
-  const expectations: [('y' | 'finalStates' | 'varlenStates'), TensorType, number[], string][] = [
+  const expectations: [('y' | 'finalStates' | 'varlenStates' | 'yUngated'), TensorType, number[], string][] = [
     ['y', plan.xType, [plan.batch, plan.seqlen, plan.nheads, plan.headdim], '(batch, seqlen, nheads, headdim)'],
     ['finalStates', 'float32', [plan.batch, plan.nheads, plan.headdim, plan.dstate], '(batch, nheads, headdim, dstate)'],
     ['varlenStates', 'float32', [plan.numSeqs, plan.nheads, plan.headdim, plan.dstate], '(numSeqs, nheads, headdim, dstate)'],
+    ['yUngated', plan.xType, [plan.batch, plan.seqlen, plan.nheads, plan.headdim], '(batch, seqlen, nheads, headdim)'],
   ];
   for (const [name, type, dims, layout] of expectations) {
     const t = out[name];
@@ -408,6 +422,12 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
   }
   if (result.varlenStates && !plan.returnVarlenStates) {
     throw new SsdError('ERR_SSD_OPTION', 'options.out.varlenStates is given but options.returnVarlenStates is not true');
+  }
+  if (result.yUngated && !plan.returnUngated) {
+    throw new SsdError('ERR_SSD_OPTION', 'options.out.yUngated is given but options.returnUngated is not true');
+  }
+  if (result.y !== undefined && result.y === result.yUngated) {
+    throw new SsdError('ERR_SSD_VALUE', 'Expected options.out.y and options.out.yUngated to be two tensors but received the same one twice');
   }
   return result;
 }

@@ -832,6 +832,7 @@ describe('valid inputs and options that validation accepts', () => {
       dtMax: Infinity,
       returnFinalStates: false,
       returnVarlenStates: false,
+      returnUngated: false,
       numSeqs: 0,
       device: { kind: 'auto', index: 0 },
       threads: 0,

@@ -545,6 +545,7 @@ struct Case {
   int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
   int pad = 0;    // extra elements in every stride (0: contiguous)
   float dtshift = -4.f;
+  int yu = -1;    // dtype of y_ungated: the CUDA forward writes it (with z) and the backward reads it; -1: none
 };
 
 struct GradCheck {
@@ -690,6 +691,33 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
   bp.dD = has_dD ? static_cast<float*>(dDv.d) : nullptr;
   bp.d_dt_bias = has_db ? static_cast<float*>(dbias.d) : nullptr;
   bp.d_initial_states = has_di ? static_cast<float*>(dinit.d) : nullptr;
+
+  // y_ungated: the CUDA forward's pre-gate output (gaps poisoned), which the backward then reads for dz
+  Tensor Y, YU;
+  if (c.z && c.yu >= 0) {
+    const SsdDtype yut = (SsdDtype)c.yu;
+    Y.alloc(xel * dsz(c.xt));
+    YU.alloc(xel * dsz(yut));
+    poison(YU.h.data(), yut, xel);
+    YU.upload();
+    SsdParams fp = prm;
+    fp.y = Y.d; fp.y_type = c.xt; fp.y_batch_stride = xbs; fp.y_seq_stride = xss; fp.y_head_stride = xhs;
+    fp.y_ungated = YU.d; fp.y_ungated_type = yut;
+    fp.y_ungated_batch_stride = xbs; fp.y_ungated_seq_stride = xss; fp.y_ungated_head_stride = xhs;
+    const size_t wsf = ssd::cuda::forward_workspace_bytes(fp);
+    void* wf = nullptr;
+    CK(cudaMalloc(&wf, std::max<size_t>(wsf, 16)));
+    std::string ferr;
+    const SsdStatus fst = ssd::cuda::forward(fp, nullptr, wf, &ferr);
+    CK(cudaDeviceSynchronize());
+    cudaFree(wf);
+    if (fst != SSD_OK) {
+      printf("FAIL %-40s forward (for y_ungated) returned %d: %s\n", c.name.c_str(), (int)fst, ferr.c_str());
+      return 0;
+    }
+    prm.y_ungated = fp.y_ungated; prm.y_ungated_type = yut;
+    prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
+  }
 
   const size_t wsb = ssd::cuda::backward_workspace_bytes(bp);
   void* ws = nullptr;
@@ -1000,6 +1028,20 @@ static std::vector<Case> make_cases() {
     c.b = 2; c.init = true; });
   add("fast Q=256 n=64 L=1000 h=6 g=3 init noD", [](Case& c) {
     c.Q = 256; c.n = 64; c.L = 1000; c.h = 6; c.g = 3; c.init = true; c.Dmode = 0; });
+  // dz from the forward's y_ungated: copies of every third case that wants dz, in z's dtype (the fast
+  // launch 3 reads it when it is x's type), and two in another dtype (the generic reads, or recompute)
+  {
+    const size_t n0 = v.size();
+    for (size_t i = 0; i < n0; i += 3) {
+      if (!v[i].z || !v[i].want_dz) continue;
+      Case c = v[i];
+      c.name += " yu";
+      c.yu = c.zt;
+      v.push_back(c);
+    }
+  }
+  add("yu f32 (fast shape: recomputed)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 600; c.h = 4; });
+  add("yu f16 Dch pad3 init", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 3; c.L = 150; c.init = true; });
   return v;
 }
 
@@ -1089,6 +1131,7 @@ static int bench_mode(int runs, const char* only) {
          "       initial/final states; every gradient requested; %d timed runs after 10 warm-ups, median, CUDA events\n",
          runs);
   printf("target: G1 forward + backward <= 1.356 ms, backward workspace <= 300 MiB\n");
+  if (getenv("YU") && atoi(getenv("YU"))) printf("YU=1: the forward writes y_ungated, the backward reads it for dz\n");
   int rc = 0;
   for (const BenchCfg& c : cfgs) {
     if (only && strcmp(only, c.name) != 0) continue;
@@ -1124,6 +1167,12 @@ static int bench_mode(int runs, const char* only) {
     p.A = dA_in; p.D = dD_in; p.D_per_channel = 0; p.dt_bias = db_in; p.dt_softplus = 1; p.dt_min = 0.f; p.dt_max = INFINITY;
     bp.dy = dy; bp.dy_type = SSD_BFLOAT16; bp.dy_batch_stride = c.L * xs; bp.dy_seq_stride = xs; bp.dy_head_stride = c.p;
     bp.dx = dx; bp.dz = dz; bp.dB = dB; bp.dC = dC; bp.ddt = ddt; bp.dA = gA; bp.dD = gD; bp.d_dt_bias = gb;
+    void* yu = nullptr;  // YU=1: the forward writes y_ungated and the backward reads it for dz
+    if (getenv("YU") && atoi(getenv("YU"))) {
+      CK(cudaMalloc(&yu, nx * 2));
+      p.y_ungated = yu; p.y_ungated_type = SSD_BFLOAT16;
+      p.y_ungated_batch_stride = c.L * xs; p.y_ungated_seq_stride = xs; p.y_ungated_head_stride = c.p;
+    }
     const size_t wsf = ssd::cuda::forward_workspace_bytes(p), wsb = ssd::cuda::backward_workspace_bytes(bp);
     void *wf, *wb;
     CK(cudaMalloc(&wf, std::max<size_t>(wsf, 16)));
@@ -1185,14 +1234,14 @@ static int bench_mode(int runs, const char* only) {
            "  ws fwd %.1f MiB, bwd %.1f MiB  dx rms %.3f dz rms %.3f nonfinite dx/dz/dA %zu/%zu/%zu%s\n",
            c.name, c.b, c.L, c.h, c.p, c.g, c.n, fb, median(tf), median(tb), median(tbo),
            *std::min_element(tbo.begin(), tbo.end()), wsf / 1048576.0, wsb / 1048576.0, rms_dx, rms_dz, bad_dx, bad_dz,
-           bad_A, g1 ? (fb <= 1.356 && wsb <= 300.0 * 1048576 ? "  [G1 target met]" : "  [G1 target NOT met]") : "");
+           bad_A, g1 ? (fb <= 1.356 && wsb + (yu ? nx * 2 : 0) <= 300.0 * 1048576 ? "  [G1 target met]" : "  [G1 target NOT met]") : "");
     printf("   backward per launch (median of %zu):", st[0].size());
     for (int s = 0; s < times.n; ++s) printf("  %s %.4f ms", times.name[s], median(st[s]));
     printf("\n");
     fflush(stdout);
     if (bad_dx || bad_dz || bad_A) rc = 1;
     cudaEventDestroy(e0); cudaEventDestroy(e1); cudaEventDestroy(e2);
-    for (void* q : {x, z, B, C, dt, dy, y, dx, dz, dB, dC, ddt, wf, wb}) cudaFree(q);
+    for (void* q : {x, z, B, C, dt, dy, y, dx, dz, dB, dC, ddt, wf, wb, yu}) cudaFree(q);
     for (float* q : {dA_in, dD_in, db_in, gA, gD, gb}) cudaFree(q);
   }
   return rc;

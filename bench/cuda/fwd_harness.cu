@@ -190,6 +190,7 @@ struct Case {
   int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
   int pad = 0;    // extra elements in every stride (0: contiguous)
   float dtshift = -4.f;
+  int yu = -1;    // dtype of y_ungated (the pre-gate output, with z), -1: not asked for
 };
 
 struct Tensor {
@@ -226,7 +227,10 @@ static bool run_case(const Case& c, uint64_t seed) {
   const int64_t sbs = L + pad;
   const size_t xel = (size_t)b * xbs, Bel = (size_t)b * Bbs, del = (size_t)b * dbs;
 
-  Tensor X, Z, Y, Bt, Ct, DT, Av, Dv, bias, init, fin, seqi;
+  Tensor X, Z, Y, YU, Bt, Ct, DT, Av, Dv, bias, init, fin, seqi;
+  const bool has_yu = c.z && c.yu >= 0;
+  const SsdDtype yut = has_yu ? (SsdDtype)c.yu : SSD_FLOAT32;
+  YU.alloc(has_yu ? xel * dsz(yut) : 0);
   X.alloc(xel * dsz(c.xt));
   Z.alloc(xel * dsz(c.zt));
   Y.alloc(xel * dsz(c.yt));
@@ -292,6 +296,7 @@ static bool run_case(const Case& c, uint64_t seed) {
     }
   }
   poison(Y.h.data(), c.yt, xel);
+  if (has_yu) poison(YU.h.data(), yut, xel);
   poison(fin.h.data(), SSD_FLOAT32, fin.h.size() / 4);
   for (Tensor* t : {&X, &Z, &Y, &Bt, &Ct, &DT, &Av, &Dv, &bias, &init, &fin, &seqi}) t->upload();
 
@@ -315,15 +320,20 @@ static bool run_case(const Case& c, uint64_t seed) {
   prm.dt_min = c.lo; prm.dt_max = c.hi;
   prm.y = Y.d; prm.y_type = c.yt; prm.y_batch_stride = xbs; prm.y_seq_stride = xss; prm.y_head_stride = xhs;
   prm.final_states = c.fin ? static_cast<float*>(fin.d) : nullptr;
+  if (has_yu) {
+    prm.y_ungated = YU.d; prm.y_ungated_type = yut;
+    prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
+  }
 
   const size_t wsb = ssd::cuda::forward_workspace_bytes(prm);
   void* ws = nullptr;
   CK(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
   std::string err;
-  std::vector<char> y1, y2, f1, f2;
+  std::vector<char> y1, y2, f1, f2, u1, u2;
   bool ok = true;
   for (int run = 0; run < 2; ++run) {
     Y.upload();
+    if (has_yu) YU.upload();
     fin.upload();
     CK(cudaMemset(ws, 0xff, std::max<size_t>(wsb, 16)));  // garbage (NaN) workspace
     SsdStatus st = ssd::cuda::forward(prm, nullptr, ws, &err);
@@ -338,13 +348,14 @@ static bool run_case(const Case& c, uint64_t seed) {
       exit(3);  // sticky error: nothing after this can be trusted
     }
     Y.download(run ? y2 : y1);
+    if (has_yu) YU.download(run ? u2 : u1);
     fin.download(run ? f2 : f1);
   }
   cudaFree(ws);
-  const bool det = (y1 == y2) && (f1 == f2);
+  const bool det = (y1 == y2) && (f1 == f2) && (u1 == u2);
 
   // float64 token recurrence
-  std::vector<double> yref(x.size()), fref(h0.size());
+  std::vector<double> yref(x.size()), uref(x.size()), fref(h0.size());
   std::vector<double> Hs((size_t)P * N);
   for (int bb = 0; bb < b; ++bb)
     for (int hh = 0; hh < H; ++hh) {
@@ -371,6 +382,7 @@ static bool run_case(const Case& c, uint64_t seed) {
             acc += Hp[nn] * Cr[nn];
           }
           if (c.Dmode) acc += D[c.Dmode == 2 ? (size_t)hh * P + pp : hh] * xr[pp];
+          uref[(((size_t)bb * L + t) * H + hh) * P + pp] = acc;
           if (c.z) {
             const double zz = z[(((size_t)bb * L + t) * H + hh) * P + pp];
             acc *= zz / (1.0 + std::exp(-zz));
@@ -381,30 +393,39 @@ static bool run_case(const Case& c, uint64_t seed) {
       for (size_t i = 0; i < Hs.size(); ++i) fref[((size_t)bb * H + hh) * P * N + i] = Hs[i];
     }
 
-  // compare y; every element outside the valid set must still hold the poison bytes
-  std::vector<char> valid(xel, 0);
-  double se = 0, sr = 0, maxabs = 0;
-  size_t nonfinite = 0, clobbered = 0;
-  for (int bb = 0; bb < b; ++bb)
-    for (int t = 0; t < L; ++t)
-      for (int hh = 0; hh < H; ++hh)
-        for (int pp = 0; pp < P; ++pp) {
-          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
-          valid[o] = 1;
-          const double v = get(y1.data(), c.yt, o);
-          const double r = yref[(((size_t)bb * L + t) * H + hh) * P + pp];
-          if (!std::isfinite(v)) { ++nonfinite; continue; }
-          se += (v - r) * (v - r);
-          sr += r * r;
-          maxabs = std::max(maxabs, std::fabs(v - r));
-        }
-  {
-    std::vector<char> pz(dsz(c.yt));
-    poison(pz.data(), c.yt, 1);
+  // compare y (and y_ungated); every element outside the valid set must still hold the poison bytes
+  struct Cmp {
+    double err = 0, maxabs = 0;
+    size_t nonfinite = 0, clobbered = 0;
+  };
+  auto compare = [&](const std::vector<char>& got, SsdDtype t, const std::vector<double>& ref) {
+    Cmp r;
+    std::vector<char> valid(xel, 0);
+    double se = 0, sr = 0;
+    for (int bb = 0; bb < b; ++bb)
+      for (int tt = 0; tt < L; ++tt)
+        for (int hh = 0; hh < H; ++hh)
+          for (int pp = 0; pp < P; ++pp) {
+            const size_t o = (size_t)bb * xbs + tt * xss + hh * xhs + pp;
+            valid[o] = 1;
+            const double v = get(got.data(), t, o);
+            const double rv = ref[(((size_t)bb * L + tt) * H + hh) * P + pp];
+            if (!std::isfinite(v)) { ++r.nonfinite; continue; }
+            se += (v - rv) * (v - rv);
+            sr += rv * rv;
+            r.maxabs = std::max(r.maxabs, std::fabs(v - rv));
+          }
+    std::vector<char> pz(dsz(t));
+    poison(pz.data(), t, 1);
     for (size_t o = 0; o < xel; ++o)
-      if (!valid[o] && memcmp(&y1[o * dsz(c.yt)], pz.data(), dsz(c.yt)) != 0) ++clobbered;
-  }
-  const double yerr = std::sqrt(se / std::max(sr, 1e-300));
+      if (!valid[o] && memcmp(&got[o * dsz(t)], pz.data(), dsz(t)) != 0) ++r.clobbered;
+    r.err = std::sqrt(se / std::max(sr, 1e-300));
+    return r;
+  };
+  const Cmp cy = compare(y1, c.yt, yref);
+  const Cmp cu = has_yu ? compare(u1, yut, uref) : Cmp{};
+  const double yerr = cy.err, maxabs = cy.maxabs;
+  const size_t nonfinite = cy.nonfinite + cu.nonfinite, clobbered = cy.clobbered + cu.clobbered;
   double ferr = 0;
   size_t fnonfinite = 0;
   if (c.fin) {
@@ -421,10 +442,13 @@ static bool run_case(const Case& c, uint64_t seed) {
   const bool p16 = path[0] != 'f' || path[1] != '3';  // bf16-mma or f16-mma
   const double ybound = (p16 || c.yt != SSD_FLOAT32) ? 5e-3 : 1e-5;
   const double fbound = p16 ? 5e-3 : 1e-5;
-  ok = det && nonfinite == 0 && clobbered == 0 && fnonfinite == 0 && yerr <= ybound && (!c.fin || ferr <= fbound);
-  printf("%s %-34s %-8s %-7s y_relL2=%.2e (<=%.0e) maxabs=%.2e fin_relL2=%s nonfinite=%zu/%zu clobbered=%zu det=%s ws=%.2fMiB\n",
+  const double ubound = (p16 || yut != SSD_FLOAT32) ? 5e-3 : 1e-5;
+  ok = det && nonfinite == 0 && clobbered == 0 && fnonfinite == 0 && yerr <= ybound && (!c.fin || ferr <= fbound) &&
+       (!has_yu || cu.err <= ubound);
+  printf("%s %-34s %-8s %-7s y_relL2=%.2e (<=%.0e) maxabs=%.2e fin_relL2=%s%s nonfinite=%zu/%zu clobbered=%zu det=%s ws=%.2fMiB\n",
          ok ? "PASS" : "FAIL", c.name.c_str(), path, ssd::cuda::detail::scan_kernel(prm), yerr, ybound, maxabs,
-         c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-", nonfinite, fnonfinite, clobbered,
+         c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-",
+         has_yu ? (" yu_relL2=" + std::to_string(cu.err).substr(0, 10)).c_str() : "", nonfinite, fnonfinite, clobbered,
          det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
   fflush(stdout);
   return ok;
@@ -538,6 +562,20 @@ static std::vector<Case> make_cases() {
   add("generic: z f32 (fast shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("generic: y f32 (fast shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("generic: seq (fast shape)", [](Case& c) { c.seq = 1; c.Q = 256; c.n = 128; c.L = 300; c.init = true; });
+  // y_ungated (the pre-gate output) beside y: copies of every third case with z, in the output's dtype,
+  // and a few with another dtype or without z (then y_ungated is not set: it needs z)
+  {
+    const size_t n0 = v.size();
+    for (size_t i = 0; i < n0; i += 3) {
+      if (!v[i].z) continue;
+      Case c = v[i];
+      c.name += " yu";
+      c.yu = c.yt;
+      v.push_back(c);
+    }
+  }
+  add("yu f32, y bf16 (fast shape)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("yu f16 Dch pad8", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 8; c.L = 150; c.init = true; });
   return v;
 }
 

@@ -66,7 +66,7 @@ struct Dv {
   int vx, vB, vC;          // 16-byte vector loads allowed (16-bit paths)
   int st4;                 // states rows allow float4 (dstate % 4 == 0)
   int pass4;               // kernel 2 may use float4 (p*n % 4 == 0, aligned initial/final states)
-  int x8, z8, y8;          // kernel 3 epilogue: 8-element vector accesses allowed
+  int x8, z8, y8, yu8;     // kernel 3 epilogue: 8-element vector accesses allowed (yu: y_ungated)
   int scan_region;         // kernel 3: bytes of the Cs/Hs (and epilogue staging) region
   int64_t PN;              // headdim * dstate
   int64_t cb_per;          // floats of C B^T per (b, chunk, group)
@@ -944,6 +944,11 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
           }
         }
         if (p.z) {
+          if (p.y_ungated)
+            st8(p.y_ungated, p.y_ungated_type,
+                (int64_t)b * p.y_ungated_batch_stride + t * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride +
+                    p0 + c,
+                n, dv.yu8, o);
 #pragma unroll
           for (int e = 0; e < 8; ++e) o[e] *= silu(zv[u][e]);
         }
@@ -1206,6 +1211,9 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   const float* Dc = (has_D && dch) ? p.D + (int64_t)h * P : p.D;  // no arithmetic on a null D
   T* yg = static_cast<T*>(p.y) + (int64_t)b * p.y_batch_stride + (t0 + i0) * p.y_seq_stride +
           (int64_t)h * p.y_head_stride;
+  T* yug = p.y_ungated ? static_cast<T*>(p.y_ungated) + (int64_t)b * p.y_ungated_batch_stride +
+                             (t0 + i0) * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
+                       : nullptr;
   constexpr int VPR = P / 8;
 #pragma unroll 2
   for (int u = 0; u < 64 * VPR / kThreads; ++u) {
@@ -1229,6 +1237,10 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
         }
       }
       if (has_z) {
+        if (yug)
+          *reinterpret_cast<uint4*>(yug + r * p.y_ungated_seq_stride + c) =
+              make_uint4(mma::pack2<T>(o[0], o[1]), mma::pack2<T>(o[2], o[3]), mma::pack2<T>(o[4], o[5]),
+                         mma::pack2<T>(o[6], o[7]));
         const uint4 zr = *reinterpret_cast<const uint4*>(Zs + r * LDX + c);
         const uint32_t zw[4] = {zr.x, zr.y, zr.z, zr.w};
 #pragma unroll
@@ -1575,6 +1587,9 @@ bool fast_scan_ok(const SsdParams& p) {
   if (!vec16_ok(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride)) return false;
   if (p.y_type != t || !vec16_ok(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride)) return false;
   if (p.z && (p.z_type != t || !vec16_ok(p.z, p.z_batch_stride, p.z_seq_stride, p.z_head_stride))) return false;
+  if (p.y_ungated && (p.y_ungated_type != t || !vec16_ok(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride,
+                                                          p.y_ungated_head_stride)))
+    return false;
   return true;
 }
 // The sequential state pass (k_rec_bmm, k_seq_state): the fast scan's shapes, B loadable by cp.async
@@ -1758,6 +1773,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.x8 = vec8(p.x, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
   dv.z8 = vec8(p.z, p.z_type, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);
   dv.y8 = vec8(p.y, p.y_type, p.y_batch_stride, p.y_seq_stride, p.y_head_stride);
+  dv.yu8 = vec8(p.y_ungated, p.y_ungated_type, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride);
   dv.pass4 = (dv.PN % 4) == 0 && aligned(p.initial_states, 16) && aligned(p.final_states, 16);
   dv.cb_per = l.ntri * l.BB * l.BB;
   dv.states = reinterpret_cast<float*>(ws + l.states_off);

@@ -1,7 +1,8 @@
 /**
  * The CUDA backward on a GPU: every option combination in bf16 and fp32 against the float64 reverse
  * of the token recurrence (lib/reference-backward.ts) and against the CPU backward; device tensors;
- * chaining two halves; 20 repeated runs give the same bits.
+ * chaining two halves; 20 repeated runs give the same bits; yUngated kept by the forward and read by
+ * the backward (returnUngated).
  *
  * Bounds (relative L2 per gradient). fp32 inputs: 1e-4 (fp32 FMA work in another order than the
  * reference; the CPU path is held to 1e-5). bf16 inputs: 1e-2 for the gradients that are per
@@ -14,11 +15,12 @@
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
-import { Tensor, backends, ssdBackward, ssdBackwardSync, type SsdBackwardOptions, type SsdGrads, type SsdInputs, type SsdOptions } from '../../lib/index';
+import { Tensor, backends, ssd, ssdBackward, ssdBackwardSync, ssdSync, type SsdBackwardOptions, type SsdGrads, type SsdInputs, type SsdOptions } from '../../lib/index';
 import { ssdReferenceBackward, type RefGrads } from '../../lib/reference-backward';
 import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../../lib/validate-backward';
-import { Random, makeExample, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
+import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { optionCombinations } from '../helpers';
+import { CUDA_BOUND } from '../../lib/cli';
 
 const cuda = backends().cuda;
 const gpu = cuda.available;
@@ -189,7 +191,6 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
     const part = (from: number, to: number): SsdInputs => ({
       ...c.inputs, x: slice(c.inputs.x, from, to), dt: slice(c.inputs.dt, from, to), B: slice(c.inputs.B, from, to), C: slice(c.inputs.C, from, to), z: slice(c.inputs.z!, from, to),
     });
-    const { ssd } = await import('../../lib/index');
     const first = await ssd(part(0, half), { ...options, returnFinalStates: true, device: 'cuda' });
     const second = await ssdBackward({ ...part(half, L), initialStates: first.finalStates }, { dy: slice(c.dy, half, L), dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const head = await ssdBackward(part(0, half), { dy: slice(c.dy, 0, half), dFinalStates: second.dInitialStates }, bopts(options, 'cuda'));
@@ -198,5 +199,84 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
     expect(relativeL2(dA, whole.dA.toFloat32())).toBeLessThanOrEqual(1e-4);
     expect(relativeL2(second.dx.toFloat32(), slice(whole.dx, half, L).toFloat32())).toBeLessThanOrEqual(1e-4);
     expect(relativeL2(head.dx.toFloat32(), slice(whole.dx, 0, half).toFloat32())).toBeLessThanOrEqual(1e-4);
+  });
+});
+
+/**
+ * returnUngated: the forward keeps y before the gate, the backward reads it for dz instead of
+ * recomputing it. The forward's yUngated is held to the reference's pre-gate output with the bound of
+ * y in the forward tests (CUDA_BOUND plus twice the rounding of the reference); with it, every
+ * gradient is held to the bounds above, and every gradient but dz is bitwise that of the backward
+ * without it (only dz's source changes). Where the fast launch 3 runs (bf16, headdim 64, chunk 256),
+ * dz then comes from the rounded yUngated: it stays within the dz bound.
+ */
+describeGpu('CUDA: yUngated kept by the forward, read by the backward', () => {
+  test.each([
+    ['bf16 fast shape (p 64, n 128, chunk 256), partial last chunk', 'bfloat16', { seqlen: 300, headdim: 64, dstate: 128, ngroups: 1 }, 256, { D: 'head' }],
+    ['bf16 fast shape, D per channel, initialStates', 'bfloat16', { seqlen: 200, headdim: 64, dstate: 64, ngroups: 2 }, 64, { D: 'channel', initialStates: true }],
+    ['bf16 generic (p 80, n 80), seqIdx', 'bfloat16', { seqlen: 100, headdim: 80, dstate: 80 }, 32, { D: 'head', seqStarts: [17, 50, 64] }],
+    ['fp32, seqlen 1', 'float32', { seqlen: 1 }, 64, { D: 'head' }],
+    ['fp32, Q + 1, no D', 'float32', { seqlen: 65 }, 64, {}],
+  ] as [string, 'bfloat16' | 'float32', Partial<ExampleConfig>, number, ExampleOptions][])('%s', async (_name, dtype, size, chunkSize, extra) => {
+    const options: SsdOptions = { dtSoftplus: true, chunkSize };
+    const config = { ...CONFIG, ...size };
+    const { inputs, ref } = makeExample(rng, config, { dtype, z: true, dtBias: true, ...extra });
+    const { batch: b, seqlen: L, nheads: h, headdim: p } = config;
+    const dy = Tensor.fromFloat32(dtype, rng.normals(b * L * h * p), [b, L, h, p]);
+    const full = withOptions(ref, options);
+    const expected = ssdReferenceBackward(full, dy.toFloat32());
+    const kept = await ssd(inputs, { ...options, returnUngated: true, device: 'cuda' });
+    const plain = await ssd(inputs, { ...options, device: 'cuda' });
+    expect(bitsEqual(kept.y, plain.y)).toBe(true);
+    const yu = kept.yUngated!;
+    expect(yu.type).toBe(dtype);
+    expect(yu.dims).toEqual(kept.y.dims);
+    const want = ssdReference(full).yUngated!;
+    const values = yu.toFloat32();
+    expect(allFinite(values)).toBe(true);
+    expect(l2(values)).toBeGreaterThan(0);
+    const yBound = CUDA_BOUND[dtype] + 2 * roundingError(dtype, want);
+    expect(relativeL2(values, want)).toBeLessThanOrEqual(yBound);
+    const cpuKept = ssdSync(inputs, { ...options, returnUngated: true, device: 'cpu' });
+    expect(relativeL2(values, cpuKept.yUngated!.toFloat32())).toBeLessThanOrEqual(2 * yBound);
+
+    const grads = await ssdBackward(inputs, { dy }, { ...bopts(options, 'cuda'), yUngated: yu });
+    const recomputed = await ssdBackward(inputs, { dy }, bopts(options, 'cuda'));
+    const cpu = ssdBackwardSync(inputs, { dy }, bopts(options, 'cpu'));
+    checkGrads(grads, expected, cpu, inputs, dtype);
+    for (const key of GRAD_NAMES) {
+      if (key === 'dz' || grads[key] === undefined) continue;
+      expect(bitsEqual(grads[key]!, recomputed[key]!)).toBe(true);
+    }
+  });
+
+  test('ssdWithGrad with returnUngated on device tensors: yUngated stays on the device, backward() reads it, 20 runs bitwise', async () => {
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 256 };
+    const config: ExampleConfig = { batch: 2, seqlen: 600, nheads: 4, headdim: 64, ngroups: 1, dstate: 128 };
+    const { inputs } = makeExample(rng, config, { dtype: 'bfloat16', D: 'head', z: true, dtBias: true });
+    const dy = Tensor.fromFloat32('bfloat16', rng.normals(inputs.x.size), inputs.x.dims);
+    const dev = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, (v as Tensor).toDevice()])) as unknown as SsdInputs;
+    const dDy = dy.toDevice();
+    const { ssdWithGrad } = await import('../../lib/index');
+    const step = await ssdWithGrad(dev, { ...options, returnUngated: true });
+    expect(step.yUngated!.location).toBe('cuda');
+    const explicit = await ssdBackward(dev, { dy: dDy }, { ...bopts(options), yUngated: step.yUngated });
+    const first = await step.backward({ dy: dDy });
+    const firstHost: Partial<Record<SsdGradName, Tensor>> = {};
+    for (const key of GRAD_NAMES) {
+      if (first[key] === undefined) continue;
+      firstHost[key] = await first[key]!.toHost();
+      expect(bitsEqual(firstHost[key]!, await explicit[key]!.toHost())).toBe(true);
+    }
+    expect(l2(firstHost.dz!.toFloat32())).toBeGreaterThan(0);
+    for (let i = 0; i < 19; i++) {
+      const again = await step.backward({ dy: dDy });
+      for (const key of GRAD_NAMES) {
+        if (again[key] === undefined) continue;
+        expect(bitsEqual(await again[key]!.toHost(), firstHost[key]!)).toBe(true);
+        again[key]!.dispose();
+      }
+    }
+    for (const t of [...Object.values(dev), dDy, step.y, step.yUngated!, ...Object.values(first), ...Object.values(explicit)]) (t as Tensor).dispose();
   });
 });
