@@ -901,6 +901,8 @@ template <class T>
 __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   extern __shared__ __align__(16) char smem[];
+  pdl_wait();  // before anything: every launch reads what the ones before it wrote
+  pdl_launch_dependents();
   const int blk = blockIdx.x;
   if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fast launch 3 comes with the fast launch 2
   else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
@@ -1685,6 +1687,7 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
 template <class T, int BN1, bool FAST, bool DZ = false>
 __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  pdl_launch_dependents();  // the next launch may be scheduled; it waits for this one (pdl_wait)
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
   if (blk < bw.n1a + bw.n1b) {
@@ -2421,6 +2424,8 @@ struct MainFastLaunch {
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads, 3)
 k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  pdl_wait();  // before anything: every launch reads what the ones before it wrote
+  pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
   if (blk < bw.n3b) {
@@ -2672,6 +2677,8 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
 template <class T>
 __global__ void __launch_bounds__(kThreads, 4)
 k_bwd_pass_dcb_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  pdl_wait();  // before anything: every launch reads what the ones before it wrote
+  pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
   if (blk < bw.n2a) pass_role<T, true>(bp, bw, blk);
@@ -2687,6 +2694,8 @@ struct MainLaunch {
 template <class T, int BP, int BN>
 __global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
 k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  pdl_wait();  // before anything: every launch reads what the ones before it wrote
+  pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   // the group roles first: their blocks are the longer ones (loops over heads), so they should not
   // be the last to start
@@ -2754,6 +2763,8 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   __shared__ double wred[8];
   __shared__ float fred[3][8];
   __shared__ float qtot;
+  pdl_wait();
+  pdl_launch_dependents();
   if ((int)blockIdx.x >= bw.n4a) {
     combine_role(bp, bw, (int)blockIdx.x - bw.n4a);
     return;
@@ -2882,6 +2893,7 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
 __global__ void __launch_bounds__(kThreads)
 k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw, int nbc) {
   __shared__ double red[kThreads];
+  pdl_wait();
   const SsdParams& p = bp.fwd;
   const int h = blockIdx.x, tid = threadIdx.x, H = bw.H;
   auto block_sum = [&](double v) -> double {
@@ -3310,17 +3322,20 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   k1<<<(unsigned)(2 * n1a + n1c), kThreads, smem1, stream>>>(bp, bw);
   if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_prep", err);
   if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k2<<<(unsigned)(n2a + n2b), kThreads, smem2, stream>>>(bp, bw);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_pass_dcb", err);
+  // Launches 2-5 are programmatic dependents (sm_90, not when timed per launch): each is scheduled as
+  // the one before drains and waits for it (pdl_wait) before it touches memory.
+  const bool pdl = !tm && pdl_supported();
+  if ((e = launch(k2, (unsigned)(n2a + n2b), kThreads, smem2, stream, pdl, bp, bw)) != cudaSuccess)
+    return cuda_fail(e, "launch k_bwd_pass_dcb", err);
   if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k3<<<(unsigned)(n3a + 2 * n3b), kThreads, smem3, stream>>>(bp, bw);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_main", err);
+  if ((e = launch(k3, (unsigned)(n3a + 2 * n3b), kThreads, smem3, stream, pdl, bp, bw)) != cudaSuccess)
+    return cuda_fail(e, "launch k_bwd_main", err);
   if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k_bwd_ddt<<<(unsigned)(nddt + n4c), 256, 0, stream>>>(bp, bw);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_ddt", err);
+  if ((e = launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw)) != cudaSuccess)
+    return cuda_fail(e, "launch k_bwd_ddt", err);
   if ((e = mark(4)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k_bwd_reduce<<<(unsigned)H, kThreads, 0, stream>>>(bp, bw, (int)(B_ * bw.nc));
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_reduce", err);
+  if ((e = launch(k_bwd_reduce, (unsigned)H, kThreads, 0, stream, pdl, bp, bw, (int)(B_ * bw.nc))) != cudaSuccess)
+    return cuda_fail(e, "launch k_bwd_reduce", err);
   if ((e = mark(5)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   if (tm) {
     tm->times->n = 5;

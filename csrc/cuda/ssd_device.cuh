@@ -1,6 +1,7 @@
 // Device helpers shared by the CUDA forward (ssd_fwd.cu) and backward (ssd_bwd.cu): element access of
-// any dtype, the MUFU sigmoid / exp2, the C·Bᵀ fragment order and cp.async group control. Everything
-// is __forceinline__, so each translation unit gets its own inlined copy.
+// any dtype, the MUFU sigmoid / exp2, the C·Bᵀ fragment order, cp.async group control and programmatic
+// dependent launch (device side, and the host's launch helper). Everything is inline, so each
+// translation unit gets its own copy.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -152,6 +153,54 @@ __device__ __forceinline__ void outer_mma(float (&acc)[2][BN1 / 16][4], const T*
       }
     }
   }
+}
+
+// Programmatic dependent launch (sm_90; no-ops elsewhere, and when the launch did not ask for it):
+// a grid lets the next kernel of the stream be scheduled once all of its blocks have started, and
+// that kernel loads its inputs, then waits for this grid's results (and, transitively, for the
+// grids before it) before it reads them. It fills the tail of each launch.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Whether the current device runs programmatic dependent launches (compute capability 9.0 and up).
+inline bool pdl_supported() {
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major >= 9;
+}
+
+// Launches k after the previous work of the stream; with pdl, as a programmatic dependent launch
+// (the kernel must pdl_wait() before it reads what earlier launches wrote).
+template <class... Args>
+inline cudaError_t launch(void (*k)(Args...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream,
+                          bool pdl, Args... args) {
+  if (!pdl) {
+    k<<<grid, block, smem, stream>>>(args...);
+    return cudaGetLastError();
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(block);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, k, args...);
 }
 
 }}}  // namespace ssd::cuda::dev

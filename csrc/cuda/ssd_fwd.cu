@@ -90,21 +90,6 @@ __device__ __forceinline__ void store_recs(const Dv& dv, int H, int b, int h, in
   for (int j = threadIdx.x; j < dv.Q; j += blockDim.x) rg[j] = rec[j];
 }
 
-// Programmatic dependent launch (sm_90; no-ops elsewhere, and when the launch did not ask for it):
-// a grid lets the next kernel of the stream be scheduled once all of its blocks have started, and
-// that kernel loads its inputs, then waits for this grid's results (and, transitively, for the
-// grids before it) before it reads them. It fills the tail of each launch.
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 // (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
 // stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
 __device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {
@@ -277,7 +262,6 @@ __device__ __forceinline__ void load_tile_async(T* __restrict__ dst, int ld, int
     cp_async16(da, sp, bytes);
   }
 }
-
 
 // Same for an fp32 source (the states), converted to T.
 template <class T>
@@ -1521,38 +1505,6 @@ Layout layout_of(const SsdParams& p) {
 }
 
 bool aligned(const void* ptr, size_t a) { return (reinterpret_cast<uintptr_t>(ptr) % a) == 0; }
-
-// Whether the current device runs programmatic dependent launches (compute capability 9.0 and up).
-bool pdl_supported() {
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major >= 9;
-}
-
-// Launches k after the previous work of the stream; with pdl, as a programmatic dependent launch
-// (the kernel must pdl_wait() before it reads what earlier launches wrote).
-template <class... Args>
-cudaError_t launch(void (*k)(Args...), unsigned grid, unsigned block, size_t smem, cudaStream_t stream, bool pdl,
-                   Args... args) {
-  if (!pdl) {
-    k<<<grid, block, smem, stream>>>(args...);
-    return cudaGetLastError();
-  }
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(block);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, k, args...);
-}
 
 SsdStatus cuda_fail(cudaError_t e, const char* what, std::string* err) {
   if (err) *err = std::string(what) + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
