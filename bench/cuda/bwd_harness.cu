@@ -700,10 +700,10 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
     YU.alloc(xel * dsz(yut));
     poison(YU.h.data(), yut, xel);
     YU.upload();
+    prm.y_ungated = YU.d; prm.y_ungated_type = yut;  // the forward writes it, the backward reads it
+    prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
     SsdParams fp = prm;
     fp.y = Y.d; fp.y_type = c.xt; fp.y_batch_stride = xbs; fp.y_seq_stride = xss; fp.y_head_stride = xhs;
-    fp.y_ungated = YU.d; fp.y_ungated_type = yut;
-    fp.y_ungated_batch_stride = xbs; fp.y_ungated_seq_stride = xss; fp.y_ungated_head_stride = xhs;
     const size_t wsf = ssd::cuda::forward_workspace_bytes(fp);
     void* wf = nullptr;
     CK(cudaMalloc(&wf, std::max<size_t>(wsf, 16)));
@@ -715,8 +715,6 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
       printf("FAIL %-40s forward (for y_ungated) returned %d: %s\n", c.name.c_str(), (int)fst, ferr.c_str());
       return 0;
     }
-    prm.y_ungated = fp.y_ungated; prm.y_ungated_type = yut;
-    prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
   }
 
   const size_t wsb = ssd::cuda::backward_workspace_bytes(bp);
