@@ -2802,16 +2802,22 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
     ds = (rsum - csum) + (off - q);
     d = bw.rec[bhc * Q + t].z;
   }
-  // Σ_j q_j and the state-pass partials, in a fixed order
+  // Σ_j q_j and the state-pass partials, in a fixed order (the partials spread over the threads: one
+  // thread summing all of them, load after load, took most of this launch's time)
   {
-    const float s = warp_sum(q);
-    if (lane == 0) fred[0][warp] = s;
+    const float* pp = bw.ppass + bhc * bw.npp;
+    float ps = 0.f;
+    for (int m = tid; m < bw.npp; m += 256) ps += pp[m];
+    const float s = warp_sum(q), sp = warp_sum(ps);
+    if (lane == 0) {
+      fred[0][warp] = s;
+      fred[1][warp] = sp;
+    }
     __syncthreads();
     if (tid == 0) {
       float tot = 0.f;
       for (int w = 0; w < 8; ++w) tot += fred[0][w];
-      const float* pp = bw.ppass + bhc * bw.npp;
-      for (int m = 0; m < bw.npp; ++m) tot += pp[m];
+      for (int w = 0; w < 8; ++w) tot += fred[1][w];
       qtot = tot;
     }
     __syncthreads();
