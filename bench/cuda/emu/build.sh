@@ -7,6 +7,8 @@
 # case) and says nothing about speed or about real-hardware rounding order. Needs the CUDA headers.
 #   bash bench/cuda/emu/build.sh [check-filter]       e.g. "=L=63 Q=64" (exact) or "seq" (substring)
 # The forward's cp.async copies run synchronously there, so a missing cp.async wait goes unseen.
+# The backward's "yu" cases run the forward first (for y_ungated), which the backward's build lacks:
+# they fail there with "no forward in the emulation".
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
 # next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags, e.g.
 # -DSSD_BWD_TEST_SPLIT=2 to force the backward's head-slice count; use its own BUILD_DIR).
