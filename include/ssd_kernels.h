@@ -120,9 +120,9 @@ typedef struct SsdStepParams {
  * with respect to every input (design §3). `fwd` describes the forward call being differentiated
  * (sizes, inputs, options); its outputs fwd.y and fwd.final_states are not read (fwd.y_ungated may
  * be: see SsdParams). Gradients have the layouts of their inputs; the dtype of each 16-bit one is its
- * own field (normally the input's), and every gradient is accumulated in float32 and rounded once. Reductions (dB, dC over the heads
- * of a group and over p; dA, dD, dDtBias over positions) run in a fixed order: the same inputs give
- * the same bits on every run and for every thread count.
+ * own field (normally the input's), and every gradient is accumulated in float32 and rounded once.
+ * Reductions (dB, dC over the heads of a group and over p; dA, dD, dDtBias over positions) run in a
+ * fixed order: the same inputs give the same bits on every run and for every thread count.
  */
 typedef struct SsdBackwardParams {
   SsdParams fwd;

@@ -131,9 +131,8 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
       dz: pointers.dz ?? null,
       dDtBias: pointers.dDtBias ?? null,
       dInitialStates: pointers.dInitialStates ?? null,
-      // read only for dz (the generic kernels take any float dtype; TS hands x's)
-      yUngated: t.z !== undefined ? await dc.optional('options.yUngated', call.yUngated, false) : null,
-      yUngatedType: nativeDtype(call.yUngated?.type ?? t.x.type),
+      yUngated: await dc.optional('options.yUngated', call.yUngated, false), // x's type (validated); read for dz
+      yUngatedType: nativeDtype(t.x.type),
     };
     dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
@@ -207,9 +206,9 @@ export interface SsdWithGrad extends SsdResult {
 export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Promise<SsdWithGrad> {
   const result = await ssd(inputs, options);
   const saved: SsdInputs = { ...inputs };
-  const backwardOptions: SsdBackwardOptions = { ...options, out: undefined, yUngated: result.yUngated };
-  delete backwardOptions.out; // options.out held the forward's outputs
-  if (backwardOptions.yUngated === undefined) delete backwardOptions.yUngated;
+  const backwardOptions: Omit<SsdOptions, 'out'> & Pick<SsdBackwardOptions, 'yUngated'> = { ...options };
+  delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
+  if (result.yUngated) backwardOptions.yUngated = result.yUngated; // the CUDA backward reads it for dz
   return {
     ...result,
     backward: async (grads, extra) => {
