@@ -1118,7 +1118,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       }
     }
     __syncthreads();  // every warp is done with Sa / Sb / St (Ys aliases Sa / Sb)
-    stage(acc);
+    if (!bw.use_yu) stage(acc);  // the output to gate (with y_ungated it is read instead)
     __syncthreads();
     const bool dch = p.D_per_channel != 0;
     const float dh = (p.D && !dch) ? p.D[h] : 0.f;
@@ -1150,10 +1150,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       const int64_t zo = (int64_t)b * p.z_batch_stride + t * p.z_seq_stride + (int64_t)h * p.z_head_stride + p0 + c;
       ld8(p.z, p.z_type, zo, n, bw.vz, zv);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const float sg = sigmoid(zv[e]);
-        o[e] = dyv[e] * yb[e] * sg * (1.f + zv[e] * (1.f - sg));
-      }
+      for (int e = 0; e < 8; ++e) o[e] = gate_grad(dyv[e], yb[e], zv[e]);
       st8(bp.dz, p.z_type, zo, n, bw.vdz, o);
     }
   }
@@ -1644,15 +1641,14 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
         const uint4 zz = *reinterpret_cast<const uint4*>(As + KB * LDA + o);
         uint32_t a4[4] = {v.x, v.y, v.z, v.w};
         const uint32_t z4[4] = {zz.x, zz.y, zz.z, zz.w};
-        if (DZ && ug && r < nr) {  // dz, as launch 3 would: dy · y_ungated · σ(z) (1 + z (1 − σ(z)))
+        if (DZ && ug && r < nr) {  // dz, as launch 3 would (gate_grad)
           const uint4 uu = *reinterpret_cast<const uint4*>(As + 2 * KB * LDA + o);
           const uint32_t u4[4] = {uu.x, uu.y, uu.z, uu.w};
           uint32_t d4[4];
 #pragma unroll
           for (int q = 0; q < 4; ++q) {
             const float2 f = mma::unpack2<T>(a4[q]), zf = mma::unpack2<T>(z4[q]), yf = mma::unpack2<T>(u4[q]);
-            const float sx = sigmoid(zf.x), sy = sigmoid(zf.y);
-            d4[q] = mma::pack2<T>(f.x * yf.x * sx * (1.f + zf.x * (1.f - sx)), f.y * yf.y * sy * (1.f + zf.y * (1.f - sy)));
+            d4[q] = mma::pack2<T>(gate_grad(f.x, yf.x, zf.x), gate_grad(f.y, yf.y, zf.y));
           }
           T* dzr = static_cast<T*>(bp.dz) + (int64_t)b * p.z_batch_stride + (t0 + kb + r) * zss +
                    (int64_t)h * p.z_head_stride + p0 + (tid % 8) * 8;
@@ -2022,10 +2018,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
         unpack8(__ldg(reinterpret_cast<const uint4*>(dyb + rr * dss + c)), dyv, kBf);
         unpack8(__ldg(reinterpret_cast<const uint4*>(zb + rr * zss + c)), zv, kBf);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          const float sg = sigmoid(zv[e]);
-          o[e] = dyv[e] * yb[e] * sg * (1.f + zv[e] * (1.f - sg));
-        }
+        for (int e = 0; e < 8; ++e) o[e] = gate_grad(dyv[e], yb[e], zv[e]);
         *reinterpret_cast<uint4*>(dzb + rr * zss + c) =
             make_uint4(mma::pack2<T>(o[0], o[1]), mma::pack2<T>(o[2], o[3]), mma::pack2<T>(o[4], o[5]),
                        mma::pack2<T>(o[6], o[7]));

@@ -114,6 +114,11 @@ __device__ __forceinline__ float sigmoid(float z) {
   return r;
 }
 __device__ __forceinline__ float silu(float z) { return z * sigmoid(z); }
+// The gradient reaching the gate z of y = y_ungated · silu(z): dy · y_ungated · silu'(z).
+__device__ __forceinline__ float gate_grad(float dy, float y_ungated, float z) {
+  const float sg = sigmoid(z);
+  return dy * y_ungated * sg * (1.f + z * (1.f - sg));
+}
 // 2^x, one MUFU op (max rel. error ~2 ulp; results below 2^-126 flush to 0).
 __device__ __forceinline__ float ex2(float x) {
   float y;
