@@ -1488,47 +1488,25 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // dy and z (if any) of the same type, headdim 64 (one p-tile), dstate N in {64, 128}, chunk a
 // multiple of 64 (position blocks of 64), 16-byte vector access to x, dy, z, dx, dz, B, C. seq_idx,
 // initial states, a partial last chunk, z / dz / D options as in the generic path. The host selects
-// it (fast_main_ok); roles b/c (dB / dC) are group_fast (or group_role with BN = N, see GroupFastOn).
+// it (fast_main_ok); roles b/c (dB / dC) are group_fast.
 // Differences from main_role:
-//   - x, dy, z, C, B tiles and the position records are loaded by cp.async (zero-filled past the
-//     sequence: no bounds checks inside the tiles); so are the state slabs H_{k-1} / G_k, which launch
-//     2 left rounded to T (the same rounding as main_role; load_slab);
+//   - x, dy, z, C, B tiles are loaded by cp.async (zero-filled past the sequence: no bounds checks
+//     inside the tiles); so are the state slabs H_{k-1} / G_k, which launch 2 left rounded to T (the
+//     same rounding as main_role; cp_slab64). The position records are read through the L1;
 //   - dY = dy ⊙ silu(z) is formed once per 64-row tile in shared memory (from raw dy / z tiles);
 //   - the decay-masked C·Bᵀ operands are read straight from global memory into registers (as the
 //     forward's fast scan), with warp-uniform skipping of the tiles above / below the diagonal;
-//   - the x tiles of the dz part and the dY tiles of the dX̄ part are prefetched one tile ahead.
-// Shared memory (bytes): records 4096 | Xo (own x) 9216 | dYo (own dY) 9216 | W 2·64·(N+8)·2
-// (C + H, then B + G_k, then the streamed dY tile, then the dD reduction) | S 2 × 9216 (raw dy / z,
-// the streamed x tiles, raw dy / z of the next dY tile, the fp32 staging of dz and dx).
+//   - the x tiles of the dz part and the dY tiles of the dX̄ part are prefetched one tile ahead;
+//   - the products with the state (C H_{k-1}ᵀ, B G_kᵀ) run over dstate in K halves of 64 columns,
+//     each half in its own pair of tiles (the same summation order as one pass).
+// Shared memory: six 64 × 64 tiles of 9216 bytes, 55296 in all (4 blocks per SM): Xo (own x) | dYo
+// (own dY) | T2, T3 (the second K halves; raw z; the streamed x tiles; raw dy / z of the next dY tile;
+// the fp32 staging of dz and dx) | T4, T5 (the first K halves; the streamed dY tile, T4; the dD
+// reduction, T4).
 // Each thread's cp.async chunks of a 64 × 64 tile (cp_tile64<64, 72>: rows tid/8 + 16u, columns
 // (tid%8)·8) are the ones it later converts (dy, z → dY), so those conversions need no barrier
 // between the copy's wait and the read; every other reader is behind a __syncthreads.
 // =============================================================================================
-// A 64 × N fp32 slab (rows contiguous, N floats each) → shared T tile dst[r·LD + c] (pack2 rounding,
-// as fill_tile). Loads in batches of BATCH vectors of 8 floats per thread.
-template <class T, int N, int LD, int BATCH = 4>
-__device__ __forceinline__ void slab_to_smem(T* __restrict__ dst, const float* __restrict__ src) {
-  constexpr int VPR = N / 8, TOT = 64 * VPR / kThreads;
-  static_assert(TOT % BATCH == 0, "slab shape");
-#pragma unroll
-  for (int u0 = 0; u0 < TOT; u0 += BATCH) {
-    float4 v[BATCH][2];
-#pragma unroll
-    for (int u = 0; u < BATCH; ++u) {
-      const int vi = threadIdx.x + (u0 + u) * kThreads, rr = vi / VPR, c = (vi % VPR) * 8;
-      const float4* s4 = reinterpret_cast<const float4*>(src + rr * N + c);
-      v[u][0] = __ldg(s4);
-      v[u][1] = __ldg(s4 + 1);
-    }
-#pragma unroll
-    for (int u = 0; u < BATCH; ++u) {
-      const int vi = threadIdx.x + (u0 + u) * kThreads, rr = vi / VPR, c = (vi % VPR) * 8;
-      *reinterpret_cast<uint4*>(dst + rr * LD + c) =
-          make_uint4(mma::pack2<T>(v[u][0].x, v[u][0].y), mma::pack2<T>(v[u][0].z, v[u][0].w),
-                     mma::pack2<T>(v[u][1].x, v[u][1].y), mma::pack2<T>(v[u][1].z, v[u][1].w));
-    }
-  }
-}
 // =============================================================================================
 // Launch 1, fast instance (fast_prep_ok: 16-bit x/B/C with dy and z of the same type, 16-byte rows,
 // headdim a multiple of 64, dstate a multiple of BN1). Roles a and b as outer_role, but the K blocks
@@ -1736,50 +1714,31 @@ __device__ __forceinline__ void unpack8(const uint4& u, float f[8], bool bf) {
   }
 }
 
-// Launch 3, fast path: roles b/c are group_role with BN = N, or group_fast (below).
-// SSD_FAST_BWD_GROUP: 0 group_role for roles b/c; 1 group_fast for dstate 64; 2 (default) group_fast for
-// dstate 64 and 128 (for 128, launch 3 is 15% faster on G1 than with group_role, device run S6-1;
-// since its head loop runs two stages deep it no longer spills at 3 blocks per SM).
-#ifndef SSD_FAST_BWD_GROUP
-#define SSD_FAST_BWD_GROUP 2
-#endif
-template <int N>
-struct GroupFastOn {
-  static constexpr bool value = SSD_FAST_BWD_GROUP >= (N == 64 ? 1 : 2);
-};
-// Where they are group_fast, launch 2 leaves the state slabs as T (bw.tslab), and every reader in the
-// fast launch 3 copies them by cp.async (load_slab); group_role reads fp32.
+// Launch 3, fast path: launch 2 left the state slabs H_{k-1} / G_k rounded to T (bw.tslab); the fast
+// launch 3 copies them by cp.async, 64 columns (n0..n0+63) of the 64 rows at a time, with the
+// thread → chunk map of cp_tile64<64, LD>.
 template <class T, int N, int LD>
-__device__ __forceinline__ void cp_slab(T* dst, const T* src) {
-  constexpr int VPR = N / 8, TOT = 64 * VPR / kThreads;
+__device__ __forceinline__ void cp_slab64(T* dst, const float* slab, int n0) {
+  const T* src = reinterpret_cast<const T*>(slab);
 #pragma unroll
-  for (int u = 0; u < TOT; ++u) {
-    const int vi = threadIdx.x + u * kThreads, rr = vi / VPR, c = (vi % VPR) * 8;
-    cp16(dst + rr * LD + c, src + tslab_index(rr * N + c), 16);
+  for (int u = 0; u < 64 * 8 / kThreads; ++u) {
+    const int vi = threadIdx.x + u * kThreads, rr = vi / 8, c = (vi % 8) * 8;
+    cp16(dst + rr * LD + c, src + tslab_index(rr * N + n0 + c), 16);
   }
 }
-// The slab of (b, h, c) at `slab` (fp32 offset bhc·PN) → dst[r·LD + c] as T: by cp.async in the
-// caller's next group where launch 2 left it as T, else through registers now (slab_to_smem).
-template <class T, int N, int LD, int BATCH = 4>
-__device__ __forceinline__ void load_slab(T* dst, const float* slab) {
-  if constexpr (GroupFastOn<N>::value) cp_slab<T, N, LD>(dst, reinterpret_cast<const T*>(slab));
-  else slab_to_smem<T, N, LD, BATCH>(dst, slab);
-}
 
-template <int N>
 struct MainFast {
-  static constexpr int LDX = 72, LDC = N + 8, LDY = 68;
+  static constexpr int LDX = 72, LDY = 68;
   static constexpr int kTile = 64 * LDX * 2;  // one 64 × 64 16-bit tile
-  static constexpr int kW = 2 * 64 * LDC * 2;
-  static constexpr int oXo = kMaxQ * 16, odY = oXo + kTile, oW = odY + kTile, oS = oW + kW, kBytes = oS + 2 * kTile;
-  static_assert(64 * LDY * 4 <= 2 * kTile, "fp32 staging in S");
-  static_assert(kThreads * 8 * 4 <= kW && kTile <= kW, "dD reduction / streamed dY tile in W");
+  static constexpr int kBytes = 6 * kTile;    // Xo, dYo, T2..T5
+  static_assert(64 * LDY * 4 <= 2 * kTile && kThreads * 8 * 4 <= kTile, "fp32 staging in T2/T3, dD reduction in T4");
 };
 
 template <class T, int N>
 __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
-  using S = MainFast<N>;
-  constexpr int P = 64, NT = 8, LDX = S::LDX, LDC = S::LDC, LDY = S::LDY;
+  using S = MainFast;
+  constexpr int P = 64, NT = 8, LDX = S::LDX, LDY = S::LDY;
+  static_assert(N == 64 || N == 128, "dstate");
   constexpr bool kBf = std::is_same<T, bf16>::value;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -1801,18 +1760,21 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     return;
   }
 
-  float4* rec = reinterpret_cast<float4*>(smem);          // [Q]
-  T* Xo = reinterpret_cast<T*>(smem + S::oXo);            // [64][LDX] x rows j
-  T* dYo = reinterpret_cast<T*>(smem + S::odY);           // [64][LDX] dY rows j
-  T* Wa = reinterpret_cast<T*>(smem + S::oW);             // [64][LDC] C or B rows j
-  T* Wb = Wa + 64 * LDC;                                  // [64][LDC] H_{k-1} or G_k rows p
-  T* Wd = Wa;                                             // [64][LDX] streamed dY tile (phase b)
-  float* dred = reinterpret_cast<float*>(smem + S::oW);   // [128][8]
-  T* S0 = reinterpret_cast<T*>(smem + S::oS);             // [64][LDX]
-  T* S1 = S0 + 64 * LDX;                                  // [64][LDX]
-  float* Ys = reinterpret_cast<float*>(smem + S::oS);     // [64][LDY] fp32 staging
+  // six 64 × 64 tiles [64][LDX]
+  T* Xo = reinterpret_cast<T*>(smem);                     // x rows j
+  T* dYo = Xo + 64 * LDX;                                 // dY rows j (raw dy converted in place)
+  T* T2 = dYo + 64 * LDX;                                 // second K halves of C / H and of B / G_k; raw
+  T* T3 = T2 + 64 * LDX;                                  // z, streamed x tiles, raw dy / z of the next
+  T* T4 = T3 + 64 * LDX;                                  // first K halves of C / H and of B / G_k; the
+  T* T5 = T4 + 64 * LDX;                                  // streamed dY tile (T4)
+  T* const S0 = T2;
+  T* const S1 = T3;
+  T* const Wd = T4;
+  float* dred = reinterpret_cast<float*>(T4);             // [128][8]
+  float* Ys = reinterpret_cast<float*>(T2);               // [64][LDY] fp32 staging (T2, T3)
 
   const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
+  const float4* rec = bw.rec + bhc * Q;  // position records, read through the L1 (__ldg)
   const bool has_prev = k > 0 || p.initial_states != nullptr;
   const bool has_z = p.z != nullptr;
   const bool has_seq = p.seq_idx != nullptr;
@@ -1829,27 +1791,33 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)ib * 64 * zss, zss, nv);
   };
 
-  // ---- prologue: records, own x / dy / z tiles, C rows by cp.async; H_{k-1} through registers
-  for (int i = tid; i < Q; i += kThreads) cp16(rec + i, bw.rec + bhc * Q + i, 16);
+  // ---- prologue: own x / dy (/ z) tiles, C rows and H_{k-1} (first K half) by cp.async; dY in place
+  const T* Cg = static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride +
+                (int64_t)grp * p.C_group_stride;
   cp_tile64<64, LDX>(Xo, xg + (int64_t)j0 * xss, xss, nrows);
-  load_dyz(r, has_z ? S0 : dYo);
-  if (has_prev)
-    cp_tile64<N, LDC>(Wa,
-                      static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride +
-                          (int64_t)grp * p.C_group_stride,
-                      p.C_seq_stride, nrows);
-  if (has_prev) load_slab<T, N, LDC>(Wb, bw.states + bhc * bw.PN);
+  cp_tile64<64, LDX>(dYo, dyg + (int64_t)j0 * dss, dss, nrows);
+  if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)j0 * zss, zss, nrows);
+  if (has_prev) {
+    cp_tile64<64, LDX>(T4, Cg, p.C_seq_stride, nrows);
+    cp_slab64<T, N, LDX>(T5, bw.states + bhc * bw.PN, 0);
+  }
   cp_async_commit();
   cp_async_wait<0>();
-  if (has_z) dy_convert<T>(dYo, S0, S1, true);  // this thread's own chunks
+  if (has_z) dy_convert<T>(dYo, dYo, S1, true);  // this thread's own chunks
+  if (N == 128 && has_prev) {  // second K half into T2 / T3 (own chunks of S1 read above)
+    asm volatile("" ::: "memory");
+    cp_tile64<64, LDX>(T2, Cg + 64, p.C_seq_stride, nrows);
+    cp_slab64<T, N, LDX>(T3, bw.states + bhc * bw.PN, 64);
+    cp_async_commit();
+  }
   __syncthreads();
 
   const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
-  const float4 rl = rec[len - 1];
+  const float4 rl = __ldg(rec + len - 1);
   const int wr = 16 * warp;
   float4 rJ[2];  // records of this lane's rows j0 + wr + g (+8) (padding records past len: d = 0)
-  rJ[0] = rec[j0 + wr + g];
-  rJ[1] = rec[j0 + wr + g + 8];
+  rJ[0] = __ldg(rec + j0 + wr + g);
+  rJ[1] = __ldg(rec + j0 + wr + g + 8);
   const int64_t pos = bhc * Q + j0;  // per-position partial arrays (npt = 1), row 0 of the block
   // this (b, c, g)'s C·Bᵀ tiles in fragment order, and transposed
   const int64_t cb_bcg = (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * 4096;
@@ -1874,16 +1842,16 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
       if (wr + g + 8 < nrows) dst[pos + wr + g + 8] = s[1] * m1;
     }
   };
-  // acc += (rows j of Wa) · (rows p of Wb)ᵀ over all of dstate
-  auto rows_times_state = [&](float (&acc)[NT][4]) {
+  // acc += (rows j of Wa) · (rows p of Wb)ᵀ over one K half (64 columns of dstate)
+  auto rows_times_state = [&](float (&acc)[NT][4], const T* Wa, const T* Wb) {
 #pragma unroll 2
-    for (int kk = 0; kk < N / 16; ++kk) {
+    for (int kk = 0; kk < 4; ++kk) {
       FragA<T> a;
-      mma::ldA<T, mma::kMK>(a, Wa, LDC, wr, 16 * kk);
+      mma::ldA<T, mma::kMK>(a, Wa, LDX, wr, 16 * kk);
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Wb, LDC, 16 * kk, 16 * np);
+        mma::ldB2<T, mma::kNK>(b0, b1, Wb, LDX, 16 * kk, 16 * np);
         mma::mma(acc[2 * np], a, b0);
         mma::mma(acc[2 * np + 1], a, b1);
       }
@@ -1905,7 +1873,12 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
   // ---- phase a: output from the entering state (and the full pre-gate output for dz)
   zero_acc(acc);
   if (has_prev) {
-    rows_times_state(acc);
+    rows_times_state(acc, T4, T5);
+    if (N == 128) {
+      cp_async_wait<0>();
+      __syncthreads();  // the second K half visible
+      rows_times_state(acc, T2, T3);
+    }
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const bool ok = !has_seq || sid_of(rJ[hr]) == sid_prev;
@@ -1925,6 +1898,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
   if (bw.want_dz && !bw.use_yu) {
     // Y_j += Σ_{i ≤ j} C_j·B_i d_i exp(s_j − s_i) x_i over the x tiles jb = 0..r (tile r is Xo; the
     // others stream through S0 / S1, one ahead). A = M∘d from the C·Bᵀ tile (r, jb) [j][i].
+    __syncthreads();  // S0 / S1 (T2 / T3) free: the second K half's readers are done
     const T* xs0 = xg;
     if (r > 0) {
       cp_tile64<64, LDX>(S0, xs0, xss, 64);
@@ -1951,10 +1925,10 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
         if (diag && kk > warp) break;  // warp-uniform: tiles above the diagonal
         const bool dmask = diag && kk == warp;
         float4 ri[4];  // i = jb·64 + 16kk + 2t4 + e + 8c8, index e + 2c8
-        ri[0] = ri0[16 * kk];
-        ri[1] = ri0[16 * kk + 1];
-        ri[2] = ri0[16 * kk + 8];
-        ri[3] = ri0[16 * kk + 9];
+        ri[0] = __ldg(ri0 + 16 * kk);
+        ri[1] = __ldg(ri0 + 16 * kk + 1);
+        ri[2] = __ldg(ri0 + 16 * kk + 8);
+        ri[3] = __ldg(ri0 + 16 * kk + 9);
         FragA<T> a;
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
@@ -2028,22 +2002,33 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
 
   // ---- phase b: dX̄ = w ⊙ (B G_kᵀ) + Σ_{i ≥ j} M_ij dY_i
   const int ilast = (len - 1) >> 6;  // last position block of the chunk with positions
-  __syncthreads();  // W (phase a's C / H) and S (staging, x tiles) are free
-  cp_tile64<N, LDC>(Wa,
-                    static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride +
-                        (int64_t)grp * p.B_group_stride,
-                    p.B_seq_stride, nrows);
-  load_slab<T, N, LDC>(Wb, bw.dstates + bhc * bw.PN);
+  __syncthreads();  // T2..T5 (phase a's C / H, the staging, the x tiles) are free
+  const T* Bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride +
+                (int64_t)grp * p.B_group_stride;
+  cp_tile64<64, LDX>(T4, Bg, p.B_seq_stride, nrows);
+  cp_slab64<T, N, LDX>(T5, bw.dstates + bhc * bw.PN, 0);
   cp_async_commit();
-  if (r < ilast) {  // raw dy / z of the next block
-    load_dyz(r + 1, S0);
-    cp_async_commit();
-  }
-  if (r < ilast) cp_async_wait<1>();
-  else cp_async_wait<0>();
-  __syncthreads();
   zero_acc(acc);
-  rows_times_state(acc);
+  if constexpr (N == 64) {
+    if (r < ilast) {  // raw dy / z of the next block
+      load_dyz(r + 1, S0);
+      cp_async_commit();
+    }
+    if (r < ilast) cp_async_wait<1>();
+    else cp_async_wait<0>();
+    __syncthreads();
+    rows_times_state(acc, T4, T5);
+  } else {
+    cp_tile64<64, LDX>(T2, Bg + 64, p.B_seq_stride, nrows);
+    cp_slab64<T, N, LDX>(T3, bw.dstates + bhc * bw.PN, 64);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    rows_times_state(acc, T4, T5);
+    cp_async_wait<0>();
+    __syncthreads();
+    rows_times_state(acc, T2, T3);
+  }
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     const bool ok = !has_seq || sid_of(rJ[hr]) == sid_of(rl);
@@ -2058,6 +2043,11 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     float s[2];
     row_dot(acc, Xo, s);
     store_rows(bw.pq, s, rJ[0].z, rJ[1].z);
+  }
+  if (N == 128 && r < ilast) {  // raw dy / z of the next block, once every warp is done with T2 / T3
+    __syncthreads();
+    load_dyz(r + 1, S0);
+    cp_async_commit();
   }
   // A = Mᵀ: A[j][i] = C·Bᵀ(i, j) exp(s_i − s_j), from tile (ib, r) [i][j] read transposed
   const float* cbc = cbgt + cb_frag_offset(warp, 0, lane);  // tile (ib, r) transposed: [j][i]
@@ -2079,7 +2069,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     const T* Ds = dYo;
     if (!diag) {
       cp_async_wait<0>();
-      __syncthreads();  // every warp is done with Wd (previous tile) and with B / G_k in W
+      __syncthreads();  // every warp is done with Wd (previous tile, or B / G_k's first K half)
       dy_convert<T>(Wd, S0, S1, has_z);  // this thread's own chunks of S0 / S1
       asm volatile("" ::: "memory");     // the reads above stay before the refill below
       if (ib < ilast) {  // the next block's raw dy / z into the same (own) chunks
@@ -2095,10 +2085,10 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
       if (diag && kk < warp) continue;  // warp-uniform: tiles below the diagonal (i < j)
       const bool dmask = diag && kk == warp;
       float4 ri[4];
-      ri[0] = ri0[16 * kk];
-      ri[1] = ri0[16 * kk + 1];
-      ri[2] = ri0[16 * kk + 8];
-      ri[3] = ri0[16 * kk + 9];
+      ri[0] = __ldg(ri0 + 16 * kk);
+      ri[1] = __ldg(ri0 + 16 * kk + 1);
+      ri[2] = __ldg(ri0 + 16 * kk + 8);
+      ri[3] = __ldg(ri0 + 16 * kk + 9);
       FragA<T> a;
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -2133,7 +2123,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
     store_rows(bw.pxdx, s, 1.f, 1.f);
   }
   // ---- dx = d ⊙ dX̄ + D ⊙ dY, dD partial = Σ_j dY_j ⊙ x_j (dY in fp32, as main_role)
-  __syncthreads();  // S (last: dY conversion or staging) and W (Wd) are free
+  __syncthreads();  // T2 / T3 (last: raw dy / z) and T4 (Wd) are free
   stage(acc);
   __syncthreads();
   const T* dyb = dyg + (int64_t)j0 * dss;
@@ -2158,7 +2148,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
         for (int e = 0; e < 8; ++e) dyv[e] *= silu(zv[e]);
       }
       unpack8(*reinterpret_cast<const uint4*>(Xo + rr * LDX + c), xv, kBf);
-      const float dj = rec[j0 + rr].z;
+      const float dj = __ldg(&rec[j0 + rr].z);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         o[e] = fmaf(dj, Ys[rr * LDY + c + e], dv[e] * dyv[e]);
@@ -2184,31 +2174,44 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
 
 // Launch 3, roles b (dC) and c (dB), fast path: group_role for P = 64, BN = N (one n-tile), BB = 64,
 // 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fast). The other operand
-// rows and the per-head x / dy / z tiles come by cp.async (zero-filled past the sequence); each
-// thread then scales (and gates) its own chunks in place: the same fp32 expression and single
-// rounding to T as group_role's loaders. The state slabs come by cp.async too, as T (load_slab).
-// The head loop runs two stages deep (tiles, slab and position records of head hh + 1 are copied
-// while head hh is weighted and multiplied); the first head's copies overlap the intra-chunk part.
+// rows, the per-head x / dy / z tiles and the state slabs (as T, cp_slab64) come by cp.async
+// (zero-filled past the sequence). The weighted (and gated) head tile, f = (x or dy·silu(z))·sc with
+// the same fp32 expression and single rounding to T as group_role's loaders, is formed in the mma
+// A fragments: each warp copies its own 16 rows of the raw tiles (cp_rows16), loads them as
+// fragments, weights them in registers and then reuses its rows for the next head's copies, with no
+// block barrier in between. Per head the block waits once: for the slab and the position records,
+// which run two stages deep (head hh + 1's are copied while head hh is multiplied).
+// Shared memory (bytes, dstate 128): raw A 9216 | raw Z 9216 | records 2 × 1280 | slab 2 × 17408:
+// 55808 (4 blocks per SM). The intra-chunk part's dG tile and operand rows lie in the slab stages
+// (the first head's slab is copied after it).
 template <int N>
 struct GroupFast {
-  static constexpr int LDA = 72, LDV = N + 8, LDO = N + 4;
-  static constexpr int kA = 64 * LDA * 2;
-  static constexpr int kV = 64 * LDV * 2;
-  static constexpr int kS = 64 * kLDS * 4;
-  static constexpr int kO = 64 * LDO * 4;         // fp32 output staging, aliases everything
-  static constexpr int kR = 80 * 16;              // position records: rows r0.. (64), the last (64)
-  static constexpr int kStage = 2 * kA + kV + kR; // one head: A (x or dy), Z (raw z), V (slab), records
-  static constexpr int oA = 0, oZ = kA, oV = 2 * kA, oR = 2 * kA + kV;
-  // the intra-chunk part (before the head loop) uses stage 1: dG tile at its A/Z, operand rows at its V
-  static constexpr int oS = kStage, oVi = kStage + oV;
-  static_assert(kS <= 2 * kA, "dG tile in A/Z");
-  static constexpr int kBytes = (2 * kStage > kO) ? 2 * kStage : kO;
+  static constexpr int LD = 72, LDV = N + 8, LDO = N + 4;
+  static constexpr int kT = 64 * LD * 2;             // a raw 64 × 64 16-bit tile
+  static constexpr int kV = 64 * LDV * 2;            // a slab stage
+  static constexpr int kS = 64 * kLDS * 4;           // fp32 dG tile (intra part)
+  static constexpr int kR = 80 * 16;                 // position records: rows r0.. (64), the last (64)
+  static constexpr int oA = 0, oZ = kT, oR = 2 * kT, oV = oR + 2 * kR;
+  static constexpr int kVV = 2 * kV > kS + kV ? 2 * kV : kS + kV;  // slab stages / intra part
+  static constexpr int oS = oV, oVi = oV + kS, kBytes = oV + kVV;
+  static_assert(64 * LDO * 4 <= kBytes, "output staging");
 };
+// Columns c0..c0+31 of this warp's 16 rows (wr..wr+15) of a 64 × 64 tile → dst[r·LD + c] by
+// cp.async (rows >= nvalid zero-filled): 2 chunks of 16 bytes a lane.
+template <int LD, class T>
+__device__ __forceinline__ void cp_rows16(T* dst, const T* src, int64_t rs, int nvalid, int wr, int lane, int c0) {
+#pragma unroll
+  for (int u = 0; u < 2; ++u) {
+    const int c = lane + 32 * u, rr = wr + (c >> 2), col = c0 + (c & 3) * 8;
+    const bool ok = rr < nvalid;
+    cp16(dst + rr * LD + col, ok ? src + rr * rs + col : src, ok ? 16 : 0);
+  }
+}
 
 template <class T, int N, bool DB>
 __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   using S = GroupFast<N>;
-  constexpr int NT = N / 8, LDA = S::LDA, LDV = S::LDV, LDO = S::LDO;
+  constexpr int NT = N / 8, LDA = S::LD, LDV = S::LDV, LDO = S::LDO;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
@@ -2226,6 +2229,8 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   float* cbs = reinterpret_cast<float*>(smem + S::oS);  // [64][kLDS] (intra part)
   T* Vi = reinterpret_cast<T*>(smem + S::oVi);          // [64][LDV]  (intra part)
   float* Os = reinterpret_cast<float*>(smem);           // [64][LDO]
+  T* As = reinterpret_cast<T*>(smem + S::oA);           // [64][LDA] raw x or dy, rows of each warp
+  T* Zs = reinterpret_cast<T*>(smem + S::oZ);           // [64][LDA] raw z
   const int wr = 16 * warp;
   const bool has_seq = p.seq_idx != nullptr;
   const bool has_z = !DB && p.z != nullptr;
@@ -2235,36 +2240,42 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   const int64_t vss = DB ? p.C_seq_stride : p.B_seq_stride;
   const int hh0 = sl * bw.h3, hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
   const bool states_part = (DB || k > 0 || p.initial_states != nullptr) && hh0 < hh1;
-  // head hh's tiles (x, or raw dy and z), state slab (G_k or H_{k-1}, T) and records → stage st
-  auto issue = [&](int hh, int st) {
-    char* base = smem + st * S::kStage;
-    T* As = reinterpret_cast<T*>(base + S::oA);
-    const int h = grp * bw.hpg + hh;
-    const int64_t bhc = ((int64_t)b * H + h) * bw.nc + k;
-    if constexpr (DB) {
-      cp_tile64<64, LDA>(As,
-                         static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (t0 + r0) * p.x_seq_stride +
-                             (int64_t)h * p.x_head_stride,
-                         p.x_seq_stride, nrows);
-    } else {
-      cp_tile64<64, LDA>(As,
-                         static_cast<const T*>(bp.dy) + (int64_t)b * bp.dy_batch_stride + (t0 + r0) * bp.dy_seq_stride +
-                             (int64_t)h * bp.dy_head_stride,
-                         bp.dy_seq_stride, nrows);
-      if (has_z)
-        cp_tile64<64, LDA>(reinterpret_cast<T*>(base + S::oZ),
-                           static_cast<const T*>(p.z) + (int64_t)b * p.z_batch_stride + (t0 + r0) * p.z_seq_stride +
-                               (int64_t)h * p.z_head_stride,
-                           p.z_seq_stride, nrows);
-    }
-    load_slab<T, N, LDV>(reinterpret_cast<T*>(base + S::oV), (DB ? bw.dstates : bw.states) + bhc * bw.PN);
-    float4* rs = reinterpret_cast<float4*>(base + S::oR);
-    const float4* rh = bw.rec + bhc * Q;  // records exist for all Q positions (padding past len)
+  auto head_row = [&](const void* base, int64_t bs, int64_t ss, int64_t hs, int hh) {  // row r0, head hh
+    return static_cast<const T*>(base) + (int64_t)b * bs + (t0 + r0) * ss + (int64_t)(grp * bw.hpg + hh) * hs;
+  };
+  // columns c0..c0+31 of this warp's rows of head hh's raw tile (x, or dy and z)
+  auto issue_rows = [&](int hh, int c0) {
+    if constexpr (DB)
+      cp_rows16<LDA>(As, head_row(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride, hh), p.x_seq_stride, nrows, wr,
+                     lane, c0);
+    else
+      cp_rows16<LDA>(As, head_row(bp.dy, bp.dy_batch_stride, bp.dy_seq_stride, bp.dy_head_stride, hh), bp.dy_seq_stride,
+                     nrows, wr, lane, c0);
+    if (has_z)
+      cp_rows16<LDA>(Zs, head_row(p.z, p.z_batch_stride, p.z_seq_stride, p.z_head_stride, hh), p.z_seq_stride, nrows, wr,
+                     lane, c0);
+  };
+  auto bhc_of = [&](int hh) { return ((int64_t)b * H + grp * bw.hpg + hh) * bw.nc + k; };
+  // head hh's position records → stage st
+  auto issue_rec = [&](int hh, int st) {
+    float4* rs = reinterpret_cast<float4*>(smem + S::oR + st * S::kR);
+    const float4* rh = bw.rec + bhc_of(hh) * Q;  // records exist for all Q positions (padding past len)
     if (tid < 64) cp16(rs + tid, rh + r0 + tid, 16);
     else if (tid == 64) cp16(rs + 64, rh + len - 1, 16);
-    cp_async_commit();
   };
-  if (states_part) issue(hh0, 0);  // in flight during the intra-chunk part
+  // head hh's state slab (G_k or H_{k-1}, T) → stage st
+  auto issue_slab = [&](int hh, int st) {
+    T* Vs = reinterpret_cast<T*>(smem + S::oV + st * S::kV);
+    const float* slab = (DB ? bw.dstates : bw.states) + bhc_of(hh) * bw.PN;
+#pragma unroll
+    for (int n0 = 0; n0 < N; n0 += 64) cp_slab64<T, N, LDV>(Vs + n0, slab, n0);
+  };
+  if (states_part) {  // in flight during the intra-chunk part (the slab stages are the intra part's)
+    issue_rows(hh0, 0);
+    issue_rows(hh0, 32);
+    issue_rec(hh0, 0);
+    cp_async_commit();
+  }
 
   float acc[NT][4];
   zero_acc(acc);
@@ -2320,60 +2331,69 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
       }
     }
   }
-  // ---- through the states, over the heads of the slice in order, two stages: head hh + 1's copies
-  // run during head hh's weighting and products
+  // ---- through the states, over the heads of the slice in order
   if (states_part) {
+    __syncthreads();  // the intra part's readers of the slab stages are done
+    issue_slab(hh0, 0);
+    cp_async_commit();
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
     for (int hh = hh0; hh < hh1; ++hh) {
       const int st = (hh - hh0) & 1;
-      char* base = smem + st * S::kStage;
-      T* As = reinterpret_cast<T*>(base + S::oA);
-      const T* Zs = reinterpret_cast<const T*>(base + S::oZ);
-      const T* Vs = reinterpret_cast<const T*>(base + S::oV);
-      const float4* rs = reinterpret_cast<const float4*>(base + S::oR);
+      const T* Vs = reinterpret_cast<const T*>(smem + S::oV + st * S::kV);
+      const float4* rs = reinterpret_cast<const float4*>(smem + S::oR + st * S::kR);
       cp_async_wait<0>();  // this thread's copies of head hh
-      __syncthreads();     // everyone's copies of head hh visible; stage st ^ 1 (head hh - 1 or the intra part) free
-      if (hh + 1 < hh1) issue(hh + 1, st ^ 1);
-      const float4 rl = rs[64];
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {  // this thread's own chunks: f = (x or dy·silu(z)) · sc, one rounding
-        const int o = (tid / 8 + 16 * u) * LDA + (tid % 8) * 8;
-        // the row weight (row tid/8 + 16u; padding records past len)
-        const float4 rj = rs[tid / 8 + 16 * u];
-        float scu;
-        if constexpr (DB) scu = (!has_seq || sid_of(rj) == sid_of(rl)) ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
-        else scu = (!has_seq || sid_of(rj) == sid_prev) ? ex2(rj.x + rj.y) : 0.f;
-        const uint4 a = *reinterpret_cast<const uint4*>(As + o);
-        uint32_t w[4] = {a.x, a.y, a.z, a.w};
-        uint32_t zw[4] = {0u, 0u, 0u, 0u};
-        if (has_z) {
-          const uint4 zz = *reinterpret_cast<const uint4*>(Zs + o);
-          zw[0] = zz.x; zw[1] = zz.y; zw[2] = zz.z; zw[3] = zz.w;
-        }
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          float2 v = mma::unpack2<T>(w[q]);
-          if (has_z) {
-            const float2 z2 = mma::unpack2<T>(zw[q]);
-            v.x *= silu(z2.x);
-            v.y *= silu(z2.y);
-          }
-          w[q] = mma::pack2<T>(v.x * scu, v.y * scu);
-        }
-        *reinterpret_cast<uint4*>(As + o) = make_uint4(w[0], w[1], w[2], w[3]);
+      __syncthreads();     // everyone's copies of head hh visible; stage st ^ 1 (head hh - 1) free
+      if (hh + 1 < hh1) {
+        issue_slab(hh + 1, st ^ 1);
+        issue_rec(hh + 1, st ^ 1);
+        cp_async_commit();
       }
-      __syncthreads();
+      // row weights of this lane's rows wr + g (+8) (padding records past len)
+      const float4 rl = rs[64];
+      float sc[2];
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        FragA<T> a;
-        mma::ldA<T, mma::kMK>(a, As, LDA, wr, 16 * kk);
+      for (int hr = 0; hr < 2; ++hr) {
+        const float4 rj = rs[wr + g + 8 * hr];
+        if constexpr (DB) sc[hr] = (!has_seq || sid_of(rj) == sid_of(rl)) ? ex2(sdiff(rl, rj)) * rj.z : 0.f;
+        else sc[hr] = (!has_seq || sid_of(rj) == sid_prev) ? ex2(rj.x + rj.y) : 0.f;
+      }
+      // f = (x or dy·silu(z)) · sc, one rounding, in the A fragments (element q of a fragment is on
+      // row g + 8·(q & 1)), two K blocks at a time; as soon as this warp has read columns c0..c0+31 of
+      // its raw rows, the next head's copies go into them
 #pragma unroll
-        for (int np = 0; np < N / 16; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
+      for (int c0 = 0; c0 < 64; c0 += 32) {
+        FragA<T> af[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int kc = c0 + 16 * e;
+          mma::ldA<T, mma::kMK>(af[e], As, LDA, wr, kc);
+          FragA<T> zf;
+          if (has_z) mma::ldA<T, mma::kMK>(zf, Zs, LDA, wr, kc);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            float2 v = mma::unpack2<T>(af[e].r[q]);
+            if (has_z) {
+              const float2 z2 = mma::unpack2<T>(zf.r[q]);
+              v.x *= silu(z2.x);
+              v.y *= silu(z2.y);
+            }
+            af[e].r[q] = mma::pack2<T>(v.x * sc[q & 1], v.y * sc[q & 1]);
+          }
         }
+        if (hh + 1 < hh1) {
+          __syncwarp();
+          issue_rows(hh + 1, c0);
+          if (c0 == 32) cp_async_commit();
+        }
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+#pragma unroll
+          for (int np = 0; np < N / 16; ++np) {
+            FragB<T> b0, b1;
+            mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, c0 + 16 * e, 16 * np);
+            mma::mma(acc[2 * np], af[e], b0);
+            mma::mma(acc[2 * np + 1], af[e], b1);
+          }
       }
     }
   }
@@ -2410,28 +2430,26 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   }
 }
 
-// Launch 3 with the fast main role; roles b/c: group_fast (or group_role, see GroupFastOn).
+// Launch 3 with the fast main role; roles b/c: group_fast. 4 blocks per SM.
+template <int N>
+constexpr int main_fast_smem() {
+  return MainFast::kBytes > GroupFast<N>::kBytes ? MainFast::kBytes : GroupFast<N>::kBytes;
+}
+static_assert(4 * (main_fast_smem<128>() + 1024) <= 228 * 1024, "4 blocks per SM");
 template <class T, int N>
-struct MainFastLaunch {
-  static constexpr int kG = GroupFastOn<N>::value ? GroupFast<N>::kBytes : GroupSmem<T, N>::kBytes;
-  static constexpr int kSmem = MainFast<N>::kBytes > kG ? MainFast<N>::kBytes : kG;
-};
-template <class T, int N>
-__global__ void __launch_bounds__(kThreads, 3)
+__global__ void __launch_bounds__(kThreads, 4)
 k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
   if (blk < bw.n3b) {
-    if constexpr (GroupFastOn<N>::value) group_fast<T, N, false>(bp, bw, blk, smem);
-    else group_role<T, N, false>(bp, bw, blk, smem);
+    group_fast<T, N, false>(bp, bw, blk, smem);
     return;
   }
   blk -= bw.n3b;
   if (blk < bw.n3b) {
-    if constexpr (GroupFastOn<N>::value) group_fast<T, N, true>(bp, bw, blk, smem);
-    else group_role<T, N, true>(bp, bw, blk, smem);
+    group_fast<T, N, true>(bp, bw, blk, smem);
     return;
   }
   main_fast<T, N>(bp, bw, blk - bw.n3b, smem);
@@ -3281,15 +3299,9 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       bw.use_yu = bw.use_yu && p.y_ungated_type == p.x_type && bw.vyu;
       main_fast_on = true;
       bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
-      if (bw.N == 64) {
-        k3 = k_bwd_main_fast<T, 64>;
-        smem3 = MainFastLaunch<T, 64>::kSmem;
-        bw.tslab = GroupFastOn<64>::value;
-      } else {
-        k3 = k_bwd_main_fast<T, 128>;
-        smem3 = MainFastLaunch<T, 128>::kSmem;
-        bw.tslab = GroupFastOn<128>::value;
-      }
+      k3 = bw.N == 64 ? k_bwd_main_fast<T, 64> : k_bwd_main_fast<T, 128>;
+      smem3 = bw.N == 64 ? main_fast_smem<64>() : main_fast_smem<128>();
+      bw.tslab = 1;
     }
   }
   if (!generic_cb_reader) bw.cb = nullptr;  // not written
