@@ -100,6 +100,7 @@ struct Bw {
   int s3, h3;          // launch 3 roles b/c: head slices per group, heads per slice
   int n4a;             // launch 4: blocks of the ddt role (the dB/dC combine role after them)
   int64_t dgS;         // floats per dG slice
+  int s2r;             // dG slices launch 3 sums (1 where the fast launch 2 has summed them into slice 0)
   int64_t pbcS;        // floats per dB/dC partial slice (b, c, g, Q, N)
   int vx, vdy, vz, vB, vC, vdx, vdz, vdB, vdC;  // 8-element vector access allowed
   int st4, pass4;      // states rows allow float4 (N % 4 == 0); state pass may use float4
@@ -117,6 +118,7 @@ struct Bw {
   float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fast launches 2 / 3
   float* cbt;      // (b, c, g, ntri, 64, 64) its tiles transposed ([j][i]), in fragment order, idem
   float* dg;       // (s2, b, c, g, ntri, BB, BB) dG partials: slice s = Σ_{h in slice s} L ∘ dM
+  int* dgcnt;      // (b, c, g, ntri)         fast launch 2 with s2 > 1: slice blocks done (launch 1 zeroes)
   float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
   float* pcol;     // (b, h, c, ntri, BB)     column sums of P per block
   float* ppass;    // (b, h, c, npp)          decay_k ⟨G_k, H_{k-1}⟩ partials
@@ -464,6 +466,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
   constexpr int LD = kLD;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  if (bw.dgcnt && tid == 0) bw.dgcnt[blk] = 0;  // (b, c, g, pair): launch 2 counts its slice blocks
   int x = blk;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
@@ -1352,13 +1355,14 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
       if (rr < nro && c < nnv) ld8(vsrc, vt, vb + (int64_t)(o0 + rr) * vss + c, imin(8, nnv - c), vvec, f);
       else zero8(f);
     });
-    {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order.
+    {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order (or
+       // slice 0 alone, which launch 2 left summed)
       const int tix = DB ? ob * (ob + 1) / 2 + r : r * (r + 1) / 2 + ob;
       const float4* src = reinterpret_cast<const float4*>(dgg + (int64_t)tix * BB * BB);
       const int64_t sstr = bw.dgS / 4;
       // one pass per slice (fewer registers live next to acc than one chain per element); each
       // thread adds to its own elements, so no barrier between the passes
-      for (int sp = 0; sp < bw.s2; ++sp) {
+      for (int sp = 0; sp < bw.s2r; ++sp) {
         for (int v = tid; v < BB * BB / 4; v += kThreads) {
           const int il = (4 * v) / BB, jl = (4 * v) % BB;
           float4 a = __ldg(src + sp * sstr + v);
@@ -2289,11 +2293,12 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
     __syncthreads();  // previous readers of Vi / cbs are done
     cp_tile64<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
     cp_async_commit();
-    {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order.
+    {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order (or
+       // slice 0 alone, which launch 2 left summed)
       const int tix = DB ? ob * (ob + 1) / 2 + r : r * (r + 1) / 2 + ob;
       const float4* src = reinterpret_cast<const float4*>(dgg + (int64_t)tix * 4096);
       const int64_t sstr = bw.dgS / 4;
-      for (int sp = 0; sp < bw.s2; ++sp) {
+      for (int sp = 0; sp < bw.s2r; ++sp) {
 #pragma unroll 1
         for (int v = tid; v < 1024; v += kThreads) {
           const int il = v >> 4, jl = (v & 15) * 4;
@@ -2493,6 +2498,34 @@ struct DcbSrc {
   int nri, nrj;                      // valid rows of the dy / z and the x tiles
 };
 
+// With s2 > 1 head slices, the last of a (b, c, g, pair)'s slice blocks to finish (counted in
+// bw.dgcnt, an integer atomic) sums the s2 fp32 partials into slice 0, in slice order: the sum launch
+// 3's readers would otherwise form again in every block that stages the tile (bw.s2r = 1), with the
+// same bits whichever block comes last. The caller has written its own partial.
+__device__ __forceinline__ void dg_slices_sum(const Bw& bw, int pair, float* tile0) {
+  if (bw.s2 == 1) return;
+  __shared__ int last;
+  __threadfence();  // this block's partial is visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(bw.dgcnt + pair, 1) == bw.s2 - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // the other blocks' partials (counted before) are visible to this one
+  float4* d = reinterpret_cast<float4*>(tile0);
+  const int64_t sstr = bw.dgS / 4;
+  for (int v = threadIdx.x; v < 64 * 64 / 4; v += kThreads) {
+    float4 a = __ldcg(d + v);
+    for (int sp = 1; sp < bw.s2; ++sp) {
+      const float4 o = __ldcg(d + sp * sstr + v);
+      a.x = a.x + o.x;
+      a.y = a.y + o.y;
+      a.z = a.z + o.z;
+      a.w = a.w + o.w;
+    }
+    d[v] = a;
+  }
+}
+
 template <class T>
 __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   using S = DcbFast;
@@ -2522,8 +2555,11 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
   auto pcol_of = [&](int h) {
     return bw.pcol + ((((int64_t)b * H + h) * bw.nc + k) * bw.ntri + tri_idx) * BB;
   };
+  const int pair = (((int)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx;
+  float* dg0 = dgt - sl * bw.dgS;  // slice 0's tile
   if (i0 >= len) {  // rows past the sequence: define the outputs as zeros
     for (int i = tid; i < BB * BB; i += kThreads) dgt[i] = 0.f;
+    dg_slices_sum(bw, pair, dg0);
     for (int hh = hh0; hh < hh1; ++hh)
       if (tid < BB) {
         prow_of(grp * hpg + hh)[tid] = 0.f;
@@ -2683,6 +2719,7 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
       const int il = wr + g + 8 * hr, jl = 8 * nt + 2 * t4;
       *reinterpret_cast<float2*>(dgt + il * BB + jl) = make_float2(dga[nt][2 * hr], dga[nt][2 * hr + 1]);
     }
+  dg_slices_sum(bw, pair, dg0);
 }
 
 // Launch 2 with the fast dG role (16-bit paths only; the host selects it with fast_dcb_ok).
@@ -3037,7 +3074,7 @@ struct Layout {
   int64_t nc, BB, nbb, ntri, npt, nes, npp;
   int64_t s2, h2, s3, h3;  // head slices and heads per slice: launch 2 dG, launch 3 dB / dC
   int64_t dgS, pbcS;       // floats per dG slice, per dB / dC partial slice
-  size_t rec, decay, states, dstates, cb, dg, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
+  size_t rec, decay, states, dstates, cb, dg, dgcnt, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
 };
 bool fast_main_shape(const SsdParams& p);  // below
 bool fast_cbf_shape(const SsdParams& p);
@@ -3080,6 +3117,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.dstates = take((size_t)bhc * P * N * 4);
   l.cb = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
   l.dg = take((size_t)l.s2 * l.dgS * 4);
+  l.dgcnt = take(l.s2 > 1 && fast_cbf_shape(p) ? (size_t)b * l.nc * G * l.ntri * 4 : 0);
   l.prow = take((size_t)bhc * l.ntri * l.BB * 4);
   l.pcol = take((size_t)bhc * l.ntri * l.BB * 4);
   l.ppass = take((size_t)bhc * l.npp * 4);
@@ -3197,6 +3235,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.want_dz = bp.dz != nullptr;
   bw.use_yu = bw.want_dz && p.y_ungated != nullptr;  // the fast launch 3 narrows it below
   bw.s2 = (int)l.s2;
+  bw.s2r = bw.s2;  // 1 below where the fast launch 2 sums the slices
   bw.h2 = (int)l.h2;
   bw.s3 = (int)l.s3;
   bw.h3 = (int)l.h3;
@@ -3294,6 +3333,10 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     const bool fd = fast_dcb_ok(bp, bw), fm = fd && fast_main_ok(bp, bw);
     generic_cb_reader = !fm || !fd;
     if (fm || fd) bw.cbf = reinterpret_cast<float*>(ws + l.cbf);  // launch 1's C·Bᵀ role writes the copies
+    if (fd && bw.s2 > 1) {  // launch 1 zeroes the slice counters, launch 2 sums its dG slices (dg_slices_sum)
+      bw.dgcnt = reinterpret_cast<int*>(ws + l.dgcnt);
+      bw.s2r = 1;
+    }
     if (fm) {
       // the fast launch 3 reads y_ungated as T rows of 16-byte vectors, or recomputes the output
       bw.use_yu = bw.use_yu && p.y_ungated_type == p.x_type && bw.vyu;

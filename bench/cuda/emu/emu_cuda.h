@@ -175,6 +175,11 @@ inline float __expf(float x) { return expf(x); }
 inline size_t __cvta_generic_to_shared(const void* p) { return (size_t)p; }
 template <class T>
 inline T __ldcs(const T* p) { return *p; }
+template <class T>
+inline T __ldcg(const T* p) { return *p; }
+// fibers switch only at barriers and shuffles: a read-modify-write in between is atomic
+inline int atomicAdd(int* p, int v) { const int o = *p; *p = o + v; return o; }
+inline void __threadfence() {}
 // forward's cp.async: shared addresses are offsets from the block's dynamic shared memory
 inline uint32_t emu_smem_off(const void* p) { return (uint32_t)(static_cast<const char*>(p) - emu_dyn_smem); }
 inline void emu_cp_async(uint32_t off, const void* src, int bytes) {
