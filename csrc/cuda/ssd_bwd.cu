@@ -3054,12 +3054,15 @@ Tiles tiles_of(const SsdParams& p) {
 // of hps heads (the last may be shorter, none empty), one block each, so that the launch has at
 // least kSplitBlocks blocks (~4 per SM of a 132-SM GPU; `base` is the launch's blocks without
 // splitting) and no block loops over more than maxh heads; at least 2 heads per slice (s = 1 for
-// hpg <= 3), at most smax slices. Launch 2 allows 8 heads a block; launch 3, whose main role
-// already fills the GPU, 40: each extra slice there costs fp32 partials of dB and dC written and
-// summed again by launch 4 (G1: one slice instead of four, launch 3 −0.02 ms and launch 4 −0.013
-// ms, 64 MiB less workspace, device run S6-8; G3: two slices instead of three, launch 3 unchanged,
-// launch 4 −0.005 ms, 16 MiB less, device run S7-3).
-constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 8, kSplitMaxHeads3 = 40;
+// hpg <= 3), at most smax slices.
+// - Launch 2 allows 24 heads a block: the last slice block of each tile sums the slices' dG
+//   partials, so fewer, longer slices pay (G1: 2 slices of 16 instead of 4 of 8, the same time; G3:
+//   4 of 20 instead of 10 of 8, −0.014 ms and 60 MiB less; device run S8-8).
+// - Launch 3, whose main role already fills the GPU, allows 40: each extra slice there costs fp32
+//   partials of dB and dC written and summed again by launch 4 (G1: one slice instead of four,
+//   launch 3 −0.02 ms and launch 4 −0.013 ms, 64 MiB less workspace, device run S6-8; G3: two slices
+//   instead of three, launch 3 unchanged, launch 4 −0.005 ms, 16 MiB less, device run S7-3).
+constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 24, kSplitMaxHeads3 = 40;
 void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t maxh, int64_t* s, int64_t* hps) {
   int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, maxh));
   v = std::min<int64_t>(v, std::min<int64_t>(smax, std::max<int64_t>(hpg / 2, 1)));
