@@ -1667,6 +1667,7 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
 template <class T, int BN1, bool FAST, bool DZ = false>
 __global__ void __launch_bounds__(kThreads, FAST ? 4 : 3)
 k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+  pdl_wait();  // launched as a programmatic dependent of the stream's previous kernel (the forward's, say)
   pdl_launch_dependents();  // the next launch may be scheduled; it waits for this one (pdl_wait)
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
@@ -3058,11 +3059,11 @@ Tiles tiles_of(const SsdParams& p) {
 // - Launch 2 allows 24 heads a block: the last slice block of each tile sums the slices' dG
 //   partials, so fewer, longer slices pay (G1: 2 slices of 16 instead of 4 of 8, the same time; G3:
 //   4 of 20 instead of 10 of 8, −0.014 ms and 60 MiB less; device run S8-8).
-// - Launch 3, whose main role already fills the GPU, allows 40: each extra slice there costs fp32
+// - Launch 3, whose main role already fills the GPU, allows 80: each extra slice there costs fp32
 //   partials of dB and dC written and summed again by launch 4 (G1: one slice instead of four,
-//   launch 3 −0.02 ms and launch 4 −0.013 ms, 64 MiB less workspace, device run S6-8; G3: two slices
-//   instead of three, launch 3 unchanged, launch 4 −0.005 ms, 16 MiB less, device run S7-3).
-constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 24, kSplitMaxHeads3 = 40;
+//   launch 3 −0.02 ms and launch 4 −0.013 ms, 64 MiB less workspace, device run S6-8; G3: one slice
+//   instead of two, the same time, 64 MiB less, device run S8-10).
+constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 24, kSplitMaxHeads3 = 80;
 void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t maxh, int64_t* s, int64_t* hps) {
   int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, maxh));
   v = std::min<int64_t>(v, std::min<int64_t>(smax, std::max<int64_t>(hpg / 2, 1)));
@@ -3378,13 +3379,13 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_main)", err);
 
   auto mark = [&](int i) -> cudaError_t { return tm ? cudaEventRecord(tm->ev[i], stream) : cudaSuccess; };
-  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  k1<<<(unsigned)(2 * n1a + n1c), kThreads, smem1, stream>>>(bp, bw);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_bwd_prep", err);
-  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  // Launches 2-5 are programmatic dependents (sm_90, not when timed per launch): each is scheduled as
-  // the one before drains and waits for it (pdl_wait) before it touches memory.
+  // Every launch is a programmatic dependent (sm_90, not when timed per launch): it is scheduled as
+  // the kernel before it in the stream drains, and waits for it (pdl_wait) before it touches memory.
   const bool pdl = !tm && pdl_supported();
+  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  if ((e = launch(k1, (unsigned)(2 * n1a + n1c), kThreads, smem1, stream, pdl, bp, bw)) != cudaSuccess)
+    return cuda_fail(e, "launch k_bwd_prep", err);
+  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
   if ((e = launch(k2, (unsigned)(n2a + n2b), kThreads, smem2, stream, pdl, bp, bw)) != cudaSuccess)
     return cuda_fail(e, "launch k_bwd_pass_dcb", err);
   if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
