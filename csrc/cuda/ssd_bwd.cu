@@ -25,9 +25,11 @@
 //           the fast launch 3 both end up rounded to T inside their own slabs (bw.tslab).
 //        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block, head slice): each block loops
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
-//           partial of dG (summed over the slices in slice order where launch 3 stages dG), plus per
-//           head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs with headdim 64 and
-//           chunks a multiple of 64 take a fixed-shape instance (k_bwd_pass_dcb_fast, same sums).
+//           partial of dG, plus per head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs
+//           with headdim 64 and chunks a multiple of 64 take a fixed-shape instance
+//           (k_bwd_pass_dcb_fast, same sums), whose last slice block per tile sums the partials into
+//           slice 0 in slice order (dg_slices_sum); otherwise launch 3 sums them, in the same order,
+//           where it stages dG.
 //   3. k_bwd_main      three roles (the two group roles first in block order):
 //        a. per (b, chunk, head, BB positions, p-tile): dX̄ = w ⊙ (B G_kᵀ) + Mᵀ dY, hence dx; the
 //           pre-gate output (e ⊙ C H_{k-1}ᵀ + M X̄ + D x, or fwd.y_ungated) when dz is wanted and
