@@ -2834,6 +2834,16 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
   const int t = Q - 1 - tid;
   const bool act = tid < Q && t < len;
+  // dt (+ bias) of this position and the step's derivative, first: the scan below does not need them
+  const int64_t odt = (int64_t)b * p.dt_batch_stride + (t0 + t) * p.dt_seq_stride + h;
+  const float u = act ? ld_f(p.dt, p.dt_type, odt) + (p.dt_bias ? p.dt_bias[h] : 0.f) : 0.f;
+  const float A = p.A[h];
+  float v = u, fac = 1.f;
+  if (p.dt_softplus && u <= 20.f) {
+    v = log1pf(expf(u));
+    fac = 1.f / (1.f + expf(-u));
+  }
+  const bool in_range = v >= p.dt_min && v <= p.dt_max;
   float ds = 0.f, q = 0.f, xdx = 0.f, d = 0.f;
   if (act) {
     const int ib = t / BB, tl = t % BB;
@@ -2889,18 +2899,9 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const float da = (float)(base + s);
   float ddt = 0.f, dac = 0.f;
   if (act) {
-    const float A = p.A[h];
     const float dd = fmaf(A, da, xdx);
-    const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-    const int64_t o = (int64_t)b * p.dt_batch_stride + (t0 + t) * p.dt_seq_stride + h;
-    const float u = ld_f(p.dt, p.dt_type, o) + bias;
-    float v = u, fac = 1.f;
-    if (p.dt_softplus && u <= 20.f) {
-      v = log1pf(expf(u));
-      fac = 1.f / (1.f + expf(-u));
-    }
-    ddt = (v >= p.dt_min && v <= p.dt_max) ? dd * fac : 0.f;
-    st_f(bp.ddt, p.dt_type, o, ddt);
+    ddt = in_range ? dd * fac : 0.f;
+    st_f(bp.ddt, p.dt_type, odt, ddt);
     dac = d * da;
   }
   {
