@@ -36,7 +36,7 @@
     {
       "target_name": "ssd_kernels",
       "dependencies": ["ssd_cpu_simd", "ssd_cpu_avx512"],
-      "sources": ["csrc/addon.cpp", "csrc/dispatch.cpp", "csrc/addon_step.cpp", "csrc/abi.cpp", "csrc/device/device_none.cpp", "<!@(node scripts/gyp-sources.js baseline)"],
+      "sources": ["<!@(node scripts/gyp-sources.js host)", "csrc/device/device_none.cpp", "<!@(node scripts/gyp-sources.js baseline)"],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")", "include", "csrc"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["<@(ssd_common_cflags)", "-fexceptions"],

@@ -41,7 +41,7 @@ cpu_build() {
   shift 2
   mkdir -p "$out"
   CXX="${CXX:-g++}"
-  local common=(-std=c++17 -O3 -fno-math-errno -Wall -Wextra -I"$_cpu_build_root/include" -I"$_cpu_build_root/csrc/cpu")
+  local common=(-std=c++17 -O3 -fno-math-errno -Wall -Wextra -I"$_cpu_build_root/include" -I"$_cpu_build_root/csrc" -I"$_cpu_build_root/csrc/cpu")
   local objs=() src name flags
   for src in "$_cpu_build_root"/csrc/cpu/*.cpp; do
     name="$(basename "$src" .cpp)"
@@ -53,6 +53,8 @@ cpu_build() {
     _cpu_build_compile "$src" "$out/$name.o" "${common[@]}" ${flags[@]+"${flags[@]}"} -fPIC
     objs+=("$out/$name.o")
   done
+  _cpu_build_compile "$_cpu_build_root/csrc/core/params.cpp" "$out/params.o" "${common[@]}" -fPIC
+  objs+=("$out/params.o")
   _cpu_build_compile "$_cpu_build_here/$driver.cpp" "$out/$driver.o" "${common[@]}" "$@"
   bin="$out/$driver"
   "$CXX" -o "$bin" "$out/$driver.o" "${objs[@]}" -pthread

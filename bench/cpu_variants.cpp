@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/params.h"
 #include "../csrc/cpu/cpu_backend.h"
 
 using ssd::cpu::Isa;
@@ -416,18 +417,18 @@ static int run_check(bool verbose) {
   }
   unsetenv("SSD_KERNELS_CPU_ISA");
 
-  // argument errors are reported, not crashed on
+  // argument errors are caught by the parameter contract (core/params.h), which every entry calls
   {
     Cfg c = base; Problem pr; make_problem(c, &pr);
     SsdParams p = params_of(pr);
     p.ngroups = 3;
     std::string err;
-    const SsdStatus st = ssd::cpu::forward(p, 2, &err);
+    const SsdStatus st = ssd::check_params(p, &err);
     const bool ok = st == SSD_ERR_INVALID_ARGUMENT && !err.empty();
     if (!ok) ++failures;
     printf("%-5s %-42s status %d \"%s\"\n", ok ? "ok" : "FAIL", "invalid ngroups rejected", (int)st, err.c_str());
     p = params_of(pr); p.x = nullptr;
-    const SsdStatus st2 = ssd::cpu::forward(p, 1, nullptr);
+    const SsdStatus st2 = ssd::check_params(p, &err);
     if (st2 != SSD_ERR_INVALID_ARGUMENT) ++failures;
     printf("%-5s %-42s status %d\n", st2 == SSD_ERR_INVALID_ARGUMENT ? "ok" : "FAIL", "null x rejected", (int)st2);
   }

@@ -22,9 +22,10 @@
 #include <vector>
 
 #include "ssd_kernels.h"
-#include "cuda_backend.h"
-#include "cuda_backend_internal.h"
-#include "ssd_mma.cuh"
+#include "core/params.h"
+#include "cuda/backend.h"
+#include "cuda/detail.h"
+#include "cuda/common/mma.cuh"
 
 #define CK(call)                                                                                   \
   do {                                                                                             \
@@ -325,10 +326,14 @@ static bool run_case(const Case& c, uint64_t seed) {
     prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
   }
 
+  std::string err;
+  if (ssd::check_params(prm, &err) != SSD_OK || !ssd::cuda::supports(prm, &err)) {
+    printf("FAIL %-34s parameters refused: %s\n", c.name.c_str(), err.c_str());
+    return false;
+  }
   const size_t wsb = ssd::cuda::forward_workspace_bytes(prm);
   void* ws = nullptr;
   CK(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
-  std::string err;
   std::vector<char> y1, y2, f1, f2, u1, u2;
   bool ok = true;
   for (int run = 0; run < 2; ++run) {

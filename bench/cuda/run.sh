@@ -10,15 +10,16 @@ LOG_DIR=${OUT:-$BUILD_DIR/logs}
 mkdir -p "$BUILD_DIR" "$LOG_DIR"
 NVCC=${NVCC:-nvcc}
 FLAGS=(-O3 -std=c++17 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
-       -I include -I csrc/cuda -lineinfo -Xcompiler -Wall,-Wextra ${NVCC_EXTRA:-})
+       -I include -I csrc -lineinfo -Xcompiler -Wall,-Wextra ${NVCC_EXTRA:-})
 
 echo "== nvcc: $($NVCC --version | tail -n 2 | head -n 1)"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv 2>/dev/null || true
 
+mapfile -t SRCS < <(find csrc/cuda -name '*.cu' | sort; echo csrc/core/params.cpp)
 echo "== build csrc/cuda (ptxas -v: registers / spills per kernel)"
 objs=()
-for src in csrc/cuda/*.cu; do
-  obj="$BUILD_DIR/$(basename "${src%.cu}").o"
+for src in "${SRCS[@]}"; do
+  obj="$BUILD_DIR/$(basename "${src%.*}").o"
   if ! "$NVCC" "${FLAGS[@]}" -Xptxas -v -c "$src" -o "$obj" > "$LOG_DIR/ptxas_$(basename "$src").log" 2>&1; then
     cat "$LOG_DIR/ptxas_$(basename "$src").log"; echo "BUILD FAILED: $src"; exit 2
   fi

@@ -13,23 +13,24 @@ LOG_DIR=${OUT:-$BUILD_DIR/logs}
 mkdir -p "$BUILD_DIR" "$LOG_DIR"
 NVCC=${NVCC:-nvcc}
 ARCH=${ARCH:-90a}
-FLAGS=(-O3 -std=c++17 -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -I include -I csrc/cuda -lineinfo
+FLAGS=(-O3 -std=c++17 -gencode "arch=compute_${ARCH},code=sm_${ARCH}" -I include -I csrc -lineinfo
        -Xcompiler -Wall,-Wextra)
 
 echo "== nvcc: $($NVCC --version | tail -n 2 | head -n 1)"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv 2>/dev/null || true
 
+mapfile -t SRCS < <(find csrc/cuda -name '*.cu' | sort; echo csrc/core/params.cpp)
 echo "== build csrc/cuda (ptxas -v: registers / spills per kernel), in parallel"
 objs=()
 pids=()
-for src in csrc/cuda/*.cu; do
-  obj="$BUILD_DIR/$(basename "${src%.cu}").o"
+for src in "${SRCS[@]}"; do
+  obj="$BUILD_DIR/$(basename "${src%.*}").o"
   "$NVCC" "${FLAGS[@]}" -Xptxas -v -c "$src" -o "$obj" > "$LOG_DIR/ptxas_$(basename "$src").log" 2>&1 &
   pids+=($!)
   objs+=("$obj")
 done
 i=0
-for src in csrc/cuda/*.cu; do
+for src in "${SRCS[@]}"; do
   if ! wait "${pids[$i]}"; then
     cat "$LOG_DIR/ptxas_$(basename "$src").log"; echo "BUILD FAILED: $src"; exit 2
   fi

@@ -8,12 +8,13 @@ cd "$(dirname "$0")/../.."
 BUILD_DIR=${BUILD_DIR:-/tmp/ssd-step-build}
 mkdir -p "$BUILD_DIR"
 NVCC=${NVCC:-nvcc}
-FLAGS=(-O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc/cuda -lineinfo ${NVCC_EXTRA:-})
+FLAGS=(-O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc -lineinfo ${NVCC_EXTRA:-})
 for mb in ${MIN_BLOCKS:-default}; do
   def=(); [ "$mb" = default ] || def=(-DSSD_STEP_MIN_BLOCKS="$mb")
   echo "== SSD_STEP_MIN_BLOCKS=$mb"
-  "$NVCC" "${FLAGS[@]}" "${def[@]}" -Xptxas -v -c csrc/cuda/ssd_step.cu -o "$BUILD_DIR/ssd_step_$mb.o" 2>&1 |
+  "$NVCC" "${FLAGS[@]}" "${def[@]}" -Xptxas -v -c csrc/cuda/step/step.cu -o "$BUILD_DIR/ssd_step_$mb.o" 2>&1 |
     grep -A2 "properties for.*k_step" | grep -o "[0-9]* bytes spill stores\|Used [0-9]* registers" | paste -sd' ' || true
-  "$NVCC" "${FLAGS[@]}" -o "$BUILD_DIR/step_harness_$mb" bench/cuda/step_harness.cu "$BUILD_DIR/ssd_step_$mb.o"
+  "$NVCC" "${FLAGS[@]}" -o "$BUILD_DIR/step_harness_$mb" bench/cuda/step_harness.cu "$BUILD_DIR/ssd_step_$mb.o" \
+    csrc/cuda/supports.cu csrc/core/params.cpp
   "$BUILD_DIR/step_harness_$mb" "${1:-200}"
 done

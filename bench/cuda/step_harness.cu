@@ -12,7 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "cuda_backend.h"
+#include "core/params.h"
+#include "cuda/backend.h"
 
 #define CK(x)                                                                       \
   do {                                                                              \
@@ -126,6 +127,10 @@ bool check(int batch, bool indices, std::mt19937& rng) {
   void* ws = su.ws;
   int verdict[2] = {-7, -7};
   std::string err;
+  if (ssd::check_step_params(p, &err) != SSD_OK || !ssd::cuda::supports_step(p, &err)) {
+    std::printf("check batch %d: parameters refused: %s\n", batch, err.c_str());
+    return false;
+  }
   SsdStatus st = ssd::cuda::step(p, nullptr, ws, indices ? verdict : nullptr, &err);
   CK(cudaDeviceSynchronize());
   if (st != SSD_OK || (indices && verdict[0] != 0)) {

@@ -13,10 +13,10 @@ while [ $# -ge 2 ]; do
   name=$1 flags=$2; shift 2
   obj=$(mktemp --suffix=.o)
   # shellcheck disable=SC2086
-  "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc/cuda $flags \
-    -Xptxas -v -c csrc/cuda/ssd_fwd.cu -o "$obj" 2> "$out/regs_$name.txt"
+  "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc $flags \
+    -Xptxas -v -c csrc/cuda/fwd/forward.cu -o "$obj" 2> "$out/regs_$name.txt"
   # shellcheck disable=SC2086
-  "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc/cuda $flags \
+  "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -I include -I csrc $flags \
     -o "$out/fwd_$name" bench/cuda/fwd_harness.cu "$obj"
   strip "$out/fwd_$name" || true
   rm -f "$obj"

@@ -66,46 +66,6 @@ void set_error(std::string* error, const char* msg) {
   }
 }
 
-bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
-
-// Returns nullptr when p is acceptable, else a message. The outputs (y) only when `outputs`.
-const char* check_params(const SsdParams& p, bool outputs = true) {
-  const int64_t kMax = (int64_t)1 << 40;
-  if (p.batch < 0 || p.seqlen < 0) return "ssd cpu: batch and seqlen must be >= 0";
-  if (p.nheads < 1 || p.headdim < 1 || p.ngroups < 1 || p.dstate < 1)
-    return "ssd cpu: nheads, headdim, ngroups and dstate must be >= 1";
-  if (p.batch > kMax || p.seqlen > kMax || p.nheads > kMax || p.headdim > kMax || p.dstate > kMax ||
-      p.ngroups > kMax)
-    return "ssd cpu: a size is out of range";
-  if (p.headdim > ((int64_t)1 << 24) || p.dstate > ((int64_t)1 << 24))
-    return "ssd cpu: headdim and dstate must be <= 2^24";
-  if (p.nheads % p.ngroups != 0) return "ssd cpu: nheads must be a multiple of ngroups";
-  if (!p.x || !p.dt || !p.A || !p.B || !p.C || (outputs && !p.y)) return "ssd cpu: x, dt, A, B, C and y are required";
-  if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
-      (outputs && !valid_dtype(p.y_type)) || (p.z && !valid_dtype(p.z_type)))
-    return "ssd cpu: unknown dtype";
-  if (std::isnan(p.dt_min) || std::isnan(p.dt_max)) return "ssd cpu: dt limits must not be NaN";
-  return nullptr;
-}
-
-const char* check_backward_params(const SsdBackwardParams& p) {
-  if (const char* msg = check_params(p.fwd, false)) return msg;
-  if (!p.dy || !p.dx || !p.ddt || !p.dA || !p.dB || !p.dC) return "ssd cpu: dy, dx, ddt, dA, dB and dC are required";
-  if ((p.dD && !p.fwd.D) || (p.dz && !p.fwd.z)) return "ssd cpu: dD needs D and dz needs z";
-  if (!valid_dtype(p.dy_type) || !valid_dtype(p.dx_type) || !valid_dtype(p.ddt_type) || !valid_dtype(p.dB_type) ||
-      !valid_dtype(p.dC_type) || (p.dz && !valid_dtype(p.dz_type)))
-    return "ssd cpu: unknown dtype";
-  return nullptr;
-}
-
-// Output for seqlen == 0: nothing to write in y; final states are the initial states (or zero).
-void empty_sequence(const SsdParams& p) {
-  if (!p.final_states) return;
-  const size_t n = (size_t)(p.batch * p.nheads * p.headdim * p.dstate);
-  if (p.initial_states) std::memcpy(p.final_states, p.initial_states, n * sizeof(float));
-  else std::memset(p.final_states, 0, n * sizeof(float));
-}
-
 // With cu_seqlens: the final state of an empty sequence is zero (the kernel writes the others).
 void zero_empty_sequences(const SsdParams& p) {
   const size_t n = (size_t)(p.nheads * p.headdim * p.dstate);
@@ -225,24 +185,11 @@ SsdStatus run_kernel(const Entries<Params>& entries, const Params& p, int thread
 }  // namespace
 
 SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
-  if (const char* msg = check_params(p)) {
-    set_error(error, msg);
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  if (p.batch == 0) return SSD_OK;
-  if (p.seqlen == 0) {
-    empty_sequence(p);
-    return SSD_OK;
-  }
   if (p.varlen_states) zero_empty_sequences(p);
   return run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
 }
 
 SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
-  if (const char* msg = check_backward_params(p)) {
-    set_error(error, msg);
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
   return run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
 }
 

@@ -15,12 +15,14 @@ const char* isa_name(Isa);  // "scalar", "avx2", "avx512"
 // CPUs available to this process (sched_getaffinity on Linux), >= 1.
 int default_threads();
 
-// Forward of the SSD (y, and final_states if p.final_states != nullptr). threads <= 0 means
+// Forward of the SSD (y, and final_states if p.final_states != nullptr), for a block that passed
+// check_params and check_cu_seqlens (core/params.h; the dispatcher's forward_cpu). threads <= 0 means
 // default_threads(). Never throws, never aborts; returns SSD_OK or an error code and fills *error
 // (when error != nullptr) with a message. Results are bitwise identical for any thread count.
 SsdStatus forward(const SsdParams& p, int threads, std::string* error);
 
-// Backward of the SSD: every gradient p asks for (see SsdBackwardParams), with the same conventions
+// Backward of the SSD: every gradient p asks for (see SsdBackwardParams) of a block that passed
+// check_backward_params, with the same conventions
 // as forward(): never throws or aborts, bitwise identical results for any thread count.
 SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error);
 

@@ -8,7 +8,7 @@
 namespace ssd { namespace cpu {
 
 // One decode step (see SsdStepParams), in place on p.state. The parameters must have passed
-// ssd::check_step_params and ssd::check_state_indices (dispatch.h). threads <= 0 means
+// ssd::check_step_params and ssd::check_state_indices (core/params.h). threads <= 0 means
 // default_threads(); fewer are used when the state is small. Never throws; results are bitwise the
 // same for any thread count.
 SsdStatus step(const SsdStepParams& p, int threads, std::string* error);

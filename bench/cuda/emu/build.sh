@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU emulation of the CUDA backward (or, with KERNEL=fwd, the forward), for machines without a GPU:
-# builds csrc/cuda/ssd_bwd.cu and bench/cuda/bwd_harness.cu (ssd_fwd.cu and fwd_harness.cu) as host C++ (g++) on top of emu_cuda.h (every CUDA thread a fiber,
+# builds csrc/cuda/bwd/backward.cu and bench/cuda/bwd_harness.cu (fwd/forward.cu and fwd_harness.cu) as host C++ (g++) on top of emu_cuda.h (every CUDA thread a fiber,
 # barriers and warp shuffles cooperative, ldmatrix / mma.sync in software with the PTX fragment
 # layouts), then runs `bwd_harness check` with the given arguments. It executes the kernels' index
 # math, masks, barriers and workspace layout on every compute path; it is slow (seconds to minutes a
@@ -27,16 +27,20 @@ fi
 mkdir -p "$BUILD_DIR"
 E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"
-python3 "$E/transform.py" mma csrc/cuda/ssd_mma.cuh "$BUILD_DIR/ssd_mma.cuh"
-python3 "$E/transform.py" file csrc/cuda/ssd_device.cuh "$BUILD_DIR/ssd_device.cuh"
-python3 "$E/transform.py" file "csrc/cuda/ssd_$KERNEL.cu" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
+mkdir -p "$BUILD_DIR/cuda/common"
+python3 "$E/transform.py" mma csrc/cuda/common/mma.cuh "$BUILD_DIR/cuda/common/mma.cuh"
+python3 "$E/transform.py" file csrc/cuda/common/device.cuh "$BUILD_DIR/cuda/common/device.cuh"
+src=$([ "$KERNEL" = bwd ] && echo csrc/cuda/bwd/backward.cu || echo csrc/cuda/fwd/forward.cu)
+python3 "$E/transform.py" file "$src" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
 python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"
-FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc/cuda ${EMU_CXXFLAGS:-})
+FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc ${EMU_CXXFLAGS:-})
 stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD)
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!
 g++ "${FLAGS[@]}" "${stub_flags[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/emu_stubs.o" & p3=$!
-wait $p1 && wait $p2 && wait $p3 || { echo "BUILD FAILED"; exit 2; }
-g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o
+g++ "${FLAGS[@]}" -x c++ -c csrc/cuda/supports.cu -o "$BUILD_DIR/supports.o" & p4=$!
+g++ "${FLAGS[@]}" -c csrc/core/params.cpp -o "$BUILD_DIR/params.o" & p5=$!
+wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 || { echo "BUILD FAILED"; exit 2; }
+g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o "$BUILD_DIR"/supports.o "$BUILD_DIR"/params.o
 exec "$BUILD_DIR/emu_harness" check "$@"

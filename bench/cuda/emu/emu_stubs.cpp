@@ -2,8 +2,8 @@
 // "device" memory is host memory, launches are synchronous, events measure nothing.
 #include "emu_cuda.h"
 #include <string>
-#include "cuda_backend.h"
-#include "cuda_backend_internal.h"
+#include "cuda/backend.h"
+#include "cuda/detail.h"
 extern "C" {
 cudaError_t cudaMalloc(void** p, size_t n) { *p = aligned_alloc(256, (n + 255) & ~size_t(255)); memset(*p, 0xab, n); return cudaSuccess; }
 cudaError_t cudaFree(void* p) { free(p); return cudaSuccess; }

@@ -18,8 +18,8 @@
 #include <string>
 #include <type_traits>
 
-#include "cuda_backend.h"
-#include "ssd_device.cuh"
+#include "cuda/backend.h"
+#include "cuda/common/device.cuh"
 
 namespace ssd {
 namespace cuda {
@@ -245,14 +245,6 @@ size_t step_workspace_bytes(const SsdStepParams& p) { return p.state_indices ? 2
 
 SsdStatus step(const SsdStepParams& p, void* stream_, void* workspace, int* verdict_host, std::string* error) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_);
-  if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
-    if (error) *error = "step: the state must be float32 or bfloat16";
-    return SSD_ERR_UNSUPPORTED;
-  }
-  if (p.batch * p.nheads * ((p.headdim + 15) / 16) > 0x7fffffffLL) {
-    if (error) *error = "step: batch * nheads exceeds the CUDA grid";
-    return SSD_ERR_UNSUPPORTED;
-  }
   int* verdict = nullptr;
   cudaError_t e = cudaSuccess;
   if (p.state_indices) {

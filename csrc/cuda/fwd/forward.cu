@@ -33,10 +33,10 @@
 #include <string>
 #include <type_traits>
 
-#include "cuda_backend.h"
-#include "cuda_backend_internal.h"
-#include "ssd_device.cuh"
-#include "ssd_mma.cuh"
+#include "cuda/backend.h"
+#include "cuda/detail.h"
+#include "cuda/common/device.cuh"
+#include "cuda/common/mma.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
@@ -1441,37 +1441,6 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
 
-bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
-
-SsdStatus validate(const SsdParams& p, std::string* err) {
-  auto fail = [&](const char* m) {
-    if (err) *err = m;
-    return SSD_ERR_INVALID_ARGUMENT;
-  };
-  if (p.batch < 0 || p.seqlen < 0) return fail("batch and seqlen must be >= 0");
-  if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return fail("nheads must be a positive multiple of ngroups");
-  if (p.headdim < 1 || p.dstate < 1) return fail("headdim and dstate must be >= 1");
-  const int64_t Q = p.chunk_size;
-  if (Q < 16 || Q > 256 || (Q & (Q - 1)) != 0) return fail("chunk_size must be a power of two in [16, 256]");
-  if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
-      !valid_dtype(p.y_type) || (p.z && !valid_dtype(p.z_type)))
-    return fail("unknown dtype");
-  if (p.batch > 0 && p.seqlen > 0 && (!p.x || !p.dt || !p.A || !p.B || !p.C || !p.y)) return fail("null required pointer");
-  if (p.nheads > (1 << 24) || p.batch > (1 << 24)) return fail("sizes too large");
-  if (p.cu_seqlens && (p.batch != 1 || p.seq_idx || p.initial_states || p.num_seqs < 1))
-    return fail("cu_seqlens needs batch 1, num_seqs >= 1, and no seq_idx or initial_states");
-  if (p.varlen_states && !p.cu_seqlens) return fail("varlen_states needs cu_seqlens");
-  return SSD_OK;
-}
-
-SsdStatus headdim_dstate_supported(const SsdParams& p, std::string* err) {
-  if (p.headdim > 256 || p.dstate > 256) {
-    if (err) *err = "the CUDA backend supports headdim and dstate up to 256";
-    return SSD_ERR_UNSUPPORTED;
-  }
-  return SSD_OK;
-}
-
 bool fast_scan_ok(const SsdParams& p);  // below, with the fast scan's host side
 bool seq_state_ok(const SsdParams& p);  // below: k_rec_bmm, k_seq_state, then the fast scan
 
@@ -1526,7 +1495,7 @@ struct Timer {
 bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
 }
-// p is valid (validate() passed) and headdim / dstate are supported.
+// p passed check_params and supports().
 bool fast_scan_ok(const SsdParams& p) {
   if (!SSD_FAST_SCAN) return false;
   const SsdDtype t = p.x_type;
@@ -1845,26 +1814,8 @@ Path path_of(const SsdParams& p) {
 }
 
 SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
-  SsdStatus st = validate(p, err);
-  if (st != SSD_OK) return st;
-  if ((st = headdim_dstate_supported(p, err)) != SSD_OK) return st;
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   if (tm) tm->times->n = 0;
-  if (p.batch == 0) return SSD_OK;
-  if (p.seqlen == 0) {
-    if (p.final_states) {
-      const size_t bytes = (size_t)p.batch * p.nheads * p.headdim * p.dstate * 4;
-      cudaError_t e = p.initial_states
-                          ? cudaMemcpyAsync(p.final_states, p.initial_states, bytes, cudaMemcpyDeviceToDevice, stream)
-                          : cudaMemsetAsync(p.final_states, 0, bytes, stream);
-      if (e != cudaSuccess) return cuda_fail(e, "seqlen 0 final_states", err);
-    }
-    if (p.varlen_states) {
-      cudaError_t e = cudaMemsetAsync(p.varlen_states, 0, (size_t)p.num_seqs * p.nheads * p.headdim * p.dstate * 4, stream);
-      if (e != cudaSuccess) return cuda_fail(e, "seqlen 0 varlen_states", err);
-    }
-    return SSD_OK;
-  }
   if (!workspace) {
     if (err) *err = "workspace is null";
     return SSD_ERR_INVALID_ARGUMENT;
@@ -1887,10 +1838,7 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
 
 }  // namespace
 
-size_t forward_workspace_bytes(const SsdParams& p) {
-  if (validate(p, nullptr) != SSD_OK || p.batch == 0 || p.seqlen == 0) return 0;
-  return layout_of(p).total;
-}
+size_t forward_workspace_bytes(const SsdParams& p) { return layout_of(p).total; }
 
 SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error) {
   return forward_impl(p, stream, workspace, error, nullptr);
@@ -1907,7 +1855,7 @@ const char* compute_path(const SsdParams& p) {
 }
 
 const char* scan_kernel(const SsdParams& p) {
-  if (validate(p, nullptr) != SSD_OK || headdim_dstate_supported(p, nullptr) != SSD_OK) return "-";
+  if (!supports(p, nullptr)) return "-";
   return fast_scan_ok(p) ? "fast" : "generic";
 }
 

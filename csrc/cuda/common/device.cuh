@@ -10,7 +10,7 @@
 #include <cstdint>
 
 #include "ssd_kernels.h"
-#include "ssd_mma.cuh"
+#include "cuda/common/mma.cuh"
 
 namespace ssd { namespace cuda { namespace dev {
 

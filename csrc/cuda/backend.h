@@ -1,11 +1,19 @@
 #pragma once
-// Host-callable interface of the CUDA forward of ssd-kernels. Plain C++: no CUDA types here
+// Host-callable interface of the CUDA kernels of ssd-kernels (forward, backward, step). Plain C++: no CUDA types here
 // (the stream is a cudaStream_t passed as void*).
 #include <cstddef>
 #include <string>
 #include "ssd_kernels.h"
 
 namespace ssd { namespace cuda {
+
+// Every entry below takes a block that passed its check in core/params.h and supports() (or
+// supports_step()): the dispatcher (core/dispatch.cpp) makes sure of both.
+
+// Whether the kernels take this block (sizes and options beyond the contract); *why (may be null)
+// receives the reason when they do not.
+bool supports(const SsdParams& p, std::string* why);
+bool supports_step(const SsdStepParams& p, std::string* why);
 
 // Device bytes of scratch the forward needs for these params (may be 0).
 size_t forward_workspace_bytes(const SsdParams& p);

@@ -1,6 +1,6 @@
 #pragma once
 // Internal hooks of the CUDA forward for the harness (bench/cuda): per-launch timing.
-#include "cuda_backend.h"
+#include "cuda/backend.h"
 
 namespace ssd { namespace cuda { namespace detail {
 

@@ -1,7 +1,7 @@
 // The C ABI (include/ssd_kernels.h, "The function table"). Entries never throw and never abort: each
-// checks its arguments in full (check_params, then every stride, alignment and where the memory
-// lives), runs the CPU path or enqueues the CUDA kernels, and leaves a thread-local message on failure.
-#include "abi.h"
+// checks its arguments in full (core/params.h: the block, then every stride and alignment; then
+// where the memory lives), runs the CPU path or enqueues the CUDA kernels, and leaves a thread-local message on failure.
+#include "binding/c_abi.h"
 
 #include <utility>
 #include <cstdint>
@@ -10,7 +10,9 @@
 #include <new>
 
 #include "device/device.h"
-#include "dispatch.h"
+#include "core/dispatch.h"
+#include "core/dtype.h"
+#include "core/params.h"
 
 namespace ssd {
 namespace abi {
@@ -23,60 +25,6 @@ thread_local char t_last_error[1024];
 SsdStatus fail(SsdStatus status, const std::string& message) {
   std::snprintf(t_last_error, sizeof t_last_error, "%s", message.c_str());
   return status;
-}
-
-int64_t element_size(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
-
-struct Dim {
-  const char* letter;
-  int64_t extent, stride;
-};
-
-// A tensor view: `outer` strided dimensions over `inner` contiguous elements. Dimensions of extent 1
-// are never stepped, so their strides are not looked at. Checks strides >= 0, the last element's
-// offset within int64 (with room), and when `exclusive` that no two index tuples share an element.
-template <int N>
-bool check_view(const char* name, const Dim (&outer)[N], int64_t inner, bool exclusive, std::string* error) {
-  Dim dims[N];
-  int m = 0;
-  int64_t last = inner - 1;  // offset of the last element
-  for (int i = 0; i < N; i++) {
-    if (outer[i].extent == 1) continue;
-    if (outer[i].stride < 0) {
-      *error = std::string(name) + ": expected a stride >= 0 for dimension " + outer[i].letter + " but received " +
-               std::to_string(outer[i].stride);
-      return false;
-    }
-    int64_t step = 0;
-    if (__builtin_mul_overflow(outer[i].extent - 1, outer[i].stride, &step) ||
-        __builtin_add_overflow(last, step, &last) || last > (int64_t(1) << 60)) {
-      *error = std::string(name) + ": strides reach past 64-bit offsets";
-      return false;
-    }
-    dims[m++] = outer[i];
-  }
-  if (!exclusive) return true;
-  // Sorted by stride, each dimension must step over everything the smaller ones reach.
-  for (int i = 1; i < m; i++) {
-    for (int j = i; j > 0 && dims[j].stride < dims[j - 1].stride; j--) std::swap(dims[j], dims[j - 1]);
-  }
-  int64_t reach = inner;  // elements spanned by the contiguous dimension and the dims before
-  for (int i = 0; i < m; i++) {
-    if (dims[i].stride < reach) {
-      *error = std::string(name) + ": strides overlap (dimension " + dims[i].letter + " has stride " +
-               std::to_string(dims[i].stride) + ", below the " + std::to_string(reach) +
-               " elements the smaller dimensions span); every output element needs its own memory";
-      return false;
-    }
-    reach = dims[i].stride * (dims[i].extent - 1) + reach;
-  }
-  return true;
-}
-
-bool check_aligned(const char* name, const void* ptr, int64_t bytes, std::string* error) {
-  if (!ptr || reinterpret_cast<uintptr_t>(ptr) % uintptr_t(bytes) == 0) return true;
-  *error = std::string(name) + ": expected a pointer aligned to its " + std::to_string(bytes) + "-byte elements";
-  return false;
 }
 
 // Every pointer of p with its name, for checks that look at each one.
@@ -205,35 +153,7 @@ SsdStatus ssd_abi_backward(const SsdBackwardParams* params, SsdMemory memory, vo
     std::string error;
     SsdStatus status = check_backward_params(p, &error);
     if (status != SSD_OK) return fail(status, error);
-    // The forward's views with dx in y's place (an exclusive output view), then the other gradients.
-    SsdParams q = f;
-    q.y = p.dx; q.y_type = p.dx_type;
-    q.y_batch_stride = p.dx_batch_stride; q.y_seq_stride = p.dx_seq_stride; q.y_head_stride = p.dx_head_stride;
-    q.final_states = nullptr;
-    if ((status = check_layout(q, &error)) != SSD_OK) return fail(status, "dx/" + error);
-    const int64_t b = f.batch, L = f.seqlen, h = f.nheads, hd = f.headdim, g = f.ngroups, n = f.dstate;
-    const Dim dy[] = {{"b", b, p.dy_batch_stride}, {"L", L, p.dy_seq_stride}, {"h", h, p.dy_head_stride}};
-    const Dim dz[] = {{"b", b, p.dz_batch_stride}, {"L", L, p.dz_seq_stride}, {"h", h, p.dz_head_stride}};
-    const Dim ddt[] = {{"b", b, p.ddt_batch_stride}, {"L", L, p.ddt_seq_stride}};
-    const Dim dB[] = {{"b", b, p.dB_batch_stride}, {"L", L, p.dB_seq_stride}, {"g", g, p.dB_group_stride}};
-    const Dim dC[] = {{"b", b, p.dC_batch_stride}, {"L", L, p.dC_seq_stride}, {"g", g, p.dC_group_stride}};
-    if (!check_view("dy", dy, hd, false, &error) || (p.dz && !check_view("dz", dz, hd, true, &error)) ||
-        !check_view("ddt", ddt, h, true, &error) || !check_view("dB", dB, n, true, &error) ||
-        !check_view("dC", dC, n, true, &error)) {
-      return fail(SSD_ERR_INVALID_ARGUMENT, error);
-    }
-    const struct {
-      const char* name;
-      const void* ptr;
-      int64_t bytes;
-    } aligned[] = {{"dy", p.dy, element_size(p.dy_type)},   {"ddt", p.ddt, element_size(p.ddt_type)},
-                   {"dB", p.dB, element_size(p.dB_type)},   {"dC", p.dC, element_size(p.dC_type)},
-                   {"dz", p.dz, element_size(p.dz_type)},   {"dA", p.dA, 4},
-                   {"dD", p.dD, 4},                         {"d_dt_bias", p.d_dt_bias, 4},
-                   {"d_initial_states", p.d_initial_states, 4}, {"d_final_states", p.d_final_states, 4}};
-    for (const auto& a : aligned) {
-      if (!check_aligned(a.name, a.ptr, a.bytes, &error)) return fail(SSD_ERR_INVALID_ARGUMENT, error);
-    }
+    if ((status = check_backward_layout(p, &error)) != SSD_OK) return fail(status, error);
     if (memory == SSD_MEMORY_HOST) {
       status = backward_cpu(p, 0, &error);
       return status == SSD_OK ? SSD_OK : fail(status, error);
@@ -266,31 +186,7 @@ SsdStatus ssd_abi_step(const SsdStepParams* params, SsdMemory memory, void* stre
     std::string error;
     SsdStatus status = check_step_params(p, &error);
     if (status != SSD_OK) return fail(status, error);
-    const int64_t b = p.batch, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
-    const Dim x[] = {{"b", b, p.x_batch_stride}, {"h", h, p.x_head_stride}};
-    const Dim y[] = {{"b", b, p.y_batch_stride}, {"h", h, p.y_head_stride}};
-    const Dim z[] = {{"b", b, p.z_batch_stride}, {"h", h, p.z_head_stride}};
-    const Dim dt[] = {{"b", b, p.dt_batch_stride}};
-    const Dim B[] = {{"b", b, p.B_batch_stride}, {"g", g, p.B_group_stride}};
-    const Dim C[] = {{"b", b, p.C_batch_stride}, {"g", g, p.C_group_stride}};
-    if (!check_view("x", x, hd, false, &error) || !check_view("y", y, hd, true, &error) ||
-        (p.z && !check_view("z", z, hd, false, &error)) || !check_view("dt", dt, h, false, &error) ||
-        !check_view("B", B, n, false, &error) || !check_view("C", C, n, false, &error)) {
-      return fail(SSD_ERR_INVALID_ARGUMENT, error);
-    }
-    const struct {
-      const char* name;
-      const void* ptr;
-      int64_t bytes;
-    } aligned[] = {{"state", p.state, element_size(p.state_type)}, {"x", p.x, element_size(p.x_type)},
-                   {"dt", p.dt, element_size(p.dt_type)},          {"B", p.B, element_size(p.B_type)},
-                   {"C", p.C, element_size(p.C_type)},             {"z", p.z, element_size(p.z_type)},
-                   {"y", p.y, element_size(p.y_type)},             {"A", p.A, 4},
-                   {"D", p.D, 4},                                  {"dt_bias", p.dt_bias, 4},
-                   {"state_indices", p.state_indices, 4}};
-    for (const auto& a : aligned) {
-      if (!check_aligned(a.name, a.ptr, a.bytes, &error)) return fail(SSD_ERR_INVALID_ARGUMENT, error);
-    }
+    if ((status = check_step_layout(p, &error)) != SSD_OK) return fail(status, error);
     if (memory == SSD_MEMORY_HOST) {
       status = step_cpu(p, 0, &error);
       return status == SSD_OK ? SSD_OK : fail(status, error);
@@ -326,44 +222,6 @@ const SsdApi kApi = {
 const napi_type_tag kTag = SSD_KERNELS_NAPI_TYPE_TAG;
 
 }  // namespace
-
-SsdStatus check_layout(const SsdParams& p, std::string* error) {
-  const int64_t b = p.batch, L = p.seqlen, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
-  const Dim x[] = {{"b", b, p.x_batch_stride}, {"L", L, p.x_seq_stride}, {"h", h, p.x_head_stride}};
-  const Dim y[] = {{"b", b, p.y_batch_stride}, {"L", L, p.y_seq_stride}, {"h", h, p.y_head_stride}};
-  const Dim z[] = {{"b", b, p.z_batch_stride}, {"L", L, p.z_seq_stride}, {"h", h, p.z_head_stride}};
-  const Dim dt[] = {{"b", b, p.dt_batch_stride}, {"L", L, p.dt_seq_stride}};
-  const Dim B[] = {{"b", b, p.B_batch_stride}, {"L", L, p.B_seq_stride}, {"g", g, p.B_group_stride}};
-  const Dim C[] = {{"b", b, p.C_batch_stride}, {"L", L, p.C_seq_stride}, {"g", g, p.C_group_stride}};
-  const Dim seq[] = {{"b", b, p.seq_idx_batch_stride}};
-  const Dim yu[] = {{"b", b, p.y_ungated_batch_stride}, {"L", L, p.y_ungated_seq_stride}, {"h", h, p.y_ungated_head_stride}};
-  if (!check_view("x", x, hd, false, error) || !check_view("y", y, hd, true, error) ||
-      (p.y_ungated && !check_view("y_ungated", yu, hd, true, error)) ||
-      (p.z && !check_view("z", z, hd, false, error)) || !check_view("dt", dt, h, false, error) ||
-      !check_view("B", B, n, false, error) || !check_view("C", C, n, false, error) ||
-      (p.seq_idx && !check_view("seq_idx", seq, L, false, error))) {
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  if (p.D_per_channel != 0 && p.D_per_channel != 1) {
-    *error = "D_per_channel: expected 0 (D is (h)) or 1 (D is (h, p)) but received " + std::to_string(p.D_per_channel);
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  const struct {
-    const char* name;
-    const void* ptr;
-    int64_t bytes;
-  } aligned[] = {{"x", p.x, element_size(p.x_type)},   {"dt", p.dt, element_size(p.dt_type)},
-                 {"B", p.B, element_size(p.B_type)},   {"C", p.C, element_size(p.C_type)},
-                 {"z", p.z, element_size(p.z_type)},   {"y", p.y, element_size(p.y_type)},
-                 {"A", p.A, 4},                        {"D", p.D, 4},
-                 {"dt_bias", p.dt_bias, 4},            {"initial_states", p.initial_states, 4},
-                 {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4},
-                 {"y_ungated", p.y_ungated, element_size(p.y_ungated_type)}};
-  for (const auto& a : aligned) {
-    if (!check_aligned(a.name, a.ptr, a.bytes, error)) return SSD_ERR_INVALID_ARGUMENT;
-  }
-  return SSD_OK;
-}
 
 const SsdApi* table() { return &kApi; }
 

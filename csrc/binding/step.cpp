@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <string>
 
-#include "addon_util.h"
+#include "binding/util.h"
 #include "cpu/step_backend.h"
-#include "dispatch.h"
+#include "core/dispatch.h"
 #include "ssd_kernels.h"
 
 namespace ssd { namespace addon {
@@ -89,6 +89,9 @@ SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) 
   const double tv = t.As<Napi::Number>().DoubleValue();
   if (!(tv >= 0 && tv <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
   *threads = int(tv);
+  std::string error;
+  const SsdStatus status = ssd::check_step_params(p, &error);
+  if (status != SSD_OK) throw status_error(env, status, error);
   return p;
 }
 

@@ -16,9 +16,5 @@ const SsdApi* table();
 // getNativeApi(): a napi External holding table(), type-tagged with SSD_KERNELS_NAPI_TYPE_TAG.
 Napi::Value GetNativeApi(const Napi::CallbackInfo& info);
 
-// The checks the C entry adds to check_params (exposed for the binding's own use): every stride of
-// every tensor view, pointer alignment, and y's strides non-overlapping.
-SsdStatus check_layout(const SsdParams& p, std::string* error);
-
 }  // namespace abi
 }  // namespace ssd

@@ -13,11 +13,11 @@
 #include <vector>
 #include <string>
 
-#include "abi.h"
-#include "addon_util.h"
+#include "binding/c_abi.h"
+#include "binding/util.h"
 #include "cpu/cpu_backend.h"
 #include "device/device.h"
-#include "dispatch.h"
+#include "core/dispatch.h"
 #include "ssd_kernels.h"
 
 // Argument readers shared with the other binding files (addon_util.h).
@@ -238,6 +238,10 @@ Call read_call(Napi::Object args, bool on_device, bool outputs = true) {
   call.yu_bytes = (outputs && p.y_ungated) ? size_t(x_elems * element_size(p.y_ungated_type)) : 0;
   call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
   call.varlen_bytes = p.varlen_states ? size_t(p.num_seqs * h * hd * n * 4) : 0;
+  // The one check of the parameter contract (core/params.h), before any backend sees the block.
+  std::string error;
+  const SsdStatus status = outputs ? ssd::check_params(p, &error) : SSD_OK;
+  if (status != SSD_OK) throw status_error(env, status, error);
   return call;
 }
 
@@ -352,6 +356,9 @@ BackwardCall read_backward_call(Napi::Object args, bool on_device = false) {
   call.x_bytes[0] = size_t(x_elems * element_size(q.dx_type));
   call.x_bytes[1] = q.dz ? size_t(x_elems * element_size(q.dz_type)) : 0;
   call.x_bytes[2] = size_t(bc_elems * element_size(q.dB_type));
+  std::string error;
+  const SsdStatus status = ssd::check_backward_params(q, &error);
+  if (status != SSD_OK) throw status_error(env, status, error);
   return call;
 }
 
@@ -498,11 +505,7 @@ SsdParams read_device_params(Napi::Object args) {
   if (!ssd::device::availability().available) {
     throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
   }
-  Call call = read_call(args, true);
-  std::string error;
-  SsdStatus status = ssd::check_params(call.params, &error);
-  if (status != SSD_OK) throw status_error(env, status, error);
-  return call.params;
+  return read_call(args, true).params;
 }
 
 // cudaForward(args, device): Promise. Tensors in args are BigInt device pointers.
@@ -577,9 +580,6 @@ Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
     throw status_error(env, SSD_ERR_CUDA, "CUDA is unavailable: " + ssd::device::availability().reason);
   }
   const SsdBackwardParams params = read_backward_call(args, true).params;
-  std::string error;
-  SsdStatus status = ssd::check_backward_params(params, &error);
-  if (status != SSD_OK) throw status_error(env, status, error);
   return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
     const size_t bytes = ssd::cuda_backward_workspace_bytes(params);
     void* workspace = nullptr;
@@ -710,6 +710,49 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// cudaSupports(op, query) -> { ok, reason }: whether the CUDA kernels take a call of these sizes and
+// dtypes ('forward', 'backward' or 'step'; query: { dims, chunkSize?, xType, dtType, BType, CType,
+// zType?, stateType? }, dims as in the call's own arguments). Device 'auto' asks this before it
+// sends host tensors to the GPU. The answer says nothing of the tensors' values or of the device.
+Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+    throw Napi::TypeError::New(env, "Expected (op: 'forward' | 'backward' | 'step', query: object)");
+  }
+  const std::string op = info[0].As<Napi::String>().Utf8Value();
+  Napi::Object q = info[1].As<Napi::Object>();
+  Napi::Value dims_value = q.Get("dims");
+  if (!dims_value.IsArray()) throw Napi::TypeError::New(env, "Expected an array for query.dims");
+  Napi::Array dims = dims_value.As<Napi::Array>();
+  std::vector<int64_t> d;
+  for (uint32_t i = 0; i < dims.Length(); ++i) d.push_back(read_size(env, dims.Get(i), "query.dims"));
+  auto dtype = [&](const char* name) { return q.Get(name).IsNumber() ? read_dtype(q, name) : SSD_FLOAT32; };
+  bool ok = false;
+  std::string why;
+  if (op == "step") {
+    if (d.size() != 5) throw Napi::RangeError::New(env, "Expected 5 query.dims for 'step' (batch, nheads, headdim, ngroups, dstate)");
+    SsdStepParams p{};
+    p.batch = d[0]; p.nheads = d[1]; p.headdim = d[2]; p.ngroups = d[3]; p.dstate = d[4]; p.state_rows = d[0];
+    p.x_type = dtype("xType"); p.dt_type = dtype("dtType"); p.B_type = dtype("BType"); p.C_type = dtype("CType");
+    p.z_type = dtype("zType"); p.y_type = p.x_type; p.state_type = dtype("stateType");
+    ok = ssd::cuda_supports_step(p, &why);
+  } else if (op == "forward" || op == "backward") {
+    if (d.size() != 6) throw Napi::RangeError::New(env, "Expected 6 query.dims (batch, seqlen, nheads, headdim, ngroups, dstate)");
+    SsdParams p{};
+    p.batch = d[0]; p.seqlen = d[1]; p.nheads = d[2]; p.headdim = d[3]; p.ngroups = d[4]; p.dstate = d[5];
+    p.chunk_size = q.Get("chunkSize").IsNumber() ? q.Get("chunkSize").As<Napi::Number>().Int64Value() : 256;
+    p.x_type = dtype("xType"); p.dt_type = dtype("dtType"); p.B_type = dtype("BType"); p.C_type = dtype("CType");
+    p.z_type = dtype("zType"); p.y_type = p.x_type;
+    ok = ssd::cuda_supports(p, &why);
+  } else {
+    throw Napi::TypeError::New(env, "Expected op 'forward', 'backward' or 'step' but received '" + op + "'");
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ok", ok);
+  out.Set("reason", ok ? std::string() : why);
+  return out;
+}
+
 Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
@@ -730,6 +773,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("backwardSync", Napi::Function::New(env, BackwardSync, "backwardSync"));
   exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
   exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
+  exports.Set("cudaSupports", Napi::Function::New(env, CudaSupports, "cudaSupports"));
   exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops, "fmaPeakGflops"));
   exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));
   exports.Set("cudaRelease", Napi::Function::New(env, CudaRelease, "cudaRelease"));

@@ -64,10 +64,10 @@
 #include <string>
 #include <type_traits>
 
-#include "cuda_backend.h"
-#include "cuda_backend_internal.h"
-#include "ssd_device.cuh"
-#include "ssd_mma.cuh"
+#include "cuda/backend.h"
+#include "cuda/detail.h"
+#include "cuda/common/device.cuh"
+#include "cuda/common/mma.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
@@ -3000,38 +3000,7 @@ k_bwd_reduce(const __grid_constant__ SsdBackwardParams bp, const __grid_constant
 // ---- host side ------------------------------------------------------------------------------
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
-bool valid_dtype(SsdDtype t) { return t == SSD_FLOAT32 || t == SSD_BFLOAT16 || t == SSD_FLOAT16; }
 bool aligned(const void* ptr, size_t a) { return (reinterpret_cast<uintptr_t>(ptr) % a) == 0; }
-
-SsdStatus validate(const SsdBackwardParams& bp, std::string* err) {
-  const SsdParams& p = bp.fwd;
-  auto fail = [&](const char* m) {
-    if (err) *err = m;
-    return SSD_ERR_INVALID_ARGUMENT;
-  };
-  if (p.batch < 0 || p.seqlen < 0) return fail("batch and seqlen must be >= 0");
-  if (p.nheads < 1 || p.ngroups < 1 || p.nheads % p.ngroups != 0) return fail("nheads must be a positive multiple of ngroups");
-  if (p.headdim < 1 || p.dstate < 1) return fail("headdim and dstate must be >= 1");
-  const int64_t Q = p.chunk_size;
-  if (Q < 16 || Q > 256 || (Q & (Q - 1)) != 0) return fail("chunk_size must be a power of two in [16, 256]");
-  if (!valid_dtype(p.x_type) || !valid_dtype(p.dt_type) || !valid_dtype(p.B_type) || !valid_dtype(p.C_type) ||
-      (p.z && !valid_dtype(p.z_type)) || !valid_dtype(bp.dy_type))
-    return fail("unknown dtype");
-  if (p.nheads > (1 << 24) || p.batch > (1 << 24)) return fail("sizes too large");
-  if (!p.A || !bp.dA) return fail("A and dA are required");
-  if (bp.dz && !p.z) return fail("dz given without z");
-  if (bp.dD && !p.D) return fail("dD given without D");
-  if (bp.d_dt_bias && !p.dt_bias) return fail("d_dt_bias given without dt_bias");
-  if (bp.d_initial_states && !p.initial_states) return fail("d_initial_states given without initial_states");
-  if (p.batch > 0 && p.seqlen > 0 &&
-      (!p.x || !p.dt || !p.B || !p.C || !bp.dy || !bp.dx || !bp.ddt || !bp.dB || !bp.dC))
-    return fail("null required pointer (x, dt, B, C, dy, dx, ddt, dB, dC)");
-  if (p.headdim > 256 || p.dstate > 256) {
-    if (err) *err = "the CUDA backend supports headdim and dstate up to 256";
-    return SSD_ERR_UNSUPPORTED;
-  }
-  return SSD_OK;
-}
 
 enum Path { kPathBf16, kPathF16, kPathF32 };
 Path path_of(const SsdParams& p) {
@@ -3412,30 +3381,9 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   return SSD_OK;
 }
 
-// Degenerate sizes: no position to differentiate. Gradients of parameters are zero; the initial
-// state's gradient is the final state's (seqlen 0: finalStates = initialStates).
-SsdStatus run_empty(const SsdBackwardParams& bp, cudaStream_t stream, std::string* err) {
-  const SsdParams& p = bp.fwd;
-  cudaError_t e = cudaSuccess;
-  const size_t h4 = (size_t)p.nheads * 4;
-  if (e == cudaSuccess) e = cudaMemsetAsync(bp.dA, 0, h4, stream);
-  if (e == cudaSuccess && bp.d_dt_bias) e = cudaMemsetAsync(bp.d_dt_bias, 0, h4, stream);
-  if (e == cudaSuccess && bp.dD) e = cudaMemsetAsync(bp.dD, 0, p.D_per_channel ? h4 * p.headdim : h4, stream);
-  if (e == cudaSuccess && bp.d_initial_states && p.batch > 0) {
-    const size_t bytes = (size_t)p.batch * p.nheads * p.headdim * p.dstate * 4;
-    e = bp.d_final_states ? cudaMemcpyAsync(bp.d_initial_states, bp.d_final_states, bytes, cudaMemcpyDeviceToDevice, stream)
-                          : cudaMemsetAsync(bp.d_initial_states, 0, bytes, stream);
-  }
-  if (e != cudaSuccess) return cuda_fail(e, "empty backward", err);
-  return SSD_OK;
-}
-
 SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
-  SsdStatus st = validate(bp, err);
-  if (st != SSD_OK) return st;
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   if (tm) tm->times->n = 0;
-  if (bp.fwd.batch == 0 || bp.fwd.seqlen == 0) return run_empty(bp, stream, err);
   if (!workspace) {
     if (err) *err = "workspace is null";
     return SSD_ERR_INVALID_ARGUMENT;
@@ -3449,10 +3397,7 @@ SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* works
 
 }  // namespace
 
-size_t backward_workspace_bytes(const SsdBackwardParams& p) {
-  if (validate(p, nullptr) != SSD_OK || p.fwd.batch == 0 || p.fwd.seqlen == 0) return 0;
-  return layout_of(p).total;
-}
+size_t backward_workspace_bytes(const SsdBackwardParams& p) { return layout_of(p).total; }
 
 SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
   return backward_impl(p, stream, workspace, error, nullptr);
@@ -3461,7 +3406,6 @@ SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, st
 namespace detail {
 
 bool backward_workspace_layout(const SsdBackwardParams& p, BackwardWorkspaceLayout* out) {
-  if (validate(p, nullptr) != SSD_OK || p.fwd.batch == 0 || p.fwd.seqlen == 0) return false;
   const Layout l = layout_of(p);
   out->nc = l.nc; out->BB = l.BB; out->nbb = l.nbb; out->ntri = l.ntri; out->npt = l.npt; out->npp = l.npp;
   out->rec = l.rec; out->decay = l.decay; out->states = l.states; out->dstates = l.dstates; out->cb = l.cb;
