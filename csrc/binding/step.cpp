@@ -10,6 +10,7 @@
 #include "binding/util.h"
 #include "cpu/step_backend.h"
 #include "core/dispatch.h"
+#include "device/device.h"
 #include "ssd_kernels.h"
 
 namespace ssd { namespace addon {
@@ -97,11 +98,6 @@ SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) 
 
 namespace {
 
-Napi::Object args_object(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "Expected an argument object");
-  return info[0].As<Napi::Object>();
-}
-
 Napi::Value StepSync(const Napi::CallbackInfo& info) {
   int threads = 0;
   const SsdStepParams p = read_step_params(args_object(info), false, &threads);
@@ -111,61 +107,56 @@ Napi::Value StepSync(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// One step on a libuv worker thread; the argument object (and through it the state, inputs and y)
-// stays referenced until the Promise settles.
-class StepWorker : public Napi::AsyncWorker {
- public:
-  StepWorker(Napi::Env env, Napi::Object args, const SsdStepParams& params, int threads)
-      : Napi::AsyncWorker(env, "ssd-kernels:step"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        args_(Napi::Persistent(args)),
-        params_(params),
-        threads_(threads) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
-  void Execute() override { status_ = ssd::step_cpu(params_, threads_, &error_); }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (status_ == SSD_OK) deferred_.Resolve(env.Undefined());
-    else deferred_.Reject(status_error(env, status_, error_).Value());
-  }
-
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference args_;
-  SsdStepParams params_;
-  int threads_;
-  SsdStatus status_ = SSD_OK;
-  std::string error_;
-};
-
 Napi::Value Step(const Napi::CallbackInfo& info) {
   Napi::Object args = args_object(info);
   int threads = 0;
   const SsdStepParams p = read_step_params(args, false, &threads);
-  auto* worker = new StepWorker(info.Env(), args, p, threads);
+  // The argument object (and through it the state, inputs and y) stays referenced until it settles.
+  auto* worker = new CpuWorker(info.Env(), args, "ssd-kernels:step",
+                               [p, threads](std::string* error) { return ssd::step_cpu(p, threads, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
 }
 
-// rmwBandwidth(threads, bytes, seconds): GB/s of an in-place read-modify-write sweep of `bytes`.
-Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
+// cudaStep(args, device): the decode step on device pointers (BigInts), in place on the state; a
+// Promise that settles when the GPU is done. stateIndices live on the device: the kernels check them
+// before writing, and the verdict is read back here (after the step's own synchronisation on the
+// worker thread) so that a bad index rejects with the same message as on the CPU.
+Napi::Value CudaStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "Expected (threads: number, bytes: number, seconds: number)");
-  }
-  const int threads = info[0].As<Napi::Number>().Int32Value();
-  const double bytes = info[1].As<Napi::Number>().DoubleValue();
-  const double seconds = info[2].As<Napi::Number>().DoubleValue();
-  if (threads < 1 || threads > 1024 || !(bytes >= 4096 && bytes <= 64.0 * (1ull << 30)) || !(seconds > 0 && seconds <= 10)) {
-    throw Napi::RangeError::New(env, "Expected threads in [1, 1024], bytes in [4 KiB, 64 GiB] and seconds in (0, 10]");
-  }
-  return Napi::Number::New(env, ssd::cpu::rmw_bandwidth_gbps(threads, size_t(bytes), seconds));
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  require_cuda(env);
+  int threads = 0;
+  const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
+  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
+    const size_t bytes = ssd::cuda_step_workspace_bytes(params);
+    void* workspace = nullptr;
+    if (bytes > 0) {
+      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
+      if (!r.ok()) return r;
+    }
+    int verdict[2] = {0, -1};
+    std::string message;
+    SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, &message);
+    if (s == SSD_OK && params.state_indices) {
+      ssd::device::Result r = ssd::device::synchronize(stream);
+      if (!r.ok()) {
+        ssd::device::release(device, workspace);
+        return r;
+      }
+      if (verdict[0] != 0) {
+        s = SSD_ERR_INVALID_ARGUMENT;
+        message = "state_indices[" + std::to_string(verdict[1]) + "] " +
+                  (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
+                                   : std::string("uses a state row that an earlier entry uses too")) +
+                  "; nothing was written";
+      }
+    }
+    ssd::device::release(device, workspace);
+    return {s, message};
+  });
 }
 
 }  // namespace
@@ -173,7 +164,7 @@ Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
 void register_step(Napi::Env env, Napi::Object exports) {
   exports.Set("stepSync", Napi::Function::New(env, StepSync, "stepSync"));
   exports.Set("step", Napi::Function::New(env, Step, "step"));
-  exports.Set("rmwBandwidth", Napi::Function::New(env, RmwBandwidth, "rmwBandwidth"));
+  exports.Set("cudaStep", Napi::Function::New(env, CudaStep, "cudaStep"));
 }
 
 }}  // namespace ssd::addon

@@ -1,9 +1,13 @@
-// Argument readers of the N-API binding (defined in addon.cpp), shared by its files.
+// What the files of the N-API binding share (util.cpp): argument readers, status errors, the CPU
+// worker, and the device worker's Promise.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+#include "device/device.h"
 
 #include "ssd_kernels.h"
 
@@ -12,8 +16,6 @@ namespace ssd { namespace addon {
 // The SsdError code ("ERR_SSD_...") of a status, and an Error carrying it as `code`.
 const char* status_code(SsdStatus s);
 Napi::Error status_error(Napi::Env env, SsdStatus status, const std::string& message);
-
-int64_t element_size(SsdDtype t);
 
 // args[name] as a TypedArray of exactly `elements` elements of `dtype` (int32 reads as 4-byte
 // elements, like float32), or on a device call a nonzero BigInt device pointer. Absent
@@ -24,8 +26,86 @@ SsdDtype read_dtype(Napi::Object args, const char* name);
 // An integer in [1, 2^31-1].
 int64_t read_size(Napi::Env env, Napi::Value v, const char* name);
 
-// Adds stepSync, step and rmwBandwidth to the addon's exports (addon_step.cpp).
-void register_step(Napi::Env env, Napi::Object exports);
+// The arguments of a call: the object lib/native.ts builds (its first argument).
+Napi::Object args_object(const Napi::CallbackInfo& info);
+// A device index in [0, 1023] and a nonzero BigInt device pointer.
+int read_device(Napi::Env env, Napi::Value v);
+void* read_pointer(Napi::Env env, Napi::Value v, const char* name);
+// Throws ERR_SSD_CUDA when CUDA cannot run here.
+void require_cuda(Napi::Env env);
+
+// Populates fresh output pages in bulk before a CPU kernel writes them.
+void prefault(void* data, size_t bytes);
+
+// The forward's block read from its argument object, checked (core/params.h), with the host output
+// sizes for prefault(). Without `outputs`, y and finalStates are not read nor checked (a backward call).
+struct Call {
+  SsdParams params{};
+  int threads = 0;
+  size_t y_bytes = 0;       // host output sizes, for prefault()
+  size_t yu_bytes = 0;
+  size_t states_bytes = 0;
+  size_t varlen_bytes = 0;
+};
+
+Call read_call(Napi::Object args, bool on_device, bool outputs = true);
+
+// The backward's block (the forward's fields, dy, dFinalStates and the gradient outputs), checked.
+struct BackwardCall {
+  SsdBackwardParams params{};
+  int threads = 0;
+  size_t x_bytes[3] = {0, 0, 0};  // dx, dz and dB + dC: host output sizes, for prefault()
+};
+
+BackwardCall read_backward_call(Napi::Object args, bool on_device = false);
+
+// Runs one CPU call (`run`: a forward, a backward or a step) on a libuv worker thread. The argument object
+// (and through it every input and output buffer) stays referenced until the Promise settles.
+class CpuWorker : public Napi::AsyncWorker {
+ public:
+  CpuWorker(Napi::Env env, Napi::Object args, const char* name, std::function<SsdStatus(std::string*)> run)
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        args_(Napi::Persistent(args)),
+        run_(std::move(run)) {}
+
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+  void Execute() override { status_ = run_(&error_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (status_ == SSD_OK) {
+      deferred_.Resolve(env.Undefined());
+    } else {
+      deferred_.Reject(status_error(env, status_, error_).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference args_;
+  std::function<SsdStatus(std::string*)> run_;
+  SsdStatus status_ = SSD_OK;
+  std::string error_;
+};
+
+
+// Submits `job` to the device's worker thread and returns a Promise that settles on the JS thread
+// once the GPU work is complete. `keep` stays referenced until then. On success the Promise resolves
+// with value(env) (undefined when no value function is given).
+using ValueFn = std::function<Napi::Value(Napi::Env)>;
+Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
+                                  ValueFn value = nullptr);
+
+// Each binding file adds its functions to the addon's exports (addon.cpp calls these).
+void register_forward(Napi::Env env, Napi::Object exports);   // forward.cpp
+void register_backward(Napi::Env env, Napi::Object exports);  // backward.cpp
+void register_step(Napi::Env env, Napi::Object exports);      // step.cpp
+void register_device(Napi::Env env, Napi::Object exports);    // device.cpp
+void register_bench(Napi::Env env, Napi::Object exports);     // bench.cpp
 
 // The step's parameter block from its argument object (lib/native.ts, NativeStepArgs): host arrays,
 // or BigInt device pointers when `on_device`. Sizes and byte lengths are checked; values (state

@@ -1,0 +1,132 @@
+// Benchmark-only entry points, kept apart from the API's: cudaTimeForward / cudaTimeBackward /
+// cudaTimeStep (CUDA events around repeated calls), fmaPeakGflops and rmwBandwidth (the CPU's
+// measured FMA rate and memory bandwidth, for the CLI's roofline figures).
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/util.h"
+#include "core/dispatch.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/step_backend.h"
+#include "device/device.h"
+
+namespace ssd { namespace addon {
+namespace {
+
+// The benchmark timings: cudaTimeForward / cudaTimeStep / cudaTimeBackward(args, device, warmup,
+// iters) -> Promise<{ ms: number[], workspaceBytes }>: `warmup` untimed runs, then `iters` runs each
+// between two CUDA events on the device's stream. `run(stream, workspace, &message)` is one call.
+using TimedRun = std::function<SsdStatus(void* stream, void* workspace, std::string* message)>;
+
+Napi::Value time_on_device(const Napi::CallbackInfo& info, size_t workspace_bytes, TimedRun run) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  int device = read_device(env, info[1]);
+  auto ms = std::make_shared<std::vector<float>>();
+  const int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  return submit_with_promise(
+      env, device, args,
+      [device, ms, workspace_bytes, warmup, iters, run](void* stream) -> ssd::device::Result {
+        void* workspace = nullptr;
+        if (workspace_bytes > 0) {
+          ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
+          if (!r.ok()) return r;
+        }
+        ssd::device::Result r = ssd::device::time_on_stream(
+            stream,
+            [&](void* s) -> ssd::device::Result {
+              std::string message;
+              SsdStatus st = run(s, workspace, &message);
+              return {st, message};
+            },
+            warmup, iters, ms.get());
+        ssd::device::release(device, workspace);
+        return r;
+      },
+      [ms, workspace_bytes](Napi::Env env) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        Napi::Array times = Napi::Array::New(env, ms->size());
+        for (size_t i = 0; i < ms->size(); i++) times.Set(uint32_t(i), double((*ms)[i]));
+        out.Set("ms", times);
+        out.Set("workspaceBytes", double(workspace_bytes));
+        return out;
+      });
+}
+
+// Checks the timing arguments and that CUDA can run; throws otherwise.
+void check_timing_args(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[2].IsNumber() || !info[3].IsNumber()) throw Napi::TypeError::New(env, "Expected warmup and iteration counts");
+  const int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
+  if (warmup < 0 || iters < 1 || warmup > 100000 || iters > 100000) throw Napi::RangeError::New(env, "Expected warmup >= 0 and iterations >= 1");
+  require_cuda(env);
+}
+
+Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  const SsdParams params = read_call(args_object(info), true).params;
+  return time_on_device(info, ssd::cuda_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
+    return ssd::forward_cuda(params, s, ws, m);
+  });
+}
+
+Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  int threads = 0;
+  const SsdStepParams params = ssd::addon::read_step_params(args_object(info), true, &threads);
+  if (params.state_indices) throw Napi::TypeError::New(info.Env(), "cudaTimeStep times steps without stateIndices");
+  return time_on_device(info, 0, [params](void* s, void*, std::string* m) { return ssd::step_cuda(params, s, nullptr, nullptr, m); });
+}
+
+Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
+  check_timing_args(info);
+  const SsdBackwardParams params = read_backward_call(args_object(info), true).params;
+  return time_on_device(info, ssd::cuda_backward_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
+    return ssd::backward_cuda(params, s, ws, m);
+  });
+}
+
+Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "Expected (threads: number, seconds: number)");
+  }
+  int threads = info[0].As<Napi::Number>().Int32Value();
+  double seconds = info[1].As<Napi::Number>().DoubleValue();
+  if (threads < 1 || threads > 1024 || !(seconds > 0 && seconds <= 10)) {
+    throw Napi::RangeError::New(env, "Expected threads in [1, 1024] and seconds in (0, 10]");
+  }
+  return Napi::Number::New(env, ssd::cpu::fma_peak_gflops(threads, seconds));
+}
+
+// rmwBandwidth(threads, bytes, seconds): GB/s of an in-place read-modify-write sweep of `bytes`.
+Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "Expected (threads: number, bytes: number, seconds: number)");
+  }
+  const int threads = info[0].As<Napi::Number>().Int32Value();
+  const double bytes = info[1].As<Napi::Number>().DoubleValue();
+  const double seconds = info[2].As<Napi::Number>().DoubleValue();
+  if (threads < 1 || threads > 1024 || !(bytes >= 4096 && bytes <= 64.0 * (1ull << 30)) || !(seconds > 0 && seconds <= 10)) {
+    throw Napi::RangeError::New(env, "Expected threads in [1, 1024], bytes in [4 KiB, 64 GiB] and seconds in (0, 10]");
+  }
+  return Napi::Number::New(env, ssd::cpu::rmw_bandwidth_gbps(threads, size_t(bytes), seconds));
+}
+
+}  // namespace
+
+void register_bench(Napi::Env env, Napi::Object exports) {
+  exports.Set("cudaTimeForward", Napi::Function::New(env, CudaTimeForward, "cudaTimeForward"));
+  exports.Set("cudaTimeBackward", Napi::Function::New(env, CudaTimeBackward, "cudaTimeBackward"));
+  exports.Set("cudaTimeStep", Napi::Function::New(env, CudaTimeStep, "cudaTimeStep"));
+  exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops, "fmaPeakGflops"));
+  exports.Set("rmwBandwidth", Napi::Function::New(env, RmwBandwidth, "rmwBandwidth"));
+}
+
+}}  // namespace ssd::addon
