@@ -6,7 +6,7 @@
  *   const { dx, ddt, dA, dB, dC } = await backward({ dy });
  */
 import { SsdError, fromNativeError as fromNative, typeError } from './errors';
-import { ssd, type SsdResult } from './index';
+import { ssd, type SsdResult } from './forward';
 import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs, type NativeDeviceBackwardArgs } from './native';
 import { Tensor } from './tensor';

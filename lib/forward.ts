@@ -1,0 +1,271 @@
+/**
+ * The SSD forward: ssd() and ssdSync(), on the CPU or a CUDA device.
+ */
+import { SsdError, fromNativeError as fromNative } from './errors';
+import { DeviceCall } from './device-call';
+import { native, type NativeBackends, type NativeForwardArgs } from './native';
+import { Tensor, elementSize, type FloatType, type TensorType } from './tensor';
+import { nativeDtype, projectionScalars, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
+
+export interface SsdResult {
+  /** (batch, seqlen, nheads, headdim), in x's type */
+  y: Tensor;
+  /** (batch, nheads, headdim, dstate) float32, when options.returnFinalStates */
+  finalStates?: Tensor;
+  /** (numSeqs, nheads, headdim, dstate) float32, each packed sequence's final state, when options.returnVarlenStates */
+  varlenStates?: Tensor;
+  /** y before the gate (y = yUngated · silu(z)), of y's type and dims, when options.returnUngated */
+  yUngated?: Tensor;
+}
+
+function floatData(tensor: Tensor | undefined): Float32Array | null {
+  return tensor === undefined ? null : tensor.toFloat32();
+}
+
+function allocate<T>(name: string, make: () => T): T {
+  try {
+    return make();
+  } catch (err) {
+    throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate ${name}: ${(err as Error).message}`);
+  }
+}
+
+type Placement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
+
+/** The input tensors by name, for messages. */
+function namedTensors(t: SsdInputs): [string, Tensor][] {
+  return Object.entries(t).filter((e): e is [string, Tensor] => e[1] instanceof Tensor);
+}
+
+/**
+ * Picks where a call runs: device tensors run on their device; 'auto' picks CUDA when it is
+ * available, else the CPU. Throws ERR_SSD_DEVICE when the requested device cannot run the call.
+ */
+function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
+  const onDevice = namedTensors(t).filter(([, tensor]) => tensor.location === 'cuda');
+  const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];
+  if (devices.length > 1) {
+    const where = onDevice.map(([name, tensor]) => `inputs.${name} on 'cuda:${tensor.device}'`).join(', ');
+    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
+  }
+  const inputDevice = devices.length === 1 ? devices[0] : undefined;
+  const requested = plan.device.kind;
+  const label = requested === 'auto' ? `auto (inputs on 'cuda:${inputDevice}')` : `${requested}${requested === 'cuda' ? `:${plan.device.index}` : ''}`;
+  let cudaState: NativeBackends['cuda'] | undefined;
+  const cudaInfo = (): NativeBackends['cuda'] => (cudaState ??= native().backends().cuda);
+  if (requested === 'cpu' || (requested === 'auto' && inputDevice === undefined && (sync || !cudaInfo().available))) {
+    if (inputDevice !== undefined) {
+      throw new SsdError(
+        'ERR_SSD_DEVICE',
+        `options.device '${label}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'; use \`await tensor.toHost()\` or device 'cuda'`,
+      );
+    }
+    return { kind: 'cpu' };
+  }
+  const device = requested === 'cuda' ? plan.device.index : (inputDevice ?? 0);
+  const cuda = cudaInfo();
+  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
+  if (device >= cuda.devices) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
+  }
+  if (inputDevice !== undefined && inputDevice !== device) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'`);
+  }
+  if (sync) {
+    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdSync(): CUDA calls are asynchronous, use ssd()`);
+  }
+  return { kind: 'cuda', device };
+}
+
+/** The argument block minus the buffers, shared by both backends. */
+function scalarArgs(t: SsdInputs, plan: SsdPlan): Omit<NativeForwardArgs, 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates' | 'seqIdx' | 'y' | 'finalStates'> {
+  return {
+    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
+    chunkSize: plan.chunkSize,
+    ...projectionScalars(t, plan),
+    yType: nativeDtype(plan.xType),
+    threads: plan.threads,
+  };
+}
+
+function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: number[] } {
+  return {
+    y: [plan.batch, plan.seqlen, plan.nheads, plan.headdim],
+    states: [plan.batch, plan.nheads, plan.headdim, plan.dstate],
+    varlen: [plan.numSeqs, plan.nheads, plan.headdim, plan.dstate],
+  };
+}
+
+function hostOutputs(plan: SsdPlan): SsdResult {
+  const dims = outputDims(plan);
+  for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
+    if (t !== undefined && t.location !== 'cpu') {
+      throw new SsdError('ERR_SSD_DEVICE', "Expected 'cpu' tensors in options.out for a call that returns host tensors but received a 'cuda' tensor");
+    }
+  }
+  const ySize = dims.y.reduce((a, b) => a * b, 1);
+  const yType = plan.xType as FloatType;
+  const newY = (name: string): Tensor =>
+    allocate(name, () =>
+      yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), dims.y) : new Tensor(yType, new Uint16Array(ySize), dims.y),
+    );
+  const y = plan.out.y ?? newY('y');
+  const result: SsdResult = { y };
+  if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? newY('yUngated');
+  if (plan.returnFinalStates) {
+    result.finalStates =
+      plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
+  }
+  if (plan.returnVarlenStates) {
+    result.varlenStates =
+      plan.out.varlenStates ?? allocate('varlenStates', () => new Tensor('float32', new Float32Array(dims.varlen.reduce((a, b) => a * b, 1)), dims.varlen));
+  }
+  return result;
+}
+
+function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
+  const result = hostOutputs(plan);
+  const args: NativeForwardArgs = {
+    ...scalarArgs(t, plan),
+    x: t.x.data,
+    dt: t.dt.data,
+    A: t.A.toFloat32(),
+    B: t.B.data,
+    C: t.C.data,
+    D: floatData(t.D),
+    z: t.z === undefined ? null : t.z.data,
+    dtBias: floatData(t.dtBias),
+    initialStates: floatData(t.initialStates),
+    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
+    y: result.y.data,
+    finalStates: result.finalStates === undefined ? null : (result.finalStates.data as Float32Array),
+    cuSeqlens: t.cuSeqlens === undefined ? null : (t.cuSeqlens.data as Int32Array),
+    numSeqs: plan.numSeqs,
+    varlenStates: result.varlenStates === undefined ? null : (result.varlenStates.data as Float32Array),
+    yUngated: result.yUngated === undefined ? null : result.yUngated.data,
+    yUngatedType: nativeDtype(plan.xType),
+  };
+  return { args, result };
+}
+
+/**
+ * The CUDA path: device tensors are used in place, host tensors are uploaded into temporary device
+ * memory; outputs stay on the device when x is a device tensor, else they are downloaded. Every
+ * copy and the forward are queued in order on the device's stream; the Promise settles when all
+ * of them are done, and temporaries are released then.
+ */
+async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<SsdResult> {
+  const call = new DeviceCall(device);
+  const onDevice = t.x.location === 'cuda';
+  const dims = outputDims(plan);
+  const ySize = dims.y.reduce((a, b) => a * b, 1);
+  const statesSize = dims.states.reduce((a, b) => a * b, 1);
+  const varlenSize = dims.varlen.reduce((a, b) => a * b, 1);
+  const yBytes = ySize * elementSize(plan.xType);
+  let result: SsdResult | undefined;
+  let ok = false;
+  try {
+    const args: NativeForwardArgs = {
+      ...scalarArgs(t, plan),
+      x: await call.buffer('inputs.x', t.x, false),
+      dt: await call.buffer('inputs.dt', t.dt, false),
+      A: await call.buffer('inputs.A', t.A, true),
+      B: await call.buffer('inputs.B', t.B, false),
+      C: await call.buffer('inputs.C', t.C, false),
+      D: await call.optional('inputs.D', t.D, true),
+      z: await call.optional('inputs.z', t.z, false),
+      dtBias: await call.optional('inputs.dtBias', t.dtBias, true),
+      initialStates: await call.optional('inputs.initialStates', t.initialStates, true),
+      seqIdx: await call.optional('inputs.seqIdx', t.seqIdx, false),
+      y: 0n,
+      finalStates: null,
+      cuSeqlens: await call.optional('inputs.cuSeqlens', t.cuSeqlens, false),
+      numSeqs: plan.numSeqs,
+      varlenStates: null,
+      yUngated: null,
+      yUngatedType: nativeDtype(plan.xType),
+    };
+    if (onDevice) {
+      for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
+        if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
+          throw new SsdError('ERR_SSD_DEVICE', `Expected tensors on 'cuda:${device}' in options.out for a call on that device`);
+        }
+      }
+      const yTensor = plan.out.y ?? deviceTensor(device, plan.xType, dims.y, yBytes);
+      result = { y: yTensor };
+      if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
+      if (plan.returnVarlenStates) result.varlenStates = plan.out.varlenStates ?? deviceTensor(device, 'float32', dims.varlen, varlenSize * 4);
+      if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? deviceTensor(device, plan.xType, dims.y, yBytes);
+      args.y = result.y.devicePointer;
+      args.yUngated = result.yUngated?.devicePointer ?? null;
+      args.finalStates = result.finalStates?.devicePointer ?? null;
+      args.varlenStates = result.varlenStates?.devicePointer ?? null;
+    } else {
+      result = hostOutputs(plan);
+      args.y = call.alloc(yBytes);
+      args.finalStates = plan.returnFinalStates ? call.alloc(statesSize * 4) : null;
+      args.varlenStates = plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null;
+      args.yUngated = plan.returnUngated ? call.alloc(yBytes) : null;
+    }
+    call.enqueue(native().cudaForward(args, device));
+    if (!onDevice) {
+      call.download(args.y as bigint, result.y.data);
+      if (result.finalStates) call.download(args.finalStates as bigint, result.finalStates.data);
+      if (result.varlenStates) call.download(args.varlenStates as bigint, result.varlenStates.data);
+      if (result.yUngated) call.download(args.yUngated as bigint, result.yUngated.data);
+    }
+    await call.settle();
+    ok = true;
+    return result;
+  } finally {
+    await call.release(ok);
+    if (!ok && onDevice && result) {
+      if (result.y !== plan.out.y) result.y.dispose();
+      if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();
+      if (result.varlenStates !== plan.out.varlenStates) result.varlenStates?.dispose();
+      if (result.yUngated !== plan.out.yUngated) result.yUngated?.dispose();
+    }
+  }
+}
+
+function deviceTensor(device: number, type: TensorType, dims: number[], bytes: number): Tensor {
+  return Tensor.fromOwnedDeviceMemory(native().cudaAlloc(device, bytes), type, dims, device, bytes);
+}
+
+/**
+ * The SSD forward, off the event loop: resolves with y (and finalStates when asked). On the CPU it
+ * runs on the addon's worker threads; on CUDA it settles once the GPU work is complete.
+ * Rejects with TypeError, RangeError or SsdError on bad input; the inputs' buffers stay referenced
+ * until the Promise settles.
+ */
+export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdResult> {
+  const { inputs: t, plan } = validate(inputs, options);
+  const placement = resolveDevice(plan, t, false);
+  if (placement.kind === 'cuda') {
+    try {
+      return await runCuda(t, plan, placement.device);
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+  const { args, result } = prepareCpu(t, plan);
+  try {
+    await native().forward(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return result;
+}
+
+/** The SSD forward on the calling thread, on the CPU. Throws where ssd() would reject. */
+export function ssdSync(inputs: SsdInputs, options?: SsdOptions): SsdResult {
+  const { inputs: t, plan } = validate(inputs, options);
+  resolveDevice(plan, t, true);
+  const { args, result } = prepareCpu(t, plan);
+  try {
+    native().forwardSync(args);
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return result;
+}
