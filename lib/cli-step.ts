@@ -10,6 +10,7 @@ import { native } from './native';
 import { Random } from './examples';
 import { allFinite, l2, relativeL2 } from './reference';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
+import { isThreadCount } from './rules';
 import { Tensor } from './tensor';
 
 interface StepCheckCase {
@@ -92,7 +93,7 @@ export function benchStep(args: string[]): number {
   const batches = (flag(args, '--batch') ?? STEP_BENCH_BATCHES.join(',')).split(',').map(Number);
   const memoryMiB = Number(flag(args, '--memory-mib') ?? 1024);
   if (
-    !Number.isInteger(runs) || runs < 1 || !Number.isInteger(threads) || threads < 1 || threads > 1024 ||
+    !Number.isInteger(runs) || runs < 1 || !isThreadCount(threads) ||
     !batches.every((b) => Number.isInteger(b) && b >= 1) || !Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > 65536
   ) {
     process.stderr.write('usage: ssd-kernels bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n');

@@ -10,7 +10,8 @@
 import { SsdError, fromNativeError as fromNative, rangeError, typeError } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
-import { Tensor, type FloatType, type TensorType } from './tensor';
+import { MIN_SIZE, MIN_SIZE_RULE, STEP_INPUT_TYPES as TYPES, STEP_STATE_TYPES } from './rules';
+import { Tensor, type FloatType } from './tensor';
 import {
   checkKnownKeys,
   isPlainObject,
@@ -66,7 +67,6 @@ export interface SsdStepResult {
 
 const STEP_INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'stateIndices'] as const;
 const STEP_OPTION_NAMES = ['dtSoftplus', 'dtLimit', 'device', 'threads', 'out'] as const;
-const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
 const STATE_LAYOUT = '(rows, nheads, headdim, dstate)';
 
 /** The normalised description of one step. */
@@ -88,19 +88,19 @@ export interface SsdStepPlan {
 
 /** Validates a step's state, inputs and options; throws TypeError, RangeError or SsdError. */
 export function validateStep(state: unknown, inputs: unknown, options: unknown): { state: Tensor; inputs: SsdStepInputs; plan: SsdStepPlan } {
-  const s = tensorArg('state', state, ['float32', 'bfloat16'], 4, STATE_LAYOUT);
+  const s = tensorArg('state', state, STEP_STATE_TYPES, 4, STATE_LAYOUT);
   if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
   checkKnownKeys('input', inputs, STEP_INPUT_NAMES);
   if (options === undefined) options = {};
   if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
   checkKnownKeys('option', options, STEP_OPTION_NAMES);
 
-  const x = tensorArg('inputs.x', inputs.x, FLOAT_TYPES, 3, '(batch, nheads, headdim)');
+  const x = tensorArg('inputs.x', inputs.x, TYPES.x, 3, '(batch, nheads, headdim)');
   const [batch, nheads, headdim] = x.dims;
-  const dt = tensorArg('inputs.dt', inputs.dt, FLOAT_TYPES, 2, '(batch, nheads)');
-  const A = tensorArg('inputs.A', inputs.A, FLOAT_TYPES, 1, '(nheads)');
-  const B = tensorArg('inputs.B', inputs.B, FLOAT_TYPES, 3, '(batch, ngroups, dstate)');
-  const C = tensorArg('inputs.C', inputs.C, FLOAT_TYPES, 3, '(batch, ngroups, dstate)');
+  const dt = tensorArg('inputs.dt', inputs.dt, TYPES.dt, 2, '(batch, nheads)');
+  const A = tensorArg('inputs.A', inputs.A, TYPES.A, 1, '(nheads)');
+  const B = tensorArg('inputs.B', inputs.B, TYPES.B, 3, '(batch, ngroups, dstate)');
+  const C = tensorArg('inputs.C', inputs.C, TYPES.C, 3, '(batch, ngroups, dstate)');
   const [, ngroups, dstate] = B.dims;
   const stateRows = s.dims[0];
   const sizes: [string, number][] = [
@@ -112,7 +112,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
     ['rows (state.dims[0])', stateRows],
   ];
   for (const [name, size] of sizes) {
-    if (size < 1) throw rangeError(name, 'a size of at least 1', String(size));
+    if (size < MIN_SIZE) throw rangeError(name, MIN_SIZE_RULE, String(size));
   }
   if (nheads % ngroups !== 0) {
     throw new SsdError('ERR_SSD_SHAPE', `Expected ngroups (B.dims[1]) to divide nheads (x.dims[1]) = ${nheads} but received ngroups = ${ngroups}`);
@@ -132,7 +132,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
   const result: SsdStepInputs = { x, dt, A, B, C };
   if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
   if (inputs.z !== undefined) {
-    const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 3, '(batch, nheads, headdim)');
+    const z = tensorArg('inputs.z', inputs.z, TYPES.z, 3, '(batch, nheads, headdim)');
     if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, nheads, headdim), the dims of x,', z.dims);
     result.z = z;
   }
@@ -166,7 +166,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
 
 /** inputs.stateIndices: int32 (batch), each < rows, the non-negative ones distinct (not read back from device memory). */
 function readStateIndices(value: unknown, batch: number, rows: number): Tensor {
-  const t = tensorArg('inputs.stateIndices', value, ['int32'], 1, '(batch)');
+  const t = tensorArg('inputs.stateIndices', value, TYPES.stateIndices, 1, '(batch)');
   if (!sameDims(t.dims, [batch])) throw shapeError('inputs.stateIndices', [batch], '(batch)', t.dims);
   if (t.location !== 'cpu') return t;
   const data = t.data as Int32Array;

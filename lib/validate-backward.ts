@@ -6,8 +6,8 @@
 import { SsdError, typeError } from './errors';
 import { native } from './native';
 import { Tensor, type TensorType } from './tensor';
+import { OUTPUT_GRAD_TYPES } from './rules';
 import {
-  FLOAT_TYPES,
   checkKnownKeys,
   isPlainObject,
   sameDims,
@@ -143,7 +143,7 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   const checked: SsdOutputGrads = { dy };
   if (grads.dFinalStates !== undefined) {
     const layout = '(batch, nheads, headdim, dstate)';
-    const s = tensorArg('grads.dFinalStates', grads.dFinalStates, FLOAT_TYPES, 4, layout);
+    const s = tensorArg('grads.dFinalStates', grads.dFinalStates, OUTPUT_GRAD_TYPES.dFinalStates, 4, layout);
     if (!sameDims(s.dims, [b, h, p, n])) throw shapeError('grads.dFinalStates', [b, h, p, n], layout, s.dims);
     checked.dFinalStates = s;
   }
