@@ -8,7 +8,8 @@
 import { SsdError, fromNativeError as fromNative, typeError } from './errors';
 import { ssd, type SsdResult } from './forward';
 import { DeviceCall } from './device-call';
-import { native, type NativeBackwardArgs, type NativeDeviceBackwardArgs } from './native';
+import { native, type NativeBackwardArgs } from './native';
+import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, type GradBuffers } from './native-args';
 import { Tensor } from './tensor';
 import {
   resolveBackwardDevice,
@@ -18,7 +19,7 @@ import {
   type SsdGrads,
   type SsdOutputGrads,
 } from './validate-backward';
-import { checkKnownKeys, isPlainObject, nativeDtype, projectionScalars, type SsdInputs, type SsdOptions } from './validate';
+import { checkKnownKeys, isPlainObject, type SsdInputs, type SsdOptions } from './validate';
 import type { BackwardCall as Call } from './validate-backward';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
@@ -33,38 +34,11 @@ function newGrad(name: string, type: Tensor['type'], dims: number[]): Tensor {
 }
 
 function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGrads } {
-  const { inputs: t, plan, grads } = call;
   const result = {} as SsdGrads;
   for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? newGrad(spec.name, spec.type, spec.dims);
-  const optional = (tensor: Tensor | undefined): Float32Array | null => (tensor === undefined ? null : tensor.toFloat32());
-  const args: NativeBackwardArgs = {
-    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
-    x: t.x.data,
-    dt: t.dt.data,
-    A: t.A.toFloat32(),
-    B: t.B.data,
-    C: t.C.data,
-    D: optional(t.D),
-    z: t.z === undefined ? null : t.z.data,
-    dtBias: optional(t.dtBias),
-    initialStates: optional(t.initialStates),
-    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
-    threads: plan.threads,
-    dy: grads.dy.data,
-    dyType: nativeDtype(grads.dy.type),
-    dFinalStates: optional(grads.dFinalStates),
-    dx: result.dx.data,
-    ddt: result.ddt.data,
-    dA: result.dA.data as Float32Array,
-    dB: result.dB.data,
-    dC: result.dC.data,
-    dD: result.dD === undefined ? null : (result.dD.data as Float32Array),
-    dz: result.dz === undefined ? null : result.dz.data,
-    dDtBias: result.dDtBias === undefined ? null : (result.dDtBias.data as Float32Array),
-    dInitialStates: result.dInitialStates === undefined ? null : (result.dInitialStates.data as Float32Array),
-  };
+  const grads: GradBuffers<ArrayBufferView> = {};
+  for (const spec of call.specs) grads[spec.name] = result[spec.name]!.data;
+  const args = backwardArgs(call, hostBuffers(backwardInputSlots(call, false)), grads);
   return { args, result };
 }
 
@@ -73,13 +47,12 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
  * tensors when x is on the device, else host tensors filled by copies after the kernels.
  */
 async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
-  const { inputs: t, plan, grads } = call;
   const addon = native();
   const dc = new DeviceCall(device);
-  const onDevice = t.x.location === 'cuda';
+  const onDevice = call.inputs.x.location === 'cuda';
   const result = {} as SsdGrads;
   const made: Tensor[] = [];
-  const pointers: Partial<Record<keyof SsdGrads, bigint>> = {};
+  const pointers: GradBuffers<bigint> = {};
   let ok = false;
   try {
     for (const spec of call.specs) {
@@ -101,39 +74,7 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
         pointers[spec.name] = dc.alloc(bytes);
       }
     }
-    const args: NativeDeviceBackwardArgs = {
-      dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
-      chunkSize: plan.chunkSize,
-      ...projectionScalars(t, plan),
-      x: await dc.buffer('inputs.x', t.x, false),
-      dt: await dc.buffer('inputs.dt', t.dt, false),
-      A: await dc.buffer('inputs.A', t.A, true),
-      B: await dc.buffer('inputs.B', t.B, false),
-      C: await dc.buffer('inputs.C', t.C, false),
-      D: await dc.optional('inputs.D', t.D, true),
-      z: await dc.optional('inputs.z', t.z, false),
-      dtBias: await dc.optional('inputs.dtBias', t.dtBias, true),
-      initialStates: await dc.optional('inputs.initialStates', t.initialStates, true),
-      seqIdx: await dc.optional('inputs.seqIdx', t.seqIdx, false),
-      cuSeqlens: null,
-      numSeqs: 0,
-      varlenStates: null,
-      threads: 0,
-      dy: await dc.buffer('grads.dy', grads.dy, false),
-      dyType: nativeDtype(grads.dy.type),
-      dFinalStates: await dc.optional('grads.dFinalStates', grads.dFinalStates, true),
-      dx: pointers.dx!,
-      ddt: pointers.ddt!,
-      dA: pointers.dA!,
-      dB: pointers.dB!,
-      dC: pointers.dC!,
-      dD: pointers.dD ?? null,
-      dz: pointers.dz ?? null,
-      dDtBias: pointers.dDtBias ?? null,
-      dInitialStates: pointers.dInitialStates ?? null,
-      yUngated: await dc.optional('options.yUngated', call.yUngated, false), // x's type (validated); read for dz
-      yUngatedType: nativeDtype(t.x.type),
-    };
+    const args = backwardArgs(call, await deviceBuffers(dc, backwardInputSlots(call, true)), pointers);
     dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
       for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!.data);

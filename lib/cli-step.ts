@@ -5,7 +5,8 @@
  * same run.
  */
 import { backends, ssdStep, ssdStepSync, version, type SsdStepOptions } from './index';
-import { nativeDtype } from './validate';
+import { devicePointer, mapBuffers, stepArgs, stepInputSlots } from './native-args';
+import { validateStep } from './validate-step';
 import { native } from './native';
 import { Random } from './examples';
 import { allFinite, l2, relativeL2 } from './reference';
@@ -202,16 +203,10 @@ export async function benchStepCuda(args: string[]): Promise<number> {
     const dev = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, (v as Tensor).toDevice()])) as Record<string, Tensor>;
     const y = new Tensor('float32', new Float32Array(batch * h * p), [batch, h, p]).toDevice();
     await Promise.all([state.ready, y.ready, ...Object.values(dev).map((t) => t.ready)]);
-    const timed = await addon.cudaTimeStep(
-      {
-        dims: [batch, h, p, 1, n], stateRows: batch, state: state.devicePointer, stateType: nativeDtype('float32'), stateIndices: null,
-        x: dev.x.devicePointer, xType: nativeDtype('float32'), dt: dev.dt.devicePointer, dtType: nativeDtype('float32'),
-        A: dev.A.devicePointer, B: dev.B.devicePointer, BType: nativeDtype('float32'), C: dev.C.devicePointer, CType: nativeDtype('float32'),
-        D: dev.D.devicePointer, dPerChannel: false, z: dev.z.devicePointer, zType: nativeDtype('float32'), dtBias: dev.dtBias.devicePointer,
-        dtSoftplus: true, dtMin: 0, dtMax: Infinity, y: y.devicePointer, yType: nativeDtype('float32'), threads: 0,
-      },
-      0, 10, runs,
-    );
+    // The same native arguments as ssdStep() on these device tensors with dtSoftplus.
+    const v = validateStep(state, dev, { dtSoftplus: true });
+    const args = stepArgs(v.state, v.inputs, v.plan, mapBuffers(stepInputSlots(v.state, v.inputs), devicePointer), y.devicePointer);
+    const timed = await addon.cudaTimeStep(args, 0, 10, runs);
     // Per-call wall time of the public API on device tensors (awaited one by one).
     const options: SsdStepOptions = { dtSoftplus: true, out: { y } };
     for (let i = 0; i < 20; i++) await ssdStep(state, dev as never, options);

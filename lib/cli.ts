@@ -11,7 +11,10 @@
  *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
  */
 import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
-import { native, NativeDtype } from './native';
+import { native } from './native';
+import { backwardArgs, backwardInputSlots, devicePointer, forwardArgs, forwardInputSlots, mapBuffers, type GradBuffers } from './native-args';
+import { validate } from './validate';
+import { validateBackward } from './validate-backward';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
@@ -224,25 +227,13 @@ async function benchCuda(args: string[]): Promise<number> {
     const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2);
     const yu = ungated ? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2) : undefined;
     await Promise.all(Object.values(dev).map((t) => t.ready));
-    const forwardArgs = {
-      dims: [c.batch, c.seqlen, c.nheads, c.headdim, c.ngroups, c.dstate],
-      chunkSize: 256,
-      x: dev.x.devicePointer, xType: NativeDtype.Bfloat16,
-      dt: dev.dt.devicePointer, dtType: NativeDtype.Float32,
-      A: dev.A.devicePointer,
-      B: dev.B.devicePointer, BType: NativeDtype.Bfloat16,
-      C: dev.C.devicePointer, CType: NativeDtype.Bfloat16,
-      D: dev.D.devicePointer, dPerChannel: false,
-      z: dev.z.devicePointer, zType: NativeDtype.Bfloat16,
-      dtBias: dev.dtBias.devicePointer,
-      initialStates: null, seqIdx: null,
-      dtSoftplus: true, dtMin: 0, dtMax: Infinity,
-      y: y.devicePointer, yType: NativeDtype.Bfloat16,
-      finalStates: null, threads: 0,
-      yUngated: yu?.devicePointer ?? null, yUngatedType: NativeDtype.Bfloat16,
-    };
+    // The same native arguments as ssd() on these device tensors with these options.
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, returnUngated: ungated };
+    const { inputs: t, plan } = validate(dev, options);
+    const outputs = { y: y.devicePointer, finalStates: null, varlenStates: null, yUngated: yu?.devicePointer ?? null };
+    const forward = forwardArgs(t, plan, mapBuffers(forwardInputSlots(t), devicePointer), outputs);
     if (!json) process.stderr.write(`${c.name}: timing ${runs} runs\n`);
-    const timed = await addon.cudaTimeForward(forwardArgs, 0, 10, runs);
+    const timed = await addon.cudaTimeForward(forward, 0, 10, runs);
     const ms = median(timed.ms);
     const flops = chunkedFlops(c, 256);
     const bytes = minimumBytes(c, 2);
@@ -264,17 +255,12 @@ async function benchCuda(args: string[]): Promise<number> {
       };
       const dy = Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), host.x.dims).toDevice(0);
       await dy.ready;
-      const inputsOnly: Partial<typeof forwardArgs> = { ...forwardArgs };
-      delete inputsOnly.y;
-      delete inputsOnly.yType;
-      delete inputsOnly.finalStates;
+      // The native arguments of ssdBackward() on these tensors, with the forward's yUngated when it wrote one.
+      const call = validateBackward(dev, { dy }, { ...options, yUngated: yu });
+      const grads: GradBuffers<bigint> = {};
+      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2));
       const bwd = await addon.cudaTimeBackward(
-        {
-          ...(inputsOnly as Omit<typeof forwardArgs, 'y' | 'yType' | 'finalStates'>), cuSeqlens: null, numSeqs: 0, varlenStates: null,
-          dy: dy.devicePointer, dyType: NativeDtype.Bfloat16, dFinalStates: null,
-          dx: buf(xs * 2), ddt: buf(c.batch * c.seqlen * c.nheads * 4), dA: buf(c.nheads * 4), dB: buf(bc * 2), dC: buf(bc * 2),
-          dD: buf(c.nheads * 4), dz: buf(xs * 2), dDtBias: buf(c.nheads * 4), dInitialStates: null,
-        },
+        backwardArgs(call, mapBuffers(backwardInputSlots(call, true), devicePointer), grads),
         0, 3, Math.max(5, Math.floor(runs / 4)),
       );
       const bwdMs = median(bwd.ms);

@@ -5,7 +5,8 @@ import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeBackends, type NativeForwardArgs } from './native';
 import { Tensor, elementSize, type FloatType, type TensorType } from './tensor';
-import { nativeDtype, projectionScalars, validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
+import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, type ForwardOutputs } from './native-args';
+import { validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
 
 export interface SsdResult {
   /** (batch, seqlen, nheads, headdim), in x's type */
@@ -16,10 +17,6 @@ export interface SsdResult {
   varlenStates?: Tensor;
   /** y before the gate (y = yUngated · silu(z)), of y's type and dims, when options.returnUngated */
   yUngated?: Tensor;
-}
-
-function floatData(tensor: Tensor | undefined): Float32Array | null {
-  return tensor === undefined ? null : tensor.toFloat32();
 }
 
 function allocate<T>(name: string, make: () => T): T {
@@ -77,17 +74,6 @@ function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
   return { kind: 'cuda', device };
 }
 
-/** The argument block minus the buffers, shared by both backends. */
-function scalarArgs(t: SsdInputs, plan: SsdPlan): Omit<NativeForwardArgs, 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates' | 'seqIdx' | 'y' | 'finalStates'> {
-  return {
-    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
-    yType: nativeDtype(plan.xType),
-    threads: plan.threads,
-  };
-}
-
 function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: number[] } {
   return {
     y: [plan.batch, plan.seqlen, plan.nheads, plan.headdim],
@@ -125,26 +111,12 @@ function hostOutputs(plan: SsdPlan): SsdResult {
 
 function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
   const result = hostOutputs(plan);
-  const args: NativeForwardArgs = {
-    ...scalarArgs(t, plan),
-    x: t.x.data,
-    dt: t.dt.data,
-    A: t.A.toFloat32(),
-    B: t.B.data,
-    C: t.C.data,
-    D: floatData(t.D),
-    z: t.z === undefined ? null : t.z.data,
-    dtBias: floatData(t.dtBias),
-    initialStates: floatData(t.initialStates),
-    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
+  const args = forwardArgs(t, plan, hostBuffers(forwardInputSlots(t)), {
     y: result.y.data,
-    finalStates: result.finalStates === undefined ? null : (result.finalStates.data as Float32Array),
-    cuSeqlens: t.cuSeqlens === undefined ? null : (t.cuSeqlens.data as Int32Array),
-    numSeqs: plan.numSeqs,
-    varlenStates: result.varlenStates === undefined ? null : (result.varlenStates.data as Float32Array),
-    yUngated: result.yUngated === undefined ? null : result.yUngated.data,
-    yUngatedType: nativeDtype(plan.xType),
-  };
+    finalStates: result.finalStates?.data ?? null,
+    varlenStates: result.varlenStates?.data ?? null,
+    yUngated: result.yUngated?.data ?? null,
+  });
   return { args, result };
 }
 
@@ -165,26 +137,8 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
   let result: SsdResult | undefined;
   let ok = false;
   try {
-    const args: NativeForwardArgs = {
-      ...scalarArgs(t, plan),
-      x: await call.buffer('inputs.x', t.x, false),
-      dt: await call.buffer('inputs.dt', t.dt, false),
-      A: await call.buffer('inputs.A', t.A, true),
-      B: await call.buffer('inputs.B', t.B, false),
-      C: await call.buffer('inputs.C', t.C, false),
-      D: await call.optional('inputs.D', t.D, true),
-      z: await call.optional('inputs.z', t.z, false),
-      dtBias: await call.optional('inputs.dtBias', t.dtBias, true),
-      initialStates: await call.optional('inputs.initialStates', t.initialStates, true),
-      seqIdx: await call.optional('inputs.seqIdx', t.seqIdx, false),
-      y: 0n,
-      finalStates: null,
-      cuSeqlens: await call.optional('inputs.cuSeqlens', t.cuSeqlens, false),
-      numSeqs: plan.numSeqs,
-      varlenStates: null,
-      yUngated: null,
-      yUngatedType: nativeDtype(plan.xType),
-    };
+    const inputs = await deviceBuffers(call, forwardInputSlots(t));
+    let out: ForwardOutputs<bigint>;
     if (onDevice) {
       for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
         if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
@@ -196,23 +150,27 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
       if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
       if (plan.returnVarlenStates) result.varlenStates = plan.out.varlenStates ?? deviceTensor(device, 'float32', dims.varlen, varlenSize * 4);
       if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? deviceTensor(device, plan.xType, dims.y, yBytes);
-      args.y = result.y.devicePointer;
-      args.yUngated = result.yUngated?.devicePointer ?? null;
-      args.finalStates = result.finalStates?.devicePointer ?? null;
-      args.varlenStates = result.varlenStates?.devicePointer ?? null;
+      out = {
+        y: result.y.devicePointer,
+        finalStates: result.finalStates?.devicePointer ?? null,
+        varlenStates: result.varlenStates?.devicePointer ?? null,
+        yUngated: result.yUngated?.devicePointer ?? null,
+      };
     } else {
       result = hostOutputs(plan);
-      args.y = call.alloc(yBytes);
-      args.finalStates = plan.returnFinalStates ? call.alloc(statesSize * 4) : null;
-      args.varlenStates = plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null;
-      args.yUngated = plan.returnUngated ? call.alloc(yBytes) : null;
+      out = {
+        y: call.alloc(yBytes),
+        finalStates: plan.returnFinalStates ? call.alloc(statesSize * 4) : null,
+        varlenStates: plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null,
+        yUngated: plan.returnUngated ? call.alloc(yBytes) : null,
+      };
     }
-    call.enqueue(native().cudaForward(args, device));
+    call.enqueue(native().cudaForward(forwardArgs(t, plan, inputs, out), device));
     if (!onDevice) {
-      call.download(args.y as bigint, result.y.data);
-      if (result.finalStates) call.download(args.finalStates as bigint, result.finalStates.data);
-      if (result.varlenStates) call.download(args.varlenStates as bigint, result.varlenStates.data);
-      if (result.yUngated) call.download(args.yUngated as bigint, result.yUngated.data);
+      call.download(out.y, result.y.data);
+      if (result.finalStates) call.download(out.finalStates as bigint, result.finalStates.data);
+      if (result.varlenStates) call.download(out.varlenStates as bigint, result.varlenStates.data);
+      if (result.yUngated) call.download(out.yUngated as bigint, result.yUngated.data);
     }
     await call.settle();
     ok = true;

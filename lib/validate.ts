@@ -3,7 +3,6 @@
  * Message shape: "Expected <what> for <name> but received <what came>".
  */
 import { SsdError, describe, rangeError, typeError } from './errors';
-import { NativeDtype } from './native';
 import { Tensor, type TensorType } from './tensor';
 import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount } from './rules';
 
@@ -94,39 +93,6 @@ export interface SsdPlan {
   threads: number;
   xType: TensorType;
   out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
-}
-
-function nativeDtype(type: TensorType): NativeDtype {
-  switch (type) {
-    case 'float32':
-      return NativeDtype.Float32;
-    case 'bfloat16':
-      return NativeDtype.Bfloat16;
-    default:
-      return NativeDtype.Float16;
-  }
-}
-export { nativeDtype };
-
-/**
- * The dtype and dt-option fields that every native call (forward, backward, step; host or device)
- * takes from the same inputs and plan: everything but the buffers, y and the sizes.
- */
-export function projectionScalars(
-  t: { x: Tensor; dt: Tensor; B: Tensor; C: Tensor; D?: Tensor; z?: Tensor },
-  plan: { dtSoftplus: boolean; dtMin: number; dtMax: number },
-): { xType: NativeDtype; dtType: NativeDtype; BType: NativeDtype; CType: NativeDtype; dPerChannel: boolean; zType: NativeDtype; dtSoftplus: boolean; dtMin: number; dtMax: number } {
-  return {
-    xType: nativeDtype(t.x.type),
-    dtType: nativeDtype(t.dt.type),
-    BType: nativeDtype(t.B.type),
-    CType: nativeDtype(t.C.type),
-    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-    dtSoftplus: plan.dtSoftplus,
-    dtMin: plan.dtMin,
-    dtMax: plan.dtMax,
-  };
 }
 
 /** The closest edit-distance match among `names`, for "did you mean" hints. */
