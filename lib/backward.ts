@@ -9,10 +9,10 @@ import { SsdError, fromNativeError as fromNative, typeError } from './errors';
 import { ssd, type SsdResult } from './forward';
 import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs } from './native';
-import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, type GradBuffers } from './native-args';
+import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
+import { place, type Placement } from './placement';
 import { Tensor } from './tensor';
 import {
-  resolveBackwardDevice,
   validateBackward,
   type BackwardCall,
   type SsdBackwardOptions,
@@ -31,6 +31,17 @@ function newGrad(name: string, type: Tensor['type'], dims: number[]): Tensor {
   } catch (err) {
     throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate ${name}: ${(err as Error).message}`);
   }
+}
+
+/** Where a backward runs (lib/placement.ts); its tensors are the inputs, grads, options.out and options.yUngated. */
+function placeBackward(call: BackwardCall, sync: boolean): Placement {
+  const tensors: [string, Tensor][] = [
+    ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
+    ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
+    ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
+    ...(call.yUngated ? [['options.yUngated', call.yUngated] as [string, Tensor]] : []),
+  ];
+  return place({ op: 'backward', device: call.plan.device, tensors, sync, query: () => scanQuery(call.inputs, call.plan) });
 }
 
 function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGrads } {
@@ -92,12 +103,13 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
  * The backward of ssd(): the gradients of L = Σ dy·y + Σ dFinalStates·finalStates with respect to
  * every input, off the event loop (on the addon's worker threads). `options` are those of the forward
  * call (the gradient depends on dtSoftplus and dtLimit); `options.out` may hold gradient tensors to
- * write into. Runs on the CPU: a CUDA device or device tensors reject with ERR_SSD_DEVICE.
- * The inputs' buffers stay referenced until the Promise settles.
+ * write into. Runs where lib/placement.ts decides, as ssd() does: on the CPU, or on a CUDA device
+ * (host tensors are uploaded, gradients follow x). The inputs' buffers stay referenced until the
+ * Promise settles.
  */
 export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): Promise<SsdGrads> {
   const call = validateBackward(inputs, grads, options);
-  const placement = resolveBackwardDevice(call, false);
+  const placement = placeBackward(call, false);
   if (placement.kind === 'cuda') {
     try {
       return await runCudaBackward(call, placement.device);
@@ -117,7 +129,7 @@ export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, opti
 /** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
 export function ssdBackwardSync(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): SsdGrads {
   const call = validateBackward(inputs, grads, options);
-  resolveBackwardDevice(call, true);
+  placeBackward(call, true);
   const { args, result } = prepare(call);
   try {
     native().backwardSync(args);

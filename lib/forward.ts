@@ -3,9 +3,10 @@
  */
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
-import { native, type NativeBackends, type NativeForwardArgs } from './native';
+import { native, type NativeForwardArgs } from './native';
 import { Tensor, elementSize, type FloatType, type TensorType } from './tensor';
-import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, type ForwardOutputs } from './native-args';
+import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, scanQuery, type ForwardOutputs } from './native-args';
+import { place, type Placement } from './placement';
 import { validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
 
 export interface SsdResult {
@@ -27,51 +28,12 @@ function allocate<T>(name: string, make: () => T): T {
   }
 }
 
-type Placement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
-
-/** The input tensors by name, for messages. */
-function namedTensors(t: SsdInputs): [string, Tensor][] {
-  return Object.entries(t).filter((e): e is [string, Tensor] => e[1] instanceof Tensor);
-}
-
-/**
- * Picks where a call runs: device tensors run on their device; 'auto' picks CUDA when it is
- * available, else the CPU. Throws ERR_SSD_DEVICE when the requested device cannot run the call.
- */
-function resolveDevice(plan: SsdPlan, t: SsdInputs, sync: boolean): Placement {
-  const onDevice = namedTensors(t).filter(([, tensor]) => tensor.location === 'cuda');
-  const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];
-  if (devices.length > 1) {
-    const where = onDevice.map(([name, tensor]) => `inputs.${name} on 'cuda:${tensor.device}'`).join(', ');
-    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
-  }
-  const inputDevice = devices.length === 1 ? devices[0] : undefined;
-  const requested = plan.device.kind;
-  const label = requested === 'auto' ? `auto (inputs on 'cuda:${inputDevice}')` : `${requested}${requested === 'cuda' ? `:${plan.device.index}` : ''}`;
-  let cudaState: NativeBackends['cuda'] | undefined;
-  const cudaInfo = (): NativeBackends['cuda'] => (cudaState ??= native().backends().cuda);
-  if (requested === 'cpu' || (requested === 'auto' && inputDevice === undefined && (sync || !cudaInfo().available))) {
-    if (inputDevice !== undefined) {
-      throw new SsdError(
-        'ERR_SSD_DEVICE',
-        `options.device '${label}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'; use \`await tensor.toHost()\` or device 'cuda'`,
-      );
-    }
-    return { kind: 'cpu' };
-  }
-  const device = requested === 'cuda' ? plan.device.index : (inputDevice ?? 0);
-  const cuda = cudaInfo();
-  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
-  if (device >= cuda.devices) {
-    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
-  }
-  if (inputDevice !== undefined && inputDevice !== device) {
-    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read inputs.${onDevice[0][0]}, which is on 'cuda:${inputDevice}'`);
-  }
-  if (sync) {
-    throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdSync(): CUDA calls are asynchronous, use ssd()`);
-  }
-  return { kind: 'cuda', device };
+/** Where a forward runs (lib/placement.ts); its tensors are the inputs. */
+function placeForward(t: SsdInputs, plan: SsdPlan, sync: boolean): Placement {
+  const tensors = Object.entries(t)
+    .filter((e): e is [string, Tensor] => e[1] instanceof Tensor)
+    .map(([name, tensor]): [string, Tensor] => [`inputs.${name}`, tensor]);
+  return place({ op: 'forward', device: plan.device, tensors, sync, query: () => scanQuery(t, plan) });
 }
 
 function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: number[] } {
@@ -198,7 +160,7 @@ function deviceTensor(device: number, type: TensorType, dims: number[], bytes: n
  */
 export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdResult> {
   const { inputs: t, plan } = validate(inputs, options);
-  const placement = resolveDevice(plan, t, false);
+  const placement = placeForward(t, plan, false);
   if (placement.kind === 'cuda') {
     try {
       return await runCuda(t, plan, placement.device);
@@ -218,7 +180,7 @@ export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdR
 /** The SSD forward on the calling thread, on the CPU. Throws where ssd() would reject. */
 export function ssdSync(inputs: SsdInputs, options?: SsdOptions): SsdResult {
   const { inputs: t, plan } = validate(inputs, options);
-  resolveDevice(plan, t, true);
+  placeForward(t, plan, true);
   const { args, result } = prepareCpu(t, plan);
   try {
     native().forwardSync(args);

@@ -10,7 +10,8 @@
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
-import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots } from './native-args';
+import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots, stepQuery } from './native-args';
+import { place, type Placement } from './placement';
 import { Tensor, type FloatType } from './tensor';
 import { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
 
@@ -21,40 +22,14 @@ export interface SsdStepResult {
   y: Tensor;
 }
 
-type StepPlacement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
-
 /**
- * Where a step runs: with a device tensor anywhere (state, inputs, options.out.y) on that tensor's
- * GPU; with `device: 'cuda'` on the GPU (host tensors are uploaded, the state and y copied back);
- * `device: 'auto'` with host tensors on the CPU, because the step streams the whole state once, so
- * shipping a host state to the GPU and back costs more than stepping it in place.
+ * Where a step runs (lib/placement.ts); its tensors are the state, the inputs and options.out.y.
+ * With `device: 'auto'` and host tensors it stays on the CPU.
  */
-function resolveStepDevice(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPlan, sync: boolean): StepPlacement {
-  const named: [string, Tensor][] = [['state', state], ...Object.entries(inputs).map(([k, v]) => [`inputs.${k}`, v as Tensor] as [string, Tensor])];
-  if (plan.out.y) named.push(['options.out.y', plan.out.y]);
-  const onDevice = named.filter(([, t]) => t.location === 'cuda');
-  const devices = [...new Set(onDevice.map(([, t]) => t.device as number))];
-  if (devices.length > 1) {
-    const where = onDevice.map(([name, t]) => `${name} on 'cuda:${t.device}'`).join(', ');
-    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
-  }
-  const requested = plan.device.kind;
-  if (requested === 'cpu' || (requested === 'auto' && onDevice.length === 0)) {
-    if (onDevice.length > 0) {
-      throw new SsdError('ERR_SSD_DEVICE', `options.device 'cpu' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'; use \`await tensor.toHost()\` or device 'cuda'`);
-    }
-    return { kind: 'cpu' };
-  }
-  const device = requested === 'cuda' ? plan.device.index : devices[0];
-  const label = requested === 'cuda' ? `cuda:${device}` : `auto (${onDevice[0][0]} on 'cuda:${device}')`;
-  const cuda = native().backends().cuda;
-  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: ${cuda.reason}`);
-  if (device >= cuda.devices) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
-  if (devices.length === 1 && devices[0] !== device) {
-    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'`);
-  }
-  if (sync) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdStepSync(): CUDA calls are asynchronous, use ssdStep()`);
-  return { kind: 'cuda', device };
+function placeStep(state: Tensor, inputs: SsdStepInputs, plan: SsdStepPlan, sync: boolean): Placement {
+  const tensors: [string, Tensor][] = [['state', state], ...Object.entries(inputs).map(([k, v]) => [`inputs.${k}`, v as Tensor] as [string, Tensor])];
+  if (plan.out.y) tensors.push(['options.out.y', plan.out.y]);
+  return place({ op: 'step', device: plan.device, tensors, sync, query: () => stepQuery(state, inputs, plan) });
 }
 
 /**
@@ -124,7 +99,7 @@ function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: Na
  */
 export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): Promise<SsdStepResult> {
   const v = validateStep(state, inputs, options);
-  const placement = resolveStepDevice(v.state, v.inputs, v.plan, false);
+  const placement = placeStep(v.state, v.inputs, v.plan, false);
   if (placement.kind === 'cuda') {
     try {
       return await runCudaStep(v.state, v.inputs, v.plan, placement.device);
@@ -144,7 +119,7 @@ export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: Ss
 /** The decode step on the calling thread, on the CPU. Throws where ssdStep() would reject. */
 export function ssdStepSync(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): SsdStepResult {
   const v = validateStep(state, inputs, options);
-  resolveStepDevice(v.state, v.inputs, v.plan, true);
+  placeStep(v.state, v.inputs, v.plan, true);
   const { args, y } = prepare(v.state, v.inputs, v.plan);
   try {
     native().stepSync(args);

@@ -55,7 +55,10 @@ export interface SsdOptions {
    * dz, at the price of one more tensor of y's size kept from the forward to the backward.
    */
   returnUngated?: boolean;
-  /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
+  /**
+   * Where to run: 'auto' (default: the device of device tensors; with host tensors CUDA when it is
+   * available and its path supports the call, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
+   */
   device?: SsdDevice;
   /** CPU threads, 1 to 1024 (default: the cores available to the process). */
   threads?: number;
