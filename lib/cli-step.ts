@@ -13,6 +13,7 @@ import { allFinite, l2, relativeL2 } from './reference';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { isThreadCount } from './rules';
 import { Tensor } from './tensor';
+import { CPU_BOUND, CPU_STEP_BF16_STATE_BOUND } from './tolerances';
 
 interface StepCheckCase {
   name: string;
@@ -29,15 +30,14 @@ const STEP_CHECK_CASES: StepCheckCase[] = [
     config: { batch: 5, nheads: 4, headdim: 24, ngroups: 2, dstate: 36, stateRows: 9 },
     example: { D: 'channel', z: true, dtBias: true, stateIndices: [8, -1, 0, 3, 5] },
     options: { dtSoftplus: true, dtLimit: [0.005, 0.1] },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
-    // the state is rounded to bf16 once per step: allow twice that rounding (2^-9 relative)
     name: 'step bf16 state and inputs',
     config: { batch: 3, nheads: 8, headdim: 64, ngroups: 1, dstate: 128 },
     example: { dtype: 'bfloat16', stateType: 'bfloat16', D: 'head', z: true },
     options: { dtSoftplus: true },
-    bound: 4e-3,
+    bound: CPU_STEP_BF16_STATE_BOUND,
   },
 ];
 

@@ -19,6 +19,7 @@ import { Random, makeExample, roundingError, withOptions, type ExampleConfig, ty
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
 import { Tensor, type FloatType } from './tensor';
+import { CPU_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from './tolerances';
 import { benchStep, benchStepCuda, checkStep } from './cli-step';
 
 function usage(): never {
@@ -46,9 +47,6 @@ function info(): void {
   console.log(`cuda: ${b.cuda.available ? `available, ${b.cuda.devices} device(s)` : `unavailable: ${b.cuda.reason}`}`);
 }
 
-/** Relative L2 bounds of the CUDA path against the float64 reference on the same rounded inputs. */
-export const CUDA_BOUND: Record<FloatType, number> = { bfloat16: 5e-3, float16: 5e-3, float32: 1e-3 };
-
 interface CheckCase {
   name: string;
   config: ExampleConfig;
@@ -63,21 +61,21 @@ const CHECK_CASES: CheckCase[] = [
     config: { batch: 2, seqlen: 300, nheads: 4, headdim: 24, ngroups: 2, dstate: 20 },
     example: { dtype: 'float32', D: 'channel', z: true, dtBias: true, initialStates: true, seqStarts: [77, 256] },
     options: { dtSoftplus: true, dtLimit: [0.005, 0.1], returnFinalStates: true, chunkSize: 64 },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
     name: 'bf16, D per head, softplus',
     config: { batch: 1, seqlen: 257, nheads: 8, headdim: 64, ngroups: 1, dstate: 64 },
     example: { dtype: 'bfloat16', D: 'head' },
     options: { dtSoftplus: true, returnFinalStates: true },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
     name: 'fp16, z gate, no D',
     config: { batch: 1, seqlen: 100, nheads: 2, headdim: 17, ngroups: 2, dstate: 33 },
     example: { dtype: 'float16', D: 'none', z: true, positiveDt: true },
     options: { returnFinalStates: true },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
 ];
 
@@ -118,8 +116,8 @@ async function check(): Promise<number> {
       const out = device === 'cpu' ? ssdSync(inputs, { ...c.options, device }) : await ssd(inputs, { ...c.options, device });
       const y = out.y.toFloat32();
       // A 16-bit y is rounded once on the way out: allow twice the error of rounding the reference itself.
-      const base = device === 'cpu' ? c.bound : CUDA_BOUND[c.example.dtype ?? 'float32'];
-      const yBound = out.y.type === 'float32' ? base : 2 * roundingError(out.y.type as FloatType, expected.y) + base;
+      const base = device === 'cpu' ? c.bound : CUDA_FORWARD_BOUND[c.example.dtype ?? 'float32'];
+      const yBound = out.y.type === 'float32' ? base : ROUNDING_ALLOWANCE * roundingError(out.y.type as FloatType, expected.y) + base;
       const errors = [relativeL2(y, expected.y)];
       const bounds = [yBound];
       if (out.finalStates) {
