@@ -12,6 +12,7 @@ import { Random } from './examples';
 import { allFinite, l2, relativeL2 } from './reference';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { isThreadCount } from './rules';
+import { STEP_BENCH_BATCHES, STEP_BENCH_SIZES } from './configs';
 import { Tensor } from './tensor';
 import { CPU_BOUND, CPU_STEP_BF16_STATE_BOUND } from './tolerances';
 
@@ -56,9 +57,6 @@ export function checkStep(rng: Random): number {
   }
   return failures;
 }
-
-export const STEP_BENCH_SIZES = { nheads: 32, headdim: 64, ngroups: 1, dstate: 128 };
-export const STEP_BENCH_BATCHES = [1, 16, 64, 256];
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);

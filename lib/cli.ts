@@ -18,6 +18,7 @@ import { validateBackward } from './validate-backward';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
+import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
 import { Tensor, type FloatType } from './tensor';
 import { CPU_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from './tolerances';
 import { benchStep, benchStepCuda, checkStep } from './cli-step';
@@ -137,16 +138,6 @@ async function check(): Promise<number> {
   return failures === 0 ? 0 : 1;
 }
 
-export interface BenchConfig extends ExampleConfig {
-  name: string;
-  dtype: FloatType;
-}
-
-export const CPU_BENCH_CONFIGS: BenchConfig[] = [
-  { name: 'C1', batch: 1, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'float32' },
-  { name: 'C2', batch: 1, seqlen: 2048, nheads: 8, headdim: 64, ngroups: 1, dstate: 64, dtype: 'float32' },
-];
-
 /** Floating-point operations of the scan: per state element and token, one FMA into the state and one into y (4 flops). */
 export function recurrenceFlops(c: ExampleConfig): number {
   return 4 * c.batch * c.seqlen * c.nheads * c.headdim * c.dstate;
@@ -162,13 +153,6 @@ function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 }
-
-export const GPU_BENCH_CONFIGS: BenchConfig[] = [
-  { name: 'G1', batch: 4, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G2', batch: 1, seqlen: 16384, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G3', batch: 8, seqlen: 2048, nheads: 80, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G4', batch: 2, seqlen: 8192, nheads: 24, headdim: 64, ngroups: 8, dstate: 64, dtype: 'bfloat16' },
-];
 
 /** Matrix FLOPs of the chunked forward: C·Bᵀ once per group and chunk, the causal half of the masked product, chunk states and the from-state output. */
 export function chunkedFlops(c: ExampleConfig, Q: number): number {
