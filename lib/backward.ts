@@ -20,7 +20,6 @@ import {
   type SsdOutputGrads,
 } from './validate-backward';
 import { checkKnownKeys, isPlainObject, type SsdInputs, type SsdOptions } from './validate';
-import type { BackwardCall as Call } from './validate-backward';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
 
@@ -57,7 +56,7 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
  * The backward on a GPU. Host tensors are uploaded to temporaries; the gradients follow x: device
  * tensors when x is on the device, else host tensors filled by copies after the kernels.
  */
-async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
+async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdGrads> {
   const addon = native();
   const dc = new DeviceCall(device);
   const onDevice = call.inputs.x.location === 'cuda';

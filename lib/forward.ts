@@ -1,5 +1,6 @@
 /**
- * The SSD forward: ssd() and ssdSync(), on the CPU or a CUDA device.
+ * The SSD forward: ssd() and ssdSync(), on the CPU or a CUDA device (lib/placement.ts decides
+ * which). Inputs are validated in full (lib/validate.ts); the native addon re-checks sizes.
  */
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';

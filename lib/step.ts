@@ -4,8 +4,8 @@
  *
  *   const { y } = await ssdStep(state, { x, dt, A, B, C, D, z, dtBias, stateIndices }, { dtSoftplus: true });
  *
- * Semantics: docs/semantics.md ("The step"). Inputs are validated here in full, including the
- * values of stateIndices, before anything is written; the native addon re-checks.
+ * Semantics: docs/semantics.md ("The step"). Inputs are validated in full (lib/validate-step.ts),
+ * including the values of stateIndices, before anything is written; the native addon re-checks.
  */
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
