@@ -6,20 +6,20 @@
  *   const { dx, ddt, dA, dB, dC } = await backward({ dy });
  */
 import { SsdError, fromNativeError as fromNative, typeError } from './errors';
-import { ssd, type SsdResult } from './index';
+import { ssd, type SsdResult } from './forward';
 import { DeviceCall } from './device-call';
-import { native, type NativeBackwardArgs, type NativeDeviceBackwardArgs } from './native';
+import { native, type NativeBackwardArgs } from './native';
+import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
+import { place, type Placement } from './placement';
 import { Tensor } from './tensor';
 import {
-  resolveBackwardDevice,
   validateBackward,
   type BackwardCall,
   type SsdBackwardOptions,
   type SsdGrads,
   type SsdOutputGrads,
 } from './validate-backward';
-import { checkKnownKeys, isPlainObject, nativeDtype, projectionScalars, type SsdInputs, type SsdOptions } from './validate';
-import type { BackwardCall as Call } from './validate-backward';
+import { checkKnownKeys, isPlainObject, type SsdInputs, type SsdOptions } from './validate';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
 
@@ -32,39 +32,23 @@ function newGrad(name: string, type: Tensor['type'], dims: number[]): Tensor {
   }
 }
 
+/** Where a backward runs (lib/placement.ts); its tensors are the inputs, grads, options.out and options.yUngated. */
+function placeBackward(call: BackwardCall, sync: boolean): Placement {
+  const tensors: [string, Tensor][] = [
+    ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
+    ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
+    ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
+    ...(call.yUngated ? [['options.yUngated', call.yUngated] as [string, Tensor]] : []),
+  ];
+  return place({ op: 'backward', device: call.plan.device, tensors, sync, query: () => scanQuery(call.inputs, call.plan) });
+}
+
 function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGrads } {
-  const { inputs: t, plan, grads } = call;
   const result = {} as SsdGrads;
   for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? newGrad(spec.name, spec.type, spec.dims);
-  const optional = (tensor: Tensor | undefined): Float32Array | null => (tensor === undefined ? null : tensor.toFloat32());
-  const args: NativeBackwardArgs = {
-    dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
-    x: t.x.data,
-    dt: t.dt.data,
-    A: t.A.toFloat32(),
-    B: t.B.data,
-    C: t.C.data,
-    D: optional(t.D),
-    z: t.z === undefined ? null : t.z.data,
-    dtBias: optional(t.dtBias),
-    initialStates: optional(t.initialStates),
-    seqIdx: t.seqIdx === undefined ? null : (t.seqIdx.data as Int32Array),
-    threads: plan.threads,
-    dy: grads.dy.data,
-    dyType: nativeDtype(grads.dy.type),
-    dFinalStates: optional(grads.dFinalStates),
-    dx: result.dx.data,
-    ddt: result.ddt.data,
-    dA: result.dA.data as Float32Array,
-    dB: result.dB.data,
-    dC: result.dC.data,
-    dD: result.dD === undefined ? null : (result.dD.data as Float32Array),
-    dz: result.dz === undefined ? null : result.dz.data,
-    dDtBias: result.dDtBias === undefined ? null : (result.dDtBias.data as Float32Array),
-    dInitialStates: result.dInitialStates === undefined ? null : (result.dInitialStates.data as Float32Array),
-  };
+  const grads: GradBuffers<ArrayBufferView> = {};
+  for (const spec of call.specs) grads[spec.name] = result[spec.name]!.data;
+  const args = backwardArgs(call, hostBuffers(backwardInputSlots(call, false)), grads);
   return { args, result };
 }
 
@@ -72,14 +56,13 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
  * The backward on a GPU. Host tensors are uploaded to temporaries; the gradients follow x: device
  * tensors when x is on the device, else host tensors filled by copies after the kernels.
  */
-async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
-  const { inputs: t, plan, grads } = call;
+async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdGrads> {
   const addon = native();
   const dc = new DeviceCall(device);
-  const onDevice = t.x.location === 'cuda';
+  const onDevice = call.inputs.x.location === 'cuda';
   const result = {} as SsdGrads;
   const made: Tensor[] = [];
-  const pointers: Partial<Record<keyof SsdGrads, bigint>> = {};
+  const pointers: GradBuffers<bigint> = {};
   let ok = false;
   try {
     for (const spec of call.specs) {
@@ -101,39 +84,7 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
         pointers[spec.name] = dc.alloc(bytes);
       }
     }
-    const args: NativeDeviceBackwardArgs = {
-      dims: [plan.batch, plan.seqlen, plan.nheads, plan.headdim, plan.ngroups, plan.dstate],
-      chunkSize: plan.chunkSize,
-      ...projectionScalars(t, plan),
-      x: await dc.buffer('inputs.x', t.x, false),
-      dt: await dc.buffer('inputs.dt', t.dt, false),
-      A: await dc.buffer('inputs.A', t.A, true),
-      B: await dc.buffer('inputs.B', t.B, false),
-      C: await dc.buffer('inputs.C', t.C, false),
-      D: await dc.optional('inputs.D', t.D, true),
-      z: await dc.optional('inputs.z', t.z, false),
-      dtBias: await dc.optional('inputs.dtBias', t.dtBias, true),
-      initialStates: await dc.optional('inputs.initialStates', t.initialStates, true),
-      seqIdx: await dc.optional('inputs.seqIdx', t.seqIdx, false),
-      cuSeqlens: null,
-      numSeqs: 0,
-      varlenStates: null,
-      threads: 0,
-      dy: await dc.buffer('grads.dy', grads.dy, false),
-      dyType: nativeDtype(grads.dy.type),
-      dFinalStates: await dc.optional('grads.dFinalStates', grads.dFinalStates, true),
-      dx: pointers.dx!,
-      ddt: pointers.ddt!,
-      dA: pointers.dA!,
-      dB: pointers.dB!,
-      dC: pointers.dC!,
-      dD: pointers.dD ?? null,
-      dz: pointers.dz ?? null,
-      dDtBias: pointers.dDtBias ?? null,
-      dInitialStates: pointers.dInitialStates ?? null,
-      yUngated: await dc.optional('options.yUngated', call.yUngated, false), // x's type (validated); read for dz
-      yUngatedType: nativeDtype(t.x.type),
-    };
+    const args = backwardArgs(call, await deviceBuffers(dc, backwardInputSlots(call, true)), pointers);
     dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
       for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!.data);
@@ -151,12 +102,13 @@ async function runCudaBackward(call: Call, device: number): Promise<SsdGrads> {
  * The backward of ssd(): the gradients of L = Σ dy·y + Σ dFinalStates·finalStates with respect to
  * every input, off the event loop (on the addon's worker threads). `options` are those of the forward
  * call (the gradient depends on dtSoftplus and dtLimit); `options.out` may hold gradient tensors to
- * write into. Runs on the CPU: a CUDA device or device tensors reject with ERR_SSD_DEVICE.
- * The inputs' buffers stay referenced until the Promise settles.
+ * write into. Runs where lib/placement.ts decides, as ssd() does: on the CPU, or on a CUDA device
+ * (host tensors are uploaded, gradients follow x). The inputs' buffers stay referenced until the
+ * Promise settles.
  */
 export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): Promise<SsdGrads> {
   const call = validateBackward(inputs, grads, options);
-  const placement = resolveBackwardDevice(call, false);
+  const placement = placeBackward(call, false);
   if (placement.kind === 'cuda') {
     try {
       return await runCudaBackward(call, placement.device);
@@ -176,7 +128,7 @@ export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, opti
 /** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
 export function ssdBackwardSync(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): SsdGrads {
   const call = validateBackward(inputs, grads, options);
-  resolveBackwardDevice(call, true);
+  placeBackward(call, true);
   const { args, result } = prepare(call);
   try {
     native().backwardSync(args);

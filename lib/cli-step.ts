@@ -5,12 +5,16 @@
  * same run.
  */
 import { backends, ssdStep, ssdStepSync, version, type SsdStepOptions } from './index';
-import { nativeDtype } from './validate';
+import { devicePointer, mapBuffers, stepArgs, stepInputSlots } from './native-args';
+import { validateStep } from './validate-step';
 import { native } from './native';
 import { Random } from './examples';
 import { allFinite, l2, relativeL2 } from './reference';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
+import { isThreadCount } from './rules';
+import { STEP_BENCH_BATCHES, STEP_BENCH_SIZES } from './configs';
 import { Tensor } from './tensor';
+import { CPU_BOUND, CPU_STEP_BF16_STATE_BOUND } from './tolerances';
 
 interface StepCheckCase {
   name: string;
@@ -27,15 +31,14 @@ const STEP_CHECK_CASES: StepCheckCase[] = [
     config: { batch: 5, nheads: 4, headdim: 24, ngroups: 2, dstate: 36, stateRows: 9 },
     example: { D: 'channel', z: true, dtBias: true, stateIndices: [8, -1, 0, 3, 5] },
     options: { dtSoftplus: true, dtLimit: [0.005, 0.1] },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
-    // the state is rounded to bf16 once per step: allow twice that rounding (2^-9 relative)
     name: 'step bf16 state and inputs',
     config: { batch: 3, nheads: 8, headdim: 64, ngroups: 1, dstate: 128 },
     example: { dtype: 'bfloat16', stateType: 'bfloat16', D: 'head', z: true },
     options: { dtSoftplus: true },
-    bound: 4e-3,
+    bound: CPU_STEP_BF16_STATE_BOUND,
   },
 ];
 
@@ -54,9 +57,6 @@ export function checkStep(rng: Random): number {
   }
   return failures;
 }
-
-export const STEP_BENCH_SIZES = { nheads: 32, headdim: 64, ngroups: 1, dstate: 128 };
-export const STEP_BENCH_BATCHES = [1, 16, 64, 256];
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -92,7 +92,7 @@ export function benchStep(args: string[]): number {
   const batches = (flag(args, '--batch') ?? STEP_BENCH_BATCHES.join(',')).split(',').map(Number);
   const memoryMiB = Number(flag(args, '--memory-mib') ?? 1024);
   if (
-    !Number.isInteger(runs) || runs < 1 || !Number.isInteger(threads) || threads < 1 || threads > 1024 ||
+    !Number.isInteger(runs) || runs < 1 || !isThreadCount(threads) ||
     !batches.every((b) => Number.isInteger(b) && b >= 1) || !Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > 65536
   ) {
     process.stderr.write('usage: ssd-kernels bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n');
@@ -201,16 +201,10 @@ export async function benchStepCuda(args: string[]): Promise<number> {
     const dev = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, (v as Tensor).toDevice()])) as Record<string, Tensor>;
     const y = new Tensor('float32', new Float32Array(batch * h * p), [batch, h, p]).toDevice();
     await Promise.all([state.ready, y.ready, ...Object.values(dev).map((t) => t.ready)]);
-    const timed = await addon.cudaTimeStep(
-      {
-        dims: [batch, h, p, 1, n], stateRows: batch, state: state.devicePointer, stateType: nativeDtype('float32'), stateIndices: null,
-        x: dev.x.devicePointer, xType: nativeDtype('float32'), dt: dev.dt.devicePointer, dtType: nativeDtype('float32'),
-        A: dev.A.devicePointer, B: dev.B.devicePointer, BType: nativeDtype('float32'), C: dev.C.devicePointer, CType: nativeDtype('float32'),
-        D: dev.D.devicePointer, dPerChannel: false, z: dev.z.devicePointer, zType: nativeDtype('float32'), dtBias: dev.dtBias.devicePointer,
-        dtSoftplus: true, dtMin: 0, dtMax: Infinity, y: y.devicePointer, yType: nativeDtype('float32'), threads: 0,
-      },
-      0, 10, runs,
-    );
+    // The same native arguments as ssdStep() on these device tensors with dtSoftplus.
+    const v = validateStep(state, dev, { dtSoftplus: true });
+    const args = stepArgs(v.state, v.inputs, v.plan, mapBuffers(stepInputSlots(v.state, v.inputs), devicePointer), y.devicePointer);
+    const timed = await addon.cudaTimeStep(args, 0, 10, runs);
     // Per-call wall time of the public API on device tensors (awaited one by one).
     const options: SsdStepOptions = { dtSoftplus: true, out: { y } };
     for (let i = 0; i < 20; i++) await ssdStep(state, dev as never, options);

@@ -11,11 +11,16 @@
  *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
  */
 import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
-import { native, NativeDtype } from './native';
+import { native } from './native';
+import { backwardArgs, backwardInputSlots, devicePointer, forwardArgs, forwardInputSlots, mapBuffers, type GradBuffers } from './native-args';
+import { validate } from './validate';
+import { validateBackward } from './validate-backward';
 import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
 import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward } from './reference-backward';
+import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
 import { Tensor, type FloatType } from './tensor';
+import { CPU_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from './tolerances';
 import { benchStep, benchStepCuda, checkStep } from './cli-step';
 
 function usage(): never {
@@ -43,9 +48,6 @@ function info(): void {
   console.log(`cuda: ${b.cuda.available ? `available, ${b.cuda.devices} device(s)` : `unavailable: ${b.cuda.reason}`}`);
 }
 
-/** Relative L2 bounds of the CUDA path against the float64 reference on the same rounded inputs. */
-export const CUDA_BOUND: Record<FloatType, number> = { bfloat16: 5e-3, float16: 5e-3, float32: 1e-3 };
-
 interface CheckCase {
   name: string;
   config: ExampleConfig;
@@ -60,21 +62,21 @@ const CHECK_CASES: CheckCase[] = [
     config: { batch: 2, seqlen: 300, nheads: 4, headdim: 24, ngroups: 2, dstate: 20 },
     example: { dtype: 'float32', D: 'channel', z: true, dtBias: true, initialStates: true, seqStarts: [77, 256] },
     options: { dtSoftplus: true, dtLimit: [0.005, 0.1], returnFinalStates: true, chunkSize: 64 },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
     name: 'bf16, D per head, softplus',
     config: { batch: 1, seqlen: 257, nheads: 8, headdim: 64, ngroups: 1, dstate: 64 },
     example: { dtype: 'bfloat16', D: 'head' },
     options: { dtSoftplus: true, returnFinalStates: true },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
   {
     name: 'fp16, z gate, no D',
     config: { batch: 1, seqlen: 100, nheads: 2, headdim: 17, ngroups: 2, dstate: 33 },
     example: { dtype: 'float16', D: 'none', z: true, positiveDt: true },
     options: { returnFinalStates: true },
-    bound: 1e-5,
+    bound: CPU_BOUND,
   },
 ];
 
@@ -115,8 +117,8 @@ async function check(): Promise<number> {
       const out = device === 'cpu' ? ssdSync(inputs, { ...c.options, device }) : await ssd(inputs, { ...c.options, device });
       const y = out.y.toFloat32();
       // A 16-bit y is rounded once on the way out: allow twice the error of rounding the reference itself.
-      const base = device === 'cpu' ? c.bound : CUDA_BOUND[c.example.dtype ?? 'float32'];
-      const yBound = out.y.type === 'float32' ? base : 2 * roundingError(out.y.type as FloatType, expected.y) + base;
+      const base = device === 'cpu' ? c.bound : CUDA_FORWARD_BOUND[c.example.dtype ?? 'float32'];
+      const yBound = out.y.type === 'float32' ? base : ROUNDING_ALLOWANCE * roundingError(out.y.type as FloatType, expected.y) + base;
       const errors = [relativeL2(y, expected.y)];
       const bounds = [yBound];
       if (out.finalStates) {
@@ -136,16 +138,6 @@ async function check(): Promise<number> {
   return failures === 0 ? 0 : 1;
 }
 
-export interface BenchConfig extends ExampleConfig {
-  name: string;
-  dtype: FloatType;
-}
-
-export const CPU_BENCH_CONFIGS: BenchConfig[] = [
-  { name: 'C1', batch: 1, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'float32' },
-  { name: 'C2', batch: 1, seqlen: 2048, nheads: 8, headdim: 64, ngroups: 1, dstate: 64, dtype: 'float32' },
-];
-
 /** Floating-point operations of the scan: per state element and token, one FMA into the state and one into y (4 flops). */
 export function recurrenceFlops(c: ExampleConfig): number {
   return 4 * c.batch * c.seqlen * c.nheads * c.headdim * c.dstate;
@@ -161,13 +153,6 @@ function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 }
-
-export const GPU_BENCH_CONFIGS: BenchConfig[] = [
-  { name: 'G1', batch: 4, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G2', batch: 1, seqlen: 16384, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G3', batch: 8, seqlen: 2048, nheads: 80, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' },
-  { name: 'G4', batch: 2, seqlen: 8192, nheads: 24, headdim: 64, ngroups: 8, dstate: 64, dtype: 'bfloat16' },
-];
 
 /** Matrix FLOPs of the chunked forward: C·Bᵀ once per group and chunk, the causal half of the masked product, chunk states and the from-state output. */
 export function chunkedFlops(c: ExampleConfig, Q: number): number {
@@ -224,25 +209,13 @@ async function benchCuda(args: string[]): Promise<number> {
     const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2);
     const yu = ungated ? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2) : undefined;
     await Promise.all(Object.values(dev).map((t) => t.ready));
-    const forwardArgs = {
-      dims: [c.batch, c.seqlen, c.nheads, c.headdim, c.ngroups, c.dstate],
-      chunkSize: 256,
-      x: dev.x.devicePointer, xType: NativeDtype.Bfloat16,
-      dt: dev.dt.devicePointer, dtType: NativeDtype.Float32,
-      A: dev.A.devicePointer,
-      B: dev.B.devicePointer, BType: NativeDtype.Bfloat16,
-      C: dev.C.devicePointer, CType: NativeDtype.Bfloat16,
-      D: dev.D.devicePointer, dPerChannel: false,
-      z: dev.z.devicePointer, zType: NativeDtype.Bfloat16,
-      dtBias: dev.dtBias.devicePointer,
-      initialStates: null, seqIdx: null,
-      dtSoftplus: true, dtMin: 0, dtMax: Infinity,
-      y: y.devicePointer, yType: NativeDtype.Bfloat16,
-      finalStates: null, threads: 0,
-      yUngated: yu?.devicePointer ?? null, yUngatedType: NativeDtype.Bfloat16,
-    };
+    // The same native arguments as ssd() on these device tensors with these options.
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, returnUngated: ungated };
+    const { inputs: t, plan } = validate(dev, options);
+    const outputs = { y: y.devicePointer, finalStates: null, varlenStates: null, yUngated: yu?.devicePointer ?? null };
+    const forward = forwardArgs(t, plan, mapBuffers(forwardInputSlots(t), devicePointer), outputs);
     if (!json) process.stderr.write(`${c.name}: timing ${runs} runs\n`);
-    const timed = await addon.cudaTimeForward(forwardArgs, 0, 10, runs);
+    const timed = await addon.cudaTimeForward(forward, 0, 10, runs);
     const ms = median(timed.ms);
     const flops = chunkedFlops(c, 256);
     const bytes = minimumBytes(c, 2);
@@ -264,17 +237,12 @@ async function benchCuda(args: string[]): Promise<number> {
       };
       const dy = Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), host.x.dims).toDevice(0);
       await dy.ready;
-      const inputsOnly: Partial<typeof forwardArgs> = { ...forwardArgs };
-      delete inputsOnly.y;
-      delete inputsOnly.yType;
-      delete inputsOnly.finalStates;
+      // The native arguments of ssdBackward() on these tensors, with the forward's yUngated when it wrote one.
+      const call = validateBackward(dev, { dy }, { ...options, yUngated: yu });
+      const grads: GradBuffers<bigint> = {};
+      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2));
       const bwd = await addon.cudaTimeBackward(
-        {
-          ...(inputsOnly as Omit<typeof forwardArgs, 'y' | 'yType' | 'finalStates'>), cuSeqlens: null, numSeqs: 0, varlenStates: null,
-          dy: dy.devicePointer, dyType: NativeDtype.Bfloat16, dFinalStates: null,
-          dx: buf(xs * 2), ddt: buf(c.batch * c.seqlen * c.nheads * 4), dA: buf(c.nheads * 4), dB: buf(bc * 2), dC: buf(bc * 2),
-          dD: buf(c.nheads * 4), dz: buf(xs * 2), dDtBias: buf(c.nheads * 4), dInitialStates: null,
-        },
+        backwardArgs(call, mapBuffers(backwardInputSlots(call, true), devicePointer), grads),
         0, 3, Math.max(5, Math.floor(runs / 4)),
       );
       const bwdMs = median(bwd.ms);

@@ -104,6 +104,21 @@ export type NativeDeviceBackwardArgs = {
   [K in keyof NativeBackwardArgs]: NativeBackwardArgs[K] extends ArrayBufferView | null ? bigint | null : NativeBackwardArgs[K] extends ArrayBufferView ? bigint : NativeBackwardArgs[K];
 };
 
+/**
+ * What cudaSupports() is asked about a call: its dims (those of the call's native arguments), chunk
+ * size (forward and backward) and dtypes; zType null without z, stateType only for the step.
+ */
+export interface CudaQuery {
+  dims: number[];
+  chunkSize?: number;
+  xType: NativeDtype;
+  BType: NativeDtype;
+  CType: NativeDtype;
+  dtType: NativeDtype;
+  zType?: NativeDtype | null;
+  stateType?: NativeDtype;
+}
+
 export interface NativeBackends {
   cpu: { isa: string; bestIsa: string; threads: number };
   cuda: { compiled: boolean; available: boolean; reason: string; devices: number };
@@ -118,6 +133,11 @@ export interface NativeAddon {
   /** The CPU backward on a worker thread. */
   backward(args: NativeBackwardArgs): Promise<void>;
   backends(): NativeBackends;
+  /**
+   * Whether the CUDA path implements a call of these sizes and dtypes (ok), and if not, why
+   * (reason; '' when ok). Asked only where backends().cuda.available.
+   */
+  cudaSupports(op: 'forward' | 'backward' | 'step', query: CudaQuery): { ok: boolean; reason: string };
   fmaPeakGflops(threads: number, seconds: number): number;
   /** One decode step on the CPU, in place on args.state. */
   stepSync(args: NativeStepArgs): void;

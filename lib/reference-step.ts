@@ -7,7 +7,7 @@
 import { Tensor, type FloatType } from './tensor';
 import { makeExample, type Random } from './examples';
 import { ssdReference, type RefInputs } from './reference';
-import type { SsdStepInputs } from './step';
+import type { SsdStepInputs } from './validate-step';
 
 export interface RefStepInputs {
   batch: number;

@@ -7,6 +7,7 @@
  */
 import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
 import { native } from './native';
+import { MAX_ELEMENTS, TENSOR_TYPES } from './rules';
 import {
   bfloat16ToFloat32,
   float16ToFloat32,
@@ -14,15 +15,12 @@ import {
   float32ToFloat16,
 } from './half';
 
-export type TensorType = 'float32' | 'bfloat16' | 'float16' | 'int32';
+export type TensorType = (typeof TENSOR_TYPES)[number];
 export type FloatType = Exclude<TensorType, 'int32'>;
 export type TensorLocation = 'cpu' | 'cuda';
 export type TensorData = Float32Array | Uint16Array | Int32Array | ArrayBufferView;
 
-const TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16', 'int32'];
-
-/** The largest element count a tensor may hold (TypedArray lengths are below 2^32 in practice). */
-const MAX_ELEMENTS = 2 ** 32 - 1;
+const TYPES: readonly TensorType[] = TENSOR_TYPES;
 
 function float16ArrayClass(): (new (...args: never[]) => ArrayBufferView) | undefined {
   return (globalThis as { Float16Array?: new (...args: never[]) => ArrayBufferView }).Float16Array;

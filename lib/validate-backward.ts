@@ -4,10 +4,9 @@
  * options.out, which for the backward holds gradient tensors. Same message shape as validate.ts.
  */
 import { SsdError, typeError } from './errors';
-import { native } from './native';
 import { Tensor, type TensorType } from './tensor';
+import { OUTPUT_GRAD_TYPES } from './rules';
 import {
-  FLOAT_TYPES,
   checkKnownKeys,
   isPlainObject,
   sameDims,
@@ -143,7 +142,7 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   const checked: SsdOutputGrads = { dy };
   if (grads.dFinalStates !== undefined) {
     const layout = '(batch, nheads, headdim, dstate)';
-    const s = tensorArg('grads.dFinalStates', grads.dFinalStates, FLOAT_TYPES, 4, layout);
+    const s = tensorArg('grads.dFinalStates', grads.dFinalStates, OUTPUT_GRAD_TYPES.dFinalStates, 4, layout);
     if (!sameDims(s.dims, [b, h, p, n])) throw shapeError('grads.dFinalStates', [b, h, p, n], layout, s.dims);
     checked.dFinalStates = s;
   }
@@ -180,46 +179,4 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
     }
   }
   return { inputs: t, plan, grads: checked, specs, out: given, yUngated };
-}
-
-export type BackwardPlacement = { kind: 'cpu' } | { kind: 'cuda'; device: number };
-
-/**
- * Where a backward runs, as for ssd(): device tensors run on their GPU; 'auto' picks CUDA when it
- * is available (the CPU for ssdBackwardSync()); 'cuda' / 'cuda:N' asks for a GPU. Throws
- * ERR_SSD_DEVICE when the requested device cannot run the call.
- */
-export function resolveBackwardDevice(call: BackwardCall, sync: boolean): BackwardPlacement {
-  const tensors: [string, Tensor][] = [
-    ...Object.entries(call.inputs).map(([k, v]): [string, Tensor] => [`inputs.${k}`, v as Tensor]),
-    ...Object.entries(call.grads).map(([k, v]): [string, Tensor] => [`grads.${k}`, v as Tensor]),
-    ...Object.entries(call.out).map(([k, v]): [string, Tensor] => [`options.out.${k}`, v as Tensor]),
-    ...(call.yUngated ? [['options.yUngated', call.yUngated] as [string, Tensor]] : []),
-  ];
-  const onDevice = tensors.filter(([, tensor]) => tensor.location === 'cuda');
-  const devices = [...new Set(onDevice.map(([, tensor]) => tensor.device as number))];
-  if (devices.length > 1) {
-    const where = onDevice.map(([name, tensor]) => `${name} on 'cuda:${tensor.device}'`).join(', ');
-    throw new SsdError('ERR_SSD_DEVICE', `Expected every device tensor on one device but received ${where}`);
-  }
-  const requested = call.plan.device.kind;
-  const label = requested === 'cuda' ? `cuda:${call.plan.device.index}` : requested === 'auto' && onDevice.length ? `auto (${onDevice[0][0]} on 'cuda:${devices[0]}')` : requested;
-  if (requested === 'cpu' || (requested === 'auto' && onDevice.length === 0 && (sync || !native().backends().cuda.available))) {
-    if (onDevice.length > 0) {
-      throw new SsdError(
-        'ERR_SSD_DEVICE',
-        `options.device '${label}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'; use \`await tensor.toHost()\` or device 'cuda'`,
-      );
-    }
-    return { kind: 'cpu' };
-  }
-  const device = requested === 'cuda' ? call.plan.device.index : (devices[0] ?? 0);
-  const cuda = native().backends().cuda;
-  if (!cuda.available) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' cannot run the backward: CUDA is not available: ${cuda.reason}`);
-  if (device >= cuda.devices) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available: this machine has ${cuda.devices} CUDA device(s)`);
-  if (devices.length === 1 && devices[0] !== device) {
-    throw new SsdError('ERR_SSD_DEVICE', `options.device 'cuda:${device}' cannot read ${onDevice[0][0]}, which is on 'cuda:${devices[0]}'`);
-  }
-  if (sync) throw new SsdError('ERR_SSD_DEVICE', `options.device '${label}' is not available to ssdBackwardSync(): CUDA calls are asynchronous, use ssdBackward()`);
-  return { kind: 'cuda', device };
 }

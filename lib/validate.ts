@@ -3,8 +3,8 @@
  * Message shape: "Expected <what> for <name> but received <what came>".
  */
 import { SsdError, describe, rangeError, typeError } from './errors';
-import { NativeDtype } from './native';
 import { Tensor, type TensorType } from './tensor';
+import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount } from './rules';
 
 export interface SsdInputs {
   /** (batch, seqlen, nheads, headdim) */
@@ -55,7 +55,10 @@ export interface SsdOptions {
    * dz, at the price of one more tensor of y's size kept from the forward to the backward.
    */
   returnUngated?: boolean;
-  /** Where to run: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'. */
+  /**
+   * Where to run: 'auto' (default: the device of device tensors; with host tensors CUDA when it is
+   * available and its path supports the call, else the CPU), 'cpu', 'cuda' or 'cuda:N'.
+   */
   device?: SsdDevice;
   /** CPU threads, 1 to 1024 (default: the cores available to the process). */
   threads?: number;
@@ -93,39 +96,6 @@ export interface SsdPlan {
   threads: number;
   xType: TensorType;
   out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
-}
-
-function nativeDtype(type: TensorType): NativeDtype {
-  switch (type) {
-    case 'float32':
-      return NativeDtype.Float32;
-    case 'bfloat16':
-      return NativeDtype.Bfloat16;
-    default:
-      return NativeDtype.Float16;
-  }
-}
-export { nativeDtype };
-
-/**
- * The dtype and dt-option fields that every native call (forward, backward, step; host or device)
- * takes from the same inputs and plan: everything but the buffers, y and the sizes.
- */
-export function projectionScalars(
-  t: { x: Tensor; dt: Tensor; B: Tensor; C: Tensor; D?: Tensor; z?: Tensor },
-  plan: { dtSoftplus: boolean; dtMin: number; dtMax: number },
-): { xType: NativeDtype; dtType: NativeDtype; BType: NativeDtype; CType: NativeDtype; dPerChannel: boolean; zType: NativeDtype; dtSoftplus: boolean; dtMin: number; dtMax: number } {
-  return {
-    xType: nativeDtype(t.x.type),
-    dtType: nativeDtype(t.dt.type),
-    BType: nativeDtype(t.B.type),
-    CType: nativeDtype(t.C.type),
-    dPerChannel: t.D !== undefined && t.D.dims.length === 2,
-    zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-    dtSoftplus: plan.dtSoftplus,
-    dtMin: plan.dtMin,
-    dtMax: plan.dtMax,
-  };
 }
 
 /** The closest edit-distance match among `names`, for "did you mean" hints. */
@@ -171,8 +141,6 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return proto === Object.prototype || proto === null;
 }
 
-const FLOAT_TYPES: readonly TensorType[] = ['float32', 'bfloat16', 'float16'];
-
 /** Checks that `value` is a live Tensor of one of `types` with `rank` dims; returns it. */
 export function tensorArg(name: string, value: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
   if (!(value instanceof Tensor)) throw typeError(name, `a Tensor ${layout}`, value);
@@ -207,12 +175,12 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
   checkKnownKeys('option', options, OPTION_NAMES);
 
-  const x = tensorArg('inputs.x', inputs.x, FLOAT_TYPES, 4, '(batch, seqlen, nheads, headdim)');
+  const x = tensorArg('inputs.x', inputs.x, TYPES.x, 4, '(batch, seqlen, nheads, headdim)');
   const [batch, seqlen, nheads, headdim] = x.dims;
-  const dt = tensorArg('inputs.dt', inputs.dt, FLOAT_TYPES, 3, '(batch, seqlen, nheads)');
-  const A = tensorArg('inputs.A', inputs.A, FLOAT_TYPES, 1, '(nheads)');
-  const B = tensorArg('inputs.B', inputs.B, FLOAT_TYPES, 4, '(batch, seqlen, ngroups, dstate)');
-  const C = tensorArg('inputs.C', inputs.C, FLOAT_TYPES, 4, '(batch, seqlen, ngroups, dstate)');
+  const dt = tensorArg('inputs.dt', inputs.dt, TYPES.dt, 3, '(batch, seqlen, nheads)');
+  const A = tensorArg('inputs.A', inputs.A, TYPES.A, 1, '(nheads)');
+  const B = tensorArg('inputs.B', inputs.B, TYPES.B, 4, '(batch, seqlen, ngroups, dstate)');
+  const C = tensorArg('inputs.C', inputs.C, TYPES.C, 4, '(batch, seqlen, ngroups, dstate)');
   const ngroups = B.dims[2];
   const dstate = B.dims[3];
 
@@ -225,7 +193,7 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     ['dstate (B.dims[3])', dstate],
   ];
   for (const [name, size] of sizes) {
-    if (size < 1) throw rangeError(name, 'a size of at least 1', String(size));
+    if (size < MIN_SIZE) throw rangeError(name, MIN_SIZE_RULE, String(size));
   }
   if (nheads % ngroups !== 0) {
     throw new SsdError(
@@ -252,19 +220,19 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   const result: SsdInputs = { x, dt, A, B, C };
   if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
   if (inputs.z !== undefined) {
-    const z = tensorArg('inputs.z', inputs.z, FLOAT_TYPES, 4, '(batch, seqlen, nheads, headdim)');
+    const z = tensorArg('inputs.z', inputs.z, TYPES.z, 4, '(batch, seqlen, nheads, headdim)');
     if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, seqlen, nheads, headdim), the dims of x,', z.dims);
     result.z = z;
   }
   if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
   if (inputs.initialStates !== undefined) {
-    const s = tensorArg('inputs.initialStates', inputs.initialStates, FLOAT_TYPES, 4, '(batch, nheads, headdim, dstate)');
+    const s = tensorArg('inputs.initialStates', inputs.initialStates, TYPES.initialStates, 4, '(batch, nheads, headdim, dstate)');
     const expected = [batch, nheads, headdim, dstate];
     if (!sameDims(s.dims, expected)) throw shapeError('inputs.initialStates', expected, '(batch, nheads, headdim, dstate)', s.dims);
     result.initialStates = s;
   }
   if (inputs.seqIdx !== undefined) {
-    const s = tensorArg('inputs.seqIdx', inputs.seqIdx, ['int32'], 2, '(batch, seqlen)');
+    const s = tensorArg('inputs.seqIdx', inputs.seqIdx, TYPES.seqIdx, 2, '(batch, seqlen)');
     if (!sameDims(s.dims, [batch, seqlen])) throw shapeError('inputs.seqIdx', [batch, seqlen], '(batch, seqlen)', s.dims);
     const data = s.location === 'cpu' ? (s.data as Int32Array) : new Int32Array(0);
     for (let b = 0; b < (s.location === 'cpu' ? batch : 0); b++) {
@@ -302,7 +270,7 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
  * initialStates; values 0 first, non-decreasing, seqlen last (not read back from device memory).
  */
 function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen: number): Tensor {
-  const cu = tensorArg('inputs.cuSeqlens', value, ['int32'], 1, '(numSeqs + 1)');
+  const cu = tensorArg('inputs.cuSeqlens', value, TYPES.cuSeqlens, 1, '(numSeqs + 1)');
   if (cu.dims[0] < 2) throw rangeError('inputs.cuSeqlens', 'at least 2 offsets (one sequence)', `dims [${cu.dims.join(', ')}]`);
   if (batch !== 1) {
     throw new SsdError('ERR_SSD_SHAPE', `Expected batch (x.dims[0]) 1 with inputs.cuSeqlens (sequences are packed along seqlen) but received ${batch}`);
@@ -331,13 +299,11 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
 type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated' | 'device' | 'threads'>;
 
 export function readOptions(options: Record<string, unknown>): OptionFields {
-  let chunkSize = 256;
+  let chunkSize: number = CHUNK_SIZE.default;
   if (options.chunkSize !== undefined) {
     const c = options.chunkSize;
-    if (typeof c !== 'number') throw typeError('options.chunkSize', 'a power of two from 16 to 256', c);
-    if (!Number.isInteger(c) || c < 16 || c > 256 || (c & (c - 1)) !== 0) {
-      throw rangeError('options.chunkSize', 'a power of two from 16 to 256', String(c));
-    }
+    if (typeof c !== 'number') throw typeError('options.chunkSize', CHUNK_SIZE_RULE, c);
+    if (!isChunkSize(c)) throw rangeError('options.chunkSize', CHUNK_SIZE_RULE, String(c));
     chunkSize = c;
   }
 
@@ -378,7 +344,7 @@ export function readOptions(options: Record<string, unknown>): OptionFields {
   if (options.threads !== undefined) {
     const t = options.threads;
     if (typeof t !== 'number') throw typeError('options.threads', 'a positive integer', t);
-    if (!Number.isInteger(t) || t < 1 || t > 1024) throw rangeError('options.threads', 'an integer from 1 to 1024', String(t));
+    if (!isThreadCount(t)) throw rangeError('options.threads', THREADS_RULE, String(t));
     threads = t;
   }
 
@@ -432,22 +398,19 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
   return result;
 }
 
-/** Helpers shared with the backward's validation (lib/validate-backward.ts). */
-export { FLOAT_TYPES };
-
-/** inputs.D: a float tensor (nheads) or (nheads, headdim); shared by the forward and the step. */
+/** inputs.D: a float tensor (nheads) or (nheads, headdim); shared by the forward and the step (which accept the same types for D). */
 export function readD(D: unknown, nheads: number, headdim: number): Tensor {
   if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
   const rank = D.dims.length === 2 ? 2 : 1;
-  tensorArg('inputs.D', D, FLOAT_TYPES, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
+  tensorArg('inputs.D', D, TYPES.D, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
   const expected = rank === 2 ? [nheads, headdim] : [nheads];
   if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
   return D;
 }
 
-/** inputs.dtBias: a float tensor (nheads); shared by the forward and the step. */
+/** inputs.dtBias: a float tensor (nheads); shared by the forward and the step (which accept the same types for dtBias). */
 export function readDtBias(value: unknown, nheads: number): Tensor {
-  const dtBias = tensorArg('inputs.dtBias', value, FLOAT_TYPES, 1, '(nheads)');
+  const dtBias = tensorArg('inputs.dtBias', value, TYPES.dtBias, 1, '(nheads)');
   if (!sameDims(dtBias.dims, [nheads])) throw shapeError('inputs.dtBias', [nheads], '(nheads)', dtBias.dims);
   return dtBias;
 }

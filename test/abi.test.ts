@@ -14,6 +14,7 @@ import { EXPECTED_ABI_VERSION, native } from '../lib/native';
 import { addonPath, getNativeApi, includeDir } from '../lib/native-api';
 import { Random, makeExample, ssdReference, withOptions, type ExampleConfig, type ExampleOptions } from './reference';
 import { expectMatchesReference, sameBits } from './helpers';
+import { FP32_CLOSED_FORM_DIGITS } from '../lib/tolerances';
 
 const consumerDir = path.join(__dirname, 'abi-consumer');
 
@@ -64,12 +65,12 @@ describe('the table and its handle', () => {
     expect(r.backwardStatus).toBe(SSD_OK);
     const [state, x, dt, A, B, C, dy] = [0.5, 2, 0.25, -1, 3, -0.5, 1.5];
     const next = Math.exp(dt * A) * state + dt * x * B;
-    expect(r.state).toBeCloseTo(next, 5);
-    expect(r.y).toBeCloseTo(next * C, 5);
-    expect(r.dx).toBeCloseTo(dy * dt * B * C, 5);
-    expect(r.ddt).toBeCloseTo(dy * x * B * C, 5);
-    expect(r.dB).toBeCloseTo(dy * dt * x * C, 5);
-    expect(r.dC).toBeCloseTo(dy * dt * x * B, 5);
+    expect(r.state).toBeCloseTo(next, FP32_CLOSED_FORM_DIGITS);
+    expect(r.y).toBeCloseTo(next * C, FP32_CLOSED_FORM_DIGITS);
+    expect(r.dx).toBeCloseTo(dy * dt * B * C, FP32_CLOSED_FORM_DIGITS);
+    expect(r.ddt).toBeCloseTo(dy * x * B * C, FP32_CLOSED_FORM_DIGITS);
+    expect(r.dB).toBeCloseTo(dy * dt * x * C, FP32_CLOSED_FORM_DIGITS);
+    expect(r.dC).toBeCloseTo(dy * dt * x * B, FP32_CLOSED_FORM_DIGITS);
     expect(r.dA).toBe(0);
     expect(Math.abs(r.dx) + Math.abs(r.y)).toBeGreaterThan(0);
   });

@@ -35,7 +35,8 @@ import {
   type ExampleOptions,
   type RefInputs,
 } from './reference';
-import { FP32_BOUND, ISA_ORDER, eventLoopTurnsDuring, optionCombinations, runOnIsa, sameBits } from './helpers';
+import { ISA_ORDER, eventLoopTurnsDuring, optionCombinations, runOnIsa, sameBits } from './helpers';
+import { CLAMP_EDGE_MARGIN, CPU_BOUND, CPU_DTBIAS_SUM_BOUND, FP32_UNDERFLOW_MAGNITUDE, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
 const rng = new Random(20261130);
 
@@ -95,7 +96,7 @@ function expectGradsMatch(grads: SsdGrads, expected: RefGrads, inputs: SsdInputs
     }
     expect(l2(values)).toBeGreaterThan(0);
     const error = relativeL2(values, want);
-    const bound = FP32_BOUND + 2 * roundingError(grad.type as 'float32' | 'bfloat16' | 'float16', Float64Array.from(want));
+    const bound = CPU_BOUND + ROUNDING_ALLOWANCE * roundingError(grad.type as 'float32' | 'bfloat16' | 'float16', Float64Array.from(want));
     if (!(error <= bound)) throw new Error(`${key}: relative L2 error ${error} above ${bound}`);
     errors[key] = error;
   }
@@ -204,15 +205,15 @@ describe('step sizes and decays', () => {
       const head = k % cfg.nheads;
       const v = softplus(dt[k] + bias[head]);
       sums[head] += ddt[k];
-      if (v < 0.012 - 1e-6 || v > 0.03 + 1e-6) {
+      if (v < 0.012 - CLAMP_EDGE_MARGIN || v > 0.03 + CLAMP_EDGE_MARGIN) {
         clamped++;
         expect(ddt[k]).toBe(0);
-      } else if (v > 0.012 + 1e-6 && v < 0.03 - 1e-6) {
+      } else if (v > 0.012 + CLAMP_EDGE_MARGIN && v < 0.03 - CLAMP_EDGE_MARGIN) {
         expect(ddt[k]).not.toBe(0);
       }
     }
     expect(clamped).toBeGreaterThan(10);
-    expect(relativeL2(grads.dDtBias!.toFloat32(), sums)).toBeLessThan(1e-6);
+    expect(relativeL2(grads.dDtBias!.toFloat32(), sums)).toBeLessThan(CPU_DTBIAS_SUM_BOUND);
   });
 
   test('softplus above 20 is the identity, gradient included', () => {
@@ -236,7 +237,7 @@ describe('step sizes and decays', () => {
     const grads = ssdBackwardSync(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, options);
     const expected = reference(c);
     for (const [ours, want] of [[grads.dA, expected.dA], [grads.dInitialStates!, expected.dInitialStates!]] as const) {
-      expect(Math.max(...want.map(Math.abs))).toBeLessThan(1e-30);
+      expect(Math.max(...want.map(Math.abs))).toBeLessThan(FP32_UNDERFLOW_MAGNITUDE);
       expect(ours.toFloat32().every((v) => v === 0)).toBe(true);
     }
     expectGradsMatch(without(grads, 'dA', 'dInitialStates'), without(expected, 'dA', 'dInitialStates'), without(c.inputs, 'A', 'initialStates'));
@@ -325,8 +326,8 @@ describe('chaining', () => {
     const close = (a: ArrayLike<number>, b: Tensor, want: ArrayLike<number>): void => {
       expect(allFinite(a)).toBe(true);
       expect(l2(a)).toBeGreaterThan(0);
-      expect(relativeL2(a, b.toFloat32())).toBeLessThanOrEqual(FP32_BOUND);
-      expect(relativeL2(a, want)).toBeLessThanOrEqual(FP32_BOUND);
+      expect(relativeL2(a, b.toFloat32())).toBeLessThanOrEqual(CPU_BOUND);
+      expect(relativeL2(a, want)).toBeLessThanOrEqual(CPU_BOUND);
     };
     const add = (a: Tensor, b: Tensor): Float32Array => Float32Array.from(a.toFloat32(), (v, i) => v + b.toFloat32()[i]);
     close(join(firstGrads.dx, second.dx), whole.dx, expected.dx);
@@ -372,7 +373,7 @@ describe('determinism and execution', () => {
     const grads = await pending;
     for (const key of GRAD_NAMES) {
       const want = expected[key]!;
-      expect(relativeL2(grads[key]!.toFloat32(), want)).toBeLessThanOrEqual(FP32_BOUND);
+      expect(relativeL2(grads[key]!.toFloat32(), want)).toBeLessThanOrEqual(CPU_BOUND);
     }
     expect(Object.keys(inputs)).toHaveLength(10);
   });
@@ -481,7 +482,7 @@ describe('instruction sets', () => {
     for (const row of out.rows) {
       expect(row.finite).toBe(true);
       expect(row.norm).toBeGreaterThan(0);
-      if (!(row.error <= FP32_BOUND + 2 * row.rounding)) throw new Error(`${row.dtype} ${row.key}: ${row.error}`);
+      if (!(row.error <= CPU_BOUND + 2 * row.rounding)) throw new Error(`${row.dtype} ${row.key}: ${row.error}`);
     }
   });
 });

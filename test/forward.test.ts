@@ -5,7 +5,8 @@
  */
 import { Tensor, ssd, ssdSync, type SsdOptions } from '../lib/index';
 import { Random, makeExample, ssdReference, withOptions, type ExampleConfig, type ExampleOptions } from './reference';
-import { FP32_BOUND, ISA_ORDER, eventLoopTurnsDuring, expectMatchesReference, optionCombinations, runOnIsa, sameBits } from './helpers';
+import { ISA_ORDER, eventLoopTurnsDuring, expectMatchesReference, optionCombinations, runOnIsa, sameBits } from './helpers';
+import { CPU_BOUND, CPU_SPLIT_MAX_ABS_DIFFERENCE, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
 const rng = new Random(20261129);
 
@@ -117,10 +118,10 @@ describe('chaining', () => {
     const wholeY = whole.y.data as Float32Array;
     let maxDiff = 0;
     for (let i = 0; i < joined.length; i++) maxDiff = Math.max(maxDiff, Math.abs(joined[i] - wholeY[i]));
-    expect(maxDiff).toBeLessThan(1e-5);
+    expect(maxDiff).toBeLessThan(CPU_SPLIT_MAX_ABS_DIFFERENCE);
     const a = second.finalStates!.data as Float32Array;
     const b = whole.finalStates!.data as Float32Array;
-    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-5);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(CPU_SPLIT_MAX_ABS_DIFFERENCE);
   });
 });
 
@@ -236,8 +237,8 @@ describe('instruction sets', () => {
     for (const row of out.rows) {
       expect(row.finite).toBe(true);
       expect(row.norm).toBeGreaterThan(0);
-      expect(row.yError).toBeLessThanOrEqual(FP32_BOUND + 2 * row.yRounding);
-      expect(row.statesError).toBeLessThanOrEqual(FP32_BOUND);
+      expect(row.yError).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * row.yRounding);
+      expect(row.statesError).toBeLessThanOrEqual(CPU_BOUND);
     }
   });
 });

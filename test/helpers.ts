@@ -2,10 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type { FloatType, SsdOptions, Tensor } from '../lib/index';
+import { CPU_BOUND, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 import { allFinite, l2, relativeL2, roundingError, type ExampleOptions, type RefOutputs } from './reference';
-
-/** fp32 results must match the float64 reference to this relative L2 error (issue: <= 1e-5). */
-export const FP32_BOUND = 1e-5;
 
 /**
  * Checks y (and finalStates when given) against the reference: finite, nonzero, and within the fp32
@@ -18,7 +16,7 @@ export function expectMatchesReference(y: Tensor, expected: RefOutputs, finalSta
   expect(l2(yValues)).toBeGreaterThan(0);
   expect(l2(expected.y)).toBeGreaterThan(0);
   const yError = relativeL2(yValues, expected.y);
-  const yBound = FP32_BOUND + 2 * roundingError(y.type as FloatType, expected.y);
+  const yBound = CPU_BOUND + ROUNDING_ALLOWANCE * roundingError(y.type as FloatType, expected.y);
   expect(yError).toBeLessThanOrEqual(yBound);
   if (!finalStates) return { y: yError };
   const states = finalStates.toFloat32();
@@ -26,7 +24,7 @@ export function expectMatchesReference(y: Tensor, expected: RefOutputs, finalSta
   expect(allFinite(states)).toBe(true);
   expect(l2(states)).toBeGreaterThan(0);
   const statesError = relativeL2(states, expected.finalStates);
-  expect(statesError).toBeLessThanOrEqual(FP32_BOUND);
+  expect(statesError).toBeLessThanOrEqual(CPU_BOUND);
   return { y: yError, states: statesError };
 }
 

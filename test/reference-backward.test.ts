@@ -16,6 +16,7 @@ import {
   type ExampleOptions,
   type RefInputs,
 } from './reference';
+import { FINITE_DIFFERENCE_BOUND, FINITE_DIFFERENCE_KINK_MARGIN, FLOAT64_DIGITS, FLOAT64_ROUTE_BOUND, FLOAT64_SPLIT_BOUND } from '../lib/tolerances';
 
 type DiffKey = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates';
 type GradKey = keyof RefGrads;
@@ -96,7 +97,7 @@ function randomCotangents(r: RefInputs, seed: number, withFinal: boolean): { dy:
   return { dy, dF: withFinal ? Float64Array.from(rng.normals(b * h * p * n)) : undefined };
 }
 
-/** Every gradient: present exactly when its input is, finite, nonzero, and within 1e-6 of finite differences. */
+/** Every gradient: present exactly when its input is, finite, nonzero, and within FINITE_DIFFERENCE_BOUND of finite differences. */
 function expectMatchesFiniteDifferences(r: RefInputs, dy: Float64Array, dF?: Float64Array): RefGrads {
   const grads = ssdReferenceBackward(r, dy, dF);
   for (const [key, gradKey] of GRAD_OF) {
@@ -111,8 +112,8 @@ function expectMatchesFiniteDifferences(r: RefInputs, dy: Float64Array, dF?: Flo
     expect(l2(analytic!)).toBeGreaterThan(0);
     const numeric = finiteDifferences(r, key, dy, dF);
     const error = relativeL2(analytic!, numeric);
-    if (!(error <= 1e-6)) throw new Error(`${gradKey}: relative L2 error ${error} vs finite differences`);
-    expect(error).toBeLessThanOrEqual(1e-6);
+    if (!(error <= FINITE_DIFFERENCE_BOUND)) throw new Error(`${gradKey}: relative L2 error ${error} vs finite differences`);
+    expect(error).toBeLessThanOrEqual(FINITE_DIFFERENCE_BOUND);
   }
   return grads;
 }
@@ -209,7 +210,7 @@ describe('float64 reference backward', () => {
     // The case exercises what it says, and no element sits near a kink (clamp bounds, softplus' switch at 20),
     // where central differences would straddle it.
     const regions = stepRegions(r);
-    expect(regions.margin).toBeGreaterThan(1e-4);
+    expect(regions.margin).toBeGreaterThan(FINITE_DIFFERENCE_KINK_MARGIN);
     expect(regions.inside).toBeGreaterThan(0);
     if (c.clampLow) expect(regions.low).toBeGreaterThan(0);
     if (c.clampHigh) expect(regions.high).toBeGreaterThan(0);
@@ -288,15 +289,15 @@ describe('float64 reference backward', () => {
       [gy],
       [gF],
     );
-    expect(grads.dz![0]).toBeCloseTo(gy * pre * sig(z) * (1 + z * (1 - sig(z))), 14);
-    expect(grads.dD![0]).toBeCloseTo(g * x, 14);
-    expect(grads.dx[0]).toBeCloseTo(D * g + dH * d * B, 14);
-    expect(grads.dC[0]).toBeCloseTo(g * H, 14);
-    expect(grads.dB[0]).toBeCloseTo(dH * d * x, 14);
-    expect(grads.dA[0]).toBeCloseTo(dH * d * e * h0, 14);
-    expect(grads.ddt[0]).toBeCloseTo(dd * sig(u), 14);
-    expect(grads.dDtBias![0]).toBeCloseTo(dd * sig(u), 14);
-    expect(grads.dInitialStates![0]).toBeCloseTo(dH * e, 14);
+    expect(grads.dz![0]).toBeCloseTo(gy * pre * sig(z) * (1 + z * (1 - sig(z))), FLOAT64_DIGITS);
+    expect(grads.dD![0]).toBeCloseTo(g * x, FLOAT64_DIGITS);
+    expect(grads.dx[0]).toBeCloseTo(D * g + dH * d * B, FLOAT64_DIGITS);
+    expect(grads.dC[0]).toBeCloseTo(g * H, FLOAT64_DIGITS);
+    expect(grads.dB[0]).toBeCloseTo(dH * d * x, FLOAT64_DIGITS);
+    expect(grads.dA[0]).toBeCloseTo(dH * d * e * h0, FLOAT64_DIGITS);
+    expect(grads.ddt[0]).toBeCloseTo(dd * sig(u), FLOAT64_DIGITS);
+    expect(grads.dDtBias![0]).toBeCloseTo(dd * sig(u), FLOAT64_DIGITS);
+    expect(grads.dInitialStates![0]).toBeCloseTo(dH * e, FLOAT64_DIGITS);
   });
 
   test('the backward of two halves, chained through the states, is the backward of the whole', () => {
@@ -338,8 +339,8 @@ describe('float64 reference backward', () => {
       // the forward chains (sanity of the split itself)
       const wholeOut = ssdReference(whole);
       const secondOut = ssdReference(second);
-      expect(relativeL2(secondOut.finalStates, wholeOut.finalStates)).toBeLessThan(1e-14);
-      expect(relativeL2(join(firstOut.y, secondOut.y, b, split, L - split, h * p), wholeOut.y)).toBeLessThan(1e-14);
+      expect(relativeL2(secondOut.finalStates, wholeOut.finalStates)).toBeLessThan(FLOAT64_SPLIT_BOUND);
+      expect(relativeL2(join(firstOut.y, secondOut.y, b, split, L - split, h * p), wholeOut.y)).toBeLessThan(FLOAT64_SPLIT_BOUND);
 
       const gWhole = ssdReferenceBackward(whole, dy, dF);
       const gSecond = ssdReferenceBackward(second, slice(dy, h * p, split, L), dF);
@@ -348,7 +349,7 @@ describe('float64 reference backward', () => {
       const expectClose = (a: ArrayLike<number>, e: ArrayLike<number>): void => {
         expect(allFinite(a)).toBe(true);
         expect(l2(e)).toBeGreaterThan(0);
-        expect(relativeL2(a, e)).toBeLessThan(1e-12);
+        expect(relativeL2(a, e)).toBeLessThan(FLOAT64_ROUTE_BOUND);
       };
       expectClose(join(gFirst.dx, gSecond.dx, b, split, L - split, h * p), gWhole.dx);
       expectClose(join(gFirst.dz!, gSecond.dz!, b, split, L - split, h * p), gWhole.dz!);

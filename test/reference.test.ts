@@ -14,6 +14,7 @@ import {
   type ExampleOptions,
   type RefInputs,
 } from './reference';
+import { FLOAT64_DIGITS, FLOAT64_ROUTE_BOUND } from '../lib/tolerances';
 
 /** §2 of the spec in float64: intra-chunk masked product, chunk states, state passing, from-state output. */
 function chunkedReference(r: RefInputs, Q: number): { y: Float64Array; finalStates: Float64Array } {
@@ -97,13 +98,13 @@ describe('float64 reference', () => {
       batch: 1, seqlen: 1, nheads: 1, headdim: 1, ngroups: 1, dstate: 1,
       x: [x], dt: [dt], A: [A], B: [B], C: [C], D: [D], z: [z], dtBias: [bias], initialStates: [h0], dtSoftplus: true,
     });
-    expect(out.y[0]).toBeCloseTo(gated, 14);
-    expect(out.finalStates[0]).toBeCloseTo(Math.exp(d * A) * h0 + d * x * B, 14);
+    expect(out.y[0]).toBeCloseTo(gated, FLOAT64_DIGITS);
+    expect(out.finalStates[0]).toBeCloseTo(Math.exp(d * A) * h0 + d * x * B, FLOAT64_DIGITS);
   });
 
   test('dtLimit clamps and softplus is the identity above 20', () => {
     expect(stepSize(25, 0, true, 0, Infinity)).toBe(25);
-    expect(stepSize(1, 0, true, 0, Infinity)).toBeCloseTo(Math.log1p(Math.E), 14);
+    expect(stepSize(1, 0, true, 0, Infinity)).toBeCloseTo(Math.log1p(Math.E), FLOAT64_DIGITS);
     expect(stepSize(0.5, 0, false, 0.1, 0.2)).toBe(0.2);
     expect(stepSize(-3, 0, false, 0, Infinity)).toBe(0);
   });
@@ -112,10 +113,10 @@ describe('float64 reference', () => {
     const base = { batch: 1, seqlen: 2, nheads: 1, headdim: 1, ngroups: 1, dstate: 1, x: [1, 1], dt: [0.5, 0.5], A: [-1], B: [1, 1], C: [1, 1] };
     const joined = ssdReference(base);
     const split = ssdReference({ ...base, seqIdx: [0, 1] });
-    expect(split.y[1]).toBeCloseTo(0.5, 14); // only d·x·B·C of the new position
-    expect(joined.y[1]).toBeCloseTo(Math.exp(-0.5) * 0.5 + 0.5, 14);
+    expect(split.y[1]).toBeCloseTo(0.5, FLOAT64_DIGITS); // only d·x·B·C of the new position
+    expect(joined.y[1]).toBeCloseTo(Math.exp(-0.5) * 0.5 + 0.5, FLOAT64_DIGITS);
     const startsAtOne = ssdReference({ ...base, seqIdx: [1, 1], initialStates: [10] });
-    expect(startsAtOne.y[0]).toBeCloseTo(0.5, 14); // seqIdx_{-1} = 0, so initial states do not reach it
+    expect(startsAtOne.y[0]).toBeCloseTo(0.5, FLOAT64_DIGITS); // seqIdx_{-1} = 0, so initial states do not reach it
   });
 
   const cases: { name: string; cfg: ExampleConfig; opts: ExampleOptions; Q: number; softplus: boolean; limit?: [number, number] }[] = [
@@ -132,7 +133,7 @@ describe('float64 reference', () => {
     const b = chunkedReference(r, Q);
     expect(l2(a.y)).toBeGreaterThan(0);
     expect(l2(a.finalStates)).toBeGreaterThan(0);
-    expect(relativeL2(b.y, a.y)).toBeLessThan(1e-12);
-    expect(relativeL2(b.finalStates, a.finalStates)).toBeLessThan(1e-12);
+    expect(relativeL2(b.y, a.y)).toBeLessThan(FLOAT64_ROUTE_BOUND);
+    expect(relativeL2(b.finalStates, a.finalStates)).toBeLessThan(FLOAT64_ROUTE_BOUND);
   });
 });

@@ -9,8 +9,9 @@ import * as path from 'node:path';
 import { SsdError, Tensor, ssd, ssdStep, ssdStepSync, ssdSync, type SsdOptions, type SsdStepOptions } from '../lib/index';
 import { native } from '../lib/native';
 import { makeStepExample, ssdStepReference, type RefStepInputs, type StepExampleConfig, type StepExampleOptions } from '../lib/reference-step';
-import { FP32_BOUND, sameBits } from './helpers';
+import { sameBits } from './helpers';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleConfig } from './reference';
+import { CPU_BOUND, FLOAT64_DIGITS, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
 const rng = new Random(20261130);
 /** The device-refusal cases below expect a machine without CUDA (as CI is); with CUDA they would run. */
@@ -34,8 +35,8 @@ function expectStepMatches(y: Tensor, state: Tensor, ref: RefStepInputs, options
   const yError = relativeL2(yValues, expected.y);
   const stateError = relativeL2(stateValues, expected.state);
   // A 16-bit y or state is rounded once on the way out: allow twice the error of rounding the reference.
-  expect(yError).toBeLessThanOrEqual(FP32_BOUND + 2 * roundingError(y.type as 'float32', expected.y));
-  expect(stateError).toBeLessThanOrEqual(FP32_BOUND + 2 * roundingError(state.type as 'float32', expected.state));
+  expect(yError).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * roundingError(y.type as 'float32', expected.y));
+  expect(stateError).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * roundingError(state.type as 'float32', expected.state));
   return { y: yError, state: stateError };
 }
 
@@ -57,8 +58,8 @@ describe('the float64 step reference', () => {
     const h = Math.exp(-2 * d) * 0.7 + d * 1.5 * 0.3;
     const y = (h * -1.1 + 0.4 * 1.5) * (0.9 / (1 + Math.exp(-0.9)));
     const out = ssdStepReference(r);
-    expect(out.state[0]).toBeCloseTo(h, 14);
-    expect(out.y[0]).toBeCloseTo(y, 14);
+    expect(out.state[0]).toBeCloseTo(h, FLOAT64_DIGITS);
+    expect(out.y[0]).toBeCloseTo(y, FLOAT64_DIGITS);
   });
 });
 
@@ -255,10 +256,10 @@ describe('consistency with the forward', () => {
     const rounding = roundingError(whole.y.type as 'float32', expected.y);
     expect(allFinite(ys)).toBe(true);
     expect(l2(ys)).toBeGreaterThan(0);
-    expect(relativeL2(ys, wholeY)).toBeLessThanOrEqual(FP32_BOUND + 2 * rounding);
-    expect(relativeL2(ys, expected.y)).toBeLessThanOrEqual(FP32_BOUND + 2 * rounding);
-    expect(relativeL2(state.toFloat32(), whole.finalStates!.toFloat32())).toBeLessThanOrEqual(FP32_BOUND);
-    expect(relativeL2(state.toFloat32(), expected.finalStates)).toBeLessThanOrEqual(FP32_BOUND);
+    expect(relativeL2(ys, wholeY)).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * rounding);
+    expect(relativeL2(ys, expected.y)).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * rounding);
+    expect(relativeL2(state.toFloat32(), whole.finalStates!.toFloat32())).toBeLessThanOrEqual(CPU_BOUND);
+    expect(relativeL2(state.toFloat32(), expected.finalStates)).toBeLessThanOrEqual(CPU_BOUND);
   });
 });
 
@@ -418,8 +419,8 @@ describe('instruction sets', () => {
           const { y } = lib.ssdStepSync(state, inputs, opts);
           const expected = ssdStepReference({ ...ref, dtSoftplus: opts.dtSoftplus, dtLimit: opts.dtLimit });
           const yv = y.toFloat32(), sv = state.toFloat32();
-          rows.push({ finite: allFinite(yv) && allFinite(sv), norm: l2(yv), yError: relativeL2(yv, expected.y), yBound: 2 * roundingError(y.type, expected.y),
-                      stateError: relativeL2(sv, expected.state), stateBound: 2 * roundingError(state.type, expected.state) });
+          rows.push({ finite: allFinite(yv) && allFinite(sv), norm: l2(yv), yError: relativeL2(yv, expected.y), yBound: ${ROUNDING_ALLOWANCE} * roundingError(y.type, expected.y),
+                      stateError: relativeL2(sv, expected.state), stateBound: ${ROUNDING_ALLOWANCE} * roundingError(state.type, expected.state) });
         }
     console.log(JSON.stringify({ isa: lib.backends().cpu.isa, best: lib.backends().cpu.bestIsa, rows }));
   `;
@@ -435,8 +436,8 @@ describe('instruction sets', () => {
     for (const row of out.rows) {
       expect(row.finite).toBe(true);
       expect(row.norm).toBeGreaterThan(0);
-      expect(row.yError).toBeLessThanOrEqual(FP32_BOUND + row.yBound);
-      expect(row.stateError).toBeLessThanOrEqual(FP32_BOUND + row.stateBound);
+      expect(row.yError).toBeLessThanOrEqual(CPU_BOUND + row.yBound);
+      expect(row.stateError).toBeLessThanOrEqual(CPU_BOUND + row.stateBound);
     }
   });
 });

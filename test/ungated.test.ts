@@ -8,7 +8,8 @@
 import { SsdError, Tensor, ssd, ssdBackwardSync, ssdSync, ssdWithGrad, type SsdInputs, type SsdOptions } from '../lib/index';
 import { GRAD_NAMES } from '../lib/validate-backward';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleConfig } from './reference';
-import { FP32_BOUND, optionCombinations, sameBits } from './helpers';
+import { optionCombinations, sameBits } from './helpers';
+import { CPU_BOUND, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
 const rng = new Random(20261129);
 const CONFIG: ExampleConfig = { batch: 2, seqlen: 37, nheads: 4, headdim: 8, ngroups: 2, dstate: 8 };
@@ -19,7 +20,7 @@ function expectUngated(yu: Tensor, want: Float64Array, dtype: 'float32' | 'bfloa
   expect(allFinite(values)).toBe(true);
   expect(l2(values)).toBeGreaterThan(0);
   const error = relativeL2(values, want);
-  expect(error).toBeLessThanOrEqual(FP32_BOUND + 2 * roundingError(dtype, want));
+  expect(error).toBeLessThanOrEqual(CPU_BOUND + ROUNDING_ALLOWANCE * roundingError(dtype, want));
   return error;
 }
 

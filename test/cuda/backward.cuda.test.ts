@@ -20,7 +20,7 @@ import { ssdReferenceBackward, type RefGrads } from '../../lib/reference-backwar
 import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../../lib/validate-backward';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { optionCombinations } from '../helpers';
-import { CUDA_BOUND } from '../../lib/cli';
+import { CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND, CUDA_FORWARD_BOUND, CUDA_SPLIT_BOUND, CUDA_VS_CPU_FACTOR, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 
 const cuda = backends().cuda;
 const gpu = cuda.available;
@@ -47,9 +47,9 @@ function bopts(o: SsdOptions, device?: 'cuda' | 'cpu'): SsdBackwardOptions {
 const SUMMED: readonly SsdGradName[] = ['dA', 'dDtBias', 'dD'];
 
 function bound(dtype: string, key: SsdGradName, want: Float64Array, gradType: string): number {
-  if (dtype === 'float32') return 1e-4;
-  const base = SUMMED.includes(key) ? 2e-2 : 1e-2;
-  return base + 2 * roundingError(gradType as 'float32', want);
+  if (dtype === 'float32') return CUDA_BACKWARD_FP32_BOUND;
+  const base = SUMMED.includes(key) ? CUDA_BACKWARD_BF16_SUMMED_BOUND : CUDA_BACKWARD_BF16_BOUND;
+  return base + ROUNDING_ALLOWANCE * roundingError(gradType as 'float32', want);
 }
 
 function bitsEqual(a: Tensor, b: Tensor): boolean {
@@ -76,7 +76,7 @@ function checkGrads(grads: SsdGrads, expected: RefGrads, cpu: SsdGrads, inputs: 
     expect(allFinite(values)).toBe(true);
     if (l2(want) === 0) {
       // exact zeros in float64 (clamped steps, no path to an output) may come out as fp32 dust
-      expect(l2(values)).toBeLessThan(1e-6);
+      expect(l2(values)).toBeLessThan(CUDA_ZERO_GRADIENT_L2);
       errors[key] = 0;
       continue;
     }
@@ -98,7 +98,7 @@ function checkGrads(grads: SsdGrads, expected: RefGrads, cpu: SsdGrads, inputs: 
     // against the CPU backward too (the summed gradients are held to the reference only: their plain
     // relative distance inherits the cancellation discussed above)
     const vsCpu = SUMMED.includes(key) && dtype !== 'float32' ? 0 : relativeL2(values, cpu[key]!.toFloat32());
-    if (!(vsCpu <= 2 * b)) throw new Error(`${key}: relative L2 distance to the CPU backward ${vsCpu} above ${2 * b}`);
+    if (!(vsCpu <= CUDA_VS_CPU_FACTOR * b)) throw new Error(`${key}: relative L2 distance to the CPU backward ${vsCpu} above ${CUDA_VS_CPU_FACTOR * b}`);
     errors[key] = error;
   }
   return errors;
@@ -194,18 +194,18 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
     const first = await ssd(part(0, half), { ...options, returnFinalStates: true, device: 'cuda' });
     const second = await ssdBackward({ ...part(half, L), initialStates: first.finalStates }, { dy: slice(c.dy, half, L), dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const head = await ssdBackward(part(0, half), { dy: slice(c.dy, 0, half), dFinalStates: second.dInitialStates }, bopts(options, 'cuda'));
-    expect(relativeL2(head.dInitialStates!.toFloat32(), whole.dInitialStates!.toFloat32())).toBeLessThanOrEqual(1e-4);
+    expect(relativeL2(head.dInitialStates!.toFloat32(), whole.dInitialStates!.toFloat32())).toBeLessThanOrEqual(CUDA_SPLIT_BOUND);
     const dA = head.dA.toFloat32().map((v, i) => v + second.dA.toFloat32()[i]);
-    expect(relativeL2(dA, whole.dA.toFloat32())).toBeLessThanOrEqual(1e-4);
-    expect(relativeL2(second.dx.toFloat32(), slice(whole.dx, half, L).toFloat32())).toBeLessThanOrEqual(1e-4);
-    expect(relativeL2(head.dx.toFloat32(), slice(whole.dx, 0, half).toFloat32())).toBeLessThanOrEqual(1e-4);
+    expect(relativeL2(dA, whole.dA.toFloat32())).toBeLessThanOrEqual(CUDA_SPLIT_BOUND);
+    expect(relativeL2(second.dx.toFloat32(), slice(whole.dx, half, L).toFloat32())).toBeLessThanOrEqual(CUDA_SPLIT_BOUND);
+    expect(relativeL2(head.dx.toFloat32(), slice(whole.dx, 0, half).toFloat32())).toBeLessThanOrEqual(CUDA_SPLIT_BOUND);
   });
 });
 
 /**
  * returnUngated: the forward keeps y before the gate, the backward reads it for dz instead of
  * recomputing it. The forward's yUngated is held to the reference's pre-gate output with the bound of
- * y in the forward tests (CUDA_BOUND plus twice the rounding of the reference); with it, every
+ * y in the forward tests (CUDA_FORWARD_BOUND plus twice the rounding of the reference); with it, every
  * gradient is held to the bounds above, and every gradient but dz is bitwise that of the backward
  * without it (only dz's source changes). Where the fast launch 3 runs (bf16, headdim 64, chunk 256),
  * dz then comes from the rounded yUngated: it stays within the dz bound.
@@ -235,10 +235,10 @@ describeGpu('CUDA: yUngated kept by the forward, read by the backward', () => {
     const values = yu.toFloat32();
     expect(allFinite(values)).toBe(true);
     expect(l2(values)).toBeGreaterThan(0);
-    const yBound = CUDA_BOUND[dtype] + 2 * roundingError(dtype, want);
+    const yBound = CUDA_FORWARD_BOUND[dtype] + ROUNDING_ALLOWANCE * roundingError(dtype, want);
     expect(relativeL2(values, want)).toBeLessThanOrEqual(yBound);
     const cpuKept = ssdSync(inputs, { ...options, returnUngated: true, device: 'cpu' });
-    expect(relativeL2(values, cpuKept.yUngated!.toFloat32())).toBeLessThanOrEqual(2 * yBound);
+    expect(relativeL2(values, cpuKept.yUngated!.toFloat32())).toBeLessThanOrEqual(CUDA_VS_CPU_FACTOR * yBound);
 
     const grads = await ssdBackward(inputs, { dy }, { ...bopts(options, 'cuda'), yUngated: yu });
     const recomputed = await ssdBackward(inputs, { dy }, bopts(options, 'cuda'));

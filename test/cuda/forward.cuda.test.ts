@@ -8,7 +8,7 @@
  */
 import { Tensor, backends, cudaEmptyCache, cudaMemoryStats, ssd, ssdSync, SsdError, type SsdOptions } from '../../lib/index';
 import { native } from '../../lib/native';
-import { CUDA_BOUND } from '../../lib/cli';
+import { CUDA_FORWARD_BF16_ROUNDING_SLACK, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { optionCombinations, sameBits } from '../helpers';
 
@@ -43,7 +43,7 @@ async function check(config: ExampleConfig, example: ExampleOptions, options: Ss
   const y = out.y.toFloat32();
   expect(allFinite(y)).toBe(true);
   expect(l2(y)).toBeGreaterThan(0);
-  const bound = CUDA_BOUND[dtype] + 2 * roundingError(dtype, expected.y);
+  const bound = CUDA_FORWARD_BOUND[dtype] + ROUNDING_ALLOWANCE * roundingError(dtype, expected.y);
   const yError = relativeL2(y, expected.y);
   expect(yError).toBeLessThanOrEqual(bound);
   const cpu = ssdSync(inputs, { ...options, device: 'cpu' });
@@ -53,7 +53,7 @@ async function check(config: ExampleConfig, example: ExampleOptions, options: Ss
     const states = out.finalStates!.toFloat32();
     expect(allFinite(states)).toBe(true);
     result.statesError = relativeL2(states, expected.finalStates);
-    expect(result.statesError).toBeLessThanOrEqual(CUDA_BOUND[dtype]);
+    expect(result.statesError).toBeLessThanOrEqual(CUDA_FORWARD_BOUND[dtype]);
   }
   return result;
 }
@@ -110,7 +110,7 @@ describeGpu('CUDA device tensors', () => {
     const fromHost = await ssd(inputs, { ...options, device: 'cuda' });
     expect(sameBits(y, fromHost.y)).toBe(true);
     expect(sameBits(await out.finalStates!.toHost(), fromHost.finalStates!)).toBe(true);
-    expect(relativeL2(y.toFloat32(), ssdReference(withOptions(ref, options)).y)).toBeLessThanOrEqual(CUDA_BOUND.bfloat16 + 0.01);
+    expect(relativeL2(y.toFloat32(), ssdReference(withOptions(ref, options)).y)).toBeLessThanOrEqual(CUDA_FORWARD_BOUND.bfloat16 + CUDA_FORWARD_BF16_ROUNDING_SLACK);
     for (const t of [...Object.values(onDevice), out.y, out.finalStates!]) (t as Tensor).dispose();
   });
 
@@ -154,7 +154,7 @@ describeGpu('CUDA device tensors', () => {
     const results = await Promise.all(examples.map((e) => ssd(e.inputs, { dtSoftplus: true, device: 'cuda' })));
     results.forEach((r, i) => {
       const expected = ssdReference(withOptions(examples[i].ref, { dtSoftplus: true }));
-      expect(relativeL2(r.y.toFloat32(), expected.y)).toBeLessThanOrEqual(CUDA_BOUND.bfloat16 + 2 * roundingError('bfloat16', expected.y));
+      expect(relativeL2(r.y.toFloat32(), expected.y)).toBeLessThanOrEqual(CUDA_FORWARD_BOUND.bfloat16 + ROUNDING_ALLOWANCE * roundingError('bfloat16', expected.y));
     });
   });
 

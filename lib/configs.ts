@@ -1,0 +1,44 @@
+/**
+ * The benchmark configurations of `ssd-kernels bench`: the CPU forward's (C1, C2), the CUDA
+ * forward's and backward's (G1–G4), and the decode step's sizes and batch sizes. bench/NOTES.md and
+ * the README report timings on these shapes.
+ *
+ * Shapes are (batch b, seqlen L, nheads h, headdim p, ngroups g, dstate n).
+ */
+import type { ExampleConfig } from './examples';
+import type { FloatType } from './tensor';
+
+export interface BenchConfig extends ExampleConfig {
+  name: string;
+  dtype: FloatType;
+}
+
+/** C1: b 1, L 4096, h 32, p 64, g 1, n 128, float32 (the CPU bench: chunk 256, D per head, dtSoftplus). */
+const C1: BenchConfig = { name: 'C1', batch: 1, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'float32' };
+
+/** C2: b 1, L 2048, h 8, p 64, g 1, n 64, float32 (the CPU bench: chunk 256, D per head, dtSoftplus). */
+const C2: BenchConfig = { name: 'C2', batch: 1, seqlen: 2048, nheads: 8, headdim: 64, ngroups: 1, dstate: 64, dtype: 'float32' };
+
+/** The CPU forward (and backward) configurations of `bench`, in order. */
+export const CPU_BENCH_CONFIGS: BenchConfig[] = [C1, C2];
+
+/** G1: b 4, L 4096, h 32, p 64, g 1, n 128, bfloat16 (x, z, B, C; dt, A, D, dtBias float32; chunk 256). */
+const G1: BenchConfig = { name: 'G1', batch: 4, seqlen: 4096, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' };
+
+/** G2: b 1, L 16384, h 32, p 64, g 1, n 128, bfloat16: one long sequence. */
+const G2: BenchConfig = { name: 'G2', batch: 1, seqlen: 16384, nheads: 32, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' };
+
+/** G3: b 8, L 2048, h 80, p 64, g 1, n 128, bfloat16: many heads. */
+const G3: BenchConfig = { name: 'G3', batch: 8, seqlen: 2048, nheads: 80, headdim: 64, ngroups: 1, dstate: 128, dtype: 'bfloat16' };
+
+/** G4: b 2, L 8192, h 24, p 64, g 8, n 64, bfloat16: eight groups of B and C. */
+const G4: BenchConfig = { name: 'G4', batch: 2, seqlen: 8192, nheads: 24, headdim: 64, ngroups: 8, dstate: 64, dtype: 'bfloat16' };
+
+/** The CUDA configurations of `bench --device cuda`, in order. */
+export const GPU_BENCH_CONFIGS: BenchConfig[] = [G1, G2, G3, G4];
+
+/** The decode step's sizes in `bench --step`: h 32, p 64, g 1, n 128 (float32 state and inputs). */
+export const STEP_BENCH_SIZES = { nheads: 32, headdim: 64, ngroups: 1, dstate: 128 };
+
+/** The step's default batch sizes in `bench --step` (--batch overrides them). */
+export const STEP_BENCH_BATCHES = [1, 16, 64, 256];

@@ -1,0 +1,189 @@
+/**
+ * Validation of ssdStep() arguments, done in full before anything crosses into native code,
+ * including the values of host stateIndices. Same message shape as validate.ts.
+ */
+import { SsdError, rangeError, typeError } from './errors';
+import { MIN_SIZE, MIN_SIZE_RULE, STEP_INPUT_TYPES as TYPES, STEP_STATE_TYPES } from './rules';
+import type { Tensor } from './tensor';
+import {
+  checkKnownKeys,
+  isPlainObject,
+  readD,
+  readDtBias,
+  readOptions,
+  sameDims,
+  shapeError,
+  tensorArg,
+  type SsdOptions,
+} from './validate';
+
+export interface SsdStepInputs {
+  /** (batch, nheads, headdim): the new token's input */
+  x: Tensor;
+  /** (batch, nheads): raw step sizes */
+  dt: Tensor;
+  /** (nheads) */
+  A: Tensor;
+  /** (batch, ngroups, dstate) */
+  B: Tensor;
+  /** (batch, ngroups, dstate) */
+  C: Tensor;
+  /** (nheads) or (nheads, headdim) */
+  D?: Tensor;
+  /** (batch, nheads, headdim): output gate */
+  z?: Tensor;
+  /** (nheads) */
+  dtBias?: Tensor;
+  /**
+   * (batch) int32: the row of the state cache each batch entry steps; a negative entry marks
+   * padding (its y is zeros, no row is touched). Non-negative entries must be distinct.
+   */
+  stateIndices?: Tensor;
+}
+
+/**
+ * dtSoftplus, dtLimit and device as for ssd(); with host tensors, device 'auto' runs the step on the
+ * CPU (shipping the state to a GPU costs more than stepping it). threads: the CPU threads, 1 to 1024
+ * (default: the cores available, fewer for a small state).
+ */
+export interface SsdStepOptions extends Pick<SsdOptions, 'dtSoftplus' | 'dtLimit' | 'device' | 'threads'> {
+  /** A tensor to write y into (x's type, (batch, nheads, headdim)) instead of a new one. */
+  out?: { y?: Tensor };
+}
+
+const STEP_INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'stateIndices'] as const;
+const STEP_OPTION_NAMES = ['dtSoftplus', 'dtLimit', 'device', 'threads', 'out'] as const;
+const STATE_LAYOUT = '(rows, nheads, headdim, dstate)';
+
+/** The normalised description of one step. */
+export interface SsdStepPlan {
+  batch: number;
+  nheads: number;
+  headdim: number;
+  ngroups: number;
+  dstate: number;
+  /** rows of the state cache: state.dims[0] */
+  stateRows: number;
+  dtSoftplus: boolean;
+  dtMin: number;
+  dtMax: number;
+  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
+  threads: number;
+  out: { y?: Tensor };
+}
+
+/** Validates a step's state, inputs and options; throws TypeError, RangeError or SsdError. */
+export function validateStep(state: unknown, inputs: unknown, options: unknown): { state: Tensor; inputs: SsdStepInputs; plan: SsdStepPlan } {
+  const s = tensorArg('state', state, STEP_STATE_TYPES, 4, STATE_LAYOUT);
+  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
+  checkKnownKeys('input', inputs, STEP_INPUT_NAMES);
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
+  checkKnownKeys('option', options, STEP_OPTION_NAMES);
+
+  const x = tensorArg('inputs.x', inputs.x, TYPES.x, 3, '(batch, nheads, headdim)');
+  const [batch, nheads, headdim] = x.dims;
+  const dt = tensorArg('inputs.dt', inputs.dt, TYPES.dt, 2, '(batch, nheads)');
+  const A = tensorArg('inputs.A', inputs.A, TYPES.A, 1, '(nheads)');
+  const B = tensorArg('inputs.B', inputs.B, TYPES.B, 3, '(batch, ngroups, dstate)');
+  const C = tensorArg('inputs.C', inputs.C, TYPES.C, 3, '(batch, ngroups, dstate)');
+  const [, ngroups, dstate] = B.dims;
+  const stateRows = s.dims[0];
+  const sizes: [string, number][] = [
+    ['batch (x.dims[0])', batch],
+    ['nheads (x.dims[1])', nheads],
+    ['headdim (x.dims[2])', headdim],
+    ['ngroups (B.dims[1])', ngroups],
+    ['dstate (B.dims[2])', dstate],
+    ['rows (state.dims[0])', stateRows],
+  ];
+  for (const [name, size] of sizes) {
+    if (size < MIN_SIZE) throw rangeError(name, MIN_SIZE_RULE, String(size));
+  }
+  if (nheads % ngroups !== 0) {
+    throw new SsdError('ERR_SSD_SHAPE', `Expected ngroups (B.dims[1]) to divide nheads (x.dims[1]) = ${nheads} but received ngroups = ${ngroups}`);
+  }
+  if (!sameDims(dt.dims, [batch, nheads])) throw shapeError('inputs.dt', [batch, nheads], '(batch, nheads)', dt.dims);
+  if (!sameDims(A.dims, [nheads])) throw shapeError('inputs.A', [nheads], '(nheads)', A.dims);
+  if (!sameDims(B.dims, [batch, ngroups, dstate])) throw shapeError('inputs.B', [batch, ngroups, dstate], '(batch, ngroups, dstate)', B.dims);
+  if (!sameDims(C.dims, B.dims)) throw shapeError('inputs.C', [batch, ngroups, dstate], '(batch, ngroups, dstate), the dims of B,', C.dims);
+  if (!sameDims(s.dims.slice(1), [nheads, headdim, dstate])) {
+    throw shapeError('state', [stateRows, nheads, headdim, dstate], STATE_LAYOUT, s.dims);
+  }
+  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
+  for (let i = 0; i < aValues.length; i++) {
+    if (!Number.isFinite(aValues[i])) throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
+  }
+
+  const result: SsdStepInputs = { x, dt, A, B, C };
+  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
+  if (inputs.z !== undefined) {
+    const z = tensorArg('inputs.z', inputs.z, TYPES.z, 3, '(batch, nheads, headdim)');
+    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, nheads, headdim), the dims of x,', z.dims);
+    result.z = z;
+  }
+  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
+  if (inputs.stateIndices !== undefined) {
+    result.stateIndices = readStateIndices(inputs.stateIndices, batch, stateRows);
+  } else if (stateRows !== batch) {
+    throw new SsdError(
+      'ERR_SSD_SHAPE',
+      `Expected state.dims[0] to be batch (x.dims[0]) = ${batch} without inputs.stateIndices but received ${stateRows}; pass stateIndices to step rows of a larger cache`,
+    );
+  }
+
+  const o = readOptions(options);
+  const plan: SsdStepPlan = {
+    batch,
+    nheads,
+    headdim,
+    ngroups,
+    dstate,
+    stateRows,
+    dtSoftplus: o.dtSoftplus,
+    dtMin: o.dtMin,
+    dtMax: o.dtMax,
+    device: o.device,
+    threads: o.threads,
+    out: readStepOut((options as Record<string, unknown>).out, x, s, result),
+  };
+  return { state: s, inputs: result, plan };
+}
+
+/** inputs.stateIndices: int32 (batch), each < rows, the non-negative ones distinct (not read back from device memory). */
+function readStateIndices(value: unknown, batch: number, rows: number): Tensor {
+  const t = tensorArg('inputs.stateIndices', value, TYPES.stateIndices, 1, '(batch)');
+  if (!sameDims(t.dims, [batch])) throw shapeError('inputs.stateIndices', [batch], '(batch)', t.dims);
+  if (t.location !== 'cpu') return t;
+  const data = t.data as Int32Array;
+  const seen = new Map<number, number>();
+  for (let i = 0; i < data.length; i++) {
+    const row = data[i];
+    if (row >= rows) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected inputs.stateIndices entries below the state's ${rows} rows (state.dims[0]) but received ${row} at index ${i}`);
+    }
+    if (row < 0) continue;
+    const first = seen.get(row);
+    if (first !== undefined) {
+      throw new SsdError(
+        'ERR_SSD_VALUE',
+        `Expected distinct non-negative inputs.stateIndices (each state row stepped at most once per call) but received row ${row} at indices ${first} and ${i}`,
+      );
+    }
+    seen.set(row, i);
+  }
+  return t;
+}
+
+function readStepOut(out: unknown, x: Tensor, state: Tensor, inputs: SsdStepInputs): SsdStepPlan['out'] {
+  if (out === undefined) return {};
+  if (!isPlainObject(out)) throw typeError('options.out', 'an object { y? } of Tensors', out);
+  checkKnownKeys('key of options.out', out, ['y']);
+  if (out.y === undefined) return {};
+  const y = tensorArg('options.out.y', out.y, [x.type], 3, '(batch, nheads, headdim)');
+  if (!sameDims(y.dims, x.dims)) throw shapeError('options.out.y', x.dims, '(batch, nheads, headdim)', y.dims);
+  if (y === state || Object.values(inputs).includes(y)) {
+    throw new SsdError('ERR_SSD_VALUE', 'Expected options.out.y to be a tensor apart from the state and the inputs but received one of them');
+  }
+  return { y };
+}
