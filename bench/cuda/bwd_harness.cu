@@ -1023,13 +1023,13 @@ static std::vector<Case> make_cases() {
           });
         }
   }
-  // the fast main role of launch 3 (16-bit, p = 64, n in {64, 128}, chunk a multiple of 64), further options
-  add("fast Q=128 n=128 f16 noz Dch seq g=2 b=2 init", [&](Case& c) {
+  // the fixed main role of launch 3 (16-bit, p = 64, n in {64, 128}, chunk a multiple of 64), further options
+  add("fixed Q=128 n=128 f16 noz Dch seq g=2 b=2 init", [&](Case& c) {
     all16(c, SSD_FLOAT16); c.Q = 128; c.n = 128; c.L = 300; c.z = false; c.Dmode = 2; c.seq = 1; c.h = 4; c.g = 2;
     c.b = 2; c.init = true; });
-  add("fast Q=256 n=64 L=1000 h=6 g=3 init noD", [](Case& c) {
+  add("fixed Q=256 n=64 L=1000 h=6 g=3 init noD", [](Case& c) {
     c.Q = 256; c.n = 64; c.L = 1000; c.h = 6; c.g = 3; c.init = true; c.Dmode = 0; });
-  // dz from the forward's y_ungated: copies of every third case that wants dz, in z's dtype (the fast
+  // dz from the forward's y_ungated: copies of every third case that wants dz, in z's dtype (the fixed
   // launch 3 reads it when it is x's type), and two in another dtype (the generic reads, or recompute)
   {
     const size_t n0 = v.size();
@@ -1041,7 +1041,7 @@ static std::vector<Case> make_cases() {
       v.push_back(c);
     }
   }
-  add("yu f32 (fast shape: recomputed)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 600; c.h = 4; });
+  add("yu f32 (fixed shape: recomputed)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 600; c.h = 4; });
   add("yu f16 Dch pad3 init", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 3; c.L = 150; c.init = true; });
   return v;
 }
@@ -1250,6 +1250,8 @@ static int bench_mode(int runs, const char* only) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "all";
+  // SSD_BWD_TEST_SPLIT=n forces n head slices (detail.h), so that small shapes check the slice sums.
+  if (const char* split = getenv("SSD_BWD_TEST_SPLIT")) ssd::cuda::detail::forced_head_slices = atoi(split);
   int rc = 0;
   if (mode == "check" || mode == "all") rc |= check_mode(argc > 2 && mode == "check" ? argv[2] : nullptr);
   if (mode == "bench" || mode == "all") rc |= bench_mode(argc > 2 && mode == "bench" ? std::max(20, atoi(argv[2])) : 100, nullptr);

@@ -522,7 +522,7 @@ static std::vector<Case> make_cases() {
   add("f32 h=6 g=3 b=3 pad3", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.h = 6; c.g = 3; c.b = 3; c.pad = 3; c.L = 100; c.init = true; });
   add("mixed x bf16 B/C f16 (f32 path)", [](Case& c) { c.Bt = c.Ct = SSD_FLOAT16; c.yt = SSD_FLOAT32; c.L = 150; });
   add("f32 in, bf16 out", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = SSD_FLOAT32; c.L = 150; });
-  // Fast chunk-scan path (16-bit, Q >= 64, p in {64,128}, n in {64,128,256}, no seq_idx, 16-byte
+  // Fixed chunk-scan path (16-bit, Q >= 64, p in {64,128}, n in {64,128,256}, no seq_idx, 16-byte
   // vectors): every shape of the path, with the options cycled over the cases. Each case has a
   // partial last chunk (and, for Q >= 128, a partial last 64-row block).
   {
@@ -532,7 +532,7 @@ static std::vector<Case> make_cases() {
         for (int N : {64, 128, 256}) {
           const int k = i++;
           const bool f16 = (k % 5) == 3;
-          std::string nm = "fast Q=" + std::to_string(Q) + " p=" + std::to_string(P) + " n=" + std::to_string(N);
+          std::string nm = "fixed Q=" + std::to_string(Q) + " p=" + std::to_string(P) + " n=" + std::to_string(N);
           add(nm, [&](Case& c) {
             c.Q = Q; c.p = P; c.n = N;
             c.L = 2 * Q + 37 + (k % 3) * 17;
@@ -553,20 +553,20 @@ static std::vector<Case> make_cases() {
                            " g" + std::to_string(v.back().g) + (f16 ? " f16" : "");
         }
   }
-  add("fast Q=256 L=100 (one partial chunk)", [](Case& c) { c.Q = 256; c.L = 100; c.n = 128; c.init = true; });
-  add("fast Q=128 L=64 noD noz", [](Case& c) { c.Q = 128; c.L = 64; c.Dmode = 0; c.z = false; });
-  add("fast Q=256 L=1", [](Case& c) { c.Q = 256; c.L = 1; c.n = 128; });
-  add("fast huge dt Q=256 p=128", [](Case& c) { c.Q = 256; c.L = 600; c.p = 128; c.n = 128; c.dtshift = 12.f; c.init = true; });
-  add("fast tiny dt Q=128 n=256", [](Case& c) { c.Q = 128; c.L = 300; c.n = 256; c.dtshift = -12.f; });
-  add("fast b=3 h=8 g=2 Q=256 full chunks", [](Case& c) { c.Q = 256; c.L = 512; c.b = 3; c.h = 8; c.g = 2; c.n = 128; c.init = true; });
+  add("fixed Q=256 L=100 (one partial chunk)", [](Case& c) { c.Q = 256; c.L = 100; c.n = 128; c.init = true; });
+  add("fixed Q=128 L=64 noD noz", [](Case& c) { c.Q = 128; c.L = 64; c.Dmode = 0; c.z = false; });
+  add("fixed Q=256 L=1", [](Case& c) { c.Q = 256; c.L = 1; c.n = 128; });
+  add("fixed huge dt Q=256 p=128", [](Case& c) { c.Q = 256; c.L = 600; c.p = 128; c.n = 128; c.dtshift = 12.f; c.init = true; });
+  add("fixed tiny dt Q=128 n=256", [](Case& c) { c.Q = 128; c.L = 300; c.n = 256; c.dtshift = -12.f; });
+  add("fixed b=3 h=8 g=2 Q=256 full chunks", [](Case& c) { c.Q = 256; c.L = 512; c.b = 3; c.h = 8; c.g = 2; c.n = 128; c.init = true; });
   // enough (b, head, p-tile) chains (>= 64) for the sequential state pass (k_seq_state) by default
-  add("fast seq pass b=2 h=32 Q=64 n=128 init", [](Case& c) { c.Q = 64; c.L = 300; c.b = 2; c.h = 32; c.g = 2; c.n = 128; c.init = true; c.Dmode = 2; });
-  add("fast seq pass h=32 p=128 Q=256 n=64 f16", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 256; c.L = 600; c.h = 32; c.p = 128; c.n = 64; c.z = false; });
-  add("fast seq pass b=4 h=16 Q=128 n=256 L=1", [](Case& c) { c.Q = 128; c.L = 1; c.b = 4; c.h = 16; c.n = 256; c.init = true; });
-  add("fast f16 clamp softplus off Q=64 p=128", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 64; c.p = 128; c.n = 64; c.L = 333; c.softplus = false; c.lo = 0.02f; c.hi = 0.05f; c.Dmode = 2; });
-  add("generic: z f32 (fast shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
-  add("generic: y f32 (fast shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
-  add("generic: seq (fast shape)", [](Case& c) { c.seq = 1; c.Q = 256; c.n = 128; c.L = 300; c.init = true; });
+  add("fixed seq pass b=2 h=32 Q=64 n=128 init", [](Case& c) { c.Q = 64; c.L = 300; c.b = 2; c.h = 32; c.g = 2; c.n = 128; c.init = true; c.Dmode = 2; });
+  add("fixed seq pass h=32 p=128 Q=256 n=64 f16", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 256; c.L = 600; c.h = 32; c.p = 128; c.n = 64; c.z = false; });
+  add("fixed seq pass b=4 h=16 Q=128 n=256 L=1", [](Case& c) { c.Q = 128; c.L = 1; c.b = 4; c.h = 16; c.n = 256; c.init = true; });
+  add("fixed f16 clamp softplus off Q=64 p=128", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 64; c.p = 128; c.n = 64; c.L = 333; c.softplus = false; c.lo = 0.02f; c.hi = 0.05f; c.Dmode = 2; });
+  add("generic: z f32 (fixed shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("generic: y f32 (fixed shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("generic: seq (fixed shape)", [](Case& c) { c.seq = 1; c.Q = 256; c.n = 128; c.L = 300; c.init = true; });
   // y_ungated (the pre-gate output) beside y: copies of every third case with z, in the output's dtype,
   // and a few with another dtype or without z (then y_ungated is not set: it needs z)
   {
@@ -579,7 +579,7 @@ static std::vector<Case> make_cases() {
       v.push_back(c);
     }
   }
-  add("yu f32, y bf16 (fast shape)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
+  add("yu f32, y bf16 (fixed shape)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("yu f16 Dch pad8", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 8; c.L = 150; c.init = true; });
   return v;
 }

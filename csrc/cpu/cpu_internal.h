@@ -6,6 +6,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "core/math.h"
 #include "ssd_kernels.h"
 
 namespace ssd { namespace cpu { namespace detail {

@@ -19,8 +19,12 @@ SsdStatus forward_timed(const SsdParams& p, void* stream, void* workspace, std::
 // Which compute path forward() takes for p: "bf16-mma", "f16-mma" or "f32-fma".
 const char* compute_path(const SsdParams& p);
 
-// Which chunk-scan kernel forward() launches for p: "fast" (k_chunk_scan_fast) or "generic".
+// Which chunk-scan kernel forward() launches for p: "fixed" (k_chunk_scan_fixed) or "generic".
 const char* scan_kernel(const SsdParams& p);
+
+// The harness's and the emulation's way to force the backward's head-slice count (0: the backward
+// chooses; n > 0: min(n, heads per group) slices), so that the slice sums are checked on small shapes.
+extern int forced_head_slices;
 
 // Like backward(), with CUDA events around every launch; synchronizes the stream to fill *times.
 SsdStatus backward_timed(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error,

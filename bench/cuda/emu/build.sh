@@ -10,8 +10,8 @@
 # The backward's "yu" cases run the forward first (for y_ungated), which the backward's build lacks:
 # they fail there with "no forward in the emulation".
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
-# next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags, e.g.
-# -DSSD_BWD_TEST_SPLIT=2 to force the backward's head-slice count; use its own BUILD_DIR).
+# next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags), and at run time
+# SSD_BWD_TEST_SPLIT=n to force the backward's head-slice count (the harness reads it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 KERNEL=${KERNEL:-bwd}
@@ -29,7 +29,9 @@ E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"
 mkdir -p "$BUILD_DIR/cuda/common"
 python3 "$E/transform.py" mma csrc/cuda/common/mma.cuh "$BUILD_DIR/cuda/common/mma.cuh"
-python3 "$E/transform.py" file csrc/cuda/common/device.cuh "$BUILD_DIR/cuda/common/device.cuh"
+for h in csrc/cuda/common/*.cuh; do
+  [ "$(basename "$h")" = mma.cuh ] || python3 "$E/transform.py" file "$h" "$BUILD_DIR/cuda/common/$(basename "$h")"
+done
 src=$([ "$KERNEL" = bwd ] && echo csrc/cuda/bwd/backward.cu || echo csrc/cuda/fwd/forward.cu)
 python3 "$E/transform.py" file "$src" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")

@@ -14,20 +14,20 @@
 //        a. chunk state S_k = Σ_j w_j x̄_j ⊗ B_j (tensor cores) into `states`; the block with the
 //           first tile also stores the chunk's position records (cumsum, d, seq) and its decay.
 //        b. dHoff_k = Σ_i e_i dY_i ⊗ C_i, the gradient reaching H_{k-1} from the chunk's outputs,
-//           into `dstates`. Given fwd.y_ungated, its fast instance also writes dz (bw.dz_l1).
+//           into `dstates`. Given fwd.y_ungated, its fixed instance also writes dz (bw.dz_l1).
 //        c. C·Bᵀ per (b, chunk, group), lower-triangular BB×BB blocks (BB = min(Q, 64)), as the forward:
-//           row-major for the generic launches 2 / 3, in mma-fragment order for the fast ones (and
-//           transposed for the fast launch 3).
+//           row-major for the generic launches 2 / 3, in mma-fragment order for the fixed ones (and
+//           transposed for the fixed launch 3).
 //   2. k_bwd_pass_dcb  two roles:
 //        a. state passing, forward then reverse, per (b, h, 512 state elements): `states` becomes
 //           H_{k-1}; `dstates` becomes G_k (G_{c-1} = dFinal, G_{k-1} = dHoff_k + decay_k G_k);
 //           d_initial_states = G_{-1}; per-warp partials of decay_k ⟨G_k, H_{k-1}⟩ (→ ds_last). For
-//           the fast launch 3 both end up rounded to T inside their own slabs (bw.tslab).
+//           the fixed launch 3 both end up rounded to T inside their own slabs (bw.tslab).
 //        b. dG = Σ_heads L ∘ (dY X̄ᵀ) per (b, chunk, group, BB×BB block, head slice): each block loops
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
 //           partial of dG, plus per head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs
 //           with headdim 64 and chunks a multiple of 64 take a fixed-shape instance
-//           (k_bwd_pass_dcb_fast, same sums), whose last slice block per tile sums the partials into
+//           (k_bwd_pass_dcb_fixed, same sums), whose last slice block per tile sums the partials into
 //           slice 0 in slice order (dg_slices_sum); otherwise launch 3 sums them, in the same order,
 //           where it stages dG.
 //   3. k_bwd_main      three roles (the two group roles first in block order):
@@ -66,6 +66,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/detail.h"
+#include "cuda/common/chunk.cuh"
 #include "cuda/common/device.cuh"
 #include "cuda/common/mma.cuh"
 
@@ -102,25 +103,25 @@ struct Bw {
   int s3, h3;          // launch 3 roles b/c: head slices per group, heads per slice
   int n4a;             // launch 4: blocks of the ddt role (the dB/dC combine role after them)
   int64_t dgS;         // floats per dG slice
-  int s2r;             // dG slices launch 3 sums (1 where the fast launch 2 has summed them into slice 0)
+  int s2r;             // dG slices launch 3 sums (1 where the fixed launch 2 has summed them into slice 0)
   int64_t pbcS;        // floats per dB/dC partial slice (b, c, g, Q, N)
   int vx, vdy, vz, vB, vC, vdx, vdz, vdB, vdC;  // 8-element vector access allowed
   int st4, pass4;      // states rows allow float4 (N % 4 == 0); state pass may use float4
   int want_dz;
   int use_yu;          // launch 3 takes the pre-gate output from fwd.y_ungated instead of recomputing it
   int vyu;             // ... with 8-element vector loads
-  int dz_l1;           // with use_yu on the fast launches 1 and 3: launch 1's role b writes dz, launch 3 does not
-  int tslab;           // launch 2 leaves H_{k-1} / G_k as T in their slabs for the fast launch 3 (tslab_index)
+  int dz_l1;           // with use_yu on the fixed launches 1 and 3: launch 1's role b writes dz, launch 3 does not
+  int tslab;           // launch 2 leaves H_{k-1} / G_k as T in their slabs for the fixed launch 3 (tslab_index)
   int64_t PN;
   float4* rec;     // (b, h, c, Q)            position records of every chunk (padding: d = 0)
   float* decay;    // (b, h, c)               keep · exp(s_last)
   float* states;   // (b, h, c, p, n)         S_k, then H_{k-1}
   float* dstates;  // (b, h, c, p, n)         dHoff_k, then G_k
-  float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ, row-major (null when launches 2 and 3 are both fast)
-  float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fast launches 2 / 3
+  float* cb;       // (b, c, g, ntri, BB, BB) C·Bᵀ, row-major (null when launches 2 and 3 are both fixed)
+  float* cbf;      // (b, c, g, ntri, 64, 64) C·Bᵀ in fragment order (cb_frag_offset), fixed launches 2 / 3
   float* cbt;      // (b, c, g, ntri, 64, 64) its tiles transposed ([j][i]), in fragment order, idem
   float* dg;       // (s2, b, c, g, ntri, BB, BB) dG partials: slice s = Σ_{h in slice s} L ∘ dM
-  int* dgcnt;      // (b, c, g, ntri)         fast launch 2 with s2 > 1: slice blocks done (launch 1 zeroes)
+  int* dgcnt;      // (b, c, g, ntri)         fixed launch 2 with s2 > 1: slice blocks done (launch 1 zeroes)
   float* prow;     // (b, h, c, ntri, BB)     row sums of P per block
   float* pcol;     // (b, h, c, ntri, BB)     column sums of P per block
   float* ppass;    // (b, h, c, npp)          decay_k ⟨G_k, H_{k-1}⟩ partials
@@ -139,9 +140,6 @@ struct Bw {
 // p·n slab at T-index tslab_index(e). A row of dstate 64 or 128 stays contiguous.
 __device__ __forceinline__ int tslab_index(int e) { return ((e >> 9) << 10) + (e & 511); }
 
-// (s_i - s_j) * log2(e) from two position records (hi/lo pairs, pre-multiplied by log2(e)).
-__device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) { return (ri.x - rj.x) + (ri.y - rj.y); }
-__device__ __forceinline__ int sid_of(const float4& r) { return __float_as_int(r.w); }
 __device__ __forceinline__ void zero8(float f[8]) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) f[e] = 0.f;
@@ -158,58 +156,6 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 2);
   return v;
 }
-
-// Per-position records of chunk positions 0..n-1 (as the forward): rec[j] = {s_hi, s_lo, d_j, seq},
-// s = log2(e) · inclusive cumsum of d·A in double; positions >= len are padding with d = 0 and the
-// seq of position len-1. All 128 threads call it; the caller syncs before reading rec.
-__device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
-                                           float4* rec, double* wsum) {
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-  float d[2];
-  int sid[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int j = 2 * tid + e;
-    d[e] = 0.f;
-    sid[e] = 0;
-    if (j < n) {
-      if (j < len) {
-        float u = ld_f(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + (t0 + j) * p.dt_seq_stride + h) + bias;
-        if (p.dt_softplus) u = (u <= 20.f) ? log1pf(expf(u)) : u;
-        d[e] = fminf(fmaxf(u, p.dt_min), p.dt_max);
-      }
-      if (p.seq_idx) sid[e] = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + min(j, len - 1)];
-    }
-  }
-  const float A = p.A[h];
-  const double v0 = (double)d[0] * (double)A;
-  const double v1 = v0 + (double)d[1] * (double)A;
-  double x = v1;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, x, off);
-    if (lane >= off) x += y;
-  }
-  double ex = __shfl_up_sync(0xffffffffu, x, 1);
-  if (lane == 0) ex = 0.0;
-  if (lane == 31) wsum[warp] = x;
-  __syncthreads();
-  double base = 0.0;
-  for (int w = 0; w < warp; ++w) base += wsum[w];
-  base += ex;
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int j = 2 * tid + e;
-    if (j < n) {
-      const double s = (base + (e ? v1 : v0)) * 1.4426950408889634;  // log2(e)
-      const float hi = (float)s;
-      const float lo = (float)(s - (double)hi);
-      rec[j] = make_float4(hi, lo, d[e], __int_as_float(sid[e]));
-    }
-  }
-}
-
 
 // ---- cp.async (16-byte copies global → shared, zero-fill past the valid bytes) --------------------
 // one 16-byte cp.async (bytes < 16 zero-fills the rest)
@@ -548,7 +494,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
     }
   }
   const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
-  if (bw.cbf) {  // the fast launches' copy in fragment order (BB is 64, every warp is active)
+  if (bw.cbf) {  // the fixed launches' copy in fragment order (BB is 64, every warp is active)
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -558,7 +504,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
         o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
       }
   }
-  if (bw.cbt) {  // the fast launch 3's transposed copy, in fragment order
+  if (bw.cbt) {  // the fixed launch 3's transposed copy, in fragment order
     // the transpose goes through shared memory (the C / B tiles' space, 64 × 68 floats)
     constexpr int LS = 68;
     float* S = reinterpret_cast<float*>(smem);
@@ -622,7 +568,7 @@ __device__ __forceinline__ void st4(float* p, int cnt, bool vec, const float v[4
     if (u < cnt) p[u] = v[u];
 }
 
-template <class T, bool TSLAB>  // TSLAB: the T stores compiled in (the fast launch 2; bw.tslab decides)
+template <class T, bool TSLAB>  // TSLAB: the T stores compiled in (the fixed launch 2; bw.tslab decides)
 __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw& bw, int blk) {
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -665,7 +611,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
   float gr[4];
   if (bp.d_final_states) ld4(bp.d_final_states + bh * PN + eo, cnt, vec, gr);
   else gr[0] = gr[1] = gr[2] = gr[3] = 0.f;
-  // bw.tslab (16-bit fast launch 3 only; PN is a multiple of 512, cnt = 4): G_k and H_{k-1} go out as
+  // bw.tslab (16-bit fixed launch 3 only; PN is a multiple of 512, cnt = 4): G_k and H_{k-1} go out as
   // T (4 values, 8 bytes) at T-index es·1024 + 4·tid of their slabs, over bytes other threads of
   // this block read as fp32: a barrier separates the block's loads of a chunk from those stores.
   bool ts = false;
@@ -909,7 +855,7 @@ k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_consta
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fast launch 3 comes with the fast launch 2
+  if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fixed launch 3 comes with the fixed launch 2
   else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
 }
 
@@ -1489,19 +1435,19 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 }
 
 // =============================================================================================
-// Launch 3, fast path (k_bwd_main_fast): role a as main_role, specialised for the benchmark shapes
+// Launch 3, fixed path (k_bwd_main_fixed): role a as main_role, specialised for the benchmark shapes
 // so that every tile size, trip count and pitch is a compile-time constant: 16-bit x/B/C (T) with
 // dy and z (if any) of the same type, headdim 64 (one p-tile), dstate N in {64, 128}, chunk a
 // multiple of 64 (position blocks of 64), 16-byte vector access to x, dy, z, dx, dz, B, C. seq_idx,
 // initial states, a partial last chunk, z / dz / D options as in the generic path. The host selects
-// it (fast_main_ok); roles b/c (dB / dC) are group_fast.
+// it (fixed_main_ok); roles b/c (dB / dC) are group_fixed.
 // Differences from main_role:
 //   - x, dy, z, C, B tiles are loaded by cp.async (zero-filled past the sequence: no bounds checks
 //     inside the tiles); so are the state slabs H_{k-1} / G_k, which launch 2 left rounded to T (the
 //     same rounding as main_role; cp_slab64). The position records are read through the L1;
 //   - dY = dy ⊙ silu(z) is formed once per 64-row tile in shared memory (from raw dy / z tiles);
 //   - the decay-masked C·Bᵀ operands are read straight from global memory into registers (as the
-//     forward's fast scan), with warp-uniform skipping of the tiles above / below the diagonal;
+//     forward's fixed scan), with warp-uniform skipping of the tiles above / below the diagonal;
 //   - the x tiles of the dz part and the dY tiles of the dX̄ part are prefetched one tile ahead;
 //   - the products with the state (C H_{k-1}ᵀ, B G_kᵀ) run over dstate in K halves of 64 columns,
 //     each half in its own pair of tiles (the same summation order as one pass).
@@ -1514,7 +1460,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // between the copy's wait and the read; every other reader is behind a __syncthreads.
 // =============================================================================================
 // =============================================================================================
-// Launch 1, fast instance (fast_prep_ok: 16-bit x/B/C with dy and z of the same type, 16-byte rows,
+// Launch 1, fixed instance (fixed_prep_ok: 16-bit x/B/C with dy and z of the same type, 16-byte rows,
 // headdim a multiple of 64, dstate a multiple of BN1). Roles a and b as outer_role, but the K blocks
 // (32 positions) of the a, v (and raw z) tiles come by cp.async two stages deep, the first issued
 // before the chunk's block scan, with no bounds checks (rows past the sequence are zero-filled and
@@ -1523,7 +1469,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 // Role c is cb_role.
 // =============================================================================================
 template <int BN1, bool DY>
-struct PrepFast {
+struct PrepFixed {
   static constexpr int KB = 32, LDA = kLD, LDV = BN1 + 8;
   static constexpr int kStage = KB * LDA * (DY ? 2 : 1) + KB * LDV;  // elements: a (+ raw z), v
   static constexpr int kSmem = kHdr + 2 * kStage * 2;
@@ -1532,9 +1478,9 @@ struct PrepFast {
 // DZ (role b, bw.dz_l1): also dz from y_ungated (an instance of its own: its registers would cost the
 // plain instance a block per SM on G4).
 template <class T, int BN1, bool DY, bool DZ>
-__device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
-  using F = PrepFast<BN1, DY>;
-  static_assert(F::kSmem <= PrepFast<BN1, true>::kSmem && F::kSmemU > F::kSmem,
+__device__ __forceinline__ void outer_role_fixed(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using F = PrepFixed<BN1, DY>;
+  static_assert(F::kSmem <= PrepFixed<BN1, true>::kSmem && F::kSmemU > F::kSmem,
                 "the launch is sized for role b's stages (the larger; with the y_ungated tile, larger still)");
   constexpr int KB = F::KB, LDA = F::LDA, LDV = F::LDV, NT = BN1 / 16;
   const SsdParams& p = bp.fwd;
@@ -1663,11 +1609,11 @@ __device__ __forceinline__ void outer_role_fast(const SsdBackwardParams& bp, con
   if (outer) outer_store<BN1, DY>(bw, o, acc);
 }
 
-// Launch 1: roles a and b (the fast instance or outer_role), then role c. DZ: see outer_role_fast.
+// Launch 1: roles a and b (the fixed instance or outer_role), then role c. DZ: see outer_role_fixed.
 // The fixed-shape instances run 4 blocks per SM (119-128 registers without spills; launch 1 on G1
 // 0.178 -> 0.160 ms, device run S7-9); the generic ones would spill at 128.
-template <class T, int BN1, bool FAST, bool DZ = false>
-__global__ void __launch_bounds__(kThreads, FAST ? 4 : 3)
+template <class T, int BN1, bool FIXED, bool DZ = false>
+__global__ void __launch_bounds__(kThreads, FIXED ? 4 : 3)
 k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // launched as a programmatic dependent of the stream's previous kernel (the forward's, say)
   pdl_launch_dependents();  // the next launch may be scheduled; it waits for this one (pdl_wait)
@@ -1676,9 +1622,9 @@ k_bwd_prep(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__
   if (blk < bw.n1a + bw.n1b) {
     const bool dy = blk >= bw.n1a;
     if (dy) blk -= bw.n1a;
-    if constexpr (FAST) {
-      if (dy) outer_role_fast<T, BN1, true, DZ>(bp, bw, blk, smem);
-      else outer_role_fast<T, BN1, false, false>(bp, bw, blk, smem);
+    if constexpr (FIXED) {
+      if (dy) outer_role_fixed<T, BN1, true, DZ>(bp, bw, blk, smem);
+      else outer_role_fixed<T, BN1, false, false>(bp, bw, blk, smem);
     } else {
       if (dy) outer_role<T, BN1, true>(bp, bw, blk, smem);
       else outer_role<T, BN1, false>(bp, bw, blk, smem);
@@ -1721,7 +1667,7 @@ __device__ __forceinline__ void unpack8(const uint4& u, float f[8], bool bf) {
   }
 }
 
-// Launch 3, fast path: launch 2 left the state slabs H_{k-1} / G_k rounded to T (bw.tslab); the fast
+// Launch 3, fixed path: launch 2 left the state slabs H_{k-1} / G_k rounded to T (bw.tslab); the fixed
 // launch 3 copies them by cp.async, 64 columns (n0..n0+63) of the 64 rows at a time, with the
 // thread → chunk map of cp_tile64<64, LD>.
 template <class T, int N, int LD>
@@ -1734,7 +1680,7 @@ __device__ __forceinline__ void cp_slab64(T* dst, const float* slab, int n0) {
   }
 }
 
-struct MainFast {
+struct MainFixed {
   static constexpr int LDX = 72, LDY = 68;
   static constexpr int kTile = 64 * LDX * 2;  // one 64 × 64 16-bit tile
   static constexpr int kBytes = 6 * kTile;    // Xo, dYo, T2..T5
@@ -1742,8 +1688,8 @@ struct MainFast {
 };
 
 template <class T, int N>
-__device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
-  using S = MainFast;
+__device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = MainFixed;
   constexpr int P = 64, NT = 8, LDX = S::LDX, LDY = S::LDY;
   static_assert(N == 64 || N == 128, "dstate");
   constexpr bool kBf = std::is_same<T, bf16>::value;
@@ -2179,8 +2125,8 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
   }
 }
 
-// Launch 3, roles b (dC) and c (dB), fast path: group_role for P = 64, BN = N (one n-tile), BB = 64,
-// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fast). The other operand
+// Launch 3, roles b (dC) and c (dB), fixed path: group_role for P = 64, BN = N (one n-tile), BB = 64,
+// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fixed). The other operand
 // rows, the per-head x / dy / z tiles and the state slabs (as T, cp_slab64) come by cp.async
 // (zero-filled past the sequence). The weighted (and gated) head tile, f = (x or dy·silu(z))·sc with
 // the same fp32 expression and single rounding to T as group_role's loaders, is formed in the mma
@@ -2192,7 +2138,7 @@ __device__ __forceinline__ void main_fast(const SsdBackwardParams& bp, const Bw&
 // 55808 (4 blocks per SM). The intra-chunk part's dG tile and operand rows lie in the slab stages
 // (the first head's slab is copied after it).
 template <int N>
-struct GroupFast {
+struct GroupFixed {
   static constexpr int LD = 72, LDV = N + 8, LDO = N + 4;
   static constexpr int kT = 64 * LD * 2;             // a raw 64 × 64 16-bit tile
   static constexpr int kV = 64 * LDV * 2;            // a slab stage
@@ -2216,8 +2162,8 @@ __device__ __forceinline__ void cp_rows16(T* dst, const T* src, int64_t rs, int 
 }
 
 template <class T, int N, bool DB>
-__device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
-  using S = GroupFast<N>;
+__device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = GroupFixed<N>;
   constexpr int NT = N / 8, LDA = S::LD, LDV = S::LDV, LDO = S::LDO;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -2438,34 +2384,34 @@ __device__ __forceinline__ void group_fast(const SsdBackwardParams& bp, const Bw
   }
 }
 
-// Launch 3 with the fast main role; roles b/c: group_fast. 4 blocks per SM.
+// Launch 3 with the fixed main role; roles b/c: group_fixed. 4 blocks per SM.
 template <int N>
-constexpr int main_fast_smem() {
-  return MainFast::kBytes > GroupFast<N>::kBytes ? MainFast::kBytes : GroupFast<N>::kBytes;
+constexpr int main_fixed_smem() {
+  return MainFixed::kBytes > GroupFixed<N>::kBytes ? MainFixed::kBytes : GroupFixed<N>::kBytes;
 }
-static_assert(4 * (main_fast_smem<128>() + 1024) <= 228 * 1024, "4 blocks per SM");
+static_assert(4 * (main_fixed_smem<128>() + 1024) <= 228 * 1024, "4 blocks per SM");
 template <class T, int N>
 __global__ void __launch_bounds__(kThreads, 4)
-k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+k_bwd_main_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   int blk = blockIdx.x;
   if (blk < bw.n3b) {
-    group_fast<T, N, false>(bp, bw, blk, smem);
+    group_fixed<T, N, false>(bp, bw, blk, smem);
     return;
   }
   blk -= bw.n3b;
   if (blk < bw.n3b) {
-    group_fast<T, N, true>(bp, bw, blk, smem);
+    group_fixed<T, N, true>(bp, bw, blk, smem);
     return;
   }
-  main_fast<T, N>(bp, bw, blk - bw.n3b, smem);
+  main_fixed<T, N>(bp, bw, blk - bw.n3b, smem);
 }
 
 // =============================================================================================
-// Launch 2, fast path (k_bwd_pass_dcb_fast): role b (dcb_role) specialised for the benchmark shapes
-// under the conditions of fast_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
+// Launch 2, fixed path (k_bwd_pass_dcb_fixed): role b (dcb_role) specialised for the benchmark shapes
+// under the conditions of fixed_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
 // 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
 // partial last chunk, z or not. Role a (state passing) is pass_role with its T stores compiled in.
 // The arithmetic is dcb_role's, in the same order (the same dY and x values in the tiles, the same
@@ -2475,7 +2421,7 @@ k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_const
 //     (zero-filled past the sequence: no bounds checks inside the tiles), double-buffered: the next
 //     head's copies are in flight while the current head is multiplied and masked;
 //   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile64 chunks
-//     (so no barrier between its cp.async wait and the conversion, as main_fast);
+//     (so no barrier between its cp.async wait and the conversion, as main_fixed);
 //   - compile-time 64 × 64 tiles and trip counts;
 //   - C·Bᵀ read in fragment order (one float4 per lane and 8 columns), the factored decay (below).
 // Shared memory (bytes): 2 stages × (dy → dY 9216 | z 9216 | x 9216 | recI 1024 | recJ 1024),
@@ -2484,7 +2430,7 @@ k_bwd_main_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_const
 // hh-1 (whose tile and record readers all come before it); the column-sum buffer is written after
 // the barrier that follows the conversion, i.e. after the previous head's pcol readers.
 // =============================================================================================
-struct DcbFast {
+struct DcbFixed {
   static constexpr int LD = 72;
   static constexpr int kTile = 64 * LD * 2;  // one 64 × 64 16-bit tile
   // two stages of {dy, x, records}; one raw z tile (converted into dY before the next head's copies)
@@ -2530,8 +2476,8 @@ __device__ __forceinline__ void dg_slices_sum(const Bw& bw, int pair, float* til
 }
 
 template <class T>
-__device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
-  using S = DcbFast;
+__device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+  using S = DcbFixed;
   constexpr int LD = S::LD, BB = 64;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -2725,17 +2671,17 @@ __device__ __forceinline__ void dcb_fast(const SsdBackwardParams& bp, const Bw& 
   dg_slices_sum(bw, pair, dg0);
 }
 
-// Launch 2 with the fast dG role (16-bit paths only; the host selects it with fast_dcb_ok).
+// Launch 2 with the fixed dG role (16-bit paths only; the host selects it with fixed_dcb_ok).
 // 4 blocks per SM (127 registers, 51 KB): launch 2 on G1 0.374 -> 0.330 ms against 3 (device run S7-7)
 template <class T>
 __global__ void __launch_bounds__(kThreads, 4)
-k_bwd_pass_dcb_fast(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
+k_bwd_pass_dcb_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
   if (blk < bw.n2a) pass_role<T, true>(bp, bw, blk);
-  else dcb_fast<T>(bp, bw, blk - bw.n2a, smem);
+  else dcb_fixed<T>(bp, bw, blk - bw.n2a, smem);
 }
 
 template <class T, int BP, int BN>
@@ -2838,11 +2784,8 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const int64_t odt = (int64_t)b * p.dt_batch_stride + (t0 + t) * p.dt_seq_stride + h;
   const float u = act ? ld_f(p.dt, p.dt_type, odt) + (p.dt_bias ? p.dt_bias[h] : 0.f) : 0.f;
   const float A = p.A[h];
-  float v = u, fac = 1.f;
-  if (p.dt_softplus && u <= 20.f) {
-    v = log1pf(expf(u));
-    fac = 1.f / (1.f + expf(-u));
-  }
+  const float v = p.dt_softplus ? math::softplus(u) : u;
+  const float fac = math::softplus_grad(u, p.dt_softplus);
   const bool in_range = v >= p.dt_min && v <= p.dt_max;
   float ds = 0.f, q = 0.f, xdx = 0.f, d = 0.f;
   if (act) {
@@ -3039,9 +2982,7 @@ constexpr int64_t kSplitBlocks = 4 * 132, kSplitMaxHeads2 = 24, kSplitMaxHeads3 
 void head_split(int64_t base, int64_t hpg, int64_t smax, int64_t maxh, int64_t* s, int64_t* hps) {
   int64_t v = std::max<int64_t>(cdiv(kSplitBlocks, std::max<int64_t>(base, 1)), cdiv(hpg, maxh));
   v = std::min<int64_t>(v, std::min<int64_t>(smax, std::max<int64_t>(hpg / 2, 1)));
-#ifdef SSD_BWD_TEST_SPLIT  // tests only (emulator): force the slice count
-  v = std::min<int64_t>(hpg, SSD_BWD_TEST_SPLIT);
-#endif
+  if (detail::forced_head_slices > 0) v = std::min<int64_t>(hpg, detail::forced_head_slices);
   *hps = cdiv(hpg, v);
   *s = cdiv(hpg, *hps);
 }
@@ -3052,8 +2993,8 @@ struct Layout {
   int64_t dgS, pbcS;       // floats per dG slice, per dB / dC partial slice
   size_t rec, decay, states, dstates, cb, dg, dgcnt, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
 };
-bool fast_main_shape(const SsdParams& p);  // below
-bool fast_cbf_shape(const SsdParams& p);
+bool fixed_main_shape(const SsdParams& p);  // below
+bool fixed_cbf_shape(const SsdParams& p);
 Layout layout_of(const SsdBackwardParams& bp) {
   const SsdParams& p = bp.fwd;
   const Tiles tl = tiles_of(p);
@@ -3093,7 +3034,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.dstates = take((size_t)bhc * P * N * 4);
   l.cb = take((size_t)b * l.nc * G * l.ntri * l.BB * l.BB * 4);
   l.dg = take((size_t)l.s2 * l.dgS * 4);
-  l.dgcnt = take(l.s2 > 1 && fast_cbf_shape(p) ? (size_t)b * l.nc * G * l.ntri * 4 : 0);
+  l.dgcnt = take(l.s2 > 1 && fixed_cbf_shape(p) ? (size_t)b * l.nc * G * l.ntri * 4 : 0);
   l.prow = take((size_t)bhc * l.ntri * l.BB * 4);
   l.pcol = take((size_t)bhc * l.ntri * l.BB * 4);
   l.ppass = take((size_t)bhc * l.npp * 4);
@@ -3104,11 +3045,11 @@ Layout layout_of(const SsdBackwardParams& bp) {
   l.pdA = take((size_t)bhc * 4);
   l.pdb = take((size_t)bhc * 4);
   l.pbc = take(l.s3 > 1 ? (size_t)2 * l.s3 * l.pbcS * 4 : 0);
-  // C·Bᵀ in fragment order for the fast launches 2 and 3, its transpose for the fast launch 3 (where
+  // C·Bᵀ in fragment order for the fixed launches 2 and 3, its transpose for the fixed launch 3 (where
   // their shapes allow them)
   const size_t tile_bytes = (size_t)b * l.nc * G * l.ntri * 4096 * 4;
-  l.cbf = take(fast_cbf_shape(p) ? tile_bytes : 0);
-  l.cbt = take(fast_main_shape(p) ? tile_bytes : 0);
+  l.cbf = take(fixed_cbf_shape(p) ? tile_bytes : 0);
+  l.cbt = take(fixed_main_shape(p) ? tile_bytes : 0);
   l.total = off;
   return l;
 }
@@ -3123,16 +3064,10 @@ struct Timer {
   cudaEvent_t ev[detail::kMaxStages + 1] = {};
 };
 
-// Fast main role (k_bwd_main_fast): see the conditions above that kernel. On by default; build with
-// -DSSD_FAST_BWD=0 to compare against the generic launch 3.
-#ifndef SSD_FAST_BWD
-#define SSD_FAST_BWD 1
-#endif
 // bw has its shapes and vector flags filled in; the compute path is 16-bit.
-// Launch 1's fast instance (k_bwd_prep_fast): 16-bit x/B/C, dy and z of the same type, all loadable by
+// Launch 1's fixed instance (k_bwd_prep_fixed): 16-bit x/B/C, dy and z of the same type, all loadable by
 // cp.async (16-byte rows), headdim a multiple of 64 and dstate of the n-tile BN1.
-bool fast_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
-  if (!SSD_FAST_BWD) return false;
+bool fixed_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
@@ -3140,22 +3075,20 @@ bool fast_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   if (!bw.vx || !bw.vdy || !bw.vB || !bw.vC || (p.z && !bw.vz)) return false;
   return bw.P % 64 == 0 && bw.N % BN1 == 0;
 }
-// The shapes of the fast launch 3 (the workspace holds its C·Bᵀ copies for them).
-bool fast_main_shape(const SsdParams& p) {
-  if (!SSD_FAST_BWD) return false;
+// The shapes of the fixed launch 3 (the workspace holds its C·Bᵀ copies for them).
+bool fixed_main_shape(const SsdParams& p) {
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
   return p.headdim == 64 && (p.dstate == 64 || p.dstate == 128) && p.chunk_size % 64 == 0;
 }
-// The shapes of the fast launch 2 or 3 (the workspace holds C·Bᵀ in fragment order for them).
-bool fast_cbf_shape(const SsdParams& p) {
-  if (!SSD_FAST_BWD) return false;
+// The shapes of the fixed launch 2 or 3 (the workspace holds C·Bᵀ in fragment order for them).
+bool fixed_cbf_shape(const SsdParams& p) {
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
   return p.headdim == 64 && p.chunk_size % 64 == 0;
 }
-bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
-  if (!fast_main_shape(bp.fwd)) return false;
+bool fixed_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
+  if (!fixed_main_shape(bp.fwd)) return false;
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
   if (bw.P != 64 || (bw.N != 64 && bw.N != 128) || bw.Q % 64 != 0 || bw.BB != 64 || bw.npt != 1) return false;
@@ -3166,14 +3099,9 @@ bool fast_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
   return bw.nnt == 1;  // group roles with BN = N
 }
 
-// Fast dG role of launch 2 (k_bwd_pass_dcb_fast): see the conditions above that kernel. On with
-// SSD_FAST_BWD; build with -DSSD_FAST_BWD_DCB=0 to compare against the generic launch 2.
-#ifndef SSD_FAST_BWD_DCB
-#define SSD_FAST_BWD_DCB 1
-#endif
+// The fixed-shape dG role of launch 2 (k_bwd_pass_dcb_fixed): see the conditions above that kernel.
 // bw has its shapes and vector flags filled in; the compute path is 16-bit. dstate does not matter.
-bool fast_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
-  if (!SSD_FAST_BWD || !SSD_FAST_BWD_DCB) return false;
+bool fixed_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
@@ -3209,9 +3137,9 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.nnt = (int)cdiv(p.dstate, tl.BNg);
   bw.PN = p.headdim * p.dstate;
   bw.want_dz = bp.dz != nullptr;
-  bw.use_yu = bw.want_dz && p.y_ungated != nullptr;  // the fast launch 3 narrows it below
+  bw.use_yu = bw.want_dz && p.y_ungated != nullptr;  // the fixed launch 3 narrows it below
   bw.s2 = (int)l.s2;
-  bw.s2r = bw.s2;  // 1 below where the fast launch 2 sums the slices
+  bw.s2r = bw.s2;  // 1 below where the fixed launch 2 sums the slices
   bw.h2 = (int)l.h2;
   bw.s3 = (int)l.s3;
   bw.h3 = (int)l.h3;
@@ -3277,16 +3205,16 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   size_t smem1 = std::max<size_t>(kHdr + 64 * kLD * es + 64 * (tl.BN1 + 8) * es, cb_tiles);
   size_t smem2 = 2 * 64 * kLD * es + 2 * 64 * 16 + 4 * 64 * 4;
   void (*k1)(SsdBackwardParams, Bw) = nullptr;
-  bool prep_fast = false;  // launch 1 is k_bwd_prep<..., true>
+  bool prep_fixed = false;  // launch 1 is k_bwd_prep<..., true>
   void (*k3)(SsdBackwardParams, Bw) = nullptr;
   size_t smem3 = 0;
   if (tl.BN1 == 64) k1 = k_bwd_prep<T, 64, false>;
   else if constexpr (k16) k1 = k_bwd_prep<T, 128, false>;
   if constexpr (k16) {
-    if (fast_prep_ok(bp, bw, tl.BN1)) {  // role b's stages (with the raw z tile) are the larger
-      prep_fast = true;
+    if (fixed_prep_ok(bp, bw, tl.BN1)) {  // role b's stages (with the raw z tile) are the larger
+      prep_fixed = true;
       k1 = tl.BN1 == 64 ? k_bwd_prep<T, 64, true> : k_bwd_prep<T, 128, true>;
-      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmem : PrepFast<128, true>::kSmem, cb_tiles);
+      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmem : PrepFixed<128, true>::kSmem, cb_tiles);
     }
   }
 #define SSD_MAIN_CASE(BPV, BNV)                            \
@@ -3302,11 +3230,11 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   }
 #undef SSD_MAIN_CASE
   bool generic_cb_reader = true;  // a launch reads the row-major C·Bᵀ tiles (generic launch 2 or 3)
-  bool main_fast_on = false;
+  bool main_fixed_on = false;
   if constexpr (k16) {
-    // the fast launch 3 reads the T slabs that only the fast launch 2 writes (its conditions imply
+    // the fixed launch 3 reads the T slabs that only the fixed launch 2 writes (its conditions imply
     // launch 2's anyway)
-    const bool fd = fast_dcb_ok(bp, bw), fm = fd && fast_main_ok(bp, bw);
+    const bool fd = fixed_dcb_ok(bp, bw), fm = fd && fixed_main_ok(bp, bw);
     generic_cb_reader = !fm || !fd;
     if (fm || fd) bw.cbf = reinterpret_cast<float*>(ws + l.cbf);  // launch 1's C·Bᵀ role writes the copies
     if (fd && bw.s2 > 1) {  // launch 1 zeroes the slice counters, launch 2 sums its dG slices (dg_slices_sum)
@@ -3314,28 +3242,28 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       bw.s2r = 1;
     }
     if (fm) {
-      // the fast launch 3 reads y_ungated as T rows of 16-byte vectors, or recomputes the output
+      // the fixed launch 3 reads y_ungated as T rows of 16-byte vectors, or recomputes the output
       bw.use_yu = bw.use_yu && p.y_ungated_type == p.x_type && bw.vyu;
-      main_fast_on = true;
+      main_fixed_on = true;
       bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
-      k3 = bw.N == 64 ? k_bwd_main_fast<T, 64> : k_bwd_main_fast<T, 128>;
-      smem3 = bw.N == 64 ? main_fast_smem<64>() : main_fast_smem<128>();
+      k3 = bw.N == 64 ? k_bwd_main_fixed<T, 64> : k_bwd_main_fixed<T, 128>;
+      smem3 = bw.N == 64 ? main_fixed_smem<64>() : main_fixed_smem<128>();
       bw.tslab = 1;
     }
   }
   if (!generic_cb_reader) bw.cb = nullptr;  // not written
-  bw.dz_l1 = bw.use_yu && main_fast_on && prep_fast;  // both fast: dz moves to launch 1 (y_ungated's type is T)
+  bw.dz_l1 = bw.use_yu && main_fixed_on && prep_fixed;  // both fixed: dz moves to launch 1 (y_ungated's type is T)
   if constexpr (k16) {
     if (bw.dz_l1) {
       k1 = tl.BN1 == 64 ? k_bwd_prep<T, 64, true, true> : k_bwd_prep<T, 128, true, true>;
-      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFast<64, true>::kSmemU : PrepFast<128, true>::kSmemU, cb_tiles);
+      smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmemU : PrepFixed<128, true>::kSmemU, cb_tiles);
     }
   }
   void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
   if constexpr (k16) {
-    if (fast_dcb_ok(bp, bw)) {  // always where launch 3 is fast
-      k2 = k_bwd_pass_dcb_fast<T>;
-      smem2 = DcbFast::kBytes;
+    if (fixed_dcb_ok(bp, bw)) {  // always where launch 3 is fixed
+      k2 = k_bwd_pass_dcb_fixed<T>;
+      smem2 = DcbFixed::kBytes;
     }
   }
   if (!k1 || !k3) {
@@ -3404,6 +3332,8 @@ SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, st
 }
 
 namespace detail {
+
+int forced_head_slices = 0;
 
 bool backward_workspace_layout(const SsdBackwardParams& p, BackwardWorkspaceLayout* out) {
   const Layout l = layout_of(p);

@@ -20,8 +20,8 @@ using mma::f16;
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Fragment order of a 64 × 64 fp32 tile (the forward's C·Bᵀ for its fast scan, the backward's copies
-// for its fast launches): 16 × 16 sub-tile (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that
+// Fragment order of a 64 × 64 fp32 tile (the forward's C·Bᵀ for its fixed scan, the backward's copies
+// for its fixed launches): 16 × 16 sub-tile (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that
 // lane's 8 values of the mma A fragment,
 //   (g, 2t4 .. +1), (g + 8, 2t4 .. +1), (g, 2t4 + 8 .. +9), (g + 8, 2t4 + 8 .. +9),
 // so that a warp reads one sub-tile's A fragments as 1 KiB of consecutive float4.

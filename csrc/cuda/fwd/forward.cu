@@ -11,7 +11,7 @@
 //      the state entering chunk k (H_{k-1}), writes final_states.
 //   3. k_chunk_scan  per (b, chunk, head, 64-row block, p-tile): dA cumsum again, then
 //      Y = exp(s_i) C_i H_{k-1}^T + (L o CB^T) X + D x, gated by silu(z), stored once.
-// Fast path (16-bit x/B/C, headdim 64/128, dstate 64/128/256, chunk >= 64, no seq_idx, aligned):
+// Fixed path (16-bit x/B/C, headdim 64/128, dstate 64/128/256, chunk >= 64, no seq_idx, aligned):
 //   kernel 1 also stores each chunk's position records (cumsum, step) for the scan, which reads them
 //   instead of recomputing; kernel 2 stores the entering states as 16-bit for the scan; and when
 //   there are enough (b, head, p-tile) chains to fill the GPU, kernels 1 and 2 are replaced by
@@ -35,6 +35,7 @@
 
 #include "cuda/backend.h"
 #include "cuda/detail.h"
+#include "cuda/common/chunk.cuh"
 #include "cuda/common/device.cuh"
 #include "cuda/common/mma.cuh"
 
@@ -73,10 +74,10 @@ struct Dv {
   float* states;           // (b, h, c, p, n)
   float* decay;            // (b, h, c)
   float* cb;               // (b, c, g, ntri, BB, BB)
-  void* hs16;              // fast scan: the entering states (b, h, c, p, n) as T, written by kernel 2
+  void* hs16;              // fixed scan: the entering states (b, h, c, p, n) as T, written by kernel 2
   int pass_f32;            // kernel 2 writes the entering states over `states` (fp32) too
-  float4* recs;            // sequential pass: per-position records (b, h, c, Q) for the fast scan, or null
-  int cb_frag;             // C B^T tiles in the fast scan's fragment order (cb_frag_offset), else row-major
+  float4* recs;            // sequential pass: per-position records (b, h, c, Q) for the fixed scan, or null
+  int cb_frag;             // C B^T tiles in the fixed scan's fragment order (cb_frag_offset), else row-major
 };
 
 // ---- small device helpers ---------------------------------------------------------------------
@@ -88,77 +89,6 @@ __device__ __forceinline__ float4* chunk_recs(const Dv& dv, int H, int b, int h,
 __device__ __forceinline__ void store_recs(const Dv& dv, int H, int b, int h, int k, const float4* rec) {
   float4* rg = chunk_recs(dv, H, b, h, k);
   for (int j = threadIdx.x; j < dv.Q; j += blockDim.x) rg[j] = rec[j];
-}
-
-// (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
-// stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
-__device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {
-  return (ri.x - rj.x) + (ri.y - rj.y);
-}
-// The high halves only: the plain fp32 difference (absolute error ~ulp(|s|), below the 16-bit
-// rounding of the product it feeds in the fast scan; 0 exactly on the diagonal).
-__device__ __forceinline__ float sdiff_hi(const float4& ri, const float4& rj) { return ri.x - rj.x; }
-
-// Per-position records of chunk positions 0..n-1 (n <= 256; positions >= len are padding with
-// d = 0): rec[j] = {s_hi, s_lo, d_j, seq_idx bits}, s = log2(e) * inclusive cumsum of d*A in double.
-// All 128 threads must call it; it synchronizes once inside, the caller syncs before reading rec.
-// First half: this thread's two positions 2*tid, 2*tid+1 (global loads only, no barrier).
-__device__ __forceinline__ void prep_load(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
-                                          float d[2], int sid[2]) {
-  const int tid = threadIdx.x;
-  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int j = 2 * tid + e;
-    d[e] = 0.f;
-    sid[e] = 0;
-    if (j < n) {
-      if (j < len) {
-        float u = ld_f(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + (t0 + j) * p.dt_seq_stride + h) + bias;
-        if (p.dt_softplus) u = (u <= 20.f) ? log1pf(expf(u)) : u;
-        d[e] = fminf(fmaxf(u, p.dt_min), p.dt_max);
-      }
-      if (p.seq_idx) sid[e] = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + min(j, len - 1)];
-    }
-  }
-}
-// Second half: the block scan; synchronizes once inside, the caller syncs before reading rec.
-__device__ __forceinline__ void prep_scan(const SsdParams& p, int h, int n, const float d[2], const int sid[2],
-                                          float4* rec, double* wsum) {
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const float A = p.A[h];
-  const double v0 = (double)d[0] * (double)A;
-  const double v1 = v0 + (double)d[1] * (double)A;
-  double x = v1;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, x, off);
-    if (lane >= off) x += y;
-  }
-  double ex = __shfl_up_sync(0xffffffffu, x, 1);
-  if (lane == 0) ex = 0.0;
-  if (lane == 31) wsum[warp] = x;
-  __syncthreads();
-  double base = 0.0;
-  for (int w = 0; w < warp; ++w) base += wsum[w];
-  base += ex;
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int j = 2 * tid + e;
-    if (j < n) {
-      const double s = (base + (e ? v1 : v0)) * 1.4426950408889634;  // log2(e)
-      const float hi = (float)s;
-      const float lo = (float)(s - (double)hi);
-      rec[j] = make_float4(hi, lo, d[e], __int_as_float(sid[e]));
-    }
-  }
-}
-__device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
-                                           float4* rec, double* wsum) {
-  float d[2];
-  int sid[2];
-  prep_load(p, b, h, t0, len, n, d, sid);
-  prep_scan(p, h, n, d, sid, rec, wsum);
 }
 
 // Eight 16-bit values (one 16-byte vector) times sc, rounded back to T.
@@ -314,24 +244,15 @@ __device__ __forceinline__ void load_tile_f32(T* __restrict__ dst, int ld, int r
 }
 
 // ---- kernel 1a: chunk states ----------------------------------------------------------------
-// Tuning knobs (compile time; bench/cuda/run.sh NVCC_EXTRA): positions per K block of the state
-// role, blocks per SM asked of the register allocator (16-bit paths), and the widest n-tile.
-// 32 and 4 (a 12-16 byte spill on sm_90a) beat 64 and 3 by 2-4% on G2 and G4 (device run S4-5).
-#ifndef SSD_K1_KB
-#define SSD_K1_KB 32
-#endif
-#ifndef SSD_K1_MINB
-#define SSD_K1_MINB 4
-#endif
-#ifndef SSD_BN1_MAX
-#define SSD_BN1_MAX 128
-#endif
-#ifndef SSD_K1_KB_N64
-#define SSD_K1_KB_N64 64
-#endif
-// Positions per K block of the state role, for an n-tile of BN1 and elements of es bytes: 64 for the
-// 16-bit n-tiles of 64 (dstate 64: G4 kernel 1 -3%, device run S5-4), else SSD_K1_KB.
-__host__ __device__ constexpr int k1_kb(int BN1, int es) { return (BN1 == 64 && es == 2) ? SSD_K1_KB_N64 : SSD_K1_KB; }
+// The state role's tuning (bench/NOTES.md has the measurements behind each value).
+struct StateTuning {
+  static constexpr int kKb = 32;          // positions per K block (fp32, and 16-bit n-tiles of 128)
+  static constexpr int kKbN64 = 64;       // positions per K block of the 16-bit n-tiles of 64
+  static constexpr int kMinBlocks16 = 4;  // blocks per SM asked of the register allocator (16-bit)
+  static constexpr int kMaxBn = 128;      // the widest n-tile
+};
+// Positions per K block of the state role, for an n-tile of BN1 and elements of es bytes.
+__host__ __device__ constexpr int k1_kb(int BN1, int es) { return (BN1 == 64 && es == 2) ? StateTuning::kKbN64 : StateTuning::kKb; }
 // Tile: 64 (p) x BN1 (n) output, K loop over the chunk in blocks of 64 positions. 4 warps in a
 // 2 (p) x 2 (n) grid, each 32 x BN1/2: acc[2][BN1/16][4].
 // A = Xbar^T (m = p, k = position), stored Xs[position][p] -> kKM (ldmatrix.trans);
@@ -380,7 +301,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
 
   chunk_prep(p, b, h, t0, len, dv.recs ? dv.Q : len, rec, wsum);  // padded (d = 0) for the scan
   __syncthreads();
-  if (dv.recs && pt == 0 && ntl == 0) store_recs(dv, H, b, h, k, rec);  // read by the fast scan
+  if (dv.recs && pt == 0 && ntl == 0) store_recs(dv, H, b, h, k, rec);  // read by the fixed scan
   const float4 rl = rec[len - 1];
   const int sid_last = __float_as_int(rl.w);
   for (int j = tid; j < len; j += kThreads) {
@@ -528,7 +449,7 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
   }
   if (!wact) return;
   float* out = dv.cb + (((int64_t)b * dv.nc + k) * G + grp) * dv.cb_per + (int64_t)tri_idx * BB * BB;
-  if (dv.cb_frag) {  // BB is 64 (the fast scan's chunks are multiples of 64); acc[mt][nt] is the mma C layout
+  if (dv.cb_frag) {  // BB is 64 (the fixed scan's chunks are multiples of 64); acc[mt][nt] is the mma C layout
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
@@ -553,7 +474,7 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
 }
 
 template <class T, int BN1>
-__global__ void __launch_bounds__(kThreads, sizeof(T) == 2 ? SSD_K1_MINB : 3)  // fp32 (FMA mma): 3, no spills
+__global__ void __launch_bounds__(kThreads, sizeof(T) == 2 ? StateTuning::kMinBlocks16 : 3)  // fp32 (FMA mma): 3, no spills
 k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
   extern __shared__ __align__(16) char smem[];
   pdl_launch_dependents();
@@ -564,7 +485,7 @@ k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 // ---- kernel 2: state passing ------------------------------------------------------------------
 // Each thread owns 4 consecutive elements of one (b, head)'s p*n state and walks the chunks. The
 // state entering chunk k replaces S_k in fp32 (for the generic scan and varlen), and/or is written
-// as T into hs16 (for the fast scan, which multiplies it in T anyway: half the bytes, read by cp.async).
+// as T into hs16 (for the fixed scan, which multiplies it in T anyway: half the bytes, read by cp.async).
 template <class T>
 __device__ __forceinline__ void store_entering(const Dv& dv, float* s32, int64_t off, float4 H) {
   if (dv.pass_f32) *reinterpret_cast<float4*>(s32) = H;
@@ -943,7 +864,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   }
 }
 
-// ---- kernel 3, fast path ----------------------------------------------------------------------
+// ---- kernel 3, fixed path ----------------------------------------------------------------------
 // Same math and block decomposition as k_chunk_scan (one block = 64 rows of one chunk, one head,
 // all P columns), specialised for the common shapes so that every trip count, tile size and
 // shared-memory pitch is a compile-time constant and no bounds checks remain inside the tiles:
@@ -952,16 +873,10 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
 //   to x, C, z, y (base aligned, strides multiples of 8 elements). The host selects it.
 // Partial last chunk: rows >= len are zero-filled by cp.async (src-size 0), have d = 0 in the
 // records (so their P entries are exactly 0) and are never stored.
-#ifndef SSD_SCAN_FACTOR
-#define SSD_SCAN_FACTOR 1
-#endif
-#ifndef SSD_SCAN_YPAD
-#define SSD_SCAN_YPAD 8
-#endif
 template <int P, int N>
-struct ScanFast {
+struct ScanFixed {
   // LDY: P + 8 floats, so that the float2 stores of the accumulators hit each bank twice (P + 4: 4-way)
-  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + SSD_SCAN_YPAD;
+  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + 8;
   static constexpr int kRec = kMaxQ * 16;                 // float4 records of up to 256 positions
   static constexpr int kCH = (64 + P) * LDC * 2;          // C tile (64 x N) + H tile (P x N), 16-bit
   static constexpr int kYs = 64 * LDY * 4;                // epilogue staging (fp32), aliases C/H
@@ -992,8 +907,8 @@ __device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int 
 
 template <class T, int P, int N>
 __global__ void __launch_bounds__(kThreads, P == 64 ? 4 : 2)
-k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
-  using S = ScanFast<P, N>;
+k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  using S = ScanFixed<P, N>;
   constexpr int LDC = S::LDC, LDX = S::LDX, LDY = S::LDY, NT = P / 8;
   extern __shared__ __align__(16) char smem[];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -1059,9 +974,7 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   // The column factor d_j exp(s_e - s_j) (<= d_j when the scan decays) takes the place of the seq
   // field (unused here) of record j < i0; it is read after the main loop's first barrier. Both
   // exponents are clamped at 2^126, which only a growing (A > 0 or dt < 0) scan can reach.
-  if (SSD_SCAN_FACTOR) {
-    for (int j = tid; j < i0; j += kThreads) rec[j].w = rec[j].z * ex2(fminf(rec[j | 63].x - rec[j].x, 126.f));
-  }
+  for (int j = tid; j < i0; j += kThreads) rec[j].w = rec[j].z * ex2(fminf(rec[j | 63].x - rec[j].x, 126.f));
 
   float acc[NT][4];
 #pragma unroll
@@ -1129,7 +1042,7 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
     }
     __syncthreads();  // X tile jb visible to all warps
     const float4* rj0 = rec + jb * 64 + 2 * t4;
-    const bool fac = SSD_SCAN_FACTOR && !diag;
+    const bool fac = !diag;
     float ai[2] = {0.f, 0.f};  // row factors exp(s_i - s_e) of this block
     if (fac) {
       const float se = rec[64 * jb + 63].x;
@@ -1244,8 +1157,8 @@ k_chunk_scan_fast(const __grid_constant__ SsdParams p, const __grid_constant__ D
   }
 }
 
-// ---- fast path: position records, chunk states and state passing in two launches -----------------
-// For the shapes of the fast scan (16-bit x/B/C, no seq_idx, chunk a multiple of 64), with enough
+// ---- fixed path: position records, chunk states and state passing in two launches -----------------
+// For the shapes of the fixed scan (16-bit x/B/C, no seq_idx, chunk a multiple of 64), with enough
 // (b, head, p-tile) chains to fill the GPU (seq_state_ok):
 //   k_rec_bmm: per (b, head, chunk) the position records {s_hi, s_lo, d, 0} of the chunk (positions
 //     >= len: d = 0) into `recs`, read by k_seq_state and the scan; and the C B^T role.
@@ -1441,8 +1354,8 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline size_t align256(size_t v) { return (v + 255) & ~size_t(255); }
 
-bool fast_scan_ok(const SsdParams& p);  // below, with the fast scan's host side
-bool seq_state_ok(const SsdParams& p);  // below: k_rec_bmm, k_seq_state, then the fast scan
+bool fixed_scan_ok(const SsdParams& p);  // below, with the fixed scan's host side
+bool seq_state_ok(const SsdParams& p);  // below: k_rec_bmm, k_seq_state, then the fixed scan
 
 struct Layout {
   int64_t nc, BB, ntri;
@@ -1465,10 +1378,10 @@ Layout layout_of(const SsdParams& p) {
   off += align256((size_t)p.batch * l.nc * p.ngroups * l.ntri * l.BB * l.BB * 4);
   l.seq_off = off;  // cu_seqlens: the seq_idx row built from it
   if (p.cu_seqlens) off += align256((size_t)p.seqlen * 4);
-  l.hs16_off = off;  // the fast scan's 16-bit entering states (varlen never takes the fast scan)
-  if (!p.cu_seqlens && fast_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
-  l.recs_off = off;  // per-position records (launch 1 writes them, the fast scan reads them)
-  if (!p.cu_seqlens && fast_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.chunk_size * 16);
+  l.hs16_off = off;  // the fixed scan's 16-bit entering states (varlen never takes the fixed scan)
+  if (!p.cu_seqlens && fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
+  l.recs_off = off;  // per-position records (launch 1 writes them, the fixed scan reads them)
+  if (!p.cu_seqlens && fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.chunk_size * 16);
   l.total = off;
   return l;
 }
@@ -1486,18 +1399,13 @@ struct Timer {
   cudaStream_t s = nullptr;
 };
 
-// Fast chunk-scan path (k_chunk_scan_fast): see the conditions above that kernel. On by default
-// since it passed the harness on the H200 (bench/NOTES.md, 2026-11-29 second session); build with
-// -DSSD_FAST_SCAN=0 to compare against the generic scan.
-#ifndef SSD_FAST_SCAN
-#define SSD_FAST_SCAN 1
-#endif
+// The fixed-shape chunk scan (k_chunk_scan_fixed) takes the shapes and layouts below (see the
+// conditions above that kernel); every other call runs the any-size scan.
 bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
 }
 // p passed check_params and supports().
-bool fast_scan_ok(const SsdParams& p) {
-  if (!SSD_FAST_SCAN) return false;
+bool fixed_scan_ok(const SsdParams& p) {
   const SsdDtype t = p.x_type;
   if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
   if (p.seq_idx) return false;
@@ -1513,22 +1421,18 @@ bool fast_scan_ok(const SsdParams& p) {
     return false;
   return true;
 }
-// The sequential state pass (k_rec_bmm, k_seq_state): the fast scan's shapes, B loadable by cp.async
+// The sequential state pass (k_rec_bmm, k_seq_state): the fixed scan's shapes, B loadable by cp.async
 // too, initial / final states 8-byte aligned (float2), and enough (b, head, p-tile) chains to fill
 // the GPU: each is one block walking every chunk, so with few of them (G2: 32 chains of 64 chunks)
 // the two-launch path (parallel chunk states, then state passing) is faster (bench/NOTES.md). The
 // threshold is a constant, not the SM count, so that the workspace size never depends on the device.
-// -DSSD_SEQ_STATE=0 turns the sequential pass off, -DSSD_SEQ_STATE=2 forces it (for comparisons).
-#ifndef SSD_SEQ_STATE
-#define SSD_SEQ_STATE 1
-#endif
 constexpr int64_t kSeqMinChains = 64;
 bool seq_state_ok(const SsdParams& p) {
-  if (!SSD_SEQ_STATE || p.cu_seqlens || !fast_scan_ok(p)) return false;
+  if (p.cu_seqlens || !fixed_scan_ok(p)) return false;
   if (p.chunk_size % 64 != 0) return false;
   if (!vec16_ok(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride)) return false;
   if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8)) return false;
-  return SSD_SEQ_STATE == 2 || p.batch * p.nheads * (p.headdim / 64) >= kSeqMinChains;
+  return p.batch * p.nheads * (p.headdim / 64) >= kSeqMinChains;
 }
 // cp.async stages of 64 positions in flight: 4 while two blocks fit an SM (dstate <= 128), else 3.
 template <class T>
@@ -1542,11 +1446,11 @@ void (*seq_state_kernel(const SsdParams& p, Dv* dv, size_t* smem))(SsdParams, Dv
   }
 }
 template <class T>
-void (*fast_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
+void (*fixed_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
 #define SSD_FAST_CASE(PP, NN)                         \
   if (P == PP && N == NN) {                           \
-    *smem = ScanFast<PP, NN>::kSmem;                  \
-    return k_chunk_scan_fast<T, PP, NN>;              \
+    *smem = ScanFixed<PP, NN>::kSmem;                  \
+    return k_chunk_scan_fixed<T, PP, NN>;              \
   }
   SSD_FAST_CASE(64, 64) SSD_FAST_CASE(64, 128) SSD_FAST_CASE(64, 256)
   SSD_FAST_CASE(128, 64) SSD_FAST_CASE(128, 128) SSD_FAST_CASE(128, 256)
@@ -1599,8 +1503,7 @@ __global__ void __launch_bounds__(256) k_varlen_states(const __grid_constant__ S
   const float A = p.A[h], bias = p.dt_bias ? p.dt_bias[h] : 0.f;
   if (tid < len) {
     float d = ld_f(p.dt, p.dt_type, (int64_t)(j0 + tid) * p.dt_seq_stride + h) + bias;
-    if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
-    d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+    d = math::step_size(d, p.dt_softplus, p.dt_min, p.dt_max);
     wgt[tid] = d;
     ain[tid] = d * A;
   }
@@ -1670,7 +1573,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.ntri = (int)l.ntri;
   dv.n16 = (int)cdiv(p.dstate, 16) * 16;
   dv.nib = (int)cdiv(p.chunk_size, 64);
-  const int BN1 = (!k16 || p.dstate <= 64 || SSD_BN1_MAX < 128) ? 64 : 128;
+  const int BN1 = (!k16 || p.dstate <= 64 || StateTuning::kMaxBn < 128) ? 64 : 128;
   const int BP = (!k16 || p.headdim <= 64) ? 64 : 128;
   dv.npt1 = (int)cdiv(p.headdim, 64);
   dv.nnt1 = (int)cdiv(p.dstate, BN1);
@@ -1700,10 +1603,10 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.states = reinterpret_cast<float*>(ws + l.states_off);
   dv.decay = reinterpret_cast<float*>(ws + l.decay_off);
   dv.cb = reinterpret_cast<float*>(ws + l.cb_off);
-  const bool fast = k16 && fast_scan_ok(p);
-  dv.hs16 = fast ? ws + l.hs16_off : nullptr;
-  dv.cb_frag = fast ? 1 : 0;  // read only by the fast scan, in its fragment order
-  dv.pass_f32 = !fast;
+  const bool fixed = k16 && fixed_scan_ok(p);
+  dv.hs16 = fixed ? ws + l.hs16_off : nullptr;
+  dv.cb_frag = fixed ? 1 : 0;  // read only by the fixed scan, in its fragment order
+  dv.pass_f32 = !fixed;
   const int64_t nstate = (int64_t)dv.npt1 * dv.nnt1 * p.nheads * dv.nc * p.batch;
   const int64_t nbmm = (int64_t)dv.ntri * p.ngroups * dv.nc * p.batch;
   const int64_t nscan = (int64_t)dv.nib * dv.npt3 * p.nheads * dv.nc * p.batch;
@@ -1737,8 +1640,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   size_t smem2 = 0;
   int64_t n2 = 0;
   if constexpr (k16) {
-    if (fast_scan_ok(p)) {
-      k3 = fast_scan_kernel<T>((int)p.headdim, (int)p.dstate, &smem3_launch);
+    if (fixed_scan_ok(p)) {
+      k3 = fixed_scan_kernel<T>((int)p.headdim, (int)p.dstate, &smem3_launch);
       nscan_launch = (int64_t)dv.nib * p.nheads * dv.nc * p.batch;  // one p-tile: all of headdim
       dv.recs = reinterpret_cast<float4*>(ws + l.recs_off);
     }
@@ -1801,7 +1704,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
     tm->times->n = 3;
     tm->times->name[0] = seq ? "records+CBt" : "state+CBt";
     tm->times->name[1] = seq ? "seq_state" : "state_pass";
-    tm->times->name[2] = (k16 && fast_scan_ok(p)) ? "chunk_scan_fast" : "chunk_scan";
+    tm->times->name[2] = (k16 && fixed_scan_ok(p)) ? "chunk_scan_fixed" : "chunk_scan";
   }
   return SSD_OK;
 }
@@ -1856,7 +1759,7 @@ const char* compute_path(const SsdParams& p) {
 
 const char* scan_kernel(const SsdParams& p) {
   if (!supports(p, nullptr)) return "-";
-  return fast_scan_ok(p) ? "fast" : "generic";
+  return fixed_scan_ok(p) ? "fixed" : "generic";
 }
 
 SsdStatus forward_timed(const SsdParams& p, void* stream, void* workspace, std::string* error,

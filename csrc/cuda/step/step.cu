@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "cuda/backend.h"
+#include "core/math.h"
 #include "cuda/common/device.cuh"
 
 namespace ssd {
@@ -28,9 +29,7 @@ namespace {
 
 constexpr int kStepThreads = 128;
 constexpr int kCheckThreads = 1024;
-#ifndef SSD_STEP_MIN_BLOCKS
-#define SSD_STEP_MIN_BLOCKS 4  // resident blocks per SM the register budget must allow (bench: NOTES.md)
-#endif
+constexpr int kStepMinBlocks = 4;  // resident blocks per SM the register budget must allow (bench/NOTES.md)
 
 using dev::ld_f;  // one element of any dtype as float, and back (ssd_device.cuh)
 using dev::st_f;
@@ -112,10 +111,10 @@ __device__ __forceinline__ void store_vec(S* dst, const float* s) {
 // warp reads B and C itself (L1 hits after the first).
 //
 // T: void reads x, B, C, z and writes y through their run-time dtypes; float or __nv_bfloat16 is the
-// fast path where all five have that type and allow vector access (launch_step checks it), which
+// fixed path where all five have that type and allow vector access (launch_step checks it), which
 // halves the instructions and registers per byte of state.
 template <class S, int VEC, class T>
-__global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
+__global__ void __launch_bounds__(kStepThreads, kStepMinBlocks) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
   const int bad = verdict ? verdict[0] : 0;  // waited on at the first store, not before the loads
   const int H = (int)p.nheads, P = (int)p.headdim, N = (int)p.dstate;
   constexpr int kRowsPerBlock = 16;  // 4 warps x R rows: more, smaller blocks keep more bytes in flight
@@ -182,9 +181,7 @@ __global__ void __launch_bounds__(kStepThreads, SSD_STEP_MIN_BLOCKS) k_step(cons
         load_vec<T, VEC>(static_cast<const T*>(p.B) + bb + j, bv);
         load_vec<T, VEC>(static_cast<const T*>(p.C) + cb + j, cv);
       }
-      float d = dt_raw + dt_bias;
-      if (p.dt_softplus) d = d > 20.f ? d : log1pf(expf(d));
-      d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+      const float d = math::step_size(dt_raw + dt_bias, p.dt_softplus, p.dt_min, p.dt_max);
       const float decay = expf(d * a);
 #pragma unroll
       for (int r = 0; r < R; ++r) {

@@ -1,0 +1,88 @@
+// The chunk's position records, shared by the forward and the backward (their first launches build
+// them, later launches read them): for chunk positions j, rec[j] = {s_hi, s_lo, d_j, seq_idx bits},
+// where d_j is the step size (core/math.h) and s = log2(e) * the inclusive cumulative sum of d*A in
+// double, kept as an fp32 hi/lo pair, so that exp(s_i - s_j) = ex2(sdiff(r_i, r_j)).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "core/math.h"
+#include "cuda/common/device.cuh"
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda { namespace dev {
+
+// (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
+// stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
+__device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {
+  return (ri.x - rj.x) + (ri.y - rj.y);
+}
+// The high halves only: the plain fp32 difference (absolute error ~ulp(|s|), below the 16-bit
+// rounding of the product it feeds in the fixed scan; 0 exactly on the diagonal).
+__device__ __forceinline__ float sdiff_hi(const float4& ri, const float4& rj) { return ri.x - rj.x; }
+
+// Per-position records of chunk positions 0..n-1 (n <= 256; positions >= len are padding with
+// d = 0): rec[j] = {s_hi, s_lo, d_j, seq_idx bits}, s = log2(e) * inclusive cumsum of d*A in double.
+// All 128 threads must call it; it synchronizes once inside, the caller syncs before reading rec.
+// First half: this thread's two positions 2*tid, 2*tid+1 (global loads only, no barrier).
+__device__ __forceinline__ void prep_load(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
+                                          float d[2], int sid[2]) {
+  const int tid = threadIdx.x;
+  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int j = 2 * tid + e;
+    d[e] = 0.f;
+    sid[e] = 0;
+    if (j < n) {
+      if (j < len) {
+        const float u = ld_f(p.dt, p.dt_type, (int64_t)b * p.dt_batch_stride + (t0 + j) * p.dt_seq_stride + h) + bias;
+        d[e] = math::step_size(u, p.dt_softplus, p.dt_min, p.dt_max);
+      }
+      if (p.seq_idx) sid[e] = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + min(j, len - 1)];
+    }
+  }
+}
+// Second half: the block scan; synchronizes once inside, the caller syncs before reading rec.
+__device__ __forceinline__ void prep_scan(const SsdParams& p, int h, int n, const float d[2], const int sid[2],
+                                          float4* rec, double* wsum) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const float A = p.A[h];
+  const double v0 = (double)d[0] * (double)A;
+  const double v1 = v0 + (double)d[1] * (double)A;
+  double x = v1;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, x, off);
+    if (lane >= off) x += y;
+  }
+  double ex = __shfl_up_sync(0xffffffffu, x, 1);
+  if (lane == 0) ex = 0.0;
+  if (lane == 31) wsum[warp] = x;
+  __syncthreads();
+  double base = 0.0;
+  for (int w = 0; w < warp; ++w) base += wsum[w];
+  base += ex;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int j = 2 * tid + e;
+    if (j < n) {
+      const double s = (base + (e ? v1 : v0)) * 1.4426950408889634;  // log2(e)
+      const float hi = (float)s;
+      const float lo = (float)(s - (double)hi);
+      rec[j] = make_float4(hi, lo, d[e], __int_as_float(sid[e]));
+    }
+  }
+}
+__device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int64_t t0, int len, int n,
+                                           float4* rec, double* wsum) {
+  float d[2];
+  int sid[2];
+  prep_load(p, b, h, t0, len, n, d, sid);
+  prep_scan(p, h, n, d, sid, rec, wsum);
+}
+
+
+// The seq_idx value of a position record.
+__device__ __forceinline__ int sid_of(const float4& r) { return __float_as_int(r.w); }
+
+}}}  // namespace ssd::cuda::dev
