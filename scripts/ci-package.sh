@@ -29,7 +29,7 @@ echo "tarball: $(basename "$tarball"), $((bytes / 1024)) KiB"
 if [ "$bytes" -ge $((50 * 1024 * 1024)) ]; then echo "FAIL: the tarball is 50 MB or more"; exit 1; fi
 tar -tzf "$tarball" >"$work/contents.txt"
 for want in package/prebuilds/linux-x64/ssd-kernels.node package/dist/lib/index.js package/dist/lib/native-api.js \
-            package/include/ssd_kernels.h package/binding.gyp package/csrc/abi.cpp; do
+            package/include/ssd_kernels.h package/binding.gyp package/csrc/binding/c_abi.cpp; do
   grep -qx "$want" "$work/contents.txt" || { echo "FAIL: the tarball lacks $want"; exit 1; }
 done
 if grep -E "^package/(build|build-cmake|build-prebuild|node_modules|test)/" "$work/contents.txt"; then

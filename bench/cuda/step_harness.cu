@@ -1,4 +1,4 @@
-// The CUDA decode step alone (csrc/cuda/ssd_step.cu): a check against a float64 host recurrence,
+// The CUDA decode step alone (csrc/cuda/step/step.cu): a check against a float64 host recurrence,
 // then CUDA-event timings at batch 1, 16, 64, 256 (h 32, p 64, n 128, fp32 state and inputs, D, z,
 // dtBias, softplus), next to an in-place read-modify-write of the same bytes (the ceiling).
 // Build and run: bash bench/cuda/run_step.sh

@@ -49,26 +49,23 @@ Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
   int device = read_device(env, info[1]);
   require_cuda(env);
   const SsdBackwardParams params = read_backward_call(args, true).params;
-  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
-    const size_t bytes = ssd::cuda_backward_workspace_bytes(params);
-    void* workspace = nullptr;
-    if (bytes > 0) {
-      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
-      if (!r.ok()) return r;
-    }
-    std::string message;
-    SsdStatus s = ssd::backward_cuda(params, stream, workspace, &message);
-    ssd::device::release(device, workspace);
-    return {s, message};
+  return submit_with_promise(env, device, args, [params, device](void* stream) {
+    return with_workspace(device, ssd::cuda_backward_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
+      std::string message;
+      const SsdStatus s = ssd::backward_cuda(params, stream, workspace, &message);
+      return {s, message};
+    });
   });
 }
 
 }  // namespace
 
 void register_backward(Napi::Env env, Napi::Object exports) {
-  exports.Set("backwardSync", Napi::Function::New(env, BackwardSync, "backwardSync"));
-  exports.Set("backward", Napi::Function::New(env, Backward, "backward"));
-  exports.Set("cudaBackward", Napi::Function::New(env, CudaBackward, "cudaBackward"));
+  export_functions(env, exports, {
+      {"backwardSync", BackwardSync},
+      {"backward", Backward},
+      {"cudaBackward", CudaBackward},
+  });
 }
 
 }}  // namespace ssd::addon

@@ -31,22 +31,17 @@ Napi::Value time_on_device(const Napi::CallbackInfo& info, size_t workspace_byte
   const int warmup = info[2].As<Napi::Number>().Int32Value(), iters = info[3].As<Napi::Number>().Int32Value();
   return submit_with_promise(
       env, device, args,
-      [device, ms, workspace_bytes, warmup, iters, run](void* stream) -> ssd::device::Result {
-        void* workspace = nullptr;
-        if (workspace_bytes > 0) {
-          ssd::device::Result r = ssd::device::allocate(device, workspace_bytes, &workspace);
-          if (!r.ok()) return r;
-        }
-        ssd::device::Result r = ssd::device::time_on_stream(
-            stream,
-            [&](void* s) -> ssd::device::Result {
-              std::string message;
-              SsdStatus st = run(s, workspace, &message);
-              return {st, message};
-            },
-            warmup, iters, ms.get());
-        ssd::device::release(device, workspace);
-        return r;
+      [device, ms, workspace_bytes, warmup, iters, run](void* stream) {
+        return with_workspace(device, workspace_bytes, [&](void* workspace) {
+          return ssd::device::time_on_stream(
+              stream,
+              [&](void* s) -> ssd::device::Result {
+                std::string message;
+                SsdStatus st = run(s, workspace, &message);
+                return {st, message};
+              },
+              warmup, iters, ms.get());
+        });
       },
       [ms, workspace_bytes](Napi::Env env) -> Napi::Value {
         Napi::Object out = Napi::Object::New(env);
@@ -122,11 +117,13 @@ Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaTimeForward", Napi::Function::New(env, CudaTimeForward, "cudaTimeForward"));
-  exports.Set("cudaTimeBackward", Napi::Function::New(env, CudaTimeBackward, "cudaTimeBackward"));
-  exports.Set("cudaTimeStep", Napi::Function::New(env, CudaTimeStep, "cudaTimeStep"));
-  exports.Set("fmaPeakGflops", Napi::Function::New(env, FmaPeakGflops, "fmaPeakGflops"));
-  exports.Set("rmwBandwidth", Napi::Function::New(env, RmwBandwidth, "rmwBandwidth"));
+  export_functions(env, exports, {
+      {"cudaTimeForward", CudaTimeForward},
+      {"cudaTimeBackward", CudaTimeBackward},
+      {"cudaTimeStep", CudaTimeStep},
+      {"fmaPeakGflops", FmaPeakGflops},
+      {"rmwBandwidth", RmwBandwidth},
+  });
 }
 
 }}  // namespace ssd::addon

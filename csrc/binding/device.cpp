@@ -140,14 +140,16 @@ Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_device(Napi::Env env, Napi::Object exports) {
-  exports.Set("backends", Napi::Function::New(env, Backends, "backends"));
-  exports.Set("cudaSupports", Napi::Function::New(env, CudaSupports, "cudaSupports"));
-  exports.Set("cudaAlloc", Napi::Function::New(env, CudaAlloc, "cudaAlloc"));
-  exports.Set("cudaRelease", Napi::Function::New(env, CudaRelease, "cudaRelease"));
-  exports.Set("cudaCopy", Napi::Function::New(env, CudaCopy, "cudaCopy"));
-  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
-  exports.Set("cudaResetPeak", Napi::Function::New(env, CudaResetPeak, "cudaResetPeak"));
-  exports.Set("cudaEmptyCache", Napi::Function::New(env, CudaEmptyCache, "cudaEmptyCache"));
+  export_functions(env, exports, {
+      {"backends", Backends},
+      {"cudaSupports", CudaSupports},
+      {"cudaAlloc", CudaAlloc},
+      {"cudaRelease", CudaRelease},
+      {"cudaCopy", CudaCopy},
+      {"cudaMemoryStats", CudaMemoryStats},
+      {"cudaResetPeak", CudaResetPeak},
+      {"cudaEmptyCache", CudaEmptyCache},
+  });
 }
 
 }}  // namespace ssd::addon

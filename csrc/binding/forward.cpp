@@ -48,26 +48,23 @@ Napi::Value CudaForward(const Napi::CallbackInfo& info) {
   int device = read_device(env, info[1]);
   require_cuda(env);
   const SsdParams params = read_call(args, true).params;
-  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
-    const size_t bytes = ssd::cuda_workspace_bytes(params);
-    void* workspace = nullptr;
-    if (bytes > 0) {
-      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
-      if (!r.ok()) return r;
-    }
-    std::string message;
-    SsdStatus s = ssd::forward_cuda(params, stream, workspace, &message);
-    ssd::device::release(device, workspace);  // stream-ordered: later work on this stream may reuse it
-    return {s, message};
+  return submit_with_promise(env, device, args, [params, device](void* stream) {
+    return with_workspace(device, ssd::cuda_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
+      std::string message;
+      const SsdStatus s = ssd::forward_cuda(params, stream, workspace, &message);
+      return {s, message};
+    });
   });
 }
 
 }  // namespace
 
 void register_forward(Napi::Env env, Napi::Object exports) {
-  exports.Set("forwardSync", Napi::Function::New(env, ForwardSync, "forwardSync"));
-  exports.Set("forward", Napi::Function::New(env, Forward, "forward"));
-  exports.Set("cudaForward", Napi::Function::New(env, CudaForward, "cudaForward"));
+  export_functions(env, exports, {
+      {"forwardSync", ForwardSync},
+      {"forward", Forward},
+      {"cudaForward", CudaForward},
+  });
 }
 
 }}  // namespace ssd::addon

@@ -18,16 +18,8 @@ namespace ssd { namespace addon {
 SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) {
   Napi::Env env = args.Env();
   SsdStepParams p{};
-  Napi::Value dims_value = args.Get("dims");
-  if (!dims_value.IsArray() || dims_value.As<Napi::Array>().Length() != 5) {
-    throw Napi::TypeError::New(env, "Expected dims [batch, nheads, headdim, ngroups, dstate]");
-  }
-  Napi::Array dims = dims_value.As<Napi::Array>();
-  p.batch = read_size(env, dims.Get(0u), "batch");
-  p.nheads = read_size(env, dims.Get(1u), "nheads");
-  p.headdim = read_size(env, dims.Get(2u), "headdim");
-  p.ngroups = read_size(env, dims.Get(3u), "ngroups");
-  p.dstate = read_size(env, dims.Get(4u), "dstate");
+  const std::vector<int64_t> d = read_dims(args, {"batch", "nheads", "headdim", "ngroups", "dstate"});
+  p.batch = d[0]; p.nheads = d[1]; p.headdim = d[2]; p.ngroups = d[3]; p.dstate = d[4];
   p.state_rows = read_size(env, args.Get("stateRows"), "stateRows");
   if (p.nheads % p.ngroups != 0) throw Napi::RangeError::New(env, "ngroups must divide nheads");
 
@@ -130,41 +122,35 @@ Napi::Value CudaStep(const Napi::CallbackInfo& info) {
   require_cuda(env);
   int threads = 0;
   const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
-  return submit_with_promise(env, device, args, [params, device](void* stream) -> ssd::device::Result {
-    const size_t bytes = ssd::cuda_step_workspace_bytes(params);
-    void* workspace = nullptr;
-    if (bytes > 0) {
-      ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
-      if (!r.ok()) return r;
-    }
-    int verdict[2] = {0, -1};
-    std::string message;
-    SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, &message);
-    if (s == SSD_OK && params.state_indices) {
-      ssd::device::Result r = ssd::device::synchronize(stream);
-      if (!r.ok()) {
-        ssd::device::release(device, workspace);
-        return r;
+  return submit_with_promise(env, device, args, [params, device](void* stream) {
+    return with_workspace(device, ssd::cuda_step_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
+      int verdict[2] = {0, -1};
+      std::string message;
+      SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, &message);
+      if (s == SSD_OK && params.state_indices) {
+        ssd::device::Result r = ssd::device::synchronize(stream);
+        if (!r.ok()) return r;
+        if (verdict[0] != 0) {
+          s = SSD_ERR_INVALID_ARGUMENT;
+          message = "state_indices[" + std::to_string(verdict[1]) + "] " +
+                    (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
+                                     : std::string("uses a state row that an earlier entry uses too")) +
+                    "; nothing was written";
+        }
       }
-      if (verdict[0] != 0) {
-        s = SSD_ERR_INVALID_ARGUMENT;
-        message = "state_indices[" + std::to_string(verdict[1]) + "] " +
-                  (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
-                                   : std::string("uses a state row that an earlier entry uses too")) +
-                  "; nothing was written";
-      }
-    }
-    ssd::device::release(device, workspace);
-    return {s, message};
+      return {s, message};
+    });
   });
 }
 
 }  // namespace
 
 void register_step(Napi::Env env, Napi::Object exports) {
-  exports.Set("stepSync", Napi::Function::New(env, StepSync, "stepSync"));
-  exports.Set("step", Napi::Function::New(env, Step, "step"));
-  exports.Set("cudaStep", Napi::Function::New(env, CudaStep, "cudaStep"));
+  export_functions(env, exports, {
+      {"stepSync", StepSync},
+      {"step", Step},
+      {"cudaStep", CudaStep},
+  });
 }
 
 }}  // namespace ssd::addon

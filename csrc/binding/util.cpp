@@ -85,6 +85,25 @@ int64_t read_size(Napi::Env env, Napi::Value v, const char* name) {
   return int64_t(d);
 }
 
+std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names) {
+  Napi::Env env = args.Env();
+  Napi::Value value = args.Get("dims");
+  if (!value.IsArray() || value.As<Napi::Array>().Length() != names.size()) {
+    std::string list;
+    for (const char* name : names) list += (list.empty() ? "" : ", ") + std::string(name);
+    throw Napi::TypeError::New(env, "Expected dims [" + list + "]");
+  }
+  Napi::Array dims = value.As<Napi::Array>();
+  std::vector<int64_t> sizes;
+  uint32_t i = 0;
+  for (const char* name : names) sizes.push_back(read_size(env, dims.Get(i++), name));
+  return sizes;
+}
+
+void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, Entry>> entries) {
+  for (const auto& [name, fn] : entries) exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
 Napi::Object args_object(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "Expected an argument object");
   return info[0].As<Napi::Object>();
@@ -117,17 +136,8 @@ Call read_call(Napi::Object args, bool on_device, bool outputs) {
   Napi::Env env = args.Env();
   Call call;
   SsdParams& p = call.params;
-  Napi::Value dims_value = args.Get("dims");
-  if (!dims_value.IsArray() || dims_value.As<Napi::Array>().Length() != 6) {
-    throw Napi::TypeError::New(env, "Expected dims [batch, seqlen, nheads, headdim, ngroups, dstate]");
-  }
-  Napi::Array dims = dims_value.As<Napi::Array>();
-  p.batch = read_size(env, dims.Get(0u), "batch");
-  p.seqlen = read_size(env, dims.Get(1u), "seqlen");
-  p.nheads = read_size(env, dims.Get(2u), "nheads");
-  p.headdim = read_size(env, dims.Get(3u), "headdim");
-  p.ngroups = read_size(env, dims.Get(4u), "ngroups");
-  p.dstate = read_size(env, dims.Get(5u), "dstate");
+  const std::vector<int64_t> d = read_dims(args, {"batch", "seqlen", "nheads", "headdim", "ngroups", "dstate"});
+  p.batch = d[0]; p.seqlen = d[1]; p.nheads = d[2]; p.headdim = d[3]; p.ngroups = d[4]; p.dstate = d[5];
   p.chunk_size = read_size(env, args.Get("chunkSize"), "chunkSize");
   if (p.nheads % p.ngroups != 0) throw Napi::RangeError::New(env, "ngroups must divide nheads");
 
@@ -342,6 +352,17 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
     });
   });
   return promise;
+}
+
+ssd::device::Result with_workspace(int device, size_t bytes, const std::function<ssd::device::Result(void*)>& body) {
+  void* workspace = nullptr;
+  if (bytes > 0) {
+    ssd::device::Result r = ssd::device::allocate(device, bytes, &workspace);
+    if (!r.ok()) return r;
+  }
+  ssd::device::Result r = body(workspace);
+  ssd::device::release(device, workspace);
+  return r;
 }
 
 }}  // namespace ssd::addon

@@ -5,7 +5,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "device/device.h"
 
@@ -25,6 +28,8 @@ const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int
 SsdDtype read_dtype(Napi::Object args, const char* name);
 // An integer in [1, 2^31-1].
 int64_t read_size(Napi::Env env, Napi::Value v, const char* name);
+// args.dims: one size per name, in order.
+std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names);
 
 // The arguments of a call: the object lib/native.ts builds (its first argument).
 Napi::Object args_object(const Napi::CallbackInfo& info);
@@ -99,6 +104,14 @@ class CpuWorker : public Napi::AsyncWorker {
 using ValueFn = std::function<Napi::Value(Napi::Env)>;
 Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
                                   ValueFn value = nullptr);
+
+// On the device's worker thread: runs body(workspace) with `bytes` of device scratch (none when 0),
+// then releases it, stream-ordered (later work on the stream may reuse it).
+ssd::device::Result with_workspace(int device, size_t bytes, const std::function<ssd::device::Result(void*)>& body);
+
+using Entry = Napi::Value (*)(const Napi::CallbackInfo&);
+// Adds each (name, function) to exports.
+void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, Entry>> entries);
 
 // Each binding file adds its functions to the addon's exports (addon.cpp calls these).
 void register_forward(Napi::Env env, Napi::Object exports);   // forward.cpp

@@ -26,8 +26,8 @@ namespace ssd { namespace cpu { namespace step_avx512 { namespace {
 constexpr int STEP_NV = 8;    // 16 of the 32 zmm registers hold B and C
 constexpr int STEP_ROWS = 1;  // one row at a time (with two sums) measured a little faster than two
 // Prefetch the state 8 KiB ahead with write intent (PREFETCHW, which every AVX-512 CPU has; the
-// compiler emits it for __builtin_prefetch only with -mprfchw): against a read prefetch 4 KiB ahead,
-// batch 64 (DRAM) 1.7 -> 1.4 ms and batch 16 a few percent (bench/NOTES.md).
+// compiler emits it for __builtin_prefetch only with -mprfchw), which beats a read prefetch 4 KiB
+// ahead once the state comes from DRAM (bench/NOTES.md).
 constexpr int64_t STEP_PF_BYTES = 8192;
 static inline void step_prefetch(const void* p) { asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p))); }
 

@@ -207,3 +207,28 @@ describeGpu('CUDA device tensors', () => {
     expect(l2(out.y.toFloat32())).toBeGreaterThan(0);
   }, 240000);
 });
+
+describeGpu("device 'auto' asks the CUDA path whether it takes the sizes", () => {
+  test('headdim 320 (past what the CUDA kernels take) runs on the CPU under auto, and is refused under cuda', async () => {
+    const config: ExampleConfig = { batch: 1, seqlen: 40, nheads: 2, headdim: 320, ngroups: 1, dstate: 16 };
+    expect(native().cudaSupports('forward', { dims: [1, 40, 2, 320, 1, 16], chunkSize: 16, xType: 0, dtType: 0, BType: 0, CType: 0 })).toEqual({
+      ok: false,
+      reason: 'the CUDA backend supports headdim and dstate up to 256',
+    });
+    const { inputs, ref } = makeExample(rng, config, { D: 'head' });
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 16 };
+    const auto = await ssd(inputs, { ...options, device: 'auto' });
+    const expected = ssdReference(withOptions(ref, options));
+    const y = auto.y.toFloat32();
+    expect(allFinite(y)).toBe(true);
+    expect(l2(y)).toBeGreaterThan(0);
+    expect(relativeL2(y, expected.y)).toBeLessThanOrEqual(CUDA_FORWARD_BOUND.float32);
+    expect(sameBits(auto.y, ssdSync(inputs, { ...options, device: 'cpu' }).y)).toBe(true); // the CPU's bits
+    await expect(ssd(inputs, { ...options, device: 'cuda' })).rejects.toMatchObject({ code: 'ERR_SSD_UNSUPPORTED' });
+  });
+
+  test('a size the CUDA kernels take runs on the GPU under auto', () => {
+    expect(native().cudaSupports('forward', { dims: [1, 40, 2, 64, 1, 16], chunkSize: 16, xType: 1, dtType: 0, BType: 1, CType: 1 })).toEqual({ ok: true, reason: '' });
+    expect(native().cudaSupports('step', { dims: [4, 2, 64, 1, 16], xType: 0, dtType: 0, BType: 0, CType: 0, stateType: 0 }).ok).toBe(true);
+  });
+});

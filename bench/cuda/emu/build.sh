@@ -29,14 +29,17 @@ E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"
 mkdir -p "$BUILD_DIR/cuda/common"
 python3 "$E/transform.py" mma csrc/cuda/common/mma.cuh "$BUILD_DIR/cuda/common/mma.cuh"
-for h in csrc/cuda/common/*.cuh; do
-  [ "$(basename "$h")" = mma.cuh ] || python3 "$E/transform.py" file "$h" "$BUILD_DIR/cuda/common/$(basename "$h")"
+for h in csrc/cuda/common/*.cuh csrc/cuda/fwd/*.cuh csrc/cuda/bwd/*.cuh; do
+  [ -f "$h" ] || continue
+  rel=${h#csrc/}
+  mkdir -p "$BUILD_DIR/$(dirname "$rel")"
+  [ "$rel" = cuda/common/mma.cuh ] || python3 "$E/transform.py" file "$h" "$BUILD_DIR/$rel"
 done
 src=$([ "$KERNEL" = bwd ] && echo csrc/cuda/bwd/backward.cu || echo csrc/cuda/fwd/forward.cu)
 python3 "$E/transform.py" file "$src" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
 python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"
-FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc ${EMU_CXXFLAGS:-})
+FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc -I bench/cuda ${EMU_CXXFLAGS:-})
 stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD)
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!

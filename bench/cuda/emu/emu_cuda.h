@@ -1,4 +1,4 @@
-// CPU emulation of the CUDA features used by csrc/cuda/ssd_bwd.cu and bench/cuda/bwd_harness.cu:
+// CPU emulation of the CUDA features used by csrc/cuda/bwd/ and csrc/cuda/fwd/ and bench/cuda/bwd_harness.cu:
 // each CUDA thread is a fiber (ucontext), blocks run one after another, __syncthreads and warp
 // shuffles are cooperative barriers, "device" memory is host memory. For verification only.
 #pragma once

@@ -4,7 +4,7 @@
   transform.py file SRC DST [OLD=>NEW ...]   a .cu file as host C++: emu_cuda.h first, dynamic shared
                                              memory from the launcher, __shared__ -> static (blocks run
                                              one at a time), <<<...>>> -> emu_launch(...), ex2 PTX -> exp2f
-  transform.py mma SRC DST                   ssd_mma.cuh with ldmatrix and mma.sync done in software,
+  transform.py mma SRC DST                   cuda/common/mma.cuh with ldmatrix and mma.sync done in software,
                                              warp-collectively, following the PTX fragment layouts
 """
 import re

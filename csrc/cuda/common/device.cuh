@@ -1,4 +1,4 @@
-// Device helpers shared by the CUDA forward (ssd_fwd.cu) and backward (ssd_bwd.cu): element access of
+// Device helpers shared by the CUDA kernels (forward, backward, step): element access of
 // any dtype, the MUFU sigmoid / exp2, the C·Bᵀ fragment order, cp.async group control and programmatic
 // dependent launch (device side, and the host's launch helper). Everything is inline, so each
 // translation unit gets its own copy.

@@ -31,7 +31,7 @@ constexpr int kStepThreads = 128;
 constexpr int kCheckThreads = 1024;
 constexpr int kStepMinBlocks = 4;  // resident blocks per SM the register budget must allow (bench/NOTES.md)
 
-using dev::ld_f;  // one element of any dtype as float, and back (ssd_device.cuh)
+using dev::ld_f;  // one element of any dtype as float, and back (cuda/common/device.cuh)
 using dev::st_f;
 
 // verdict[0]: 0 valid, 1 out of range, 2 used twice; verdict[1]: the first offending batch entry
