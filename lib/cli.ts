@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * ssd-kernels command line: `info`, `check` and `bench`.
+ * ssd-kernels command line: `info`, `check`, `bench` and `matrix`.
  *   info                  version, backends, CPU instruction set, threads, CUDA status
  *   check                 runs built-in examples on every available backend against the float64 reference
  *                         (and the CPU backward against its float64 reverse)
@@ -9,6 +9,8 @@
  *                         configs (median of N runs)
  *   bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]
  *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
+ *   matrix [--out FILE.png] [...]
+ *                         draws one head's SSD matrix as a PNG heatmap (lib/cli-matrix.ts)
  */
 import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native } from './native';
