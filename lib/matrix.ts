@@ -27,6 +27,7 @@
  */
 import { SsdError, rangeError, typeError } from './errors';
 import { stepSize } from './reference';
+import { MAX_ELEMENTS } from './rules';
 import { Tensor } from './tensor';
 import { checkKnownKeys, isPlainObject, validate, type SsdInputs, type SsdOptions } from './validate';
 
@@ -41,9 +42,6 @@ export interface SsdMatrixOptions extends Pick<SsdOptions, 'dtSoftplus' | 'dtLim
 }
 
 const MATRIX_OPTION_NAMES = ['start', 'length', 'dtSoftplus', 'dtLimit'] as const;
-
-/** The largest element count of a Tensor. */
-const MAX_ELEMENTS = 2 ** 32 - 1;
 
 function readWindow(options: Record<string, unknown>, seqlen: number): { start: number; length: number } {
   let start = 0;

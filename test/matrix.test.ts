@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SsdError, Tensor, ssdMatrix, ssdSync, type SsdInputs, type SsdOptions } from '../lib/index';
 import { SSD_MATRIX_MAX_LENGTH } from '../lib/matrix';
+import { MATRIX_BOUND, MATRIX_ENTRY_DIGITS, MATRIX_RANK } from '../lib/tolerances';
 import { Random, allFinite, l2, makeExample, relativeL2, ssdReference, stepSize, withOptions, type ExampleConfig, type ExampleOptions, type RefInputs } from './reference';
 
 const rng = new Random(20261207);
@@ -139,7 +140,7 @@ describe('ssdMatrix: M·(d·x) + D·x is y', () => {
     const got = applyMatrix(M, withOptions(ref, options), 0, CONFIG.seqlen);
     expect(allFinite(got)).toBe(true);
     expect(l2(want)).toBeGreaterThan(0);
-    expect(relativeL2(got, want)).toBeLessThan(1e-6);
+    expect(relativeL2(got, want)).toBeLessThan(MATRIX_BOUND);
   });
 
   test('cuSeqlens gives the matrix of the equivalent seqIdx', () => {
@@ -184,7 +185,7 @@ describe('ssdMatrix windows: M restricted to the window, plus the state entering
       }
     }
     expect(l2(block)).toBeGreaterThan(0);
-    expect(relativeL2(Mw.data as Float32Array, block)).toBeLessThan(1e-6);
+    expect(relativeL2(Mw.data as Float32Array, block)).toBeLessThan(MATRIX_BOUND);
 
     // y on the window = M_w·(d·x)_w + D·x + what enters through the state H_{start−1}.
     const fromWindow = applyMatrix(Mw, r, start, len);
@@ -194,7 +195,7 @@ describe('ssdMatrix windows: M restricted to the window, plus the state entering
     expect(l2(fromWindow)).toBeGreaterThan(0);
     expect(l2(want)).toBeGreaterThan(0);
     const got = fromWindow.map((v, i) => v + entering[i]);
-    expect(relativeL2(got, want)).toBeLessThan(1e-6);
+    expect(relativeL2(got, want)).toBeLessThan(MATRIX_BOUND);
     if (enters) {
       // the window alone misses what the earlier tokens carry in
       expect(l2(entering)).toBeGreaterThan(0);
@@ -231,7 +232,7 @@ describe('ssdMatrix structure', () => {
           }
           let cb = 0;
           for (let k = 0; k < config.dstate; k++) cb += ref.C[((b * L + t) * 2 + group) * 8 + k] * ref.B[((b * L + t) * 2 + group) * 8 + k];
-          expect(M[plane + t * L + t]).toBeCloseTo(cb, 4);
+          expect(M[plane + t * L + t] / cb).toBeCloseTo(1, MATRIX_ENTRY_DIGITS);
         }
       }
     }
@@ -250,7 +251,7 @@ describe('ssdMatrix structure', () => {
         for (let k = 0; k < 4; k++) cb += ref.C[t * 4 + k] * ref.B[s * 4 + k];
         let sum = 0;
         for (let r = s + 1; r <= t; r++) sum += d[r * 2 + head] * ref.A[head];
-        expect(M[plane + t * 32 + s] / cb).toBeCloseTo(Math.exp(sum), 6);
+        expect(M[plane + t * 32 + s] / cb / Math.exp(sum)).toBeCloseTo(1, MATRIX_ENTRY_DIGITS);
       }
     }
   });
@@ -271,14 +272,14 @@ describe('ssdMatrix structure', () => {
       const sigma = singularValues(block);
       expect(sigma.every(Number.isFinite)).toBe(true);
       expect(sigma[0]).toBeGreaterThan(0);
-      expect(sigma[dstate - 1] / sigma[0]).toBeGreaterThan(1e-4); // rank is dstate, not less ...
-      expect(sigma[dstate] / sigma[0]).toBeLessThan(1e-5); // ... and not more (float32 rounding of M)
+      expect(sigma[dstate - 1] / sigma[0]).toBeGreaterThan(MATRIX_RANK.kept); // rank is dstate, not less ...
+      expect(sigma[dstate] / sigma[0]).toBeLessThan(MATRIX_RANK.dropped); // ... and not more (float32 rounding of M)
     }
     // The same block of a diagonal chunk (rows and columns 16..31) is full rank: the mask L cuts it.
     const diagonal: number[][] = [];
     for (let i = 0; i < Q; i++) diagonal.push(Array.from({ length: Q }, (_, j) => M[(Q + i) * L + Q + j]));
     const sigma = singularValues(diagonal);
-    expect(sigma[dstate] / sigma[0]).toBeGreaterThan(1e-4);
+    expect(sigma[dstate] / sigma[0]).toBeGreaterThan(MATRIX_RANK.kept);
   });
 });
 
@@ -391,7 +392,7 @@ describe('ssdMatrix validation', () => {
     const M = ssdMatrix(inputs, { start: L - 50 });
     expect(M.dims).toEqual([1, 1, 50, 50]);
     // M[49][0] = C·B · exp(49 · d·A) with d = 0.5, A = −0.5, B = C = 0.5
-    expect((M.data as Float32Array)[49 * 50] / (0.25 * Math.exp(-0.25 * 49))).toBeCloseTo(1, 6);
+    expect((M.data as Float32Array)[49 * 50] / (0.25 * Math.exp(-0.25 * 49))).toBeCloseTo(1, MATRIX_ENTRY_DIGITS);
   });
 });
 
