@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * ssd-kernels command line: `info`, `check` and `bench`.
+ * ssd-kernels command line: `info`, `check`, `bench` and `matrix`.
  *   info                  version, backends, CPU instruction set, threads, CUDA status
  *   check                 runs built-in examples on every available backend against the float64 reference
  *                         (and the CPU backward against its float64 reverse)
@@ -9,6 +9,8 @@
  *                         configs (median of N runs)
  *   bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]
  *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
+ *   matrix [--out FILE.png] [...]
+ *                         draws one head's SSD matrix as a PNG heatmap (lib/cli-matrix.ts)
  */
 import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native } from './native';
@@ -22,10 +24,11 @@ import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
 import { Tensor, type FloatType } from './tensor';
 import { CPU_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from './tolerances';
 import { benchStep, benchStepCuda, checkStep } from './cli-step';
+import { matrixCommand } from './cli-matrix';
 
 function usage(): never {
   process.stderr.write(
-    'usage: ssd-kernels <info | check | bench> [options]\n' +
+    'usage: ssd-kernels <info | check | bench | matrix> [options]\n' +
       '  info                         what this build can run here\n' +
       '  check                        compare every backend with the float64 reference; exit 1 on failure\n' +
       '  bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]\n' +
@@ -36,7 +39,9 @@ function usage(): never {
       '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
       '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n' +
       '  bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]\n' +
-      '                               time the CUDA step with CUDA events against 4.3 TB/s copy bandwidth\n',
+      '                               time the CUDA step with CUDA events against 4.3 TB/s copy bandwidth\n' +
+      '  matrix [--out FILE.png] [--head H] [--seqlen L] [--input FILE.json] ... (matrix --help)\n' +
+      '                               draw the SSD matrix M = L ∘ (C·Bᵀ) of one head as a PNG heatmap\n',
   );
   process.exit(2);
 }
@@ -384,6 +389,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'bench':
       if (rest.includes('--step')) return flag(rest, '--device') === 'cuda' ? benchStepCuda(rest) : benchStep(rest);
       return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
+    case 'matrix':
+      return matrixCommand(rest);
     default:
       return usage();
   }

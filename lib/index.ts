@@ -9,6 +9,7 @@ export { ssd, ssdSync, type SsdResult } from './forward';
 export { backends, cudaEmptyCache, cudaMemoryStats, version, type Backends } from './backends';
 export { SsdError, type SsdErrorCode } from './errors';
 export { ssdStep, ssdStepSync, type SsdStepInputs, type SsdStepOptions, type SsdStepResult } from './step';
+export { ssdMatrix, type SsdMatrixOptions } from './matrix';
 export { Tensor, type TensorType, type FloatType, type TensorLocation, type TensorData } from './tensor';
 export type { SsdInputs, SsdOptions, SsdDevice } from './validate';
 export {

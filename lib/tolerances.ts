@@ -117,3 +117,23 @@ export const FP32_UNDERFLOW_MAGNITUDE = 1e-30;
 
 /** Two bf16 roundings of fp32 values that agree to ~1e-7 differ by at most one bf16 step: 2^-8 relative. */
 export const BF16_STEP = 2 ** -8;
+
+// ---- The matrix view (ssdMatrix) and the mixer example ------------------------------------------
+
+/**
+ * ssdMatrix()'s float32 M applied in float64 (M·(d·x) + D·x) against the float64 reference's y, and
+ * a window of M against the same block of the whole matrix: M's own float32 rounding, ~1e-7.
+ */
+export const MATRIX_BOUND = 1e-6;
+
+/** Decimal digits to which an entry of M, divided by its closed form, matches 1 (toBeCloseTo). */
+export const MATRIX_ENTRY_DIGITS = 6;
+
+/**
+ * The numerical rank of a block of M: singular values above KEPT × the largest count, those below
+ * DROPPED × the largest do not (float32 rounding of M leaves them near 1e-8).
+ */
+export const MATRIX_RANK = { kept: 1e-4, dropped: 1e-5 } as const;
+
+/** The largest absolute difference between decoded and one-forward outputs (of order 1) that examples/mamba2-mixer.ts prints. */
+export const MIXER_EXAMPLE_MAX_ABS = 1e-4;
