@@ -52,7 +52,7 @@ for tool in node npm npx sh bash env; do ln -s "$(command -v "$tool")" "$work/bi
 for tool in cc c++ gcc g++ clang clang++ nvcc cmake make python3; do
   if PATH="$work/bin" command -v "$tool" >/dev/null 2>&1; then echo "FAIL: $tool is still on the test PATH"; exit 1; fi
 done
-cp test/install/smoke.js "$work/project/"
+cp test/install/smoke.js test/install/known-values.cjs "$work/project/"
 # Runs a command with only $work/bin on PATH and no compiler variables.
 bare() { /usr/bin/env -u CC -u CXX -u CUDACXX -u CUDAHOSTCXX PATH="$work/bin" "$@"; }
 cd "$work/project"
