@@ -11,7 +11,11 @@
 #      prebuild must fail to install there;
 #   4. the example consumer (test/abi-consumer) builds against the installed package's header and
 #      runs a forward through the C function table (test/install/consumer-check.js).
+# `--keep-tarball DIR`: once everything passed, copy the tarball into DIR (.ci/run hands it to
+# scripts/runtime-matrix.sh, which needs no second pack).
 set -euo pipefail
+keep=
+if [ "${1:-}" = --keep-tarball ]; then keep=$(realpath "${2:?--keep-tarball needs a folder}"); fi
 cd "$(dirname "$0")/.."
 root=$PWD
 work=$(mktemp -d "${TMPDIR:-/tmp}/ssd-kernels-package.XXXXXX")
@@ -94,3 +98,4 @@ cp test/install/consumer-check.js "$work/project/"
 )
 echo
 echo "package test passed"
+if [ -n "$keep" ]; then cp "$tarball" "$keep/"; echo "kept $keep/$(basename "$tarball")"; fi

@@ -1,7 +1,8 @@
 // Known values for the checks of a built or installed addon (test/install/smoke.js,
-// scripts/check-cmake-build.js): small cases whose outputs are
+// test/install/runtime-smoke.mjs, scripts/check-cmake-build.js): small cases whose outputs are
 // computed here in float64 by writing the recurrence out by hand, independent of the package.
 // Plain data (values and dims), so each caller wraps them in whatever it feeds the addon.
+// CommonJS with a .cjs name, so that Node.js, Bun and Deno all load it the same way.
 'use strict';
 const assert = require('node:assert/strict');
 
@@ -66,4 +67,31 @@ function tensors(Tensor, inputs) {
   return Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, new Tensor('float32', Float32Array.from(t.values), t.dims)]));
 }
 
-module.exports = { cases, close, tensors };
+/**
+ * The step inputs of token `t` of a case (batch 1): x, dt, B, C and z sliced at t with the sequence
+ * axis dropped, A, D and dtBias as they are; the state starts from initialStates (or zeros) and, stepped
+ * over every token, gives the forward's y token by token and its final states.
+ */
+function tokenInputs(inputs, t) {
+  const out = {};
+  for (const [name, v] of Object.entries(inputs)) {
+    if (name === 'initialStates') continue;
+    if (['x', 'dt', 'B', 'C', 'z'].includes(name)) {
+      const size = v.dims.slice(2).reduce((a, b) => a * b, 1);
+      out[name] = f32(v.values.slice(t * size, (t + 1) * size), [1, ...v.dims.slice(2)]);
+    } else {
+      out[name] = v;
+    }
+  }
+  return out;
+}
+
+/** A case's initial state for the step, of dims (1, nheads, headdim, dstate). */
+function initialState(inputs) {
+  if (inputs.initialStates) return inputs.initialStates;
+  const [, , h, p] = inputs.x.dims;
+  const n = inputs.B.dims[3];
+  return f32(new Array(h * p * n).fill(0), [1, h, p, n]);
+}
+
+module.exports = { cases, close, tensors, tokenInputs, initialState };
