@@ -11,7 +11,11 @@
 #      prebuild must fail to install there;
 #   4. the example consumer (test/abi-consumer) builds against the installed package's header and
 #      runs a forward through the C function table (test/install/consumer-check.js).
+# `--keep-tarball DIR`: once everything passed, copy the tarball into DIR (.ci/run hands it to
+# scripts/runtime-matrix.sh, which needs no second pack).
 set -euo pipefail
+keep=
+if [ "${1:-}" = --keep-tarball ]; then keep=$(realpath "${2:?--keep-tarball needs a folder}"); fi
 cd "$(dirname "$0")/.."
 root=$PWD
 work=$(mktemp -d "${TMPDIR:-/tmp}/ssd-kernels-package.XXXXXX")
@@ -52,7 +56,7 @@ for tool in node npm npx sh bash env; do ln -s "$(command -v "$tool")" "$work/bi
 for tool in cc c++ gcc g++ clang clang++ nvcc cmake make python3; do
   if PATH="$work/bin" command -v "$tool" >/dev/null 2>&1; then echo "FAIL: $tool is still on the test PATH"; exit 1; fi
 done
-cp test/install/smoke.js "$work/project/"
+cp test/install/smoke.js test/install/known-values.cjs "$work/project/"
 # Runs a command with only $work/bin on PATH and no compiler variables.
 bare() { /usr/bin/env -u CC -u CXX -u CUDACXX -u CUDAHOSTCXX PATH="$work/bin" "$@"; }
 cd "$work/project"
@@ -94,3 +98,4 @@ cp test/install/consumer-check.js "$work/project/"
 )
 echo
 echo "package test passed"
+if [ -n "$keep" ]; then cp "$tarball" "$keep/"; echo "kept $keep/$(basename "$tarball")"; fi
