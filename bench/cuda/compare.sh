@@ -25,6 +25,12 @@ else
   echo "DIFFERENT outputs:"; cat "$out/hash_diff.txt"
 fi
 sha256sum "$out/hash_before.txt" "$out/hash_after.txt"
+# bench/cuda/fingerprints.txt: the fingerprints recorded with the last change that kept every bit
+if diff -q bench/cuda/fingerprints.txt "$out/hash_after.txt" > /dev/null; then
+  echo "the current build matches bench/cuda/fingerprints.txt"
+else
+  echo "the current build differs from bench/cuda/fingerprints.txt (expected only where a change meant to change results)"
+fi
 
 echo "== timings (each round: before, then after)"
 for round in $(seq "${ROUNDS:-2}"); do

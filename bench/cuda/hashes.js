@@ -5,6 +5,8 @@
 // so an older build's dist/ can be run the same way.
 //   node bench/cuda/hashes.js [--lib DIST_LIB_DIR] [--device cuda|cpu]
 // Prints one line per case and output: "<case> <output> <sha256 of its bytes, 16 hex digits>".
+// bench/cuda/fingerprints.txt holds these lines for the CUDA build of the last change that kept every
+// output's bits (bench/NOTES.md says which run recorded them).
 'use strict';
 const crypto = require('node:crypto');
 const path = require('node:path');
