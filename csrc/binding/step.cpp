@@ -65,12 +65,7 @@ SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) 
   p.z_head_stride = hd;
   p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, on_device));
 
-  p.dt_softplus = args.Get("dtSoftplus").ToBoolean().Value() ? 1 : 0;
-  Napi::Value lo = args.Get("dtMin"), hi = args.Get("dtMax");
-  if (!lo.IsNumber() || !hi.IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for dtMin and dtMax");
-  p.dt_min = float(lo.As<Napi::Number>().DoubleValue());
-  p.dt_max = float(hi.As<Napi::Number>().DoubleValue());
-  if (!(p.dt_min <= p.dt_max)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
+  read_dt_options(args, &p.dt_softplus, &p.dt_min, &p.dt_max);
 
   p.y_type = read_dtype(args, "yType");
   p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, b * h * hd, false, on_device));

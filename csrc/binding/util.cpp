@@ -85,6 +85,16 @@ int64_t read_size(Napi::Env env, Napi::Value v, const char* name) {
   return int64_t(d);
 }
 
+void read_dt_options(Napi::Object args, int* softplus, float* lo, float* hi) {
+  Napi::Env env = args.Env();
+  *softplus = args.Get("dtSoftplus").ToBoolean().Value() ? 1 : 0;
+  Napi::Value min = args.Get("dtMin"), max = args.Get("dtMax");
+  if (!min.IsNumber() || !max.IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for dtMin and dtMax");
+  *lo = float(min.As<Napi::Number>().DoubleValue());
+  *hi = float(max.As<Napi::Number>().DoubleValue());
+  if (!(*lo <= *hi)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
+}
+
 std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names) {
   Napi::Env env = args.Env();
   Napi::Value value = args.Get("dims");
@@ -191,12 +201,7 @@ Call read_call(Napi::Object args, bool on_device, bool outputs) {
     p.seq_idx_batch_stride = L;
   }
 
-  p.dt_softplus = args.Get("dtSoftplus").ToBoolean().Value() ? 1 : 0;
-  Napi::Value lo = args.Get("dtMin"), hi = args.Get("dtMax");
-  if (!lo.IsNumber() || !hi.IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for dtMin and dtMax");
-  p.dt_min = float(lo.As<Napi::Number>().DoubleValue());
-  p.dt_max = float(hi.As<Napi::Number>().DoubleValue());
-  if (!(p.dt_min <= p.dt_max)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
+  read_dt_options(args, &p.dt_softplus, &p.dt_min, &p.dt_max);
 
   if (outputs) {
     p.y_type = read_dtype(args, "yType");

@@ -28,6 +28,8 @@ const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int
 SsdDtype read_dtype(Napi::Object args, const char* name);
 // An integer in [1, 2^31-1].
 int64_t read_size(Napi::Env env, Napi::Value v, const char* name);
+// dtSoftplus, dtMin and dtMax (dtMin <= dtMax, neither NaN).
+void read_dt_options(Napi::Object args, int* softplus, float* lo, float* hi);
 // args.dims: one size per name, in order.
 std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names);
 
