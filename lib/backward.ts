@@ -11,7 +11,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs } from './native';
 import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor } from './tensor';
+import { Tensor, type TensorLike } from './tensor';
 import {
   validateBackward,
   type BackwardCall,
@@ -106,7 +106,7 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
  * (host tensors are uploaded, gradients follow x). The inputs' buffers stay referenced until the
  * Promise settles.
  */
-export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): Promise<SsdGrads> {
+export async function ssdBackward(inputs: SsdInputs<TensorLike>, grads: SsdOutputGrads<TensorLike>, options?: SsdBackwardOptions<TensorLike>): Promise<SsdGrads> {
   const call = validateBackward(inputs, grads, options);
   const placement = placeBackward(call, false);
   if (placement.kind === 'cuda') {
@@ -126,7 +126,7 @@ export async function ssdBackward(inputs: SsdInputs, grads: SsdOutputGrads, opti
 }
 
 /** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
-export function ssdBackwardSync(inputs: SsdInputs, grads: SsdOutputGrads, options?: SsdBackwardOptions): SsdGrads {
+export function ssdBackwardSync(inputs: SsdInputs<TensorLike>, grads: SsdOutputGrads<TensorLike>, options?: SsdBackwardOptions<TensorLike>): SsdGrads {
   const call = validateBackward(inputs, grads, options);
   placeBackward(call, true);
   const { args, result } = prepare(call);
@@ -145,7 +145,7 @@ export interface SsdWithGrad extends SsdResult {
    * finalStates). Recomputes what it needs from the inputs, which must hold the same values as during
    * the forward. May be called more than once.
    */
-  backward(grads: SsdOutputGrads, options?: Pick<SsdBackwardOptions, 'out' | 'threads'>): Promise<SsdGrads>;
+  backward(grads: SsdOutputGrads<TensorLike>, options?: Pick<SsdBackwardOptions<TensorLike>, 'out' | 'threads'>): Promise<SsdGrads>;
 }
 
 /**
@@ -155,11 +155,11 @@ export interface SsdWithGrad extends SsdResult {
  * holds yUngated, and backward() hands it to the backward, which on CUDA then skips recomputing the
  * output before the gate (one more tensor of y's size kept between the two; bench/NOTES.md).
  */
-export async function ssdWithGrad(inputs: SsdInputs, options?: SsdOptions): Promise<SsdWithGrad> {
+export async function ssdWithGrad(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): Promise<SsdWithGrad> {
   const result = await ssd(inputs, options);
-  const saved: SsdInputs = { ...inputs };
-  const backwardOptions: Omit<SsdOptions, 'out'> & Pick<SsdBackwardOptions, 'yUngated'> = { ...options };
-  delete (backwardOptions as SsdOptions).out; // options.out held the forward's outputs
+  const saved: SsdInputs<TensorLike> = { ...inputs };
+  const backwardOptions: Omit<SsdOptions<TensorLike>, 'out'> & Pick<SsdBackwardOptions<TensorLike>, 'yUngated'> = { ...options };
+  delete (backwardOptions as SsdOptions<TensorLike>).out; // options.out held the forward's outputs
   if (result.yUngated) backwardOptions.yUngated = result.yUngated; // the CUDA backward reads it for dz
   return {
     ...result,

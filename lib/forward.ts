@@ -5,7 +5,7 @@
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeForwardArgs } from './native';
-import { Tensor, elementSize, type FloatType, type TensorType } from './tensor';
+import { Tensor, elementSize, type FloatType, type TensorLike, type TensorType } from './tensor';
 import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, scanQuery, type ForwardOutputs } from './native-args';
 import { place, type Placement } from './placement';
 import { validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
@@ -159,7 +159,7 @@ function deviceTensor(device: number, type: TensorType, dims: number[], bytes: n
  * Rejects with TypeError, RangeError or SsdError on bad input; the inputs' buffers stay referenced
  * until the Promise settles.
  */
-export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdResult> {
+export async function ssd(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): Promise<SsdResult> {
   const { inputs: t, plan } = validate(inputs, options);
   const placement = placeForward(t, plan, false);
   if (placement.kind === 'cuda') {
@@ -179,7 +179,7 @@ export async function ssd(inputs: SsdInputs, options?: SsdOptions): Promise<SsdR
 }
 
 /** The SSD forward on the calling thread, on the CPU. Throws where ssd() would reject. */
-export function ssdSync(inputs: SsdInputs, options?: SsdOptions): SsdResult {
+export function ssdSync(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): SsdResult {
   const { inputs: t, plan } = validate(inputs, options);
   placeForward(t, plan, true);
   const { args, result } = prepareCpu(t, plan);

@@ -10,7 +10,7 @@ export { backends, cudaEmptyCache, cudaMemoryStats, version, type Backends } fro
 export { SsdError, type SsdErrorCode } from './errors';
 export { ssdStep, ssdStepSync, type SsdStepInputs, type SsdStepOptions, type SsdStepResult } from './step';
 export { ssdMatrix, type SsdMatrixOptions } from './matrix';
-export { Tensor, type TensorType, type FloatType, type TensorLocation, type TensorData } from './tensor';
+export { Tensor, type TensorType, type FloatType, type TensorLocation, type TensorData, type TensorLike } from './tensor';
 export type { SsdInputs, SsdOptions, SsdDevice } from './validate';
 export {
   ssdBackward,

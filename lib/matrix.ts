@@ -28,7 +28,7 @@
 import { SsdError, rangeError, typeError } from './errors';
 import { stepSize } from './reference';
 import { MAX_ELEMENTS } from './rules';
-import { Tensor } from './tensor';
+import { Tensor, type TensorLike } from './tensor';
 import { checkKnownKeys, isPlainObject, validate, type SsdInputs, type SsdOptions } from './validate';
 
 /** The longest window ssdMatrix() computes: a (length × length) matrix per head. */
@@ -98,7 +98,7 @@ function sequenceIds(t: SsdInputs, b: number, seqlen: number): Int32Array {
  * initialStates are not part of M. Options: dtSoftplus and dtLimit as for ssd(), and the window
  * { start, length }. Host tensors only. Throws TypeError, RangeError or SsdError.
  */
-export function ssdMatrix(inputs: SsdInputs, options?: SsdMatrixOptions): Tensor {
+export function ssdMatrix(inputs: SsdInputs<TensorLike>, options?: SsdMatrixOptions): Tensor {
   if (options === undefined) options = {};
   if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
   checkKnownKeys('option', options, MATRIX_OPTION_NAMES);

@@ -12,7 +12,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
 import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots, stepQuery } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, type FloatType } from './tensor';
+import { Tensor, type FloatType, type TensorLike } from './tensor';
 import { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
 
 export { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
@@ -97,7 +97,7 @@ function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: Na
  * resolves with y. The state and inputs stay referenced until the Promise settles; do not run two
  * steps on the same state at once.
  */
-export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): Promise<SsdStepResult> {
+export async function ssdStep(state: TensorLike, inputs: SsdStepInputs<TensorLike>, options?: SsdStepOptions<TensorLike>): Promise<SsdStepResult> {
   const v = validateStep(state, inputs, options);
   const placement = placeStep(v.state, v.inputs, v.plan, false);
   if (placement.kind === 'cuda') {
@@ -117,7 +117,7 @@ export async function ssdStep(state: Tensor, inputs: SsdStepInputs, options?: Ss
 }
 
 /** The decode step on the calling thread, on the CPU. Throws where ssdStep() would reject. */
-export function ssdStepSync(state: Tensor, inputs: SsdStepInputs, options?: SsdStepOptions): SsdStepResult {
+export function ssdStepSync(state: TensorLike, inputs: SsdStepInputs<TensorLike>, options?: SsdStepOptions<TensorLike>): SsdStepResult {
   const v = validateStep(state, inputs, options);
   placeStep(v.state, v.inputs, v.plan, true);
   const { args, y } = prepare(v.state, v.inputs, v.plan);

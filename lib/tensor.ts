@@ -4,6 +4,9 @@
  *
  * float32 data is a Float32Array, int32 an Int32Array; bfloat16 and float16 travel as Uint16Array
  * bit patterns (float16 also accepts a Float16Array where the runtime has one).
+ *
+ * Every entry point also takes a CPU tensor of another library (onnxruntime-node's Tensor) or a plain
+ * { type, dims, data } object: asTensor() makes a Tensor over the same data, without a copy.
  */
 import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
 import { native } from './native';
@@ -76,6 +79,87 @@ export function checkDims(name: string, dims: unknown): number {
     throw rangeError(name, `at most ${MAX_ELEMENTS} elements`, `dims [${dims.join(', ')}] (${size} elements)`);
   }
   return size;
+}
+
+/**
+ * What the entry points take for a tensor: a Tensor of this package, or a tensor of another library
+ * in CPU memory with the same field names (onnxruntime-node's Tensor), or a plain object. `type` is
+ * one of TensorType (onnxruntime-node names float32, float16 and int32 alike and has no bfloat16),
+ * `dims` non-negative integers, `data` a TypedArray of size(dims) elements matching `type`;
+ * `location`, where present, 'cpu' (onnxruntime's 'cpu-pinned' is CPU memory too).
+ */
+export interface TensorLike {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: unknown;
+  readonly location?: string;
+}
+
+/** The rule of TensorLike in words, for error messages. */
+const TENSOR_LIKE = "a Tensor of ssd-kernels or an object with type, dims and data; onnxruntime-node's Tensor works";
+
+/** "a", "a and b", "a, b and c". */
+function wordList(words: readonly string[]): string {
+  return words.length < 2 ? words.join('') : `${words.slice(0, -1).join(', ')} and ${words[words.length - 1]}`;
+}
+
+/**
+ * The Tensor made for each foreign tensor, so that passing the same object twice (an input as an
+ * output, say) gives the same Tensor and the checks that compare tensors by identity still see it.
+ */
+const wrappers = new WeakMap<object, Tensor>();
+
+/**
+ * `value` as a Tensor: a Tensor as is; a foreign tensor (see TensorLike) checked and wrapped in a
+ * Tensor over its `data`, which the kernels then read and write in place. `name` and `expected`
+ * ("a Tensor (nheads)") make the error messages; a disposed onnxruntime tensor (location 'none')
+ * raises ERR_SSD_DISPOSED as a disposed Tensor does.
+ */
+export function asTensor(value: unknown, name: string, expected = 'a Tensor'): Tensor {
+  if (value instanceof Tensor) return value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || ArrayBuffer.isView(value)) {
+    throw typeError(name, expected, value);
+  }
+  const fields = value as Record<string, unknown>;
+  // location first: onnxruntime's data getter throws on a disposed or GPU tensor
+  const location = fields.location;
+  if (location === 'none') throw new SsdError('ERR_SSD_DISPOSED', `${name} was disposed before the call`);
+  if (location !== undefined && location !== 'cpu' && location !== 'cpu-pinned') {
+    throw new TypeError(
+      `Expected ${expected} in CPU memory for ${name} (tensors of other libraries are taken on the CPU only: ` +
+        "for onnxruntime-node's Tensor, `new ort.Tensor(t.type, await t.getData(), t.dims)` makes a CPU copy, " +
+        `or ask the session for outputs on the CPU) but received a tensor with location ${typeof location === 'string' ? `'${location}'` : describe(location)}`,
+    );
+  }
+  const missing = (['type', 'dims', 'data'] as const).filter((key) => !(key in fields) || fields[key] === undefined);
+  if (missing.length > 0) {
+    throw new TypeError(`Expected ${expected} for ${name} (${TENSOR_LIKE}) but received ${describe(value)} without ${wordList(missing)}`);
+  }
+  const { type, dims, data } = fields;
+  if (typeof type !== 'string' || !TYPES.includes(type as TensorType)) {
+    const hint = type === 'uint16' ? "; for bfloat16 bit patterns in a 'uint16' tensor, new Tensor('bfloat16', t.data, t.dims) takes them without a copy" : '';
+    throw new TypeError(`Expected one of ${TYPES.map((t) => `'${t}'`).join(', ')} for ${name}.type but received ${describe(type)}${hint}`);
+  }
+  const tensorType = type as TensorType;
+  const size = checkDims(`${name}.dims`, dims);
+  const shape = dims as readonly number[];
+  if (!dataMatchesType(tensorType, data)) throw typeError(`${name}.data`, `${expectedDataFor(tensorType)} for type '${tensorType}'`, data);
+  const length = (data as { length: number }).length;
+  if (length !== size) throw rangeError(`${name}.data`, `${size} elements for dims [${shape.join(', ')}]`, describe(data));
+  const cached = wrappers.get(value);
+  if (
+    cached !== undefined &&
+    !cached.disposed &&
+    cached.type === tensorType &&
+    cached.data === data &&
+    cached.dims.length === shape.length &&
+    cached.dims.every((d, i) => d === shape[i])
+  ) {
+    return cached;
+  }
+  const tensor = new Tensor(tensorType, data as TensorData, shape);
+  wrappers.set(value, tensor);
+  return tensor;
 }
 
 /**

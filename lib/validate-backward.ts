@@ -4,7 +4,7 @@
  * options.out, which for the backward holds gradient tensors. Same message shape as validate.ts.
  */
 import { SsdError, typeError } from './errors';
-import { Tensor, type TensorType } from './tensor';
+import { asTensor, type Tensor, type TensorLike, type TensorType } from './tensor';
 import { OUTPUT_GRAD_TYPES } from './rules';
 import {
   checkKnownKeys,
@@ -19,51 +19,51 @@ import {
 } from './validate';
 
 /** The gradients of the loss with respect to the forward's outputs. */
-export interface SsdOutputGrads {
+export interface SsdOutputGrads<T extends TensorLike = Tensor> {
   /** (batch, seqlen, nheads, headdim), of y's type (which is x's): the gradient with respect to y */
-  dy: Tensor;
+  dy: T;
   /** (batch, nheads, headdim, dstate), any float type: the gradient with respect to finalStates */
-  dFinalStates?: Tensor;
+  dFinalStates?: T;
 }
 
 /** The gradients with respect to the inputs, each of its input's dims. */
-export interface SsdGrads {
+export interface SsdGrads<T extends TensorLike = Tensor> {
   /** x's type */
-  dx: Tensor;
+  dx: T;
   /** dt's type */
-  ddt: Tensor;
+  ddt: T;
   /** float32 (nheads) */
-  dA: Tensor;
+  dA: T;
   /** B's type */
-  dB: Tensor;
+  dB: T;
   /** C's type */
-  dC: Tensor;
+  dC: T;
   /** float32, D's dims; when D is given */
-  dD?: Tensor;
+  dD?: T;
   /** z's type; when z is given */
-  dz?: Tensor;
+  dz?: T;
   /** float32 (nheads); when dtBias is given */
-  dDtBias?: Tensor;
+  dDtBias?: T;
   /** float32 (batch, nheads, headdim, dstate); when initialStates is given */
-  dInitialStates?: Tensor;
+  dInitialStates?: T;
 }
 
 export type SsdGradName = keyof SsdGrads;
 
 /** The options of ssd() (returnFinalStates is ignored), with `out` holding gradient tensors to write into. */
-export interface SsdBackwardOptions extends Omit<SsdOptions, 'out'> {
+export interface SsdBackwardOptions<T extends TensorLike = Tensor> extends Omit<SsdOptions<T>, 'out'> {
   /**
    * Tensors to write gradients into instead of new ones, each of the type and dims of the gradient it
    * replaces (see SsdGrads); only for gradients the call returns.
    */
-  out?: Partial<SsdGrads>;
+  out?: Partial<SsdGrads<T>>;
   /**
    * The forward's yUngated (ssd() with returnUngated), of y's type and dims; only with inputs.z. The
    * CUDA backward then takes dz from it instead of recomputing the output before the gate; it must be
    * what the forward returned for these inputs and options. The CPU backward recomputes and does not
    * read it.
    */
-  yUngated?: Tensor;
+  yUngated?: T;
 }
 
 const OUTPUT_GRAD_NAMES = ['dy', 'dFinalStates'] as const;
@@ -131,13 +131,13 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
   if (!isPlainObject(grads)) throw typeError('grads', 'an object { dy, dFinalStates? } of Tensors', grads);
   checkKnownKeys('key of grads', grads, OUTPUT_GRAD_NAMES);
   const yLayout = '(batch, seqlen, nheads, headdim)';
-  if (!(grads.dy instanceof Tensor)) throw typeError('grads.dy', `a Tensor ${yLayout}`, grads.dy);
-  if (grads.dy.type !== t.x.type) {
+  const dyArg = asTensor(grads.dy, 'grads.dy', `a Tensor ${yLayout}`);
+  if (dyArg.type !== t.x.type) {
     throw new TypeError(
-      `Expected a Tensor of type '${t.x.type}' (the type of y, which is x's) for grads.dy but received a Tensor of type '${grads.dy.type}'`,
+      `Expected a Tensor of type '${t.x.type}' (the type of y, which is x's) for grads.dy but received a Tensor of type '${dyArg.type}'`,
     );
   }
-  const dy = tensorArg('grads.dy', grads.dy, [t.x.type], 4, yLayout);
+  const dy = tensorArg('grads.dy', dyArg, [t.x.type], 4, yLayout);
   if (!sameDims(dy.dims, [b, L, h, p])) throw shapeError('grads.dy', [b, L, h, p], `${yLayout}, the dims of y,`, dy.dims);
   const checked: SsdOutputGrads = { dy };
   if (grads.dFinalStates !== undefined) {

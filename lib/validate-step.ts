@@ -4,7 +4,7 @@
  */
 import { SsdError, rangeError, typeError } from './errors';
 import { MIN_SIZE, MIN_SIZE_RULE, STEP_INPUT_TYPES as TYPES, STEP_STATE_TYPES } from './rules';
-import type { Tensor } from './tensor';
+import type { Tensor, TensorLike } from './tensor';
 import {
   checkKnownKeys,
   isPlainObject,
@@ -17,28 +17,28 @@ import {
   type SsdOptions,
 } from './validate';
 
-export interface SsdStepInputs {
+export interface SsdStepInputs<T extends TensorLike = Tensor> {
   /** (batch, nheads, headdim): the new token's input */
-  x: Tensor;
+  x: T;
   /** (batch, nheads): raw step sizes */
-  dt: Tensor;
+  dt: T;
   /** (nheads) */
-  A: Tensor;
+  A: T;
   /** (batch, ngroups, dstate) */
-  B: Tensor;
+  B: T;
   /** (batch, ngroups, dstate) */
-  C: Tensor;
+  C: T;
   /** (nheads) or (nheads, headdim) */
-  D?: Tensor;
+  D?: T;
   /** (batch, nheads, headdim): output gate */
-  z?: Tensor;
+  z?: T;
   /** (nheads) */
-  dtBias?: Tensor;
+  dtBias?: T;
   /**
    * (batch) int32: the row of the state cache each batch entry steps; a negative entry marks
    * padding (its y is zeros, no row is touched). Non-negative entries must be distinct.
    */
-  stateIndices?: Tensor;
+  stateIndices?: T;
 }
 
 /**
@@ -46,9 +46,9 @@ export interface SsdStepInputs {
  * CPU (shipping the state to a GPU costs more than stepping it). threads: the CPU threads, 1 to 1024
  * (default: the cores available, fewer for a small state).
  */
-export interface SsdStepOptions extends Pick<SsdOptions, 'dtSoftplus' | 'dtLimit' | 'device' | 'threads'> {
+export interface SsdStepOptions<T extends TensorLike = Tensor> extends Pick<SsdOptions, 'dtSoftplus' | 'dtLimit' | 'device' | 'threads'> {
   /** A tensor to write y into (x's type, (batch, nheads, headdim)) instead of a new one. */
-  out?: { y?: Tensor };
+  out?: { y?: T };
 }
 
 const STEP_INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'stateIndices'] as const;

@@ -3,41 +3,41 @@
  * Message shape: "Expected <what> for <name> but received <what came>".
  */
 import { SsdError, describe, rangeError, typeError } from './errors';
-import { Tensor, type TensorType } from './tensor';
+import { asTensor, type Tensor, type TensorLike, type TensorType } from './tensor';
 import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount } from './rules';
 
-export interface SsdInputs {
+export interface SsdInputs<T extends TensorLike = Tensor> {
   /** (batch, seqlen, nheads, headdim) */
-  x: Tensor;
+  x: T;
   /** (batch, seqlen, nheads): raw step sizes */
-  dt: Tensor;
+  dt: T;
   /** (nheads): one log-decay rate per head, normally negative */
-  A: Tensor;
+  A: T;
   /** (batch, seqlen, ngroups, dstate) */
-  B: Tensor;
+  B: T;
   /** (batch, seqlen, ngroups, dstate) */
-  C: Tensor;
+  C: T;
   /** (nheads) or (nheads, headdim): skip connection */
-  D?: Tensor;
+  D?: T;
   /** (batch, seqlen, nheads, headdim): output gate, y *= silu(z) */
-  z?: Tensor;
+  z?: T;
   /** (nheads): added to dt before softplus and clamping */
-  dtBias?: Tensor;
+  dtBias?: T;
   /** (batch, nheads, headdim, dstate): the state before position 0 */
-  initialStates?: Tensor;
+  initialStates?: T;
   /** (batch, seqlen) int32, non-decreasing: packed sequences; the state resets where it changes */
-  seqIdx?: Tensor;
+  seqIdx?: T;
   /**
    * (numSeqs + 1) int32, batch 1: packed sequences by their offsets (0 first, non-decreasing,
    * seqlen last), instead of seqIdx; the state resets at each sequence start. Excludes
    * initialStates.
    */
-  cuSeqlens?: Tensor;
+  cuSeqlens?: T;
 }
 
 export type SsdDevice = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
 
-export interface SsdOptions {
+export interface SsdOptions<T extends TensorLike = Tensor> {
   /** Chunk length of the chunked algorithm: a power of two from 16 to 256 (default 256). */
   chunkSize?: number;
   /** Apply softplus to dt + dtBias (identity above 20). Default false. */
@@ -69,7 +69,7 @@ export interface SsdOptions {
    * costs more than the scan (fresh memory is slow to touch the first time). `yUngated` of y's type
    * and dims (requires returnUngated).
    */
-  out?: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
+  out?: { y?: T; finalStates?: T; varlenStates?: T; yUngated?: Tensor };
 }
 
 const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
@@ -141,9 +141,12 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return proto === Object.prototype || proto === null;
 }
 
-/** Checks that `value` is a live Tensor of one of `types` with `rank` dims; returns it. */
-export function tensorArg(name: string, value: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
-  if (!(value instanceof Tensor)) throw typeError(name, `a Tensor ${layout}`, value);
+/**
+ * Checks that `value` is a live tensor (a Tensor, or a foreign CPU tensor that asTensor() wraps) of
+ * one of `types` with `rank` dims; returns it as a Tensor.
+ */
+export function tensorArg(name: string, arg: unknown, types: readonly TensorType[], rank: number, layout: string): Tensor {
+  const value = asTensor(arg, name, `a Tensor ${layout}`);
   if (value.disposed) throw new SsdError('ERR_SSD_DISPOSED', `${name} was disposed before the call`);
   if (!types.includes(value.type)) {
     throw new TypeError(
@@ -399,8 +402,8 @@ function readOut(out: unknown, plan: SsdPlan, inputs: SsdInputs): SsdPlan['out']
 }
 
 /** inputs.D: a float tensor (nheads) or (nheads, headdim); shared by the forward and the step (which accept the same types for D). */
-export function readD(D: unknown, nheads: number, headdim: number): Tensor {
-  if (!(D instanceof Tensor)) throw typeError('inputs.D', 'a Tensor (nheads) or (nheads, headdim)', D);
+export function readD(value: unknown, nheads: number, headdim: number): Tensor {
+  const D = asTensor(value, 'inputs.D', 'a Tensor (nheads) or (nheads, headdim)');
   const rank = D.dims.length === 2 ? 2 : 1;
   tensorArg('inputs.D', D, TYPES.D, rank, rank === 2 ? '(nheads, headdim)' : '(nheads) or a 2-D tensor (nheads, headdim)');
   const expected = rank === 2 ? [nheads, headdim] : [nheads];
