@@ -15,31 +15,42 @@ import { ssdMatrix } from './matrix';
 import { Random, makeExample } from './examples';
 import { Tensor } from './tensor';
 import { validate, type SsdInputs } from './validate';
+import { UsageError, integer, integers, oneOf, positive, text, type CommandSpec, type ParsedFlags } from './cli-args';
 
-const HELP = `usage: ssd-kernels matrix [options]
-  Writes a PNG heatmap of the SSD matrix M = L ∘ (C·Bᵀ) of one head: M[t][s] is the weight of
-  position s in the output at position t (rows t, columns s; y = M·(dt·x) + D·x before the gate).
-
-  --out FILE         the PNG to write (default ssd-matrix.png)
-  --head H           the head to draw (default 0)
-  --start S          first position of the window (default 0)
-  --length N         positions in the window, at most 8192 (default: to the end)
-  --colors MODE      log (default): log10 |M| on viridis; signed: sign(M) · log10 |M| on blue-white-red
-  --decades D        the log scale's range below the largest |M| (default 8)
-  --scale K          pixels per entry along each side (default 1)
-  random inputs (seeded, at the scales of 'ssd-kernels check'; dt goes through softplus):
-  --seqlen L         sequence length (default 256)
-  --nheads H         heads (default 4), --dstate N (default 64), --seed S (default 1)
-  --seq-starts P,Q   pack sequences: new ones start at positions P, Q, ... (seqIdx)
-  given inputs:
-  --input FILE.json  an object of nested arrays in ssd()'s layouts: dt (batch, seqlen, nheads),
-                     A (nheads), B and C (batch, seqlen, ngroups, dstate), and optionally
-                     dtBias (nheads), seqIdx (batch, seqlen) of integers, dtSoftplus (boolean),
-                     dtLimit ([lo, hi]); --batch-index I picks the batch entry (default 0)
-  --help             this text
-`;
-
-class UsageError extends Error {}
+export const MATRIX_COMMAND: CommandSpec = {
+  name: 'matrix',
+  synopsis: ['matrix [options]'],
+  summary: "draw one head's SSD matrix M = L ∘ (C·Bᵀ) as a PNG heatmap (matrix --help)",
+  about:
+    'Writes a PNG heatmap of the SSD matrix M = L ∘ (C·Bᵀ) of one head: M[t][s] is the weight of\n' +
+    'position s in the output at position t (rows t, columns s; y = M·(dt·x) + D·x before the gate).',
+  flags: [
+    { name: '--out', placeholder: 'FILE', type: text, help: 'the PNG to write (default ssd-matrix.png)' },
+    { name: '--head', placeholder: 'H', type: integer(0), help: 'the head to draw (default 0)' },
+    { name: '--start', placeholder: 'S', type: integer(0), help: 'first position of the window (default 0)' },
+    { name: '--length', placeholder: 'N', type: integer(1), help: 'positions in the window, at most 8192 (default: to the end)' },
+    { name: '--colors', placeholder: 'MODE', type: oneOf(['log', 'signed']), help: 'log (default): log10 |M| on viridis; signed: sign(M) · log10 |M| on blue-white-red' },
+    { name: '--decades', placeholder: 'D', type: positive(300), help: "the log scale's range below the largest |M| (default 8)" },
+    { name: '--scale', placeholder: 'K', type: integer(1), help: 'pixels per entry along each side (default 1)' },
+    {
+      name: '--seqlen', placeholder: 'L', type: integer(1), help: 'sequence length (default 256)',
+      section: "random inputs (seeded, at the scales of 'ssd-kernels check'; dt goes through softplus):",
+    },
+    { name: '--nheads', placeholder: 'H', type: integer(1), help: 'heads (default 4)' },
+    { name: '--dstate', placeholder: 'N', type: integer(1), help: 'state size (default 64)' },
+    { name: '--seed', placeholder: 'S', type: integer(0), help: "the generator's seed (default 1)" },
+    { name: '--seq-starts', placeholder: 'P,Q', type: integers(1), help: 'pack sequences: new ones start at positions P, Q, ... (seqIdx)' },
+    {
+      name: '--input', placeholder: 'FILE.json', type: text, section: 'given inputs:',
+      help:
+        "an object of nested arrays in ssd()'s layouts: dt (batch, seqlen, nheads),\n" +
+        'A (nheads), B and C (batch, seqlen, ngroups, dstate), and optionally\n' +
+        'dtBias (nheads), seqIdx (batch, seqlen) of integers, dtSoftplus (boolean),\n' +
+        'dtLimit ([lo, hi])',
+    },
+    { name: '--batch-index', placeholder: 'I', type: integer(0), help: 'with --input: the batch entry to draw (default 0)' },
+  ],
+};
 
 interface MatrixArgs {
   out: string;
@@ -58,54 +69,31 @@ interface MatrixArgs {
   batchIndex: number;
 }
 
-const VALUE_FLAGS = ['--out', '--head', '--start', '--length', '--colors', '--decades', '--scale', '--seqlen', '--nheads', '--dstate', '--seed', '--seq-starts', '--input', '--batch-index'];
-
-function parse(args: string[]): MatrixArgs {
-  const values = new Map<string, string>();
-  for (let i = 0; i < args.length; i++) {
-    const name = args[i];
-    if (!VALUE_FLAGS.includes(name)) throw new UsageError(`unknown option '${name}'`);
-    if (i + 1 >= args.length) throw new UsageError(`${name} needs a value`);
-    values.set(name, args[++i]);
-  }
-  const integer = (name: string, fallback: number, min: number): number => {
-    const text = values.get(name);
-    if (text === undefined) return fallback;
-    const v = Number(text);
-    if (!/^\d+$/.test(text) || v < min) throw new UsageError(`${name} takes an integer >= ${min}, not '${text}'`);
-    return v;
-  };
-  const colors = values.get('--colors') ?? 'log';
-  if (colors !== 'log' && colors !== 'signed') throw new UsageError(`--colors takes log or signed, not '${colors}'`);
-  const decadesText = values.get('--decades') ?? '8';
-  const decades = Number(decadesText);
-  if (!(decades > 0 && decades <= 300)) throw new UsageError(`--decades takes a number above 0 and at most 300, not '${decadesText}'`);
-  const startsText = values.get('--seq-starts');
-  const seqStarts = startsText === undefined ? [] : startsText.split(',').map((s) => Number(s));
-  if (seqStarts.some((s) => !Number.isInteger(s) || s < 1)) throw new UsageError(`--seq-starts takes positions >= 1 separated by commas, not '${startsText}'`);
-  const optional = (name: string): number | undefined => (values.has(name) ? integer(name, 0, name === '--length' ? 1 : 0) : undefined);
+/** The values of matrix's parsed flags with their defaults, and the checks that span flags. */
+function matrixArgs(f: ParsedFlags): MatrixArgs {
+  const seqStarts = f.numbers('--seq-starts') ?? [];
   const parsed: MatrixArgs = {
-    out: values.get('--out') ?? 'ssd-matrix.png',
-    head: integer('--head', 0, 0),
-    start: optional('--start'),
-    length: optional('--length'),
-    colors,
-    decades,
-    scale: integer('--scale', 1, 1),
-    seqlen: integer('--seqlen', 256, 1),
-    nheads: integer('--nheads', 4, 1),
-    dstate: integer('--dstate', 64, 1),
-    seed: integer('--seed', 1, 0),
+    out: f.string('--out') ?? 'ssd-matrix.png',
+    head: f.number('--head') ?? 0,
+    start: f.number('--start'),
+    length: f.number('--length'),
+    colors: (f.string('--colors') ?? 'log') as 'log' | 'signed',
+    decades: f.number('--decades') ?? 8,
+    scale: f.number('--scale') ?? 1,
+    seqlen: f.number('--seqlen') ?? 256,
+    nheads: f.number('--nheads') ?? 4,
+    dstate: f.number('--dstate') ?? 64,
+    seed: f.number('--seed') ?? 1,
     seqStarts,
-    input: values.get('--input'),
-    batchIndex: integer('--batch-index', 0, 0),
+    input: f.string('--input'),
+    batchIndex: f.number('--batch-index') ?? 0,
   };
-  if (seqStarts.some((s) => s >= parsed.seqlen)) throw new UsageError(`--seq-starts takes positions below --seqlen ${parsed.seqlen}, not '${startsText}'`);
+  if (seqStarts.some((s) => s >= parsed.seqlen)) throw new UsageError(`--seq-starts takes positions below --seqlen ${parsed.seqlen}, not '${seqStarts.join(',')}'`);
   if (parsed.input !== undefined) {
     for (const name of ['--seqlen', '--nheads', '--dstate', '--seed', '--seq-starts']) {
-      if (values.has(name)) throw new UsageError(`${name} is for random inputs; --input gives the inputs`);
+      if (f.has(name)) throw new UsageError(`${name} is for random inputs; --input gives the inputs`);
     }
-  } else if (values.has('--batch-index')) {
+  } else if (f.has('--batch-index')) {
     throw new UsageError('--batch-index is for --input (random inputs have batch 1)');
   }
   return parsed;
@@ -273,20 +261,9 @@ export function heatmap(plane: Float32Array, length: number, sequence: ArrayLike
   return { png: PNG.sync.write(png, { colorType: 2, deflateLevel: 9 }), maxAbs, minAbs: minAbs === Infinity ? 0 : minAbs };
 }
 
-/** `ssd-kernels matrix [options]`: returns the exit code (2 for a usage error). */
-export function matrixCommand(args: string[]): number {
-  if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  let a: MatrixArgs;
-  try {
-    a = parse(args);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`ssd-kernels matrix: ${err.message}\n${HELP}`);
-    return 2;
-  }
+/** `ssd-kernels matrix [options]` on its parsed flags: returns the exit code (a UsageError for flags that do not go together). */
+export function matrixCommand(flags: ParsedFlags): number {
+  const a = matrixArgs(flags);
   let full: SsdInputs;
   let dtSoftplus = true;
   let dtLimit: [number, number] | undefined;

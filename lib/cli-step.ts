@@ -1,72 +1,23 @@
 /**
- * The decode step in the command line: `check` cases against the float64 step reference, and
- * `bench --step`, which times ssdStepSync at batch 1, 16, 64 and 256 (nheads 32, headdim 64,
- * dstate 128, float32 state) and sets the bytes it moves against memory bandwidth measured in the
- * same run.
+ * The decode step's benchmarks in the command line: `bench --step`, which times ssdStepSync at
+ * batch 1, 16, 64 and 256 (nheads 32, headdim 64, dstate 128, float32 state) and sets the bytes it
+ * moves against memory bandwidth measured in the same run, and `bench --step --device cuda`. Their
+ * flags are declared and checked in lib/cli-bench.ts; the step's `check` cases are in lib/cli-check.ts.
  */
 import { backends, ssdStep, ssdStepSync, version, type SsdStepOptions } from './index';
 import { devicePointer, mapBuffers, stepArgs, stepInputSlots } from './native-args';
 import { validateStep } from './validate-step';
 import { native } from './native';
 import { Random } from './examples';
-import { allFinite, l2, relativeL2 } from './reference';
-import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
-import { isThreadCount } from './rules';
-import { STEP_BENCH_BATCHES, STEP_BENCH_SIZES } from './configs';
+import { makeStepExample } from './reference-step';
+import { STEP_BENCH_SIZES } from './configs';
 import { Tensor } from './tensor';
-import { CPU_BOUND, CPU_STEP_BF16_STATE_BOUND } from './tolerances';
-
-interface StepCheckCase {
-  name: string;
-  config: StepExampleConfig;
-  example: StepExampleOptions;
-  options: SsdStepOptions;
-  /** relative L2 bound on y and on the state */
-  bound: number;
-}
-
-const STEP_CHECK_CASES: StepCheckCase[] = [
-  {
-    name: 'step fp32, every option',
-    config: { batch: 5, nheads: 4, headdim: 24, ngroups: 2, dstate: 36, stateRows: 9 },
-    example: { D: 'channel', z: true, dtBias: true, stateIndices: [8, -1, 0, 3, 5] },
-    options: { dtSoftplus: true, dtLimit: [0.005, 0.1] },
-    bound: CPU_BOUND,
-  },
-  {
-    name: 'step bf16 state and inputs',
-    config: { batch: 3, nheads: 8, headdim: 64, ngroups: 1, dstate: 128 },
-    example: { dtype: 'bfloat16', stateType: 'bfloat16', D: 'head', z: true },
-    options: { dtSoftplus: true },
-    bound: CPU_STEP_BF16_STATE_BOUND,
-  },
-];
-
-/** Runs the step check cases on the CPU; prints one line each and returns the number of failures. */
-export function checkStep(rng: Random): number {
-  let failures = 0;
-  for (const c of STEP_CHECK_CASES) {
-    const { state, inputs, ref } = makeStepExample(rng, c.config, c.example);
-    const expected = ssdStepReference({ ...ref, dtSoftplus: c.options.dtSoftplus, dtLimit: c.options.dtLimit ? [c.options.dtLimit[0], c.options.dtLimit[1]] : undefined });
-    const { y } = ssdStepSync(state, inputs, { ...c.options, device: 'cpu' });
-    const yv = y.toFloat32();
-    const errors = [relativeL2(yv, expected.y), relativeL2(state.toFloat32(), expected.state)];
-    const ok = allFinite(yv) && l2(yv) > 0 && errors.every((e) => e <= c.bound);
-    if (!ok) failures++;
-    console.log(`${ok ? 'PASS' : 'FAIL'}  cpu   ${c.name.padEnd(28)} rel. L2 error y / state ${errors.map((e) => e.toExponential(2)).join(' / ')} (bound ${c.bound.toExponential(1)})`);
-  }
-  return failures;
-}
+import type { BenchArgs } from './cli-bench';
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 /** Bytes a step must move at least: the state read and written, x, z, dt, B, C read, y written (float32). */
@@ -85,26 +36,16 @@ function bandwidth(threads: number, bytes: number, seconds: number): number {
   return threads > 1 ? Math.max(one, addon.rmwBandwidth(threads, bytes, seconds)) : one;
 }
 
-export function benchStep(args: string[]): number {
-  const json = args.includes('--json');
-  const runs = Number(flag(args, '--runs') ?? 100);
-  const threads = Number(flag(args, '--threads') ?? backends().cpu.threads);
-  const batches = (flag(args, '--batch') ?? STEP_BENCH_BATCHES.join(',')).split(',').map(Number);
-  const memoryMiB = Number(flag(args, '--memory-mib') ?? 1024);
-  if (
-    !Number.isInteger(runs) || runs < 1 || !isThreadCount(threads) ||
-    !batches.every((b) => Number.isInteger(b) && b >= 1) || !Number.isInteger(memoryMiB) || memoryMiB < 1 || memoryMiB > 65536
-  ) {
-    process.stderr.write('usage: ssd-kernels bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n');
-    return 2;
-  }
-  const progress = (line: string): void => {
-    if (!json) process.stderr.write(`${line}\n`);
-  };
+/** `bench --step` (flags checked by lib/cli-bench.ts): returns the exit code. */
+export function benchStep(a: BenchArgs): number {
+  const { json, runs, batches, memoryMiB } = a;
+  const threads = a.threads ?? backends().cpu.threads;
+  const progress = (line: string): void => a.progress.report(line);
   const isa = backends().cpu.isa;
   progress(`measuring memory bandwidth (in-place sweep over ${memoryMiB} MiB)...`);
   const dram = bandwidth(threads, memoryMiB * 2 ** 20, 0.5);
   if (!(dram > 0)) {
+    a.progress.done();
     process.stderr.write(`ssd-kernels: could not allocate ${memoryMiB} MiB to measure memory bandwidth\n`);
     return 1;
   }
@@ -149,6 +90,7 @@ export function benchStep(args: string[]): number {
       ofMemory: Number((gbps / dram).toFixed(3)),
     });
   }
+  a.progress.done();
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, memoryMiB, sizes: STEP_BENCH_SIZES, rows }, null, 2));
     return 0;
@@ -176,14 +118,8 @@ export const GPU_COPY_BYTES_PER_S = 4.3e12;
  * stream (10 warm-ups, median of N), against the copy bandwidth; plus the wall time of one awaited
  * ssdStep() call on device tensors (what a decode loop pays per call, JS and Promise included).
  */
-export async function benchStepCuda(args: string[]): Promise<number> {
-  const json = args.includes('--json');
-  const runs = Number(flag(args, '--runs') ?? 100);
-  const batches = (flag(args, '--batch') ?? STEP_BENCH_BATCHES.join(',')).split(',').map(Number);
-  if (!Number.isInteger(runs) || runs < 1 || !batches.every((b) => Number.isInteger(b) && b >= 1)) {
-    process.stderr.write('usage: ssd-kernels bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]\n');
-    return 2;
-  }
+export async function benchStepCuda(a: BenchArgs): Promise<number> {
+  const { json, runs, batches } = a;
   const cuda = backends().cuda;
   if (!cuda.available) {
     process.stderr.write(`ssd-kernels: CUDA is unavailable: ${cuda.reason}\n`);
@@ -193,6 +129,7 @@ export async function benchStepCuda(args: string[]): Promise<number> {
   const rows: Record<string, number | string>[] = [];
   for (const batch of batches) {
     const { nheads: h, headdim: p, dstate: n } = STEP_BENCH_SIZES;
+    a.progress.report(`batch ${batch}: timing ${runs} runs`);
     const rng = new Random(batch);
     const { inputs } = makeStepExample(rng, { ...STEP_BENCH_SIZES, batch, stateRows: 1 }, { D: 'head', z: true, dtBias: true });
     const values = new Float32Array(batch * h * p * n);
@@ -227,6 +164,7 @@ export async function benchStepCuda(args: string[]): Promise<number> {
     });
     for (const t of [state, y, ...Object.values(dev)]) t.dispose();
   }
+  a.progress.done();
   if (json) {
     console.log(JSON.stringify({ version, device: 'cuda:0', copyGBps: GPU_COPY_BYTES_PER_S / 1e9, runs, results: rows }, null, 2));
     return 0;

@@ -1,49 +1,56 @@
 #!/usr/bin/env node
 /**
  * ssd-kernels command line: `info`, `check`, `bench` and `matrix`.
- *   info                  version, backends, CPU instruction set, threads, CUDA status
- *   check                 runs built-in examples on every available backend against the float64 reference
- *                         (and the CPU backward against its float64 reverse)
- *   bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]
- *                         times the forward (and with --backward the backward) on the benchmark
- *                         configs (median of N runs)
- *   bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]
- *                         times the decode step against measured memory bandwidth (lib/cli-step.ts)
- *   matrix [--out FILE.png] [...]
- *                         draws one head's SSD matrix as a PNG heatmap (lib/cli-matrix.ts)
+ *   info     version, backends, CPU instruction set, threads, CUDA status
+ *   check    the forward, backward and step on every available backend against the float64
+ *            reference (lib/cli-check.ts)
+ *   bench    times the CPU or CUDA forward (and backward), or the decode step (lib/cli-bench.ts's
+ *            flags; the step's timing is in lib/cli-step.ts)
+ *   matrix   draws one head's SSD matrix as a PNG heatmap (lib/cli-matrix.ts)
+ * Every command's flags are declared once (a CommandSpec, lib/cli-args.ts), and its parser and its
+ * help (`ssd-kernels <command> --help`, `ssd-kernels help <command>`) both read that table. Help goes
+ * to stdout with exit code 0; usage errors name the flag, go to stderr, and exit with code 2.
  */
-import { backends, ssd, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
+import { backends, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native } from './native';
 import { backwardArgs, backwardInputSlots, devicePointer, forwardArgs, forwardInputSlots, mapBuffers, type GradBuffers } from './native-args';
 import { validate } from './validate';
 import { validateBackward } from './validate-backward';
-import { Random, makeExample, roundingError, withOptions, type ExampleConfig, type ExampleOptions } from './examples';
-import { allFinite, l2, relativeL2, ssdReference } from './reference';
-import { ssdReferenceBackward } from './reference-backward';
+import { Random, makeExample, type ExampleConfig } from './examples';
 import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
-import { Tensor, type FloatType } from './tensor';
-import { CPU_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from './tolerances';
-import { benchStep, benchStepCuda, checkStep } from './cli-step';
-import { matrixCommand } from './cli-matrix';
+import { Tensor } from './tensor';
+import { Progress, UsageError, helpText, nearest, parseFlags, wantsHelp, type CommandSpec, type ParsedFlags } from './cli-args';
+import { BENCH_COMMAND, benchArgs, type BenchArgs } from './cli-bench';
+import { CHECK_COMMAND, check } from './cli-check';
+import { benchStep, benchStepCuda } from './cli-step';
+import { MATRIX_COMMAND, matrixCommand } from './cli-matrix';
 
-function usage(): never {
-  process.stderr.write(
-    'usage: ssd-kernels <info | check | bench | matrix> [options]\n' +
-      '  info                         what this build can run here\n' +
-      '  check                        compare every backend with the float64 reference; exit 1 on failure\n' +
-      '  bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]\n' +
-      '                               time the CPU forward, and with --backward the backward and\n' +
-      '                               forward + backward (median of N runs, default 15)\n' +
-      '  bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4] [--backward [--ungated]]\n' +
-      '                               time the CUDA forward with CUDA events (median of N runs, default 100)\n' +
-      '  bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib 1024]\n' +
-      '                               time the CPU decode step against measured memory bandwidth (default 100 runs)\n' +
-      '  bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]\n' +
-      '                               time the CUDA step with CUDA events against 4.3 TB/s copy bandwidth\n' +
-      '  matrix [--out FILE.png] [--head H] [--seqlen L] [--input FILE.json] ... (matrix --help)\n' +
-      '                               draw the SSD matrix M = L ∘ (C·Bᵀ) of one head as a PNG heatmap\n',
-  );
-  process.exit(2);
+const INFO_COMMAND: CommandSpec = {
+  name: 'info',
+  synopsis: ['info'],
+  summary: 'what this build can run here: version, instruction set, threads, CUDA status',
+  about: 'Prints the version, the CPU instruction set in use (and the best this CPU has), the CPU\nthreads, and whether CUDA is available (how many devices, or why not).',
+  flags: [],
+};
+
+/** A command: its flag table and what runs it on the parsed flags (returns the exit code). */
+interface Command {
+  spec: CommandSpec;
+  run: (flags: ParsedFlags) => number | Promise<number>;
+}
+
+const COMMANDS: Command[] = [
+  { spec: INFO_COMMAND, run: () => { info(); return 0; } },
+  { spec: CHECK_COMMAND, run: () => check(new Progress(false)) },
+  { spec: BENCH_COMMAND, run: (f) => runBench(benchArgs(f)) },
+  { spec: MATRIX_COMMAND, run: (f) => matrixCommand(f) },
+];
+
+/** The list of commands: `ssd-kernels --help` (stdout) and the usage after an unknown command (stderr). */
+function overview(): string {
+  const lines = ['usage: ssd-kernels <command> [options]', '       ssd-kernels <command> --help    (or: ssd-kernels help <command>)', ''];
+  for (const c of COMMANDS) lines.push(`  ${c.spec.name.padEnd(8)} ${c.spec.summary}`);
+  return `${lines.join('\n')}\n`;
 }
 
 function info(): void {
@@ -51,96 +58,6 @@ function info(): void {
   console.log(`ssd-kernels ${version}`);
   console.log(`cpu:  instruction set ${b.cpu.isa} (best on this CPU: ${b.cpu.bestIsa}), ${b.cpu.threads} threads`);
   console.log(`cuda: ${b.cuda.available ? `available, ${b.cuda.devices} device(s)` : `unavailable: ${b.cuda.reason}`}`);
-}
-
-interface CheckCase {
-  name: string;
-  config: ExampleConfig;
-  example: ExampleOptions;
-  options: SsdOptions;
-  bound: number;
-}
-
-const CHECK_CASES: CheckCase[] = [
-  {
-    name: 'fp32, every option',
-    config: { batch: 2, seqlen: 300, nheads: 4, headdim: 24, ngroups: 2, dstate: 20 },
-    example: { dtype: 'float32', D: 'channel', z: true, dtBias: true, initialStates: true, seqStarts: [77, 256] },
-    options: { dtSoftplus: true, dtLimit: [0.005, 0.1], returnFinalStates: true, chunkSize: 64 },
-    bound: CPU_BOUND,
-  },
-  {
-    name: 'bf16, D per head, softplus',
-    config: { batch: 1, seqlen: 257, nheads: 8, headdim: 64, ngroups: 1, dstate: 64 },
-    example: { dtype: 'bfloat16', D: 'head' },
-    options: { dtSoftplus: true, returnFinalStates: true },
-    bound: CPU_BOUND,
-  },
-  {
-    name: 'fp16, z gate, no D',
-    config: { batch: 1, seqlen: 100, nheads: 2, headdim: 17, ngroups: 2, dstate: 33 },
-    example: { dtype: 'float16', D: 'none', z: true, positiveDt: true },
-    options: { returnFinalStates: true },
-    bound: CPU_BOUND,
-  },
-];
-
-/** The CPU backward on the first check case (fp32, every option) against the float64 reverse; returns 1 on failure. */
-function checkBackward(rng: Random): number {
-  const c = CHECK_CASES[0];
-  const { inputs, ref } = makeExample(rng, c.config, c.example);
-  const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = c.config;
-  const dy = new Tensor('float32', rng.normals(b * L * h * p), [b, L, h, p]);
-  const dFinalStates = new Tensor('float32', rng.normals(b * h * p * n), [b, h, p, n]);
-  const options: SsdBackwardOptions = { chunkSize: c.options.chunkSize, dtSoftplus: c.options.dtSoftplus, dtLimit: c.options.dtLimit, device: 'cpu' };
-  const grads = ssdBackwardSync(inputs, { dy, dFinalStates }, options);
-  const expected = ssdReferenceBackward(withOptions(ref, c.options), dy.toFloat32(), dFinalStates.toFloat32());
-  let worst = 0;
-  let ok = true;
-  for (const [key, want] of Object.entries(expected) as [keyof SsdGrads, Float64Array][]) {
-    const got = grads[key]?.toFloat32();
-    if (!got || !allFinite(got) || l2(got) === 0) ok = false;
-    else worst = Math.max(worst, relativeL2(got, want));
-  }
-  ok = ok && worst <= c.bound;
-  const count = Object.keys(expected).length;
-  console.log(`${ok ? 'PASS' : 'FAIL'}  cpu   ${'backward, ' + c.name.padEnd(18)} worst rel. L2 error of ${count} gradients ${worst.toExponential(2)} (bound ${c.bound.toExponential(1)})`);
-  return ok ? 0 : 1;
-}
-
-async function check(): Promise<number> {
-  const b = backends();
-  const devices: ('cpu' | 'cuda')[] = ['cpu'];
-  if (b.cuda.available) devices.push('cuda');
-  else console.log(`cuda: skipped (${b.cuda.reason})`);
-  let failures = 0;
-  const rng = new Random(20261129);
-  for (const device of devices) {
-    for (const c of CHECK_CASES) {
-      const { inputs, ref } = makeExample(rng, c.config, c.example);
-      const expected = ssdReference(withOptions(ref, c.options));
-      const out = device === 'cpu' ? ssdSync(inputs, { ...c.options, device }) : await ssd(inputs, { ...c.options, device });
-      const y = out.y.toFloat32();
-      // A 16-bit y is rounded once on the way out: allow twice the error of rounding the reference itself.
-      const base = device === 'cpu' ? c.bound : CUDA_FORWARD_BOUND[c.example.dtype ?? 'float32'];
-      const yBound = out.y.type === 'float32' ? base : ROUNDING_ALLOWANCE * roundingError(out.y.type as FloatType, expected.y) + base;
-      const errors = [relativeL2(y, expected.y)];
-      const bounds = [yBound];
-      if (out.finalStates) {
-        errors.push(relativeL2(out.finalStates.toFloat32(), expected.finalStates));
-        bounds.push(base);
-      }
-      const bound = bounds.map((e) => e.toExponential(1)).join(' / ');
-      const ok = allFinite(y) && l2(y) > 0 && errors.every((e, i) => e <= bounds[i]);
-      if (!ok) failures++;
-      const detail = errors.map((e) => e.toExponential(2)).join(' / ');
-      console.log(`${ok ? 'PASS' : 'FAIL'}  ${device.padEnd(4)}  ${c.name.padEnd(28)} rel. L2 error y / finalStates ${detail} (bound ${bound})`);
-    }
-  }
-  failures += checkBackward(rng);
-  failures += checkStep(rng);
-  console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
-  return failures === 0 ? 0 : 1;
 }
 
 /** Floating-point operations of the scan: per state element and token, one FMA into the state and one into y (4 flops). */
@@ -152,11 +69,6 @@ function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 /** Matrix FLOPs of the chunked forward: C·Bᵀ once per group and chunk, the causal half of the masked product, chunk states and the from-state output. */
@@ -180,13 +92,11 @@ function fastNormals(rng: Random, count: number, scale = 1, shift = 0): Float32A
   return out;
 }
 
-async function benchCuda(args: string[]): Promise<number> {
-  const json = args.includes('--json');
-  const runs = Number(flag(args, '--runs') ?? 100);
-  const wanted = (flag(args, '--config') ?? GPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
-  const withBackward = args.includes('--backward');
+async function benchCuda(a: BenchArgs): Promise<number> {
+  const { json, runs, progress } = a;
+  const withBackward = a.backward;
   // --ungated: the forward also writes yUngated (returnUngated) and the backward reads it for dz
-  const ungated = args.includes('--ungated');
+  const ungated = a.ungated;
   const b = backends();
   if (!b.cuda.available) {
     console.log(`cuda: unavailable (${b.cuda.reason}); nothing to time`);
@@ -194,8 +104,8 @@ async function benchCuda(args: string[]): Promise<number> {
   }
   const addon = native();
   const rows: Record<string, number | string>[] = [];
-  for (const c of GPU_BENCH_CONFIGS.filter((g) => wanted.includes(g.name))) {
-    if (!json) process.stderr.write(`${c.name}: preparing inputs\n`);
+  for (const c of GPU_BENCH_CONFIGS.filter((g) => a.configs.includes(g.name))) {
+    progress.report(`${c.name}: preparing inputs`);
     const rng = new Random(3);
     const xs = c.batch * c.seqlen * c.nheads * c.headdim;
     const bc = c.batch * c.seqlen * c.ngroups * c.dstate;
@@ -219,7 +129,7 @@ async function benchCuda(args: string[]): Promise<number> {
     const { inputs: t, plan } = validate(dev, options);
     const outputs = { y: y.devicePointer, finalStates: null, varlenStates: null, yUngated: yu?.devicePointer ?? null };
     const forward = forwardArgs(t, plan, mapBuffers(forwardInputSlots(t), devicePointer), outputs);
-    if (!json) process.stderr.write(`${c.name}: timing ${runs} runs\n`);
+    progress.report(`${c.name}: timing ${runs} runs`);
     const timed = await addon.cudaTimeForward(forward, 0, 10, runs);
     const ms = median(timed.ms);
     const flops = chunkedFlops(c, 256);
@@ -233,7 +143,7 @@ async function benchCuda(args: string[]): Promise<number> {
     });
     if (withBackward) {
       // The backward on the same inputs, every gradient in its input's dtype (bf16 dx/dB/dC/dz).
-      if (!json) process.stderr.write(`${c.name}: timing ${runs} backward runs\n`);
+      progress.report(`${c.name}: timing ${runs} backward runs`);
       const owned: bigint[] = [];
       const buf = (bytes: number): bigint => {
         const ptr = addon.cudaAlloc(0, bytes);
@@ -263,6 +173,7 @@ async function benchCuda(args: string[]): Promise<number> {
     }
     for (const t of [...Object.values(dev), y, ...(yu ? [yu] : [])]) t.dispose();
   }
+  progress.done();
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, ungated, rows }, null, 2));
   } else {
@@ -280,23 +191,16 @@ async function benchCuda(args: string[]): Promise<number> {
   return 0;
 }
 
-function bench(args: string[]): number {
-  const json = args.includes('--json');
-  const backward = args.includes('--backward');
-  const runs = Number(flag(args, '--runs') ?? 15);
-  const threads = Number(flag(args, '--threads') ?? backends().cpu.threads);
-  const wanted = (flag(args, '--config') ?? CPU_BENCH_CONFIGS.map((c) => c.name).join(',')).split(',');
-  if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(threads) || threads < 1) usage();
+function bench(a: BenchArgs): number {
+  const { json, backward, runs } = a;
   const b = backends();
-  const progress = (line: string): void => {
-    if (!json && process.stderr.isTTY) process.stderr.write(`\r${line.padEnd(60)}`);
-    else if (!json) process.stderr.write(`${line}\n`);
-  };
+  const threads = a.threads ?? b.cpu.threads;
+  const progress = (line: string): void => a.progress.report(line);
 
   progress('measuring the fp32 FMA peak...');
   const peak = native().fmaPeakGflops(threads, 0.5);
   const rows: Record<string, number | string>[] = [];
-  for (const c of CPU_BENCH_CONFIGS.filter((c) => wanted.includes(c.name))) {
+  for (const c of CPU_BENCH_CONFIGS.filter((c) => a.configs.includes(c.name))) {
     const { inputs } = makeExample(new Random(1), c, { dtype: c.dtype, D: 'head' });
     const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, device: 'cpu', threads };
     const time = (o: SsdOptions): number => {
@@ -355,7 +259,7 @@ function bench(args: string[]): number {
       ...backwardColumns,
     });
   }
-  if (!json && process.stderr.isTTY) process.stderr.write('\r'.padEnd(62) + '\r');
+  a.progress.done();
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, rows }, null, 2));
   } else {
@@ -378,21 +282,67 @@ function bench(args: string[]): number {
   return 0;
 }
 
+/** bench in its mode (lib/cli-bench.ts). */
+function runBench(a: BenchArgs): number | Promise<number> {
+  switch (a.mode) {
+    case 'cpu':
+      return bench(a);
+    case 'cuda':
+      return benchCuda(a);
+    case 'step':
+      return benchStep(a);
+    case 'step-cuda':
+      return benchStepCuda(a);
+  }
+}
+
+/** Writes a usage error of `command` (or of the command line) to stderr; returns the exit code 2. */
+function usageError(command: string | undefined, message: string): number {
+  const help = command ? `run 'ssd-kernels ${command} --help' for its usage` : "run 'ssd-kernels --help' for the commands";
+  process.stderr.write(`ssd-kernels${command ? ` ${command}` : ''}: ${message}\n${help}\n`);
+  return 2;
+}
+
+/**
+ * Runs the command line `argv` (without node and the script); returns the exit code. Help is
+ * printed before anything is loaded or run: `--help`/`-h` anywhere among a command's arguments
+ * prints that command's help and nothing else.
+ */
 export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'info':
-      info();
-      return 0;
-    case 'check':
-      return check();
-    case 'bench':
-      if (rest.includes('--step')) return flag(rest, '--device') === 'cuda' ? benchStepCuda(rest) : benchStep(rest);
-      return flag(rest, '--device') === 'cuda' ? benchCuda(rest) : bench(rest);
-    case 'matrix':
-      return matrixCommand(rest);
-    default:
-      return usage();
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(overview());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || (name === 'help' && rest.length === 0)) {
+    process.stdout.write(overview());
+    return 0;
+  }
+  const names = COMMANDS.map((c) => c.spec.name);
+  const find = (n: string): Command | undefined => COMMANDS.find((c) => c.spec.name === n);
+  const unknown = (n: string): number => {
+    const near = nearest(n, names);
+    process.stderr.write(`ssd-kernels: unknown command '${n}'${near ? ` (did you mean ${near}?)` : ''}\n${overview()}`);
+    return 2;
+  };
+  if (name === 'help') {
+    const command = find(rest[0]);
+    if (rest.length > 1) return usageError(undefined, `help takes one command, not '${rest.join(' ')}'`);
+    if (!command) return unknown(rest[0]);
+    process.stdout.write(helpText(command.spec));
+    return 0;
+  }
+  const command = find(name);
+  if (!command) return unknown(name);
+  if (wantsHelp(rest)) {
+    process.stdout.write(helpText(command.spec));
+    return 0;
+  }
+  try {
+    return await command.run(parseFlags(command.spec, rest));
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(name, err.message);
+    throw err;
   }
 }
 

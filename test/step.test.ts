@@ -459,10 +459,11 @@ describe('ssd-kernels bench --step', () => {
     }
   });
 
-  test('bad arguments print usage and exit 2', () => {
+  test('a bad argument is named on stderr, with where the usage is, and exits 2', () => {
     const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
     const r = spawnSync(process.execPath, [cli, 'bench', '--step', '--batch', '0'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/usage: ssd-kernels bench --step/);
+    expect(r.stderr).toMatch(/--batch takes integers >= 1 separated by commas, not '0'/);
+    expect(r.stderr).toMatch(/run 'ssd-kernels bench --help' for its usage/);
   });
 });
