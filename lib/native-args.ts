@@ -103,8 +103,8 @@ function slot<K extends string>(field: K, name: string, tensor: Tensor | undefin
 
 export type ForwardInputField = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates' | 'seqIdx' | 'cuSeqlens';
 
-/** The forward's input tensors, in the order they are uploaded. */
-export function forwardInputSlots(t: SsdInputs): TensorSlot<ForwardInputField>[] {
+/** The inputs the forward and the backward both read (all but cuSeqlens), in upload order. */
+function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputField, 'cuSeqlens'>>[] {
   return [
     slot('x', 'inputs.x', t.x),
     slot('dt', 'inputs.dt', t.dt),
@@ -116,8 +116,12 @@ export function forwardInputSlots(t: SsdInputs): TensorSlot<ForwardInputField>[]
     slot('dtBias', 'inputs.dtBias', t.dtBias, true),
     slot('initialStates', 'inputs.initialStates', t.initialStates, true),
     slot('seqIdx', 'inputs.seqIdx', t.seqIdx),
-    slot('cuSeqlens', 'inputs.cuSeqlens', t.cuSeqlens),
   ];
+}
+
+/** The forward's input tensors, in the order they are uploaded. */
+export function forwardInputSlots(t: SsdInputs): TensorSlot<ForwardInputField>[] {
+  return [...projectionInputSlots(t), slot('cuSeqlens', 'inputs.cuSeqlens', t.cuSeqlens)];
 }
 
 /** [batch, seqlen, nheads, headdim, ngroups, dstate]: the dims of forward and backward calls. */
@@ -184,18 +188,8 @@ export type BackwardInputField = Exclude<ForwardInputField, 'cuSeqlens'> | 'dy' 
  * backward recomputes the output before the gate and is not handed it.
  */
 export function backwardInputSlots(call: BackwardCall, withYUngated: boolean): TensorSlot<BackwardInputField>[] {
-  const t = call.inputs;
   return [
-    slot('x', 'inputs.x', t.x),
-    slot('dt', 'inputs.dt', t.dt),
-    slot('A', 'inputs.A', t.A, true),
-    slot('B', 'inputs.B', t.B),
-    slot('C', 'inputs.C', t.C),
-    slot('D', 'inputs.D', t.D, true),
-    slot('z', 'inputs.z', t.z),
-    slot('dtBias', 'inputs.dtBias', t.dtBias, true),
-    slot('initialStates', 'inputs.initialStates', t.initialStates, true),
-    slot('seqIdx', 'inputs.seqIdx', t.seqIdx),
+    ...projectionInputSlots(call.inputs),
     slot('dy', 'grads.dy', call.grads.dy),
     slot('dFinalStates', 'grads.dFinalStates', call.grads.dFinalStates, true),
     slot('yUngated', 'options.yUngated', withYUngated ? call.yUngated : undefined),
