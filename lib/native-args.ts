@@ -9,7 +9,7 @@
  * with the output buffers, to the op's builder. So a call's CPU and CUDA arguments differ only in
  * how a tensor becomes a buffer.
  */
-import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeStepArgs } from './native';
+import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeStepArgs } from './native';
 import type { DeviceCall } from './device-call';
 import type { Tensor, TensorType } from './tensor';
 import type { SsdInputs, SsdPlan } from './validate';
@@ -137,12 +137,13 @@ export interface ForwardOutputs<B> {
   yUngated: B | null;
 }
 
-/** The arguments of one forward (forward, forwardSync, cudaForward, cudaTimeForward). */
-export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<ForwardInputField, NativeBuffer>, out: ForwardOutputs<NativeBuffer>): NativeForwardArgs {
+type ProjectionField = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias';
+
+/** The buffers of the SSD's projection inputs, which the forward, the backward and the step share. */
+function projectionBuffers(
+  inputs: Buffers<ProjectionField, NativeBuffer>,
+): Pick<NativeCommonArgs, ProjectionField> {
   return {
-    dims: scanDims(plan),
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
     x: inputs.x as NativeBuffer,
     dt: inputs.dt as NativeBuffer,
     A: inputs.A as Float32Array | bigint,
@@ -151,6 +152,16 @@ export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<Forward
     D: inputs.D as Float32Array | bigint | null,
     z: inputs.z,
     dtBias: inputs.dtBias as Float32Array | bigint | null,
+  };
+}
+
+/** The arguments of one forward (forward, forwardSync, cudaForward, cudaTimeForward). */
+export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<ForwardInputField, NativeBuffer>, out: ForwardOutputs<NativeBuffer>): NativeForwardArgs {
+  return {
+    dims: scanDims(plan),
+    chunkSize: plan.chunkSize,
+    ...projectionScalars(t, plan),
+    ...projectionBuffers(inputs),
     initialStates: inputs.initialStates as Float32Array | bigint | null,
     seqIdx: inputs.seqIdx as Int32Array | bigint | null,
     y: out.y,
@@ -282,14 +293,7 @@ export function stepArgs(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, inp
     stateType: nativeDtype(state.type),
     stateIndices: inputs.stateIndices as Int32Array | bigint | null,
     ...projectionScalars(t, plan),
-    x: inputs.x as NativeBuffer,
-    dt: inputs.dt as NativeBuffer,
-    A: inputs.A as Float32Array | bigint,
-    B: inputs.B as NativeBuffer,
-    C: inputs.C as NativeBuffer,
-    D: inputs.D as Float32Array | bigint | null,
-    z: inputs.z,
-    dtBias: inputs.dtBias as Float32Array | bigint | null,
+    ...projectionBuffers(inputs),
     y,
     yType: nativeDtype(t.x.type),
     threads: plan.threads,

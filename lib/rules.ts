@@ -16,8 +16,8 @@ export const FLOAT_TYPES: readonly Dtype[] = ['float32', 'bfloat16', 'float16'];
 /** Index tensors (seqIdx, cuSeqlens, stateIndices) are int32. */
 export const INDEX_TYPES: readonly Dtype[] = ['int32'];
 
-/** The dtypes each input of ssd() and ssdBackward() accepts. */
-export const FORWARD_INPUT_TYPES = {
+/** The dtypes the SSD's projection inputs accept, in ssd(), ssdBackward() and ssdStep() alike. */
+const PROJECTION_INPUT_TYPES = {
   x: FLOAT_TYPES,
   dt: FLOAT_TYPES,
   A: FLOAT_TYPES,
@@ -26,6 +26,11 @@ export const FORWARD_INPUT_TYPES = {
   D: FLOAT_TYPES,
   z: FLOAT_TYPES,
   dtBias: FLOAT_TYPES,
+} as const;
+
+/** The dtypes each input of ssd() and ssdBackward() accepts. */
+export const FORWARD_INPUT_TYPES = {
+  ...PROJECTION_INPUT_TYPES,
   initialStates: FLOAT_TYPES,
   seqIdx: INDEX_TYPES,
   cuSeqlens: INDEX_TYPES,
@@ -42,14 +47,7 @@ export const STEP_STATE_TYPES: readonly Dtype[] = ['float32', 'bfloat16'];
 
 /** The dtypes each input of ssdStep() accepts. */
 export const STEP_INPUT_TYPES = {
-  x: FLOAT_TYPES,
-  dt: FLOAT_TYPES,
-  A: FLOAT_TYPES,
-  B: FLOAT_TYPES,
-  C: FLOAT_TYPES,
-  D: FLOAT_TYPES,
-  z: FLOAT_TYPES,
-  dtBias: FLOAT_TYPES,
+  ...PROJECTION_INPUT_TYPES,
   stateIndices: INDEX_TYPES,
 } as const;
 
