@@ -11,7 +11,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs } from './native';
 import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, type TensorLike } from './tensor';
+import { Tensor, nativeView, type TensorLike } from './tensor';
 import {
   validateBackward,
   type BackwardCall,
@@ -47,7 +47,7 @@ function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGra
   const result = {} as SsdGrads;
   for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? newGrad(spec.name, spec.type, spec.dims);
   const grads: GradBuffers<ArrayBufferView> = {};
-  for (const spec of call.specs) grads[spec.name] = result[spec.name]!.data;
+  for (const spec of call.specs) grads[spec.name] = nativeView(result[spec.name]!.data);
   const args = backwardArgs(call, hostBuffers(backwardInputSlots(call, false)), grads);
   return { args, result };
 }
@@ -87,7 +87,7 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
     const args = backwardArgs(call, await deviceBuffers(dc, backwardInputSlots(call, true)), pointers);
     dc.enqueue(addon.cudaBackward(args, device));
     if (!onDevice) {
-      for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!.data);
+      for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!, call.out[spec.name] ? `options.out.${spec.name}` : spec.name);
     }
     await dc.settle();
     ok = true;

@@ -7,7 +7,7 @@
  */
 import { fromNativeError } from './errors';
 import { native } from './native';
-import type { Tensor } from './tensor';
+import { nativeView, type Tensor } from './tensor';
 
 export class DeviceCall {
   private readonly addon = native();
@@ -30,9 +30,12 @@ export class DeviceCall {
     return ptr;
   }
 
-  /** Queues a copy of device memory at `ptr` into `view`. */
-  download(ptr: bigint, view: ArrayBufferView): void {
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, view, false));
+  /**
+   * Queues a copy of device memory at `ptr` into the data of host tensor `tensor` (`name` in messages:
+   * the copy rejects with ERR_SSD_DETACHED if its buffer is detached before the copy is done).
+   */
+  download(ptr: bigint, tensor: Tensor, name: string): void {
+    this.pending.push(this.addon.cudaCopy(this.device, ptr, nativeView(tensor.data), false, name));
   }
 
   /** Queues the call's own work (a kernel launch Promise from the addon). */
@@ -49,7 +52,7 @@ export class DeviceCall {
       await tensor.ready;
       return tensor.devicePointer;
     }
-    return this.upload(float32 ? tensor.toFloat32() : tensor.data);
+    return this.upload(float32 ? tensor.toFloat32() : nativeView(tensor.data));
   }
 
   async optional(name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> {

@@ -12,6 +12,7 @@ export type SsdErrorCode =
   | 'ERR_SSD_INVALID_ARGUMENT' // the native code's own re-check of sizes failed
   | 'ERR_SSD_DEVICE' // the requested device is not available
   | 'ERR_SSD_DISPOSED' // a tensor used after dispose()
+  | 'ERR_SSD_DETACHED' // an output's ArrayBuffer was detached (transferred) while an asynchronous call ran
   | 'ERR_SSD_OUT_OF_MEMORY' // an allocation failed
   | 'ERR_SSD_UNSUPPORTED' // a size or option the backend does not implement
   | 'ERR_SSD_CUDA' // a CUDA call failed

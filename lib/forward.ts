@@ -5,7 +5,7 @@
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeForwardArgs } from './native';
-import { Tensor, elementSize, type FloatType, type TensorLike, type TensorType } from './tensor';
+import { Tensor, elementSize, nativeView, type FloatType, type TensorLike, type TensorType } from './tensor';
 import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, scanQuery, type ForwardOutputs } from './native-args';
 import { place, type Placement } from './placement';
 import { validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
@@ -75,10 +75,10 @@ function hostOutputs(plan: SsdPlan): SsdResult {
 function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
   const result = hostOutputs(plan);
   const args = forwardArgs(t, plan, hostBuffers(forwardInputSlots(t)), {
-    y: result.y.data,
+    y: nativeView(result.y.data),
     finalStates: result.finalStates?.data ?? null,
     varlenStates: result.varlenStates?.data ?? null,
-    yUngated: result.yUngated?.data ?? null,
+    yUngated: result.yUngated ? nativeView(result.yUngated.data) : null,
   });
   return { args, result };
 }
@@ -130,10 +130,11 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
     }
     call.enqueue(native().cudaForward(forwardArgs(t, plan, inputs, out), device));
     if (!onDevice) {
-      call.download(out.y, result.y.data);
-      if (result.finalStates) call.download(out.finalStates as bigint, result.finalStates.data);
-      if (result.varlenStates) call.download(out.varlenStates as bigint, result.varlenStates.data);
-      if (result.yUngated) call.download(out.yUngated as bigint, result.yUngated.data);
+      const name = (field: keyof SsdPlan['out']): string => (plan.out[field] ? `options.out.${field}` : field);
+      call.download(out.y, result.y, name('y'));
+      if (result.finalStates) call.download(out.finalStates as bigint, result.finalStates, name('finalStates'));
+      if (result.varlenStates) call.download(out.varlenStates as bigint, result.varlenStates, name('varlenStates'));
+      if (result.yUngated) call.download(out.yUngated as bigint, result.yUngated, name('yUngated'));
     }
     await call.settle();
     ok = true;

@@ -11,7 +11,7 @@
  */
 import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeStepArgs } from './native';
 import type { DeviceCall } from './device-call';
-import type { Tensor, TensorType } from './tensor';
+import { nativeView, type Tensor, type TensorType } from './tensor';
 import type { SsdInputs, SsdPlan } from './validate';
 import type { BackwardCall, SsdGradName } from './validate-backward';
 import type { SsdStepInputs, SsdStepPlan } from './validate-step';
@@ -74,8 +74,20 @@ export function mapBuffers<K extends string, B>(slots: readonly TensorSlot<K>[],
   return out;
 }
 
-/** A host tensor's data, converted to float32 where the native side reads float32. */
-export const hostBuffer: BufferOf<ArrayBufferView> = (_name, tensor, float32) => (float32 ? tensor.toFloat32() : tensor.data);
+/** A host tensor's data (nativeView), converted to float32 where the native side reads float32. */
+export const hostBuffer: BufferOf<ArrayBufferView> = (_name, tensor, float32) => (float32 ? tensor.toFloat32() : nativeView(tensor.data));
+
+/**
+ * The public names of a call's array fields (NativeCommonArgs.names): each slot's, and each output's
+ * given as `outputs` (field → the tensor the caller passed in options.out, or undefined for a result
+ * the call allocates, named by its field).
+ */
+export function argumentNames<K extends string>(slots: readonly TensorSlot<K>[], outputs: Record<string, Tensor | undefined>): Record<string, string> {
+  const names: Record<string, string> = {};
+  for (const s of slots) names[s.field] = s.name;
+  for (const [field, given] of Object.entries(outputs)) names[field] = given === undefined ? field : `options.out.${field}`;
+  return names;
+}
 
 /** The slots' host buffers (for a CPU call). */
 export function hostBuffers<K extends string>(slots: readonly TensorSlot<K>[]): Buffers<K, ArrayBufferView> {
@@ -173,6 +185,7 @@ export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<Forward
     yUngated: out.yUngated,
     yUngatedType: nativeDtype(plan.xType),
     threads: plan.threads,
+    names: argumentNames(forwardInputSlots(t), plan.out),
   };
 }
 
@@ -255,6 +268,7 @@ export function backwardArgs(
     dInitialStates: grads.dInitialStates ?? null,
     yUngated: inputs.yUngated,
     yUngatedType: nativeDtype(t.x.type), // yUngated has x's type (validated)
+    names: argumentNames(backwardInputSlots(call, true), call.out),
   };
   return args as NativeBackwardArgs | NativeDeviceBackwardArgs;
 }
@@ -297,6 +311,7 @@ export function stepArgs(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, inp
     y,
     yType: nativeDtype(t.x.type),
     threads: plan.threads,
+    names: argumentNames(stepInputSlots(state, t), { y: plan.out.y }),
   };
 }
 

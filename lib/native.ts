@@ -45,6 +45,11 @@ export interface NativeCommonArgs {
   yType: NativeDtype;
   /** CPU threads; 0 for the default */
   threads: number;
+  /**
+   * The public name of each array field ({ x: 'inputs.x', y: 'options.out.y', ... }), for the
+   * messages of asynchronous calls (ERR_SSD_DETACHED names the array that lost its memory).
+   */
+  names?: Record<string, string>;
 }
 
 /** Everything one forward call needs, validated and normalised in TypeScript. */
@@ -147,8 +152,12 @@ export interface NativeAddon {
   /** Device memory from the package's caching allocator. */
   cudaAlloc(device: number, bytes: number): bigint;
   cudaRelease(device: number, ptr: bigint): void;
-  /** Queues a copy between `host` and device memory; settles when it is done. */
-  cudaCopy(device: number, ptr: bigint, host: ArrayBufferView, toDevice: boolean): Promise<void>;
+  /**
+   * Queues a copy between `host` and device memory; settles when it is done. The host side is staged
+   * (csrc/binding/staging.h): a download into an array that was detached meanwhile rejects with
+   * ERR_SSD_DETACHED naming `name`.
+   */
+  cudaCopy(device: number, ptr: bigint, host: ArrayBufferView, toDevice: boolean, name?: string): Promise<void>;
   /** The forward with device pointers (BigInt) in place of the arrays. */
   cudaForward(args: NativeForwardArgs, device: number): Promise<void>;
   cudaStep(args: NativeStepArgs, device: number): Promise<void>;

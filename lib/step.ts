@@ -12,7 +12,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
 import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots, stepQuery } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, type FloatType, type TensorLike } from './tensor';
+import { Tensor, nativeView, type FloatType, type TensorLike } from './tensor';
 import { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
 
 export { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
@@ -64,8 +64,8 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
     }
     call.enqueue(addon.cudaStep(stepArgs(state, t, plan, inputs, yBuffer), device));
     if (!stateOnDevice) {
-      call.download(yBuffer, y.data);
-      call.download(inputs.state as bigint, state.data);
+      call.download(yBuffer, y, out ? 'options.out.y' : 'y');
+      call.download(inputs.state as bigint, state, 'state');
     }
     await call.settle();
     ok = true;
@@ -87,7 +87,7 @@ function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: Na
       throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate y: ${(err as Error).message}`);
     }
   }
-  const args = stepArgs(state, t, plan, hostBuffers(stepInputSlots(state, t)), y.data);
+  const args = stepArgs(state, t, plan, hostBuffers(stepInputSlots(state, t)), nativeView(y.data));
   return { args, y };
 }
 

@@ -58,6 +58,45 @@ function dataMatchesType(type: TensorType, data: unknown): boolean {
   }
 }
 
+/** The fields of an ArrayBuffer or SharedArrayBuffer that this file reads (newer than Node.js 20's typings). */
+interface BufferState {
+  readonly byteLength: number;
+  readonly resizable?: boolean;
+  readonly growable?: boolean;
+  readonly detached?: boolean;
+}
+
+/**
+ * Why `data` cannot hold a tensor's data of `bytes` bytes, or undefined when it can: its buffer can
+ * change length (a resizable ArrayBuffer, a growable SharedArrayBuffer: refused, as a tensor's size
+ * is fixed), or was detached (transferred). Where the runtime has no ArrayBuffer.prototype.detached
+ * (Node.js 20), an array of 0 bytes where `bytes` are needed counts as detached.
+ */
+export function dataProblem(data: ArrayBufferView, bytes: number): string | undefined {
+  const buffer = data.buffer as unknown as BufferState;
+  if (buffer.resizable === true) return 'a resizable ArrayBuffer';
+  if (buffer.growable === true) return 'a growable SharedArrayBuffer';
+  if (buffer.detached === true || (buffer.detached === undefined && bytes > 0 && data.byteLength === 0)) {
+    return 'a detached ArrayBuffer (it was transferred)';
+  }
+  return undefined;
+}
+
+/** The TypeError for an array that dataProblem() refuses, as data of `name`. */
+function dataError(name: string, expected: string, data: unknown, problem: string): TypeError {
+  const hint = problem.startsWith('a detached') ? '' : `; copy it into a fixed-length one first (new ${(data as object).constructor.name}(array))`;
+  return new TypeError(`Expected ${expected} on a fixed-length ArrayBuffer or SharedArrayBuffer for ${name} but received ${describe(data)} on ${problem}${hint}`);
+}
+
+/**
+ * `data` as the native addon reads it: the same array, except a Float16Array (an element type that
+ * N-API does not name on every runtime), which goes as a Uint16Array over the same memory.
+ */
+export function nativeView(data: ArrayBufferView): ArrayBufferView {
+  const F16 = float16ArrayClass();
+  return F16 !== undefined && data instanceof F16 ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : data;
+}
+
 /** Bytes per element of a tensor type. */
 export function elementSize(type: TensorType): number {
   return type === 'float32' || type === 'int32' ? 4 : 2;
@@ -144,6 +183,8 @@ export function asTensor(value: unknown, name: string, expected = 'a Tensor'): T
   const size = checkDims(`${name}.dims`, dims);
   const shape = dims as readonly number[];
   if (!dataMatchesType(tensorType, data)) throw typeError(`${name}.data`, `${expectedDataFor(tensorType)} for type '${tensorType}'`, data);
+  const problem = dataProblem(data as ArrayBufferView, size * elementSize(tensorType));
+  if (problem !== undefined) throw dataError(`${name}.data`, `${expectedDataFor(tensorType)} for type '${tensorType}'`, data, problem);
   const length = (data as { length: number }).length;
   if (length !== size) throw rangeError(`${name}.data`, `${size} elements for dims [${shape.join(', ')}]`, describe(data));
   const cached = wrappers.get(value);
@@ -237,6 +278,8 @@ export class Tensor {
     const length = (data as unknown as { length: number }).length;
     const shape = dims === undefined ? [length] : dims;
     const size = checkDims('dims', shape);
+    const problem = dataProblem(data, size * elementSize(type));
+    if (problem !== undefined) throw dataError('data', `${expectedDataFor(type)} for type '${type}'`, data, problem);
     if (size !== length) {
       throw rangeError(
         'data',
@@ -328,6 +371,8 @@ export class Tensor {
     if (this.location === 'cuda') throw new SsdError('ERR_SSD_DEVICE', "toDevice() copies a 'cpu' tensor; this one is already on a device");
     const data = this.data;
     const bytes = this.size * elementSize(this.type);
+    const problem = dataProblem(data, bytes);
+    if (problem !== undefined) throw new TypeError(`Expected a tensor with its data for toDevice() but received one whose data (${describe(data)}) is on ${problem}`);
     let address: bigint;
     try {
       address = addon.cudaAlloc(index, bytes);

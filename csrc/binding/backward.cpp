@@ -23,7 +23,7 @@ SsdStatus run_backward_cpu(const BackwardCall& call, std::string* error) {
 }
 
 Napi::Value BackwardSync(const Napi::CallbackInfo& info) {
-  BackwardCall call = read_backward_call(args_object(info));
+  BackwardCall call = read_backward_call(args_object(info), kInPlace);
   std::string error;
   SsdStatus status = run_backward_cpu(call, &error);
   if (status != SSD_OK) throw status_error(info.Env(), status, error);
@@ -33,8 +33,9 @@ Napi::Value BackwardSync(const Napi::CallbackInfo& info) {
 Napi::Value Backward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
-  BackwardCall call = read_backward_call(args);
-  auto* worker = new CpuWorker(env, args, "ssd-kernels:backward",
+  auto staging = std::make_unique<Staging>(args.Get("names"));
+  BackwardCall call = read_backward_call(args, Source{false, staging.get()});
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:backward", std::move(staging),
                                [call](std::string* error) { return run_backward_cpu(call, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
@@ -48,7 +49,7 @@ Napi::Value CudaBackward(const Napi::CallbackInfo& info) {
   Napi::Object args = args_object(info);
   int device = read_device(env, info[1]);
   require_cuda(env);
-  const SsdBackwardParams params = read_backward_call(args, true).params;
+  const SsdBackwardParams params = read_backward_call(args, kOnDevice).params;
   return submit_with_promise(env, device, args, [params, device](void* stream) {
     return with_workspace(device, ssd::cuda_backward_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
       std::string message;

@@ -64,7 +64,7 @@ void check_timing_args(const Napi::CallbackInfo& info) {
 
 Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
   check_timing_args(info);
-  const SsdParams params = read_call(args_object(info), true).params;
+  const SsdParams params = read_call(args_object(info), kOnDevice).params;
   return time_on_device(info, ssd::cuda_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
     return ssd::forward_cuda(params, s, ws, m);
   });
@@ -73,14 +73,14 @@ Napi::Value CudaTimeForward(const Napi::CallbackInfo& info) {
 Napi::Value CudaTimeStep(const Napi::CallbackInfo& info) {
   check_timing_args(info);
   int threads = 0;
-  const SsdStepParams params = ssd::addon::read_step_params(args_object(info), true, &threads);
+  const SsdStepParams params = ssd::addon::read_step_params(args_object(info), kOnDevice, &threads);
   if (params.state_indices) throw Napi::TypeError::New(info.Env(), "cudaTimeStep times steps without stateIndices");
   return time_on_device(info, 0, [params](void* s, void*, std::string* m) { return ssd::step_cuda(params, s, nullptr, nullptr, m); });
 }
 
 Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
   check_timing_args(info);
-  const SsdBackwardParams params = read_backward_call(args_object(info), true).params;
+  const SsdBackwardParams params = read_backward_call(args_object(info), kOnDevice).params;
   return time_on_device(info, ssd::cuda_backward_workspace_bytes(params), [params](void* s, void* ws, std::string* m) {
     return ssd::backward_cuda(params, s, ws, m);
   });

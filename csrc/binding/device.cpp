@@ -35,22 +35,35 @@ Napi::Value CudaRelease(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// cudaCopy(device, ptr, typedArray, toDevice): Promise
+// cudaCopy(device, ptr, typedArray, toDevice, name?): Promise. The host side is staged (staging.h):
+// an upload copies an array on an ArrayBuffer on this thread and the device reads the copy; a
+// download lands in a copy that is written into the array once the copy is done, unless the array
+// was detached meanwhile (ERR_SSD_DETACHED naming `name`). Arrays on a SharedArrayBuffer are used
+// in place.
 Napi::Value CudaCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int device = read_device(env, info[0]);
   void* ptr = read_pointer(env, info[1], "ptr");
   if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "Expected a TypedArray");
-  Napi::TypedArray array = info[2].As<Napi::TypedArray>();
-  bool to_device = info[3].ToBoolean().Value();
-  void* host = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  size_t bytes = array.ByteLength();
+  const bool to_device = info[3].ToBoolean().Value();
+  const HostArray array = host_array(env, info[2]);
+  if (array.element_bytes == 0) throw Napi::TypeError::New(env, "Expected a TypedArray of an element type N-API names");
+  if (array.detached) throw Napi::TypeError::New(env, "Expected a TypedArray but received one whose ArrayBuffer is detached (transferred)");
+  Napi::Object names = Napi::Object::New(env);
+  if (info.Length() > 4 && info[4].IsString()) names.Set("host", info[4]);
+  auto staging = std::make_unique<Staging>(names);
+  void* host = array.bytes > 0 ? staging->add(env, info[2], array, "host", to_device ? Access::In : Access::Out) : nullptr;
+  const size_t bytes = array.bytes;
   Napi::Object keep = Napi::Object::New(env);
-  keep.Set("array", array);
-  return submit_with_promise(env, device, keep, [=](void* stream) {
-    return to_device ? ssd::device::copy_async(ptr, host, bytes, true, stream)
-                     : ssd::device::copy_async(host, ptr, bytes, false, stream);
-  });
+  keep.Set("array", info[2]);
+  return submit_with_promise(
+      env, device, keep,
+      [=](void* stream) {
+        if (bytes == 0) return ssd::device::Result{};
+        return to_device ? ssd::device::copy_async(ptr, host, bytes, true, stream)
+                         : ssd::device::copy_async(host, ptr, bytes, false, stream);
+      },
+      nullptr, std::move(staging));
 }
 
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {

@@ -24,7 +24,7 @@ SsdStatus run_cpu(const Call& call, std::string* error) {
 }
 
 Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
-  Call call = read_call(args_object(info), false);
+  Call call = read_call(args_object(info), kInPlace);
   std::string error;
   SsdStatus status = run_cpu(call, &error);
   if (status != SSD_OK) throw status_error(info.Env(), status, error);
@@ -34,8 +34,10 @@ Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
-  Call call = read_call(args, false);
-  auto* worker = new CpuWorker(env, args, "ssd-kernels:forward", [call](std::string* error) { return run_cpu(call, error); });
+  auto staging = std::make_unique<Staging>(args.Get("names"));
+  Call call = read_call(args, Source{false, staging.get()});
+  auto* worker = new CpuWorker(env, args, "ssd-kernels:forward", std::move(staging),
+                               [call](std::string* error) { return run_cpu(call, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -47,7 +49,7 @@ Napi::Value CudaForward(const Napi::CallbackInfo& info) {
   Napi::Object args = args_object(info);
   int device = read_device(env, info[1]);
   require_cuda(env);
-  const SsdParams params = read_call(args, true).params;
+  const SsdParams params = read_call(args, kOnDevice).params;
   return submit_with_promise(env, device, args, [params, device](void* stream) {
     return with_workspace(device, ssd::cuda_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
       std::string message;

@@ -4,18 +4,23 @@
 // bandwidth probe of the step benchmark (rmwBandwidth).
 #include <napi.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "binding/util.h"
 #include "cpu/step_backend.h"
 #include "core/dispatch.h"
+#include "core/dtype.h"
+#include "core/params.h"
 #include "device/device.h"
 #include "ssd_kernels.h"
 
 namespace ssd { namespace addon {
 
-SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) {
+SsdStepParams read_step_params(Napi::Object args, const Source& src, int* threads) {
   Napi::Env env = args.Env();
   SsdStepParams p{};
   const std::vector<int64_t> d = read_dims(args, {"batch", "nheads", "headdim", "ngroups", "dstate"});
@@ -31,44 +36,72 @@ SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads) 
   if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
     throw Napi::TypeError::New(env, "Expected a float32 or bfloat16 state");
   }
-  p.state = const_cast<void*>(read_buffer(args, "state", p.state_type, p.state_rows * h * hd * n, false, on_device));
 
   Napi::Value indices = args.Get("stateIndices");
   if (!indices.IsNull() && !indices.IsUndefined()) {
-    if (!on_device && (!indices.IsTypedArray() || indices.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
+    if (!src.on_device && (!indices.IsTypedArray() || indices.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
       throw Napi::TypeError::New(env, "Expected an Int32Array for stateIndices");
     }
-    p.state_indices = static_cast<const int32_t*>(read_buffer(args, "stateIndices", SSD_FLOAT32, b, false, on_device));
+    p.state_indices = static_cast<const int32_t*>(read_buffer(args, "stateIndices", SSD_FLOAT32, b, false, src));
   } else if (p.state_rows != b) {
     throw Napi::RangeError::New(env, "Expected stateRows == batch without stateIndices");
   }
+  // An asynchronous step of a state cache on an ArrayBuffer stages only the rows its indices pick
+  // (staging.h): the copies cost what the step itself reads and writes, not the whole cache.
+  const int64_t state_elements = p.state_rows * h * hd * n;
+  if (src.staging && p.state_indices) {
+    void* in_place = const_cast<void*>(read_buffer(args, "state", p.state_type, state_elements, false, kInPlace));
+    const HostArray host = host_array(env, args.Get("state"));
+    std::string error;
+    // the dispatcher's own check, here because the rows must be known before they are copied
+    const SsdStatus status = ssd::check_state_indices(p.state_indices, b, p.state_rows, &error);
+    if (status != SSD_OK) throw status_error(env, status, error);
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < b; ++i) {
+      if (p.state_indices[i] >= 0) rows.push_back(p.state_indices[i]);
+    }
+    const size_t row_bytes = size_t(h * hd * n * dtype_bytes(p.state_type));
+    void* copy = src.staging->add_rows(env, args.Get("state"), host, "state", row_bytes, rows);
+    if (copy) {
+      auto* remapped = static_cast<int32_t*>(src.staging->scratch(env, size_t(b) * sizeof(int32_t), "stateIndices"));
+      int32_t next = 0;
+      for (int64_t i = 0; i < b; ++i) remapped[i] = p.state_indices[i] >= 0 ? next++ : -1;
+      p.state = copy;
+      p.state_rows = std::max<int64_t>(next, 1);  // all padding: one row that nothing reads
+      p.state_indices = remapped;
+    } else {
+      p.state = in_place;  // on a SharedArrayBuffer
+    }
+  } else {
+    p.state = const_cast<void*>(read_buffer(args, "state", p.state_type, state_elements, false, src, Access::InOut));
+  }
 
   p.x_type = read_dtype(args, "xType");
-  p.x = read_buffer(args, "x", p.x_type, b * h * hd, false, on_device);
+  p.x = read_buffer(args, "x", p.x_type, b * h * hd, false, src);
   p.x_batch_stride = h * hd;
   p.x_head_stride = hd;
   p.dt_type = read_dtype(args, "dtType");
-  p.dt = read_buffer(args, "dt", p.dt_type, b * h, false, on_device);
+  p.dt = read_buffer(args, "dt", p.dt_type, b * h, false, src);
   p.dt_batch_stride = h;
-  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false, on_device));
+  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false, src));
   p.B_type = read_dtype(args, "BType");
-  p.B = read_buffer(args, "B", p.B_type, b * g * n, false, on_device);
+  p.B = read_buffer(args, "B", p.B_type, b * g * n, false, src);
   p.C_type = read_dtype(args, "CType");
-  p.C = read_buffer(args, "C", p.C_type, b * g * n, false, on_device);
+  p.C = read_buffer(args, "C", p.C_type, b * g * n, false, src);
   p.B_batch_stride = p.C_batch_stride = g * n;
   p.B_group_stride = p.C_group_stride = n;
   p.D_per_channel = args.Get("dPerChannel").ToBoolean().Value() ? 1 : 0;
-  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true, on_device));
+  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true, src));
   p.z_type = read_dtype(args, "zType");
-  p.z = read_buffer(args, "z", p.z_type, b * h * hd, true, on_device);
+  p.z = read_buffer(args, "z", p.z_type, b * h * hd, true, src);
   p.z_batch_stride = h * hd;
   p.z_head_stride = hd;
-  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, on_device));
+  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, src));
 
   read_dt_options(args, &p.dt_softplus, &p.dt_min, &p.dt_max);
 
   p.y_type = read_dtype(args, "yType");
-  p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, b * h * hd, false, on_device));
+  p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, b * h * hd, false, src, Access::Out));
   p.y_batch_stride = h * hd;
   p.y_head_stride = hd;
 
@@ -87,7 +120,7 @@ namespace {
 
 Napi::Value StepSync(const Napi::CallbackInfo& info) {
   int threads = 0;
-  const SsdStepParams p = read_step_params(args_object(info), false, &threads);
+  const SsdStepParams p = read_step_params(args_object(info), kInPlace, &threads);
   std::string error;
   const SsdStatus status = ssd::step_cpu(p, threads, &error);
   if (status != SSD_OK) throw status_error(info.Env(), status, error);
@@ -97,9 +130,10 @@ Napi::Value StepSync(const Napi::CallbackInfo& info) {
 Napi::Value Step(const Napi::CallbackInfo& info) {
   Napi::Object args = args_object(info);
   int threads = 0;
-  const SsdStepParams p = read_step_params(args, false, &threads);
+  auto staging = std::make_unique<Staging>(args.Get("names"));
+  const SsdStepParams p = read_step_params(args, Source{false, staging.get()}, &threads);
   // The argument object (and through it the state, inputs and y) stays referenced until it settles.
-  auto* worker = new CpuWorker(info.Env(), args, "ssd-kernels:step",
+  auto* worker = new CpuWorker(info.Env(), args, "ssd-kernels:step", std::move(staging),
                                [p, threads](std::string* error) { return ssd::step_cpu(p, threads, error); });
   Napi::Promise promise = worker->Promise();
   worker->Queue();
@@ -116,7 +150,7 @@ Napi::Value CudaStep(const Napi::CallbackInfo& info) {
   int device = read_device(env, info[1]);
   require_cuda(env);
   int threads = 0;
-  const SsdStepParams params = ssd::addon::read_step_params(args, true, &threads);
+  const SsdStepParams params = ssd::addon::read_step_params(args, kOnDevice, &threads);
   return submit_with_promise(env, device, args, [params, device](void* stream) {
     return with_workspace(device, ssd::cuda_step_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
       int verdict[2] = {0, -1};

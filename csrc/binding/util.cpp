@@ -35,19 +35,19 @@ Napi::Error status_error(Napi::Env env, SsdStatus status, const std::string& mes
   return err;
 }
 
-// Reads args[name] as a TypedArray of exactly `elements` elements of `dtype` and returns its data.
-// Absent (null/undefined) is allowed when `optional`.
-// On a device call (`on_device`), tensors arrive as BigInt device pointers whose sizes the
+// Reads args[name] as a TypedArray of exactly `elements` elements of `dtype` and returns its data
+// (staged by src.staging when given). Absent (null/undefined) is allowed when `optional`.
+// On a device call (src.on_device), tensors arrive as BigInt device pointers whose sizes the
 // TypeScript layer checked against the tensors' dims.
 const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional,
-                        bool on_device) {
+                        const Source& src, Access access) {
   Napi::Env env = args.Env();
   Napi::Value v = args.Get(name);
   if (v.IsNull() || v.IsUndefined()) {
     if (optional) return nullptr;
     throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name + " but received nothing");
   }
-  if (on_device) {
+  if (src.on_device) {
     if (!v.IsBigInt()) throw Napi::TypeError::New(env, std::string("Expected a device pointer (BigInt) for ") + name);
     bool lossless = false;
     uint64_t address = v.As<Napi::BigInt>().Uint64Value(&lossless);
@@ -55,17 +55,26 @@ const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int
     return reinterpret_cast<const void*>(static_cast<uintptr_t>(address));
   }
   if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name);
-  Napi::TypedArray array = v.As<Napi::TypedArray>();
+  const HostArray host = host_array(env, v);
   const int64_t expected = elements * dtype_bytes(dtype);
-  if (int64_t(array.ByteLength()) != expected) {
-    throw Napi::RangeError::New(env, std::string("Expected ") + std::to_string(expected) + " bytes for " + name +
-                                         " but received " + std::to_string(array.ByteLength()));
+  if (host.element_bytes == 0) {
+    throw Napi::TypeError::New(env, std::string("Expected a TypedArray of ") + std::to_string(dtype_bytes(dtype)) +
+                                        "-byte elements for " + name + " but received one of an element type N-API does not name");
   }
-  if (int64_t(array.ElementSize()) != dtype_bytes(dtype)) {
+  if (host.detached) {
+    throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name +
+                                        " but received one whose ArrayBuffer is detached (transferred)");
+  }
+  if (int64_t(host.bytes) != expected) {
+    throw Napi::RangeError::New(env, std::string("Expected ") + std::to_string(expected) + " bytes for " + name +
+                                         " but received " + std::to_string(host.bytes));
+  }
+  if (int64_t(host.element_bytes) != dtype_bytes(dtype)) {
     throw Napi::TypeError::New(env, std::string("Expected ") + std::to_string(dtype_bytes(dtype)) +
                                         "-byte elements for " + name);
   }
-  return static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  if (src.staging) return src.staging->add(env, v, host, name, access);
+  return host.data;
 }
 
 SsdDtype read_dtype(Napi::Object args, const char* name) {
@@ -142,7 +151,7 @@ void prefault(void* data, size_t bytes) {
 }
 
 // Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
-Call read_call(Napi::Object args, bool on_device, bool outputs) {
+Call read_call(Napi::Object args, const Source& src, bool outputs) {
   Napi::Env env = args.Env();
   Call call;
   SsdParams& p = call.params;
@@ -155,49 +164,50 @@ Call read_call(Napi::Object args, bool on_device, bool outputs) {
   const int64_t x_elems = b * L * h * hd, bc_elems = b * L * g * n, state_elems = b * h * hd * n;
 
   p.x_type = read_dtype(args, "xType");
-  p.x = read_buffer(args, "x", p.x_type, x_elems, false, on_device);
+  p.x = read_buffer(args, "x", p.x_type, x_elems, false, src);
   p.x_batch_stride = L * h * hd; p.x_seq_stride = h * hd; p.x_head_stride = hd;
 
   p.dt_type = read_dtype(args, "dtType");
-  p.dt = read_buffer(args, "dt", p.dt_type, b * L * h, false, on_device);
+  p.dt = read_buffer(args, "dt", p.dt_type, b * L * h, false, src);
   p.dt_batch_stride = L * h; p.dt_seq_stride = h;
 
-  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false, on_device));
+  p.A = static_cast<const float*>(read_buffer(args, "A", SSD_FLOAT32, h, false, src));
 
   p.B_type = read_dtype(args, "BType");
-  p.B = read_buffer(args, "B", p.B_type, bc_elems, false, on_device);
+  p.B = read_buffer(args, "B", p.B_type, bc_elems, false, src);
   p.C_type = read_dtype(args, "CType");
-  p.C = read_buffer(args, "C", p.C_type, bc_elems, false, on_device);
+  p.C = read_buffer(args, "C", p.C_type, bc_elems, false, src);
   p.B_batch_stride = p.C_batch_stride = L * g * n;
   p.B_seq_stride = p.C_seq_stride = g * n;
   p.B_group_stride = p.C_group_stride = n;
 
   p.D_per_channel = args.Get("dPerChannel").ToBoolean().Value() ? 1 : 0;
-  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true, on_device));
+  p.D = static_cast<const float*>(read_buffer(args, "D", SSD_FLOAT32, p.D_per_channel ? h * hd : h, true, src));
 
   p.z_type = read_dtype(args, "zType");
-  p.z = read_buffer(args, "z", p.z_type, x_elems, true, on_device);
+  p.z = read_buffer(args, "z", p.z_type, x_elems, true, src);
   p.z_batch_stride = p.x_batch_stride; p.z_seq_stride = p.x_seq_stride; p.z_head_stride = p.x_head_stride;
 
-  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, on_device));
+  p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, src));
   // the pre-gate output: written by the forward, read by the backward (optional, only with z)
   Napi::Value yu = args.Get("yUngated");
   if (!yu.IsNull() && !yu.IsUndefined()) {
     if (!p.z) throw Napi::TypeError::New(env, "Expected no yUngated without z");
     p.y_ungated_type = read_dtype(args, "yUngatedType");
-    p.y_ungated = const_cast<void*>(read_buffer(args, "yUngated", p.y_ungated_type, x_elems, false, on_device));
+    p.y_ungated = const_cast<void*>(read_buffer(args, "yUngated", p.y_ungated_type, x_elems, false, src,
+                                                    outputs ? Access::Out : Access::In));
     p.y_ungated_batch_stride = p.x_batch_stride; p.y_ungated_seq_stride = p.x_seq_stride;
     p.y_ungated_head_stride = p.x_head_stride;
   }
-  p.initial_states = static_cast<const float*>(read_buffer(args, "initialStates", SSD_FLOAT32, state_elems, true, on_device));
+  p.initial_states = static_cast<const float*>(read_buffer(args, "initialStates", SSD_FLOAT32, state_elems, true, src));
 
   Napi::Value seq_idx = args.Get("seqIdx");
   if (!seq_idx.IsNull() && !seq_idx.IsUndefined()) {
-    if (!on_device && (!seq_idx.IsTypedArray() || seq_idx.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
+    if (!src.on_device && (!seq_idx.IsTypedArray() || seq_idx.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
       throw Napi::TypeError::New(env, "Expected an Int32Array for seqIdx");
     }
     // int32 elements are 4 bytes, like float32: the byte-length check is the same.
-    p.seq_idx = static_cast<const int32_t*>(read_buffer(args, "seqIdx", SSD_FLOAT32, b * L, false, on_device));
+    p.seq_idx = static_cast<const int32_t*>(read_buffer(args, "seqIdx", SSD_FLOAT32, b * L, false, src));
     p.seq_idx_batch_stride = L;
   }
 
@@ -205,21 +215,21 @@ Call read_call(Napi::Object args, bool on_device, bool outputs) {
 
   if (outputs) {
     p.y_type = read_dtype(args, "yType");
-    p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false, on_device));
+    p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, x_elems, false, src, Access::Out));
     p.y_batch_stride = p.x_batch_stride; p.y_seq_stride = p.x_seq_stride; p.y_head_stride = p.x_head_stride;
-    p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, on_device)));
+    p.final_states = static_cast<float*>(const_cast<void*>(read_buffer(args, "finalStates", SSD_FLOAT32, state_elems, true, src, Access::Out)));
   }
 
   Napi::Value cu_seqlens = args.Get("cuSeqlens");
   if (!cu_seqlens.IsNull() && !cu_seqlens.IsUndefined()) {
-    if (!on_device && (!cu_seqlens.IsTypedArray() || cu_seqlens.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
+    if (!src.on_device && (!cu_seqlens.IsTypedArray() || cu_seqlens.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)) {
       throw Napi::TypeError::New(env, "Expected an Int32Array for cuSeqlens");
     }
     if (b != 1) throw Napi::RangeError::New(env, "Expected batch 1 with cuSeqlens");
     p.num_seqs = read_size(env, args.Get("numSeqs"), "numSeqs");
-    p.cu_seqlens = static_cast<const int32_t*>(read_buffer(args, "cuSeqlens", SSD_FLOAT32, p.num_seqs + 1, false, on_device));
+    p.cu_seqlens = static_cast<const int32_t*>(read_buffer(args, "cuSeqlens", SSD_FLOAT32, p.num_seqs + 1, false, src));
     p.varlen_states = static_cast<float*>(const_cast<void*>(
-        read_buffer(args, "varlenStates", SSD_FLOAT32, p.num_seqs * h * hd * n, true, on_device)));
+        read_buffer(args, "varlenStates", SSD_FLOAT32, p.num_seqs * h * hd * n, true, src, Access::Out)));
   } else {
     Napi::Value varlen = args.Get("varlenStates");
     if (!varlen.IsNull() && !varlen.IsUndefined()) throw Napi::TypeError::New(env, "Expected cuSeqlens with varlenStates");
@@ -244,10 +254,10 @@ Call read_call(Napi::Object args, bool on_device, bool outputs) {
 // The forward's argument fields (minus y and finalStates) plus dy, dFinalStates and the gradient
 // outputs: dx (x's type), ddt (dt's), dA (float32), dB (B's), dC (C's), dD (float32, only with D),
 // dz (z's, only with z), dDtBias and dInitialStates (float32, optional).
-BackwardCall read_backward_call(Napi::Object args, bool on_device) {
+BackwardCall read_backward_call(Napi::Object args, const Source& src) {
   Napi::Env env = args.Env();
   BackwardCall call;
-  Call fwd = read_call(args, on_device, false);
+  Call fwd = read_call(args, src, false);
   call.threads = fwd.threads;
   SsdBackwardParams& q = call.params;
   q.fwd = fwd.params;
@@ -256,12 +266,12 @@ BackwardCall read_backward_call(Napi::Object args, bool on_device) {
   const int64_t x_elems = b * L * h * hd, bc_elems = b * L * g * n, state_elems = b * h * hd * n;
 
   q.dy_type = read_dtype(args, "dyType");
-  q.dy = read_buffer(args, "dy", q.dy_type, x_elems, false, on_device);
+  q.dy = read_buffer(args, "dy", q.dy_type, x_elems, false, src);
   q.dy_batch_stride = p.x_batch_stride; q.dy_seq_stride = p.x_seq_stride; q.dy_head_stride = p.x_head_stride;
-  q.d_final_states = static_cast<const float*>(read_buffer(args, "dFinalStates", SSD_FLOAT32, state_elems, true, on_device));
+  q.d_final_states = static_cast<const float*>(read_buffer(args, "dFinalStates", SSD_FLOAT32, state_elems, true, src));
 
   auto output = [&](const char* name, SsdDtype t, int64_t elems, bool optional) {
-    return const_cast<void*>(read_buffer(args, name, t, elems, optional, on_device));
+    return const_cast<void*>(read_buffer(args, name, t, elems, optional, src, Access::Out));
   };
   q.dx_type = p.x_type;
   q.dx = output("dx", q.dx_type, x_elems, false);
@@ -331,15 +341,16 @@ Completions& completions(Napi::Env env) {
 }
 
 Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
-                                  ValueFn value) {
+                                  ValueFn value, std::unique_ptr<Staging> staging) {
   struct Pending {
     Napi::Promise::Deferred deferred;
     Napi::ObjectReference keep;
     ssd::device::Result result;
     ValueFn value;
+    std::unique_ptr<Staging> staging;  // freed on the JS thread, after the job is done with it
   };
   Completions& done = completions(env);
-  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, std::move(value)};
+  auto* pending = new Pending{Napi::Promise::Deferred::New(env), Napi::Persistent(keep), {}, std::move(value), std::move(staging)};
   Napi::Promise promise = pending->deferred.Promise();
   if (done.pending++ == 0) done.tsfn.Ref(env);
   Napi::ThreadSafeFunction tsfn = done.tsfn;
@@ -349,10 +360,13 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
       std::unique_ptr<Pending> owned(pending);
       Completions& done = completions(env);
       if (--done.pending == 0) done.tsfn.Unref(env);
-      if (owned->result.ok()) {
-        owned->deferred.Resolve(owned->value ? owned->value(env) : env.Undefined());
-      } else {
+      std::string detached;
+      if (!owned->result.ok()) {
         owned->deferred.Reject(status_error(env, owned->result.status, owned->result.message).Value());
+      } else if (owned->staging && !owned->staging->finish(env, &detached)) {
+        owned->deferred.Reject(detached_error(env, detached).Value());
+      } else {
+        owned->deferred.Resolve(owned->value ? owned->value(env) : env.Undefined());
       }
     });
   });

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "binding/staging.h"
 #include "device/device.h"
 
 #include "ssd_kernels.h"
@@ -20,11 +21,22 @@ namespace ssd { namespace addon {
 const char* status_code(SsdStatus s);
 Napi::Error status_error(Napi::Env env, SsdStatus status, const std::string& message);
 
+// Where a call's arrays come from and how its work reaches them: BigInt device pointers
+// (on_device), or host TypedArrays used in place (a synchronous call: staging null) or staged (an
+// asynchronous call: see staging.h).
+struct Source {
+  bool on_device = false;
+  Staging* staging = nullptr;
+};
+constexpr Source kInPlace{false, nullptr};
+constexpr Source kOnDevice{true, nullptr};
+
 // args[name] as a TypedArray of exactly `elements` elements of `dtype` (int32 reads as 4-byte
-// elements, like float32), or on a device call a nonzero BigInt device pointer. Absent
-// (null/undefined) gives nullptr when `optional`, else throws.
+// elements, like float32) on an ArrayBuffer or a SharedArrayBuffer, or on a device call a nonzero
+// BigInt device pointer. Absent (null/undefined) gives nullptr when `optional`, else throws. With
+// src.staging, the pointer is the array's staged memory, used as `access` says.
 const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional,
-                        bool on_device);
+                        const Source& src, Access access = Access::In);
 SsdDtype read_dtype(Napi::Object args, const char* name);
 // An integer in [1, 2^31-1].
 int64_t read_size(Napi::Env env, Napi::Value v, const char* name);
@@ -55,7 +67,7 @@ struct Call {
   size_t varlen_bytes = 0;
 };
 
-Call read_call(Napi::Object args, bool on_device, bool outputs = true);
+Call read_call(Napi::Object args, const Source& src, bool outputs = true);
 
 // The backward's block (the forward's fields, dy, dFinalStates and the gradient outputs), checked.
 struct BackwardCall {
@@ -64,16 +76,19 @@ struct BackwardCall {
   size_t x_bytes[3] = {0, 0, 0};  // dx, dz and dB + dC: host output sizes, for prefault()
 };
 
-BackwardCall read_backward_call(Napi::Object args, bool on_device = false);
+BackwardCall read_backward_call(Napi::Object args, const Source& src);
 
-// Runs one CPU call (`run`: a forward, a backward or a step) on a libuv worker thread. The argument object
+// Runs one CPU call (`run`: a forward, a backward or a step) on a libuv worker thread, on the memory
+// `staging` holds (staging.h); the outputs are written back when it succeeds. The argument object
 // (and through it every input and output buffer) stays referenced until the Promise settles.
 class CpuWorker : public Napi::AsyncWorker {
  public:
-  CpuWorker(Napi::Env env, Napi::Object args, const char* name, std::function<SsdStatus(std::string*)> run)
+  CpuWorker(Napi::Env env, Napi::Object args, const char* name, std::unique_ptr<Staging> staging,
+            std::function<SsdStatus(std::string*)> run)
       : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
         args_(Napi::Persistent(args)),
+        staging_(std::move(staging)),
         run_(std::move(run)) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
@@ -82,7 +97,10 @@ class CpuWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     Napi::Env env = Env();
-    if (status_ == SSD_OK) {
+    std::string detached;
+    if (status_ == SSD_OK && staging_ && !staging_->finish(env, &detached)) {
+      deferred_.Reject(detached_error(env, detached).Value());
+    } else if (status_ == SSD_OK) {
       deferred_.Resolve(env.Undefined());
     } else {
       deferred_.Reject(status_error(env, status_, error_).Value());
@@ -94,6 +112,7 @@ class CpuWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference args_;
+  std::unique_ptr<Staging> staging_;
   std::function<SsdStatus(std::string*)> run_;
   SsdStatus status_ = SSD_OK;
   std::string error_;
@@ -101,11 +120,12 @@ class CpuWorker : public Napi::AsyncWorker {
 
 
 // Submits `job` to the device's worker thread and returns a Promise that settles on the JS thread
-// once the GPU work is complete. `keep` stays referenced until then. On success the Promise resolves
+// once the GPU work is complete. `keep` (and `staging`, whose memory the job may use) stays alive
+// until then. On success the staged outputs are written back (staging.h) and the Promise resolves
 // with value(env) (undefined when no value function is given).
 using ValueFn = std::function<Napi::Value(Napi::Env)>;
 Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, ssd::device::Job job,
-                                  ValueFn value = nullptr);
+                                  ValueFn value = nullptr, std::unique_ptr<Staging> staging = nullptr);
 
 // On the device's worker thread: runs body(workspace) with `bytes` of device scratch (none when 0),
 // then releases it, stream-ordered (later work on the stream may reuse it).
@@ -123,8 +143,10 @@ void register_device(Napi::Env env, Napi::Object exports);    // device.cpp
 void register_bench(Napi::Env env, Napi::Object exports);     // bench.cpp
 
 // The step's parameter block from its argument object (lib/native.ts, NativeStepArgs): host arrays,
-// or BigInt device pointers when `on_device`. Sizes and byte lengths are checked; values (state
+// or BigInt device pointers when src.on_device. Sizes and byte lengths are checked; values (state
 // indices) are not. *threads receives the CPU thread count (0: the default).
-SsdStepParams read_step_params(Napi::Object args, bool on_device, int* threads);
+// With src.staging and a state cache on an ArrayBuffer, only the rows that state indices pick are
+// staged, and the block's state, state_rows and state_indices describe that copy.
+SsdStepParams read_step_params(Napi::Object args, const Source& src, int* threads);
 
 }}  // namespace ssd::addon
