@@ -66,19 +66,28 @@ interface BufferState {
   readonly detached?: boolean;
 }
 
+/** Whether `buffer` was detached (transferred). Node.js 20 has no ArrayBuffer.prototype.detached. */
+function isDetached(buffer: BufferState): boolean {
+  if (typeof buffer.detached === 'boolean') return buffer.detached;
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer as unknown as ArrayBuffer); // throws on a detached buffer
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /**
- * Why `data` cannot hold a tensor's data of `bytes` bytes, or undefined when it can: its buffer can
- * change length (a resizable ArrayBuffer, a growable SharedArrayBuffer: refused, as a tensor's size
- * is fixed), or was detached (transferred). Where the runtime has no ArrayBuffer.prototype.detached
- * (Node.js 20), an array of 0 bytes where `bytes` are needed counts as detached.
+ * Why `data` cannot hold a tensor's data, or undefined when it can: its buffer can change length (a
+ * resizable ArrayBuffer, a growable SharedArrayBuffer: refused, as a tensor's size is fixed), or was
+ * detached (transferred).
  */
-export function dataProblem(data: ArrayBufferView, bytes: number): string | undefined {
+export function dataProblem(data: ArrayBufferView): string | undefined {
   const buffer = data.buffer as unknown as BufferState;
   if (buffer.resizable === true) return 'a resizable ArrayBuffer';
   if (buffer.growable === true) return 'a growable SharedArrayBuffer';
-  if (buffer.detached === true || (buffer.detached === undefined && bytes > 0 && data.byteLength === 0)) {
-    return 'a detached ArrayBuffer (it was transferred)';
-  }
+  if (isDetached(buffer)) return 'a detached ArrayBuffer (it was transferred)';
   return undefined;
 }
 
@@ -183,7 +192,7 @@ export function asTensor(value: unknown, name: string, expected = 'a Tensor'): T
   const size = checkDims(`${name}.dims`, dims);
   const shape = dims as readonly number[];
   if (!dataMatchesType(tensorType, data)) throw typeError(`${name}.data`, `${expectedDataFor(tensorType)} for type '${tensorType}'`, data);
-  const problem = dataProblem(data as ArrayBufferView, size * elementSize(tensorType));
+  const problem = dataProblem(data as ArrayBufferView);
   if (problem !== undefined) throw dataError(`${name}.data`, `${expectedDataFor(tensorType)} for type '${tensorType}'`, data, problem);
   const length = (data as { length: number }).length;
   if (length !== size) throw rangeError(`${name}.data`, `${size} elements for dims [${shape.join(', ')}]`, describe(data));
@@ -278,7 +287,7 @@ export class Tensor {
     const length = (data as unknown as { length: number }).length;
     const shape = dims === undefined ? [length] : dims;
     const size = checkDims('dims', shape);
-    const problem = dataProblem(data, size * elementSize(type));
+    const problem = dataProblem(data);
     if (problem !== undefined) throw dataError('data', `${expectedDataFor(type)} for type '${type}'`, data, problem);
     if (size !== length) {
       throw rangeError(
@@ -371,7 +380,7 @@ export class Tensor {
     if (this.location === 'cuda') throw new SsdError('ERR_SSD_DEVICE', "toDevice() copies a 'cpu' tensor; this one is already on a device");
     const data = this.data;
     const bytes = this.size * elementSize(this.type);
-    const problem = dataProblem(data, bytes);
+    const problem = dataProblem(data);
     if (problem !== undefined) throw new TypeError(`Expected a tensor with its data for toDevice() but received one whose data (${describe(data)}) is on ${problem}`);
     let address: bigint;
     try {

@@ -3,7 +3,7 @@
  * Message shape: "Expected <what> for <name> but received <what came>".
  */
 import { SsdError, describe, rangeError, typeError } from './errors';
-import { asTensor, dataProblem, elementSize, type Tensor, type TensorLike, type TensorType } from './tensor';
+import { asTensor, dataProblem, type Tensor, type TensorLike, type TensorType } from './tensor';
 import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount } from './rules';
 
 export interface SsdInputs<T extends TensorLike = Tensor> {
@@ -150,7 +150,7 @@ export function tensorArg(name: string, arg: unknown, types: readonly TensorType
   if (value.disposed) throw new SsdError('ERR_SSD_DISPOSED', `${name} was disposed before the call`);
   if (value.location === 'cpu') {
     // a Tensor's data was checked when it was made; since then its buffer may have been detached
-    const problem = dataProblem(value.data, value.size * elementSize(value.type));
+    const problem = dataProblem(value.data);
     if (problem !== undefined) {
       throw new TypeError(`Expected a Tensor ${layout} for ${name} but received a Tensor whose data (${describe(value.data)}) is on ${problem}`);
     }
