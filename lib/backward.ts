@@ -11,7 +11,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs } from './native';
 import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, nativeView, type TensorLike } from './tensor';
+import { Tensor, arrayOver, nativeView, type TensorData, type TensorLike } from './tensor';
 import {
   validateBackward,
   type BackwardCall,
@@ -22,15 +22,6 @@ import {
 import { checkKnownKeys, isPlainObject, type SsdInputs, type SsdOptions } from './validate';
 
 export type { SsdBackwardOptions, SsdGrads, SsdOutputGrads } from './validate-backward';
-
-function newGrad(name: string, type: Tensor['type'], dims: number[]): Tensor {
-  const size = dims.reduce((a, b) => a * b, 1);
-  try {
-    return type === 'float32' ? new Tensor('float32', new Float32Array(size), dims) : new Tensor(type, new Uint16Array(size), dims);
-  } catch (err) {
-    throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate ${name}: ${(err as Error).message}`);
-  }
-}
 
 /** Where a backward runs (lib/placement.ts); its tensors are the inputs, grads, options.out and options.yUngated. */
 function placeBackward(call: BackwardCall, sync: boolean): Placement {
@@ -43,13 +34,21 @@ function placeBackward(call: BackwardCall, sync: boolean): Placement {
   return place({ op: 'backward', device: call.plan.device, tensors, sync, query: () => scanQuery(call.inputs, call.plan) });
 }
 
-function prepare(call: BackwardCall): { args: NativeBackwardArgs; result: SsdGrads } {
+/** The gradient outputs for the addon: each options.out tensor's data, `true` for a new array (NativeOutput). */
+function prepare(call: BackwardCall): NativeBackwardArgs {
+  const grads: GradBuffers<ArrayBufferView | true> = {};
+  for (const spec of call.specs) {
+    const given = call.out[spec.name];
+    grads[spec.name] = given === undefined ? true : nativeView(given.data);
+  }
+  return backwardArgs(call, hostBuffers(backwardInputSlots(call, false)), grads);
+}
+
+/** The gradients once the call is done: the options.out tensors, and tensors over the arrays the addon made. */
+function hostGrads(call: BackwardCall, args: NativeBackwardArgs): SsdGrads {
   const result = {} as SsdGrads;
-  for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? newGrad(spec.name, spec.type, spec.dims);
-  const grads: GradBuffers<ArrayBufferView> = {};
-  for (const spec of call.specs) grads[spec.name] = nativeView(result[spec.name]!.data);
-  const args = backwardArgs(call, hostBuffers(backwardInputSlots(call, false)), grads);
-  return { args, result };
+  for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? new Tensor(spec.type, arrayOver(spec.type, args[spec.name] as unknown as ArrayBuffer), spec.dims);
+  return result;
 }
 
 /**
@@ -80,16 +79,25 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
         if (given !== undefined && given.location !== 'cpu') {
           throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.${spec.name} on the host for a call with host inputs`);
         }
-        result[spec.name] = given ?? newGrad(spec.name, spec.type, spec.dims);
         pointers[spec.name] = dc.alloc(bytes);
       }
     }
     const args = backwardArgs(call, await deviceBuffers(dc, backwardInputSlots(call, true)), pointers);
     dc.enqueue(addon.cudaBackward(args, device));
+    // host gradients: given ones are written when the copy is done; new ones are arrays the addon makes
+    const downloads = new Map<string, Promise<TensorData>>();
     if (!onDevice) {
-      for (const spec of call.specs) dc.download(pointers[spec.name]!, result[spec.name]!, call.out[spec.name] ? `options.out.${spec.name}` : spec.name);
+      for (const spec of call.specs) {
+        const given = call.out[spec.name];
+        const size = spec.dims.reduce((a, b) => a * b, 1);
+        if (given !== undefined) dc.download(pointers[spec.name]!, given, `options.out.${spec.name}`);
+        else downloads.set(spec.name, dc.downloadNew(pointers[spec.name]!, spec.type, size));
+      }
     }
     await dc.settle();
+    if (!onDevice) {
+      for (const spec of call.specs) result[spec.name] = call.out[spec.name] ?? new Tensor(spec.type, await downloads.get(spec.name)!, spec.dims);
+    }
     ok = true;
     return result;
   } finally {
@@ -116,26 +124,26 @@ export async function ssdBackward(inputs: SsdInputs<TensorLike>, grads: SsdOutpu
       throw fromNative(err);
     }
   }
-  const { args, result } = prepare(call);
+  const args = prepare(call);
   try {
     await native().backward(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return result;
+  return hostGrads(call, args);
 }
 
 /** ssdBackward() on the calling thread. Throws where ssdBackward() would reject. */
 export function ssdBackwardSync(inputs: SsdInputs<TensorLike>, grads: SsdOutputGrads<TensorLike>, options?: SsdBackwardOptions<TensorLike>): SsdGrads {
   const call = validateBackward(inputs, grads, options);
   placeBackward(call, true);
-  const { args, result } = prepare(call);
+  const args = prepare(call);
   try {
     native().backwardSync(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return result;
+  return hostGrads(call, args);
 }
 
 /** The forward's results, and its backward. */

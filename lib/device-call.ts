@@ -7,7 +7,7 @@
  */
 import { fromNativeError } from './errors';
 import { native } from './native';
-import { nativeView, type Tensor } from './tensor';
+import { arrayOver, elementSize, nativeView, type Tensor, type TensorData, type TensorType } from './tensor';
 
 export class DeviceCall {
   private readonly addon = native();
@@ -36,6 +36,16 @@ export class DeviceCall {
    */
   download(ptr: bigint, tensor: Tensor, name: string): void {
     this.pending.push(this.addon.cudaCopy(this.device, ptr, nativeView(tensor.data), false, name));
+  }
+
+  /**
+   * Queues a copy of `size` elements of `type` at `ptr` into a new host array, which the addon makes
+   * (no staging: nothing else can reach it before the copy is done); resolves with it.
+   */
+  downloadNew(ptr: bigint, type: TensorType, size: number): Promise<TensorData> {
+    const buffer = this.addon.cudaDownload(this.device, ptr, size * elementSize(type));
+    this.pending.push(buffer.then(() => undefined));
+    return buffer.then((b) => arrayOver(type, b));
   }
 
   /** Queues the call's own work (a kernel launch Promise from the addon). */

@@ -5,7 +5,7 @@
 import { SsdError, fromNativeError as fromNative } from './errors';
 import { DeviceCall } from './device-call';
 import { native, type NativeForwardArgs } from './native';
-import { Tensor, elementSize, nativeView, type FloatType, type TensorLike, type TensorType } from './tensor';
+import { Tensor, arrayOver, elementSize, nativeView, type TensorData, type TensorLike, type TensorType } from './tensor';
 import { deviceBuffers, forwardArgs, forwardInputSlots, hostBuffers, scanQuery, type ForwardOutputs } from './native-args';
 import { place, type Placement } from './placement';
 import { validate, type SsdInputs, type SsdOptions, type SsdPlan } from './validate';
@@ -19,14 +19,6 @@ export interface SsdResult {
   varlenStates?: Tensor;
   /** y before the gate (y = yUngated · silu(z)), of y's type and dims, when options.returnUngated */
   yUngated?: Tensor;
-}
-
-function allocate<T>(name: string, make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate ${name}: ${(err as Error).message}`);
-  }
 }
 
 /** Where a forward runs (lib/placement.ts); its tensors are the inputs. */
@@ -45,42 +37,56 @@ function outputDims(plan: SsdPlan): { y: number[]; states: number[]; varlen: num
   };
 }
 
-function hostOutputs(plan: SsdPlan): SsdResult {
+type OutputField = keyof SsdPlan['out'];
+
+/** The results a call returns: y, and the others when asked, with their types and dims. */
+function outputSpecs(plan: SsdPlan): { field: OutputField; type: TensorType; dims: number[]; size: number }[] {
   const dims = outputDims(plan);
+  const specs: { field: OutputField; type: TensorType; dims: number[] }[] = [{ field: 'y', type: plan.xType, dims: dims.y }];
+  if (plan.returnFinalStates) specs.push({ field: 'finalStates', type: 'float32', dims: dims.states });
+  if (plan.returnVarlenStates) specs.push({ field: 'varlenStates', type: 'float32', dims: dims.varlen });
+  if (plan.returnUngated) specs.push({ field: 'yUngated', type: plan.xType, dims: dims.y });
+  return specs.map((s) => ({ ...s, size: s.dims.reduce((a, b) => a * b, 1) }));
+}
+
+/** The name of an output in messages: options.out.<field> when the caller gave it. */
+function outputName(plan: SsdPlan, field: OutputField): string {
+  return plan.out[field] ? `options.out.${field}` : field;
+}
+
+function checkHostOut(plan: SsdPlan): void {
   for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
     if (t !== undefined && t.location !== 'cpu') {
       throw new SsdError('ERR_SSD_DEVICE', "Expected 'cpu' tensors in options.out for a call that returns host tensors but received a 'cuda' tensor");
     }
   }
-  const ySize = dims.y.reduce((a, b) => a * b, 1);
-  const yType = plan.xType as FloatType;
-  const newY = (name: string): Tensor =>
-    allocate(name, () =>
-      yType === 'float32' ? new Tensor('float32', new Float32Array(ySize), dims.y) : new Tensor(yType, new Uint16Array(ySize), dims.y),
-    );
-  const y = plan.out.y ?? newY('y');
-  const result: SsdResult = { y };
-  if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? newY('yUngated');
-  if (plan.returnFinalStates) {
-    result.finalStates =
-      plan.out.finalStates ?? allocate('finalStates', () => new Tensor('float32', new Float32Array(dims.states.reduce((a, b) => a * b, 1)), dims.states));
+}
+
+/**
+ * A host call's outputs for the addon: each options.out tensor's data, and `true` for each result
+ * in a new array, which the addon makes (NativeOutput).
+ */
+function hostOutputBuffers(plan: SsdPlan): ForwardOutputs<ArrayBufferView | true> {
+  checkHostOut(plan);
+  const out: ForwardOutputs<ArrayBufferView | true> = { y: true, finalStates: null, varlenStates: null, yUngated: null };
+  for (const { field } of outputSpecs(plan)) {
+    const given = plan.out[field];
+    out[field] = given === undefined ? true : nativeView(given.data);
   }
-  if (plan.returnVarlenStates) {
-    result.varlenStates =
-      plan.out.varlenStates ?? allocate('varlenStates', () => new Tensor('float32', new Float32Array(dims.varlen.reduce((a, b) => a * b, 1)), dims.varlen));
+  return out;
+}
+
+/** A host call's results once it is done: the options.out tensors, and tensors over the arrays the addon made. */
+function hostResult(plan: SsdPlan, args: NativeForwardArgs): SsdResult {
+  const result = {} as SsdResult;
+  for (const { field, type, dims } of outputSpecs(plan)) {
+    result[field] = plan.out[field] ?? new Tensor(type, arrayOver(type, args[field] as unknown as ArrayBuffer), dims);
   }
   return result;
 }
 
-function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; result: SsdResult } {
-  const result = hostOutputs(plan);
-  const args = forwardArgs(t, plan, hostBuffers(forwardInputSlots(t)), {
-    y: nativeView(result.y.data),
-    finalStates: result.finalStates?.data ?? null,
-    varlenStates: result.varlenStates?.data ?? null,
-    yUngated: result.yUngated ? nativeView(result.yUngated.data) : null,
-  });
-  return { args, result };
+function prepareCpu(t: SsdInputs, plan: SsdPlan): NativeForwardArgs {
+  return forwardArgs(t, plan, hostBuffers(forwardInputSlots(t)), hostOutputBuffers(plan));
 }
 
 /**
@@ -92,61 +98,51 @@ function prepareCpu(t: SsdInputs, plan: SsdPlan): { args: NativeForwardArgs; res
 async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<SsdResult> {
   const call = new DeviceCall(device);
   const onDevice = t.x.location === 'cuda';
-  const dims = outputDims(plan);
-  const ySize = dims.y.reduce((a, b) => a * b, 1);
-  const statesSize = dims.states.reduce((a, b) => a * b, 1);
-  const varlenSize = dims.varlen.reduce((a, b) => a * b, 1);
-  const yBytes = ySize * elementSize(plan.xType);
-  let result: SsdResult | undefined;
+  const specs = outputSpecs(plan);
+  const made: Tensor[] = []; // device outputs this call allocated, disposed if it fails
   let ok = false;
   try {
     const inputs = await deviceBuffers(call, forwardInputSlots(t));
-    let out: ForwardOutputs<bigint>;
+    const out: ForwardOutputs<bigint> = { y: 0n, finalStates: null, varlenStates: null, yUngated: null };
+    const result = {} as SsdResult;
     if (onDevice) {
       for (const t of [plan.out.y, plan.out.finalStates, plan.out.varlenStates, plan.out.yUngated]) {
         if (t !== undefined && (t.location !== 'cuda' || t.device !== device)) {
           throw new SsdError('ERR_SSD_DEVICE', `Expected tensors on 'cuda:${device}' in options.out for a call on that device`);
         }
       }
-      const yTensor = plan.out.y ?? deviceTensor(device, plan.xType, dims.y, yBytes);
-      result = { y: yTensor };
-      if (plan.returnFinalStates) result.finalStates = plan.out.finalStates ?? deviceTensor(device, 'float32', dims.states, statesSize * 4);
-      if (plan.returnVarlenStates) result.varlenStates = plan.out.varlenStates ?? deviceTensor(device, 'float32', dims.varlen, varlenSize * 4);
-      if (plan.returnUngated) result.yUngated = plan.out.yUngated ?? deviceTensor(device, plan.xType, dims.y, yBytes);
-      out = {
-        y: result.y.devicePointer,
-        finalStates: result.finalStates?.devicePointer ?? null,
-        varlenStates: result.varlenStates?.devicePointer ?? null,
-        yUngated: result.yUngated?.devicePointer ?? null,
-      };
+      for (const { field, type, dims, size } of specs) {
+        let tensor = plan.out[field];
+        if (tensor === undefined) {
+          tensor = deviceTensor(device, type, dims, size * elementSize(type));
+          made.push(tensor);
+        }
+        result[field] = tensor;
+        out[field] = tensor.devicePointer;
+      }
     } else {
-      result = hostOutputs(plan);
-      out = {
-        y: call.alloc(yBytes),
-        finalStates: plan.returnFinalStates ? call.alloc(statesSize * 4) : null,
-        varlenStates: plan.returnVarlenStates ? call.alloc(varlenSize * 4) : null,
-        yUngated: plan.returnUngated ? call.alloc(yBytes) : null,
-      };
+      checkHostOut(plan);
+      for (const { field, type, size } of specs) out[field] = call.alloc(size * elementSize(type));
     }
     call.enqueue(native().cudaForward(forwardArgs(t, plan, inputs, out), device));
+    // host outputs: given ones are written when the copy is done; new ones are arrays the addon makes
+    const downloads: [OutputField, Promise<TensorData>][] = [];
     if (!onDevice) {
-      const name = (field: keyof SsdPlan['out']): string => (plan.out[field] ? `options.out.${field}` : field);
-      call.download(out.y, result.y, name('y'));
-      if (result.finalStates) call.download(out.finalStates as bigint, result.finalStates, name('finalStates'));
-      if (result.varlenStates) call.download(out.varlenStates as bigint, result.varlenStates, name('varlenStates'));
-      if (result.yUngated) call.download(out.yUngated as bigint, result.yUngated, name('yUngated'));
+      for (const { field, type, size } of specs) {
+        const given = plan.out[field];
+        if (given !== undefined) call.download(out[field] as bigint, given, outputName(plan, field));
+        else downloads.push([field, call.downloadNew(out[field] as bigint, type, size)]);
+      }
     }
     await call.settle();
+    for (const { field, type, dims } of specs) {
+      if (!onDevice) result[field] = plan.out[field] ?? new Tensor(type, await downloads.find(([f]) => f === field)![1], dims);
+    }
     ok = true;
     return result;
   } finally {
     await call.release(ok);
-    if (!ok && onDevice && result) {
-      if (result.y !== plan.out.y) result.y.dispose();
-      if (result.finalStates !== plan.out.finalStates) result.finalStates?.dispose();
-      if (result.varlenStates !== plan.out.varlenStates) result.varlenStates?.dispose();
-      if (result.yUngated !== plan.out.yUngated) result.yUngated?.dispose();
-    }
+    if (!ok) for (const tensor of made) tensor.dispose();
   }
 }
 
@@ -170,24 +166,24 @@ export async function ssd(inputs: SsdInputs<TensorLike>, options?: SsdOptions<Te
       throw fromNative(err);
     }
   }
-  const { args, result } = prepareCpu(t, plan);
+  const args = prepareCpu(t, plan);
   try {
     await native().forward(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return result;
+  return hostResult(plan, args);
 }
 
 /** The SSD forward on the calling thread, on the CPU. Throws where ssd() would reject. */
 export function ssdSync(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): SsdResult {
   const { inputs: t, plan } = validate(inputs, options);
   placeForward(t, plan, true);
-  const { args, result } = prepareCpu(t, plan);
+  const args = prepareCpu(t, plan);
   try {
     native().forwardSync(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return result;
+  return hostResult(plan, args);
 }

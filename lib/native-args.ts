@@ -9,7 +9,7 @@
  * with the output buffers, to the op's builder. So a call's CPU and CUDA arguments differ only in
  * how a tensor becomes a buffer.
  */
-import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeStepArgs } from './native';
+import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeOutput, type NativeStepArgs } from './native';
 import type { DeviceCall } from './device-call';
 import { nativeView, type Tensor, type TensorType } from './tensor';
 import type { SsdInputs, SsdPlan } from './validate';
@@ -168,7 +168,7 @@ function projectionBuffers(
 }
 
 /** The arguments of one forward (forward, forwardSync, cudaForward, cudaTimeForward). */
-export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<ForwardInputField, NativeBuffer>, out: ForwardOutputs<NativeBuffer>): NativeForwardArgs {
+export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<ForwardInputField, NativeBuffer>, out: ForwardOutputs<NativeOutput>): NativeForwardArgs {
   return {
     dims: scanDims(plan),
     chunkSize: plan.chunkSize,
@@ -178,10 +178,10 @@ export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<Forward
     seqIdx: inputs.seqIdx as Int32Array | bigint | null,
     y: out.y,
     yType: nativeDtype(plan.xType),
-    finalStates: out.finalStates as Float32Array | bigint | null,
+    finalStates: out.finalStates as Float32Array | bigint | true | null,
     cuSeqlens: inputs.cuSeqlens as Int32Array | bigint | null,
     numSeqs: plan.numSeqs,
-    varlenStates: out.varlenStates as Float32Array | bigint | null,
+    varlenStates: out.varlenStates as Float32Array | bigint | true | null,
     yUngated: out.yUngated,
     yUngatedType: nativeDtype(plan.xType),
     threads: plan.threads,
@@ -228,12 +228,12 @@ export type GradBuffers<B> = Partial<Record<SsdGradName, B>>;
  * cudaBackward / cudaTimeBackward. The backward is not given cuSeqlens (it runs packed sequences as
  * one, as the forward without cuSeqlens does).
  */
-export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, ArrayBufferView>, grads: GradBuffers<ArrayBufferView>): NativeBackwardArgs;
+export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, ArrayBufferView>, grads: GradBuffers<ArrayBufferView | true>): NativeBackwardArgs;
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, bigint>, grads: GradBuffers<bigint>): NativeDeviceBackwardArgs;
 export function backwardArgs(
   call: BackwardCall,
   inputs: Buffers<BackwardInputField, NativeBuffer>,
-  grads: GradBuffers<NativeBuffer>,
+  grads: GradBuffers<NativeOutput>,
 ): NativeBackwardArgs | NativeDeviceBackwardArgs {
   const { inputs: t, plan } = call;
   const args = {
@@ -299,7 +299,7 @@ function stepDims(plan: SsdStepPlan): number[] {
 }
 
 /** The arguments of one step (step, stepSync, cudaStep, cudaTimeStep); y of x's type. */
-export function stepArgs(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, inputs: Buffers<StepInputField, NativeBuffer>, y: NativeBuffer): NativeStepArgs {
+export function stepArgs(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, inputs: Buffers<StepInputField, NativeBuffer>, y: NativeOutput): NativeStepArgs {
   return {
     dims: stepDims(plan),
     stateRows: plan.stateRows,

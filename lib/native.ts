@@ -20,6 +20,14 @@ export const EXPECTED_ABI_VERSION = 2;
 export type NativeBuffer = ArrayBufferView | bigint;
 
 /**
+ * An output of a host call: an array to write into (options.out), or `true` for a result in a new
+ * ArrayBuffer, which the addon makes and sets in the argument object in its place (to be wrapped in
+ * a TypedArray of the caller's realm, see arrayOver): nothing but the caller of the addon reaches it
+ * before the call settles, so an asynchronous call writes it in place (csrc/binding/staging.h).
+ */
+export type NativeOutput = NativeBuffer | true;
+
+/**
  * The arguments the forward and the decode step share: the inputs of the SSD's projection (x, dt,
  * A, B, C, D, z, dtBias), the dt options, the output y and the CPU thread count.
  */
@@ -41,7 +49,7 @@ export interface NativeCommonArgs {
   dtSoftplus: boolean;
   dtMin: number;
   dtMax: number;
-  y: NativeBuffer;
+  y: NativeOutput;
   yType: NativeDtype;
   /** CPU threads; 0 for the default */
   threads: number;
@@ -59,13 +67,13 @@ export interface NativeForwardArgs extends NativeCommonArgs {
   chunkSize: number;
   initialStates: Float32Array | bigint | null;
   seqIdx: Int32Array | bigint | null;
-  finalStates: Float32Array | bigint | null;
+  finalStates: Float32Array | bigint | true | null;
   /** Variable-length sequences (batch 1): (numSeqs + 1) offsets, and each sequence's final state. */
   cuSeqlens?: Int32Array | bigint | null;
   numSeqs?: number;
-  varlenStates?: Float32Array | bigint | null;
+  varlenStates?: Float32Array | bigint | true | null;
   /** Only with z: the output before the gate (y = yUngated · silu(z)), written by the forward and read by the backward. */
-  yUngated?: NativeBuffer | null;
+  yUngated?: NativeOutput | null;
   yUngatedType?: NativeDtype;
 }
 
@@ -91,22 +99,27 @@ export interface NativeBackwardArgs extends Omit<NativeForwardArgs, 'y' | 'yType
   dy: ArrayBufferView;
   dyType: NativeDtype;
   dFinalStates: Float32Array | null;
-  dx: ArrayBufferView;
-  ddt: ArrayBufferView;
-  dA: Float32Array;
-  dB: ArrayBufferView;
-  dC: ArrayBufferView;
+  /** outputs: arrays to write into, or `true` for new arrays (NativeOutput) */
+  dx: ArrayBufferView | true;
+  ddt: ArrayBufferView | true;
+  dA: Float32Array | true;
+  dB: ArrayBufferView | true;
+  dC: ArrayBufferView | true;
   /** only with D, of D's dims */
-  dD: Float32Array | null;
+  dD: Float32Array | true | null;
   /** only with z */
-  dz: ArrayBufferView | null;
-  dDtBias: Float32Array | null;
-  dInitialStates: Float32Array | null;
+  dz: ArrayBufferView | true | null;
+  dDtBias: Float32Array | true | null;
+  dInitialStates: Float32Array | true | null;
 }
 
 /** The backward's arguments for a CUDA call: every buffer a BigInt device pointer (null when absent). */
 export type NativeDeviceBackwardArgs = {
-  [K in keyof NativeBackwardArgs]: NativeBackwardArgs[K] extends ArrayBufferView | null ? bigint | null : NativeBackwardArgs[K] extends ArrayBufferView ? bigint : NativeBackwardArgs[K];
+  [K in keyof NativeBackwardArgs]: NativeBackwardArgs[K] extends ArrayBufferView | true | null
+    ? null extends NativeBackwardArgs[K]
+      ? bigint | null
+      : bigint
+    : NativeBackwardArgs[K];
 };
 
 /**
@@ -158,6 +171,8 @@ export interface NativeAddon {
    * ERR_SSD_DETACHED naming `name`.
    */
   cudaCopy(device: number, ptr: bigint, host: ArrayBufferView, toDevice: boolean, name?: string): Promise<void>;
+  /** A copy of `bytes` of device memory at `ptr` in a new ArrayBuffer, made by the addon (no staging). */
+  cudaDownload(device: number, ptr: bigint, bytes: number): Promise<ArrayBuffer>;
   /** The forward with device pointers (BigInt) in place of the arrays. */
   cudaForward(args: NativeForwardArgs, device: number): Promise<void>;
   cudaStep(args: NativeStepArgs, device: number): Promise<void>;

@@ -12,7 +12,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
 import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots, stepQuery } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, nativeView, type FloatType, type TensorLike } from './tensor';
+import { Tensor, arrayOver, elementSize, nativeView, type FloatType, type TensorData, type TensorLike } from './tensor';
 import { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
 
 export { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
@@ -59,36 +59,35 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
       if (out !== undefined && out.location !== 'cpu') {
         throw new SsdError('ERR_SSD_DEVICE', 'Expected options.out.y on the host for a step of a host state');
       }
-      y = out ?? (t.x.type === 'float32' ? new Tensor('float32', new Float32Array(yBytes / 4), dims) : new Tensor(t.x.type as FloatType, new Uint16Array(yBytes / 2), dims));
+      y = out; // undefined: a new array once the copy is done
       yBuffer = call.alloc(yBytes);
     }
     call.enqueue(addon.cudaStep(stepArgs(state, t, plan, inputs, yBuffer), device));
+    // a host state is copied back into its own buffer; a new y is an array the addon makes
+    let yNew: Promise<TensorData> | undefined;
     if (!stateOnDevice) {
-      call.download(yBuffer, y, out ? 'options.out.y' : 'y');
+      if (out !== undefined) call.download(yBuffer, out, 'options.out.y');
+      else yNew = call.downloadNew(yBuffer, t.x.type, yBytes / elementSize(t.x.type));
       call.download(inputs.state as bigint, state, 'state');
     }
     await call.settle();
+    if (yNew !== undefined) y = new Tensor(t.x.type, await yNew, dims);
     ok = true;
-    return { y };
+    return { y: y as Tensor };
   } finally {
     await call.release(ok);
     if (!ok && stateOnDevice && y !== undefined && y !== plan.out.y) y.dispose();
   }
 }
 
-function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): { args: NativeStepArgs; y: Tensor } {
-  const dims = [plan.batch, plan.nheads, plan.headdim];
-  const size = plan.batch * plan.nheads * plan.headdim;
-  let y = plan.out.y;
-  if (y === undefined) {
-    try {
-      y = t.x.type === 'float32' ? new Tensor('float32', new Float32Array(size), dims) : new Tensor(t.x.type as FloatType, new Uint16Array(size), dims);
-    } catch (err) {
-      throw new SsdError('ERR_SSD_OUT_OF_MEMORY', `Could not allocate y: ${(err as Error).message}`);
-    }
-  }
-  const args = stepArgs(state, t, plan, hostBuffers(stepInputSlots(state, t)), nativeView(y.data));
-  return { args, y };
+/** The step's arguments for the addon: y is options.out.y's data, or `true` for a new array (NativeOutput). */
+function prepare(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): NativeStepArgs {
+  return stepArgs(state, t, plan, hostBuffers(stepInputSlots(state, t)), plan.out.y ? nativeView(plan.out.y.data) : true);
+}
+
+/** y once the step is done: options.out.y, or a tensor over the array the addon made. */
+function hostY(t: SsdStepInputs, plan: SsdStepPlan, args: NativeStepArgs): Tensor {
+  return plan.out.y ?? new Tensor(t.x.type, arrayOver(t.x.type, args.y as unknown as ArrayBuffer), [plan.batch, plan.nheads, plan.headdim]);
 }
 
 /**
@@ -107,24 +106,24 @@ export async function ssdStep(state: TensorLike, inputs: SsdStepInputs<TensorLik
       throw fromNative(err);
     }
   }
-  const { args, y } = prepare(v.state, v.inputs, v.plan);
+  const args = prepare(v.state, v.inputs, v.plan);
   try {
     await native().step(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return { y };
+  return { y: hostY(v.inputs, v.plan, args) };
 }
 
 /** The decode step on the calling thread, on the CPU. Throws where ssdStep() would reject. */
 export function ssdStepSync(state: TensorLike, inputs: SsdStepInputs<TensorLike>, options?: SsdStepOptions<TensorLike>): SsdStepResult {
   const v = validateStep(state, inputs, options);
   placeStep(v.state, v.inputs, v.plan, true);
-  const { args, y } = prepare(v.state, v.inputs, v.plan);
+  const args = prepare(v.state, v.inputs, v.plan);
   try {
     native().stepSync(args);
   } catch (err) {
     throw fromNative(err);
   }
-  return { y };
+  return { y: hostY(v.inputs, v.plan, args) };
 }

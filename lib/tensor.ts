@@ -106,6 +106,21 @@ export function nativeView(data: ArrayBufferView): ArrayBufferView {
   return F16 !== undefined && data instanceof F16 ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : data;
 }
 
+/**
+ * A TypedArray of this realm over `buffer` for data of `type` (an ArrayBuffer the addon made for a
+ * result: under a vm context, jest's, it belongs to another realm, and so would an array made there).
+ */
+export function arrayOver(type: TensorType, buffer: ArrayBuffer): TensorData {
+  switch (type) {
+    case 'float32':
+      return new Float32Array(buffer);
+    case 'int32':
+      return new Int32Array(buffer);
+    default:
+      return new Uint16Array(buffer);
+  }
+}
+
 /** Bytes per element of a tensor type. */
 export function elementSize(type: TensorType): number {
   return type === 'float32' || type === 'int32' ? 4 : 2;
@@ -403,16 +418,14 @@ export class Tensor {
     if (this.location === 'cpu') return new Tensor(this.type, this.data, this.dims);
     const storage = this.#live();
     await this.#ready;
-    const bytes = this.size * elementSize(this.type);
-    const data = this.type === 'float32' ? new Float32Array(this.size) : this.type === 'int32' ? new Int32Array(this.size) : new Uint16Array(this.size);
-    if (bytes > 0) {
-      try {
-        await native().cudaCopy(storage.device, storage.ptr, data, false);
-      } catch (err) {
-        throw fromNativeError(err);
-      }
+    let buffer: ArrayBuffer;
+    try {
+      // into a new buffer that the addon makes (no staging: nothing else reaches it before it resolves)
+      buffer = await native().cudaDownload(storage.device, storage.ptr, this.size * elementSize(this.type));
+    } catch (err) {
+      throw fromNativeError(err);
     }
-    return new Tensor(this.type, data, this.dims);
+    return new Tensor(this.type, arrayOver(this.type, buffer), this.dims);
   }
 
   /** The values of a 'cpu' tensor as float32 (a copy for 16-bit types, the same array for float32). */

@@ -2,6 +2,7 @@
 // cudaResetPeak, cudaEmptyCache, backends and cudaSupports.
 #include <napi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,6 +65,27 @@ Napi::Value CudaCopy(const Napi::CallbackInfo& info) {
                          : ssd::device::copy_async(host, ptr, bytes, false, stream);
       },
       nullptr, std::move(staging));
+}
+
+// cudaDownload(device, ptr, bytes): Promise<ArrayBuffer>, a copy of `bytes` of device memory in a
+// new ArrayBuffer. It is made here and no JavaScript reaches it before the Promise resolves with it,
+// so the copy lands in it directly (no staging).
+Napi::Value CudaDownload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int device = read_device(env, info[0]);
+  void* ptr = read_pointer(env, info[1], "ptr");
+  const double bytes = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : -1;
+  if (!(bytes >= 0 && bytes <= 9.0e15) || std::floor(bytes) != bytes) {
+    throw Napi::RangeError::New(env, "Expected a byte count in [0, 2^53)");
+  }
+  uint8_t* dst = nullptr;
+  Napi::ArrayBuffer buffer = new_buffer(env, size_t(bytes), "the host copy", &dst);
+  auto result = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Napi::Object(buffer)));
+  const size_t n = size_t(bytes);
+  return submit_with_promise(
+      env, device, buffer,
+      [=](void* stream) { return n == 0 ? ssd::device::Result{} : ssd::device::copy_async(dst, ptr, n, false, stream); },
+      [result](Napi::Env) -> Napi::Value { return result->Value(); });
 }
 
 Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
@@ -159,6 +181,7 @@ void register_device(Napi::Env env, Napi::Object exports) {
       {"cudaAlloc", CudaAlloc},
       {"cudaRelease", CudaRelease},
       {"cudaCopy", CudaCopy},
+      {"cudaDownload", CudaDownload},
       {"cudaMemoryStats", CudaMemoryStats},
       {"cudaResetPeak", CudaResetPeak},
       {"cudaEmptyCache", CudaEmptyCache},

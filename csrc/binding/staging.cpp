@@ -7,11 +7,15 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "binding/util.h"
+#include "cpu/cpu_backend.h"
 
 namespace ssd { namespace addon {
 
@@ -34,7 +38,90 @@ size_t element_bytes(napi_typedarray_type type) {
   }
 }
 
+// Freed blocks kept for the next calls, at most kCacheBytes in all (a larger block is freed at
+// once). Shared by every environment (worker_threads), so locked.
+constexpr size_t kCacheBytes = size_t(1) << 30;
+std::mutex cache_mutex;
+std::multimap<size_t, uint8_t*>* cache = new std::multimap<size_t, uint8_t*>();  // never destroyed: used until exit
+size_t cached_bytes = 0;
+
+// A block of at least `bytes` (64-byte aligned) and its capacity: a cached one of up to twice the
+// size, else a new one (*fresh: its pages are yet to be touched); nullptr when none can be had.
+uint8_t* take_block(size_t bytes, size_t* capacity, bool* fresh) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache->lower_bound(rounded);
+    if (it != cache->end() && it->first / 2 <= rounded) {
+      uint8_t* p = it->second;
+      *capacity = it->first;
+      cached_bytes -= it->first;
+      cache->erase(it);
+      *fresh = false;
+      return p;
+    }
+  }
+  *capacity = rounded;
+  *fresh = true;
+  return static_cast<uint8_t*>(std::aligned_alloc(64, rounded));
+}
+
+void give_block(uint8_t* p, size_t capacity) {
+  if (!p) return;
+  if (capacity <= kCacheBytes) {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    // make room by freeing the smallest blocks first
+    while (cached_bytes + capacity > kCacheBytes && !cache->empty()) {
+      auto smallest = cache->begin();
+      cached_bytes -= smallest->first;
+      std::free(smallest->second);
+      cache->erase(smallest);
+    }
+    cache->emplace(capacity, p);
+    cached_bytes += capacity;
+    return;
+  }
+  std::free(p);
+}
+
+// memcpy, in pieces on up to 8 threads when it is large: one core copies at a fraction of the
+// machine's memory bandwidth. Runs while the JS thread waits here, so no JavaScript can detach the
+// arrays meanwhile.
+void copy(uint8_t* dst, const uint8_t* src, size_t bytes) {
+  constexpr size_t kPiece = size_t(8) << 20;
+  const size_t n = std::min<size_t>({bytes / kPiece, size_t(ssd::cpu::default_threads()), 8});
+  if (n <= 1) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  const size_t part = (bytes / n + 4095) / 4096 * 4096;
+  std::vector<std::thread> helpers;
+  size_t done = part;  // piece 0 is copied here
+  try {
+    for (; done < bytes; done += part) {
+      const size_t len = std::min(part, bytes - done);
+      helpers.emplace_back([=] { std::memcpy(dst + done, src + done, len); });
+    }
+  } catch (...) {  // no thread to be had: copy the rest here
+    std::memcpy(dst + done, src + done, bytes - done);
+  }
+  std::memcpy(dst, src, std::min(part, bytes));
+  for (std::thread& t : helpers) t.join();
+}
+
 }  // namespace
+
+Staging::Block& Staging::Block::operator=(Block&& o) noexcept {
+  if (this != &o) {
+    give_block(p_, capacity_);
+    p_ = o.p_;
+    capacity_ = o.capacity_;
+    o.p_ = nullptr;
+  }
+  return *this;
+}
+
+Staging::Block::~Block() { give_block(p_, capacity_); }
 
 HostArray host_array(Napi::Env env, Napi::Value value) {
   // An unknown type leaves `type` as it was on some runtimes: start from a value no array has.
@@ -63,6 +150,22 @@ HostArray host_array(Napi::Env env, Napi::Value value) {
   return host;
 }
 
+Napi::ArrayBuffer new_buffer(Napi::Env env, size_t bytes, const std::string& name, uint8_t** data) {
+  napi_value buffer = nullptr;
+  void* memory = nullptr;
+  if (napi_create_arraybuffer(env, bytes, &memory, &buffer) != napi_ok) {
+    // the engine's own error (a RangeError) is replaced by ours
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+    throw status_error(env, SSD_ERR_OUT_OF_MEMORY, "Could not allocate " + name + " (" + std::to_string(bytes) + " bytes)");
+  }
+  *data = static_cast<uint8_t*>(memory);
+  return Napi::ArrayBuffer(env, buffer);
+}
+
 Napi::Error detached_error(Napi::Env env, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, "ERR_SSD_DETACHED"));
@@ -82,14 +185,16 @@ std::string Staging::name_of(const char* field) const {
 }
 
 Staging::Block Staging::allocate(Napi::Env env, size_t bytes, const char* field) {
-  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  size_t capacity = 0;
+  bool fresh = false;
+  uint8_t* p = take_block(bytes, &capacity, &fresh);
   if (!p) {
     throw status_error(env, SSD_ERR_OUT_OF_MEMORY,
                        "Could not allocate " + std::to_string(bytes) + " bytes for the copy of " + name_of(field) +
                            " that an asynchronous call works on (arrays on a SharedArrayBuffer are used in place)");
   }
-  return Block(static_cast<uint8_t*>(p));
+  if (fresh) prefault(p, bytes);  // populate its pages in bulk, not one fault at a time
+  return Block(p, capacity);
 }
 
 void* Staging::add(Napi::Env env, Napi::Value value, const HostArray& host, const char* field, Access access) {
@@ -101,8 +206,7 @@ void* Staging::add(Napi::Env env, Napi::Value value, const HostArray& host, cons
   e.access = access;
   e.copy = allocate(env, host.bytes, field);
   if (access != Access::Out && host.bytes > 0) {
-    prefault(e.copy.get(), host.bytes);
-    std::memcpy(e.copy.get(), host.data, host.bytes);
+    copy(e.copy.get(), host.data, host.bytes);
     copied_ += host.bytes;
   }
   void* copy = e.copy.get();
@@ -122,7 +226,6 @@ void* Staging::add_rows(Napi::Env env, Napi::Value value, const HostArray& host,
   e.rows = rows;
   const size_t bytes = rows.size() * row_bytes;
   e.copy = allocate(env, std::max<size_t>(rows.size(), 1) * row_bytes, field);  // a row even when none is picked
-  prefault(e.copy.get(), bytes);
   for (size_t i = 0; i < rows.size(); ++i) {
     std::memcpy(e.copy.get() + i * row_bytes, host.data + size_t(rows[i]) * row_bytes, row_bytes);
   }
@@ -157,7 +260,7 @@ bool Staging::finish(Napi::Env env, std::string* error) {
         std::memcpy(now[i].data + size_t(e.rows[r]) * e.row_bytes, e.copy.get() + r * e.row_bytes, e.row_bytes);
       }
     } else if (e.bytes > 0) {
-      std::memcpy(now[i].data, e.copy.get(), e.bytes);
+      copy(now[i].data, e.copy.get(), e.bytes);
     }
   }
   return true;

@@ -10,7 +10,8 @@
 // gets memory of its size), and the work reads and writes only those copies; once the work is done,
 // again on the JS thread, every output array is checked to still have its memory and then each is
 // written from its copy. If one was detached, none is written and the call fails with
-// ERR_SSD_DETACHED, naming it. An array on a SharedArrayBuffer cannot be detached nor shrink: the
+// ERR_SSD_DETACHED, naming it. A result the call returns in a new array is made here (new_buffer()):
+// no JavaScript can reach it before the call settles, so the work writes it in place. An array on a SharedArrayBuffer cannot be detached nor shrink: the
 // work uses its memory in place (the call's reference keeps it alive), and what other threads write
 // to it meanwhile is the caller's business. Synchronous calls use every array in place (no
 // JavaScript runs until they return).
@@ -39,6 +40,11 @@ struct HostArray {
 };
 // `value` must be a TypedArray (check IsTypedArray() first).
 HostArray host_array(Napi::Env env, Napi::Value value);
+
+// A new zero-filled ArrayBuffer of `bytes` bytes, and its data in *data. The caller's TypeScript
+// wraps it in a TypedArray of its own realm (a vm context's, under jest) once the call settled.
+// Failure to allocate throws ERR_SSD_OUT_OF_MEMORY naming `name`.
+Napi::ArrayBuffer new_buffer(Napi::Env env, size_t bytes, const std::string& name, uint8_t** data);
 
 // An Error with code ERR_SSD_DETACHED.
 Napi::Error detached_error(Napi::Env env, const std::string& message);
@@ -77,10 +83,21 @@ class Staging {
   size_t bytes_copied() const { return copied_; }
 
  private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
+  // Memory for copies, from a cache of freed blocks (staging.cpp): fresh pages cost a fault each,
+  // which on virtual machines costs more than the copy, and calls in a loop copy the same sizes.
+  class Block {
+   public:
+    Block() = default;
+    Block(uint8_t* p, size_t capacity) : p_(p), capacity_(capacity) {}
+    Block(Block&& o) noexcept : p_(o.p_), capacity_(o.capacity_) { o.p_ = nullptr; }
+    Block& operator=(Block&& o) noexcept;
+    ~Block();
+    uint8_t* get() const { return p_; }
+
+   private:
+    uint8_t* p_ = nullptr;
+    size_t capacity_ = 0;
   };
-  using Block = std::unique_ptr<uint8_t, Free>;
   struct Entry {
     const char* field = "";  // a string literal of the binding
     Napi::ObjectReference array;

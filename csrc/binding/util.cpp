@@ -36,7 +36,8 @@ Napi::Error status_error(Napi::Env env, SsdStatus status, const std::string& mes
 }
 
 // Reads args[name] as a TypedArray of exactly `elements` elements of `dtype` and returns its data
-// (staged by src.staging when given). Absent (null/undefined) is allowed when `optional`.
+// (staged by src.staging when given). Absent (null/undefined) is allowed when `optional`. An output
+// given as `true` is made here (see below).
 // On a device call (src.on_device), tensors arrive as BigInt device pointers whose sizes the
 // TypeScript layer checked against the tensors' dims.
 const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional,
@@ -53,6 +54,13 @@ const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int
     uint64_t address = v.As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless || address == 0) throw Napi::RangeError::New(env, std::string("Expected a nonzero 64-bit device pointer for ") + name);
     return reinterpret_cast<const void*>(static_cast<uintptr_t>(address));
+  }
+  if (access == Access::Out && v.IsBoolean() && v.As<Napi::Boolean>().Value()) {
+    // `true`: a result in a new ArrayBuffer, made here and set as args[name]; JavaScript reaches it
+    // only through this argument object, once the call has settled, so it is written in place
+    uint8_t* data = nullptr;
+    args.Set(name, new_buffer(env, size_t(elements * dtype_bytes(dtype)), name, &data));
+    return data;
   }
   if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string("Expected a TypedArray for ") + name);
   const HostArray host = host_array(env, v);

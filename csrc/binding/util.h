@@ -34,7 +34,9 @@ constexpr Source kOnDevice{true, nullptr};
 // args[name] as a TypedArray of exactly `elements` elements of `dtype` (int32 reads as 4-byte
 // elements, like float32) on an ArrayBuffer or a SharedArrayBuffer, or on a device call a nonzero
 // BigInt device pointer. Absent (null/undefined) gives nullptr when `optional`, else throws. With
-// src.staging, the pointer is the array's staged memory, used as `access` says.
+// src.staging, the pointer is the array's staged memory, used as `access` says. An output (access
+// Out) given as `true` on a host call is a result in a new ArrayBuffer, which this makes and sets
+// as args[name].
 const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int64_t elements, bool optional,
                         const Source& src, Access access = Access::In);
 SsdDtype read_dtype(Napi::Object args, const char* name);
