@@ -5,14 +5,15 @@
  * stream; `settle()` waits for all of them, and `release()` frees the temporaries only once nothing
  * queued can still touch them.
  */
-import { fromNativeError } from './errors';
+import { SsdError, fromNativeError } from './errors';
 import { native } from './native';
-import { arrayOver, elementSize, nativeView, type Tensor, type TensorData, type TensorType } from './tensor';
+import { arrayOver, dataProblem, elementSize, nativeView, type Tensor, type TensorData, type TensorType } from './tensor';
 
 export class DeviceCall {
   private readonly addon = native();
   private readonly temporaries: bigint[] = [];
   private readonly pending: Promise<void>[] = [];
+  private readonly waits: Promise<void>[] = [];
 
   constructor(readonly device: number) {}
 
@@ -35,7 +36,13 @@ export class DeviceCall {
    * the copy rejects with ERR_SSD_DETACHED if its buffer is detached before the copy is done).
    */
   download(ptr: bigint, tensor: Tensor, name: string): void {
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, nativeView(tensor.data), false, name));
+    const data = tensor.data;
+    if (dataProblem(data) !== undefined) {
+      // transferred since the call began: nothing is written (as when it happens during the copy)
+      this.pending.push(Promise.reject(new SsdError('ERR_SSD_DETACHED', `${name}'s ArrayBuffer was detached (transferred) while the call ran: it was not written`)));
+      return;
+    }
+    this.pending.push(this.addon.cudaCopy(this.device, ptr, nativeView(data), false, name));
   }
 
   /**
@@ -53,20 +60,26 @@ export class DeviceCall {
     this.pending.push(work);
   }
 
-  /** The device address of `tensor`: in place when it is a device tensor, else an uploaded copy. */
-  async buffer(name: string, tensor: Tensor, float32: boolean): Promise<bigint> {
+  /**
+   * The device address of `tensor`: in place when it is a device tensor (whose pending upload
+   * ready() waits for), else a copy, queued now. The copy's source is read (staged) before this
+   * returns, so the call's host inputs are all read before its first await: what the caller does
+   * with them afterwards (transfers their buffers, say) cannot change the call.
+   */
+  buffer(name: string, tensor: Tensor, float32: boolean): bigint {
     if (tensor.location === 'cuda') {
       if (float32 && tensor.type !== 'float32') {
         throw new TypeError(`Expected a float32 tensor for ${name} on a CUDA device but received a '${tensor.type}' tensor; convert it on the host`);
       }
-      await tensor.ready;
+      this.waits.push(tensor.ready);
       return tensor.devicePointer;
     }
     return this.upload(float32 ? tensor.toFloat32() : nativeView(tensor.data));
   }
 
-  async optional(name: string, tensor: Tensor | undefined, float32: boolean): Promise<bigint | null> {
-    return tensor === undefined ? null : this.buffer(name, tensor, float32);
+  /** Waits for the uploads into the device tensors that buffer() handed out (toDevice() queued them). */
+  async ready(): Promise<void> {
+    await Promise.all(this.waits);
   }
 
   /** Waits for everything queued; throws the first failure (as an SsdError where it has a code). */

@@ -96,11 +96,12 @@ export function hostBuffers<K extends string>(slots: readonly TensorSlot<K>[]): 
 
 /**
  * The slots' device addresses for a CUDA call on `call`'s device: device tensors in place, host
- * tensors uploaded into temporaries, one after another in slot order.
+ * tensors uploaded into temporaries, one after another in slot order, all queued (and every host
+ * array read) before the first await; resolves once pending uploads into the device tensors are done.
  */
 export async function deviceBuffers<K extends string>(call: DeviceCall, slots: readonly TensorSlot<K>[]): Promise<Buffers<K, bigint>> {
-  const out = {} as Buffers<K, bigint>;
-  for (const s of slots) out[s.field] = await call.optional(s.name, s.tensor, s.float32);
+  const out = mapBuffers(slots, (name, tensor, float32) => call.buffer(name, tensor, float32));
+  await call.ready();
   return out;
 }
 

@@ -242,13 +242,16 @@ void* Staging::scratch(Napi::Env env, size_t bytes, const char* what) {
 
 bool Staging::finish(Napi::Env env, std::string* error) {
   std::vector<HostArray> now(entries_.size());
+  size_t outputs = 0;
+  for (const Entry& e : entries_) outputs += e.access == Access::In ? 0 : 1;
   for (size_t i = 0; i < entries_.size(); ++i) {
     const Entry& e = entries_[i];
     if (e.access == Access::In) continue;
     now[i] = host_array(env, e.array.Value());
     if (now[i].detached || now[i].bytes != e.bytes || (e.bytes > 0 && !now[i].data)) {
-      *error = name_of(e.field) + "'s ArrayBuffer was detached (transferred) while the call ran: nothing was written to " +
-               "the call's outputs (pass arrays on a SharedArrayBuffer, or keep them until the call settles)";
+      *error = name_of(e.field) + "'s ArrayBuffer was detached (transferred) while the call ran: " +
+               (outputs > 1 ? "neither it nor the call's other outputs on ArrayBuffers were written" : "it was not written") +
+               " (pass arrays on a SharedArrayBuffer, or keep them until the call settles)";
       return false;
     }
   }
