@@ -43,18 +43,29 @@ function expectedDataFor(type: TensorType): string {
   }
 }
 
+/** %TypedArray%.prototype[Symbol.toStringTag]'s getter: reads the array's internal class name. */
+const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype) as object, Symbol.toStringTag)!.get!;
+
+/**
+ * The class of a TypedArray ('Float32Array', ...), or undefined for anything else. Unlike
+ * instanceof it holds across realms: an array made in another vm context (jest's tests run in one),
+ * or received from a worker there, is still an array of its class.
+ */
+function arrayClass(data: unknown): string | undefined {
+  return typedArrayTag.call(data) as string | undefined;
+}
+
 function dataMatchesType(type: TensorType, data: unknown): boolean {
+  const kind = arrayClass(data);
   switch (type) {
     case 'float32':
-      return data instanceof Float32Array;
+      return kind === 'Float32Array';
     case 'int32':
-      return data instanceof Int32Array;
+      return kind === 'Int32Array';
     case 'bfloat16':
-      return data instanceof Uint16Array;
-    case 'float16': {
-      const F16 = float16ArrayClass();
-      return data instanceof Uint16Array || (F16 !== undefined && data instanceof F16);
-    }
+      return kind === 'Uint16Array';
+    case 'float16':
+      return kind === 'Uint16Array' || (kind === 'Float16Array' && float16ArrayClass() !== undefined);
   }
 }
 
@@ -102,8 +113,7 @@ function dataError(name: string, expected: string, data: unknown, problem: strin
  * N-API does not name on every runtime), which goes as a Uint16Array over the same memory.
  */
 export function nativeView(data: ArrayBufferView): ArrayBufferView {
-  const F16 = float16ArrayClass();
-  return F16 !== undefined && data instanceof F16 ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : data;
+  return arrayClass(data) === 'Float16Array' ? new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2) : data;
 }
 
 /**
