@@ -111,8 +111,9 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
  * every input, off the event loop (on the addon's worker threads). `options` are those of the forward
  * call (the gradient depends on dtSoftplus and dtLimit); `options.out` may hold gradient tensors to
  * write into. Runs where lib/placement.ts decides, as ssd() does: on the CPU, or on a CUDA device
- * (host tensors are uploaded, gradients follow x). The inputs' buffers stay referenced until the
- * Promise settles.
+ * (host tensors are uploaded, gradients follow x). Host arrays not on a SharedArrayBuffer are
+ * copied before it returns, options.out written back once it is done (README, Memory of
+ * asynchronous calls: ERR_SSD_DETACHED when one was handed away meanwhile).
  */
 export async function ssdBackward(inputs: SsdInputs<TensorLike>, grads: SsdOutputGrads<TensorLike>, options?: SsdBackwardOptions<TensorLike>): Promise<SsdGrads> {
   const call = validateBackward(inputs, grads, options);

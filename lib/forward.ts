@@ -153,8 +153,9 @@ function deviceTensor(device: number, type: TensorType, dims: number[], bytes: n
 /**
  * The SSD forward, off the event loop: resolves with y (and finalStates when asked). On the CPU it
  * runs on the addon's worker threads; on CUDA it settles once the GPU work is complete.
- * Rejects with TypeError, RangeError or SsdError on bad input; the inputs' buffers stay referenced
- * until the Promise settles.
+ * Rejects with TypeError, RangeError or SsdError on bad input. Host arrays not on a
+ * SharedArrayBuffer are copied before it returns, options.out written back once it is done (README,
+ * Memory of asynchronous calls: ERR_SSD_DETACHED when one was handed away meanwhile).
  */
 export async function ssd(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): Promise<SsdResult> {
   const { inputs: t, plan } = validate(inputs, options);

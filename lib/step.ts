@@ -93,8 +93,9 @@ function hostY(t: SsdStepInputs, plan: SsdStepPlan, args: NativeStepArgs): Tenso
 /**
  * One decode step, off the event loop: advances `state` (float32 or bfloat16, (batch, nheads,
  * headdim, dstate), or the cache rows that inputs.stateIndices picks) by one token in place and
- * resolves with y. The state and inputs stay referenced until the Promise settles; do not run two
- * steps on the same state at once.
+ * resolves with y. A state not on a SharedArrayBuffer is stepped in a copy of the rows it steps,
+ * written back once it is done (README, Memory of asynchronous calls: ERR_SSD_DETACHED when it was
+ * handed away meanwhile); do not run two steps on the same rows at once.
  */
 export async function ssdStep(state: TensorLike, inputs: SsdStepInputs<TensorLike>, options?: SsdStepOptions<TensorLike>): Promise<SsdStepResult> {
   const v = validateStep(state, inputs, options);
