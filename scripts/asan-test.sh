@@ -10,6 +10,9 @@
 #   bash scripts/asan-test.sh            # build (incremental) and test
 #   SSD_ASAN_JOBS=2 bash scripts/asan-test.sh
 #   SSD_ASAN_TESTS="test/step.test.ts" bash scripts/asan-test.sh   # other jest files
+#   SSD_ASAN_NODE=/path/to/node bash scripts/asan-test.sh          # another Node.js (22+ has
+#       ArrayBuffer.prototype.transfer, whose new length frees the old memory at once: the hand-over
+#       that a use-after-free shows soonest)
 #
 # Needs what `npm run build:native` needs (cmake, a C++17 compiler; no nvcc) and gcc's libasan
 # (`gcc -print-file-name=libasan.so`; Debian: libgcc-12-dev, which g++ depends on).
@@ -47,7 +50,7 @@ t1=$SECONDS
 status=0
 SSD_KERNELS_ADDON=$addon LD_PRELOAD=$libasan \
   ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:log_path=$reports/asan" \
-  npx jest --runInBand "${tests[@]}" || status=$?
+  "${SSD_ASAN_NODE:-node}" node_modules/.bin/jest --runInBand "${tests[@]}" || status=$?
 echo "tests ran in $((SECONDS - t1)) s"
 if compgen -G "$reports/asan*" >/dev/null; then
   echo "asan-test: AddressSanitizer reported:"
