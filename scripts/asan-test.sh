@@ -32,8 +32,9 @@ fi
 libasan=$(realpath "$libasan")
 
 echo "== build: the CPU addon with -fsanitize=address into $out/ ($jobs job(s))"
-npx cmake-js compile --out "$out" --parallel "$jobs" --CDSSD_WITH_CUDA=OFF --CDSSD_SANITIZE=address >"$out.log" 2>&1 || {
-  tail -40 "$out.log"
+mkdir -p "$out"
+npx cmake-js compile --out "$out" --parallel "$jobs" --CDSSD_WITH_CUDA=OFF --CDSSD_SANITIZE=address >"$out/build.log" 2>&1 || {
+  tail -40 "$out/build.log"
   exit 1
 }
 addon=$root/$out/Release/ssd_kernels.node
