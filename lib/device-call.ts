@@ -52,7 +52,9 @@ export class DeviceCall {
   downloadNew(ptr: bigint, type: TensorType, size: number): Promise<TensorData> {
     const buffer = this.addon.cudaDownload(this.device, ptr, size * elementSize(type));
     this.pending.push(buffer.then(() => undefined));
-    return buffer.then((b) => arrayOver(type, b));
+    const array = buffer.then((b) => arrayOver(type, b));
+    array.catch(() => undefined); // a failure is reported by settle(), after which nobody awaits this
+    return array;
   }
 
   /** Queues the call's own work (a kernel launch Promise from the addon). */
