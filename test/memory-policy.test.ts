@@ -2,8 +2,8 @@
  * The memory policy of asynchronous calls (README, "Memory of asynchronous calls"): a caller who
  * hands an ArrayBuffer away while ssd(), ssdBackward() or ssdStep() runs (structuredClone or
  * postMessage with a transfer list, ArrayBuffer.prototype.transfer() where the runtime has it, or
- * a transfer whose new owner is dropped and collected at once) never makes the package read or
- * write memory it does not own:
+ * a transfer whose new owner is dropped and collected at once, a WebAssembly memory grown) never
+ * makes the package read or write memory it does not own:
  *   - an input handed away: the call resolves with the results of the inputs as they were when it
  *     began, bitwise, and the new owner sees the data it received;
  *   - an output (options.out, the step's state) handed away: the call rejects with ERR_SSD_DETACHED
@@ -244,6 +244,29 @@ describe('what the policy leaves alone', () => {
     const example = mapTensors(forwardExample(), copyOf);
     structuredClone(bufferOf(example.B), { transfer: [bufferOf(example.B)] });
     await expect(ssd(example, options)).rejects.toThrow(/^Expected a Tensor \(batch, seqlen, ngroups, dstate\) for inputs\.B but received a Tensor whose data .* detached/);
+  });
+
+  test('WebAssembly memory grown mid-call (which detaches its old buffer): an input changes nothing, options.out.y is ERR_SSD_DETACHED', async () => {
+    const example = forwardExample();
+    const expected = ssdSync(example, options);
+    const pages = (bytes: number): number => Math.ceil(bytes / 65536);
+    // (this project's TypeScript settings have no WebAssembly typings)
+    const WebAssembly = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer; grow(pages: number): number } } }).WebAssembly;
+    // x and y each on a WebAssembly memory of their own
+    const xMemory = new WebAssembly.Memory({ initial: pages(example.x.data.byteLength) });
+    const x = new Tensor('float32', new Float32Array(xMemory.buffer, 0, example.x.size), example.x.dims);
+    (x.data as Float32Array).set(example.x.data as Float32Array);
+    const yMemory = new WebAssembly.Memory({ initial: pages(expected.y.data.byteLength) });
+    const y = new Tensor('float32', new Float32Array(yMemory.buffer, 0, expected.y.size), expected.y.dims);
+    const pendingIn = ssd({ ...example, x }, options);
+    const pendingOut = ssd(example, { ...options, out: { y } });
+    xMemory.grow(1);
+    yMemory.grow(1);
+    expect(x.data.byteLength).toBe(0);
+    expect(y.data.byteLength).toBe(0);
+    expect(sameBits((await pendingIn).y, expected.y)).toBe(true);
+    await expectDetached(pendingOut, 'options.out.y');
+    expect(new Uint8Array(yMemory.buffer, 0, expected.y.data.byteLength).every((b) => b === 0)).toBe(true);
   });
 
   // A forward long enough to be caught running: one thread, headdim 64, dstate 128.
