@@ -84,29 +84,43 @@ void give_block(uint8_t* p, size_t capacity) {
   std::free(p);
 }
 
-// memcpy, in pieces on up to 8 threads when it is large: one core copies at a fraction of the
-// machine's memory bandwidth. Runs while the JS thread waits here, so no JavaScript can detach the
-// arrays meanwhile.
-void copy(uint8_t* dst, const uint8_t* src, size_t bytes) {
-  constexpr size_t kPiece = size_t(8) << 20;
-  const size_t n = std::min<size_t>({bytes / kPiece, size_t(ssd::cpu::default_threads()), 8});
+// The memcpy calls of one copy (a whole array, or rows of one), done by copy_all().
+struct Piece {
+  uint8_t* dst;
+  const uint8_t* src;
+  size_t bytes;
+};
+
+// memcpy of every piece, on up to 8 threads when there are many bytes in all: one core copies at a
+// fraction of the machine's memory bandwidth. Runs while the JS thread waits here, so no JavaScript
+// can detach the arrays meanwhile.
+void copy_all(const std::vector<Piece>& pieces) {
+  size_t total = 0;
+  for (const Piece& p : pieces) total += p.bytes;
+  constexpr size_t kPerThread = size_t(8) << 20;
+  const size_t n = std::min<size_t>({total / kPerThread, size_t(ssd::cpu::default_threads()), 8});
   if (n <= 1) {
-    std::memcpy(dst, src, bytes);
+    for (const Piece& p : pieces) std::memcpy(p.dst, p.src, p.bytes);
     return;
   }
-  const size_t part = (bytes / n + 4095) / 4096 * 4096;
-  std::vector<std::thread> helpers;
-  size_t done = part;  // piece 0 is copied here
-  try {
-    for (; done < bytes; done += part) {
-      const size_t len = std::min(part, bytes - done);
-      helpers.emplace_back([=] { std::memcpy(dst + done, src + done, len); });
-    }
-  } catch (...) {  // no thread to be had: copy the rest here
-    std::memcpy(dst + done, src + done, bytes - done);
+  // chunks of whole pages, about four per thread, dealt out in turn
+  const size_t chunk = std::max<size_t>(4096, (total / (4 * n) + 4095) / 4096 * 4096);
+  std::vector<Piece> chunks;
+  for (const Piece& p : pieces) {
+    for (size_t off = 0; off < p.bytes; off += chunk) chunks.push_back({p.dst + off, p.src + off, std::min(chunk, p.bytes - off)});
   }
-  std::memcpy(dst, src, std::min(part, bytes));
-  for (std::thread& t : helpers) t.join();
+  auto work = [&chunks, n](size_t t) {
+    for (size_t j = t; j < chunks.size(); j += n) std::memcpy(chunks[j].dst, chunks[j].src, chunks[j].bytes);
+  };
+  std::vector<std::thread> helpers;
+  size_t t = 1;
+  try {
+    for (; t < n; ++t) helpers.emplace_back(work, t);
+  } catch (...) {  // no thread to be had: this one does the rest
+    for (; t < n; ++t) work(t);
+  }
+  work(0);
+  for (std::thread& h : helpers) h.join();
 }
 
 }  // namespace
@@ -206,7 +220,7 @@ void* Staging::add(Napi::Env env, Napi::Value value, const HostArray& host, cons
   e.access = access;
   e.copy = allocate(env, host.bytes, field);
   if (access != Access::Out && host.bytes > 0) {
-    copy(e.copy.get(), host.data, host.bytes);
+    copy_all({{e.copy.get(), host.data, host.bytes}});
     copied_ += host.bytes;
   }
   void* copy = e.copy.get();
@@ -226,9 +240,9 @@ void* Staging::add_rows(Napi::Env env, Napi::Value value, const HostArray& host,
   e.rows = rows;
   const size_t bytes = rows.size() * row_bytes;
   e.copy = allocate(env, std::max<size_t>(rows.size(), 1) * row_bytes, field);  // a row even when none is picked
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::memcpy(e.copy.get() + i * row_bytes, host.data + size_t(rows[i]) * row_bytes, row_bytes);
-  }
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < rows.size(); ++i) pieces.push_back({e.copy.get() + i * row_bytes, host.data + size_t(rows[i]) * row_bytes, row_bytes});
+  copy_all(pieces);
   copied_ += bytes;
   void* copy = e.copy.get();
   entries_.push_back(std::move(e));
@@ -255,17 +269,19 @@ bool Staging::finish(Napi::Env env, std::string* error) {
       return false;
     }
   }
+  std::vector<Piece> pieces;
   for (size_t i = 0; i < entries_.size(); ++i) {
     const Entry& e = entries_[i];
     if (e.access == Access::In) continue;
     if (e.row_bytes > 0) {
       for (size_t r = 0; r < e.rows.size(); ++r) {
-        std::memcpy(now[i].data + size_t(e.rows[r]) * e.row_bytes, e.copy.get() + r * e.row_bytes, e.row_bytes);
+        pieces.push_back({now[i].data + size_t(e.rows[r]) * e.row_bytes, e.copy.get() + r * e.row_bytes, e.row_bytes});
       }
     } else if (e.bytes > 0) {
-      copy(now[i].data, e.copy.get(), e.bytes);
+      pieces.push_back({now[i].data, e.copy.get(), e.bytes});
     }
   }
+  copy_all(pieces);
   return true;
 }
 
