@@ -116,6 +116,7 @@ struct Tensor {
 };
 
 #include "bwd_reference.h"
+#include "bits.h"
 
 // =============================================================================================
 // 2. Checks.
@@ -467,7 +468,8 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
   for (const GradCheck& gc : checks) ok = ok && gc.ok;
   printf("%s %-44s %-8s", ok ? "PASS" : "FAIL", c.name.c_str(), path);
   for (const GradCheck& gc : checks) printf(" %s %.1e%s", gc.name, gc.err, gc.ok ? "" : "(!)");
-  printf("  det=%s ws=%.2fMiB\n", det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  printf("  det=%s ws=%.2fMiB bits %08x\n", det ? "bitwise" : "DIFFERS", wsb / 1048576.0,
+         fnv1a({&first[0], &first[1], &first[2], &first[3], &first[4], &first[5], &first[6], &first[7], &first[8]}));
   if (!ok || verbose) {
     printf("     case: b %d L %d h %d p %d g %d n %d Q %d; x %s B %s C %s z %s dy %s dt %s; D %d z %d bias %d softplus %d"
            " clamp [%g, %g] init %d fin %d seq %d pad %d dtshift %g\n",

@@ -26,6 +26,7 @@
 #include "cuda/backend.h"
 #include "cuda/detail.h"
 #include "cuda/common/mma.cuh"
+#include "bits.h"
 
 #define CK(call)                                                                                   \
   do {                                                                                             \
@@ -455,6 +456,7 @@ static bool run_case(const Case& c, uint64_t seed) {
          c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-",
          has_yu ? (" yu_relL2=" + std::to_string(cu.err).substr(0, 10)).c_str() : "", nonfinite, fnonfinite, clobbered,
          det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  printf("     bits %08x (y, y_ungated, final states)\n", fnv1a({&y1, &u1, &f1}));
   fflush(stdout);
   return ok;
 }
