@@ -26,13 +26,13 @@ namespace {
 // (own dY) | T2, T3 (the second K halves; raw z; the streamed x tiles; raw dy / z of the next dY tile;
 // the fp32 staging of dz and dx) | T4, T5 (the first K halves; the streamed dY tile, T4; the dD
 // reduction, T4).
-// Each thread's cp.async chunks of a 64 × 64 tile (cp_tile64<64, 72>: rows tid/8 + 16u, columns
+// Each thread's cp.async chunks of a 64 × 64 tile (cp_tile<64, 72>: rows tid/8 + 16u, columns
 // (tid%8)·8) are the ones it later converts (dy, z → dY), so those conversions need no barrier
 // between the copy's wait and the read; every other reader is behind a __syncthreads.
 // =============================================================================================
 // Launch 3, fixed path: launch 2 left the state slabs H_{k-1} / G_k rounded to T (bw.tslab); the fixed
 // launch 3 copies them by cp.async, 64 columns (n0..n0+63) of the 64 rows at a time, with the
-// thread → chunk map of cp_tile64<64, LD>.
+// thread → chunk map of cp_tile<64, LD>.
 template <class T, int N, int LD>
 __device__ __forceinline__ void cp_slab64(T* dst, const float* slab, int n0) {
   const T* src = reinterpret_cast<const T*>(slab);
@@ -103,18 +103,18 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   // raw dy (and z) of position block ib → S0 (S1); one cp.async group is committed by the caller
   auto load_dyz = [&](int ib, T* dst_dy) {
     const int nv = imin(64, len - ib * 64);
-    cp_tile64<64, LDX>(dst_dy, dyg + (int64_t)ib * 64 * dss, dss, nv);
-    if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)ib * 64 * zss, zss, nv);
+    cp_tile<64, LDX>(dst_dy, dyg + (int64_t)ib * 64 * dss, dss, nv);
+    if (has_z) cp_tile<64, LDX>(S1, zg + (int64_t)ib * 64 * zss, zss, nv);
   };
 
   // ---- prologue: own x / dy (/ z) tiles, C rows and H_{k-1} (first K half) by cp.async; dY in place
   const T* Cg = static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride +
                 (int64_t)grp * p.C_group_stride;
-  cp_tile64<64, LDX>(Xo, xg + (int64_t)j0 * xss, xss, nrows);
-  cp_tile64<64, LDX>(dYo, dyg + (int64_t)j0 * dss, dss, nrows);
-  if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)j0 * zss, zss, nrows);
+  cp_tile<64, LDX>(Xo, xg + (int64_t)j0 * xss, xss, nrows);
+  cp_tile<64, LDX>(dYo, dyg + (int64_t)j0 * dss, dss, nrows);
+  if (has_z) cp_tile<64, LDX>(S1, zg + (int64_t)j0 * zss, zss, nrows);
   if (has_prev) {
-    cp_tile64<64, LDX>(T4, Cg, p.C_seq_stride, nrows);
+    cp_tile<64, LDX>(T4, Cg, p.C_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T5, bw.states + bhc * bw.PN, 0);
   }
   cp_async_commit();
@@ -122,7 +122,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   if (has_z) dy_convert<T>(dYo, dYo, S1, true);  // this thread's own chunks
   if (N == 128 && has_prev) {  // second K half into T2 / T3 (own chunks of S1 read above)
     asm volatile("" ::: "memory");
-    cp_tile64<64, LDX>(T2, Cg + 64, p.C_seq_stride, nrows);
+    cp_tile<64, LDX>(T2, Cg + 64, p.C_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T3, bw.states + bhc * bw.PN, 64);
     cp_async_commit();
   }
@@ -217,7 +217,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     __syncthreads();  // S0 / S1 (T2 / T3) free: the second K half's readers are done
     const T* xs0 = xg;
     if (r > 0) {
-      cp_tile64<64, LDX>(S0, xs0, xss, 64);
+      cp_tile<64, LDX>(S0, xs0, xss, 64);
       cp_async_commit();
     }
     const float* cbr = cbgf + (int64_t)(r * (r + 1) / 2) * 4096 + cb_frag_offset(warp, 0, lane);
@@ -225,7 +225,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
       const bool diag = jb == r;
       const T* Xs = diag ? Xo : S0 + (jb & 1) * 64 * LDX;
       if (jb + 1 < r) {  // buffer (jb+1)&1 was released by the barrier ending iteration jb-1
-        cp_tile64<64, LDX>(S0 + ((jb + 1) & 1) * 64 * LDX, xs0 + (int64_t)(jb + 1) * 64 * xss, xss, 64);
+        cp_tile<64, LDX>(S0 + ((jb + 1) & 1) * 64 * LDX, xs0 + (int64_t)(jb + 1) * 64 * xss, xss, 64);
         cp_async_commit();
       }
       float2 cbv[4][4];  // rows wr+g (+8), columns 16kk + 2t4 (+8): index q = hr + 2 c8
@@ -321,7 +321,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   __syncthreads();  // T2..T5 (phase a's C / H, the staging, the x tiles) are free
   const T* Bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride +
                 (int64_t)grp * p.B_group_stride;
-  cp_tile64<64, LDX>(T4, Bg, p.B_seq_stride, nrows);
+  cp_tile<64, LDX>(T4, Bg, p.B_seq_stride, nrows);
   cp_slab64<T, N, LDX>(T5, bw.dstates + bhc * bw.PN, 0);
   cp_async_commit();
   zero_acc(acc);
@@ -335,7 +335,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     __syncthreads();
     rows_times_state(acc, T4, T5);
   } else {
-    cp_tile64<64, LDX>(T2, Bg + 64, p.B_seq_stride, nrows);
+    cp_tile<64, LDX>(T2, Bg + 64, p.B_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T3, bw.dstates + bhc * bw.PN, 64);
     cp_async_commit();
     cp_async_wait<1>();
@@ -603,7 +603,7 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
     if (o0 >= len) break;
     const int nro = imin(64, len - o0);
     __syncthreads();  // previous readers of Vi / cbs are done
-    cp_tile64<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
+    cp_tile<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
     cp_async_commit();
     {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order (or
        // slice 0 alone, which launch 2 left summed)

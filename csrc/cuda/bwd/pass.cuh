@@ -334,7 +334,7 @@ k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_consta
 //   - per head, the raw dy, z and x tiles and the 2 × 64 position records are loaded by cp.async
 //     (zero-filled past the sequence: no bounds checks inside the tiles), double-buffered: the next
 //     head's copies are in flight while the current head is multiplied and masked;
-//   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile64 chunks
+//   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile chunks
 //     (so no barrier between its cp.async wait and the conversion, as main_fixed);
 //   - compile-time 64 × 64 tiles and trip counts;
 //   - C·Bᵀ read in fragment order (one float4 per lane and 8 columns), the factored decay (below).
@@ -460,9 +460,9 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
     const DcbSrc& q = *src;
     const int u = hh - hh0;
     char* sm = smem + st * S::kStage;
-    cp_tile64<64, LD>(reinterpret_cast<T*>(sm), reinterpret_cast<const T*>(q.dy + u * q.dyh), q.dss, q.nri);
-    if (has_z) cp_tile64<64, LD>(reinterpret_cast<T*>(smem + S::oZ), reinterpret_cast<const T*>(q.z + u * q.zh), q.zss, q.nri);
-    cp_tile64<64, LD>(reinterpret_cast<T*>(sm + S::oX), reinterpret_cast<const T*>(q.x + u * q.xh), q.xss, q.nrj);
+    cp_tile<64, LD>(reinterpret_cast<T*>(sm), reinterpret_cast<const T*>(q.dy + u * q.dyh), q.dss, q.nri);
+    if (has_z) cp_tile<64, LD>(reinterpret_cast<T*>(smem + S::oZ), reinterpret_cast<const T*>(q.z + u * q.zh), q.zss, q.nri);
+    cp_tile<64, LD>(reinterpret_cast<T*>(sm + S::oX), reinterpret_cast<const T*>(q.x + u * q.xh), q.xss, q.nrj);
     const float4* rh = reinterpret_cast<const float4*>(q.rec + u * q.rech);
     cp16(reinterpret_cast<float4*>(sm + S::oRI) + tid, rh + (tid < 64 ? i0 + tid : j0 + tid - 64), 16);
     cp_async_commit();

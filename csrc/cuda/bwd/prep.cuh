@@ -194,8 +194,8 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
     if constexpr (sizeof(T) == 2) cpa = bw.vB && bw.vC && (N == 64 || N == 128);
     if (cpa) {
       for (int n0 = 0; n0 < N; n0 += 64) {
-        cp_tile64<64, LD>(Cs + n0 * 2 * LD, static_cast<const T*>(p.C) + cbase + n0, p.C_seq_stride, nri);
-        cp_tile64<64, LD>(Bs + n0 * 2 * LD, static_cast<const T*>(p.B) + bbase + n0, p.B_seq_stride, nrj);
+        cp_tile<64, LD>(Cs + n0 * 2 * LD, static_cast<const T*>(p.C) + cbase + n0, p.C_seq_stride, nri);
+        cp_tile<64, LD>(Bs + n0 * 2 * LD, static_cast<const T*>(p.B) + bbase + n0, p.B_seq_stride, nrj);
       }
       cp_async_commit();
       cp_async_wait<0>();
@@ -366,10 +366,10 @@ __device__ __forceinline__ void outer_role_fixed(const SsdBackwardParams& bp, co
   auto issue = [&](int ib) {  // K block ib into stage ib & 1, one commit group
     const int kb = ib * KB, nv = imin(KB, len - kb);
     T* s0 = st + (ib & 1) * stage;
-    cp_tile64<64, LDA, T, KB>(s0, ag + kb * ass, ass, nv);
-    if (DY && zg) cp_tile64<64, LDA, T, KB>(s0 + KB * LDA, zg + kb * zss, zss, nv);
-    if (DY && ug) cp_tile64<64, LDA, T, KB>(s0 + 2 * KB * LDA, ug + kb * uss, uss, nv);
-    cp_tile64<BN1, LDV, T, KB>(s0 + va, vg + kb * vss, vss, nv);
+    cp_tile<64, LDA, KB>(s0, ag + kb * ass, ass, nv);
+    if (DY && zg) cp_tile<64, LDA, KB>(s0 + KB * LDA, zg + kb * zss, zss, nv);
+    if (DY && ug) cp_tile<64, LDA, KB>(s0 + 2 * KB * LDA, ug + kb * uss, uss, nv);
+    cp_tile<BN1, LDV, KB>(s0 + va, vg + kb * vss, vss, nv);
     cp_async_commit();
   };
   issue(0);

@@ -180,4 +180,29 @@ __device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const Fra
   }
 }
 
+
+// acc[2np], acc[2np + 1] += a · B (k = k0..k0+15, n = 16np..16np+15) for each 16-column pair np whose
+// first column is below nv; B in shared memory with layout L and pitch ldb. NC: the tile's columns.
+template <int L, int NC, class T>
+__device__ __forceinline__ void mma_cols(float (&acc)[NC / 8][4], const FragA<T>& a, const T* Bs, int ldb, int k0,
+                                         int nv) {
+#pragma unroll
+  for (int np = 0; np < NC / 16; ++np) {
+    if (16 * np < nv) {
+      FragB<T> b0, b1;
+      ldB2<T, L>(b0, b1, Bs, ldb, k0, 16 * np);
+      mma(acc[2 * np], a, b0);
+      mma(acc[2 * np + 1], a, b1);
+    }
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
+}
+
 }}}  // namespace ssd::cuda::mma

@@ -74,7 +74,7 @@ Layout layout_of(const SsdParams& p) {
   return l;
 }
 
-// The fixed-shape chunk scan (k_chunk_scan_fixed) takes the shapes and layouts below (see the
+// The fixed-shape chunk scan (k_chunk_scan<ScanFixed>) takes the shapes and layouts below (see the
 // conditions above that kernel); every other call runs the any-size scan.
 bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
@@ -120,17 +120,21 @@ void (*seq_state_kernel(const SsdParams& p, Dv* dv, size_t* smem))(SsdParams, Dv
     default: return nullptr;
   }
 }
+// The fixed scan's instance for headdim P, dstate N (the shapes fixed_scan_ok admits), or null.
+template <class T, int P, int N>
+bool fixed_scan_shape(int p, int n, size_t* smem, void (**k)(SsdParams, Dv)) {
+  if (p != P || n != N) return false;
+  *smem = ScanFixed<T, P, N>::kSmem;
+  *k = k_chunk_scan<ScanFixed<T, P, N>>;
+  return true;
+}
 template <class T>
 void (*fixed_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
-#define SSD_FAST_CASE(PP, NN)                         \
-  if (P == PP && N == NN) {                           \
-    *smem = ScanFixed<PP, NN>::kSmem;                  \
-    return k_chunk_scan_fixed<T, PP, NN>;              \
-  }
-  SSD_FAST_CASE(64, 64) SSD_FAST_CASE(64, 128) SSD_FAST_CASE(64, 256)
-  SSD_FAST_CASE(128, 64) SSD_FAST_CASE(128, 128) SSD_FAST_CASE(128, 256)
-#undef SSD_FAST_CASE
-  return nullptr;
+  void (*k)(SsdParams, Dv) = nullptr;
+  fixed_scan_shape<T, 64, 64>(P, N, smem, &k) || fixed_scan_shape<T, 64, 128>(P, N, smem, &k) ||
+      fixed_scan_shape<T, 64, 256>(P, N, smem, &k) || fixed_scan_shape<T, 128, 64>(P, N, smem, &k) ||
+      fixed_scan_shape<T, 128, 128>(P, N, smem, &k) || fixed_scan_shape<T, 128, 256>(P, N, smem, &k);
+  return k;
 }
 
 // ---- variable length (cu_seqlens) ----------------------------------------------------------------
@@ -304,8 +308,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   void (*k3)(SsdParams, Dv) = nullptr;
   if (BN1 == 64) k1 = k_state_bmm<T, 64>;
   else if constexpr (k16) k1 = k_state_bmm<T, 128>;
-  if (BP == 64) k3 = k_chunk_scan<T, 64>;
-  else if constexpr (k16) k3 = k_chunk_scan<T, 128>;
+  if (BP == 64) k3 = k_chunk_scan<ScanAnySize<T, 64>>;
+  else if constexpr (k16) k3 = k_chunk_scan<ScanAnySize<T, 128>>;
   size_t smem3_launch = smem3;
   int64_t nscan_launch = nscan;
   size_t smem1_launch = smem1;
