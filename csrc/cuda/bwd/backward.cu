@@ -27,7 +27,7 @@
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
 //           partial of dG, plus per head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs
 //           with headdim 64 and chunks a multiple of 64 take a fixed-shape instance
-//           (k_bwd_pass_dcb_fixed, same sums), whose last slice block per tile sums the partials into
+//           (k_bwd_pass_dcb<DcbFixedShape>, same sums), whose last slice block per tile sums the partials into
 //           slice 0 in slice order (dg_slices_sum); otherwise launch 3 sums them, in the same order,
 //           where it stages dG.
 //   3. k_bwd_main      three roles (the two group roles first in block order):
@@ -176,7 +176,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
 }
 
 // bw has its shapes and vector flags filled in; the compute path is 16-bit.
-// Launch 1's fixed instance (k_bwd_prep_fixed): 16-bit x/B/C, dy and z of the same type, all loadable by
+// Launch 1's fixed instance (k_bwd_prep<..., true>): 16-bit x/B/C, dy and z of the same type, all loadable by
 // cp.async (16-byte rows), headdim a multiple of 64 and dstate of the n-tile BN1.
 bool fixed_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   const SsdParams& p = bp.fwd;
@@ -210,7 +210,7 @@ bool fixed_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
   return bw.nnt == 1;  // group roles with BN = N
 }
 
-// The fixed-shape dG role of launch 2 (k_bwd_pass_dcb_fixed): see the conditions above that kernel.
+// The fixed-shape dG role of launch 2 (k_bwd_pass_dcb<DcbFixedShape>): see the conditions above that kernel.
 // bw has its shapes and vector flags filled in; the compute path is 16-bit. dstate does not matter.
 bool fixed_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
   const SsdParams& p = bp.fwd;
@@ -328,18 +328,17 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmem : PrepFixed<128, true>::kSmem, cb_tiles);
     }
   }
-#define SSD_MAIN_CASE(BPV, BNV)                            \
-  if (tl.BPm == BPV && tl.BNg == BNV) {                    \
-    k3 = k_bwd_main<T, BPV, BNV>;                          \
-    smem3 = MainLaunch<T, BPV, BNV>::kSmem;                \
-  }
-  SSD_MAIN_CASE(64, 64)
+  auto main_any = [&](auto tr) {
+    using Tr = decltype(tr);
+    k3 = k_bwd_main<Tr>;
+    smem3 = Tr::kSmem;
+  };
+  if (tl.BPm == 64 && tl.BNg == 64) main_any(MainAnySize<T, 64, 64>{});
   if constexpr (k16) {
-    SSD_MAIN_CASE(64, 128)
-    SSD_MAIN_CASE(128, 64)
-    SSD_MAIN_CASE(128, 128)
+    if (tl.BPm == 64 && tl.BNg == 128) main_any(MainAnySize<T, 64, 128>{});
+    if (tl.BPm == 128 && tl.BNg == 64) main_any(MainAnySize<T, 128, 64>{});
+    if (tl.BPm == 128 && tl.BNg == 128) main_any(MainAnySize<T, 128, 128>{});
   }
-#undef SSD_MAIN_CASE
   bool generic_cb_reader = true;  // a launch reads the row-major C·Bᵀ tiles (generic launch 2 or 3)
   bool main_fixed_on = false;
   if constexpr (k16) {
@@ -357,8 +356,8 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       bw.use_yu = bw.use_yu && p.y_ungated_type == p.x_type && bw.vyu;
       main_fixed_on = true;
       bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
-      k3 = bw.N == 64 ? k_bwd_main_fixed<T, 64> : k_bwd_main_fixed<T, 128>;
-      smem3 = bw.N == 64 ? main_fixed_smem<64>() : main_fixed_smem<128>();
+      k3 = bw.N == 64 ? k_bwd_main<MainFixedShape<T, 64>> : k_bwd_main<MainFixedShape<T, 128>>;
+      smem3 = bw.N == 64 ? MainFixedShape<T, 64>::kSmem : MainFixedShape<T, 128>::kSmem;
       bw.tslab = 1;
     }
   }
@@ -370,10 +369,10 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmemU : PrepFixed<128, true>::kSmemU, cb_tiles);
     }
   }
-  void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
+  void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<DcbAnySize<T>>;
   if constexpr (k16) {
     if (fixed_dcb_ok(bp, bw)) {  // always where launch 3 is fixed
-      k2 = k_bwd_pass_dcb_fixed<T>;
+      k2 = k_bwd_pass_dcb<DcbFixedShape<T>>;
       smem2 = DcbFixed::kBytes;
     }
   }

@@ -1,4 +1,4 @@
-// The backward's launch 3 for any size (k_bwd_main): dx and dz per head (main_role), dB and dC per group (group_role).
+// The backward's launch 3 (the kernel template k_bwd_main over MainAnySize or MainFixedShape) and its any-size roles: dx and dz per head (main_role), dB and dC per group (group_role).
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -581,32 +581,44 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 }
 
 
-template <class T, int BP, int BN>
-struct MainLaunch {
-  static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
-                                                                                   : GroupSmem<T, BN>::kBytes;
-};
-
-template <class T, int BP, int BN>
-__global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
+// Launch 3 (k_bwd_main): one kernel template over the traits of its roles, any size (MainAnySize) or
+// the fixed shape (MainFixedShape, main_fixed.cuh). Tr::group<DB> is roles b (dC) and c (dB), Tr::main
+// role a; the group roles come first in block order: their blocks are the longer ones (loops over
+// heads), so they should not be the last to start.
+template <class Tr>
+__global__ void __launch_bounds__(kThreads, Tr::kMinBlocks)
 k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
-  // the group roles first: their blocks are the longer ones (loops over heads), so they should not
-  // be the last to start
   int blk = blockIdx.x;
   if (blk < bw.n3b) {
-    group_role<T, BN, false>(bp, bw, blk, smem);
+    Tr::template group<false>(bp, bw, blk, smem);
     return;
   }
   blk -= bw.n3b;
   if (blk < bw.n3b) {
-    group_role<T, BN, true>(bp, bw, blk, smem);
+    Tr::template group<true>(bp, bw, blk, smem);
     return;
   }
-  main_role<T, BP>(bp, bw, blk - bw.n3b, smem);
+  Tr::main(bp, bw, blk - bw.n3b, smem);
 }
+
+// Any size: role a on p-tiles of BP columns, roles b/c on n-tiles of BN. fp32: 113 KB of shared
+// memory, 2 blocks per SM.
+template <class T, int BP, int BN>
+struct MainAnySize {
+  static constexpr int kMinBlocks = (BP == 64 && sizeof(T) == 2) ? 3 : 2;
+  static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
+                                                                                 : GroupSmem<T, BN>::kBytes;
+  template <bool DB>
+  __device__ static void group(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    group_role<T, BN, DB>(bp, bw, blk, smem);
+  }
+  __device__ static void main(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    main_role<T, BP>(bp, bw, blk, smem);
+  }
+};
 
 }  // namespace
 }}  // namespace ssd::cuda

@@ -1,4 +1,4 @@
-// The backward's launch 3 for the fixed shapes (k_bwd_main_fixed: MainFixed, GroupFixed).
+// The backward's launch 3 for the fixed shapes (k_bwd_main<MainFixedShape>: MainFixed, GroupFixed).
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -6,7 +6,7 @@ namespace ssd { namespace cuda {
 namespace {
 
 // =============================================================================================
-// Launch 3, fixed path (k_bwd_main_fixed): role a as main_role, specialised for the benchmark shapes
+// Launch 3, fixed path (k_bwd_main<MainFixedShape>): role a as main_role, specialised for the benchmark shapes
 // so that every tile size, trip count and pitch is a compile-time constant: 16-bit x/B/C (T) with
 // dy and z (if any) of the same type, headdim 64 (one p-tile), dstate N in {64, 128}, chunk a
 // multiple of 64 (position blocks of 64), 16-byte vector access to x, dy, z, dx, dz, B, C. seq_idx,
@@ -489,7 +489,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
 }
 
 // Launch 3, roles b (dC) and c (dB), fixed path: group_role for P = 64, BN = N (one n-tile), BB = 64,
-// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fixed). The other operand
+// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main<MainFixedShape>). The other operand
 // rows, the per-head x / dy / z tiles and the state slabs (as T, cp_slab64) come by cp.async
 // (zero-filled past the sequence). The weighted (and gated) head tile, f = (x or dy·silu(z))·sc with
 // the same fp32 expression and single rounding to T as group_role's loaders, is formed in the mma
@@ -747,30 +747,20 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
   }
 }
 
-// Launch 3 with the fixed main role; roles b/c: group_fixed. 4 blocks per SM.
-template <int N>
-constexpr int main_fixed_smem() {
-  return MainFixed::kBytes > GroupFixed<N>::kBytes ? MainFixed::kBytes : GroupFixed<N>::kBytes;
-}
-static_assert(4 * (main_fixed_smem<128>() + 1024) <= 228 * 1024, "4 blocks per SM");
+// Launch 3's fixed shape: headdim 64, dstate N, one n-tile; 4 blocks per SM.
 template <class T, int N>
-__global__ void __launch_bounds__(kThreads, 4)
-k_bwd_main_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  pdl_wait();  // before anything: every launch reads what the ones before it wrote
-  pdl_launch_dependents();
-  extern __shared__ __align__(16) char smem[];
-  int blk = blockIdx.x;
-  if (blk < bw.n3b) {
-    group_fixed<T, N, false>(bp, bw, blk, smem);
-    return;
+struct MainFixedShape {
+  static constexpr int kMinBlocks = 4;
+  static constexpr int kSmem = MainFixed::kBytes > GroupFixed<N>::kBytes ? MainFixed::kBytes : GroupFixed<N>::kBytes;
+  template <bool DB>
+  __device__ static void group(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    group_fixed<T, N, DB>(bp, bw, blk, smem);
   }
-  blk -= bw.n3b;
-  if (blk < bw.n3b) {
-    group_fixed<T, N, true>(bp, bw, blk, smem);
-    return;
+  __device__ static void main(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    main_fixed<T, N>(bp, bw, blk, smem);
   }
-  main_fixed<T, N>(bp, bw, blk - bw.n3b, smem);
-}
+};
+static_assert(4 * (MainFixedShape<bf16, 128>::kSmem + 1024) <= 228 * 1024, "4 blocks per SM");
 
 }  // namespace
 }}  // namespace ssd::cuda

@@ -1,4 +1,4 @@
-// The backward's launch 2 (k_bwd_pass_dcb, k_bwd_pass_dcb_fixed): state passing forward and back, and dG summed over each group's heads.
+// The backward's launch 2 (k_bwd_pass_dcb over DcbAnySize or DcbFixedShape): state passing forward and back, and dG summed over each group's heads.
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -311,20 +311,31 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kThreads, 3)
+// Launch 2 (k_bwd_pass_dcb): one kernel template over the traits of its dG role, any size (DcbAnySize)
+// or the fixed shape (DcbFixedShape, below). Role a (state passing) is pass_role, with its T stores
+// compiled in where the fixed launch 3 reads them (it comes with the fixed launch 2).
+template <class Tr>
+__global__ void __launch_bounds__(kThreads, Tr::kMinBlocks)
 k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  extern __shared__ __align__(16) char smem[];
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
+  extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fixed launch 3 comes with the fixed launch 2
-  else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
+  if (blk < bw.n2a) pass_role<typename Tr::T, Tr::kFixed>(bp, bw, blk);
+  else Tr::dcb(bp, bw, blk - bw.n2a, smem);
 }
-
+template <class T_>
+struct DcbAnySize {
+  using T = T_;
+  static constexpr bool kFixed = false;
+  static constexpr int kMinBlocks = 3;
+  __device__ static void dcb(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    dcb_role<T>(bp, bw, blk, smem);
+  }
+};
 
 // =============================================================================================
-// Launch 2, fixed path (k_bwd_pass_dcb_fixed): role b (dcb_role) specialised for the benchmark shapes
+// Launch 2, fixed path (k_bwd_pass_dcb<DcbFixedShape>): role b (dcb_role) specialised for the benchmark shapes
 // under the conditions of fixed_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
 // 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
 // partial last chunk, z or not. Role a (state passing) is pass_role with its T stores compiled in.
@@ -585,18 +596,17 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
   dg_slices_sum(bw, pair, dg0);
 }
 
-// Launch 2 with the fixed dG role (16-bit paths only; the host selects it with fixed_dcb_ok).
-// 4 blocks per SM (127 registers, 51 KB of shared memory).
-template <class T>
-__global__ void __launch_bounds__(kThreads, 4)
-k_bwd_pass_dcb_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  pdl_wait();  // before anything: every launch reads what the ones before it wrote
-  pdl_launch_dependents();
-  extern __shared__ __align__(16) char smem[];
-  const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T, true>(bp, bw, blk);
-  else dcb_fixed<T>(bp, bw, blk - bw.n2a, smem);
-}
+// Launch 2's fixed shape (16-bit paths only; the host selects it with fixed_dcb_ok): 4 blocks per SM
+// (127 registers, 51 KB of shared memory).
+template <class T_>
+struct DcbFixedShape {
+  using T = T_;
+  static constexpr bool kFixed = true;
+  static constexpr int kMinBlocks = 4;
+  __device__ static void dcb(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    dcb_fixed<T>(bp, bw, blk, smem);
+  }
+};
 
 }  // namespace
 }}  // namespace ssd::cuda
