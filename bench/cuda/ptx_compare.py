@@ -1,5 +1,11 @@
-# Compare two PTX files function by function: the sequence of float, memory, mma and barrier
-# instructions with register numbers erased. Names are matched through a rename map (old->new pattern).
+#!/usr/bin/env python3
+"""Compares the kernels of two PTX files, function by function: the sequence of float, memory, mma,
+barrier, shuffle and atomic instructions, with register numbers, the translation unit's hash in
+internal names, and register-to-register float moves erased. Equal sequences mean the same arithmetic
+in the same order on the same kinds of accesses (the address arithmetic is not compared: a refactor
+that keeps it right is checked by the harnesses and the fingerprints). Kernels renamed by a refactor
+are matched through the renames below (old spelling -> new). Used by ptx_compare.sh.
+  python3 ptx_compare.py OLD.ptx NEW.ptx      exit status 1 if any kernel differs or is missing"""
 import re,sys,subprocess
 def funcs(path):
     s=open(path).read(); out={}
@@ -29,4 +35,5 @@ for k in sorted(set(A)|set(B)):
     if k not in A or k not in B: print('ONLY', 'old' if k in A else 'new', k); bad+=1; continue
     if A[k]!=B[k]:
         bad+=1; print('DIFF', k, len(A[k]), len(B[k]))
-print(len(A),'old',len(B),'new',bad,'differ')
+print(len(A),'kernels before,',len(B),'after,',bad,'differ')
+sys.exit(1 if bad else 0)
