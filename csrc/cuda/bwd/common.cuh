@@ -82,6 +82,15 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v;
 }
 
+// A warp's row sums s (rows wr + g and wr + g + 8 of the block, complete in every lane of the quad)
+// times m0 / m1 -> dst[row], for the rows below nrows.
+__device__ __forceinline__ void store_row_sums(float* dst, const float s[2], float m0, float m1, int wr, int nrows) {
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  if ((lane & 3) == 0) {
+    if (wr + g < nrows) dst[wr + g] = s[0] * m0;
+    if (wr + g + 8 < nrows) dst[wr + g + 8] = s[1] * m1;
+  }
+}
 // dY = dy · silu(z) (dy alone without z): 8 values at position t, head h, columns c.. (n valid).
 __device__ __forceinline__ void ld8_dy(const SsdBackwardParams& bp, const Bw& bw, int b, int64_t t, int h, int c,
                                        int n, float f[8]) {

@@ -149,23 +149,13 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       const int jl = wr + g + 8 * hr;
       const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_prev);
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        acc[nt][2 * hr] *= f;
-        acc[nt][2 * hr + 1] *= f;
-      }
+      scale_row(acc, hr, f);
     }
   }
   {
     float s[2];
     row_dot(acc, dYo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.poff[pos + jl] = s[hr];
-      }
-    }
+    store_row_sums(bw.poff + pos, s, 1.f, 1.f, wr, nrows);
   }
   if (bw.want_dz) {
     for (int jb = 0; jb <= r && !bw.use_yu; ++jb) {  // the intra-chunk output, unless the forward kept it
@@ -201,15 +191,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
               }
               return v;
             });
-#pragma unroll
-            for (int np = 0; np < BP / 16; ++np) {
-              if (16 * np < npv) {
-                FragB<T> b0, b1;
-                mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDP, 16 * kk, 16 * np);
-                mma::mma(acc[2 * np], a, b0);
-                mma::mma(acc[2 * np + 1], a, b1);
-              }
-            }
+            mma::mma_cols<mma::kKN, BP>(acc, a, Xs, LDP, 16 * kk, npv);
           }
         }
       }
@@ -262,22 +244,12 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
     const int jl = wr + g + 8 * hr;
     const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_of(rl));
     const float f = ok ? ex2(sdiff(rl, rJ[hr])) : 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][2 * hr] *= f;
-      acc[nt][2 * hr + 1] *= f;
-    }
+    scale_row(acc, hr, f);
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.pq[pos + jl] = s[hr] * rJ[hr].z;
-      }
-    }
+    store_row_sums(bw.pq + pos, s, rJ[0].z, rJ[1].z, wr, nrows);
   }
   for (int ib = r; ib < bw.nbb && ib * BB < len; ++ib) {
     const int i0 = ib * BB, nri = imin(BB, len - i0);
@@ -316,15 +288,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
             }
             return v;
           });
-#pragma unroll
-          for (int np = 0; np < BP / 16; ++np) {
-            if (16 * np < npv) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kKN>(b0, b1, Ds, LDP, 16 * kk, 16 * np);
-              mma::mma(acc[2 * np], a, b0);
-              mma::mma(acc[2 * np + 1], a, b1);
-            }
-          }
+          mma::mma_cols<mma::kKN, BP>(acc, a, Ds, LDP, 16 * kk, npv);
         }
       }
     }
@@ -332,13 +296,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
   {
     float s[2];
     row_dot(acc, Xo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.pxdx[pos + jl] = s[hr];
-      }
-    }
+    store_row_sums(bw.pxdx + pos, s, 1.f, 1.f, wr, nrows);
   }
   __syncthreads();  // Sa / Sb, St and cbs are free
   stage(acc);
@@ -484,15 +442,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
             if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
             else return *reinterpret_cast<const float2*>(cbs + ml * kLDS + kl);
           });
-#pragma unroll
-          for (int np = 0; np < BN / 16; ++np) {
-            if (16 * np < nnv) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, 16 * np);
-              mma::mma(acc[2 * np], a, b0);
-              mma::mma(acc[2 * np + 1], a, b1);
-            }
-          }
+          mma::mma_cols<mma::kKN, BN>(acc, a, Vs, LDV, 16 * kk, nnv);
         }
       }
     }

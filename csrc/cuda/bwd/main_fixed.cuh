@@ -152,25 +152,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     s[0] = quad_sum(s[0]);
     s[1] = quad_sum(s[1]);
   };
-  auto store_rows = [&](float* dst, const float s[2], float m0, float m1) {
-    if (t4 == 0) {
-      if (wr + g < nrows) dst[pos + wr + g] = s[0] * m0;
-      if (wr + g + 8 < nrows) dst[pos + wr + g + 8] = s[1] * m1;
-    }
-  };
   // acc += (rows j of Wa) · (rows p of Wb)ᵀ over one K half (64 columns of dstate)
   auto rows_times_state = [&](float (&acc)[NT][4], const T* Wa, const T* Wb) {
 #pragma unroll 2
     for (int kk = 0; kk < 4; ++kk) {
       FragA<T> a;
       mma::ldA<T, mma::kMK>(a, Wa, LDX, wr, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Wb, LDX, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kNK, 64>(acc, a, Wb, LDX, 16 * kk, 64);
     }
   };
   auto stage = [&](const float (&acc)[NT][4]) {
@@ -199,17 +187,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     for (int hr = 0; hr < 2; ++hr) {
       const bool ok = !has_seq || sid_of(rJ[hr]) == sid_prev;
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        acc[nt][2 * hr] *= f;
-        acc[nt][2 * hr + 1] *= f;
-      }
+      scale_row(acc, hr, f);
     }
   }
   {
     float s[2];
     row_dot(acc, dYo, s);
-    store_rows(bw.poff, s, 1.f, 1.f);
+    store_row_sums(bw.poff + pos, s, 1.f, 1.f, wr, nrows);
   }
   if (bw.want_dz && !bw.use_yu) {
     // Y_j += Σ_{i ≤ j} C_j·B_i d_i exp(s_j − s_i) x_i over the x tiles jb = 0..r (tile r is Xo; the
@@ -264,13 +248,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
           }
           a.r[q] = mma::pack2<T>(ok0 ? v0 : 0.f, ok1 ? v1 : 0.f);
         }
-#pragma unroll
-        for (int np = 0; np < 4; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDX, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
+        mma::mma_cols<mma::kKN, 64>(acc, a, Xs, LDX, 16 * kk, 64);
       }
       if (!diag) __syncthreads();  // all warps done with buffer jb & 1
     }
@@ -349,16 +327,12 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   for (int hr = 0; hr < 2; ++hr) {
     const bool ok = !has_seq || sid_of(rJ[hr]) == sid_of(rl);
     const float f = ok ? ex2(sdiff(rl, rJ[hr])) : 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][2 * hr] *= f;
-      acc[nt][2 * hr + 1] *= f;
-    }
+    scale_row(acc, hr, f);
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    store_rows(bw.pq, s, rJ[0].z, rJ[1].z);
+    store_row_sums(bw.pq + pos, s, rJ[0].z, rJ[1].z, wr, nrows);
   }
   if (N == 128 && r < ilast) {  // raw dy / z of the next block, once every warp is done with T2 / T3
     __syncthreads();
@@ -424,19 +398,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
         }
         a.r[q] = mma::pack2<T>(ok0 ? v0 : 0.f, ok1 ? v1 : 0.f);
       }
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kKN>(b0, b1, Ds, LDX, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kKN, 64>(acc, a, Ds, LDX, 16 * kk, 64);
     }
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    store_rows(bw.pxdx, s, 1.f, 1.f);
+    store_row_sums(bw.pxdx + pos, s, 1.f, 1.f, wr, nrows);
   }
   // ---- dx = d ⊙ dX̄ + D ⊙ dY, dD partial = Σ_j dY_j ⊙ x_j (dY in fp32, as main_role)
   __syncthreads();  // T2 / T3 (last: raw dy / z) and T4 (Wd) are free
@@ -638,13 +606,7 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
           if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
           else return *reinterpret_cast<const float2*>(cbs + ml * kLDS + kl);
         });
-#pragma unroll
-        for (int np = 0; np < N / 16; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vi, LDV, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
+        mma::mma_cols<mma::kKN, N>(acc, a, Vi, LDV, 16 * kk, N);
       }
     }
   }

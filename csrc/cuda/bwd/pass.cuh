@@ -211,15 +211,7 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
           if (16 * kk < pcv) {
             FragA<T> a;
             mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
-#pragma unroll
-            for (int np = 0; np < 4; ++np) {
-              if (16 * np < BB) {
-                FragB<T> b0, b1;
-                mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
-                mma::mma(R[2 * np], a, b0);
-                mma::mma(R[2 * np + 1], a, b1);
-              }
-            }
+            mma::mma_cols<mma::kNK, 64>(R, a, Xs, LD, 16 * kk, BB);
           }
         }
       }
@@ -507,13 +499,7 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
     for (int kk = 0; kk < 4; ++kk) {
       FragA<T> a;
       mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
-        mma::mma(R[2 * np], a, b0);
-        mma::mma(R[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kNK, 64>(R, a, Xs, LD, 16 * kk, 64);
     }
     // elementwise: mask and decay, accumulate dG, sums of P (as dcb_role). Below the diagonal block
     // (ib > jb) the decay is factored through s_e, the cumsum at the last position of block jb:

@@ -22,6 +22,7 @@ using mma::bf16;
 using mma::f16;
 using mma::FragA;
 using mma::FragB;
+using mma::scale_row;
 using mma::zero_acc;
 
 constexpr int kThreads = 128;  // 4 warps: the block of every chunked launch but the state passes

@@ -197,6 +197,16 @@ __device__ __forceinline__ void mma_cols(float (&acc)[NC / 8][4], const FragA<T>
   }
 }
 
+// Row g (hr = 0) or g + 8 (hr = 1) of a warp's accumulator tile (the mma C layout) times f.
+template <int NT>
+__device__ __forceinline__ void scale_row(float (&acc)[NT][4], int hr, float f) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c) {
+    acc[c][2 * hr] *= f;
+    acc[c][2 * hr + 1] *= f;
+  }
+}
+
 template <int NT>
 __device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
 #pragma unroll
