@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compares the kernels of two PTX files, function by function: the sequence of float, memory, mma,
 barrier, shuffle and atomic instructions, with register numbers, the translation unit's hash in
-internal names, and register-to-register float moves erased. Equal sequences mean the same arithmetic
+internal names, register-to-register float moves, float constant moves and the address expressions
+erased. Equal sequences mean the same arithmetic
 in the same order on the same kinds of accesses (the address arithmetic is not compared: a refactor
 that keeps it right is checked by the harnesses and the fingerprints). Kernels renamed by a refactor
 are matched through the renames below (old spelling -> new). Used by ptx_compare.sh.
@@ -15,7 +16,7 @@ def funcs(path):
     for i,m in enumerate(ms):
         end=ms[i+1].start() if i+1<len(ms) else len(s)
         body=s[m.start():end]
-        body=re.sub(r'%(r|rd|f|fd|p|rs|h|hh)[0-9]+',r'%\1',body); body=re.sub(r'_GLOBAL__N__[0-9a-f]+_','ANON',body); body=re.sub(r'_INTERNAL_[0-9a-f]+_','INT',body); body=re.sub(r'mov.f32\s+%f, %f;','',body)
+        body=re.sub(r'%(r|rd|f|fd|p|rs|h|hh)[0-9]+',r'%\1',body); body=re.sub(r'_GLOBAL__N__[0-9a-f]+_','ANON',body); body=re.sub(r'_INTERNAL_[0-9a-f]+_','INT',body); body=re.sub(r'mov.f32\s+%f, %f;','',body); body=re.sub(r'mov.f32\s+%f, 0f[0-9A-F]+;','',body); body=re.sub(r'\[[^\]]*\]','[A]',body)
         lines=[l.strip() for l in body.split('\n') if re.search(r'\.f32|\.f64|bf16|f16|mma|ex2|ldmatrix|cp\.async|\bst\.|\bld\.|bar\.|shfl|atom|red\.',l) and '.reg' not in l and 'ld.param' not in l]
         out[dem[i]]=lines
     return out

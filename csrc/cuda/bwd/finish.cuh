@@ -66,11 +66,10 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int x = blockIdx.x;
   const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int Q = bw.Q, BB = bw.BB;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
   const int t = Q - 1 - tid;
   const bool act = tid < Q && t < len;

@@ -61,12 +61,11 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   int x = blk;
   const int r = x % bw.nbb; x /= bw.nbb;  // one p-tile
   const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int grp = h / bw.hpg;
   const int Q = bw.Q;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int j0 = r * 64;
   const int nrows = imin(64, len - j0);
   const bool want_dD = bp.dD != nullptr;
@@ -502,11 +501,10 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
   const int sl = x % bw.s3; x /= bw.s3;  // one n-tile (nnt = 1)
   const int r = x % bw.nbb; x /= bw.nbb;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int Q = bw.Q, H = bw.H;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int r0 = r * 64;
   const int nrows = imin(64, len - r0);
   if (nrows <= 0) return;

@@ -134,16 +134,14 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   const int sl = x % bw.s2; x /= bw.s2;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int BB = bw.BB, H = bw.H, hpg = bw.hpg;
   const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
                (int64_t)tri_idx * BB * BB;
@@ -402,16 +400,14 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
   const int sl = x % bw.s2; x /= bw.s2;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int H = bw.H, hpg = bw.hpg, Q = bw.Q;
   const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
                (int64_t)tri_idx * BB * BB;

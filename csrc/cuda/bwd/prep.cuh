@@ -160,20 +160,18 @@ template <class T>
 __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   constexpr int LD = kLD;
   const SsdParams& p = bp.fwd;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, g = (tid & 31) >> 2, t4 = tid & 3;
   if (bw.dgcnt && tid == 0) bw.dgcnt[blk] = 0;  // (b, c, g, pair): launch 2 counts its slice blocks
   int x = blk;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int BB = bw.BB;
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   const bool live = i0 < len;
   const int nri = live ? imin(BB, len - i0) : 0, nrj = live ? imin(BB, len - j0) : 0;
@@ -218,38 +216,12 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
         });
         __syncthreads();
       }
-      if (wact) {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          if (16 * kk < ncv) {
-            FragA<T> a[2];
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kMK>(a[mt], Cs, LD, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-            for (int np = 0; np < 2; ++np) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kNK>(b0, b1, Bs, LD, 16 * kk, 32 * wn + 16 * np);
-#pragma unroll
-              for (int mt = 0; mt < 2; ++mt) {
-                mma::mma(acc[mt][2 * np], a[mt], b0);
-                mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-              }
-            }
-          }
-        }
-      }
+      if (wact) cb_kblock<LD>(acc, Cs, Bs, ncv, wm, wn);
     }
   }
   const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
   if (bw.cbf) {  // the fixed launches' copy in fragment order (BB is 64, every warp is active)
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {  // acc[mt][nt] is the mma C layout, the A fragment's
-        float4* o = reinterpret_cast<float4*>(bw.cbf + t_off + cb_frag_offset(2 * wm + mt, 2 * wn + np, lane));
-        o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
-        o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
-      }
+    cb_store_frag(bw.cbf + t_off, acc, wm, wn);
   }
   if (bw.cbt) {  // the fixed launch 3's transposed copy, in fragment order
     // the transpose goes through shared memory (the C / B tiles' space, 64 × 68 floats)
@@ -276,17 +248,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
   }
   if (!wact || !bw.cb) return;  // row-major tiles: only where a generic launch 2 or 3 reads them
   float* out = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int r = 32 * wm + 16 * mt + g + 8 * hr;
-        const int c = 32 * wn + 8 * nt + 2 * t4;
-        if (r < BB && c < BB)
-          *reinterpret_cast<float2*>(out + r * BB + c) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
-      }
+  cb_store_rows(out, acc, BB, wm, wn);
 }
 
 

@@ -11,6 +11,21 @@
 
 namespace ssd { namespace cuda { namespace dev {
 
+// The chunk a block works on: its block index with the inner fields divided out is x = b * nc + k;
+// t0 is the chunk's first position and len its length (short for the last, partial chunk).
+struct ChunkPos {
+  int k, b, len;
+  int64_t t0;
+};
+__device__ __forceinline__ ChunkPos chunk_pos(int x, int nc, int Q, int64_t seqlen) {
+  ChunkPos c;
+  c.k = x % nc;
+  c.b = x / nc;
+  c.t0 = (int64_t)c.k * Q;
+  c.len = (int)lmin(Q, seqlen - c.t0);
+  return c;
+}
+
 // (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
 // stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
 __device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "cuda/common/cb_tile.cuh"
 #include "cuda/common/chunk.cuh"
 #include "cuda/common/device.cuh"
 #include "cuda/common/mma.cuh"

@@ -419,11 +419,10 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   if constexpr (!kFixed) { pt = x % dv.npt3; x /= dv.npt3; }
   const int H = (int)p.nheads;
   const int h = x % H; x /= H;
-  const int k = x % dv.nc;
-  const int b = x / dv.nc;
+  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int grp = h / dv.hpg;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
   const int i0 = iblk * 64;
   if (i0 >= len) return;  // padding only: nothing to write
   const int rows_end = imin(i0 + 64, len);
