@@ -537,7 +537,9 @@ export interface FuzzStats {
 export async function runProperty<T>(name: string, file: string, arbitrary: fc.Arbitrary<T>, predicate: (c: T) => Promise<void>, defaultRuns: number): Promise<FuzzStats> {
   const seconds = envNumber('SSD_FUZZ_SECONDS');
   const runs = envNumber('SSD_FUZZ_RUNS');
-  const seed = envNumber('SSD_FUZZ_SEED') ?? (Date.now() ^ (Math.random() * 0x100000000)) >>> 0;
+  const seedText = process.env.SSD_FUZZ_SEED;
+  if (seedText !== undefined && seedText !== '' && !Number.isInteger(Number(seedText))) throw new Error(`SSD_FUZZ_SEED must be an integer, got '${seedText}'`);
+  const seed = seedText ? Number(seedText) | 0 : (Date.now() ^ (Math.random() * 0x100000000)) | 0;
   const path = process.env.SSD_FUZZ_PATH;
   const params: fc.Parameters<[T]> = { seed, numRuns: seconds !== undefined ? 1e9 : Math.floor(runs ?? defaultRuns) };
   if (seconds !== undefined) params.plugins = [fc.interruptAfterTimeLimit(seconds * 1000)];
