@@ -119,7 +119,7 @@ export class Block {
 
 // ---- Strided views -------------------------------------------------------------------------------
 
-type Elements = Float32Array | Uint16Array | Int32Array;
+export type Elements = Float32Array | Uint16Array | Int32Array;
 
 /** How a view lays out its outer dimensions: their memory order (a permutation), padding, a broadcast dimension. */
 export interface ViewLayout {
@@ -290,6 +290,8 @@ export interface BlockView {
   output: boolean;
   /** no two elements share memory (outputs, and y_ungated also where the backward reads it) */
   exclusive: boolean;
+  /** the block that holds its fields (the backward's fwd for the forward's tensors) */
+  owner: Block;
 }
 
 /** A valid block and what it was made of. */
@@ -302,6 +304,8 @@ export interface Built {
   views: Record<string, BlockView>;
   /** contiguous buffers of the block (A, D, states, gradients of float32 ...), by field */
   plain: Record<string, Elements>;
+  /** the block that holds each plain buffer's field */
+  plainOwner: Record<string, Block>;
   /** every output buffer, with its contents before the call */
   outputs: { name: string; data: Elements; before: Elements }[];
   /** the same call through the TypeScript API */
@@ -357,16 +361,16 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
   });
   const top = new Block(consumer, entry === 'forward' ? layouts.SsdParams : layouts.SsdBackwardParams);
   const P = entry === 'forward' ? top : top.nested('fwd', layouts.SsdParams);
-  const built: Built = { entry, c, block: top, params: P, views: {}, plain: {}, outputs: [] };
+  const built: Built = { entry, c, block: top, params: P, views: {}, plain: {}, plainOwner: {}, outputs: [] };
   const tensors: SsdInputs = { ...ex.inputs };
 
   const blockOf = (name: string): Block => (['x', 'dt', 'B', 'C', 'z', 'y', 'y_ungated', 'seq_idx'].includes(name) ? P : top);
   const addView = (name: string, t: Tensor, outer: number[], inner: number, dims: string[], output: boolean, exclusive = output): Tensor => {
     const view = makeView(elements(t), outer, inner, c.layouts[name] ?? CONTIGUOUS, exclusive, elementFill(t.type, output));
     const typeField = t.type === 'int32' ? null : `${name}_type`;
-    const bv: BlockView = { view, field: name, strideFields: strideNames(name, dims), typeField, type: t.type, output, exclusive };
-    built.views[name] = bv;
     const B = blockOf(name);
+    const bv: BlockView = { view, field: name, strideFields: strideNames(name, dims), typeField, type: t.type, output, exclusive, owner: B };
+    built.views[name] = bv;
     B.set(name, view.data);
     view.strides.forEach((s, i) => B.set(bv.strideFields[i], s));
     if (typeField) B.set(typeField, DTYPE_CODE[t.type as FloatType]);
@@ -376,6 +380,7 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
   };
   const addPlain = (B: Block, field: string, data: Elements, output: boolean): void => {
     built.plain[field] = data;
+    built.plainOwner[field] = B;
     B.set(field, data);
     if (output) built.outputs.push({ name: field, data, before: data.slice() });
   };
@@ -459,11 +464,11 @@ export function buildStepBlock(consumer: RawConsumer, layouts: Layouts, c: AbiCa
   const rows = c.stateIndices ? b + c.stateIndices.extraRows : b;
   const ex = makeExample(rng, { batch: b, seqlen: 1, nheads: h, headdim: p, ngroups: g, dstate: n }, { dtype: c.dtype, D: c.D, z: c.z, dtBias: c.dtBias, positiveDt: !c.dtSoftplus });
   const S = new Block(consumer, layouts.SsdStepParams);
-  const built: Built = { entry: 'step', c, block: S, params: S, views: {}, plain: {}, outputs: [] };
+  const built: Built = { entry: 'step', c, block: S, params: S, views: {}, plain: {}, plainOwner: {}, outputs: [] };
   const squeeze = (t: Tensor): Tensor => new Tensor(t.type as 'float32', t.data as Float32Array, [t.dims[0], ...t.dims.slice(2)]);
   const addView = (name: string, t: Tensor, outer: number[], inner: number, dims: string[], output: boolean): Tensor => {
     const view = makeView(elements(t), outer, inner, c.layouts[name] ?? CONTIGUOUS, output, elementFill(t.type, output));
-    const bv: BlockView = { view, field: name, strideFields: strideNames(name, dims), typeField: `${name}_type`, type: t.type, output, exclusive: output };
+    const bv: BlockView = { view, field: name, strideFields: strideNames(name, dims), typeField: `${name}_type`, type: t.type, output, exclusive: output, owner: S };
     built.views[name] = bv;
     S.set(name, view.data);
     view.strides.forEach((s, i) => S.set(bv.strideFields[i], s));
@@ -473,6 +478,7 @@ export function buildStepBlock(consumer: RawConsumer, layouts: Layouts, c: AbiCa
   };
   const addPlain = (field: string, data: Elements, output: boolean): void => {
     built.plain[field] = data;
+    built.plainOwner[field] = S;
     S.set(field, data);
     if (output) built.outputs.push({ name: field, data, before: data.slice() });
   };
