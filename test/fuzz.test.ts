@@ -20,7 +20,7 @@ const FILE = 'test/fuzz.test.ts';
 const CPU: Bounds = { forward: () => CPU_BOUND, grad: () => CPU_BOUND, step: CPU_BOUND, zero: 0 };
 
 /** Cases per property in CI: together about a minute on the two-core development VM. */
-const RUNS = { forward: 1000, backward: 600, step: 1000 };
+const RUNS = { forward: 800, backward: 500, step: 800 };
 
 function threadsOption(threads: number): { threads?: number } {
   return threads > 0 ? { threads } : {};

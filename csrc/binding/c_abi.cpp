@@ -91,7 +91,12 @@ SsdStatus device_preamble(const Pointer* ptrs, int n, int* dev) {
   if (!r.ok()) return fail(r.status, r.message);
   for (int i = 0; i < n; i++) {
     r = device::check_device_pointer(*dev, ptrs[i].ptr, ptrs[i].name);
-    if (!r.ok()) return fail(r.status, r.message);
+    if (r.ok()) continue;
+    // CUDA could not tell where the pointer lives: a context lost to a sticky error that no call has
+    // met yet answers so too, and is then refused as lost
+    device::note_failure(*dev, {SSD_ERR_CUDA, r.message});
+    device::Result lost = device::usable(*dev);
+    return lost.ok() ? fail(r.status, r.message) : fail(lost.status, lost.message);
   }
   return SSD_OK;
 }
@@ -103,7 +108,10 @@ SsdStatus with_workspace(int dev, size_t bytes, void* stream, Body body) {
   void* workspace = nullptr;
   if (bytes > 0) {
     device::Result r = device::stream_alloc(dev, bytes, stream, &workspace);
-    if (!r.ok()) return fail(r.status, r.message);
+    if (!r.ok()) {
+      r = device::note_failure(dev, r);
+      return fail(r.status, r.message);
+    }
   }
   std::string error;
   device::Result injected = device::inject_armed_fault(stream);

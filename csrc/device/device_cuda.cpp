@@ -372,7 +372,8 @@ Result allocate(int device, size_t bytes, void** ptr) {
     cudaGetLastError();
     Result r = cuda_result(e, ("cudaMalloc of " + std::to_string(size) + " bytes").c_str());
     if (injected) r.message += kInjected;
-    return r;
+    // an error other than out-of-memory may be a sticky one that a job has not met yet
+    return e == cudaErrorMemoryAllocation ? r : d->check_lost(std::move(r), e);
   }
   std::lock_guard<std::mutex> lock(d->mutex);
   d->block_size[p] = size;
