@@ -212,8 +212,8 @@ export type GradBuffers<B> = Partial<Record<SsdGradName, B>>;
 
 /**
  * The arguments of one backward: host buffers for backward / backwardSync, device addresses for
- * cudaBackward / cudaTimeBackward. The backward is not given cuSeqlens (it runs packed sequences as
- * one, as the forward without cuSeqlens does).
+ * cudaBackward / cudaTimeBackward. The backward takes no cuSeqlens: validateBackward() has turned a
+ * call's cuSeqlens into the equivalent seqIdx (withCuSeqlensAsSeqIdx).
  */
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, ArrayBufferView>, grads: GradBuffers<ArrayBufferView>): NativeBackwardArgs;
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, bigint>, grads: GradBuffers<bigint>): NativeDeviceBackwardArgs;

@@ -24,11 +24,22 @@ export interface RefGrads {
   dInitialStates?: Float64Array; // (b, h, p, n); only when initialStates is given
 }
 
+/**
+ * The gradients that are sums over positions (dA, dD, dDtBias), summed in magnitude: Σ|term| for
+ * each entry. A sum whose terms cancel (|Σ| ≪ Σ|term|) carries the rounding of its terms at that
+ * scale, so an error of such a gradient is judged against these (test/fuzz-cases.ts).
+ */
+export interface RefAbsSums {
+  dA?: Float64Array;
+  dD?: Float64Array;
+  dDtBias?: Float64Array;
+}
+
 function sigmoid(u: number): number {
   return 1 / (1 + Math.exp(-u));
 }
 
-export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinalStates?: ArrayLike<number>): RefGrads {
+export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinalStates?: ArrayLike<number>, absSums?: RefAbsSums): RefGrads {
   const { batch, seqlen: L, nheads: h, headdim: p, ngroups: g, dstate: n } = r;
   const [lo, hi] = r.dtLimit ?? [0, Infinity];
   const dtSoftplus = r.dtSoftplus ?? false;
@@ -50,6 +61,10 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
   const dz = r.z ? new Float64Array(batch * L * h * p) : undefined;
   const dDtBias = r.dtBias ? new Float64Array(h) : undefined;
   const dInitialStates = r.initialStates ? new Float64Array(batch * h * pn) : undefined;
+  // Σ|term| of the summed gradients, when the caller asks (absSums)
+  const dAAbs = absSums ? (absSums.dA = new Float64Array(h)) : undefined;
+  const dDAbs = absSums && dD ? (absSums.dD = new Float64Array(dD.length)) : undefined;
+  const dDtBiasAbs = absSums && dDtBias ? (absSums.dDtBias = new Float64Array(h)) : undefined;
 
   // Per (batch, head) scratch: states H_{t-1} at offset t·pn (t = 0 .. L, so H_{-1} sits at 0), the
   // step sizes, the pre-clamp values (for the clamp's indicator) and the decays keep·exp(d·A).
@@ -123,6 +138,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
           if (r.D && dD) {
             const k = r.dPerChannel ? head * p + i : head;
             dD[k] += gi * xv;
+            if (dDAbs) dDAbs[k] += Math.abs(gi * xv);
             dx[xBase + i] += r.D[k] * gi;
           }
           for (let j = 0; j < n; j++) dH[i * n + j] += gi * r.C[bcBase + j];
@@ -159,6 +175,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         const da = dDecay * decay;
         dd += A * da;
         dA[head] += d * da;
+        if (dAAbs) dAAbs[head] += Math.abs(d * da);
 
         // d = clamp(sp(u), lo, hi), u = dt + dtBias.
         const v = preClamp[t];
@@ -169,6 +186,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         }
         ddt[(b * L + t) * h + head] = du;
         if (dDtBias) dDtBias[head] += du;
+        if (dDtBiasAbs) dDtBiasAbs[head] += Math.abs(du);
       }
       if (dInitialStates) dInitialStates.set(dH, stateBase);
     }

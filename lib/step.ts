@@ -63,11 +63,17 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
       yBuffer = call.alloc(yBytes);
     }
     call.enqueue(addon.cudaStep(stepArgs(state, t, plan, inputs, yBuffer), device));
+    // A host state comes back through a staging copy, written into the state only when every piece
+    // of the call succeeded: after a failure (an upload that did not happen, a kernel that did not
+    // run), the state keeps its values instead of taking those of uninitialised device memory.
+    let staged: Float32Array | Uint16Array | undefined;
     if (!stateOnDevice) {
       call.download(yBuffer, y.data);
-      call.download(inputs.state as bigint, state.data);
+      staged = state.type === 'float32' ? new Float32Array(state.size) : new Uint16Array(state.size);
+      call.download(inputs.state as bigint, staged);
     }
     await call.settle();
+    if (staged) (state.data as Float32Array | Uint16Array).set(staged);
     ok = true;
     return { y };
   } finally {

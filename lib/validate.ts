@@ -285,7 +285,12 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
     throw new SsdError('ERR_SSD_VALUE', 'Expected no inputs.initialStates with inputs.cuSeqlens (each packed sequence starts from a zero state) but received initialStates');
   }
   if (cu.location !== 'cpu') return cu;
-  const data = cu.data as Int32Array;
+  checkCuSeqlensValues(cu.data as Int32Array, seqlen);
+  return cu;
+}
+
+/** The values of a host cuSeqlens: 0 first, non-decreasing, seqlen last; throws ERR_SSD_VALUE. */
+export function checkCuSeqlensValues(data: Int32Array, seqlen: number): void {
   const last = data.length - 1;
   if (data[0] !== 0) throw new SsdError('ERR_SSD_VALUE', `Expected inputs.cuSeqlens[0] to be 0 but received ${data[0]}`);
   for (let k = 1; k <= last; k++) {
@@ -296,7 +301,6 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
   if (data[last] !== seqlen) {
     throw new SsdError('ERR_SSD_VALUE', `Expected the last value of inputs.cuSeqlens to be seqlen (x.dims[1]) = ${seqlen} but received ${data[last]}`);
   }
-  return cu;
 }
 
 type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated' | 'device' | 'threads'>;

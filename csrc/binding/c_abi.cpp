@@ -49,37 +49,11 @@ int pointers(const SsdParams& p, Pointer* out) {
   return n;
 }
 
+SsdStatus forward_device(const SsdParams& p, void* stream);
+
 SsdStatus forward_host(const SsdParams& p) {
   std::string error;
   SsdStatus status = forward_cpu(p, 0, &error);
-  return status == SSD_OK ? SSD_OK : fail(status, error);
-}
-
-SsdStatus forward_device(const SsdParams& p, void* stream) {
-  const device::Availability& a = device::availability();
-  if (!a.available) return fail(SSD_ERR_UNSUPPORTED, "CUDA is unavailable: " + a.reason);
-  int dev = 0;
-  device::Result r = device::current_device(&dev);
-  if (!r.ok()) return fail(r.status, r.message);
-  Pointer ptrs[15];
-  const int n = pointers(p, ptrs);
-  for (int i = 0; i < n; i++) {
-    r = device::check_device_pointer(dev, ptrs[i].ptr, ptrs[i].name);
-    if (!r.ok()) return fail(r.status, r.message);
-  }
-  void* workspace = nullptr;
-  const size_t bytes = cuda_workspace_bytes(p);
-  if (bytes > 0) {
-    r = device::stream_alloc(dev, bytes, stream, &workspace);
-    if (!r.ok()) return fail(r.status, r.message);
-  }
-  std::string error;
-  SsdStatus status = forward_cuda(p, stream, workspace, &error);
-  // Stream-ordered: the pool hands the block out again only after the kernels above are done with it.
-  if (workspace) {
-    r = device::stream_free(workspace, stream);
-    if (status == SSD_OK && !r.ok()) return fail(r.status, r.message);
-  }
   return status == SSD_OK ? SSD_OK : fail(status, error);
 }
 
@@ -106,35 +80,63 @@ SsdStatus ssd_abi_forward(const SsdParams* params, SsdMemory memory, void* strea
   }
 }
 
-// The device-side preamble every CUDA entry shares: CUDA usable, the current device, and every
-// pointer of `ptrs` on it.
+// The device-side preamble every CUDA entry shares: CUDA usable, the current device (its context
+// not lost to an earlier sticky error), and every pointer of `ptrs` on it.
 SsdStatus device_preamble(const Pointer* ptrs, int n, int* dev) {
   const device::Availability& a = device::availability();
   if (!a.available) return fail(SSD_ERR_UNSUPPORTED, "CUDA is unavailable: " + a.reason);
   device::Result r = device::current_device(dev);
   if (!r.ok()) return fail(r.status, r.message);
+  r = device::usable(*dev);
+  if (!r.ok()) return fail(r.status, r.message);
   for (int i = 0; i < n; i++) {
     r = device::check_device_pointer(*dev, ptrs[i].ptr, ptrs[i].name);
-    if (!r.ok()) return fail(r.status, r.message);
+    if (r.ok()) continue;
+    // CUDA could not tell where the pointer lives: a context lost to a sticky error that no call has
+    // met yet answers so too, and is then refused as lost
+    device::note_failure(*dev, {SSD_ERR_CUDA, r.message});
+    device::Result lost = device::usable(*dev);
+    return lost.ok() ? fail(r.status, r.message) : fail(lost.status, lost.message);
   }
   return SSD_OK;
 }
 
-// Runs `body(workspace)` with `bytes` of stream-ordered scratch on `stream`.
+// Runs `body(workspace)` with `bytes` of stream-ordered scratch on `stream` (after a fault a test
+// armed, if any). A CUDA failure that lost the device's context is noted (device.h, "Lost contexts").
 template <class Body>
 SsdStatus with_workspace(int dev, size_t bytes, void* stream, Body body) {
   void* workspace = nullptr;
   if (bytes > 0) {
     device::Result r = device::stream_alloc(dev, bytes, stream, &workspace);
-    if (!r.ok()) return fail(r.status, r.message);
+    if (!r.ok()) {
+      r = device::note_failure(dev, r);
+      return fail(r.status, r.message);
+    }
   }
   std::string error;
-  SsdStatus status = body(workspace, &error);
+  device::Result injected = device::inject_armed_fault(stream);
+  SsdStatus status = injected.ok() ? body(workspace, &error) : injected.status;
+  if (!injected.ok()) error = injected.message;
   if (workspace) {
     device::Result r = device::stream_free(workspace, stream);
-    if (status == SSD_OK && !r.ok()) return fail(r.status, r.message);
+    if (status == SSD_OK && !r.ok()) {
+      status = r.status;
+      error = r.message;
+    }
   }
-  return status == SSD_OK ? SSD_OK : fail(status, error);
+  if (status == SSD_OK) return SSD_OK;
+  device::Result noted = device::note_failure(dev, {status, error});
+  return fail(noted.status, noted.message);
+}
+
+SsdStatus forward_device(const SsdParams& p, void* stream) {
+  Pointer ptrs[15];
+  const int n = pointers(p, ptrs);
+  int dev = 0;
+  SsdStatus status = device_preamble(ptrs, n, &dev);
+  if (status != SSD_OK) return status;
+  return with_workspace(dev, cuda_workspace_bytes(p), stream,
+                        [&](void* ws, std::string* err) { return forward_cuda(p, stream, ws, err); });
 }
 
 SsdStatus check_memory(SsdMemory memory) {

@@ -340,6 +340,11 @@ SsdStatus check_step_layout(const SsdStepParams& p, std::string* error) {
       !check_view("B", B, n, false, error) || !check_view("C", C, n, false, error)) {
     return SSD_ERR_INVALID_ARGUMENT;
   }
+  // As the forward's: any other value read D as (h, p), past the end of a D of (h).
+  if (p.D_per_channel != 0 && p.D_per_channel != 1) {
+    *error = "D_per_channel: expected 0 (D is (h)) or 1 (D is (h, p)) but received " + std::to_string(p.D_per_channel);
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
   const struct {
     const char* name;
     const void* ptr;
