@@ -73,6 +73,20 @@ export function isThreadCount(t: number): boolean {
   return Number.isInteger(t) && t >= THREADS.min && t <= THREADS.max;
 }
 
+/** The sizes of a decode step (ssdStep()). */
+export interface StepSizes {
+  batch: number;
+  nheads: number;
+  headdim: number;
+  ngroups: number;
+  dstate: number;
+}
+
+/** The sizes of a forward or backward call: a step's, and the sequence length. */
+export interface ScanSizes extends StepSizes {
+  seqlen: number;
+}
+
 /** Every size of a call (batch, seqlen, nheads, headdim, ngroups, dstate, state rows) is at least this. */
 export const MIN_SIZE = 1;
 
