@@ -1,7 +1,8 @@
 /**
  * The validation rules, in one place: the dtypes each argument accepts, the chunk sizes, the
- * thread counts and the size limits. lib/validate.ts, lib/validate-backward.ts, lib/step.ts and
- * lib/tensor.ts check arguments against these values and build their messages from them.
+ * thread counts and the size limits (and the types of a call's sizes). lib/validate.ts,
+ * lib/validate-backward.ts, lib/step.ts and lib/tensor.ts check arguments against these values and
+ * build their messages from them.
  * This module imports nothing, so any module may read it.
  */
 
