@@ -1,5 +1,5 @@
 // What the files of the N-API binding share (util.cpp): argument readers, status errors, the CPU
-// worker, and the device worker's Promise.
+// worker, the device worker's Promise, and the templates of an operation's CPU and CUDA entries.
 #pragma once
 #include <napi.h>
 
