@@ -4,13 +4,9 @@
  * in lib/ because `ssd-kernels check` uses it too. Inputs are plain arrays of values (already
  * rounded to the input dtype where that matters); all arithmetic is float64.
  */
-export interface RefInputs {
-  batch: number;
-  seqlen: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+import type { ScanSizes } from './rules';
+
+export interface RefInputs extends ScanSizes {
   x: ArrayLike<number>; // (b, L, h, p)
   dt: ArrayLike<number>; // (b, L, h)
   A: ArrayLike<number>; // (h)

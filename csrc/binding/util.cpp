@@ -141,6 +141,10 @@ void prefault(void* data, size_t bytes) {
 #endif
 }
 
+void prefault(std::initializer_list<std::pair<void*, size_t>> regions) {
+  for (const auto& [data, bytes] : regions) prefault(data, bytes);
+}
+
 // Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
 Call read_call(Napi::Object args, bool on_device, bool outputs) {
   Napi::Env env = args.Env();
@@ -357,6 +361,20 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
     });
   });
   return promise;
+}
+
+Napi::Value run_on_cpu(Napi::Env env, Napi::Object args, const char* name, bool async,
+                       std::function<SsdStatus(std::string*)> run) {
+  if (async) {
+    auto* worker = new CpuWorker(env, args, name, std::move(run));
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+  std::string error;
+  const SsdStatus status = run(&error);
+  if (status != SSD_OK) throw status_error(env, status, error);
+  return env.Undefined();
 }
 
 ssd::device::Result with_workspace(int device, size_t bytes, const std::function<ssd::device::Result(void*)>& body) {

@@ -380,57 +380,34 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     if (err) *err = "internal: no kernel instance";
     return SSD_ERR_INTERNAL;
   }
-  cudaError_t e;
-  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_prep)", err);
-  if ((e = cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem2)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_pass_dcb)", err);
-  if ((e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem3)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_main)", err);
+  SsdStatus st;
+  if ((st = allow_smem(k1, smem1, "k_bwd_prep", err)) != SSD_OK) return st;
+  if ((st = allow_smem(k2, smem2, "k_bwd_pass_dcb", err)) != SSD_OK) return st;
+  if ((st = allow_smem(k3, smem3, "k_bwd_main", err)) != SSD_OK) return st;
 
-  auto mark = [&](int i) { return Timer::mark(tm, i, stream); };
   // Every launch is a programmatic dependent (sm_90, not when timed per launch): it is scheduled as
   // the kernel before it in the stream drains, and waits for it (pdl_wait) before it touches memory.
   const bool pdl = !tm && pdl_supported();
-  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k1, (unsigned)(2 * n1a + n1c), kThreads, smem1, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_prep", err);
-  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k2, (unsigned)(n2a + n2b), kThreads, smem2, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_pass_dcb", err);
-  if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k3, (unsigned)(n3a + 2 * n3b), kThreads, smem3, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_main", err);
-  if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_ddt", err);
-  if ((e = mark(4)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k_bwd_reduce, (unsigned)H, kThreads, 0, stream, pdl, bp, bw, (int)(B_ * bw.nc))) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_reduce", err);
-  if ((e = mark(5)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if (tm) {
-    tm->times->n = 5;
-    tm->times->name[0] = "prep(S,dHoff,CBt)";
-    tm->times->name[1] = "pass+dCB";
-    tm->times->name[2] = "main+dB/dC";
-    tm->times->name[3] = "ddt";
-    tm->times->name[4] = "reduce";
+  Stages stages(stream, tm, err);
+  const unsigned grid1 = (unsigned)(2 * n1a + n1c), grid2 = (unsigned)(n2a + n2b), grid3 = (unsigned)(n3a + 2 * n3b);
+  if ((st = stages.begin()) != SSD_OK ||
+      (st = stages.done(launch(k1, grid1, kThreads, smem1, stream, pdl, bp, bw), "launch k_bwd_prep")) != SSD_OK ||
+      (st = stages.done(launch(k2, grid2, kThreads, smem2, stream, pdl, bp, bw), "launch k_bwd_pass_dcb")) != SSD_OK ||
+      (st = stages.done(launch(k3, grid3, kThreads, smem3, stream, pdl, bp, bw), "launch k_bwd_main")) != SSD_OK ||
+      (st = stages.done(launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw), "launch k_bwd_ddt")) != SSD_OK ||
+      (st = stages.done(launch(k_bwd_reduce, (unsigned)H, kThreads, 0, stream, pdl, bp, bw, (int)(B_ * bw.nc)),
+                        "launch k_bwd_reduce")) != SSD_OK) {
+    return st;
   }
+  stages.name({"prep(S,dHoff,CBt)", "pass+dCB", "main+dB/dC", "ddt", "reduce"});
   return SSD_OK;
 }
 
 SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  if (tm) tm->times->n = 0;
-  if (!workspace) {
-    if (err) *err = "workspace is null";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  switch (path_of(bp.fwd)) {
-    case kPathBf16: return run_t<bf16>(bp, stream, workspace, err, tm);
-    case kPathF16: return run_t<f16>(bp, stream, workspace, err, tm);
-    default: return run_t<float>(bp, stream, workspace, err, tm);
-  }
+  const SsdStatus st = begin_launches(workspace, tm, err);
+  if (st != SSD_OK) return st;
+  return run_path(path_of(bp.fwd), [&](auto t) { return run_t<decltype(t)>(bp, stream, workspace, err, tm); });
 }
 
 }  // namespace

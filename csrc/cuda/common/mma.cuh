@@ -155,21 +155,18 @@ __device__ __forceinline__ void buildA(FragA<T>& a, F&& f) {
   }
 }
 
-// c += a * b (16x8x16), fp32 accumulate.
-__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));
-}
-__device__ __forceinline__ void mma(float c[4], const FragA<f16>& a, const FragB<f16>& b) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));
-}
+// c += a * b (16x8x16), fp32 accumulate: one mma.sync per 16-bit type, PTX its PTX type name.
+#define SSD_MMA_16BIT(T, PTX)                                                             \
+  __device__ __forceinline__ void mma(float c[4], const FragA<T>& a, const FragB<T>& b) { \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX ".f32 "                      \
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                         \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \
+        : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));  \
+  }
+SSD_MMA_16BIT(bf16, "bf16")
+SSD_MMA_16BIT(f16, "f16")
+#undef SSD_MMA_16BIT
+// The fp32 path: the same product in fp32 FMAs.
 __device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const FragB<float>& b) {
 #pragma unroll
   for (int k = 0; k < 16; ++k) {
