@@ -129,8 +129,8 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       const float f = ok ? ex2(rI[hr].x + rI[hr].y) : 0.f;
 #pragma unroll
       for (int c = 0; c < NT; ++c) {
-        acc[c][2 * hr] *= f;
-        acc[c][2 * hr + 1] *= f;
+        acc[c][2 * hr] = scale_or_drop(acc[c][2 * hr], ok, f);
+        acc[c][2 * hr + 1] = scale_or_drop(acc[c][2 * hr + 1], ok, f);
       }
     }
   }
