@@ -39,10 +39,10 @@ export interface NanCase {
   noSoftplus?: boolean;
 }
 
-/** Sizes and packing of a case; the NaN goes to batch row 1, head 2 (group 1), position nanT. */
+/** Sizes and packing of a case; the NaN goes to batch row 1, head 2, position nanT. */
 export interface NanLayout {
   config: ExampleConfig;
-  /** where the sequences of each row start (seqIdx), or the cuSeqlens offsets for 'varlen' */
+  /** where the sequences of each row start (seqIdx; none: no seqIdx), or the cuSeqlens offsets for 'varlen' */
   seqStarts: number[];
   nanT: number;
   chunkSize: number;
@@ -66,6 +66,24 @@ export const CUDA_LAYOUT: NanLayout = {
   seqStarts: [16, 32],
   nanT: 20,
   chunkSize: 16,
+};
+
+/**
+ * CUDA's fixed-shape kernels (16-bit, headdim 64, dstate 64, chunk 64): the backward's fixed launches
+ * take seqIdx (sequence starts on chunk edges again); the forward's only run without it, with enough
+ * (batch, head) chains for the sequential state pass.
+ */
+export const CUDA_FIXED_BACKWARD_LAYOUT: NanLayout = {
+  config: { batch: 2, seqlen: 192, nheads: 4, headdim: 64, ngroups: 2, dstate: 64 },
+  seqStarts: [64, 128],
+  nanT: 70,
+  chunkSize: 64,
+};
+export const CUDA_FIXED_FORWARD_LAYOUT: NanLayout = {
+  config: { batch: 2, seqlen: 192, nheads: 32, headdim: 64, ngroups: 2, dstate: 64 },
+  seqStarts: [],
+  nanT: 70,
+  chunkSize: 64,
 };
 
 const NAN_BATCH = 1;
@@ -160,7 +178,7 @@ export async function runNanCase(c: NanCase, layout: NanLayout, device: SsdDevic
     z: true,
     dtBias: true,
     initialStates: !varlen,
-    seqStarts: varlen ? undefined : layout.seqStarts,
+    seqStarts: varlen || layout.seqStarts.length === 0 ? undefined : layout.seqStarts,
     positiveDt: c.noSoftplus,
   };
   const config = varlen ? { ...cfg, batch: 1 } : cfg;
