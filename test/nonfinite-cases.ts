@@ -37,6 +37,8 @@ export interface NanCase {
   input: string;
   /** without softplus (dt already positive): the clamp alone sees the NaN */
   noSoftplus?: boolean;
+  /** backward: hand it the forward's yUngated (the CUDA backward then reads y before the gate) */
+  ungated?: boolean;
 }
 
 /** Sizes and packing of a case; the NaN goes to batch row 1, head 2, position nanT. */
@@ -91,8 +93,11 @@ const NAN_HEAD = 2;
 const NAN_CHANNEL = 3;
 const NAN_STATE = 2;
 
-/** The cases of `paths` and `dtypes`; `withA`: also NaN in A (device runs only). */
-export function nanCases(paths: readonly NanPath[], dtypes: readonly FloatType[], withA: boolean): NanCase[] {
+/**
+ * The cases of `paths` and `dtypes`; `withA`: also NaN in A (device runs only); `ungated`: the
+ * backward cases also with the forward's yUngated handed to the backward.
+ */
+export function nanCases(paths: readonly NanPath[], dtypes: readonly FloatType[], withA: boolean, ungated = false): NanCase[] {
   const cases: NanCase[] = [];
   for (const path of paths)
     for (const dtype of dtypes)
@@ -100,12 +105,13 @@ export function nanCases(paths: readonly NanPath[], dtypes: readonly FloatType[]
         if (input === 'A' && !withA) continue;
         cases.push({ path, dtype, input });
         if (input === 'dt') cases.push({ path, dtype, input, noSoftplus: true });
+        if (path === 'backward' && ungated) cases.push({ path, dtype, input, ungated: true });
       }
   return cases;
 }
 
 export function caseName(c: NanCase): string {
-  return `${c.path} ${c.dtype} NaN in ${c.input}${c.noSoftplus ? ' (no softplus)' : ''}`;
+  return `${c.path} ${c.dtype} NaN in ${c.input}${c.noSoftplus ? ' (no softplus)' : ''}${c.ungated ? ' (yUngated kept)' : ''}`;
 }
 
 /** How an output's elements map to batch row, position and head (or group). */
@@ -286,7 +292,9 @@ export async function runNanCase(c: NanCase, layout: NanLayout, device: SsdDevic
     return { outcomes, element: (axes, i) => withSeq(axes, last)(element(axes, i)), source };
   }
 
-  const grads = await ssdBackward(inputs, { dy, dFinalStates: dF }, { ...options, device });
+  // with c.ungated, the forward's y before the gate, from the same (poisoned) inputs
+  const yUngated = c.ungated ? (await ssd(inputs, { ...options, device, returnUngated: true })).yUngated : undefined;
+  const grads = await ssdBackward(inputs, { dy, dFinalStates: dF }, { ...options, device, yUngated });
   const expected = ssdReferenceBackward(refIn, dyValues, dFValues);
   const axesOf: Record<string, Axes> = { dx: 'bthp', dz: 'bthp', ddt: 'bth', dB: 'btgn', dC: 'btgn', dA: 'h', dDtBias: 'h', dD: 'hp', dInitialStates: 'bhpn' };
   for (const key of Object.keys(expected)) {

@@ -1,8 +1,8 @@
 /**
  * Non-finite values on a GPU: the cases of the CPU suite (test/nonfinite.test.ts, built in
  * test/nonfinite-cases.ts) on the CUDA forward (seqIdx and cuSeqlens packs), backward (dy and
- * dFinalStates too) and step, in every dtype, plus a NaN in A (a device tensor: a host A must be
- * finite). The chunked kernels multiply masked zeros by every position of a chunk, so a NaN there
+ * dFinalStates too; also with the forward's yUngated, which the backward then reads for dz) and
+ * step, in every dtype, plus a NaN in A (a device tensor: a host A must be finite). The chunked kernels multiply masked zeros by every position of a chunk, so a NaN there
  * reaches the whole chunk; the cases put the sequence starts on chunk edges, and require:
  *
  * - every output the float64 reference makes non-finite is non-finite (the step size's clamp and
@@ -77,10 +77,10 @@ function runAll(layout: NanLayout, cases: NanCase[]): void {
 }
 
 describeGpu('CUDA: a NaN reaches what it feeds and no other sequence, head or row (generic kernels)', () => {
-  runAll(CUDA_LAYOUT, nanCases(['forward', 'varlen', 'backward', 'step'], ['float32', 'bfloat16', 'float16'], true));
+  runAll(CUDA_LAYOUT, nanCases(['forward', 'varlen', 'backward', 'step'], ['float32', 'bfloat16', 'float16'], true, true));
 });
 
 describeGpu('CUDA: the same on the fixed-shape kernels', () => {
-  runAll(CUDA_FIXED_BACKWARD_LAYOUT, nanCases(['backward'], ['bfloat16', 'float16'], true));
+  runAll(CUDA_FIXED_BACKWARD_LAYOUT, nanCases(['backward'], ['bfloat16', 'float16'], true, true));
   runAll(CUDA_FIXED_FORWARD_LAYOUT, nanCases(['forward'], ['bfloat16', 'float16'], true));
 });
