@@ -63,6 +63,9 @@ function cudaBound(c: NanCase): (o: Outcome, expected: Float64Array) => number {
     if (c.path === 'step') return CUDA_STEP_FP32_BOUND + rounding;
     if (c.path !== 'backward') return CUDA_FORWARD_BOUND[c.dtype] + rounding;
     if (c.dtype === 'float32') return CUDA_BACKWARD_FP32_BOUND;
+    // dDtBias sums ddt terms that cancel: test/cuda/backward.cuda.test.ts holds it to the sum of their
+    // magnitudes; here only its finiteness is checked
+    if (o.name === 'dDtBias') return Infinity;
     return (SUMMED.includes(o.name) ? CUDA_BACKWARD_BF16_SUMMED_BOUND : CUDA_BACKWARD_BF16_BOUND) + rounding;
   };
 }
