@@ -7,7 +7,7 @@
  * [S0 − LEAD, S0) and [S0, L), over views of the same memory: every operation on the last sequence
  * is then the same in both runs.
  */
-import { Tensor, type SsdInputs } from '../lib/index';
+import { Tensor, type FloatType, type SsdInputs } from '../lib/index';
 import { Random } from '../lib/examples';
 
 export const L = 2 ** 20;
@@ -41,8 +41,8 @@ export interface LargePack {
   alone: SsdInputs;
 }
 
-/** The pack with dstate n (one group); x bfloat16, the rest float32. */
-export function largePack(n: number, seed = 2026): LargePack {
+/** The pack with dstate n (one group); x bfloat16, B and C of type bc, the rest float32. */
+export function largePack(n: number, bc: FloatType = 'float32', seed = 2026): LargePack {
   const rng = new Random(seed);
   const t0 = S0 - LEAD, len = L - t0;
   const x = new Tensor('bfloat16', new Uint16Array(L * HP), [1, L, H, P]);
@@ -61,8 +61,8 @@ export function largePack(n: number, seed = 2026): LargePack {
     x,
     dt: new Tensor('float32', dt, [1, L, H]),
     A: new Tensor('float32', Float32Array.from({ length: H }, (_, i) => -(1 + (i % 8)) / 4), [H]),
-    B: new Tensor('float32', B, [1, L, 1, n]),
-    C: new Tensor('float32', C, [1, L, 1, n]),
+    B: Tensor.fromFloat32(bc, B, [1, L, 1, n]),
+    C: Tensor.fromFloat32(bc, C, [1, L, 1, n]),
     D: new Tensor('float32', Float32Array.from({ length: H }, (_, i) => 0.5 + i / 16), [H]),
     dtBias: new Tensor('float32', rng.normals(H, 0.1), [H]),
     seqIdx: new Tensor('int32', seq, [1, L]),

@@ -1,7 +1,7 @@
 /**
- * Past 4 GiB and 2^31 elements on a GPU (the pack of ../large-pack.ts, dstate 64, chunk 256): x holds
- * 2,214,592,512 bfloat16 elements (4.4 GB) and the last sequence of a seqIdx pack lies wholly past
- * element 2^31.
+ * Past 4 GiB and 2^31 elements on a GPU (the pack of ../large-pack.ts, bf16 x, B and C, dstate 64,
+ * chunk 256): x holds 2,214,592,512 bfloat16 elements (4.4 GB) and the last sequence of a seqIdx pack
+ * lies wholly past element 2^31.
  *
  * - toDevice() of the 4.4 GB host tensor (copied in pieces: no byte view of the whole buffer can be
  *   made) and toHost() give back the same bytes.
@@ -64,7 +64,7 @@ describeGpu('CUDA past 4 GiB and 2^31 elements: a whole sequence of a seqIdx pac
   let x: Tensor; // on the device
 
   beforeAll(async () => {
-    pack = largePack(N);
+    pack = largePack(N, 'bfloat16'); // 16-bit x, B and C: the tensor-core kernels (the backward's fixed launches)
     const started = performance.now();
     x = pack.inputs.x.toDevice();
     await x.ready; // the upload's pieces are done
