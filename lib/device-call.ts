@@ -5,6 +5,7 @@
  * stream; `settle()` waits for all of them, and `release()` frees the temporaries only once nothing
  * queued can still touch them.
  */
+import { copyHostDevice } from './device-copy';
 import { fromNativeError } from './errors';
 import { native } from './native';
 import type { Tensor } from './tensor';
@@ -23,16 +24,16 @@ export class DeviceCall {
     return ptr;
   }
 
-  /** A temporary holding a copy of `view` (queued). */
+  /** A temporary holding a copy of `view` (queued, in pieces for any size: lib/device-copy.ts). */
   upload(view: ArrayBufferView): bigint {
     const ptr = this.alloc(view.byteLength);
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, view, true));
+    this.pending.push(copyHostDevice(this.addon, this.device, ptr, view, true));
     return ptr;
   }
 
-  /** Queues a copy of device memory at `ptr` into `view`. */
+  /** Queues a copy of device memory at `ptr` into `view` (in pieces for any size). */
   download(ptr: bigint, view: ArrayBufferView): void {
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, view, false));
+    this.pending.push(copyHostDevice(this.addon, this.device, ptr, view, false));
   }
 
   /** Queues the call's own work (a kernel launch Promise from the addon). */

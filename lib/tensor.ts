@@ -9,6 +9,7 @@
  * { type, dims, data } object: asTensor() makes a Tensor over the same data, without a copy.
  */
 import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
+import { copyHostDevice } from './device-copy';
 import { native } from './native';
 import { MAX_ELEMENTS, TENSOR_TYPES } from './rules';
 import {
@@ -336,8 +337,8 @@ export class Tensor {
     }
     const out = Tensor.fromOwnedDeviceMemory(address, this.type, this.dims, index, bytes);
     const ptr = out.devicePointer;
-    const view = new Uint8Array(data.buffer, data.byteOffset, bytes);
-    out.#ready = bytes === 0 ? Promise.resolve() : addon.cudaCopy(index, ptr, view, true).catch((err: unknown) => {
+    // in pieces: one byte view of 4 GiB or more cannot be made (lib/device-copy.ts)
+    out.#ready = copyHostDevice(addon, index, ptr, data, true).catch((err: unknown) => {
       throw fromNativeError(err);
     });
     out.#ready.catch(() => undefined); // observed by whoever uses the tensor
@@ -353,7 +354,7 @@ export class Tensor {
     const data = this.type === 'float32' ? new Float32Array(this.size) : this.type === 'int32' ? new Int32Array(this.size) : new Uint16Array(this.size);
     if (bytes > 0) {
       try {
-        await native().cudaCopy(storage.device, storage.ptr, data, false);
+        await copyHostDevice(native(), storage.device, storage.ptr, data, false);
       } catch (err) {
         throw fromNativeError(err);
       }

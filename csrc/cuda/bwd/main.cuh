@@ -148,7 +148,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       const int jl = wr + g + 8 * hr;
       const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_prev);
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-      scale_row(acc, hr, f);
+      scale_or_drop_row(acc, hr, ok, f);
     }
   }
   {
@@ -448,6 +448,10 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
   // ---- through the states, over the heads of the slice in order
   if (DB || k > 0 || p.initial_states != nullptr) {
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    // dC: where no row of the block continues the sequence of H_{k-1} (seq_idx never decreases, so
+    // the first row tells), every row's weight is 0; the slab's signed zeros then give the products'
+    // bits that H_{k-1} gave for finite values, without a NaN or infinity of the previous sequence
+    const bool drop = !DB && has_seq && p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + r0] != sid_prev;
     const int hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
     for (int hh = sl * bw.h3; hh < hh1; ++hh) {
       const int h = grp * bw.hpg + hh;
@@ -479,8 +483,15 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
           }
         });
         fill_tile<T>(Vs, LDV, 64, BN, [&](int rr, int c, float f[8]) {
-          if (rr < pcv && c < nnv) ld8(slab, SSD_FLOAT32, (int64_t)(pc + rr) * N + c, imin(8, nnv - c), bw.st4, f);
-          else zero8(f);
+          if (rr < pcv && c < nnv) {
+            ld8(slab, SSD_FLOAT32, (int64_t)(pc + rr) * N + c, imin(8, nnv - c), bw.st4, f);
+            if (drop) {
+#pragma unroll
+              for (int e = 0; e < 8; ++e) f[e] = signed_zero(f[e]);
+            }
+          } else {
+            zero8(f);
+          }
         });
         __syncthreads();
         if (wact) mma_rows<T, BN, mma::kKN>(acc, As, LDA, wr, Vs, LDV, pcv, nnv);

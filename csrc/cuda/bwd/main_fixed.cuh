@@ -186,7 +186,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     for (int hr = 0; hr < 2; ++hr) {
       const bool ok = !has_seq || sid_of(rJ[hr]) == sid_prev;
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-      scale_row(acc, hr, f);
+      scale_or_drop_row(acc, hr, ok, f);
     }
   }
   {
@@ -614,6 +614,10 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
     issue_slab(hh0, 0);
     cp_async_commit();
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    // dC: where no row of the block continues the sequence of H_{k-1}, the slab is read with weight 0
+    // only; its signed zeros keep the products' bits and drop a NaN or infinity of the previous
+    // sequence (as in group_role)
+    const bool drop = !DB && has_seq && p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + r0] != sid_prev;
     for (int hh = hh0; hh < hh1; ++hh) {
       const int st = (hh - hh0) & 1;
       const T* Vs = reinterpret_cast<const T*>(smem + S::oV + st * S::kV);
@@ -624,6 +628,11 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
         issue_slab(hh + 1, st ^ 1);
         issue_rec(hh + 1, st ^ 1);
         cp_async_commit();
+      }
+      if (drop) {  // block-uniform; the sign bits of each pair of 16-bit values
+        uint32_t* vw = reinterpret_cast<uint32_t*>(smem + S::oV + st * S::kV);
+        for (int i = tid; i < S::kV / 4; i += kThreads) vw[i] &= 0x80008000u;
+        __syncthreads();
       }
       // row weights of this lane's rows wr + g (+8) (padding records past len)
       const float4 rl = rs[64];

@@ -11,6 +11,8 @@ namespace {
 //   forward:  states[k] ← H_{k-1};  H_k = decay_k H_{k-1} + S_k
 //   reverse:  g = dFinal; for k = c-1..0: dstates[k] ← g (= G_k, after reading dHoff_k there);
 //             partial decay_k ⟨g, H_{k-1}⟩; g ← dHoff_k + decay_k g.   d_initial_states = g.
+//   (where chunk k's last position is in another sequence than chunk k-1's, decay_k is
+//   kDecayReset, and the products with it drop their other operand: decay_fma, decay_mul)
 // =============================================================================================
 __device__ __forceinline__ void ld4(const float* p, int cnt, bool vec, float v[4]) {
   if (vec && cnt == 4) {
@@ -66,7 +68,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
       if (k0 + u < nc) {
         st4(S + (int64_t)(k0 + u) * PN, cnt, vec, Hc);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) Hc[q] = fmaf(a[u], Hc[q], cur[u][q]);
+        for (int q = 0; q < 4; ++q) Hc[q] = decay_fma(a[u], Hc[q], cur[u][q]);
       }
     }
   }
@@ -110,8 +112,8 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
         }
         if (!ts) st4(Dd + (int64_t)k * PN, cnt, vec, gr);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) gr[q] = fmaf(a[u], gr[q], dh[u][q]);
-        const float v = warp_sum(a[u] * dot);
+        for (int q = 0; q < 4; ++q) gr[q] = decay_fma(a[u], gr[q], dh[u][q]);
+        const float v = warp_sum(decay_mul(a[u], dot));
         if (lane == 0) bw.ppass[(bh * nc + k) * bw.npp + es * 4 + warp] = v;
       }
     }

@@ -47,7 +47,7 @@ __device__ __forceinline__ void outer_weights(const SsdParams& p, const Bw& bw, 
           const int prev = o.k > 0 ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
           keep = sid_of(rl) == prev;
         }
-        bw.decay[o.bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
+        bw.decay[o.bhc] = keep ? ex2(rl.x + rl.y) : kDecayReset;
       }
     }
     for (int j = tid; j < o.len; j += kThreads) {
@@ -64,9 +64,19 @@ __device__ __forceinline__ void outer_weights(const SsdParams& p, const Bw& bw, 
     }
   }
 }
-// The 64 × BN1 result (warp grid 2 × 2, each 32 × BN1/2) into states (role a) or dstates (role b).
+// Role b: whether no position of the chunk continues the sequence of the state entering it (seq_idx
+// never decreases, so the first position tells). Then every weight is 0 and the chunk's dL/dH_{k-1}
+// is zero: exactly ±0 for finite values, and outer_store keeps those bits but drops a NaN or
+// infinity of the chunk's own sequence, which would otherwise reach the sequence before it.
+__device__ __forceinline__ bool outer_starts_sequence(const SsdParams& p, const OuterTile& o, const float4* rec) {
+  if (!p.seq_idx) return false;
+  const int sid_prev = o.k > 0 ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
+  return sid_of(rec[0]) != sid_prev;
+}
+// The 64 × BN1 result (warp grid 2 × 2, each 32 × BN1/2) into states (role a) or dstates (role b);
+// drop: stores signed_zero of each value (see outer_starts_sequence).
 template <int BN1, bool DY>
-__device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, const float (&acc)[2][BN1 / 16][4]) {
+__device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, const float (&acc)[2][BN1 / 16][4], bool drop) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
   const int wm = warp & 1, wn = warp >> 1;
   const int P = bw.P, N = bw.N, p0 = o.pt * 64, n0 = o.ntl * BN1;
@@ -82,11 +92,16 @@ __device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, co
         const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
         if (pr < P && nc < N) {
           float* d = out + (int64_t)pr * N + nc;
+          float v0 = acc[mt][nt][2 * hr], v1 = acc[mt][nt][2 * hr + 1];
+          if (drop) {
+            v0 = signed_zero(v0);
+            v1 = signed_zero(v1);
+          }
           if (pair && nc + 1 < N) {
-            *reinterpret_cast<float2*>(d) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+            *reinterpret_cast<float2*>(d) = make_float2(v0, v1);
           } else {
-            d[0] = acc[mt][nt][2 * hr];
-            if (nc + 1 < N) d[1] = acc[mt][nt][2 * hr + 1];
+            d[0] = v0;
+            if (nc + 1 < N) d[1] = v1;
           }
         }
       }
@@ -150,7 +165,7 @@ __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw
     outer_mma<T, BN1, KB>(acc, As, LDA, Vs, LDV, nr, npv, nnv);
   }
 
-  outer_store<BN1, DY>(bw, o, acc);
+  outer_store<BN1, DY>(bw, o, acc, DY && outer_starts_sequence(p, o, rec));
 }
 
 // Launch 1, role c: C·Bᵀ per (b, chunk, group, lower-triangular BB × BB block) into cb (as the
@@ -399,7 +414,7 @@ __device__ __forceinline__ void outer_role_fixed(const SsdBackwardParams& bp, co
     __syncthreads();  // every warp is done with stage ib & 1 before iteration ib + 1 refills it
   }
 
-  if (outer) outer_store<BN1, DY>(bw, o, acc);
+  if (outer) outer_store<BN1, DY>(bw, o, acc, DY && outer_starts_sequence(p, o, rec));
 }
 
 // Launch 1: roles a and b (the fixed instance or outer_role), then role c. DZ: see outer_role_fixed.

@@ -557,7 +557,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       const int i = wr0 + g + 8 * hr;
       const bool ok = kFixed || (i < rows_end && (!p.seq_idx || __float_as_int(rI[hr].w) == sid_prev));
       const float f = ok ? ex2(rI[hr].x + rI[hr].y) : 0.f;
-      scale_row(acc, hr, f);
+      scale_or_drop_row(acc, hr, ok, f);
     }
   }
 

@@ -76,7 +76,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
       const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
       keep = (sid_last == prev);
     }
-    dv.decay[((int64_t)b * H + h) * dv.nc + k] = keep ? ex2(rl.x + rl.y) : 0.f;
+    dv.decay[((int64_t)b * H + h) * dv.nc + k] = keep ? ex2(rl.x + rl.y) : kDecayReset;
   }
   __syncthreads();
 
@@ -254,8 +254,8 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       for (int u = 0; u < D; ++u) {
         if (k0 + u < nc) {
           store_entering<T>(dv, S + (int64_t)(k0 + u) * PN, off0 + (int64_t)(k0 + u) * PN, H);
-          H.x = fmaf(a[u], H.x, cur[u].x); H.y = fmaf(a[u], H.y, cur[u].y);
-          H.z = fmaf(a[u], H.z, cur[u].z); H.w = fmaf(a[u], H.w, cur[u].w);
+          H.x = decay_fma(a[u], H.x, cur[u].x); H.y = decay_fma(a[u], H.y, cur[u].y);
+          H.z = decay_fma(a[u], H.z, cur[u].z); H.w = decay_fma(a[u], H.w, cur[u].w);
         }
       }
     }
@@ -271,7 +271,7 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
         if constexpr (sizeof(T) == 2) {
           if (dv.hs16) static_cast<T*>(dv.hs16)[off0 + (int64_t)k * PN + u] = mma::from_float<T>(H);
         }
-        H = fmaf(dec[k], H, cur);
+        H = decay_fma(dec[k], H, cur);
       }
       if (p.final_states) p.final_states[bh * PN + e + u] = H;
     }
