@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'build-cmake/**', 'node_modules/**', 'prebuilds/**', '.device/**'] },
+  { ignores: ['dist/**', 'build/**', 'build-cmake/**', 'build-asan/**', 'node_modules/**', 'prebuilds/**', '.device/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -54,7 +54,7 @@ typedef struct SsdParams {
   const void* C;  SsdDtype C_type;  int64_t C_batch_stride, C_seq_stride, C_group_stride;
   const float* A;         /* (h), finite */
   const float* D;         /* optional: (h) or (h, p) */
-  int32_t D_per_channel;  /* 1 when D is (h, p) */
+  int32_t D_per_channel;  /* 1 when D is (h, p); 0 or 1 (checked) */
   const void* z;  SsdDtype z_type;  int64_t z_batch_stride, z_seq_stride, z_head_stride; /* optional */
   const float* dt_bias;   /* optional (h) */
   const float* initial_states; /* optional (b, h, p, n) contiguous */
@@ -105,7 +105,7 @@ typedef struct SsdStepParams {
   const void* C;  SsdDtype C_type;  int64_t C_batch_stride, C_group_stride;
   const float* A;         /* (h), finite */
   const float* D;         /* optional: (h) or (h, p) */
-  int32_t D_per_channel;
+  int32_t D_per_channel;  /* 1 when D is (h, p); 0 or 1 (checked) */
   const void* z;  SsdDtype z_type;  int64_t z_batch_stride, z_head_stride;  /* optional */
   const float* dt_bias;   /* optional (h) */
 

@@ -35,13 +35,17 @@ export const CHECK_COMMAND: CommandSpec = {
   flags: [],
 };
 
-interface CheckCase {
+/** One check: an example of `config`'s sizes made with `example`, run with `options`. */
+interface Case<Config, Example, Options> {
   name: string;
-  config: ExampleConfig;
-  example: ExampleOptions;
-  options: SsdOptions;
+  config: Config;
+  example: Example;
+  options: Options;
+  /** relative L2 bound on the outputs (and, for the step, the state) on the CPU */
   bound: number;
 }
+
+type CheckCase = Case<ExampleConfig, ExampleOptions, SsdOptions>;
 
 const CHECK_CASES: CheckCase[] = [
   {
@@ -67,14 +71,7 @@ const CHECK_CASES: CheckCase[] = [
   },
 ];
 
-interface StepCheckCase {
-  name: string;
-  config: StepExampleConfig;
-  example: StepExampleOptions;
-  options: SsdStepOptions;
-  /** relative L2 bound on y and on the state (CPU) */
-  bound: number;
-}
+type StepCheckCase = Case<StepExampleConfig, StepExampleOptions, SsdStepOptions>;
 
 const STEP_CHECK_CASES: StepCheckCase[] = [
   {

@@ -5,6 +5,7 @@
  * stream; `settle()` waits for all of them, and `release()` frees the temporaries only once nothing
  * queued can still touch them.
  */
+import { copyHostDevice } from './device-copy';
 import { SsdError, fromNativeError } from './errors';
 import { native } from './native';
 import { arrayOver, dataProblem, elementSize, nativeView, type Tensor, type TensorData, type TensorType } from './tensor';
@@ -24,16 +25,17 @@ export class DeviceCall {
     return ptr;
   }
 
-  /** A temporary holding a copy of `view` (queued). */
+  /** A temporary holding a copy of `view` (queued, in pieces for any size: lib/device-copy.ts). */
   upload(view: ArrayBufferView): bigint {
     const ptr = this.alloc(view.byteLength);
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, view, true));
+    this.pending.push(copyHostDevice(this.addon, this.device, ptr, view, true));
     return ptr;
   }
 
   /**
-   * Queues a copy of device memory at `ptr` into the data of host tensor `tensor` (`name` in messages:
-   * the copy rejects with ERR_SSD_DETACHED if its buffer is detached before the copy is done).
+   * Queues a copy of device memory at `ptr` into the data of host tensor `tensor` (in pieces for any
+   * size; `name` in messages: the copy rejects with ERR_SSD_DETACHED if its buffer is detached before
+   * the copy is done).
    */
   download(ptr: bigint, tensor: Tensor, name: string): void {
     const data = tensor.data;
@@ -42,7 +44,7 @@ export class DeviceCall {
       this.pending.push(Promise.reject(new SsdError('ERR_SSD_DETACHED', `${name}'s ArrayBuffer was detached (transferred) while the call ran: it was not written`)));
       return;
     }
-    this.pending.push(this.addon.cudaCopy(this.device, ptr, nativeView(data), false, name));
+    this.pending.push(copyHostDevice(this.addon, this.device, ptr, nativeView(data), false, undefined, name));
   }
 
   /**

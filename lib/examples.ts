@@ -8,6 +8,7 @@
 import { Tensor, type FloatType } from './tensor';
 import type { SsdInputs, SsdOptions } from './validate';
 import { relativeL2, softplus, type RefInputs } from './reference';
+import type { ScanSizes } from './rules';
 
 /** A small, fast, seedable generator (mulberry32) with Box–Muller normals. */
 export class Random {
@@ -47,14 +48,8 @@ export class Random {
   }
 }
 
-export interface ExampleConfig {
-  batch: number;
-  seqlen: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
-}
+/** The sizes of an example. */
+export type ExampleConfig = ScanSizes;
 
 export interface ExampleOptions {
   /** dtype of x, z, B, C and dt (default float32) */

@@ -29,7 +29,7 @@ import { SsdError, rangeError, typeError } from './errors';
 import { stepSize } from './reference';
 import { MAX_ELEMENTS } from './rules';
 import { Tensor, type TensorLike } from './tensor';
-import { checkKnownKeys, isPlainObject, validate, type SsdInputs, type SsdOptions } from './validate';
+import { optionsObject, validate, type SsdInputs, type SsdOptions } from './validate';
 
 /** The longest window ssdMatrix() computes: a (length × length) matrix per head. */
 export const SSD_MATRIX_MAX_LENGTH = 8192;
@@ -99,10 +99,7 @@ function sequenceIds(t: SsdInputs, b: number, seqlen: number): Int32Array {
  * { start, length }. Host tensors only. Throws TypeError, RangeError or SsdError.
  */
 export function ssdMatrix(inputs: SsdInputs<TensorLike>, options?: SsdMatrixOptions): Tensor {
-  if (options === undefined) options = {};
-  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
-  checkKnownKeys('option', options, MATRIX_OPTION_NAMES);
-  const o = options as Record<string, unknown>;
+  const o = optionsObject(options, MATRIX_OPTION_NAMES);
   const forwardOptions: Record<string, unknown> = {};
   if (o.dtSoftplus !== undefined) forwardOptions.dtSoftplus = o.dtSoftplus;
   if (o.dtLimit !== undefined) forwardOptions.dtLimit = o.dtLimit;

@@ -116,8 +116,11 @@ function slot<K extends string>(field: K, name: string, tensor: Tensor | undefin
 
 export type ForwardInputField = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias' | 'initialStates' | 'seqIdx' | 'cuSeqlens';
 
-/** The inputs the forward and the backward both read (all but cuSeqlens), in upload order. */
-function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputField, 'cuSeqlens'>>[] {
+/** The SSD's projection inputs: what the forward, the backward and the step all read. */
+type ProjectionField = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias';
+
+/** Their tensors, in upload order. */
+function projectionSlots(t: Pick<SsdInputs, ProjectionField>): TensorSlot<ProjectionField>[] {
   return [
     slot('x', 'inputs.x', t.x),
     slot('dt', 'inputs.dt', t.dt),
@@ -127,6 +130,13 @@ function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputFiel
     slot('D', 'inputs.D', t.D, true),
     slot('z', 'inputs.z', t.z),
     slot('dtBias', 'inputs.dtBias', t.dtBias, true),
+  ];
+}
+
+/** The inputs the forward and the backward both read (all but cuSeqlens), in upload order. */
+function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputField, 'cuSeqlens'>>[] {
+  return [
+    ...projectionSlots(t),
     slot('initialStates', 'inputs.initialStates', t.initialStates, true),
     slot('seqIdx', 'inputs.seqIdx', t.seqIdx),
   ];
@@ -149,8 +159,6 @@ export interface ForwardOutputs<B> {
   varlenStates: B | null;
   yUngated: B | null;
 }
-
-type ProjectionField = 'x' | 'dt' | 'A' | 'B' | 'C' | 'D' | 'z' | 'dtBias';
 
 /** The buffers of the SSD's projection inputs, which the forward, the backward and the step share. */
 function projectionBuffers(
@@ -226,8 +234,8 @@ export type GradBuffers<B> = Partial<Record<SsdGradName, B>>;
 
 /**
  * The arguments of one backward: host buffers for backward / backwardSync, device addresses for
- * cudaBackward / cudaTimeBackward. The backward is not given cuSeqlens (it runs packed sequences as
- * one, as the forward without cuSeqlens does).
+ * cudaBackward / cudaTimeBackward. The backward takes no cuSeqlens: validateBackward() has turned a
+ * call's cuSeqlens into the equivalent seqIdx (withCuSeqlensAsSeqIdx).
  */
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, ArrayBufferView>, grads: GradBuffers<ArrayBufferView | true>): NativeBackwardArgs;
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, bigint>, grads: GradBuffers<bigint>): NativeDeviceBackwardArgs;
@@ -280,18 +288,7 @@ export type StepInputField = 'state' | 'stateIndices' | 'x' | 'dt' | 'A' | 'B' |
 
 /** The step's state and input tensors, in the order they are uploaded. */
 export function stepInputSlots(state: Tensor, t: SsdStepInputs): TensorSlot<StepInputField>[] {
-  return [
-    slot('state', 'state', state),
-    slot('stateIndices', 'inputs.stateIndices', t.stateIndices),
-    slot('x', 'inputs.x', t.x),
-    slot('dt', 'inputs.dt', t.dt),
-    slot('A', 'inputs.A', t.A, true),
-    slot('B', 'inputs.B', t.B),
-    slot('C', 'inputs.C', t.C),
-    slot('D', 'inputs.D', t.D, true),
-    slot('z', 'inputs.z', t.z),
-    slot('dtBias', 'inputs.dtBias', t.dtBias, true),
-  ];
+  return [slot('state', 'state', state), slot('stateIndices', 'inputs.stateIndices', t.stateIndices), ...projectionSlots(t)];
 }
 
 /** [batch, nheads, headdim, ngroups, dstate]: the dims of a step. */

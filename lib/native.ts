@@ -184,6 +184,13 @@ export interface NativeAddon {
   cudaMemoryStats(device: number): { inUse: number; cached: number; peakInUse: number };
   cudaResetPeak(device: number): void;
   cudaEmptyCache(device: number): void;
+  /**
+   * Tests only: makes the next CUDA operation fail ('trap': a kernel that executes __trap(), a sticky
+   * error that loses the CUDA context; 'launch': an invalid launch, cudaErrorInvalidConfiguration;
+   * 'alloc': a cudaMalloc beyond the device, cudaErrorMemoryAllocation). Throws unless the process
+   * started with SSD_KERNELS_FAULT_INJECT=1 (csrc/device/device.h, "Fault injection").
+   */
+  cudaInjectFault(kind: 'trap' | 'launch' | 'alloc'): void;
   /** A napi External holding the C function table (include/ssd_kernels.h), type-tagged. */
   getNativeApi(): object;
 }

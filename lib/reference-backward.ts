@@ -24,11 +24,22 @@ export interface RefGrads {
   dInitialStates?: Float64Array; // (b, h, p, n); only when initialStates is given
 }
 
+/**
+ * The gradients that are sums over positions (dA, dD, dDtBias), summed in magnitude: Σ|term| for
+ * each entry. A sum whose terms cancel (|Σ| ≪ Σ|term|) carries the rounding of its terms at that
+ * scale, so an error of such a gradient is judged against these (test/fuzz-cases.ts).
+ */
+export interface RefAbsSums {
+  dA?: Float64Array;
+  dD?: Float64Array;
+  dDtBias?: Float64Array;
+}
+
 function sigmoid(u: number): number {
   return 1 / (1 + Math.exp(-u));
 }
 
-export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinalStates?: ArrayLike<number>): RefGrads {
+export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinalStates?: ArrayLike<number>, absSums?: RefAbsSums): RefGrads {
   const { batch, seqlen: L, nheads: h, headdim: p, ngroups: g, dstate: n } = r;
   const [lo, hi] = r.dtLimit ?? [0, Infinity];
   const dtSoftplus = r.dtSoftplus ?? false;
@@ -50,13 +61,20 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
   const dz = r.z ? new Float64Array(batch * L * h * p) : undefined;
   const dDtBias = r.dtBias ? new Float64Array(h) : undefined;
   const dInitialStates = r.initialStates ? new Float64Array(batch * h * pn) : undefined;
+  // Σ|term| of the summed gradients, when the caller asks (absSums)
+  const dAAbs = absSums ? (absSums.dA = new Float64Array(h)) : undefined;
+  const dDAbs = absSums && dD ? (absSums.dD = new Float64Array(dD.length)) : undefined;
+  const dDtBiasAbs = absSums && dDtBias ? (absSums.dDtBias = new Float64Array(h)) : undefined;
 
   // Per (batch, head) scratch: states H_{t-1} at offset t·pn (t = 0 .. L, so H_{-1} sits at 0), the
-  // step sizes, the pre-clamp values (for the clamp's indicator) and the decays keep·exp(d·A).
+  // step sizes, the pre-clamp values (for the clamp's indicator), the decays exp(d·A) and whether
+  // position t continues the sequence of t - 1 (keep; at a new sequence the state restarts from zero,
+  // as in ssdReference, and nothing flows back across the boundary, not even 0 · NaN).
   const states = new Float64Array((L + 1) * pn);
   const dStep = new Float64Array(L);
   const preClamp = new Float64Array(L);
   const decays = new Float64Array(L);
+  const keeps = new Uint8Array(L);
   const dH = new Float64Array(pn);
   const g_ = new Float64Array(p); // dy after the gate, for one position
 
@@ -74,16 +92,17 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         const u = r.dt[(b * L + t) * h + head] + bias;
         const v = dtSoftplus ? (u > 20 ? u : Math.log1p(Math.exp(u))) : u;
         const d = Math.min(Math.max(v, lo), hi);
-        let keep = 1;
+        let keep = true;
         if (r.seqIdx) {
           const s = r.seqIdx[b * L + t];
-          keep = s === previousSeq ? 1 : 0;
+          keep = s === previousSeq;
           previousSeq = s;
         }
-        const decay = keep * Math.exp(d * A);
+        const decay = Math.exp(d * A);
         preClamp[t] = v;
         dStep[t] = d;
         decays[t] = decay;
+        keeps[t] = keep ? 1 : 0;
         const xBase = ((b * L + t) * h + head) * p;
         const bcBase = ((b * L + t) * g + group) * n;
         const prev = t * pn;
@@ -91,7 +110,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         for (let i = 0; i < p; i++) {
           const dxv = d * r.x[xBase + i];
           for (let j = 0; j < n; j++) {
-            states[next + i * n + j] = decay * states[prev + i * n + j] + dxv * r.B[bcBase + j];
+            states[next + i * n + j] = (keep ? decay * states[prev + i * n + j] : 0) + dxv * r.B[bcBase + j];
           }
         }
       }
@@ -101,6 +120,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
       for (let t = L - 1; t >= 0; t--) {
         const d = dStep[t];
         const decay = decays[t];
+        const keep = keeps[t] === 1;
         const xBase = ((b * L + t) * h + head) * p;
         const bcBase = ((b * L + t) * g + group) * n;
         const prev = t * pn; // H_{t-1}
@@ -123,6 +143,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
           if (r.D && dD) {
             const k = r.dPerChannel ? head * p + i : head;
             dD[k] += gi * xv;
+            if (dDAbs) dDAbs[k] += Math.abs(gi * xv);
             dx[xBase + i] += r.D[k] * gi;
           }
           for (let j = 0; j < n; j++) dH[i * n + j] += gi * r.C[bcBase + j];
@@ -152,23 +173,29 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
           for (let i = 0; i < p; i++) acc += dH[i * n + j] * r.x[xBase + i];
           dB[bcBase + j] += d * acc;
         }
-        for (let i = 0; i < pn; i++) dH[i] *= decay; // dH_{t-1}; zero across a seqIdx reset
+        // dH_{t-1}; zero across a seqIdx reset
+        if (keep) for (let i = 0; i < pn; i++) dH[i] *= decay;
+        else dH.fill(0);
 
-        // decay = keep · exp(d · A): with da = dDecay · decay (zero where keep = 0, cutting the decay gradient),
+        // H_t = decay · H_{t-1} + ..., decay = exp(d · A), where the sequence continues: with
+        // da = dDecay · decay (zero at a reset, where H_{t-1} belongs to another sequence),
         // dd += A · da and dA += d · da.
-        const da = dDecay * decay;
+        const da = keep ? dDecay * decay : 0;
         dd += A * da;
         dA[head] += d * da;
+        if (dAAbs) dAAbs[head] += Math.abs(d * da);
 
-        // d = clamp(sp(u), lo, hi), u = dt + dtBias.
+        // d = clamp(sp(u), lo, hi), u = dt + dtBias: the gradient passes where the clamp does not
+        // hold d, which includes a NaN v (the clamp returns it), so that a NaN dt gets a NaN ddt.
         const v = preClamp[t];
         let du = 0;
-        if (v >= lo && v <= hi) {
+        if (!(v < lo) && !(v > hi)) {
           const u = r.dt[(b * L + t) * h + head] + bias;
           du = dtSoftplus && u <= 20 ? dd * sigmoid(u) : dd;
         }
         ddt[(b * L + t) * h + head] = du;
         if (dDtBias) dDtBias[head] += du;
+        if (dDtBiasAbs) dDtBiasAbs[head] += Math.abs(du);
       }
       if (dInitialStates) dInitialStates.set(dH, stateBase);
     }

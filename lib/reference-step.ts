@@ -7,14 +7,10 @@
 import { Tensor, type FloatType } from './tensor';
 import { makeExample, type Random } from './examples';
 import { ssdReference, type RefInputs } from './reference';
+import type { StepSizes } from './rules';
 import type { SsdStepInputs } from './validate-step';
 
-export interface RefStepInputs {
-  batch: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+export interface RefStepInputs extends StepSizes {
   /** rows of the state cache */
   stateRows: number;
   state: ArrayLike<number>; // (stateRows, h, p, n)
@@ -83,12 +79,7 @@ export function ssdStepReference(r: RefStepInputs): RefStepOutputs {
   return { y, state };
 }
 
-export interface StepExampleConfig {
-  batch: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+export interface StepExampleConfig extends StepSizes {
   /** rows of the state cache (default batch) */
   stateRows?: number;
 }

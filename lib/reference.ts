@@ -4,13 +4,9 @@
  * in lib/ because `ssd-kernels check` uses it too. Inputs are plain arrays of values (already
  * rounded to the input dtype where that matters); all arithmetic is float64.
  */
-export interface RefInputs {
-  batch: number;
-  seqlen: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+import type { ScanSizes } from './rules';
+
+export interface RefInputs extends ScanSizes {
   x: ArrayLike<number>; // (b, L, h, p)
   dt: ArrayLike<number>; // (b, L, h)
   A: ArrayLike<number>; // (h)
@@ -37,7 +33,10 @@ export function softplus(u: number): number {
   return u > 20 ? u : Math.log1p(Math.exp(u));
 }
 
-/** The step size d_t of §1: clamp(sp(dt + dtBias), lo, hi). */
+/**
+ * The step size d_t of §1: clamp(sp(dt + dtBias), lo, hi). A NaN stays NaN (Math.max and Math.min
+ * return NaN when either argument is NaN), as every path of the package keeps it.
+ */
 export function stepSize(dt: number, bias: number, dtSoftplus: boolean, lo: number, hi: number): number {
   const u = dt + bias;
   const v = dtSoftplus ? softplus(u) : u;
@@ -61,13 +60,14 @@ export function ssdReference(r: RefInputs): RefOutputs {
       let previousSeq = 0; // seqIdx_{-1} := 0
       for (let t = 0; t < L; t++) {
         const d = stepSize(r.dt[(b * L + t) * h + head], r.dtBias ? r.dtBias[head] : 0, r.dtSoftplus ?? false, lo, hi);
-        let keep = 1;
         if (r.seqIdx) {
+          // a new sequence starts from a zero state: the old one is dropped, not multiplied by 0,
+          // so that a NaN or infinity in one sequence does not reach the next
           const s = r.seqIdx[b * L + t];
-          keep = s === previousSeq ? 1 : 0;
+          if (s !== previousSeq) H.fill(0);
           previousSeq = s;
         }
-        const decay = keep * Math.exp(d * r.A[head]);
+        const decay = Math.exp(d * r.A[head]);
         const xBase = ((b * L + t) * h + head) * p;
         const bcBase = ((b * L + t) * g + group) * n;
         for (let i = 0; i < p; i++) {

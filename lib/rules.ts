@@ -1,7 +1,8 @@
 /**
  * The validation rules, in one place: the dtypes each argument accepts, the chunk sizes, the
- * thread counts and the size limits. lib/validate.ts, lib/validate-backward.ts, lib/step.ts and
- * lib/tensor.ts check arguments against these values and build their messages from them.
+ * thread counts and the size limits (and the types of a call's sizes). lib/validate.ts,
+ * lib/validate-backward.ts, lib/step.ts and lib/tensor.ts check arguments against these values and
+ * build their messages from them.
  * This module imports nothing, so any module may read it.
  */
 
@@ -71,6 +72,20 @@ export const THREADS_RULE = `an integer from ${THREADS.min} to ${THREADS.max}`;
 /** Whether `t` is an accepted thread count. */
 export function isThreadCount(t: number): boolean {
   return Number.isInteger(t) && t >= THREADS.min && t <= THREADS.max;
+}
+
+/** The sizes of a decode step (ssdStep()). */
+export interface StepSizes {
+  batch: number;
+  nheads: number;
+  headdim: number;
+  ngroups: number;
+  dstate: number;
+}
+
+/** The sizes of a forward or backward call: a step's, and the sequence length. */
+export interface ScanSizes extends StepSizes {
+  seqlen: number;
 }
 
 /** Every size of a call (batch, seqlen, nheads, headdim, ngroups, dstate, state rows) is at least this. */

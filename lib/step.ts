@@ -12,7 +12,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeStepArgs } from './native';
 import { deviceBuffers, hostBuffers, stepArgs, stepInputSlots, stepQuery } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, arrayOver, elementSize, nativeView, type FloatType, type TensorData, type TensorLike } from './tensor';
+import { Tensor, arrayOver, dataProblem, elementSize, nativeView, type FloatType, type TensorData, type TensorLike } from './tensor';
 import { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
 
 export { validateStep, type SsdStepInputs, type SsdStepOptions, type SsdStepPlan } from './validate-step';
@@ -63,14 +63,26 @@ async function runCudaStep(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, d
       yBuffer = call.alloc(yBytes);
     }
     call.enqueue(addon.cudaStep(stepArgs(state, t, plan, inputs, yBuffer), device));
-    // a host state is copied back into its own buffer; a new y is an array the addon makes
+    // A host state comes back through a staging copy (a new array the addon makes), written into
+    // the state only when every piece of the call succeeded and the state still has its memory:
+    // after a failure (an upload that did not happen, a kernel that did not run) the state keeps its
+    // values instead of taking those of uninitialised device memory, and a state handed away
+    // meanwhile is not written (ERR_SSD_DETACHED). A new y is an array the addon makes.
     let yNew: Promise<TensorData> | undefined;
+    let staged: Promise<TensorData> | undefined;
     if (!stateOnDevice) {
       if (out !== undefined) call.download(yBuffer, out, 'options.out.y');
       else yNew = call.downloadNew(yBuffer, t.x.type, yBytes / elementSize(t.x.type));
-      call.download(inputs.state as bigint, state, 'state');
+      staged = call.downloadNew(inputs.state as bigint, state.type, state.size);
     }
     await call.settle();
+    if (staged !== undefined) {
+      const data = state.data as Float32Array | Uint16Array;
+      if (dataProblem(data) !== undefined) {
+        throw new SsdError('ERR_SSD_DETACHED', "state's ArrayBuffer was detached (transferred) while the call ran: it was not written");
+      }
+      data.set((await staged) as Float32Array | Uint16Array);
+    }
     if (yNew !== undefined) y = new Tensor(t.x.type, await yNew, dims);
     ok = true;
     return { y: y as Tensor };

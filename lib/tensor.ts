@@ -9,6 +9,7 @@
  * { type, dims, data } object: asTensor() makes a Tensor over the same data, without a copy.
  */
 import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
+import { copyHostDevice } from './device-copy';
 import { native } from './native';
 import { MAX_ELEMENTS, TENSOR_TYPES } from './rules';
 import {
@@ -415,8 +416,8 @@ export class Tensor {
     }
     const out = Tensor.fromOwnedDeviceMemory(address, this.type, this.dims, index, bytes);
     const ptr = out.devicePointer;
-    const view = new Uint8Array(data.buffer, data.byteOffset, bytes);
-    out.#ready = bytes === 0 ? Promise.resolve() : addon.cudaCopy(index, ptr, view, true).catch((err: unknown) => {
+    // in pieces: one byte view of 4 GiB or more cannot be made (lib/device-copy.ts)
+    out.#ready = copyHostDevice(addon, index, ptr, data, true).catch((err: unknown) => {
       throw fromNativeError(err);
     });
     out.#ready.catch(() => undefined); // observed by whoever uses the tensor
@@ -430,7 +431,8 @@ export class Tensor {
     await this.#ready;
     let buffer: ArrayBuffer;
     try {
-      // into a new buffer that the addon makes (no staging: nothing else reaches it before it resolves)
+      // into a new buffer that the addon makes, of any size (no staging: nothing else reaches it
+      // before it resolves; no JavaScript view of the whole buffer, which past 4 GiB could not be made)
       buffer = await native().cudaDownload(storage.device, storage.ptr, this.size * elementSize(this.type));
     } catch (err) {
       throw fromNativeError(err);

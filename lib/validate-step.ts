@@ -2,15 +2,18 @@
  * Validation of ssdStep() arguments, done in full before anything crosses into native code,
  * including the values of host stateIndices. Same message shape as validate.ts.
  */
-import { SsdError, rangeError, typeError } from './errors';
-import { MIN_SIZE, MIN_SIZE_RULE, STEP_INPUT_TYPES as TYPES, STEP_STATE_TYPES } from './rules';
+import { SsdError, typeError } from './errors';
+import { STEP_INPUT_TYPES as TYPES, STEP_STATE_TYPES, type StepSizes } from './rules';
 import type { Tensor, TensorLike } from './tensor';
 import {
+  checkFiniteA,
+  checkInputsObject,
   checkKnownKeys,
+  checkSizes,
   isPlainObject,
-  readD,
-  readDtBias,
+  optionsObject,
   readOptions,
+  readSkipGateBias,
   sameDims,
   shapeError,
   tensorArg,
@@ -56,12 +59,7 @@ const STEP_OPTION_NAMES = ['dtSoftplus', 'dtLimit', 'device', 'threads', 'out'] 
 const STATE_LAYOUT = '(rows, nheads, headdim, dstate)';
 
 /** The normalised description of one step. */
-export interface SsdStepPlan {
-  batch: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+export interface SsdStepPlan extends StepSizes {
   /** rows of the state cache: state.dims[0] */
   stateRows: number;
   dtSoftplus: boolean;
@@ -75,11 +73,8 @@ export interface SsdStepPlan {
 /** Validates a step's state, inputs and options; throws TypeError, RangeError or SsdError. */
 export function validateStep(state: unknown, inputs: unknown, options: unknown): { state: Tensor; inputs: SsdStepInputs; plan: SsdStepPlan } {
   const s = tensorArg('state', state, STEP_STATE_TYPES, 4, STATE_LAYOUT);
-  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
-  checkKnownKeys('input', inputs, STEP_INPUT_NAMES);
-  if (options === undefined) options = {};
-  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
-  checkKnownKeys('option', options, STEP_OPTION_NAMES);
+  checkInputsObject(inputs, STEP_INPUT_NAMES);
+  const opts = optionsObject(options, STEP_OPTION_NAMES);
 
   const x = tensorArg('inputs.x', inputs.x, TYPES.x, 3, '(batch, nheads, headdim)');
   const [batch, nheads, headdim] = x.dims;
@@ -89,20 +84,11 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
   const C = tensorArg('inputs.C', inputs.C, TYPES.C, 3, '(batch, ngroups, dstate)');
   const [, ngroups, dstate] = B.dims;
   const stateRows = s.dims[0];
-  const sizes: [string, number][] = [
-    ['batch (x.dims[0])', batch],
-    ['nheads (x.dims[1])', nheads],
-    ['headdim (x.dims[2])', headdim],
-    ['ngroups (B.dims[1])', ngroups],
-    ['dstate (B.dims[2])', dstate],
-    ['rows (state.dims[0])', stateRows],
-  ];
-  for (const [name, size] of sizes) {
-    if (size < MIN_SIZE) throw rangeError(name, MIN_SIZE_RULE, String(size));
-  }
-  if (nheads % ngroups !== 0) {
-    throw new SsdError('ERR_SSD_SHAPE', `Expected ngroups (B.dims[1]) to divide nheads (x.dims[1]) = ${nheads} but received ngroups = ${ngroups}`);
-  }
+  checkSizes([
+    ['batch', 'x.dims[0]', batch], ['nheads', 'x.dims[1]', nheads], ['headdim', 'x.dims[2]', headdim],
+    ['ngroups', 'B.dims[1]', ngroups], ['dstate', 'B.dims[2]', dstate],
+    ['rows', 'state.dims[0]', stateRows],
+  ]);
   if (!sameDims(dt.dims, [batch, nheads])) throw shapeError('inputs.dt', [batch, nheads], '(batch, nheads)', dt.dims);
   if (!sameDims(A.dims, [nheads])) throw shapeError('inputs.A', [nheads], '(nheads)', A.dims);
   if (!sameDims(B.dims, [batch, ngroups, dstate])) throw shapeError('inputs.B', [batch, ngroups, dstate], '(batch, ngroups, dstate)', B.dims);
@@ -110,19 +96,9 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
   if (!sameDims(s.dims.slice(1), [nheads, headdim, dstate])) {
     throw shapeError('state', [stateRows, nheads, headdim, dstate], STATE_LAYOUT, s.dims);
   }
-  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
-  for (let i = 0; i < aValues.length; i++) {
-    if (!Number.isFinite(aValues[i])) throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
-  }
+  checkFiniteA(A);
 
-  const result: SsdStepInputs = { x, dt, A, B, C };
-  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
-  if (inputs.z !== undefined) {
-    const z = tensorArg('inputs.z', inputs.z, TYPES.z, 3, '(batch, nheads, headdim)');
-    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, nheads, headdim), the dims of x,', z.dims);
-    result.z = z;
-  }
-  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
+  const result: SsdStepInputs = { x, dt, A, B, C, ...readSkipGateBias(inputs, x, '(batch, nheads, headdim)') };
   if (inputs.stateIndices !== undefined) {
     result.stateIndices = readStateIndices(inputs.stateIndices, batch, stateRows);
   } else if (stateRows !== batch) {
@@ -132,7 +108,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
     );
   }
 
-  const o = readOptions(options);
+  const o = readOptions(opts);
   const plan: SsdStepPlan = {
     batch,
     nheads,
@@ -145,7 +121,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
     dtMax: o.dtMax,
     device: o.device,
     threads: o.threads,
-    out: readStepOut((options as Record<string, unknown>).out, x, s, result),
+    out: readStepOut(opts.out, x, s, result),
   };
   return { state: s, inputs: result, plan };
 }

@@ -4,7 +4,7 @@
  */
 import { SsdError, describe, rangeError, typeError } from './errors';
 import { asTensor, dataProblem, type Tensor, type TensorLike, type TensorType } from './tensor';
-import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount } from './rules';
+import { CHUNK_SIZE, CHUNK_SIZE_RULE, FORWARD_INPUT_TYPES as TYPES, MIN_SIZE, MIN_SIZE_RULE, THREADS_RULE, isChunkSize, isThreadCount, type ScanSizes } from './rules';
 
 export interface SsdInputs<T extends TensorLike = Tensor> {
   /** (batch, seqlen, nheads, headdim) */
@@ -76,13 +76,7 @@ const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialState
 const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates', 'returnUngated'] as const;
 
 /** The normalised description of one call. */
-export interface SsdPlan {
-  batch: number;
-  seqlen: number;
-  nheads: number;
-  headdim: number;
-  ngroups: number;
-  dstate: number;
+export interface SsdPlan extends ScanSizes {
   chunkSize: number;
   dtSoftplus: boolean;
   dtMin: number;
@@ -134,6 +128,20 @@ export function checkKnownKeys(what: string, object: object, names: readonly str
   }
 }
 
+/** `inputs`: an object { x, dt, A, B, C, ... } with only the keys `names`. */
+export function checkInputsObject(inputs: unknown, names: readonly string[]): asserts inputs is Record<string, unknown> {
+  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
+  checkKnownKeys('input', inputs, names);
+}
+
+/** `options`: an object with only the keys `names`, or undefined (read as {}). */
+export function optionsObject(options: unknown, names: readonly string[]): Record<string, unknown> {
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
+  checkKnownKeys('option', options, names);
+  return options;
+}
+
 /** An object literal (or Object.create(null)): not an array, TypedArray, Map, Tensor or other class instance. */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== 'object' || value === null) return false;
@@ -179,11 +187,8 @@ export function sameDims(a: readonly number[], b: readonly number[]): boolean {
 
 /** Validates inputs and options; throws TypeError, RangeError or SsdError. */
 export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs; plan: SsdPlan } {
-  if (!isPlainObject(inputs)) throw typeError('inputs', 'an object { x, dt, A, B, C, ... } of Tensors', inputs);
-  checkKnownKeys('input', inputs, INPUT_NAMES);
-  if (options === undefined) options = {};
-  if (!isPlainObject(options)) throw typeError('options', 'an object or undefined', options);
-  checkKnownKeys('option', options, OPTION_NAMES);
+  checkInputsObject(inputs, INPUT_NAMES);
+  const o = optionsObject(options, OPTION_NAMES);
 
   const x = tensorArg('inputs.x', inputs.x, TYPES.x, 4, '(batch, seqlen, nheads, headdim)');
   const [batch, seqlen, nheads, headdim] = x.dims;
@@ -194,23 +199,10 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   const ngroups = B.dims[2];
   const dstate = B.dims[3];
 
-  const sizes: [string, number][] = [
-    ['batch (x.dims[0])', batch],
-    ['seqlen (x.dims[1])', seqlen],
-    ['nheads (x.dims[2])', nheads],
-    ['headdim (x.dims[3])', headdim],
-    ['ngroups (B.dims[2])', ngroups],
-    ['dstate (B.dims[3])', dstate],
-  ];
-  for (const [name, size] of sizes) {
-    if (size < MIN_SIZE) throw rangeError(name, MIN_SIZE_RULE, String(size));
-  }
-  if (nheads % ngroups !== 0) {
-    throw new SsdError(
-      'ERR_SSD_SHAPE',
-      `Expected ngroups (B.dims[2]) to divide nheads (x.dims[2]) = ${nheads} but received ngroups = ${ngroups}`,
-    );
-  }
+  checkSizes([
+    ['batch', 'x.dims[0]', batch], ['seqlen', 'x.dims[1]', seqlen], ['nheads', 'x.dims[2]', nheads], ['headdim', 'x.dims[3]', headdim],
+    ['ngroups', 'B.dims[2]', ngroups], ['dstate', 'B.dims[3]', dstate],
+  ]);
   if (!sameDims(dt.dims, [batch, seqlen, nheads])) throw shapeError('inputs.dt', [batch, seqlen, nheads], '(batch, seqlen, nheads)', dt.dims);
   if (!sameDims(A.dims, [nheads])) throw shapeError('inputs.A', [nheads], '(nheads)', A.dims);
   if (!sameDims(B.dims, [batch, seqlen, ngroups, dstate])) {
@@ -219,22 +211,9 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
   if (!sameDims(C.dims, B.dims)) {
     throw shapeError('inputs.C', [batch, seqlen, ngroups, dstate], '(batch, seqlen, ngroups, dstate), the dims of B,', C.dims);
   }
-  // Values in device memory are not read back for these checks (documented in docs/semantics.md).
-  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
-  for (let i = 0; i < aValues.length; i++) {
-    if (!Number.isFinite(aValues[i])) {
-      throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
-    }
-  }
+  checkFiniteA(A);
 
-  const result: SsdInputs = { x, dt, A, B, C };
-  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
-  if (inputs.z !== undefined) {
-    const z = tensorArg('inputs.z', inputs.z, TYPES.z, 4, '(batch, seqlen, nheads, headdim)');
-    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, '(batch, seqlen, nheads, headdim), the dims of x,', z.dims);
-    result.z = z;
-  }
-  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
+  const result: SsdInputs = { x, dt, A, B, C, ...readSkipGateBias(inputs, x, '(batch, seqlen, nheads, headdim)') };
   if (inputs.initialStates !== undefined) {
     const s = tensorArg('inputs.initialStates', inputs.initialStates, TYPES.initialStates, 4, '(batch, nheads, headdim, dstate)');
     const expected = [batch, nheads, headdim, dstate];
@@ -264,14 +243,14 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     numSeqs = result.cuSeqlens.dims[0] - 1;
   }
 
-  const plan: SsdPlan = { ...readOptions(options), batch, seqlen, nheads, headdim, ngroups, dstate, numSeqs, xType: x.type, out: {} };
+  const plan: SsdPlan = { ...readOptions(o), batch, seqlen, nheads, headdim, ngroups, dstate, numSeqs, xType: x.type, out: {} };
   if (plan.returnVarlenStates && result.cuSeqlens === undefined) {
     throw new SsdError('ERR_SSD_OPTION', 'options.returnVarlenStates needs inputs.cuSeqlens');
   }
   if (plan.returnUngated && result.z === undefined) {
     throw new SsdError('ERR_SSD_OPTION', 'options.returnUngated needs inputs.z (without the gate, yUngated would equal y)');
   }
-  plan.out = readOut((options as Record<string, unknown>).out, plan, result);
+  plan.out = readOut(o.out, plan, result);
   return { inputs: result, plan };
 }
 
@@ -292,7 +271,12 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
     throw new SsdError('ERR_SSD_VALUE', 'Expected no inputs.initialStates with inputs.cuSeqlens (each packed sequence starts from a zero state) but received initialStates');
   }
   if (cu.location !== 'cpu') return cu;
-  const data = cu.data as Int32Array;
+  checkCuSeqlensValues(cu.data as Int32Array, seqlen);
+  return cu;
+}
+
+/** The values of a host cuSeqlens: 0 first, non-decreasing, seqlen last; throws ERR_SSD_VALUE. */
+export function checkCuSeqlensValues(data: Int32Array, seqlen: number): void {
   const last = data.length - 1;
   if (data[0] !== 0) throw new SsdError('ERR_SSD_VALUE', `Expected inputs.cuSeqlens[0] to be 0 but received ${data[0]}`);
   for (let k = 1; k <= last; k++) {
@@ -303,7 +287,6 @@ function readCuSeqlens(value: unknown, inputs: SsdInputs, batch: number, seqlen:
   if (data[last] !== seqlen) {
     throw new SsdError('ERR_SSD_VALUE', `Expected the last value of inputs.cuSeqlens to be seqlen (x.dims[1]) = ${seqlen} but received ${data[last]}`);
   }
-  return cu;
 }
 
 type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated' | 'device' | 'threads'>;
@@ -416,6 +399,51 @@ export function readD(value: unknown, nheads: number, headdim: number): Tensor {
   const expected = rank === 2 ? [nheads, headdim] : [nheads];
   if (!sameDims(D.dims, expected)) throw shapeError('inputs.D', expected, rank === 2 ? '(nheads, headdim)' : '(nheads)', D.dims);
   return D;
+}
+
+/** A size and where it is read from, e.g. ['nheads', 'x.dims[2]', 4]. */
+export type NamedSize = readonly [name: string, where: string, size: number];
+
+/** Each size at least MIN_SIZE, then ngroups dividing nheads (both among the sizes); ssd() and ssdStep(). */
+export function checkSizes(sizes: readonly NamedSize[]): void {
+  const by = new Map<string, NamedSize>();
+  for (const entry of sizes) {
+    const [name, where, size] = entry;
+    if (size < MIN_SIZE) throw rangeError(`${name} (${where})`, MIN_SIZE_RULE, String(size));
+    by.set(name, entry);
+  }
+  const [, headsFrom, nheads] = by.get('nheads') as NamedSize;
+  const [, groupsFrom, ngroups] = by.get('ngroups') as NamedSize;
+  if (nheads % ngroups !== 0) {
+    throw new SsdError('ERR_SSD_SHAPE', `Expected ngroups (${groupsFrom}) to divide nheads (${headsFrom}) = ${nheads} but received ngroups = ${ngroups}`);
+  }
+}
+
+/** inputs.A's values finite. Values in device memory are not read back for this (documented in docs/semantics.md). */
+export function checkFiniteA(A: Tensor): void {
+  const aValues = A.location === 'cpu' ? A.toFloat32() : new Float32Array(0);
+  for (let i = 0; i < aValues.length; i++) {
+    if (!Number.isFinite(aValues[i])) {
+      throw new SsdError('ERR_SSD_VALUE', `Expected finite values for inputs.A but received ${aValues[i]} at index ${i}`);
+    }
+  }
+}
+
+/**
+ * inputs.D, inputs.z (x's dims, `layout`) and inputs.dtBias, each when given: the optional inputs
+ * that ssd() and ssdStep() share.
+ */
+export function readSkipGateBias(inputs: Record<string, unknown>, x: Tensor, layout: string): { D?: Tensor; z?: Tensor; dtBias?: Tensor } {
+  const [nheads, headdim] = x.dims.slice(-2);
+  const result: { D?: Tensor; z?: Tensor; dtBias?: Tensor } = {};
+  if (inputs.D !== undefined) result.D = readD(inputs.D, nheads, headdim);
+  if (inputs.z !== undefined) {
+    const z = tensorArg('inputs.z', inputs.z, TYPES.z, x.dims.length, layout);
+    if (!sameDims(z.dims, x.dims)) throw shapeError('inputs.z', x.dims, `${layout}, the dims of x,`, z.dims);
+    result.z = z;
+  }
+  if (inputs.dtBias !== undefined) result.dtBias = readDtBias(inputs.dtBias, nheads);
+  return result;
 }
 
 /** inputs.dtBias: a float tensor (nheads); shared by the forward and the step (which accept the same types for dtBias). */

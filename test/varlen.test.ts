@@ -3,10 +3,14 @@
  * k sequences into one row and running once equals running each alone, for every option, awkward
  * lengths (0, 1, around the CPU's 64-token blocks), dtypes and instruction sets; both match the
  * float64 reference; the cuSeqlens form gives the bits of the equivalent seqIdx form; bad input.
+ * The backward of a packed call: the bits of the seqIdx form, each sequence's gradients those of
+ * the float64 reference backward of that sequence alone.
  */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { SsdError, Tensor, ssd, ssdSync, type SsdInputs, type SsdOptions } from '../lib/index';
+import { SsdError, Tensor, ssd, ssdBackward, ssdBackwardSync, ssdSync, ssdWithGrad, type SsdGrads, type SsdInputs, type SsdOptions } from '../lib/index';
+import { ssdReferenceBackward } from '../lib/reference-backward';
+import { GRAD_NAMES } from '../lib/validate-backward';
 import { native } from '../lib/native';
 import { sameBits } from './helpers';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleOptions, type RefInputs } from './reference';
@@ -146,6 +150,83 @@ describe('cuSeqlens and seqIdx', () => {
       expect(sameBits(one.y, many.y)).toBe(true);
       expect(sameBits(one.varlenStates!, many.varlenStates!)).toBe(true);
     }
+  });
+});
+
+describe('the backward of a packed call', () => {
+  /** The seqIdx row equivalent to `cu`. */
+  function seqIdxOf(cu: Int32Array): Int32Array {
+    const seq = new Int32Array(cu[cu.length - 1]);
+    for (let k = 0; k + 1 < cu.length; k++) seq.fill(k, cu[k], cu[k + 1]);
+    return seq;
+  }
+
+  type Options = Omit<SsdOptions, 'out'>;
+  const cases: [string, number[], ExampleOptions, Options][] = [
+    ['every option, an empty sequence inside and last', [9, 0, 40, 17, 0], { D: 'channel', z: true, dtBias: true }, { dtSoftplus: true, dtLimit: [0.001, 0.5] }],
+    ['D per head, lengths 1 and 2', [1, 2, 1, 30], { D: 'head' }, { dtSoftplus: true }],
+    ['bfloat16, an empty sequence first', [0, 33, 20], { dtype: 'bfloat16', z: true }, { dtSoftplus: true }],
+  ];
+  test.each(cases)('%s: the bits of the seqIdx form, and each sequence its own reference backward', (_name, lengths, example, options) => {
+    const cu = offsets(lengths);
+    const L = cu[cu.length - 1];
+    const { inputs, ref } = makeExample(rng, { batch: 1, seqlen: L, ...SIZES }, example);
+    const { nheads: h, headdim: p, dstate: n } = SIZES;
+    const dy = Tensor.fromFloat32(inputs.x.type as 'float32', rng.normals(L * h * p), [1, L, h, p]);
+    const dFinalStates = new Tensor('float32', rng.normals(h * p * n), [1, h, p, n]);
+    const packed = ssdBackwardSync({ ...inputs, cuSeqlens: new Tensor('int32', cu, [cu.length]) }, { dy, dFinalStates }, { ...options, returnVarlenStates: true });
+    const seqIdx = ssdBackwardSync({ ...inputs, seqIdx: new Tensor('int32', seqIdxOf(cu), [1, L]) }, { dy, dFinalStates }, options);
+    for (const key of GRAD_NAMES) {
+      expect(packed[key] === undefined).toBe(seqIdx[key] === undefined);
+      if (packed[key]) expect(sameBits(packed[key]!, seqIdx[key]!)).toBe(true);
+    }
+    // Each sequence alone: its per-position gradients are its slice; the summed ones add up. dFinalStates
+    // reaches the last non-empty sequence only (finalStates is the state after the last position).
+    const rounding = (type: string, values: Float64Array): number => ROUNDING_ALLOWANCE * roundingError(type as 'float32', values);
+    const lastNonEmpty = lengths.reduce((last, len, k) => (len > 0 ? k : last), -1);
+    const sums = { dA: new Float64Array(h), dD: new Float64Array(ref.D ? ref.D.length : 0), dDtBias: new Float64Array(h) };
+    lengths.forEach((len, k) => {
+      if (len === 0) return;
+      const [from, to] = [cu[k], cu[k + 1]];
+      const dySeq = (dy.toFloat32() as Float32Array).slice(from * h * p, to * h * p);
+      const want = ssdReferenceBackward(withOptions(sliceRef(ref, from, to), options), dySeq, k === lastNonEmpty ? dFinalStates.data as Float32Array : undefined);
+      const perPosition: [keyof SsdGrads, Float64Array, number][] = [
+        ['dx', want.dx, h * p],
+        ['ddt', want.ddt, h],
+        ['dB', want.dB, SIZES.ngroups * n],
+        ['dC', want.dC, SIZES.ngroups * n],
+      ];
+      if (want.dz) perPosition.push(['dz', want.dz, h * p]);
+      for (const [key, values, inner] of perPosition) {
+        const got = packed[key]!.toFloat32().slice(from * inner, to * inner);
+        expect(relativeL2(got, values)).toBeLessThanOrEqual(CPU_BOUND + rounding(packed[key]!.type, values));
+      }
+      want.dA.forEach((v, i) => (sums.dA[i] += v));
+      want.dD?.forEach((v, i) => (sums.dD[i] += v));
+      want.dDtBias?.forEach((v, i) => (sums.dDtBias[i] += v));
+    });
+    expect(relativeL2(packed.dA.toFloat32(), sums.dA)).toBeLessThanOrEqual(CPU_BOUND);
+    if (packed.dD) expect(relativeL2(packed.dD.toFloat32(), sums.dD)).toBeLessThanOrEqual(CPU_BOUND);
+    if (packed.dDtBias) expect(relativeL2(packed.dDtBias.toFloat32(), sums.dDtBias)).toBeLessThanOrEqual(CPU_BOUND);
+  });
+
+  test('ssdBackward() and ssdWithGrad() give the bits of ssdBackwardSync(); bad offsets are refused', async () => {
+    const cu = new Tensor('int32', offsets([20, 0, 31]), [4]);
+    const { inputs } = makeExample(rng, { batch: 1, seqlen: 51, ...SIZES }, { z: true });
+    const dy = new Tensor('float32', rng.normals(51 * 4 * 12), [1, 51, 4, 12]);
+    const options: Options = { dtSoftplus: true };
+    const sync = ssdBackwardSync({ ...inputs, cuSeqlens: cu }, { dy }, options);
+    const async = await ssdBackward({ ...inputs, cuSeqlens: cu }, { dy }, options);
+    const { backward } = await ssdWithGrad({ ...inputs, cuSeqlens: cu }, { ...options, returnVarlenStates: true });
+    const bound = await backward({ dy });
+    for (const key of GRAD_NAMES) {
+      if (!sync[key]) continue;
+      expect(sameBits(sync[key]!, async[key]!)).toBe(true);
+      expect(sameBits(sync[key]!, bound[key]!)).toBe(true);
+    }
+    expect(() => ssdBackwardSync({ ...inputs, cuSeqlens: new Tensor('int32', Int32Array.from([0, 30, 20, 51]), [4]) }, { dy }, options)).toThrow(
+      /Expected non-decreasing values in inputs.cuSeqlens but received 20 after 30 at index 2/,
+    );
   });
 });
 

@@ -17,123 +17,16 @@
 // all-zero gradient where the reference is nonzero, no write outside the
 // gradient's elements (outputs are poisoned with NaN, gaps of strided outputs must keep the poison),
 // and 5 runs bitwise equal (outputs and workspace re-poisoned before every run).
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <random>
-#include <string>
-#include <vector>
-
-#include "ssd_kernels.h"
-#include "core/params.h"
-#include "cuda/backend.h"
-#include "cuda/detail.h"
-
-#define CK(call)                                                                                   \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,   \
-              cudaGetErrorString(e_));                                                             \
-      exit(2);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
-using bf16 = __nv_bfloat16;
-using f16 = __half;
-
-static size_t dsz(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
-static const char* dname(SsdDtype t) { return t == SSD_FLOAT32 ? "f32" : (t == SSD_BFLOAT16 ? "bf16" : "f16"); }
-
-// Round a float to dtype t; returns the rounded value and writes the bits into dst[i].
-static float put(void* dst, SsdDtype t, size_t i, float v) {
-  if (t == SSD_BFLOAT16) {
-    bf16 h = __float2bfloat16(v);
-    static_cast<bf16*>(dst)[i] = h;
-    return __bfloat162float(h);
-  }
-  if (t == SSD_FLOAT16) {
-    f16 h = __float2half(v);
-    static_cast<f16*>(dst)[i] = h;
-    return __half2float(h);
-  }
-  static_cast<float*>(dst)[i] = v;
-  return v;
-}
-static float get(const void* src, SsdDtype t, size_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(src)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(src)[i]);
-  return static_cast<const float*>(src)[i];
-}
-// NaN poison patterns (quiet NaN with a payload) for gaps and outputs.
-static void poison(void* dst, SsdDtype t, size_t n) {
-  if (t == SSD_FLOAT32) {
-    uint32_t v = 0x7fc0dead;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 4 * i, &v, 4);
-  } else {
-    uint16_t v = t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 2 * i, &v, 2);
-  }
-}
-static bool is_poison(const void* src, SsdDtype t, size_t i) {
-  const char* q = static_cast<const char*>(src) + i * dsz(t);
-  if (t == SSD_FLOAT32) {
-    uint32_t v;
-    memcpy(&v, q, 4);
-    return v == 0x7fc0deadu;
-  }
-  uint16_t v;
-  memcpy(&v, q, 2);
-  return v == (t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05);
-}
-
-struct Tensor {
-  std::vector<char> h;  // host bytes (with gaps)
-  void* d = nullptr;
-  size_t bytes = 0;
-  void alloc(size_t nbytes) {
-    bytes = nbytes;
-    h.assign(nbytes, 0);
-    CK(cudaMalloc(&d, std::max<size_t>(nbytes, 16)));
-  }
-  void upload() {
-    if (bytes) CK(cudaMemcpy(d, h.data(), bytes, cudaMemcpyHostToDevice));
-  }
-  void download(std::vector<char>& out) const {
-    out.resize(bytes);
-    if (bytes) CK(cudaMemcpy(out.data(), d, bytes, cudaMemcpyDeviceToHost));
-  }
-  ~Tensor() {
-    if (d) cudaFree(d);
-  }
-};
-
+#include "harness_common.h"
 #include "bwd_reference.h"
+#include "bits.h"
 
 // =============================================================================================
 // 2. Checks.
 // =============================================================================================
-struct Case {
-  std::string name;
-  int b = 1, L = 64, h = 2, p = 64, g = 1, n = 64, Q = 64;
-  SsdDtype xt = SSD_BFLOAT16, Bt = SSD_BFLOAT16, Ct = SSD_BFLOAT16, zt = SSD_BFLOAT16, dtt = SSD_FLOAT32,
-           dyt = SSD_BFLOAT16;
-  int Dmode = 1;  // 0 none, 1 per head, 2 per channel
-  bool z = true, bias = true, softplus = true;
-  float lo = 0.f, hi = INFINITY;
-  bool init = false, fin = true;  // initial states given; d_final_states given
+struct Case : CaseBase {
+  SsdDtype dyt = SSD_BFLOAT16;
   bool want_dz = true, want_dD = true, want_dbias = true, want_dinit = true;  // optional gradients requested
-  int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
-  int pad = 0;    // extra elements in every stride (0: contiguous)
-  float dtshift = -4.f;
-  int yu = -1;    // dtype of y_ungated: the CUDA forward writes it (with z) and the backward reads it; -1: none
 };
 
 struct GradCheck {
@@ -146,131 +39,37 @@ struct GradCheck {
   std::string worst;    // where the largest error is
 };
 
-static int run_case(const Case& c, uint64_t seed, bool verbose) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd;
-  std::uniform_real_distribution<float> ud(0.f, 1.f);
-  const int b = c.b, L = c.L, H = c.h, P = c.p, G = c.g, N = c.n, pad = c.pad;
-  const int64_t xhs = P, xss = (int64_t)H * P + pad, xbs = (int64_t)L * xss + pad;
-  const int64_t Bgs = N, Bss = (int64_t)G * N + pad, Bbs = (int64_t)L * Bss + pad;
-  const int64_t dss = H + pad, dbs = (int64_t)L * dss + pad;
-  const int64_t sbs = L + pad;
-  const size_t xel = (size_t)b * xbs, Bel = (size_t)b * Bbs, del = (size_t)b * dbs;
-  const size_t sel = (size_t)b * H * P * N;
+// One case: its inputs, then in run() its gradients, the runs of the backward and the comparison
+// with the float64 reference.
+struct CaseRun : CaseInputs {
+  const Case& c;
+  const bool verbose;
+  CaseRun(const Case& c_, uint64_t seed, bool verbose_)
+      : CaseInputs(c_, seed, true, c_.dyt), c(c_), verbose(verbose_) {}
+  int run();
+};
 
-  Tensor X, Z, Bt, Ct, DT, Av, Dv, bias, init, dfin, seqi, DY;                 // inputs
-  Tensor dX, dZ, dDT, dBt, dCt, dAv, dDv, dbias, dinit;                         // gradients
-  X.alloc(xel * dsz(c.xt));
-  Z.alloc(xel * dsz(c.zt));
-  DY.alloc(xel * dsz(c.dyt));
-  Bt.alloc(Bel * dsz(c.Bt));
-  Ct.alloc(Bel * dsz(c.Ct));
-  DT.alloc(del * dsz(c.dtt));
-  Av.alloc(H * 4);
-  Dv.alloc((size_t)H * P * 4);
-  bias.alloc(H * 4);
-  init.alloc(sel * 4);
-  dfin.alloc(sel * 4);
-  seqi.alloc((size_t)b * sbs * 4);
-  dX.alloc(xel * dsz(c.xt));
-  dZ.alloc(xel * dsz(c.zt));
-  dDT.alloc(del * dsz(c.dtt));
-  dBt.alloc(Bel * dsz(c.Bt));
-  dCt.alloc(Bel * dsz(c.Ct));
-  dAv.alloc(H * 4);
-  dDv.alloc((size_t)H * P * 4);
-  dbias.alloc(H * 4);
-  dinit.alloc(sel * 4);
-  // gaps of inputs are NaN: reading one shows up as NaN in a gradient
-  poison(X.h.data(), c.xt, xel);
-  poison(Z.h.data(), c.zt, xel);
-  poison(DY.h.data(), c.dyt, xel);
-  poison(Bt.h.data(), c.Bt, Bel);
-  poison(Ct.h.data(), c.Ct, Bel);
-  poison(DT.h.data(), c.dtt, del);
+static int run_case(const Case& c, uint64_t seed, bool verbose) { return CaseRun(c, seed, verbose).run(); }
 
-  std::vector<double> x((size_t)b * L * H * P), z(x.size()), dy(x.size()), Bv((size_t)b * L * G * N), Cv(Bv.size()),
-      dt((size_t)b * L * H), A(H), D((size_t)H * P), bs(H), h0(sel), fin(sel);
-  std::vector<int> sq((size_t)b * L, 0);
-  for (int bb = 0; bb < b; ++bb)
-    for (int t = 0; t < L; ++t) {
-      for (int hh = 0; hh < H; ++hh) {
-        for (int pp = 0; pp < P; ++pp) {
-          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
-          const size_t li = (((size_t)bb * L + t) * H + hh) * P + pp;
-          x[li] = put(X.h.data(), c.xt, o, nd(rng));
-          z[li] = put(Z.h.data(), c.zt, o, nd(rng));
-          dy[li] = put(DY.h.data(), c.dyt, o, nd(rng));
-        }
-        float raw = nd(rng) + c.dtshift;
-        if (!c.softplus) raw = (float)softplus_d(raw);
-        dt[((size_t)bb * L + t) * H + hh] = put(DT.h.data(), c.dtt, (size_t)bb * dbs + t * dss + hh, raw);
-      }
-      for (int gg = 0; gg < G; ++gg)
-        for (int nn = 0; nn < N; ++nn) {
-          const size_t o = (size_t)bb * Bbs + t * Bss + gg * Bgs + nn;
-          const size_t li = (((size_t)bb * L + t) * G + gg) * N + nn;
-          Bv[li] = put(Bt.h.data(), c.Bt, o, nd(rng));
-          Cv[li] = put(Ct.h.data(), c.Ct, o, nd(rng));
-        }
-    }
-  for (int hh = 0; hh < H; ++hh) {
-    A[hh] = put(Av.h.data(), SSD_FLOAT32, hh, -std::exp(ud(rng) * std::log(16.f)));
-    bs[hh] = put(bias.h.data(), SSD_FLOAT32, hh, c.bias ? (ud(rng) - 0.5f) : 0.f);
-  }
-  for (size_t i = 0; i < D.size(); ++i) D[i] = put(Dv.h.data(), SSD_FLOAT32, i, nd(rng));
-  for (size_t i = 0; i < sel; ++i) {
-    h0[i] = put(init.h.data(), SSD_FLOAT32, i, c.init ? nd(rng) : 0.f);
-    fin[i] = put(dfin.h.data(), SSD_FLOAT32, i, c.fin ? nd(rng) : 0.f);
-  }
-  if (c.seq) {
-    for (int bb = 0; bb < b; ++bb) {
-      int cur = (c.seq == 3) ? 2 : 0;
-      for (int t = 0; t < L; ++t) {
-        bool brk = false;
-        if (t > 0) {
-          if (c.seq == 2) brk = (t % c.Q == 0) && (ud(rng) < 0.6f);
-          else brk = ud(rng) < 3.0f / std::max(c.Q, 8) || (t % c.Q == 0 && ud(rng) < 0.3f);
-        }
-        if (brk) cur += (ud(rng) < 0.3f) ? 2 : 1;
-        sq[(size_t)bb * L + t] = cur;
-        static_cast<int32_t*>((void*)seqi.h.data())[(size_t)bb * sbs + t] = cur;
-      }
-    }
-  }
-  for (Tensor* t : {&X, &Z, &DY, &Bt, &Ct, &DT, &Av, &Dv, &bias, &init, &dfin, &seqi}) t->upload();
+int CaseRun::run() {
   // gradients: poisoned host images, uploaded before every run
-  poison(dX.h.data(), c.xt, xel);
-  poison(dZ.h.data(), c.zt, xel);
-  poison(dDT.h.data(), c.dtt, del);
-  poison(dBt.h.data(), c.Bt, Bel);
-  poison(dCt.h.data(), c.Ct, Bel);
-  poison(dAv.h.data(), SSD_FLOAT32, H);
-  poison(dDv.h.data(), SSD_FLOAT32, (size_t)H * P);
-  poison(dbias.h.data(), SSD_FLOAT32, H);
-  poison(dinit.h.data(), SSD_FLOAT32, sel);
+  Tensor dX, dZ, dDT, dBt, dCt, dAv, dDv, dbias, dinit;
+  dX.alloc_poisoned(c.xt, xel);
+  dZ.alloc_poisoned(c.zt, xel);
+  dDT.alloc_poisoned(c.dtt, del);
+  dBt.alloc_poisoned(c.Bt, Bel);
+  dCt.alloc_poisoned(c.Ct, Bel);
+  dAv.alloc_poisoned(SSD_FLOAT32, H);
+  dDv.alloc_poisoned(SSD_FLOAT32, (size_t)H * P);
+  dbias.alloc_poisoned(SSD_FLOAT32, H);
+  dinit.alloc_poisoned(SSD_FLOAT32, sel);
 
   const bool has_dz = c.z && c.want_dz, has_dD = c.Dmode && c.want_dD, has_db = c.bias && c.want_dbias,
              has_di = c.init && c.want_dinit;
   SsdBackwardParams bp;
   memset(&bp, 0, sizeof(bp));
   SsdParams& prm = bp.fwd;
-  prm.batch = b; prm.seqlen = L; prm.nheads = H; prm.headdim = P; prm.ngroups = G; prm.dstate = N;
-  prm.chunk_size = c.Q;
-  prm.x = X.d; prm.x_type = c.xt; prm.x_batch_stride = xbs; prm.x_seq_stride = xss; prm.x_head_stride = xhs;
-  prm.dt = DT.d; prm.dt_type = c.dtt; prm.dt_batch_stride = dbs; prm.dt_seq_stride = dss;
-  prm.B = Bt.d; prm.B_type = c.Bt; prm.B_batch_stride = Bbs; prm.B_seq_stride = Bss; prm.B_group_stride = Bgs;
-  prm.C = Ct.d; prm.C_type = c.Ct; prm.C_batch_stride = Bbs; prm.C_seq_stride = Bss; prm.C_group_stride = Bgs;
-  prm.A = static_cast<const float*>(Av.d);
-  prm.D = c.Dmode ? static_cast<const float*>(Dv.d) : nullptr;
-  prm.D_per_channel = c.Dmode == 2;
-  if (c.z) { prm.z = Z.d; prm.z_type = c.zt; prm.z_batch_stride = xbs; prm.z_seq_stride = xss; prm.z_head_stride = xhs; }
-  prm.dt_bias = c.bias ? static_cast<const float*>(bias.d) : nullptr;
-  prm.initial_states = c.init ? static_cast<const float*>(init.d) : nullptr;
-  prm.seq_idx = c.seq ? static_cast<const int32_t*>(seqi.d) : nullptr;
-  prm.seq_idx_batch_stride = sbs;
-  prm.dt_softplus = c.softplus;
-  prm.dt_min = c.lo; prm.dt_max = c.hi;
+  set_inputs(c, &prm);
   bp.dy = DY.d; bp.dy_type = c.dyt; bp.dy_batch_stride = xbs; bp.dy_seq_stride = xss; bp.dy_head_stride = xhs;
   bp.d_final_states = c.fin ? static_cast<const float*>(dfin.d) : nullptr;
   bp.dx = dX.d; bp.ddt = dDT.d; bp.dB = dBt.d; bp.dC = dCt.d;
@@ -347,7 +146,7 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
   ri.bias = c.bias ? &bs : nullptr;
   ri.h0 = c.init ? &h0 : nullptr;
   ri.dy = &dy;
-  ri.dfin = c.fin ? &fin : nullptr;
+  ri.dfin = c.fin ? &dfinal : nullptr;
   ri.dch = c.Dmode == 2;
   ri.softplus = c.softplus;
   ri.lo = c.lo; ri.hi = c.hi;
@@ -467,7 +266,8 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
   for (const GradCheck& gc : checks) ok = ok && gc.ok;
   printf("%s %-44s %-8s", ok ? "PASS" : "FAIL", c.name.c_str(), path);
   for (const GradCheck& gc : checks) printf(" %s %.1e%s", gc.name, gc.err, gc.ok ? "" : "(!)");
-  printf("  det=%s ws=%.2fMiB\n", det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  printf("  det=%s ws=%.2fMiB bits %08x\n", det ? "bitwise" : "DIFFERS", wsb / 1048576.0,
+         fnv1a({&first[0], &first[1], &first[2], &first[3], &first[4], &first[5], &first[6], &first[7], &first[8]}));
   if (!ok || verbose) {
     printf("     case: b %d L %d h %d p %d g %d n %d Q %d; x %s B %s C %s z %s dy %s dt %s; D %d z %d bias %d softplus %d"
            " clamp [%g, %g] init %d fin %d seq %d pad %d dtshift %g\n",
@@ -506,12 +306,7 @@ static int run_case(const Case& c, uint64_t seed, bool verbose) {
 
 static std::vector<Case> make_cases() {
   std::vector<Case> v;
-  auto add = [&](const std::string& name, auto f) {
-    Case c;
-    c.name = name;
-    f(c);
-    v.push_back(c);
-  };
+  auto add = [&](const std::string& name, auto f) { add_case(v, name, f); };
   auto all16 = [](Case& c, SsdDtype t) { c.xt = c.Bt = c.Ct = c.zt = c.dyt = t; };
   // seqlen edge cases around the chunk (Q = 64)
   for (int L : {1, 2, 63, 64, 65, 3 * 64 + 5})
@@ -634,10 +429,7 @@ static std::vector<Case> make_cases() {
 }
 
 static int check_mode(const char* filter) {
-  int dev;
-  cudaDeviceProp prop;
-  CK(cudaGetDevice(&dev));
-  CK(cudaGetDeviceProperties(&prop, dev));
+  const cudaDeviceProp prop = device_properties();
   printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
   printf("== backward vs float64 reverse of the token recurrence: relative L2 per gradient (bound 1e-2 for 16-bit"
          " compute or 16-bit gradient, 1e-4 for fp32 compute + fp32 gradient); dA, dDtBias, dD (sums over positions"
@@ -665,55 +457,7 @@ static int check_mode(const char* filter) {
 // =============================================================================================
 // 3. Benchmarks.
 // =============================================================================================
-__device__ __forceinline__ uint32_t hash32(uint64_t x) {
-  x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
-  return (uint32_t)x;
-}
-__global__ void k_fill_normal(void* dst, SsdDtype t, size_t n, uint64_t seed, float shift) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const float u1 = (hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i) + 1.f) * 2.3283064e-10f;
-    const float u2 = hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i + 1) * 2.3283064e-10f;
-    const float v = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) + shift;
-    if (t == SSD_BFLOAT16) static_cast<bf16*>(dst)[i] = __float2bfloat16(v);
-    else if (t == SSD_FLOAT16) static_cast<f16*>(dst)[i] = __float2half(v);
-    else static_cast<float*>(dst)[i] = v;
-  }
-}
-static void fill(void* d, SsdDtype t, size_t n, uint64_t seed, float shift = 0.f) {
-  k_fill_normal<<<1024, 256>>>(d, t, n, seed, shift);
-  CK(cudaGetLastError());
-}
-// Count non-finite bf16 values and return the rms of the finite ones.
-static double bf16_stats(const void* d, size_t n, size_t* bad) {
-  std::vector<uint16_t> hy(n);
-  CK(cudaMemcpy(hy.data(), d, n * 2, cudaMemcpyDeviceToHost));
-  double s = 0;
-  *bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    uint32_t bits = (uint32_t)hy[i] << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    if (!std::isfinite(f)) ++*bad;
-    else s += (double)f * f;
-  }
-  return std::sqrt(s / std::max<size_t>(n, 1));
-}
-
-struct BenchCfg { const char* name; int b, L, h, p, g, n; };
-
-static double median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 static int bench_mode(int runs, const char* only) {
-  const int Q = 256;
-  const BenchCfg cfgs[] = {
-      {"G1", 4, 4096, 32, 64, 1, 128},
-      {"G2", 1, 16384, 32, 64, 1, 128},
-      {"G3", 8, 2048, 80, 64, 1, 128},
-      {"G4", 2, 8192, 24, 64, 8, 64},
-  };
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -723,7 +467,7 @@ static int bench_mode(int runs, const char* only) {
   printf("target: G1 forward + backward <= 1.356 ms, backward workspace <= 300 MiB\n");
   if (getenv("YU") && atoi(getenv("YU"))) printf("YU=1: the forward writes y_ungated, the backward reads it for dz\n");
   int rc = 0;
-  for (const BenchCfg& c : cfgs) {
+  for (const BenchCfg& c : kBenchCfgs) {
     if (only && strcmp(only, c.name) != 0) continue;
     const size_t nx = (size_t)c.b * c.L * c.h * c.p, nB = (size_t)c.b * c.L * c.g * c.n, ndt = (size_t)c.b * c.L * c.h;
     void *x, *z, *B, *C, *dt, *dy, *y, *dx, *dz, *dB, *dC, *ddt;
@@ -733,28 +477,15 @@ static int bench_mode(int runs, const char* only) {
     CK(cudaMalloc(&dt, ndt * 4)); CK(cudaMalloc(&ddt, ndt * 4));
     fill(x, SSD_BFLOAT16, nx, 11); fill(z, SSD_BFLOAT16, nx, 21); fill(dy, SSD_BFLOAT16, nx, 61);
     fill(B, SSD_BFLOAT16, nB, 31); fill(C, SSD_BFLOAT16, nB, 41); fill(dt, SSD_FLOAT32, ndt, 51, -4.f);
-    std::vector<float> hA(c.h), hD(c.h), hb(c.h);
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<float> ud(0.f, 1.f);
-    for (int i = 0; i < c.h; ++i) { hA[i] = -std::exp(ud(rng) * std::log(16.f)); hD[i] = ud(rng) * 2 - 1; hb[i] = ud(rng) - 0.5f; }
-    float *dA_in, *dD_in, *db_in, *gA, *gD, *gb;
-    CK(cudaMalloc(&dA_in, c.h * 4)); CK(cudaMalloc(&dD_in, c.h * 4)); CK(cudaMalloc(&db_in, c.h * 4));
+    const HeadParams hp = head_params(c.h);
+    float *gA, *gD, *gb;
     CK(cudaMalloc(&gA, c.h * 4)); CK(cudaMalloc(&gD, c.h * 4)); CK(cudaMalloc(&gb, c.h * 4));
-    CK(cudaMemcpy(dA_in, hA.data(), c.h * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dD_in, hD.data(), c.h * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(db_in, hb.data(), c.h * 4, cudaMemcpyHostToDevice));
     SsdBackwardParams bp;
     memset(&bp, 0, sizeof(bp));
     SsdParams& p = bp.fwd;
-    p.batch = c.b; p.seqlen = c.L; p.nheads = c.h; p.headdim = c.p; p.ngroups = c.g; p.dstate = c.n; p.chunk_size = Q;
-    const int64_t xs = (int64_t)c.h * c.p, Bs = (int64_t)c.g * c.n;
-    p.x = x; p.x_type = SSD_BFLOAT16; p.x_batch_stride = c.L * xs; p.x_seq_stride = xs; p.x_head_stride = c.p;
-    p.z = z; p.z_type = SSD_BFLOAT16; p.z_batch_stride = c.L * xs; p.z_seq_stride = xs; p.z_head_stride = c.p;
-    p.y = y; p.y_type = SSD_BFLOAT16; p.y_batch_stride = c.L * xs; p.y_seq_stride = xs; p.y_head_stride = c.p;
-    p.B = B; p.C = C; p.B_type = p.C_type = SSD_BFLOAT16;
-    p.B_batch_stride = p.C_batch_stride = c.L * Bs; p.B_seq_stride = p.C_seq_stride = Bs; p.B_group_stride = p.C_group_stride = c.n;
-    p.dt = dt; p.dt_type = SSD_FLOAT32; p.dt_batch_stride = (int64_t)c.L * c.h; p.dt_seq_stride = c.h;
-    p.A = dA_in; p.D = dD_in; p.D_per_channel = 0; p.dt_bias = db_in; p.dt_softplus = 1; p.dt_min = 0.f; p.dt_max = INFINITY;
+    p = bench_params(c, y, hp);
+    p.x = x; p.z = z; p.B = B; p.C = C; p.dt = dt;
+    const int64_t xs = (int64_t)c.h * c.p;
     bp.dy = dy; bp.dy_type = SSD_BFLOAT16; bp.dy_batch_stride = c.L * xs; bp.dy_seq_stride = xs; bp.dy_head_stride = c.p;
     bp.dx = dx; bp.dz = dz; bp.dB = dB; bp.dC = dC; bp.ddt = ddt; bp.dA = gA; bp.dD = gD; bp.d_dt_bias = gb;
     void* yu = nullptr;  // YU=1: the forward writes y_ungated and the backward reads it for dz
@@ -795,13 +526,7 @@ static int bench_mode(int runs, const char* only) {
     }
     std::vector<float> tbo;  // backward timed alone (no forward right before it)
     for (int i = 0; i < runs; ++i) {
-      CK(cudaEventRecord(e0));
-      ssd::cuda::backward(bp, nullptr, wb, &err);
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float a;
-      CK(cudaEventElapsedTime(&a, e0, e1));
-      tbo.push_back(a);
+      tbo.push_back(time_ms(e0, e1, [&] { ssd::cuda::backward(bp, nullptr, wb, &err); }));
     }
     std::vector<std::vector<float>> st(ssd::cuda::detail::kMaxStages);
     ssd::cuda::detail::StageTimes times;
@@ -832,7 +557,8 @@ static int bench_mode(int runs, const char* only) {
     if (bad_dx || bad_dz || bad_A) rc = 1;
     cudaEventDestroy(e0); cudaEventDestroy(e1); cudaEventDestroy(e2);
     for (void* q : {x, z, B, C, dt, dy, y, dx, dz, dB, dC, ddt, wf, wb, yu}) cudaFree(q);
-    for (float* q : {dA_in, dD_in, db_in, gA, gD, gb}) cudaFree(q);
+    for (float* q : {gA, gD, gb}) cudaFree(q);
+    hp.free();
   }
   return rc;
 }

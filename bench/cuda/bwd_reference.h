@@ -1,9 +1,9 @@
 // The backward harness's float64 reference (the exact reverse of the token recurrence, a port of
 // lib/reference-backward.ts) and its model of the backward's workspace intermediates, with which a
-// failing case is diagnosed launch by launch. Included by bwd_harness.cu after its dtype helpers.
+// failing case is diagnosed launch by launch. Included by bwd_harness.cu after harness_common.h
+// (the dtype helpers, softplus_d).
 #pragma once
 
-static double softplus_d(double u) { return u <= 20.0 ? std::log1p(std::exp(u)) : u; }
 static double sigmoid_d(double u) { return 1.0 / (1.0 + std::exp(-u)); }
 
 // =============================================================================================

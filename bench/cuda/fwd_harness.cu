@@ -5,74 +5,14 @@
 //   fwd_harness check [filter]     exit status 1 on any failure
 //   fwd_harness bench [runs]
 //   fwd_harness all
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
-#include <random>
-#include <string>
-#include <vector>
 
-#include "ssd_kernels.h"
-#include "core/params.h"
-#include "cuda/backend.h"
-#include "cuda/detail.h"
 #include "cuda/common/mma.cuh"
+#include "bits.h"
+#include "harness_common.h"
 
-#define CK(call)                                                                                   \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,   \
-              cudaGetErrorString(e_));                                                             \
-      exit(2);                                                                                     \
-    }                                                                                              \
-  } while (0)
-
-using bf16 = __nv_bfloat16;
-using f16 = __half;
 namespace M = ssd::cuda::mma;
-
-static size_t dsz(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
-
-// Round a float to dtype t; returns the rounded value and writes the bits into dst[i].
-static float put(void* dst, SsdDtype t, size_t i, float v) {
-  if (t == SSD_BFLOAT16) {
-    bf16 h = __float2bfloat16(v);
-    static_cast<bf16*>(dst)[i] = h;
-    return __bfloat162float(h);
-  }
-  if (t == SSD_FLOAT16) {
-    f16 h = __float2half(v);
-    static_cast<f16*>(dst)[i] = h;
-    return __half2float(h);
-  }
-  static_cast<float*>(dst)[i] = v;
-  return v;
-}
-static float get(const void* src, SsdDtype t, size_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(src)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(src)[i]);
-  return static_cast<const float*>(src)[i];
-}
-// NaN poison patterns (quiet NaN with a payload) for gaps and outputs.
-static void poison(void* dst, SsdDtype t, size_t n) {
-  if (t == SSD_FLOAT32) {
-    uint32_t v = 0x7fc0dead;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 4 * i, &v, 4);
-  } else {
-    uint16_t v = t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 2 * i, &v, 2);
-  }
-}
 
 // =============================================================================================
 // 1. Self-test of the tile helpers: one warp computes a 32x32x32 product with ldA/ldB2/mma
@@ -179,146 +119,31 @@ static bool run_selftests() {
 // =============================================================================================
 // 2. Forward checks against a float64 token recurrence.
 // =============================================================================================
-struct Case {
-  std::string name;
-  int b = 1, L = 64, h = 2, p = 64, g = 1, n = 64, Q = 64;
-  SsdDtype xt = SSD_BFLOAT16, Bt = SSD_BFLOAT16, Ct = SSD_BFLOAT16, zt = SSD_BFLOAT16, dtt = SSD_FLOAT32,
-           yt = SSD_BFLOAT16;
-  int Dmode = 1;  // 0 none, 1 per head, 2 per channel
-  bool z = true, bias = true, softplus = true;
-  float lo = 0.f, hi = INFINITY;
-  bool init = false, fin = true;
-  int seq = 0;    // 0 none, 1 boundaries inside chunks, 2 at chunk edges, 3 first != 0 + inside
-  int pad = 0;    // extra elements in every stride (0: contiguous)
-  float dtshift = -4.f;
-  int yu = -1;    // dtype of y_ungated (the pre-gate output, with z), -1: not asked for
+struct Case : CaseBase {
+  SsdDtype yt = SSD_BFLOAT16;
 };
 
-struct Tensor {
-  std::vector<char> h;  // host bytes (with gaps)
-  void* d = nullptr;
-  size_t bytes = 0;
-  void alloc(size_t nbytes) {
-    bytes = nbytes;
-    h.assign(nbytes, 0);
-    CK(cudaMalloc(&d, std::max<size_t>(nbytes, 16)));
-  }
-  void upload() { CK(cudaMemcpy(d, h.data(), bytes, cudaMemcpyHostToDevice)); }
-  void download(std::vector<char>& out) {
-    out.resize(bytes);
-    CK(cudaMemcpy(out.data(), d, bytes, cudaMemcpyDeviceToHost));
-  }
-  ~Tensor() {
-    if (d) cudaFree(d);
-  }
+// One case: its inputs, then in run() its outputs, two runs of the forward and the comparison with
+// the float64 recurrence.
+struct CaseRun : CaseInputs {
+  const Case& c;
+  CaseRun(const Case& c_, uint64_t seed) : CaseInputs(c_, seed, false, SSD_FLOAT32), c(c_) {}
+  bool run();
 };
 
-static double softplus_d(double u) { return u <= 20.0 ? std::log1p(std::exp(u)) : u; }
+static bool run_case(const Case& c, uint64_t seed) { return CaseRun(c, seed).run(); }
 
-static bool run_case(const Case& c, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd;
-  std::uniform_real_distribution<float> ud(0.f, 1.f);
-  const int b = c.b, L = c.L, H = c.h, P = c.p, G = c.g, N = c.n;
-  const int pad = c.pad;
-  // strides (elements)
-  const int64_t xhs = P, xss = (int64_t)H * P + pad, xbs = (int64_t)L * xss + pad;
-  const int64_t Bgs = N, Bss = (int64_t)G * N + pad, Bbs = (int64_t)L * Bss + pad;
-  const int64_t dss = H + pad, dbs = (int64_t)L * dss + pad;
-  const int64_t sbs = L + pad;
-  const size_t xel = (size_t)b * xbs, Bel = (size_t)b * Bbs, del = (size_t)b * dbs;
-
-  Tensor X, Z, Y, YU, Bt, Ct, DT, Av, Dv, bias, init, fin, seqi;
+bool CaseRun::run() {
+  Tensor Y, YU, fin;
   const bool has_yu = c.z && c.yu >= 0;
   const SsdDtype yut = has_yu ? (SsdDtype)c.yu : SSD_FLOAT32;
-  YU.alloc(has_yu ? xel * dsz(yut) : 0);
-  X.alloc(xel * dsz(c.xt));
-  Z.alloc(xel * dsz(c.zt));
-  Y.alloc(xel * dsz(c.yt));
-  Bt.alloc(Bel * dsz(c.Bt));
-  Ct.alloc(Bel * dsz(c.Ct));
-  DT.alloc(del * dsz(c.dtt));
-  Av.alloc(H * 4);
-  Dv.alloc((size_t)H * P * 4);
-  bias.alloc(H * 4);
-  init.alloc((size_t)b * H * P * N * 4);
-  fin.alloc((size_t)b * H * P * N * 4);
-  seqi.alloc((size_t)b * sbs * 4);
-  // gaps of inputs are NaN: reading one shows up as NaN in y
-  poison(X.h.data(), c.xt, xel);
-  poison(Z.h.data(), c.zt, xel);
-  poison(Bt.h.data(), c.Bt, Bel);
-  poison(Ct.h.data(), c.Ct, Bel);
-  poison(DT.h.data(), c.dtt, del);
-
-  std::vector<double> x((size_t)b * L * H * P), z(x.size()), Bv((size_t)b * L * G * N), Cv(Bv.size()),
-      dt((size_t)b * L * H), A(H), D((size_t)H * P), bs(H), h0((size_t)b * H * P * N);
-  std::vector<int> sq((size_t)b * L, 0);
-  for (int bb = 0; bb < b; ++bb)
-    for (int t = 0; t < L; ++t) {
-      for (int hh = 0; hh < H; ++hh) {
-        for (int pp = 0; pp < P; ++pp) {
-          const size_t o = (size_t)bb * xbs + t * xss + hh * xhs + pp;
-          const size_t li = (((size_t)bb * L + t) * H + hh) * P + pp;
-          x[li] = put(X.h.data(), c.xt, o, nd(rng));
-          z[li] = put(Z.h.data(), c.zt, o, nd(rng));
-        }
-        float raw = nd(rng) + c.dtshift;
-        if (!c.softplus) raw = (float)softplus_d(raw);
-        dt[((size_t)bb * L + t) * H + hh] = put(DT.h.data(), c.dtt, (size_t)bb * dbs + t * dss + hh, raw);
-      }
-      for (int gg = 0; gg < G; ++gg)
-        for (int nn = 0; nn < N; ++nn) {
-          const size_t o = (size_t)bb * Bbs + t * Bss + gg * Bgs + nn;
-          const size_t li = (((size_t)bb * L + t) * G + gg) * N + nn;
-          Bv[li] = put(Bt.h.data(), c.Bt, o, nd(rng));
-          Cv[li] = put(Ct.h.data(), c.Ct, o, nd(rng));
-        }
-    }
-  for (int hh = 0; hh < H; ++hh) {
-    A[hh] = put(Av.h.data(), SSD_FLOAT32, hh, -std::exp(ud(rng) * std::log(16.f)));
-    bs[hh] = put(bias.h.data(), SSD_FLOAT32, hh, c.bias ? (ud(rng) - 0.5f) : 0.f);
-  }
-  for (size_t i = 0; i < D.size(); ++i) D[i] = put(Dv.h.data(), SSD_FLOAT32, i, nd(rng));
-  for (size_t i = 0; i < h0.size(); ++i) h0[i] = put(init.h.data(), SSD_FLOAT32, i, c.init ? nd(rng) : 0.f);
-  if (c.seq) {
-    for (int bb = 0; bb < b; ++bb) {
-      int cur = (c.seq == 3) ? 2 : 0;
-      for (int t = 0; t < L; ++t) {
-        bool brk = false;
-        if (t > 0) {
-          if (c.seq == 2) brk = (t % c.Q == 0) && (ud(rng) < 0.6f);
-          else brk = ud(rng) < 3.0f / std::max(c.Q, 8) || (t % c.Q == 0 && ud(rng) < 0.3f);
-        }
-        if (brk) cur += (ud(rng) < 0.3f) ? 2 : 1;
-        sq[(size_t)bb * L + t] = cur;
-        static_cast<int32_t*>((void*)seqi.h.data())[(size_t)bb * sbs + t] = cur;
-      }
-    }
-  }
-  poison(Y.h.data(), c.yt, xel);
-  if (has_yu) poison(YU.h.data(), yut, xel);
-  poison(fin.h.data(), SSD_FLOAT32, fin.h.size() / 4);
-  for (Tensor* t : {&X, &Z, &Y, &Bt, &Ct, &DT, &Av, &Dv, &bias, &init, &fin, &seqi}) t->upload();
+  YU.alloc_poisoned(yut, has_yu ? xel : 0);
+  Y.alloc_poisoned(c.yt, xel);
+  fin.alloc_poisoned(SSD_FLOAT32, sel);
 
   SsdParams prm;
   memset(&prm, 0, sizeof(prm));
-  prm.batch = b; prm.seqlen = L; prm.nheads = H; prm.headdim = P; prm.ngroups = G; prm.dstate = N;
-  prm.chunk_size = c.Q;
-  prm.x = X.d; prm.x_type = c.xt; prm.x_batch_stride = xbs; prm.x_seq_stride = xss; prm.x_head_stride = xhs;
-  prm.dt = DT.d; prm.dt_type = c.dtt; prm.dt_batch_stride = dbs; prm.dt_seq_stride = dss;
-  prm.B = Bt.d; prm.B_type = c.Bt; prm.B_batch_stride = Bbs; prm.B_seq_stride = Bss; prm.B_group_stride = Bgs;
-  prm.C = Ct.d; prm.C_type = c.Ct; prm.C_batch_stride = Bbs; prm.C_seq_stride = Bss; prm.C_group_stride = Bgs;
-  prm.A = static_cast<const float*>(Av.d);
-  prm.D = c.Dmode ? static_cast<const float*>(Dv.d) : nullptr;
-  prm.D_per_channel = c.Dmode == 2;
-  if (c.z) { prm.z = Z.d; prm.z_type = c.zt; prm.z_batch_stride = xbs; prm.z_seq_stride = xss; prm.z_head_stride = xhs; }
-  prm.dt_bias = c.bias ? static_cast<const float*>(bias.d) : nullptr;
-  prm.initial_states = c.init ? static_cast<const float*>(init.d) : nullptr;
-  prm.seq_idx = c.seq ? static_cast<const int32_t*>(seqi.d) : nullptr;
-  prm.seq_idx_batch_stride = sbs;
-  prm.dt_softplus = c.softplus;
-  prm.dt_min = c.lo; prm.dt_max = c.hi;
+  set_inputs(c, &prm);
   prm.y = Y.d; prm.y_type = c.yt; prm.y_batch_stride = xbs; prm.y_seq_stride = xss; prm.y_head_stride = xhs;
   prm.final_states = c.fin ? static_cast<float*>(fin.d) : nullptr;
   if (has_yu) {
@@ -455,18 +280,14 @@ static bool run_case(const Case& c, uint64_t seed) {
          c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-",
          has_yu ? (" yu_relL2=" + std::to_string(cu.err).substr(0, 10)).c_str() : "", nonfinite, fnonfinite, clobbered,
          det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  printf("     bits %08x (y, y_ungated, final states)\n", fnv1a({&y1, &u1, &f1}));
   fflush(stdout);
   return ok;
 }
 
 static std::vector<Case> make_cases() {
   std::vector<Case> v;
-  auto add = [&](const std::string& name, auto f) {
-    Case c;
-    c.name = name;
-    f(c);
-    v.push_back(c);
-  };
+  auto add = [&](const std::string& name, auto f) { add_case(v, name, f); };
   // seqlen edge cases around the chunk (Q = 64)
   for (int L : {1, 2, 63, 64, 65, 3 * 64 + 5})
     add("L=" + std::to_string(L) + " Q=64", [&](Case& c) { c.L = L; });
@@ -585,10 +406,7 @@ static std::vector<Case> make_cases() {
 }
 
 static int check_mode(const char* filter) {
-  int dev;
-  cudaDeviceProp prop;
-  CK(cudaGetDevice(&dev));
-  CK(cudaGetDeviceProperties(&prop, dev));
+  const cudaDeviceProp prop = device_properties();
   printf("device: %s (sm_%d%d, %d SMs, L2 %d MiB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
          prop.l2CacheSize >> 20);
   printf("== self-tests of the mma/ldmatrix tile helpers (32x32x32, one warp) ==\n");
@@ -609,35 +427,8 @@ static int check_mode(const char* filter) {
 // =============================================================================================
 // 3. Benchmarks.
 // =============================================================================================
-__device__ __forceinline__ uint32_t hash32(uint64_t x) {
-  x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
-  return (uint32_t)x;
-}
-__global__ void k_fill_normal(void* dst, SsdDtype t, size_t n, uint64_t seed, float shift) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const float u1 = (hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i) + 1.f) * 2.3283064e-10f;
-    const float u2 = hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i + 1) * 2.3283064e-10f;
-    const float v = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) + shift;
-    if (t == SSD_BFLOAT16) static_cast<bf16*>(dst)[i] = __float2bfloat16(v);
-    else if (t == SSD_FLOAT16) static_cast<f16*>(dst)[i] = __float2half(v);
-    else static_cast<float*>(dst)[i] = v;
-  }
-}
-static void fill(void* d, SsdDtype t, size_t n, uint64_t seed, float shift = 0.f) {
-  k_fill_normal<<<1024, 256>>>(d, t, n, seed, shift);
-  CK(cudaGetLastError());
-}
-
-struct BenchCfg { const char* name; int b, L, h, p, g, n; double triton_ms; };
-
 static int bench_mode(int runs, const char* only = nullptr) {
-  const int Q = 256;
-  const BenchCfg cfgs[] = {
-      {"G1", 4, 4096, 32, 64, 1, 128, 0.294},
-      {"G2", 1, 16384, 32, 64, 1, 128, 0.309},
-      {"G3", 8, 2048, 80, 64, 1, 128, 0.692},
-      {"G4", 2, 8192, 24, 64, 8, 64, 0.230},
-  };
+  const int Q = kBenchChunk;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -646,7 +437,7 @@ static int bench_mode(int runs, const char* only = nullptr) {
   printf("flops = per (b,chunk,head) 2Q^2p [intra, dense square] + 2Qpn [chunk state] + 2Qpn [from state]"
          " + per (b,chunk,group) 2Q^2n [C B^T]; bytes = x,z,B,C,dt read once + y written once;"
          " floor = max(bytes/4.3e12, flops/790e12)\n");
-  for (const BenchCfg& c : cfgs) {
+  for (const BenchCfg& c : kBenchCfgs) {
     if (only && strcmp(only, c.name) != 0) continue;
     const size_t nx = (size_t)c.b * c.L * c.h * c.p, nB = (size_t)c.b * c.L * c.g * c.n, ndt = (size_t)c.b * c.L * c.h;
     const double in_bytes = nx * 2.0 * 2 + nB * 2.0 * 2 + ndt * 4.0;
@@ -660,28 +451,10 @@ static int bench_mode(int runs, const char* only = nullptr) {
       fill(sets[s].B, SSD_BFLOAT16, nB, 31 + s); fill(sets[s].C, SSD_BFLOAT16, nB, 41 + s);
       fill(sets[s].dt, SSD_FLOAT32, ndt, 51 + s, -4.f);
     }
-    std::vector<float> hA(c.h), hD(c.h), hb(c.h);
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<float> ud(0.f, 1.f);
-    for (int i = 0; i < c.h; ++i) { hA[i] = -std::exp(ud(rng) * std::log(16.f)); hD[i] = ud(rng) * 2 - 1; hb[i] = ud(rng) - 0.5f; }
-    float *dA, *dD, *db;
+    const HeadParams hp = head_params(c.h);
     void* y;
-    CK(cudaMalloc(&dA, c.h * 4)); CK(cudaMalloc(&dD, c.h * 4)); CK(cudaMalloc(&db, c.h * 4));
-    CK(cudaMemcpy(dA, hA.data(), c.h * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dD, hD.data(), c.h * 4, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(db, hb.data(), c.h * 4, cudaMemcpyHostToDevice));
     CK(cudaMalloc(&y, nx * 2));
-    SsdParams p;
-    memset(&p, 0, sizeof(p));
-    p.batch = c.b; p.seqlen = c.L; p.nheads = c.h; p.headdim = c.p; p.ngroups = c.g; p.dstate = c.n; p.chunk_size = Q;
-    const int64_t xs = (int64_t)c.h * c.p, Bs = (int64_t)c.g * c.n;
-    p.x_type = SSD_BFLOAT16; p.x_batch_stride = c.L * xs; p.x_seq_stride = xs; p.x_head_stride = c.p;
-    p.z_type = SSD_BFLOAT16; p.z_batch_stride = c.L * xs; p.z_seq_stride = xs; p.z_head_stride = c.p;
-    p.y = y; p.y_type = SSD_BFLOAT16; p.y_batch_stride = c.L * xs; p.y_seq_stride = xs; p.y_head_stride = c.p;
-    p.B_type = p.C_type = SSD_BFLOAT16;
-    p.B_batch_stride = p.C_batch_stride = c.L * Bs; p.B_seq_stride = p.C_seq_stride = Bs; p.B_group_stride = p.C_group_stride = c.n;
-    p.dt_type = SSD_FLOAT32; p.dt_batch_stride = (int64_t)c.L * c.h; p.dt_seq_stride = c.h;
-    p.A = dA; p.D = dD; p.D_per_channel = 0; p.dt_bias = db; p.dt_softplus = 1; p.dt_min = 0.f; p.dt_max = INFINITY;
+    SsdParams p = bench_params(c, y, hp);
     auto use = [&](int s) { p.x = sets[s].x; p.z = sets[s].z; p.B = sets[s].B; p.C = sets[s].C; p.dt = sets[s].dt; };
     use(0);
     const size_t wsb = ssd::cuda::forward_workspace_bytes(p);
@@ -698,13 +471,7 @@ static int bench_mode(int runs, const char* only = nullptr) {
     std::vector<float> ms;
     for (int i = 0; i < runs; ++i) {
       use(i % nsets);
-      CK(cudaEventRecord(e0));
-      ssd::cuda::forward(p, nullptr, ws, &err);
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float t;
-      CK(cudaEventElapsedTime(&t, e0, e1));
-      ms.push_back(t);
+      ms.push_back(time_ms(e0, e1, [&] { ssd::cuda::forward(p, nullptr, ws, &err); }));
     }
     std::sort(ms.begin(), ms.end());
     const double med = ms[ms.size() / 2];
@@ -717,16 +484,8 @@ static int bench_mode(int runs, const char* only = nullptr) {
       for (int s = 0; s < times.n; ++s) st[s].push_back(times.ms[s]);
     }
     // sanity: output finite
-    std::vector<uint16_t> hy(nx);
-    CK(cudaMemcpy(hy.data(), y, nx * 2, cudaMemcpyDeviceToHost));
     size_t bad = 0;
-    double sumsq = 0;
-    for (size_t i = 0; i < nx; ++i) {
-      uint32_t bits = (uint32_t)hy[i] << 16;
-      float f;
-      memcpy(&f, &bits, 4);
-      if (!std::isfinite(f)) ++bad; else sumsq += (double)f * f;
-    }
+    const double y_rms = bf16_stats(y, nx, &bad);
     const double nc = std::ceil((double)c.L / Q);
     const double flops = c.b * nc * c.h * (2.0 * Q * Q * c.p + 4.0 * Q * c.p * c.n) + c.b * nc * c.g * 2.0 * Q * Q * c.n;
     const double bytes = in_bytes + nx * 2.0;
@@ -734,16 +493,14 @@ static int bench_mode(int runs, const char* only = nullptr) {
     printf("%s b=%d L=%d h=%d p=%d g=%d n=%d: %.4f ms (min %.4f, max %.4f)  %.1f TFLOP/s  %.0f GB/s  floor %.4f ms"
            "  x%.2f of floor  Triton %.3f ms (x%.2f)  workspace %.1f MiB  input sets %d  y rms %.3f nonfinite %zu\n",
            c.name, c.b, c.L, c.h, c.p, c.g, c.n, med, ms.front(), ms.back(), flops / med / 1e9, bytes / med / 1e6,
-           floor_ms, med / floor_ms, c.triton_ms, med / c.triton_ms, wsb / 1048576.0, nsets, std::sqrt(sumsq / nx), bad);
+           floor_ms, med / floor_ms, c.triton_ms, med / c.triton_ms, wsb / 1048576.0, nsets, y_rms, bad);
     printf("   per launch (median of %zu):", st[0].size());
-    for (int s = 0; s < times.n; ++s) {
-      std::sort(st[s].begin(), st[s].end());
-      printf("  %s %.4f ms", times.name[s], st[s][st[s].size() / 2]);
-    }
+    for (int s = 0; s < times.n; ++s) printf("  %s %.4f ms", times.name[s], median(st[s]));
     printf("\n");
     fflush(stdout);
     cudaEventDestroy(e0); cudaEventDestroy(e1);
-    cudaFree(ws); cudaFree(y); cudaFree(dA); cudaFree(dD); cudaFree(db);
+    cudaFree(ws); cudaFree(y);
+    hp.free();
     for (int s = 0; s < nsets; ++s) { cudaFree(sets[s].x); cudaFree(sets[s].z); cudaFree(sets[s].B); cudaFree(sets[s].C); cudaFree(sets[s].dt); }
   }
   return 0;

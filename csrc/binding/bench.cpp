@@ -86,32 +86,37 @@ Napi::Value CudaTimeBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// info[0..n-1] as numbers; a TypeError "Expected <usage>" otherwise.
+std::vector<Napi::Number> number_args(const Napi::CallbackInfo& info, size_t n, const char* usage) {
+  std::vector<Napi::Number> numbers;
+  for (size_t i = 0; i < n; i++) {
+    if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string("Expected ") + usage);
+    numbers.push_back(info[i].As<Napi::Number>());
+  }
+  return numbers;
+}
+
+// fmaPeakGflops(threads, seconds): the measured fp32 FMA rate, GFLOP/s.
 Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    throw Napi::TypeError::New(env, "Expected (threads: number, seconds: number)");
-  }
-  int threads = info[0].As<Napi::Number>().Int32Value();
-  double seconds = info[1].As<Napi::Number>().DoubleValue();
+  const std::vector<Napi::Number> a = number_args(info, 2, "(threads: number, seconds: number)");
+  const int threads = a[0].Int32Value();
+  const double seconds = a[1].DoubleValue();
   if (threads < 1 || threads > 1024 || !(seconds > 0 && seconds <= 10)) {
-    throw Napi::RangeError::New(env, "Expected threads in [1, 1024] and seconds in (0, 10]");
+    throw Napi::RangeError::New(info.Env(), "Expected threads in [1, 1024] and seconds in (0, 10]");
   }
-  return Napi::Number::New(env, ssd::cpu::fma_peak_gflops(threads, seconds));
+  return Napi::Number::New(info.Env(), ssd::cpu::fma_peak_gflops(threads, seconds));
 }
 
 // rmwBandwidth(threads, bytes, seconds): GB/s of an in-place read-modify-write sweep of `bytes`.
 Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "Expected (threads: number, bytes: number, seconds: number)");
-  }
-  const int threads = info[0].As<Napi::Number>().Int32Value();
-  const double bytes = info[1].As<Napi::Number>().DoubleValue();
-  const double seconds = info[2].As<Napi::Number>().DoubleValue();
+  const std::vector<Napi::Number> a = number_args(info, 3, "(threads: number, bytes: number, seconds: number)");
+  const int threads = a[0].Int32Value();
+  const double bytes = a[1].DoubleValue();
+  const double seconds = a[2].DoubleValue();
   if (threads < 1 || threads > 1024 || !(bytes >= 4096 && bytes <= 64.0 * (1ull << 30)) || !(seconds > 0 && seconds <= 10)) {
-    throw Napi::RangeError::New(env, "Expected threads in [1, 1024], bytes in [4 KiB, 64 GiB] and seconds in (0, 10]");
+    throw Napi::RangeError::New(info.Env(), "Expected threads in [1, 1024], bytes in [4 KiB, 64 GiB] and seconds in (0, 10]");
   }
-  return Napi::Number::New(env, ssd::cpu::rmw_bandwidth_gbps(threads, size_t(bytes), seconds));
+  return Napi::Number::New(info.Env(), ssd::cpu::rmw_bandwidth_gbps(threads, size_t(bytes), seconds));
 }
 
 }  // namespace

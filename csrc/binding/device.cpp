@@ -1,5 +1,5 @@
 // Device memory and what the backends can do: cudaAlloc, cudaRelease, cudaCopy, cudaMemoryStats,
-// cudaResetPeak, cudaEmptyCache, backends and cudaSupports.
+// cudaResetPeak, cudaEmptyCache, backends and cudaSupports; cudaInjectFault (tests only).
 #include <napi.h>
 
 #include <cmath>
@@ -172,6 +172,17 @@ Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// cudaInjectFault(kind): for tests only (device/device.h, "Fault injection"): makes the next CUDA
+// operation fail ('trap', 'launch' or 'alloc'). Throws unless the process started with
+// SSD_KERNELS_FAULT_INJECT=1, so that nothing else can arm it.
+Napi::Value CudaInjectFault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "Expected a fault kind: 'trap', 'launch' or 'alloc'");
+  ssd::device::Result r = ssd::device::arm_fault(info[0].As<Napi::String>().Utf8Value());
+  if (!r.ok()) throw status_error(env, r.status, r.message);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void register_device(Napi::Env env, Napi::Object exports) {
@@ -185,6 +196,7 @@ void register_device(Napi::Env env, Napi::Object exports) {
       {"cudaMemoryStats", CudaMemoryStats},
       {"cudaResetPeak", CudaResetPeak},
       {"cudaEmptyCache", CudaEmptyCache},
+      {"cudaInjectFault", CudaInjectFault},
   });
 }
 

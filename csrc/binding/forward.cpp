@@ -15,57 +15,24 @@
 namespace ssd { namespace addon {
 namespace {
 
+constexpr char kWorkerName[] = "ssd-kernels:forward";
+
+Call read_host(Napi::Object args, const Source& src) { return read_call(args, src); }
+SsdParams read_on_device(Napi::Object args) { return read_call(args, kOnDevice).params; }
+
 SsdStatus run_cpu(const Call& call, std::string* error) {
-  prefault(call.params.y, call.y_bytes);
-  prefault(call.params.y_ungated, call.yu_bytes);
-  prefault(call.params.final_states, call.states_bytes);
-  prefault(call.params.varlen_states, call.varlen_bytes);
-  return ssd::forward_cpu(call.params, call.threads, error);
-}
-
-Napi::Value ForwardSync(const Napi::CallbackInfo& info) {
-  Call call = read_call(args_object(info), kInPlace);
-  std::string error;
-  SsdStatus status = run_cpu(call, &error);
-  if (status != SSD_OK) throw status_error(info.Env(), status, error);
-  return info.Env().Undefined();
-}
-
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  auto staging = std::make_unique<Staging>(args.Get("names"));
-  Call call = read_call(args, Source{false, staging.get()});
-  auto* worker = new CpuWorker(env, args, "ssd-kernels:forward", std::move(staging),
-                               [call](std::string* error) { return run_cpu(call, error); });
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
-
-// cudaForward(args, device): Promise. Tensors in args are BigInt device pointers.
-Napi::Value CudaForward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  int device = read_device(env, info[1]);
-  require_cuda(env);
-  const SsdParams params = read_call(args, kOnDevice).params;
-  return submit_with_promise(env, device, args, [params, device](void* stream) {
-    return with_workspace(device, ssd::cuda_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
-      std::string message;
-      const SsdStatus s = ssd::forward_cuda(params, stream, workspace, &message);
-      return {s, message};
-    });
-  });
+  const SsdParams& p = call.params;
+  prefault({{p.y, call.y_bytes}, {p.y_ungated, call.yu_bytes}, {p.final_states, call.states_bytes}, {p.varlen_states, call.varlen_bytes}});
+  return ssd::forward_cpu(p, call.threads, error);
 }
 
 }  // namespace
 
 void register_forward(Napi::Env env, Napi::Object exports) {
   export_functions(env, exports, {
-      {"forwardSync", ForwardSync},
-      {"forward", Forward},
-      {"cudaForward", CudaForward},
+      {"forwardSync", cpu_entry<read_host, run_cpu, false, kWorkerName>},
+      {"forward", cpu_entry<read_host, run_cpu, true, kWorkerName>},
+      {"cudaForward", cuda_entry<read_on_device, ssd::cuda_workspace_bytes, ssd::forward_cuda>},
   });
 }
 

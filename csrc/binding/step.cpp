@@ -118,67 +118,57 @@ SsdStepParams read_step_params(Napi::Object args, const Source& src, int* thread
 
 namespace {
 
-Napi::Value StepSync(const Napi::CallbackInfo& info) {
-  int threads = 0;
-  const SsdStepParams p = read_step_params(args_object(info), kInPlace, &threads);
-  std::string error;
-  const SsdStatus status = ssd::step_cpu(p, threads, &error);
-  if (status != SSD_OK) throw status_error(info.Env(), status, error);
-  return info.Env().Undefined();
+constexpr char kWorkerName[] = "ssd-kernels:step";
+
+struct StepCall {
+  SsdStepParams params;
+  int threads;
+};
+
+StepCall read_host(Napi::Object args, const Source& src) {
+  StepCall call{};
+  call.params = read_step_params(args, src, &call.threads);
+  return call;
 }
 
-Napi::Value Step(const Napi::CallbackInfo& info) {
-  Napi::Object args = args_object(info);
+SsdStepParams read_on_device(Napi::Object args) {
   int threads = 0;
-  auto staging = std::make_unique<Staging>(args.Get("names"));
-  const SsdStepParams p = read_step_params(args, Source{false, staging.get()}, &threads);
-  // The argument object (and through it the state, inputs and y) stays referenced until it settles.
-  auto* worker = new CpuWorker(info.Env(), args, "ssd-kernels:step", std::move(staging),
-                               [p, threads](std::string* error) { return ssd::step_cpu(p, threads, error); });
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return read_step_params(args, kOnDevice, &threads);
 }
 
-// cudaStep(args, device): the decode step on device pointers (BigInts), in place on the state; a
-// Promise that settles when the GPU is done. stateIndices live on the device: the kernels check them
-// before writing, and the verdict is read back here (after the step's own synchronisation on the
-// worker thread) so that a bad index rejects with the same message as on the CPU.
-Napi::Value CudaStep(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object args = args_object(info);
-  int device = read_device(env, info[1]);
-  require_cuda(env);
-  int threads = 0;
-  const SsdStepParams params = ssd::addon::read_step_params(args, kOnDevice, &threads);
-  return submit_with_promise(env, device, args, [params, device](void* stream) {
-    return with_workspace(device, ssd::cuda_step_workspace_bytes(params), [&](void* workspace) -> ssd::device::Result {
-      int verdict[2] = {0, -1};
-      std::string message;
-      SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, &message);
-      if (s == SSD_OK && params.state_indices) {
-        ssd::device::Result r = ssd::device::synchronize(stream);
-        if (!r.ok()) return r;
-        if (verdict[0] != 0) {
-          s = SSD_ERR_INVALID_ARGUMENT;
-          message = "state_indices[" + std::to_string(verdict[1]) + "] " +
-                    (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
-                                     : std::string("uses a state row that an earlier entry uses too")) +
-                    "; nothing was written";
-        }
-      }
-      return {s, message};
-    });
-  });
+SsdStatus run_cpu(const StepCall& call, std::string* error) { return ssd::step_cpu(call.params, call.threads, error); }
+
+// The CUDA step on device pointers, in place on the state. stateIndices live on the device: the
+// kernels check them before writing, and the verdict is read back here (after the step's own
+// synchronisation on the worker thread) so that a bad index rejects with the same message as on
+// the CPU.
+SsdStatus run_cuda(const SsdStepParams& params, void* stream, void* workspace, std::string* message) {
+  int verdict[2] = {0, -1};
+  SsdStatus s = ssd::step_cuda(params, stream, workspace, params.state_indices ? verdict : nullptr, message);
+  if (s == SSD_OK && params.state_indices) {
+    ssd::device::Result r = ssd::device::synchronize(stream);
+    if (!r.ok()) {
+      *message = r.message;
+      return r.status;
+    }
+    if (verdict[0] != 0) {
+      s = SSD_ERR_INVALID_ARGUMENT;
+      *message = "state_indices[" + std::to_string(verdict[1]) + "] " +
+                 (verdict[0] == 1 ? std::string("is past the last state row (") + std::to_string(params.state_rows - 1) + ")"
+                                  : std::string("uses a state row that an earlier entry uses too")) +
+                 "; nothing was written";
+    }
+  }
+  return s;
 }
 
 }  // namespace
 
 void register_step(Napi::Env env, Napi::Object exports) {
   export_functions(env, exports, {
-      {"stepSync", StepSync},
-      {"step", Step},
-      {"cudaStep", CudaStep},
+      {"stepSync", cpu_entry<read_host, run_cpu, false, kWorkerName>},
+      {"step", cpu_entry<read_host, run_cpu, true, kWorkerName>},
+      {"cudaStep", cuda_entry<read_on_device, ssd::cuda_step_workspace_bytes, run_cuda>},
   });
 }
 

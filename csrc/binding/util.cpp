@@ -158,6 +158,10 @@ void prefault(void* data, size_t bytes) {
 #endif
 }
 
+void prefault(std::initializer_list<std::pair<void*, size_t>> regions) {
+  for (const auto& [data, bytes] : regions) prefault(data, bytes);
+}
+
 // Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
 Call read_call(Napi::Object args, const Source& src, bool outputs) {
   Napi::Env env = args.Env();
@@ -379,6 +383,20 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
     });
   });
   return promise;
+}
+
+Napi::Value run_on_cpu(Napi::Env env, Napi::Object args, const char* name, std::unique_ptr<Staging> staging,
+                       std::function<SsdStatus(std::string*)> run) {
+  if (staging) {
+    auto* worker = new CpuWorker(env, args, name, std::move(staging), std::move(run));
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+  std::string error;
+  const SsdStatus status = run(&error);
+  if (status != SSD_OK) throw status_error(env, status, error);
+  return env.Undefined();
 }
 
 ssd::device::Result with_workspace(int device, size_t bytes, const std::function<ssd::device::Result(void*)>& body) {

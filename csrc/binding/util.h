@@ -1,11 +1,12 @@
 // What the files of the N-API binding share (util.cpp): argument readers, status errors, the CPU
-// worker, and the device worker's Promise.
+// worker, the device worker's Promise, and the templates of an operation's CPU and CUDA entries.
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,8 +56,10 @@ void* read_pointer(Napi::Env env, Napi::Value v, const char* name);
 // Throws ERR_SSD_CUDA when CUDA cannot run here.
 void require_cuda(Napi::Env env);
 
-// Populates fresh output pages in bulk before a CPU kernel writes them.
+// Populates fresh output pages in bulk before a CPU kernel writes them: one region, or each of
+// several (data, bytes).
 void prefault(void* data, size_t bytes);
+void prefault(std::initializer_list<std::pair<void*, size_t>> regions);
 
 // The forward's block read from its argument object, checked (core/params.h), with the host output
 // sizes for prefault(). Without `outputs`, y and finalStates are not read nor checked (a backward call).
@@ -132,6 +135,42 @@ Napi::Promise submit_with_promise(Napi::Env env, int device, Napi::Object keep, 
 // On the device's worker thread: runs body(workspace) with `bytes` of device scratch (none when 0),
 // then releases it, stream-ordered (later work on the stream may reuse it).
 ssd::device::Result with_workspace(int device, size_t bytes, const std::function<ssd::device::Result(void*)>& body);
+
+// The two ways a CPU call runs: on the calling thread (no `staging`: returns undefined, throws the
+// failure) or on a libuv worker thread (a CpuWorker on the memory `staging` holds: returns its
+// Promise).
+Napi::Value run_on_cpu(Napi::Env env, Napi::Object args, const char* name, std::unique_ptr<Staging> staging,
+                       std::function<SsdStatus(std::string*)> run);
+
+// A CPU entry, fooSync(args) (kAsync false) or foo(args) (a Promise): `call = Read(args, source)`
+// from host arrays, used in place (kInPlace) or, for an asynchronous call, staged (staging.h); then
+// Run(call, &error) on the calling thread or a worker thread named `kName`.
+template <auto Read, auto Run, bool kAsync, const char* kName>
+Napi::Value cpu_entry(const Napi::CallbackInfo& info) {
+  Napi::Object args = args_object(info);
+  std::unique_ptr<Staging> staging = kAsync ? std::make_unique<Staging>(args.Get("names")) : nullptr;
+  const auto call = Read(args, Source{false, staging.get()});
+  return run_on_cpu(info.Env(), args, kName, std::move(staging), [call](std::string* error) { return Run(call, error); });
+}
+
+// A CUDA entry, cudaFoo(args, device): a Promise over BigInt device pointers. After the device index
+// (info[1]) and CUDA are checked, `params = Read(args)`; then, on the device's worker thread,
+// Run(params, stream, workspace, &message) with WorkspaceBytes(params) of device scratch.
+template <auto Read, auto WorkspaceBytes, auto Run>
+Napi::Value cuda_entry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object args = args_object(info);
+  const int device = read_device(env, info[1]);
+  require_cuda(env);
+  const auto params = Read(args);
+  return submit_with_promise(env, device, args, [params, device](void* stream) {
+    return with_workspace(device, WorkspaceBytes(params), [&](void* workspace) -> ssd::device::Result {
+      std::string message;
+      const SsdStatus s = Run(params, stream, workspace, &message);
+      return {s, message};
+    });
+  });
+}
 
 using Entry = Napi::Value (*)(const Napi::CallbackInfo&);
 // Adds each (name, function) to exports.

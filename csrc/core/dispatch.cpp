@@ -11,6 +11,25 @@
 
 namespace ssd {
 
+#ifndef SSD_HAVE_CUDA
+// A build without CUDA kernels: the CUDA layer (cuda/backend.h) takes nothing, so every CUDA entry
+// below refuses with this reason and the launches are never reached.
+namespace cuda { namespace {
+bool none(std::string* why) {
+  *why = "this build has no CUDA kernels";
+  return false;
+}
+bool supports(const SsdParams&, std::string* why) { return none(why); }
+bool supports_step(const SsdStepParams&, std::string* why) { return none(why); }
+size_t forward_workspace_bytes(const SsdParams&) { return 0; }
+size_t backward_workspace_bytes(const SsdBackwardParams&) { return 0; }
+size_t step_workspace_bytes(const SsdStepParams&) { return 0; }
+SsdStatus forward(const SsdParams&, void*, void*, std::string*) { return SSD_ERR_UNSUPPORTED; }
+SsdStatus backward(const SsdBackwardParams&, void*, void*, std::string*) { return SSD_ERR_UNSUPPORTED; }
+SsdStatus step(const SsdStepParams&, void*, void*, int*, std::string*) { return SSD_ERR_UNSUPPORTED; }
+}}  // namespace cuda::(anonymous)
+#endif
+
 SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error) {
   SsdStatus status = check_cu_seqlens(p, error);
   if (status != SSD_OK) return status;
@@ -21,13 +40,15 @@ SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* err
   return cpu::backward(p, threads, error);
 }
 
-#ifdef SSD_HAVE_CUDA
-size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p) { return cuda::backward_workspace_bytes(p); }
-
-SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
-  if (!cuda_supports_backward(p, error)) return SSD_ERR_UNSUPPORTED;
-  return cuda::backward(p, stream, workspace, error);
+SsdStatus step_cpu(const SsdStepParams& p, int threads, std::string* error) {
+  SsdStatus status = check_state_indices(p.state_indices, p.batch, p.state_rows, error);
+  if (status != SSD_OK) return status;
+  return cpu::step(p, threads, error);
 }
+
+bool cuda_supports(const SsdParams& p, std::string* why) { return cuda::supports(p, why); }
+
+bool cuda_supports_step(const SsdStepParams& p, std::string* why) { return cuda::supports_step(p, why); }
 
 bool cuda_supports_backward(const SsdBackwardParams& p, std::string* why) {
   if (!cuda::supports(p.fwd, why)) return false;
@@ -47,67 +68,24 @@ bool cuda_supports_backward(const SsdBackwardParams& p, std::string* why) {
   if (!same) *why = "the CUDA backward needs dy and every gradient in its input's dtype and layout";
   return same;
 }
-#else
-size_t cuda_backward_workspace_bytes(const SsdBackwardParams&) { return 0; }
 
-bool cuda_supports_backward(const SsdBackwardParams&, std::string* why) {
-  *why = "this build has no CUDA kernels";
-  return false;
-}
-
-SsdStatus backward_cuda(const SsdBackwardParams&, void*, void*, std::string* error) {
-  *error = "this build has no CUDA kernels";
-  return SSD_ERR_UNSUPPORTED;
-}
-#endif
-
-SsdStatus step_cpu(const SsdStepParams& p, int threads, std::string* error) {
-  SsdStatus status = check_state_indices(p.state_indices, p.batch, p.state_rows, error);
-  if (status != SSD_OK) return status;
-  return cpu::step(p, threads, error);
-}
-
-#ifdef SSD_HAVE_CUDA
 size_t cuda_workspace_bytes(const SsdParams& p) { return cuda::forward_workspace_bytes(p); }
+size_t cuda_backward_workspace_bytes(const SsdBackwardParams& p) { return cuda::backward_workspace_bytes(p); }
+size_t cuda_step_workspace_bytes(const SsdStepParams& p) { return cuda::step_workspace_bytes(p); }
 
 SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error) {
   if (!cuda_supports(p, error)) return SSD_ERR_UNSUPPORTED;
   return cuda::forward(p, stream, workspace, error);
 }
 
-bool cuda_supports(const SsdParams& p, std::string* why) { return cuda::supports(p, why); }
-
-size_t cuda_step_workspace_bytes(const SsdStepParams& p) { return cuda::step_workspace_bytes(p); }
+SsdStatus backward_cuda(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
+  if (!cuda_supports_backward(p, error)) return SSD_ERR_UNSUPPORTED;
+  return cuda::backward(p, stream, workspace, error);
+}
 
 SsdStatus step_cuda(const SsdStepParams& p, void* stream, void* workspace, int* verdict_host, std::string* error) {
   if (!cuda_supports_step(p, error)) return SSD_ERR_UNSUPPORTED;
   return cuda::step(p, stream, workspace, verdict_host, error);
 }
-
-bool cuda_supports_step(const SsdStepParams& p, std::string* why) { return cuda::supports_step(p, why); }
-#else
-bool cuda_supports(const SsdParams&, std::string* why) {
-  *why = "this build has no CUDA kernels";
-  return false;
-}
-
-bool cuda_supports_step(const SsdStepParams&, std::string* why) {
-  *why = "this build has no CUDA kernels";
-  return false;
-}
-
-size_t cuda_workspace_bytes(const SsdParams&) { return 0; }
-size_t cuda_step_workspace_bytes(const SsdStepParams&) { return 0; }
-
-SsdStatus step_cuda(const SsdStepParams&, void*, void*, int*, std::string* error) {
-  *error = "this build has no CUDA kernels";
-  return SSD_ERR_UNSUPPORTED;
-}
-
-SsdStatus forward_cuda(const SsdParams&, void*, void*, std::string* error) {
-  *error = "this build has no CUDA kernels";
-  return SSD_ERR_UNSUPPORTED;
-}
-#endif
 
 }  // namespace ssd

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <initializer_list>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -17,66 +18,74 @@ namespace {
 
 bool fits_int32(int64_t v) { return v >= 1 && v <= INT32_MAX; }
 
+SsdStatus invalid(std::string* error, std::string message) {
+  *error = std::move(message);
+  return SSD_ERR_INVALID_ARGUMENT;
+}
+
+struct NamedSize {
+  const char* name;
+  int64_t value;
+};
+
+// Each size in [1, 2^31-1], then ngroups dividing nheads.
+SsdStatus check_sizes(std::initializer_list<NamedSize> sizes, int64_t nheads, int64_t ngroups, std::string* error) {
+  for (const NamedSize& s : sizes) {
+    if (!fits_int32(s.value)) return invalid(error, std::string(s.name) + " must be in [1, 2^31-1], got " + std::to_string(s.value));
+  }
+  if (nheads % ngroups != 0) {
+    return invalid(error, "ngroups (" + std::to_string(ngroups) + ") must divide nheads (" + std::to_string(nheads) + ")");
+  }
+  return SSD_OK;
+}
+
+SsdStatus check_dtypes(std::initializer_list<SsdDtype> types, std::string* error) {
+  for (SsdDtype t : types) {
+    if (!is_float_dtype(t)) return invalid(error, "unknown dtype code " + std::to_string(int(t)));
+  }
+  return SSD_OK;
+}
+
+SsdStatus check_dt_limits(float dt_min, float dt_max, std::string* error) {
+  if (!(dt_min <= dt_max)) return invalid(error, "dt_min must not exceed dt_max (and neither may be NaN)");
+  return SSD_OK;
+}
+
 // The forward's sizes, pointers and options; the outputs only when `outputs`.
 SsdStatus check_forward(const SsdParams& p, bool outputs, std::string* error) {
-  const struct {
-    const char* name;
-    int64_t value;
-  } sizes[] = {{"batch", p.batch},     {"seqlen", p.seqlen},   {"nheads", p.nheads},
-               {"headdim", p.headdim}, {"ngroups", p.ngroups}, {"dstate", p.dstate}};
-  for (const auto& s : sizes) {
-    if (!fits_int32(s.value)) {
-      *error = std::string(s.name) + " must be in [1, 2^31-1], got " + std::to_string(s.value);
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-  }
-  if (p.nheads % p.ngroups != 0) {
-    *error = "ngroups (" + std::to_string(p.ngroups) + ") must divide nheads (" + std::to_string(p.nheads) + ")";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
+  SsdStatus status = check_sizes({{"batch", p.batch},     {"seqlen", p.seqlen},   {"nheads", p.nheads},
+                                  {"headdim", p.headdim}, {"ngroups", p.ngroups}, {"dstate", p.dstate}},
+                                 p.nheads, p.ngroups, error);
+  if (status != SSD_OK) return status;
   if (p.chunk_size < 16 || p.chunk_size > 256 || (p.chunk_size & (p.chunk_size - 1)) != 0) {
-    *error = "chunk_size must be a power of two in [16, 256], got " + std::to_string(p.chunk_size);
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "chunk_size must be a power of two in [16, 256], got " + std::to_string(p.chunk_size));
   }
   // Element counts of the largest tensors must fit in int64 with room to spare.
   const double x_elems = double(p.batch) * double(p.seqlen) * double(p.nheads) * double(p.headdim);
   const double state_elems = double(p.batch) * double(p.nheads) * double(p.headdim) * double(p.dstate);
   if (x_elems > 9.0e15 || state_elems > 9.0e15) {
-    *error = "tensor sizes overflow 64-bit indexing";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "tensor sizes overflow 64-bit indexing");
   }
   if (!p.x || !p.dt || !p.A || !p.B || !p.C || (outputs && !p.y)) {
-    *error = outputs ? "x, dt, A, B, C and y are required" : "x, dt, A, B and C are required";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, outputs ? "x, dt, A, B, C and y are required" : "x, dt, A, B and C are required");
   }
-  const SsdDtype types[] = {p.x_type, p.dt_type, p.B_type, p.C_type, outputs ? p.y_type : SSD_FLOAT32, p.z_type};
-  for (SsdDtype t : types) {
-    if (!is_float_dtype(t)) {
-      *error = "unknown dtype code " + std::to_string(int(t));
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
+  if ((status = check_dtypes({p.x_type, p.dt_type, p.B_type, p.C_type, outputs ? p.y_type : SSD_FLOAT32, p.z_type}, error)) != SSD_OK) {
+    return status;
   }
   if (p.y_ungated && (!p.z || !is_float_dtype(p.y_ungated_type))) {
-    *error = p.z ? "unknown dtype code " + std::to_string(int(p.y_ungated_type)) + " for y_ungated"
-                 : std::string("y_ungated needs z (without z it would equal y)");
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, p.z ? "unknown dtype code " + std::to_string(int(p.y_ungated_type)) + " for y_ungated"
+                          : std::string("y_ungated needs z (without z it would equal y)"));
   }
-  if (!(p.dt_min <= p.dt_max)) {
-    *error = "dt_min must not exceed dt_max (and neither may be NaN)";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
+  if ((status = check_dt_limits(p.dt_min, p.dt_max, error)) != SSD_OK) return status;
   if (p.varlen_states && !p.cu_seqlens) {
-    *error = "varlen_states needs cu_seqlens";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "varlen_states needs cu_seqlens");
   }
   if (p.cu_seqlens) {
     if (p.batch != 1 || p.seq_idx || p.initial_states) {
-      *error = "cu_seqlens needs batch 1 and excludes seq_idx and initial_states";
-      return SSD_ERR_INVALID_ARGUMENT;
+      return invalid(error, "cu_seqlens needs batch 1 and excludes seq_idx and initial_states");
     }
     if (p.num_seqs < 1 || p.num_seqs >= INT32_MAX) {
-      *error = "num_seqs must be in [1, 2^31-2], got " + std::to_string(p.num_seqs);
-      return SSD_ERR_INVALID_ARGUMENT;
+      return invalid(error, "num_seqs must be in [1, 2^31-2], got " + std::to_string(p.num_seqs));
     }
   }
   return SSD_OK;
@@ -128,10 +137,20 @@ bool check_view(const char* name, const Dim (&outer)[N], int64_t inner, bool exc
   return true;
 }
 
-bool check_aligned(const char* name, const void* ptr, int64_t bytes, std::string* error) {
-  if (!ptr || reinterpret_cast<uintptr_t>(ptr) % uintptr_t(bytes) == 0) return true;
-  *error = std::string(name) + ": expected a pointer aligned to its " + std::to_string(bytes) + "-byte elements";
-  return false;
+struct Aligned {
+  const char* name;
+  const void* ptr;
+  int64_t bytes;  // of an element
+};
+
+// Each pointer present aligned to its elements.
+SsdStatus check_aligned(std::initializer_list<Aligned> pointers, std::string* error) {
+  for (const Aligned& a : pointers) {
+    if (a.ptr && reinterpret_cast<uintptr_t>(a.ptr) % uintptr_t(a.bytes) != 0) {
+      return invalid(error, std::string(a.name) + ": expected a pointer aligned to its " + std::to_string(a.bytes) + "-byte elements");
+    }
+  }
+  return SSD_OK;
 }
 
 }  // namespace
@@ -140,15 +159,13 @@ SsdStatus check_cu_seqlens(const SsdParams& p, std::string* error) {
   if (!p.cu_seqlens) return SSD_OK;
   const int32_t* cu = p.cu_seqlens;
   if (cu[0] != 0 || cu[p.num_seqs] != p.seqlen) {
-    *error = "cu_seqlens must start at 0 and end at seqlen (" + std::to_string(p.seqlen) + "), got " +
-             std::to_string(cu[0]) + " and " + std::to_string(cu[p.num_seqs]);
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "cu_seqlens must start at 0 and end at seqlen (" + std::to_string(p.seqlen) + "), got " +
+                          std::to_string(cu[0]) + " and " + std::to_string(cu[p.num_seqs]));
   }
   for (int64_t k = 0; k < p.num_seqs; ++k) {
     if (cu[k + 1] < cu[k]) {
-      *error = "cu_seqlens must be non-decreasing, got " + std::to_string(cu[k + 1]) + " after " + std::to_string(cu[k]) +
-               " at index " + std::to_string(k + 1);
-      return SSD_ERR_INVALID_ARGUMENT;
+      return invalid(error, "cu_seqlens must be non-decreasing, got " + std::to_string(cu[k + 1]) + " after " + std::to_string(cu[k]) +
+                            " at index " + std::to_string(k + 1));
     }
   }
   return SSD_OK;
@@ -161,73 +178,38 @@ SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error) 
   SsdStatus status = check_forward(p.fwd, false, error);
   if (status != SSD_OK) return status;
   if (p.fwd.cu_seqlens || p.fwd.varlen_states) {
-    *error = "the backward does not take cu_seqlens (use seq_idx)";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "the backward does not take cu_seqlens (use seq_idx)");
   }
   if (!p.dy || !p.dx || !p.ddt || !p.dA || !p.dB || !p.dC) {
-    *error = "dy, dx, ddt, dA, dB and dC are required";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "dy, dx, ddt, dA, dB and dC are required");
   }
   if ((p.dD && !p.fwd.D) || (p.dz && !p.fwd.z)) {
-    *error = "dD needs D and dz needs z";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "dD needs D and dz needs z");
   }
-  const SsdDtype types[] = {p.dy_type, p.dx_type, p.ddt_type, p.dB_type, p.dC_type, p.dz ? p.dz_type : SSD_FLOAT32};
-  for (SsdDtype t : types) {
-    if (!is_float_dtype(t)) {
-      *error = "unknown dtype code " + std::to_string(int(t));
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-  }
-  return SSD_OK;
+  return check_dtypes({p.dy_type, p.dx_type, p.ddt_type, p.dB_type, p.dC_type, p.dz ? p.dz_type : SSD_FLOAT32}, error);
 }
 
 SsdStatus check_step_params(const SsdStepParams& p, std::string* error) {
-  const struct {
-    const char* name;
-    int64_t value;
-  } sizes[] = {{"batch", p.batch},     {"nheads", p.nheads}, {"headdim", p.headdim},
-               {"ngroups", p.ngroups}, {"dstate", p.dstate}, {"state_rows", p.state_rows}};
-  for (const auto& s : sizes) {
-    if (!fits_int32(s.value)) {
-      *error = std::string(s.name) + " must be in [1, 2^31-1], got " + std::to_string(s.value);
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-  }
-  if (p.nheads % p.ngroups != 0) {
-    *error = "ngroups (" + std::to_string(p.ngroups) + ") must divide nheads (" + std::to_string(p.nheads) + ")";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
+  SsdStatus status = check_sizes({{"batch", p.batch},     {"nheads", p.nheads}, {"headdim", p.headdim},
+                                  {"ngroups", p.ngroups}, {"dstate", p.dstate}, {"state_rows", p.state_rows}},
+                                 p.nheads, p.ngroups, error);
+  if (status != SSD_OK) return status;
   if (!p.state_indices && p.state_rows != p.batch) {
-    *error = "without state_indices, state_rows (" + std::to_string(p.state_rows) + ") must equal batch (" +
-             std::to_string(p.batch) + ")";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "without state_indices, state_rows (" + std::to_string(p.state_rows) + ") must equal batch (" +
+                          std::to_string(p.batch) + ")");
   }
   const double state_elems = double(p.state_rows) * double(p.nheads) * double(p.headdim) * double(p.dstate);
   if (state_elems > 9.0e15) {
-    *error = "tensor sizes overflow 64-bit indexing";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "tensor sizes overflow 64-bit indexing");
   }
   if (!p.state || !p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) {
-    *error = "state, x, dt, A, B, C and y are required";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "state, x, dt, A, B, C and y are required");
   }
   if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
-    *error = "the state must be float32 or bfloat16, got dtype code " + std::to_string(int(p.state_type));
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "the state must be float32 or bfloat16, got dtype code " + std::to_string(int(p.state_type)));
   }
-  const SsdDtype types[] = {p.x_type, p.dt_type, p.B_type, p.C_type, p.y_type, p.z_type};
-  for (SsdDtype t : types) {
-    if (!is_float_dtype(t)) {
-      *error = "unknown dtype code " + std::to_string(int(t));
-      return SSD_ERR_INVALID_ARGUMENT;
-    }
-  }
-  if (!(p.dt_min <= p.dt_max)) {
-    *error = "dt_min must not exceed dt_max (and neither may be NaN)";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  return SSD_OK;
+  if ((status = check_dtypes({p.x_type, p.dt_type, p.B_type, p.C_type, p.y_type, p.z_type}, error)) != SSD_OK) return status;
+  return check_dt_limits(p.dt_min, p.dt_max, error);
 }
 
 SsdStatus check_state_indices(const int32_t* indices, int64_t batch, int64_t state_rows, std::string* error) {
@@ -236,17 +218,15 @@ SsdStatus check_state_indices(const int32_t* indices, int64_t batch, int64_t sta
   used.reserve(size_t(batch));
   for (int64_t i = 0; i < batch; ++i) {
     if (indices[i] >= state_rows) {
-      *error = "state_indices[" + std::to_string(i) + "] = " + std::to_string(indices[i]) +
-               " is past the last state row (" + std::to_string(state_rows - 1) + ")";
-      return SSD_ERR_INVALID_ARGUMENT;
+      return invalid(error, "state_indices[" + std::to_string(i) + "] = " + std::to_string(indices[i]) +
+                            " is past the last state row (" + std::to_string(state_rows - 1) + ")");
     }
     if (indices[i] >= 0) used.push_back(indices[i]);
   }
   std::sort(used.begin(), used.end());
   const auto twice = std::adjacent_find(used.begin(), used.end());
   if (twice != used.end()) {
-    *error = "state_indices uses state row " + std::to_string(*twice) + " more than once";
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "state_indices uses state row " + std::to_string(*twice) + " more than once");
   }
   return SSD_OK;
 }
@@ -269,24 +249,16 @@ SsdStatus check_layout(const SsdParams& p, std::string* error) {
     return SSD_ERR_INVALID_ARGUMENT;
   }
   if (p.D_per_channel != 0 && p.D_per_channel != 1) {
-    *error = "D_per_channel: expected 0 (D is (h)) or 1 (D is (h, p)) but received " + std::to_string(p.D_per_channel);
-    return SSD_ERR_INVALID_ARGUMENT;
+    return invalid(error, "D_per_channel: expected 0 (D is (h)) or 1 (D is (h, p)) but received " + std::to_string(p.D_per_channel));
   }
-  const struct {
-    const char* name;
-    const void* ptr;
-    int64_t bytes;
-  } aligned[] = {{"x", p.x, dtype_bytes(p.x_type)},   {"dt", p.dt, dtype_bytes(p.dt_type)},
-                 {"B", p.B, dtype_bytes(p.B_type)},   {"C", p.C, dtype_bytes(p.C_type)},
-                 {"z", p.z, dtype_bytes(p.z_type)},   {"y", p.y, dtype_bytes(p.y_type)},
-                 {"A", p.A, 4},                        {"D", p.D, 4},
-                 {"dt_bias", p.dt_bias, 4},            {"initial_states", p.initial_states, 4},
-                 {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4},
-                 {"y_ungated", p.y_ungated, dtype_bytes(p.y_ungated_type)}};
-  for (const auto& a : aligned) {
-    if (!check_aligned(a.name, a.ptr, a.bytes, error)) return SSD_ERR_INVALID_ARGUMENT;
-  }
-  return SSD_OK;
+  return check_aligned({{"x", p.x, dtype_bytes(p.x_type)},   {"dt", p.dt, dtype_bytes(p.dt_type)},
+                        {"B", p.B, dtype_bytes(p.B_type)},   {"C", p.C, dtype_bytes(p.C_type)},
+                        {"z", p.z, dtype_bytes(p.z_type)},   {"y", p.y, dtype_bytes(p.y_type)},
+                        {"A", p.A, 4},                        {"D", p.D, 4},
+                        {"dt_bias", p.dt_bias, 4},            {"initial_states", p.initial_states, 4},
+                        {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4},
+                        {"y_ungated", p.y_ungated, dtype_bytes(p.y_ungated_type)}},
+                       error);
 }
 
 SsdStatus check_backward_layout(const SsdBackwardParams& p, std::string* error) {
@@ -312,19 +284,12 @@ SsdStatus check_backward_layout(const SsdBackwardParams& p, std::string* error) 
       !check_view("dC", dC, n, true, error)) {
     return SSD_ERR_INVALID_ARGUMENT;
   }
-  const struct {
-    const char* name;
-    const void* ptr;
-    int64_t bytes;
-  } aligned[] = {{"dy", p.dy, dtype_bytes(p.dy_type)},   {"ddt", p.ddt, dtype_bytes(p.ddt_type)},
-                 {"dB", p.dB, dtype_bytes(p.dB_type)},   {"dC", p.dC, dtype_bytes(p.dC_type)},
-                 {"dz", p.dz, dtype_bytes(p.dz_type)},   {"dA", p.dA, 4},
-                 {"dD", p.dD, 4},                         {"d_dt_bias", p.d_dt_bias, 4},
-                 {"d_initial_states", p.d_initial_states, 4}, {"d_final_states", p.d_final_states, 4}};
-  for (const auto& a : aligned) {
-    if (!check_aligned(a.name, a.ptr, a.bytes, error)) return SSD_ERR_INVALID_ARGUMENT;
-  }
-  return SSD_OK;
+  return check_aligned({{"dy", p.dy, dtype_bytes(p.dy_type)},   {"ddt", p.ddt, dtype_bytes(p.ddt_type)},
+                        {"dB", p.dB, dtype_bytes(p.dB_type)},   {"dC", p.dC, dtype_bytes(p.dC_type)},
+                        {"dz", p.dz, dtype_bytes(p.dz_type)},   {"dA", p.dA, 4},
+                        {"dD", p.dD, 4},                         {"d_dt_bias", p.d_dt_bias, 4},
+                        {"d_initial_states", p.d_initial_states, 4}, {"d_final_states", p.d_final_states, 4}},
+                       error);
 }
 
 SsdStatus check_step_layout(const SsdStepParams& p, std::string* error) {
@@ -340,20 +305,18 @@ SsdStatus check_step_layout(const SsdStepParams& p, std::string* error) {
       !check_view("B", B, n, false, error) || !check_view("C", C, n, false, error)) {
     return SSD_ERR_INVALID_ARGUMENT;
   }
-  const struct {
-    const char* name;
-    const void* ptr;
-    int64_t bytes;
-  } aligned[] = {{"state", p.state, dtype_bytes(p.state_type)}, {"x", p.x, dtype_bytes(p.x_type)},
-                 {"dt", p.dt, dtype_bytes(p.dt_type)},          {"B", p.B, dtype_bytes(p.B_type)},
-                 {"C", p.C, dtype_bytes(p.C_type)},             {"z", p.z, dtype_bytes(p.z_type)},
-                 {"y", p.y, dtype_bytes(p.y_type)},             {"A", p.A, 4},
-                 {"D", p.D, 4},                                  {"dt_bias", p.dt_bias, 4},
-                 {"state_indices", p.state_indices, 4}};
-  for (const auto& a : aligned) {
-    if (!check_aligned(a.name, a.ptr, a.bytes, error)) return SSD_ERR_INVALID_ARGUMENT;
+  // As the forward's: any other value read D as (h, p), past the end of a D of (h).
+  if (p.D_per_channel != 0 && p.D_per_channel != 1) {
+    *error = "D_per_channel: expected 0 (D is (h)) or 1 (D is (h, p)) but received " + std::to_string(p.D_per_channel);
+    return SSD_ERR_INVALID_ARGUMENT;
   }
-  return SSD_OK;
+  return check_aligned({{"state", p.state, dtype_bytes(p.state_type)}, {"x", p.x, dtype_bytes(p.x_type)},
+                        {"dt", p.dt, dtype_bytes(p.dt_type)},          {"B", p.B, dtype_bytes(p.B_type)},
+                        {"C", p.C, dtype_bytes(p.C_type)},             {"z", p.z, dtype_bytes(p.z_type)},
+                        {"y", p.y, dtype_bytes(p.y_type)},             {"A", p.A, 4},
+                        {"D", p.D, 4},                                  {"dt_bias", p.dt_bias, 4},
+                        {"state_indices", p.state_indices, 4}},
+                       error);
 }
 
 }  // namespace ssd

@@ -1,29 +1,6 @@
-// Portable instantiation of the CPU SSD backward (baseline flags; the only kernel on non-x86).
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cpu_internal.h"
-
-namespace ssd { namespace cpu { namespace isa_scalar { namespace {
-
-#include "convert.inc"
-#include "simd_scalar.inc"
-
-constexpr int BWD_NP = 2;
-constexpr int BWD_NN = 2;
-
-#include "kernel_common.inc"
-#include "ssd_backward.inc"
-
-}  // namespace
-}  // namespace isa_scalar
-
-namespace detail {
-SsdStatus backward_scalar(const SsdBackwardParams& p, int threads, char* err, size_t errlen) {
-  return isa_scalar::backward_impl(p, threads, err, errlen);
-}
-}  // namespace detail
-}}  // namespace ssd::cpu
+// The portable CPU backward (baseline flags; the only one on non-x86). backward_isa.inc is the
+// instance.
+#define SSD_CPU_ISA scalar
+#define SSD_BWD_NP 2
+#define SSD_BWD_NN 2
+#include "backward_isa.inc"

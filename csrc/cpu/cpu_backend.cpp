@@ -20,6 +20,7 @@
 #endif
 
 #include "cpu_internal.h"
+#include "entries.h"
 
 namespace ssd { namespace cpu {
 
@@ -56,14 +57,6 @@ bool ieq(const char* a, const char* b) {
     if (x != y) return false;
   }
   return *a == *b;
-}
-
-void set_error(std::string* error, const char* msg) {
-  if (!error) return;
-  try {
-    *error = msg;
-  } catch (...) {
-  }
 }
 
 // With cu_seqlens: the final state of an empty sequence is zero (the kernel writes the others).
@@ -141,56 +134,19 @@ int default_threads() {
 
 namespace {
 
-// A kernel's entry points per instruction set (the AVX ones exist only on x86-64).
-template <class Params>
-struct Entries {
-  SsdStatus (*scalar)(const Params&, int, char*, size_t);
-  SsdStatus (*avx2)(const Params&, int, char*, size_t);
-  SsdStatus (*avx512)(const Params&, int, char*, size_t);
-};
-
-#if defined(__x86_64__)
-const Entries<SsdParams> kForward = {&detail::forward_scalar, &detail::forward_avx2, &detail::forward_avx512};
-const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, &detail::backward_avx2, &detail::backward_avx512};
-#else
-const Entries<SsdParams> kForward = {&detail::forward_scalar, nullptr, nullptr};
-const Entries<SsdBackwardParams> kBackward = {&detail::backward_scalar, nullptr, nullptr};
-#endif
-
-// Runs the active instruction set's entry with the thread count normalised; failures fill *error
-// (with `what` when the kernel gave no message), exceptions become statuses.
-template <class Params>
-SsdStatus run_kernel(const Entries<Params>& entries, const Params& p, int threads, std::string* error, const char* what) {
-  try {
-    if (threads <= 0) threads = default_threads();
-    if (threads > 1024) threads = 1024;
-    auto entry = entries.scalar;
-    const Isa isa = active_isa();
-    if (isa == Isa::Avx512 && entries.avx512) entry = entries.avx512;
-    else if (isa == Isa::Avx2 && entries.avx2) entry = entries.avx2;
-    char err[256];
-    err[0] = '\0';
-    const SsdStatus st = entry(p, threads, err, sizeof err);
-    if (st != SSD_OK) set_error(error, err[0] ? err : what);
-    return st;
-  } catch (const std::bad_alloc&) {
-    set_error(error, "ssd cpu: out of memory");
-    return SSD_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    set_error(error, "ssd cpu: internal error");
-    return SSD_ERR_INTERNAL;
-  }
-}
+const detail::KernelEntries<SsdParams> kForward = SSD_CPU_ENTRIES(forward);
+const detail::KernelEntries<SsdBackwardParams> kBackward = SSD_CPU_ENTRIES(backward);
+const detail::Entries<float (*)(int64_t, float, double*)> kFmaBurst = SSD_CPU_ENTRIES(fma_burst);
 
 }  // namespace
 
 SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
   if (p.varlen_states) zero_empty_sequences(p);
-  return run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
+  return detail::run_kernel(kForward, p, threads, error, "ssd cpu: forward failed");
 }
 
 SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
-  return run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
+  return detail::run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
 }
 
 double fma_peak_gflops(int threads, double seconds) {
@@ -200,13 +156,7 @@ double fma_peak_gflops(int threads, double seconds) {
     if (!(seconds > 0)) seconds = 0.2;
     PeakJob* job = new (std::nothrow) PeakJob();
     if (!job) return 0.0;
-    switch (active_isa()) {
-#if defined(__x86_64__)
-      case Isa::Avx512: job->burst = &detail::fma_burst_avx512; break;
-      case Isa::Avx2: job->burst = &detail::fma_burst_avx2; break;
-#endif
-      default: job->burst = &detail::fma_burst_scalar; break;
-    }
+    job->burst = kFmaBurst.active();
     job->seconds = seconds;
     detail::run_workers(threads, &peak_worker, job);
     double total = 0.0;

@@ -22,10 +22,10 @@ void run_workers(int n, void (*fn)(void* ctx, int id), void* ctx);
 void* workspace_acquire(size_t bytes);
 void workspace_release(void* p, size_t bytes);
 
-// Per-ISA entry points. Each is defined in forward_<isa>.cpp; the AVX ones exist only on x86-64 and
-// may only be called after the CPU was checked. Parameters are already validated (sizes >= 1,
-// pointers present, nheads % ngroups == 0). `threads` >= 1. On error they write a NUL-terminated
-// message into err (errlen bytes).
+// Per-ISA entry points. Each is defined in forward_<isa>.cpp (through forward_isa.inc); the AVX ones
+// exist only on x86-64 and may only be called after the CPU was checked. Parameters are already
+// validated (sizes >= 1, pointers present, nheads % ngroups == 0). `threads` >= 1. On error they
+// write a NUL-terminated message into err (errlen bytes).
 SsdStatus forward_scalar(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx2(const SsdParams& p, int threads, char* err, size_t errlen);
 SsdStatus forward_avx512(const SsdParams& p, int threads, char* err, size_t errlen);

@@ -10,6 +10,7 @@
 
 #include "cpu_backend.h"
 #include "cpu_internal.h"
+#include "entries.h"
 
 namespace ssd { namespace cpu {
 
@@ -22,27 +23,13 @@ namespace {
 // starts at once, and then two threads win from 2 MiB; calls that small rarely find one spinning.)
 constexpr double kBytesPerThread = 4.0 * 1024.0 * 1024.0;
 
-void set_error(std::string* error, const char* msg) {
-  if (!error) return;
-  try {
-    *error = msg;
-  } catch (...) {
-  }
-}
-
-void rmw_pass(float* a, int64_t n, float s) {
-  switch (active_isa()) {
-#if defined(__x86_64__)
-    case Isa::Avx512: detail::rmw_pass_avx512(a, n, s); break;
-    case Isa::Avx2: detail::rmw_pass_avx2(a, n, s); break;
-#endif
-    default: detail::rmw_pass_scalar(a, n, s); break;
-  }
-}
+const detail::KernelEntries<SsdStepParams> kStep = SSD_CPU_ENTRIES(step);
+const detail::Entries<void (*)(float*, int64_t, float)> kRmwPass = SSD_CPU_ENTRIES(rmw_pass);
 
 // The buffer in chunks handed out through an atomic counter, as the step hands out its rows, so
 // that a thread the OS delays does not hold the whole pass back.
 struct RmwJob {
+  void (*pass)(float*, int64_t, float);  // the active ISA's
   float* data;
   int64_t chunk;   // floats per chunk, a multiple of 64
   int64_t chunks;
@@ -54,46 +41,27 @@ void rmw_worker(void* ctx, int /*id*/) {
   for (;;) {
     const int64_t c = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
     if (c >= job->chunks) break;
-    rmw_pass(job->data + c * job->chunk, job->chunk, 1.0f);
+    job->pass(job->data + c * job->chunk, job->chunk, 1.0f);
   }
 }
 
 }  // namespace
 
 SsdStatus step(const SsdStepParams& p, int threads, std::string* error) {
-  try {
-    int64_t active = p.batch;
-    if (p.state_indices) {
-      active = 0;
-      for (int64_t i = 0; i < p.batch; ++i) active += p.state_indices[i] >= 0 ? 1 : 0;
-    }
-    const double state_bytes =
-        double(active) * double(p.nheads) * double(p.headdim) * double(p.dstate) * (p.state_type == SSD_BFLOAT16 ? 2 : 4);
-    const double useful = std::max(1.0, state_bytes / kBytesPerThread);
-    // default_threads() is a system call: skip it when one thread is all the state can use
-    if (useful < 2.0) threads = 1;
-    else if (threads <= 0) threads = default_threads();
-    if (threads > 1024) threads = 1024;
-    if (double(threads) > useful) threads = int(useful);
-    char err[256];
-    err[0] = '\0';
-    SsdStatus st;
-    switch (active_isa()) {
-#if defined(__x86_64__)
-      case Isa::Avx512: st = detail::step_avx512(p, threads, err, sizeof err); break;
-      case Isa::Avx2: st = detail::step_avx2(p, threads, err, sizeof err); break;
-#endif
-      default: st = detail::step_scalar(p, threads, err, sizeof err); break;
-    }
-    if (st != SSD_OK) set_error(error, err[0] ? err : "ssd cpu: step failed");
-    return st;
-  } catch (const std::bad_alloc&) {
-    set_error(error, "ssd cpu: out of memory");
-    return SSD_ERR_OUT_OF_MEMORY;
-  } catch (...) {
-    set_error(error, "ssd cpu: internal error");
-    return SSD_ERR_INTERNAL;
+  int64_t active = p.batch;
+  if (p.state_indices) {
+    active = 0;
+    for (int64_t i = 0; i < p.batch; ++i) active += p.state_indices[i] >= 0 ? 1 : 0;
   }
+  const double state_bytes =
+      double(active) * double(p.nheads) * double(p.headdim) * double(p.dstate) * (p.state_type == SSD_BFLOAT16 ? 2 : 4);
+  const double useful = std::max(1.0, state_bytes / kBytesPerThread);
+  // default_threads() is a system call: skip it when one thread is all the state can use
+  if (useful < 2.0) threads = 1;
+  else if (threads <= 0) threads = default_threads();
+  if (threads > 1024) threads = 1024;
+  if (double(threads) > useful) threads = int(useful);
+  return detail::run_kernel(kStep, p, threads, error, "ssd cpu: step failed");
 }
 
 double rmw_bandwidth_gbps(int threads, size_t bytes, double seconds) {
@@ -108,7 +76,7 @@ double rmw_bandwidth_gbps(int threads, size_t bytes, double seconds) {
     void* mem = nullptr;
     if (posix_memalign(&mem, 64, total * sizeof(float)) != 0 || mem == nullptr) return 0.0;
     float* data = static_cast<float*>(mem);
-    RmwJob job{data, chunk, chunks, 0};
+    RmwJob job{kRmwPass.active(), data, chunk, chunks, 0};
     // Touch every page with varied values (no page the hypervisor could merge), then one untimed pass.
     for (size_t i = 0; i < total; ++i) data[i] = 1.0f + float(i % 4099) * 1e-4f;
     detail::run_workers(threads, &rmw_worker, &job);

@@ -83,5 +83,36 @@ Result check_device_pointer(int device, const void* ptr, const char* name);
 Result stream_alloc(int device, size_t bytes, void* stream, void** ptr);
 Result stream_free(void* ptr, void* stream);
 
+// ---- Lost contexts ----
+//
+// A sticky CUDA error (an illegal address, a trap, a kernel that faults) leaves the device's CUDA
+// context unusable for the rest of the process: every later CUDA call would fail with it. The layer
+// notices it when a job, or a C ABI call, fails that way, says so in that failure's message, and
+// from then on refuses all work on the device at once (submit, allocate, empty_cache, the C ABI's
+// device entries) with SSD_ERR_CUDA and a message that names the first error and says that the
+// process must restart to use the GPU again. The CPU path is unaffected.
+
+// SSD_OK, or the refusal of a device whose context is lost.
+Result usable(int device);
+// After a CUDA failure of a C ABI call on `device`: notes a lost context; returns `failure` with
+// that said in its message when it is lost.
+Result note_failure(int device, Result failure);
+
+// ---- Fault injection, for the GPU suite (test/cuda/fault.cuda.test.ts) ----
+//
+// Off unless the process started with SSD_KERNELS_FAULT_INJECT=1 (read once, at the first use;
+// when off, the only cost is one relaxed atomic load per job and per allocation). arm_fault(kind)
+// then makes the next CUDA operation of the package fail, once:
+//   "trap"    the next job (or C ABI device call) first runs a kernel that executes __trap(): a
+//             sticky error, the context is lost;
+//   "launch"  the next job (or C ABI device call) fails with a kernel launch of an invalid
+//             configuration instead of its work: cudaErrorInvalidConfiguration, not sticky;
+//   "alloc"   the next device allocation asks CUDA for more memory than any device has:
+//             cudaErrorMemoryAllocation, not sticky.
+Result arm_fault(const std::string& kind);
+// Runs an armed "trap" or "launch" on `stream` (SSD_OK when none is armed): the C ABI's device
+// entries call it before they enqueue (the device worker does, before each job).
+Result inject_armed_fault(void* stream);
+
 }  // namespace device
 }  // namespace ssd

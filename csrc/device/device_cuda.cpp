@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "device/device.h"
+#include "device/fault_kernels.h"
 
 namespace ssd {
 namespace device {
@@ -42,6 +43,67 @@ size_t round_size(size_t bytes) {
   return (bytes + granule - 1) / granule * granule;
 }
 
+// ---- Fault injection (device.h): one armed fault at a time, taken by the first operation it fits ----
+
+enum FaultKind : int { kNoFault = 0, kFaultTrap = 1, kFaultLaunch = 2, kFaultAlloc = 3 };
+std::atomic<int> g_armed_fault{kNoFault};
+
+bool fault_injection_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("SSD_KERNELS_FAULT_INJECT");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return enabled;
+}
+
+// Takes the armed fault when it is `kind`. Unarmed (always, unless a test armed one), this is one
+// relaxed load.
+bool take_fault(int kind) {
+  if (g_armed_fault.load(std::memory_order_relaxed) != kind) return false;
+  int expected = kind;
+  return g_armed_fault.compare_exchange_strong(expected, kNoFault);
+}
+
+const char* kInjected = " [injected by SSD_KERNELS_FAULT_INJECT]";
+
+// ---- Lost contexts (device.h) ----
+
+// The errors that CUDA documents as leaving the context unusable ("the process must be terminated
+// and relaunched").
+bool sticky_code(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorHardwareStackError:
+    case cudaErrorAssert:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorContextIsDestroyed:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// After a failure on the calling thread's current device: the error that lost its context, or
+// cudaSuccess. A non-sticky error is cleared by cudaGetLastError(); a sticky one is returned again
+// by every call that touches the context, such as cudaFree(nullptr), which otherwise does nothing.
+cudaError_t lost_error(cudaError_t seen) {
+  if (sticky_code(seen)) return seen;
+  cudaError_t last = cudaGetLastError();
+  if (sticky_code(last)) return last;
+  cudaError_t probe = cudaFree(nullptr);
+  if (probe != cudaSuccess) {
+    cudaGetLastError();
+    return probe;
+  }
+  return cudaSuccess;
+}
+
 struct Job_ {
   Job job;
   Done done;
@@ -63,6 +125,33 @@ struct DeviceState {
   std::condition_variable queue_cv;
   std::deque<Job_> queue;
   std::atomic<size_t> queued{0};  // queue.size(), readable without the lock
+
+  // Set once, when a sticky error lost the context; `lost_message` is the refusal of later work.
+  std::atomic<bool> lost{false};
+  std::mutex lost_mutex;
+  std::string lost_message;
+
+  Result refusal() {
+    std::lock_guard<std::mutex> lock(lost_mutex);
+    return {SSD_ERR_CUDA, lost_message};
+  }
+
+  // Called after `failure` (of a job, or of a C ABI call on this device): when the context is lost,
+  // notes it and returns the failure with that said; else returns it as it is.
+  Result check_lost(Result failure, cudaError_t seen) {
+    cudaError_t e = lost_error(seen);
+    if (e == cudaSuccess) return failure;
+    std::lock_guard<std::mutex> lock(lost_mutex);
+    if (!lost.load()) {
+      lost_message = "CUDA device " + std::to_string(index) + " is unusable: an earlier error (" + failure.message +
+                     ") was sticky (" + cudaGetErrorName(e) + ") and lost its CUDA context for the rest of the " +
+                     "process; restart the process to use the GPU again (the CPU path still works)";
+      lost.store(true);
+    }
+    failure.message += "; the error is sticky: the CUDA context of device " + std::to_string(index) +
+                       " is lost, and every later CUDA call fails at once; restart the process to use the GPU again";
+    return failure;
+  }
 
   // Starts the worker thread and creates the stream on first use.
   Result start() {
@@ -109,7 +198,12 @@ struct DeviceState {
         queue.pop_front();
         queued.store(queue.size(), std::memory_order_release);
       }
-      Result r = item.job(stream);
+      if (lost.load()) {  // queued before the context was lost: refused without touching CUDA
+        item.done(refusal());
+        continue;
+      }
+      Result r = inject_armed_fault(stream);
+      if (r.ok()) r = item.job(stream);
       // The job's own launches may fail asynchronously: the event wait reports that.
       cudaError_t e = cudaEventRecord(done_event, stream);
       if (e == cudaSuccess) e = wait_event();
@@ -118,6 +212,7 @@ struct DeviceState {
         cudaError_t last = cudaGetLastError();
         if (last != cudaSuccess) r = cuda_result(last, "kernel launch");
       }
+      if (!r.ok()) r = check_lost(r, e);
       item.done(r);
     }
   }
@@ -245,8 +340,10 @@ const Availability& availability() {
 Result allocate(int device, size_t bytes, void** ptr) {
   DeviceState* d = state(device);
   if (!d) return no_device(device);
+  if (d->lost.load()) return d->refusal();
   const size_t size = round_size(bytes);
-  {
+  const bool injected = take_fault(kFaultAlloc);
+  if (!injected) {
     std::lock_guard<std::mutex> lock(d->mutex);
     auto it = d->free_blocks.lower_bound(size);
     if (it != d->free_blocks.end() && it->first <= 2 * size) {
@@ -262,16 +359,21 @@ Result allocate(int device, size_t bytes, void** ptr) {
   if (!started.ok()) return started;
   cudaSetDevice(device);
   void* p = nullptr;
-  cudaError_t e = cudaMalloc(&p, size);
+  // An injected fault asks for 2^60 bytes, more than any device has: CUDA's own out-of-memory error.
+  const size_t request = injected ? (size_t(1) << 60) : size;
+  cudaError_t e = cudaMalloc(&p, request);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // not sticky: clear it, give the cache back and try once more
     empty_cache(device);
     cudaSetDevice(device);
-    e = cudaMalloc(&p, size);
+    e = cudaMalloc(&p, request);
   }
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return cuda_result(e, ("cudaMalloc of " + std::to_string(size) + " bytes").c_str());
+    Result r = cuda_result(e, ("cudaMalloc of " + std::to_string(size) + " bytes").c_str());
+    if (injected) r.message += kInjected;
+    // an error other than out-of-memory may be a sticky one that a job has not met yet
+    return e == cudaErrorMemoryAllocation ? r : d->check_lost(std::move(r), e);
   }
   std::lock_guard<std::mutex> lock(d->mutex);
   d->block_size[p] = size;
@@ -296,6 +398,13 @@ void release(int device, void* ptr) {
 Result empty_cache(int device) {
   DeviceState* d = state(device);
   if (!d) return no_device(device);
+  if (d->lost.load()) {  // the blocks went with the context: forget them without calling CUDA
+    std::lock_guard<std::mutex> lock(d->mutex);
+    for (auto& kv : d->free_blocks) d->block_size.erase(kv.second);
+    d->free_blocks.clear();
+    d->stats.cached = 0;
+    return d->refusal();
+  }
   trim_pool(device);
   std::vector<void*> blocks;
   {
@@ -334,6 +443,10 @@ void submit(int device, Job job, Done done) {
   DeviceState* d = state(device);
   if (!d) {
     done(no_device(device));
+    return;
+  }
+  if (d->lost.load()) {
+    done(d->refusal());
     return;
   }
   Result started = d->start();
@@ -413,19 +526,72 @@ Result check_device_pointer(int device, const void* ptr, const char* name) {
 
 Result stream_alloc(int device, size_t bytes, void* stream, void** ptr) {
   *ptr = nullptr;
-  cudaMemPool_t pool = nullptr;
-  Result r = pool_of(device, &pool);
+  Result r = usable(device);
   if (!r.ok()) return r;
-  cudaError_t e = cudaMallocFromPoolAsync(ptr, bytes, pool, static_cast<cudaStream_t>(stream));
+  cudaMemPool_t pool = nullptr;
+  r = pool_of(device, &pool);
+  if (!r.ok()) return r;
+  const bool injected = take_fault(kFaultAlloc);
+  const size_t request = injected ? (size_t(1) << 60) : bytes;  // more than any device has
+  cudaError_t e = cudaMallocFromPoolAsync(ptr, request, pool, static_cast<cudaStream_t>(stream));
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     empty_cache(device);  // give back what the package's other allocator caches, then try once more
-    e = cudaMallocFromPoolAsync(ptr, bytes, pool, static_cast<cudaStream_t>(stream));
+    e = cudaMallocFromPoolAsync(ptr, request, pool, static_cast<cudaStream_t>(stream));
   }
   if (e != cudaSuccess) {
     cudaGetLastError();
     *ptr = nullptr;
-    return cuda_result(e, ("cudaMallocFromPoolAsync of " + std::to_string(bytes) + " bytes").c_str());
+    r = cuda_result(e, ("cudaMallocFromPoolAsync of " + std::to_string(bytes) + " bytes").c_str());
+    if (injected) r.message += kInjected;
+    return r;
+  }
+  return {};
+}
+
+Result usable(int device) {
+  DeviceState* d = state(device);
+  if (!d) return no_device(device);
+  return d->lost.load() ? d->refusal() : Result{};
+}
+
+Result note_failure(int device, Result failure) {
+  DeviceState* d = state(device);
+  if (!d || failure.status != SSD_ERR_CUDA) return failure;
+  return d->check_lost(std::move(failure), cudaSuccess);
+}
+
+Result arm_fault(const std::string& kind) {
+  if (!fault_injection_enabled()) {
+    return {SSD_ERR_INVALID_ARGUMENT,
+            "fault injection is off: it is for tests, and only a process started with SSD_KERNELS_FAULT_INJECT=1 can arm it"};
+  }
+  const int fault = kind == "trap" ? kFaultTrap : kind == "launch" ? kFaultLaunch : kind == "alloc" ? kFaultAlloc : kNoFault;
+  if (fault == kNoFault) {
+    return {SSD_ERR_INVALID_ARGUMENT, "fault injection: expected 'trap', 'launch' or 'alloc' but received '" + kind + "'"};
+  }
+  const Availability& a = availability();
+  if (!a.available) return {SSD_ERR_CUDA, "CUDA is unavailable: " + a.reason};
+  g_armed_fault.store(fault);
+  return {};
+}
+
+Result inject_armed_fault(void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (take_fault(kFaultLaunch)) {
+    cudaError_t e = launch_fault_invalid(s);
+    if (e == cudaSuccess) return {SSD_ERR_INTERNAL, std::string("an invalid launch did not fail") + kInjected};
+    Result r = cuda_result(e, "kernel launch");
+    r.message += kInjected;
+    return r;
+  }
+  if (take_fault(kFaultTrap)) {
+    cudaError_t e = launch_fault_trap(s);  // the work enqueued after it fails once the trap runs
+    if (e != cudaSuccess) {
+      Result r = cuda_result(e, "kernel launch");
+      r.message += kInjected;
+      return r;
+    }
   }
   return {};
 }

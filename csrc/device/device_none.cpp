@@ -1,5 +1,8 @@
 // The device layer of builds without CUDA (the node-gyp CPU-only build, or cmake without nvcc):
 // every entry point reports that this build has no CUDA kernels.
+#include <cstdlib>
+#include <cstring>
+
 #include "device/device.h"
 
 namespace ssd {
@@ -39,6 +42,17 @@ Result stream_alloc(int, size_t, void*, void** ptr) {
   return unavailable();
 }
 Result stream_free(void*, void*) { return unavailable(); }
+Result usable(int) { return unavailable(); }
+Result note_failure(int, Result failure) { return failure; }
+Result arm_fault(const std::string&) {
+  const char* v = std::getenv("SSD_KERNELS_FAULT_INJECT");
+  if (v == nullptr || std::strcmp(v, "1") != 0) {
+    return {SSD_ERR_INVALID_ARGUMENT,
+            "fault injection is off: it is for tests, and only a process started with SSD_KERNELS_FAULT_INJECT=1 can arm it"};
+  }
+  return unavailable();
+}
+Result inject_armed_fault(void*) { return {}; }
 
 }  // namespace device
 }  // namespace ssd

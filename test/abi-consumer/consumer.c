@@ -9,6 +9,15 @@
  *   untaggedExternal()   an External without the tag (for the rejection test)
  *   forward(api, spec)   fills an SsdParams from `spec` and calls api->forward; { status, message }
  *   cudaSynchronize()    waits for the current CUDA context (driver API, loaded at run time)
+ *   layout()             the byte layout of SsdParams, SsdBackwardParams and SsdStepParams as this
+ *                        compiler lays them out: { Name: { size, fields: { field: { offset, size, kind } } } }
+ *                        (kind 'i' integer or enum, 'f' float, 'p' pointer, 's' a nested SsdParams)
+ *   address(view)        the address of a TypedArray's first byte (BigInt), for raw blocks
+ *   callRaw(api, entry, block, memory, stream)
+ *                        calls api->forward, ->backward or ->step ('forward' | 'backward' | 'step')
+ *                        on `block` (a Uint8Array holding the struct's bytes, or null for a NULL
+ *                        block) as it is, with `memory` and `stream` (BigInt or null); { status, message }.
+ *                        The C ABI fuzz (test/abi-fuzz.test.ts) builds every field this way.
  *
  * spec: { dims: [b, L, h, p, g, n], chunkSize, memory (0 host, 1 CUDA), stream (BigInt, optional),
  *         x, dt, A, B, C, D, z, dtBias, initialStates, seqIdx, y, finalStates: a TypedArray (host),
@@ -21,6 +30,8 @@
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -348,6 +359,208 @@ static napi_value CudaSynchronize(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* ---- raw blocks, for the C ABI fuzz ---- */
+
+typedef struct {
+  const char* name;
+  size_t offset, size;
+  char kind;
+} FieldInfo;
+
+#define FIELD(T, f, kind) {#f, offsetof(T, f), sizeof(((T*)0)->f), kind}
+
+static const FieldInfo kParamsFields[] = {
+    FIELD(SsdParams, batch, 'i'), FIELD(SsdParams, seqlen, 'i'), FIELD(SsdParams, nheads, 'i'),
+    FIELD(SsdParams, headdim, 'i'), FIELD(SsdParams, ngroups, 'i'), FIELD(SsdParams, dstate, 'i'),
+    FIELD(SsdParams, chunk_size, 'i'),
+    FIELD(SsdParams, x, 'p'), FIELD(SsdParams, x_type, 'i'), FIELD(SsdParams, x_batch_stride, 'i'),
+    FIELD(SsdParams, x_seq_stride, 'i'), FIELD(SsdParams, x_head_stride, 'i'),
+    FIELD(SsdParams, dt, 'p'), FIELD(SsdParams, dt_type, 'i'), FIELD(SsdParams, dt_batch_stride, 'i'),
+    FIELD(SsdParams, dt_seq_stride, 'i'),
+    FIELD(SsdParams, B, 'p'), FIELD(SsdParams, B_type, 'i'), FIELD(SsdParams, B_batch_stride, 'i'),
+    FIELD(SsdParams, B_seq_stride, 'i'), FIELD(SsdParams, B_group_stride, 'i'),
+    FIELD(SsdParams, C, 'p'), FIELD(SsdParams, C_type, 'i'), FIELD(SsdParams, C_batch_stride, 'i'),
+    FIELD(SsdParams, C_seq_stride, 'i'), FIELD(SsdParams, C_group_stride, 'i'),
+    FIELD(SsdParams, A, 'p'), FIELD(SsdParams, D, 'p'), FIELD(SsdParams, D_per_channel, 'i'),
+    FIELD(SsdParams, z, 'p'), FIELD(SsdParams, z_type, 'i'), FIELD(SsdParams, z_batch_stride, 'i'),
+    FIELD(SsdParams, z_seq_stride, 'i'), FIELD(SsdParams, z_head_stride, 'i'),
+    FIELD(SsdParams, dt_bias, 'p'), FIELD(SsdParams, initial_states, 'p'), FIELD(SsdParams, seq_idx, 'p'),
+    FIELD(SsdParams, seq_idx_batch_stride, 'i'),
+    FIELD(SsdParams, dt_softplus, 'i'), FIELD(SsdParams, dt_min, 'f'), FIELD(SsdParams, dt_max, 'f'),
+    FIELD(SsdParams, y, 'p'), FIELD(SsdParams, y_type, 'i'), FIELD(SsdParams, y_batch_stride, 'i'),
+    FIELD(SsdParams, y_seq_stride, 'i'), FIELD(SsdParams, y_head_stride, 'i'),
+    FIELD(SsdParams, final_states, 'p'),
+    FIELD(SsdParams, cu_seqlens, 'p'), FIELD(SsdParams, num_seqs, 'i'), FIELD(SsdParams, varlen_states, 'p'),
+    FIELD(SsdParams, y_ungated, 'p'), FIELD(SsdParams, y_ungated_type, 'i'),
+    FIELD(SsdParams, y_ungated_batch_stride, 'i'), FIELD(SsdParams, y_ungated_seq_stride, 'i'),
+    FIELD(SsdParams, y_ungated_head_stride, 'i'),
+};
+
+static const FieldInfo kBackwardFields[] = {
+    FIELD(SsdBackwardParams, fwd, 's'),
+    FIELD(SsdBackwardParams, dy, 'p'), FIELD(SsdBackwardParams, dy_type, 'i'),
+    FIELD(SsdBackwardParams, dy_batch_stride, 'i'), FIELD(SsdBackwardParams, dy_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dy_head_stride, 'i'), FIELD(SsdBackwardParams, d_final_states, 'p'),
+    FIELD(SsdBackwardParams, dx, 'p'), FIELD(SsdBackwardParams, dx_type, 'i'),
+    FIELD(SsdBackwardParams, dx_batch_stride, 'i'), FIELD(SsdBackwardParams, dx_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dx_head_stride, 'i'),
+    FIELD(SsdBackwardParams, ddt, 'p'), FIELD(SsdBackwardParams, ddt_type, 'i'),
+    FIELD(SsdBackwardParams, ddt_batch_stride, 'i'), FIELD(SsdBackwardParams, ddt_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dA, 'p'),
+    FIELD(SsdBackwardParams, dB, 'p'), FIELD(SsdBackwardParams, dB_type, 'i'),
+    FIELD(SsdBackwardParams, dB_batch_stride, 'i'), FIELD(SsdBackwardParams, dB_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dB_group_stride, 'i'),
+    FIELD(SsdBackwardParams, dC, 'p'), FIELD(SsdBackwardParams, dC_type, 'i'),
+    FIELD(SsdBackwardParams, dC_batch_stride, 'i'), FIELD(SsdBackwardParams, dC_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dC_group_stride, 'i'),
+    FIELD(SsdBackwardParams, dD, 'p'),
+    FIELD(SsdBackwardParams, dz, 'p'), FIELD(SsdBackwardParams, dz_type, 'i'),
+    FIELD(SsdBackwardParams, dz_batch_stride, 'i'), FIELD(SsdBackwardParams, dz_seq_stride, 'i'),
+    FIELD(SsdBackwardParams, dz_head_stride, 'i'),
+    FIELD(SsdBackwardParams, d_dt_bias, 'p'), FIELD(SsdBackwardParams, d_initial_states, 'p'),
+};
+
+static const FieldInfo kStepFields[] = {
+    FIELD(SsdStepParams, batch, 'i'), FIELD(SsdStepParams, nheads, 'i'), FIELD(SsdStepParams, headdim, 'i'),
+    FIELD(SsdStepParams, ngroups, 'i'), FIELD(SsdStepParams, dstate, 'i'), FIELD(SsdStepParams, state_rows, 'i'),
+    FIELD(SsdStepParams, state, 'p'), FIELD(SsdStepParams, state_type, 'i'), FIELD(SsdStepParams, state_indices, 'p'),
+    FIELD(SsdStepParams, x, 'p'), FIELD(SsdStepParams, x_type, 'i'), FIELD(SsdStepParams, x_batch_stride, 'i'),
+    FIELD(SsdStepParams, x_head_stride, 'i'),
+    FIELD(SsdStepParams, dt, 'p'), FIELD(SsdStepParams, dt_type, 'i'), FIELD(SsdStepParams, dt_batch_stride, 'i'),
+    FIELD(SsdStepParams, B, 'p'), FIELD(SsdStepParams, B_type, 'i'), FIELD(SsdStepParams, B_batch_stride, 'i'),
+    FIELD(SsdStepParams, B_group_stride, 'i'),
+    FIELD(SsdStepParams, C, 'p'), FIELD(SsdStepParams, C_type, 'i'), FIELD(SsdStepParams, C_batch_stride, 'i'),
+    FIELD(SsdStepParams, C_group_stride, 'i'),
+    FIELD(SsdStepParams, A, 'p'), FIELD(SsdStepParams, D, 'p'), FIELD(SsdStepParams, D_per_channel, 'i'),
+    FIELD(SsdStepParams, z, 'p'), FIELD(SsdStepParams, z_type, 'i'), FIELD(SsdStepParams, z_batch_stride, 'i'),
+    FIELD(SsdStepParams, z_head_stride, 'i'),
+    FIELD(SsdStepParams, dt_bias, 'p'),
+    FIELD(SsdStepParams, dt_softplus, 'i'), FIELD(SsdStepParams, dt_min, 'f'), FIELD(SsdStepParams, dt_max, 'f'),
+    FIELD(SsdStepParams, y, 'p'), FIELD(SsdStepParams, y_type, 'i'), FIELD(SsdStepParams, y_batch_stride, 'i'),
+    FIELD(SsdStepParams, y_head_stride, 'i'),
+};
+
+static napi_value StructLayout(napi_env env, size_t size, const FieldInfo* fields, size_t count) {
+  napi_value out, list, v;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_object(env, &list));
+  for (size_t i = 0; i < count; i++) {
+    napi_value field;
+    char kind[2] = {fields[i].kind, 0};
+    CHECK(napi_create_object(env, &field));
+    CHECK(napi_create_uint32(env, (uint32_t)fields[i].offset, &v));
+    CHECK(napi_set_named_property(env, field, "offset", v));
+    CHECK(napi_create_uint32(env, (uint32_t)fields[i].size, &v));
+    CHECK(napi_set_named_property(env, field, "size", v));
+    CHECK(napi_create_string_utf8(env, kind, 1, &v));
+    CHECK(napi_set_named_property(env, field, "kind", v));
+    CHECK(napi_set_named_property(env, list, fields[i].name, field));
+  }
+  CHECK(napi_create_uint32(env, (uint32_t)size, &v));
+  CHECK(napi_set_named_property(env, out, "size", v));
+  CHECK(napi_set_named_property(env, out, "fields", list));
+  return out;
+}
+
+static napi_value Layout(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  v = StructLayout(env, sizeof(SsdParams), kParamsFields, sizeof kParamsFields / sizeof kParamsFields[0]);
+  if (!v) return NULL;
+  CHECK(napi_set_named_property(env, out, "SsdParams", v));
+  v = StructLayout(env, sizeof(SsdBackwardParams), kBackwardFields, sizeof kBackwardFields / sizeof kBackwardFields[0]);
+  if (!v) return NULL;
+  CHECK(napi_set_named_property(env, out, "SsdBackwardParams", v));
+  v = StructLayout(env, sizeof(SsdStepParams), kStepFields, sizeof kStepFields / sizeof kStepFields[0]);
+  if (!v) return NULL;
+  CHECK(napi_set_named_property(env, out, "SsdStepParams", v));
+  return out;
+}
+
+/* The address of a TypedArray's first byte (its buffer's data plus its offset). */
+static napi_value Address(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool is_typed = false;
+  if (argc >= 1) CHECK(napi_is_typedarray(env, argv[0], &is_typed));
+  if (!is_typed) {
+    napi_throw_type_error(env, NULL, "address(view): expected a TypedArray");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t length, offset;
+  void* data = NULL;
+  napi_value buffer, out;
+  CHECK(napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset));
+  CHECK(napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)data, &out));
+  return out;
+}
+
+static napi_value CallRaw(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) {
+    napi_throw_type_error(env, NULL, "callRaw(api, entry, block, memory, stream?)");
+    return NULL;
+  }
+  const SsdApi* api = get_table(env, argv[0]);
+  if (!api) return NULL;
+  char entry[16] = {0};
+  size_t entry_length = 0;
+  CHECK(napi_get_value_string_utf8(env, argv[1], entry, sizeof entry, &entry_length));
+  const void* block = NULL;
+  size_t block_bytes = 0;
+  napi_valuetype block_type = napi_undefined;
+  CHECK(napi_typeof(env, argv[2], &block_type));
+  if (block_type != napi_null) {
+    napi_typedarray_type type;
+    napi_value buffer;
+    size_t offset;
+    void* data = NULL;
+    bool is_typed = false;
+    CHECK(napi_is_typedarray(env, argv[2], &is_typed));
+    if (!is_typed) {
+      napi_throw_type_error(env, NULL, "callRaw: expected a Uint8Array block or null");
+      return NULL;
+    }
+    CHECK(napi_get_typedarray_info(env, argv[2], &type, &block_bytes, &data, &buffer, &offset));
+    block = data;
+  }
+  int32_t memory = 0;
+  CHECK(napi_get_value_int32(env, argv[3], &memory));
+  void* stream = NULL;
+  if (argc >= 5) {
+    uint64_t address = 0;
+    bool lossless = false;
+    if (napi_get_value_bigint_uint64(env, argv[4], &address, &lossless) == napi_ok) stream = (void*)(uintptr_t)address;
+  }
+  size_t need = strcmp(entry, "forward") == 0 ? sizeof(SsdParams)
+                : strcmp(entry, "backward") == 0 ? sizeof(SsdBackwardParams)
+                : strcmp(entry, "step") == 0 ? sizeof(SsdStepParams) : 0;
+  if (need == 0 || (block && block_bytes < need) || (block && ((uintptr_t)block % 8) != 0)) {
+    napi_throw_range_error(env, NULL, "callRaw: unknown entry, or a block smaller than its struct or not 8-byte aligned");
+    return NULL;
+  }
+  SsdStatus status;
+  if (strcmp(entry, "forward") == 0) {
+    status = api->forward((const SsdParams*)block, (SsdMemory)memory, stream);
+  } else if (strcmp(entry, "backward") == 0) {
+    status = api->backward((const SsdBackwardParams*)block, (SsdMemory)memory, stream);
+  } else {
+    status = api->step((const SsdStepParams*)block, (SsdMemory)memory, stream);
+  }
+  napi_value out, v;
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_create_int32(env, (int32_t)status, &v));
+  CHECK(napi_set_named_property(env, out, "status", v));
+  CHECK(napi_create_string_utf8(env, api->last_error(), NAPI_AUTO_LENGTH, &v));
+  CHECK(napi_set_named_property(env, out, "message", v));
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -356,6 +569,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"forward", NULL, Forward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stepAndBackward", NULL, StepAndBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"cudaSynchronize", NULL, CudaSynchronize, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"layout", NULL, Layout, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"address", NULL, Address, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"callRaw", NULL, CallRaw, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

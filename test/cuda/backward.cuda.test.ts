@@ -280,3 +280,36 @@ describeGpu('CUDA: yUngated kept by the forward, read by the backward', () => {
     for (const t of [...Object.values(dev), dDy, step.y, step.yUngated!, ...Object.values(first), ...Object.values(explicit)]) (t as Tensor).dispose();
   });
 });
+
+/**
+ * cuSeqlens in the backward: the call is differentiated as its equivalent seqIdx (sequence k's
+ * positions get k). With host offsets, and with offsets on the device (read back before the
+ * kernels run), the CUDA backward gives the bits of the seqIdx call and matches the reference.
+ */
+describeGpu('CUDA backward of a packed call (cuSeqlens)', () => {
+  test.each(['host', 'device'] as const)('%s offsets: the bits of the seqIdx form, and the float64 reference', async (where) => {
+    const lengths = [0, 37, 1, 64, 0, 29];
+    const cu = new Int32Array(lengths.length + 1);
+    lengths.forEach((len, k) => (cu[k + 1] = cu[k] + len));
+    const L = cu[lengths.length];
+    const seq = new Int32Array(L);
+    lengths.forEach((_, k) => seq.fill(k, cu[k], cu[k + 1]));
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 32 };
+    const { inputs, ref } = makeExample(rng, { ...CONFIG, batch: 1, seqlen: L }, { dtype: 'bfloat16', D: 'head', z: true, dtBias: true });
+    const { nheads: h, headdim: p, dstate: n } = CONFIG;
+    const dy = Tensor.fromFloat32('bfloat16', rng.normals(L * h * p), [1, L, h, p]);
+    const dFinalStates = new Tensor('float32', rng.normals(h * p * n), [1, h, p, n]);
+    const cuTensor = new Tensor('int32', cu, [cu.length]);
+    const cuArg = where === 'host' ? cuTensor : cuTensor.toDevice();
+    const packed = await ssdBackward({ ...inputs, cuSeqlens: cuArg }, { dy, dFinalStates }, bopts(options, 'cuda'));
+    const bySeqIdx = await ssdBackward({ ...inputs, seqIdx: new Tensor('int32', seq, [1, L]) }, { dy, dFinalStates }, bopts(options, 'cuda'));
+    for (const key of GRAD_NAMES) {
+      expect(packed[key] === undefined).toBe(bySeqIdx[key] === undefined);
+      if (packed[key]) expect(bitsEqual(packed[key]!, bySeqIdx[key]!)).toBe(true);
+    }
+    const expected = ssdReferenceBackward(withOptions({ ...ref, seqIdx: seq }, options), dy.toFloat32(), dFinalStates.toFloat32());
+    const cpu = ssdBackwardSync({ ...inputs, cuSeqlens: cuTensor }, { dy, dFinalStates }, bopts(options, 'cpu'));
+    checkGrads(packed, expected, cpu, inputs, 'bfloat16');
+    if (where === 'device') cuArg.dispose();
+  });
+});

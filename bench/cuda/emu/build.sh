@@ -39,6 +39,8 @@ src=$([ "$KERNEL" = bwd ] && echo csrc/cuda/bwd/backward.cu || echo csrc/cuda/fw
 python3 "$E/transform.py" file "$src" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
 python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu_harness.cpp" "${subs[@]}"
+# what the harnesses share (its fill kernel and launch); found next to emu_harness.cpp first
+python3 "$E/transform.py" file bench/cuda/harness_common.h "$BUILD_DIR/harness_common.h"
 FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc -I bench/cuda ${EMU_CXXFLAGS:-})
 stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD)
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!

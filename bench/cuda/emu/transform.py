@@ -112,8 +112,10 @@ def transform_mma(src, dst):
     a = m.index('__device__ __forceinline__ void ldsm_x4(')
     b = m.index('// Load the 16x16 A tile')
     m = m[:a] + LDSM + m[b:]
-    a = m.index('__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) {')
-    b = m.index('__device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const FragB<float>& b) {')
+    # the 16-bit mma.sync wrappers: the SSD_MMA_16BIT macro, its two instances and its #undef
+    a = m.index('#define SSD_MMA_16BIT(')
+    end = '#undef SSD_MMA_16BIT\n'
+    b = m.index(end) + len(end)
     m = m[:a] + MMA + m[b:]
     open(dst, 'w').write(m)
 

@@ -27,7 +27,7 @@
 //           over the heads of one slice of the group in a fixed order and writes that slice's fp32
 //           partial of dG, plus per head the row and column sums of P = dM ∘ M (→ ds). 16-bit inputs
 //           with headdim 64 and chunks a multiple of 64 take a fixed-shape instance
-//           (k_bwd_pass_dcb_fixed, same sums), whose last slice block per tile sums the partials into
+//           (k_bwd_pass_dcb<DcbFixedShape>, same sums), whose last slice block per tile sums the partials into
 //           slice 0 in slice order (dg_slices_sum); otherwise launch 3 sums them, in the same order,
 //           where it stages dG.
 //   3. k_bwd_main      three roles (the two group roles first in block order):
@@ -176,7 +176,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
 }
 
 // bw has its shapes and vector flags filled in; the compute path is 16-bit.
-// Launch 1's fixed instance (k_bwd_prep_fixed): 16-bit x/B/C, dy and z of the same type, all loadable by
+// Launch 1's fixed instance (k_bwd_prep<..., true>): 16-bit x/B/C, dy and z of the same type, all loadable by
 // cp.async (16-byte rows), headdim a multiple of 64 and dstate of the n-tile BN1.
 bool fixed_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   const SsdParams& p = bp.fwd;
@@ -210,7 +210,7 @@ bool fixed_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
   return bw.nnt == 1;  // group roles with BN = N
 }
 
-// The fixed-shape dG role of launch 2 (k_bwd_pass_dcb_fixed): see the conditions above that kernel.
+// The fixed-shape dG role of launch 2 (k_bwd_pass_dcb<DcbFixedShape>): see the conditions above that kernel.
 // bw has its shapes and vector flags filled in; the compute path is 16-bit. dstate does not matter.
 bool fixed_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
   const SsdParams& p = bp.fwd;
@@ -328,18 +328,17 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmem : PrepFixed<128, true>::kSmem, cb_tiles);
     }
   }
-#define SSD_MAIN_CASE(BPV, BNV)                            \
-  if (tl.BPm == BPV && tl.BNg == BNV) {                    \
-    k3 = k_bwd_main<T, BPV, BNV>;                          \
-    smem3 = MainLaunch<T, BPV, BNV>::kSmem;                \
-  }
-  SSD_MAIN_CASE(64, 64)
+  auto main_any = [&](auto tr) {
+    using Tr = decltype(tr);
+    k3 = k_bwd_main<Tr>;
+    smem3 = Tr::kSmem;
+  };
+  if (tl.BPm == 64 && tl.BNg == 64) main_any(MainAnySize<T, 64, 64>{});
   if constexpr (k16) {
-    SSD_MAIN_CASE(64, 128)
-    SSD_MAIN_CASE(128, 64)
-    SSD_MAIN_CASE(128, 128)
+    if (tl.BPm == 64 && tl.BNg == 128) main_any(MainAnySize<T, 64, 128>{});
+    if (tl.BPm == 128 && tl.BNg == 64) main_any(MainAnySize<T, 128, 64>{});
+    if (tl.BPm == 128 && tl.BNg == 128) main_any(MainAnySize<T, 128, 128>{});
   }
-#undef SSD_MAIN_CASE
   bool generic_cb_reader = true;  // a launch reads the row-major C·Bᵀ tiles (generic launch 2 or 3)
   bool main_fixed_on = false;
   if constexpr (k16) {
@@ -357,8 +356,8 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       bw.use_yu = bw.use_yu && p.y_ungated_type == p.x_type && bw.vyu;
       main_fixed_on = true;
       bw.cbt = reinterpret_cast<float*>(ws + l.cbt);
-      k3 = bw.N == 64 ? k_bwd_main_fixed<T, 64> : k_bwd_main_fixed<T, 128>;
-      smem3 = bw.N == 64 ? main_fixed_smem<64>() : main_fixed_smem<128>();
+      k3 = bw.N == 64 ? k_bwd_main<MainFixedShape<T, 64>> : k_bwd_main<MainFixedShape<T, 128>>;
+      smem3 = bw.N == 64 ? MainFixedShape<T, 64>::kSmem : MainFixedShape<T, 128>::kSmem;
       bw.tslab = 1;
     }
   }
@@ -370,10 +369,10 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
       smem1 = std::max<size_t>(tl.BN1 == 64 ? PrepFixed<64, true>::kSmemU : PrepFixed<128, true>::kSmemU, cb_tiles);
     }
   }
-  void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<T>;
+  void (*k2)(SsdBackwardParams, Bw) = k_bwd_pass_dcb<DcbAnySize<T>>;
   if constexpr (k16) {
     if (fixed_dcb_ok(bp, bw)) {  // always where launch 3 is fixed
-      k2 = k_bwd_pass_dcb_fixed<T>;
+      k2 = k_bwd_pass_dcb<DcbFixedShape<T>>;
       smem2 = DcbFixed::kBytes;
     }
   }
@@ -381,57 +380,34 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
     if (err) *err = "internal: no kernel instance";
     return SSD_ERR_INTERNAL;
   }
-  cudaError_t e;
-  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_prep)", err);
-  if ((e = cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem2)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_pass_dcb)", err);
-  if ((e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem3)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_bwd_main)", err);
+  SsdStatus st;
+  if ((st = allow_smem(k1, smem1, "k_bwd_prep", err)) != SSD_OK) return st;
+  if ((st = allow_smem(k2, smem2, "k_bwd_pass_dcb", err)) != SSD_OK) return st;
+  if ((st = allow_smem(k3, smem3, "k_bwd_main", err)) != SSD_OK) return st;
 
-  auto mark = [&](int i) { return Timer::mark(tm, i, stream); };
   // Every launch is a programmatic dependent (sm_90, not when timed per launch): it is scheduled as
   // the kernel before it in the stream drains, and waits for it (pdl_wait) before it touches memory.
   const bool pdl = !tm && pdl_supported();
-  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k1, (unsigned)(2 * n1a + n1c), kThreads, smem1, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_prep", err);
-  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k2, (unsigned)(n2a + n2b), kThreads, smem2, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_pass_dcb", err);
-  if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k3, (unsigned)(n3a + 2 * n3b), kThreads, smem3, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_main", err);
-  if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw)) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_ddt", err);
-  if ((e = mark(4)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k_bwd_reduce, (unsigned)H, kThreads, 0, stream, pdl, bp, bw, (int)(B_ * bw.nc))) != cudaSuccess)
-    return cuda_fail(e, "launch k_bwd_reduce", err);
-  if ((e = mark(5)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if (tm) {
-    tm->times->n = 5;
-    tm->times->name[0] = "prep(S,dHoff,CBt)";
-    tm->times->name[1] = "pass+dCB";
-    tm->times->name[2] = "main+dB/dC";
-    tm->times->name[3] = "ddt";
-    tm->times->name[4] = "reduce";
+  Stages stages(stream, tm, err);
+  const unsigned grid1 = (unsigned)(2 * n1a + n1c), grid2 = (unsigned)(n2a + n2b), grid3 = (unsigned)(n3a + 2 * n3b);
+  if ((st = stages.begin()) != SSD_OK ||
+      (st = stages.done(launch(k1, grid1, kThreads, smem1, stream, pdl, bp, bw), "launch k_bwd_prep")) != SSD_OK ||
+      (st = stages.done(launch(k2, grid2, kThreads, smem2, stream, pdl, bp, bw), "launch k_bwd_pass_dcb")) != SSD_OK ||
+      (st = stages.done(launch(k3, grid3, kThreads, smem3, stream, pdl, bp, bw), "launch k_bwd_main")) != SSD_OK ||
+      (st = stages.done(launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw), "launch k_bwd_ddt")) != SSD_OK ||
+      (st = stages.done(launch(k_bwd_reduce, (unsigned)H, kThreads, 0, stream, pdl, bp, bw, (int)(B_ * bw.nc)),
+                        "launch k_bwd_reduce")) != SSD_OK) {
+    return st;
   }
+  stages.name({"prep(S,dHoff,CBt)", "pass+dCB", "main+dB/dC", "ddt", "reduce"});
   return SSD_OK;
 }
 
 SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  if (tm) tm->times->n = 0;
-  if (!workspace) {
-    if (err) *err = "workspace is null";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
-  switch (path_of(bp.fwd)) {
-    case kPathBf16: return run_t<bf16>(bp, stream, workspace, err, tm);
-    case kPathF16: return run_t<f16>(bp, stream, workspace, err, tm);
-    default: return run_t<float>(bp, stream, workspace, err, tm);
-  }
+  const SsdStatus st = begin_launches(workspace, tm, err);
+  if (st != SSD_OK) return st;
+  return run_path(path_of(bp.fwd), [&](auto t) { return run_t<decltype(t)>(bp, stream, workspace, err, tm); });
 }
 
 }  // namespace

@@ -1,30 +1,11 @@
 // What the backward's kernels share: the launch constants, the derived launch parameters (Bw), small
 // device helpers and the cp.async tile copies. Included by the kernel headers of this folder.
 #pragma once
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <string>
-#include <type_traits>
-
-#include "cuda/common/chunk.cuh"
-#include "cuda/common/device.cuh"
-#include "cuda/common/mma.cuh"
+#include "cuda/common/kernel.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
 
-using namespace dev;
-using mma::bf16;
-using mma::f16;
-using mma::FragA;
-using mma::FragB;
-
-constexpr int kThreads = 128;  // launches 1-3 and 5: 4 warps
-constexpr int kMaxQ = 256;
 constexpr int kLD = 72;        // pitch (elements) of tiles 64 wide (K-chunks of headdim / dstate)
 constexpr int kLDS = 68;       // pitch (floats) of fp32 BB×BB tiles read transposed (conflict-free)
 // Launch 1 header: position records float4 {s_hi, s_lo, d, seq} for 256 positions, 4 doubles for the
@@ -101,30 +82,13 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v;
 }
 
-// ---- cp.async (16-byte copies global → shared, zero-fill past the valid bytes) --------------------
-// one 16-byte cp.async (bytes < 16 zero-fills the rest)
-__device__ __forceinline__ void cp16(void* dst, const void* src, int bytes) {
-  const uint32_t da = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(da), "l"(src), "r"(bytes));
-}
-// ROWS (64 unless given) rows × COLS (16-bit) of a row-strided global tensor → shared dst[r·LD + c]
-// by cp.async; rows >= nvalid are zero-filled (no global read). src points at row 0 (a valid row).
-// Thread tid copies rows tid / (COLS / 8) + u · RPI, columns (tid % (COLS / 8)) · 8. As the forward's.
-template <int COLS, int LD, class T, int ROWS = 64>
-__device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int nvalid) {
-  constexpr int VPR = COLS / 8;        // 16-byte vectors per row
-  constexpr int RPI = kThreads / VPR;  // rows per pass of the block
-  static_assert(kThreads % VPR == 0 && ROWS % RPI == 0, "tile shape");
-  const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 8;
-  const T* s = src + r0 * rs + c;
-  const int64_t step = RPI * rs;
-  uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r0 * LD + c));
-#pragma unroll
-  for (int u = 0; u < ROWS / RPI; ++u) {
-    const bool ok = r0 + u * RPI < nvalid;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? s : src), "r"(ok ? 16 : 0));
-    s += step;
-    d += RPI * LD * 2;
+// A warp's row sums s (rows wr + g and wr + g + 8 of the block, complete in every lane of the quad)
+// times m0 / m1 -> dst[row], for the rows below nrows.
+__device__ __forceinline__ void store_row_sums(float* dst, const float s[2], float m0, float m1, int wr, int nrows) {
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  if ((lane & 3) == 0) {
+    if (wr + g < nrows) dst[wr + g] = s[0] * m0;
+    if (wr + g + 8 < nrows) dst[wr + g + 8] = s[1] * m1;
   }
 }
 // dY = dy · silu(z) (dy alone without z): 8 values at position t, head h, columns c.. (n valid).
@@ -181,28 +145,12 @@ __device__ __forceinline__ void mma_rows(float (&acc)[NC / 8][4], const T* As, i
     if (16 * kk < kv) {
       FragA<T> a;
       mma::ldA<T, mma::kMK>(a, As, lda, wr, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < NC / 16; ++np) {
-        if (16 * np < nv) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, BL>(b0, b1, Bs, ldb, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
-      }
+      mma::mma_cols<BL, NC>(acc, a, Bs, ldb, 16 * kk, nv);
     }
   }
 }
 
-template <int NT>
-__device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
-#pragma unroll
-  for (int c = 0; c < NT; ++c)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
-}
-
-// dY = dy ⊙ silu(z) for this thread's cp_tile64<64, 72> chunks: raw dy in Dy, z in Zr (or none),
+// dY = dy ⊙ silu(z) for this thread's cp_tile<64, 72> chunks: raw dy in Dy, z in Zr (or none),
 // result (T) into dst. Same rounding as ld8_dy + sts8.
 template <class T>
 __device__ __forceinline__ void dy_convert(T* dst, const T* Dy, const T* Zr, bool has_z) {

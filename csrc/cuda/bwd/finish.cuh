@@ -48,7 +48,7 @@ __device__ __forceinline__ void combine_role(const SsdBackwardParams& bp, const 
 //   ds_t = Σ_{jb ≤ ib} prow(ib, jb)_t − Σ_{ib' ≥ ib} pcol(ib', ib)_t + Σ_pt (off_t − q_t)
 //          + [t = len-1] (Σ_j Σ_pt q_j + Σ state-pass partials)
 //   (P without its diagonal, q without q_last: both cancel exactly in da, see the header)
-//   da_t = Σ_{i ≥ t} ds_i;  dd_t = A da_t + Σ_pt xdx_t;  ddt_t = dd_t · [lo ≤ v ≤ hi] · sp'(u)
+//   da_t = Σ_{i ≥ t} ds_i;  dd_t = A da_t + Σ_pt xdx_t;  ddt_t = dd_t · [lo ≤ v ≤ hi or v NaN] · sp'(u)
 //   partials: Σ_t d_t da_t (→ dA), Σ_t ddt_t (→ dDtBias).
 // =============================================================================================
 __global__ void __launch_bounds__(256)
@@ -66,11 +66,10 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int x = blockIdx.x;
   const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int Q = bw.Q, BB = bw.BB;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int64_t bhc = ((int64_t)b * bw.H + h) * bw.nc + k;
   const int t = Q - 1 - tid;
   const bool act = tid < Q && t < len;
@@ -80,7 +79,7 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
   const float A = p.A[h];
   const float v = p.dt_softplus ? math::softplus(u) : u;
   const float fac = math::softplus_grad(u, p.dt_softplus);
-  const bool in_range = v >= p.dt_min && v <= p.dt_max;
+  const bool in_range = math::clamp_passes(v, p.dt_min, p.dt_max);  // a NaN passes (and stays NaN)
   float ds = 0.f, q = 0.f, xdx = 0.f, d = 0.f;
   if (act) {
     const int ib = t / BB, tl = t % BB;

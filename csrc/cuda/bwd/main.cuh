@@ -1,4 +1,4 @@
-// The backward's launch 3 for any size (k_bwd_main): dx and dz per head (main_role), dB and dC per group (group_role).
+// The backward's launch 3 (the kernel template k_bwd_main over MainAnySize or MainFixedShape) and its any-size roles: dx and dz per head (main_role), dB and dC per group (group_role).
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -41,12 +41,11 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
   const int r = x % bw.nbb; x /= bw.nbb;
   const int pt = x % bw.npt; x /= bw.npt;
   const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int grp = h / bw.hpg;
   const int BB = bw.BB, Q = bw.Q, P = bw.P, N = bw.N;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int j0 = r * BB;
   const int nrows = imin(BB, len - j0);
   const int p0 = pt * BP, npv = imin(BP, P - p0);
@@ -149,23 +148,13 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
       const int jl = wr + g + 8 * hr;
       const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_prev);
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        acc[nt][2 * hr] *= f;
-        acc[nt][2 * hr + 1] *= f;
-      }
+      scale_or_drop_row(acc, hr, ok, f);
     }
   }
   {
     float s[2];
     row_dot(acc, dYo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.poff[pos + jl] = s[hr];
-      }
-    }
+    store_row_sums(bw.poff + pos, s, 1.f, 1.f, wr, nrows);
   }
   if (bw.want_dz) {
     for (int jb = 0; jb <= r && !bw.use_yu; ++jb) {  // the intra-chunk output, unless the forward kept it
@@ -201,15 +190,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
               }
               return v;
             });
-#pragma unroll
-            for (int np = 0; np < BP / 16; ++np) {
-              if (16 * np < npv) {
-                FragB<T> b0, b1;
-                mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDP, 16 * kk, 16 * np);
-                mma::mma(acc[2 * np], a, b0);
-                mma::mma(acc[2 * np + 1], a, b1);
-              }
-            }
+            mma::mma_cols<mma::kKN, BP>(acc, a, Xs, LDP, 16 * kk, npv);
           }
         }
       }
@@ -262,22 +243,12 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
     const int jl = wr + g + 8 * hr;
     const bool ok = jl < nrows && (!has_seq || sid_of(rJ[hr]) == sid_of(rl));
     const float f = ok ? ex2(sdiff(rl, rJ[hr])) : 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][2 * hr] *= f;
-      acc[nt][2 * hr + 1] *= f;
-    }
+    scale_row(acc, hr, f);
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.pq[pos + jl] = s[hr] * rJ[hr].z;
-      }
-    }
+    store_row_sums(bw.pq + pos, s, rJ[0].z, rJ[1].z, wr, nrows);
   }
   for (int ib = r; ib < bw.nbb && ib * BB < len; ++ib) {
     const int i0 = ib * BB, nri = imin(BB, len - i0);
@@ -316,15 +287,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
             }
             return v;
           });
-#pragma unroll
-          for (int np = 0; np < BP / 16; ++np) {
-            if (16 * np < npv) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kKN>(b0, b1, Ds, LDP, 16 * kk, 16 * np);
-              mma::mma(acc[2 * np], a, b0);
-              mma::mma(acc[2 * np + 1], a, b1);
-            }
-          }
+          mma::mma_cols<mma::kKN, BP>(acc, a, Ds, LDP, 16 * kk, npv);
         }
       }
     }
@@ -332,13 +295,7 @@ __device__ __forceinline__ void main_role(const SsdBackwardParams& bp, const Bw&
   {
     float s[2];
     row_dot(acc, Xo, s);
-    if (wact && t4 == 0) {
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int jl = wr + g + 8 * hr;
-        if (jl < nrows) bw.pxdx[pos + jl] = s[hr];
-      }
-    }
+    store_row_sums(bw.pxdx + pos, s, 1.f, 1.f, wr, nrows);
   }
   __syncthreads();  // Sa / Sb, St and cbs are free
   stage(acc);
@@ -410,11 +367,10 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
   const int ntl = x % bw.nnt; x /= bw.nnt;
   const int r = x % bw.nbb; x /= bw.nbb;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int BB = bw.BB, Q = bw.Q, P = bw.P, N = bw.N, H = bw.H;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int r0 = r * BB;
   const int nrows = imin(BB, len - r0);
   if (nrows <= 0) return;
@@ -484,15 +440,7 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
             if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
             else return *reinterpret_cast<const float2*>(cbs + ml * kLDS + kl);
           });
-#pragma unroll
-          for (int np = 0; np < BN / 16; ++np) {
-            if (16 * np < nnv) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kKN>(b0, b1, Vs, LDV, 16 * kk, 16 * np);
-              mma::mma(acc[2 * np], a, b0);
-              mma::mma(acc[2 * np + 1], a, b1);
-            }
-          }
+          mma::mma_cols<mma::kKN, BN>(acc, a, Vs, LDV, 16 * kk, nnv);
         }
       }
     }
@@ -500,6 +448,10 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
   // ---- through the states, over the heads of the slice in order
   if (DB || k > 0 || p.initial_states != nullptr) {
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    // dC: where no row of the block continues the sequence of H_{k-1} (seq_idx never decreases, so
+    // the first row tells), every row's weight is 0; the slab's signed zeros then give the products'
+    // bits that H_{k-1} gave for finite values, without a NaN or infinity of the previous sequence
+    const bool drop = !DB && has_seq && p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + r0] != sid_prev;
     const int hh1 = imin(bw.hpg, (sl + 1) * bw.h3);
     for (int hh = sl * bw.h3; hh < hh1; ++hh) {
       const int h = grp * bw.hpg + hh;
@@ -531,8 +483,15 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
           }
         });
         fill_tile<T>(Vs, LDV, 64, BN, [&](int rr, int c, float f[8]) {
-          if (rr < pcv && c < nnv) ld8(slab, SSD_FLOAT32, (int64_t)(pc + rr) * N + c, imin(8, nnv - c), bw.st4, f);
-          else zero8(f);
+          if (rr < pcv && c < nnv) {
+            ld8(slab, SSD_FLOAT32, (int64_t)(pc + rr) * N + c, imin(8, nnv - c), bw.st4, f);
+            if (drop) {
+#pragma unroll
+              for (int e = 0; e < 8; ++e) f[e] = signed_zero(f[e]);
+            }
+          } else {
+            zero8(f);
+          }
         });
         __syncthreads();
         if (wact) mma_rows<T, BN, mma::kKN>(acc, As, LDA, wr, Vs, LDV, pcv, nnv);
@@ -581,32 +540,44 @@ __device__ __forceinline__ void group_role(const SsdBackwardParams& bp, const Bw
 }
 
 
-template <class T, int BP, int BN>
-struct MainLaunch {
-  static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
-                                                                                   : GroupSmem<T, BN>::kBytes;
-};
-
-template <class T, int BP, int BN>
-__global__ void __launch_bounds__(kThreads, (BP == 64 && sizeof(T) == 2) ? 3 : 2)  // fp32: 113 KB of shared memory, 2 per SM
+// Launch 3 (k_bwd_main): one kernel template over the traits of its roles, any size (MainAnySize) or
+// the fixed shape (MainFixedShape, main_fixed.cuh). Tr::group<DB> is roles b (dC) and c (dB), Tr::main
+// role a; the group roles come first in block order: their blocks are the longer ones (loops over
+// heads), so they should not be the last to start.
+template <class Tr>
+__global__ void __launch_bounds__(kThreads, Tr::kMinBlocks)
 k_bwd_main(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
   extern __shared__ __align__(16) char smem[];
-  // the group roles first: their blocks are the longer ones (loops over heads), so they should not
-  // be the last to start
   int blk = blockIdx.x;
   if (blk < bw.n3b) {
-    group_role<T, BN, false>(bp, bw, blk, smem);
+    Tr::template group<false>(bp, bw, blk, smem);
     return;
   }
   blk -= bw.n3b;
   if (blk < bw.n3b) {
-    group_role<T, BN, true>(bp, bw, blk, smem);
+    Tr::template group<true>(bp, bw, blk, smem);
     return;
   }
-  main_role<T, BP>(bp, bw, blk - bw.n3b, smem);
+  Tr::main(bp, bw, blk - bw.n3b, smem);
 }
+
+// Any size: role a on p-tiles of BP columns, roles b/c on n-tiles of BN. fp32: 113 KB of shared
+// memory, 2 blocks per SM.
+template <class T, int BP, int BN>
+struct MainAnySize {
+  static constexpr int kMinBlocks = (BP == 64 && sizeof(T) == 2) ? 3 : 2;
+  static constexpr int kSmem = MainSmem<T, BP>::kBytes > GroupSmem<T, BN>::kBytes ? MainSmem<T, BP>::kBytes
+                                                                                 : GroupSmem<T, BN>::kBytes;
+  template <bool DB>
+  __device__ static void group(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    group_role<T, BN, DB>(bp, bw, blk, smem);
+  }
+  __device__ static void main(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    main_role<T, BP>(bp, bw, blk, smem);
+  }
+};
 
 }  // namespace
 }}  // namespace ssd::cuda

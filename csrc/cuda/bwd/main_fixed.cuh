@@ -1,4 +1,4 @@
-// The backward's launch 3 for the fixed shapes (k_bwd_main_fixed: MainFixed, GroupFixed).
+// The backward's launch 3 for the fixed shapes (k_bwd_main<MainFixedShape>: MainFixed, GroupFixed).
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -6,7 +6,7 @@ namespace ssd { namespace cuda {
 namespace {
 
 // =============================================================================================
-// Launch 3, fixed path (k_bwd_main_fixed): role a as main_role, specialised for the benchmark shapes
+// Launch 3, fixed path (k_bwd_main<MainFixedShape>): role a as main_role, specialised for the benchmark shapes
 // so that every tile size, trip count and pitch is a compile-time constant: 16-bit x/B/C (T) with
 // dy and z (if any) of the same type, headdim 64 (one p-tile), dstate N in {64, 128}, chunk a
 // multiple of 64 (position blocks of 64), 16-byte vector access to x, dy, z, dx, dz, B, C. seq_idx,
@@ -26,13 +26,13 @@ namespace {
 // (own dY) | T2, T3 (the second K halves; raw z; the streamed x tiles; raw dy / z of the next dY tile;
 // the fp32 staging of dz and dx) | T4, T5 (the first K halves; the streamed dY tile, T4; the dD
 // reduction, T4).
-// Each thread's cp.async chunks of a 64 × 64 tile (cp_tile64<64, 72>: rows tid/8 + 16u, columns
+// Each thread's cp.async chunks of a 64 × 64 tile (cp_tile<64, 72>: rows tid/8 + 16u, columns
 // (tid%8)·8) are the ones it later converts (dy, z → dY), so those conversions need no barrier
 // between the copy's wait and the read; every other reader is behind a __syncthreads.
 // =============================================================================================
 // Launch 3, fixed path: launch 2 left the state slabs H_{k-1} / G_k rounded to T (bw.tslab); the fixed
 // launch 3 copies them by cp.async, 64 columns (n0..n0+63) of the 64 rows at a time, with the
-// thread → chunk map of cp_tile64<64, LD>.
+// thread → chunk map of cp_tile<64, LD>.
 template <class T, int N, int LD>
 __device__ __forceinline__ void cp_slab64(T* dst, const float* slab, int n0) {
   const T* src = reinterpret_cast<const T*>(slab);
@@ -61,12 +61,11 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   int x = blk;
   const int r = x % bw.nbb; x /= bw.nbb;  // one p-tile
   const int h = x % bw.H; x /= bw.H;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int grp = h / bw.hpg;
   const int Q = bw.Q;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int j0 = r * 64;
   const int nrows = imin(64, len - j0);
   const bool want_dD = bp.dD != nullptr;
@@ -103,18 +102,18 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   // raw dy (and z) of position block ib → S0 (S1); one cp.async group is committed by the caller
   auto load_dyz = [&](int ib, T* dst_dy) {
     const int nv = imin(64, len - ib * 64);
-    cp_tile64<64, LDX>(dst_dy, dyg + (int64_t)ib * 64 * dss, dss, nv);
-    if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)ib * 64 * zss, zss, nv);
+    cp_tile<64, LDX>(dst_dy, dyg + (int64_t)ib * 64 * dss, dss, nv);
+    if (has_z) cp_tile<64, LDX>(S1, zg + (int64_t)ib * 64 * zss, zss, nv);
   };
 
   // ---- prologue: own x / dy (/ z) tiles, C rows and H_{k-1} (first K half) by cp.async; dY in place
   const T* Cg = static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + j0) * p.C_seq_stride +
                 (int64_t)grp * p.C_group_stride;
-  cp_tile64<64, LDX>(Xo, xg + (int64_t)j0 * xss, xss, nrows);
-  cp_tile64<64, LDX>(dYo, dyg + (int64_t)j0 * dss, dss, nrows);
-  if (has_z) cp_tile64<64, LDX>(S1, zg + (int64_t)j0 * zss, zss, nrows);
+  cp_tile<64, LDX>(Xo, xg + (int64_t)j0 * xss, xss, nrows);
+  cp_tile<64, LDX>(dYo, dyg + (int64_t)j0 * dss, dss, nrows);
+  if (has_z) cp_tile<64, LDX>(S1, zg + (int64_t)j0 * zss, zss, nrows);
   if (has_prev) {
-    cp_tile64<64, LDX>(T4, Cg, p.C_seq_stride, nrows);
+    cp_tile<64, LDX>(T4, Cg, p.C_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T5, bw.states + bhc * bw.PN, 0);
   }
   cp_async_commit();
@@ -122,7 +121,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   if (has_z) dy_convert<T>(dYo, dYo, S1, true);  // this thread's own chunks
   if (N == 128 && has_prev) {  // second K half into T2 / T3 (own chunks of S1 read above)
     asm volatile("" ::: "memory");
-    cp_tile64<64, LDX>(T2, Cg + 64, p.C_seq_stride, nrows);
+    cp_tile<64, LDX>(T2, Cg + 64, p.C_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T3, bw.states + bhc * bw.PN, 64);
     cp_async_commit();
   }
@@ -152,25 +151,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     s[0] = quad_sum(s[0]);
     s[1] = quad_sum(s[1]);
   };
-  auto store_rows = [&](float* dst, const float s[2], float m0, float m1) {
-    if (t4 == 0) {
-      if (wr + g < nrows) dst[pos + wr + g] = s[0] * m0;
-      if (wr + g + 8 < nrows) dst[pos + wr + g + 8] = s[1] * m1;
-    }
-  };
   // acc += (rows j of Wa) · (rows p of Wb)ᵀ over one K half (64 columns of dstate)
   auto rows_times_state = [&](float (&acc)[NT][4], const T* Wa, const T* Wb) {
 #pragma unroll 2
     for (int kk = 0; kk < 4; ++kk) {
       FragA<T> a;
       mma::ldA<T, mma::kMK>(a, Wa, LDX, wr, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Wb, LDX, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kNK, 64>(acc, a, Wb, LDX, 16 * kk, 64);
     }
   };
   auto stage = [&](const float (&acc)[NT][4]) {
@@ -199,17 +186,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     for (int hr = 0; hr < 2; ++hr) {
       const bool ok = !has_seq || sid_of(rJ[hr]) == sid_prev;
       const float f = ok ? ex2(rJ[hr].x + rJ[hr].y) : 0.f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
-        acc[nt][2 * hr] *= f;
-        acc[nt][2 * hr + 1] *= f;
-      }
+      scale_or_drop_row(acc, hr, ok, f);
     }
   }
   {
     float s[2];
     row_dot(acc, dYo, s);
-    store_rows(bw.poff, s, 1.f, 1.f);
+    store_row_sums(bw.poff + pos, s, 1.f, 1.f, wr, nrows);
   }
   if (bw.want_dz && !bw.use_yu) {
     // Y_j += Σ_{i ≤ j} C_j·B_i d_i exp(s_j − s_i) x_i over the x tiles jb = 0..r (tile r is Xo; the
@@ -217,7 +200,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     __syncthreads();  // S0 / S1 (T2 / T3) free: the second K half's readers are done
     const T* xs0 = xg;
     if (r > 0) {
-      cp_tile64<64, LDX>(S0, xs0, xss, 64);
+      cp_tile<64, LDX>(S0, xs0, xss, 64);
       cp_async_commit();
     }
     const float* cbr = cbgf + (int64_t)(r * (r + 1) / 2) * 4096 + cb_frag_offset(warp, 0, lane);
@@ -225,7 +208,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
       const bool diag = jb == r;
       const T* Xs = diag ? Xo : S0 + (jb & 1) * 64 * LDX;
       if (jb + 1 < r) {  // buffer (jb+1)&1 was released by the barrier ending iteration jb-1
-        cp_tile64<64, LDX>(S0 + ((jb + 1) & 1) * 64 * LDX, xs0 + (int64_t)(jb + 1) * 64 * xss, xss, 64);
+        cp_tile<64, LDX>(S0 + ((jb + 1) & 1) * 64 * LDX, xs0 + (int64_t)(jb + 1) * 64 * xss, xss, 64);
         cp_async_commit();
       }
       float2 cbv[4][4];  // rows wr+g (+8), columns 16kk + 2t4 (+8): index q = hr + 2 c8
@@ -264,13 +247,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
           }
           a.r[q] = mma::pack2<T>(ok0 ? v0 : 0.f, ok1 ? v1 : 0.f);
         }
-#pragma unroll
-        for (int np = 0; np < 4; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDX, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
+        mma::mma_cols<mma::kKN, 64>(acc, a, Xs, LDX, 16 * kk, 64);
       }
       if (!diag) __syncthreads();  // all warps done with buffer jb & 1
     }
@@ -321,7 +298,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   __syncthreads();  // T2..T5 (phase a's C / H, the staging, the x tiles) are free
   const T* Bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride +
                 (int64_t)grp * p.B_group_stride;
-  cp_tile64<64, LDX>(T4, Bg, p.B_seq_stride, nrows);
+  cp_tile<64, LDX>(T4, Bg, p.B_seq_stride, nrows);
   cp_slab64<T, N, LDX>(T5, bw.dstates + bhc * bw.PN, 0);
   cp_async_commit();
   zero_acc(acc);
@@ -335,7 +312,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     __syncthreads();
     rows_times_state(acc, T4, T5);
   } else {
-    cp_tile64<64, LDX>(T2, Bg + 64, p.B_seq_stride, nrows);
+    cp_tile<64, LDX>(T2, Bg + 64, p.B_seq_stride, nrows);
     cp_slab64<T, N, LDX>(T3, bw.dstates + bhc * bw.PN, 64);
     cp_async_commit();
     cp_async_wait<1>();
@@ -349,16 +326,12 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   for (int hr = 0; hr < 2; ++hr) {
     const bool ok = !has_seq || sid_of(rJ[hr]) == sid_of(rl);
     const float f = ok ? ex2(sdiff(rl, rJ[hr])) : 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][2 * hr] *= f;
-      acc[nt][2 * hr + 1] *= f;
-    }
+    scale_row(acc, hr, f);
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    store_rows(bw.pq, s, rJ[0].z, rJ[1].z);
+    store_row_sums(bw.pq + pos, s, rJ[0].z, rJ[1].z, wr, nrows);
   }
   if (N == 128 && r < ilast) {  // raw dy / z of the next block, once every warp is done with T2 / T3
     __syncthreads();
@@ -424,19 +397,13 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
         }
         a.r[q] = mma::pack2<T>(ok0 ? v0 : 0.f, ok1 ? v1 : 0.f);
       }
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kKN>(b0, b1, Ds, LDX, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kKN, 64>(acc, a, Ds, LDX, 16 * kk, 64);
     }
   }
   {
     float s[2];
     row_dot(acc, Xo, s);
-    store_rows(bw.pxdx, s, 1.f, 1.f);
+    store_row_sums(bw.pxdx + pos, s, 1.f, 1.f, wr, nrows);
   }
   // ---- dx = d ⊙ dX̄ + D ⊙ dY, dD partial = Σ_j dY_j ⊙ x_j (dY in fp32, as main_role)
   __syncthreads();  // T2 / T3 (last: raw dy / z) and T4 (Wd) are free
@@ -489,7 +456,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
 }
 
 // Launch 3, roles b (dC) and c (dB), fixed path: group_role for P = 64, BN = N (one n-tile), BB = 64,
-// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main_fixed). The other operand
+// 16-bit inputs with 16-byte vector access (the conditions of k_bwd_main<MainFixedShape>). The other operand
 // rows, the per-head x / dy / z tiles and the state slabs (as T, cp_slab64) come by cp.async
 // (zero-filled past the sequence). The weighted (and gated) head tile, f = (x or dy·silu(z))·sc with
 // the same fp32 expression and single rounding to T as group_role's loaders, is formed in the mma
@@ -534,11 +501,10 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
   const int sl = x % bw.s3; x /= bw.s3;  // one n-tile (nnt = 1)
   const int r = x % bw.nbb; x /= bw.nbb;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int Q = bw.Q, H = bw.H;
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int r0 = r * 64;
   const int nrows = imin(64, len - r0);
   if (nrows <= 0) return;
@@ -603,7 +569,7 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
     if (o0 >= len) break;
     const int nro = imin(64, len - o0);
     __syncthreads();  // previous readers of Vi / cbs are done
-    cp_tile64<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
+    cp_tile<N, LDV>(Vi, vsrc + (int64_t)o0 * vss, vss, nro);
     cp_async_commit();
     {  // dG tile [i][j]: dB (ob, r), read transposed; dC (r, ob). Σ of the s2 slices in order (or
        // slice 0 alone, which launch 2 left summed)
@@ -638,13 +604,7 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
           if constexpr (DB) return make_float2(cbs[kl * kLDS + ml], cbs[(kl + 1) * kLDS + ml]);
           else return *reinterpret_cast<const float2*>(cbs + ml * kLDS + kl);
         });
-#pragma unroll
-        for (int np = 0; np < N / 16; ++np) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kKN>(b0, b1, Vi, LDV, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
+        mma::mma_cols<mma::kKN, N>(acc, a, Vi, LDV, 16 * kk, N);
       }
     }
   }
@@ -654,6 +614,10 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
     issue_slab(hh0, 0);
     cp_async_commit();
     const int sid_prev = (has_seq && k > 0) ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+    // dC: where no row of the block continues the sequence of H_{k-1}, the slab is read with weight 0
+    // only; its signed zeros keep the products' bits and drop a NaN or infinity of the previous
+    // sequence (as in group_role)
+    const bool drop = !DB && has_seq && p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 + r0] != sid_prev;
     for (int hh = hh0; hh < hh1; ++hh) {
       const int st = (hh - hh0) & 1;
       const T* Vs = reinterpret_cast<const T*>(smem + S::oV + st * S::kV);
@@ -664,6 +628,11 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
         issue_slab(hh + 1, st ^ 1);
         issue_rec(hh + 1, st ^ 1);
         cp_async_commit();
+      }
+      if (drop) {  // block-uniform; the sign bits of each pair of 16-bit values
+        uint32_t* vw = reinterpret_cast<uint32_t*>(smem + S::oV + st * S::kV);
+        for (int i = tid; i < S::kV / 4; i += kThreads) vw[i] &= 0x80008000u;
+        __syncthreads();
       }
       // row weights of this lane's rows wr + g (+8) (padding records past len)
       const float4 rl = rs[64];
@@ -747,30 +716,20 @@ __device__ __forceinline__ void group_fixed(const SsdBackwardParams& bp, const B
   }
 }
 
-// Launch 3 with the fixed main role; roles b/c: group_fixed. 4 blocks per SM.
-template <int N>
-constexpr int main_fixed_smem() {
-  return MainFixed::kBytes > GroupFixed<N>::kBytes ? MainFixed::kBytes : GroupFixed<N>::kBytes;
-}
-static_assert(4 * (main_fixed_smem<128>() + 1024) <= 228 * 1024, "4 blocks per SM");
+// Launch 3's fixed shape: headdim 64, dstate N, one n-tile; 4 blocks per SM.
 template <class T, int N>
-__global__ void __launch_bounds__(kThreads, 4)
-k_bwd_main_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  pdl_wait();  // before anything: every launch reads what the ones before it wrote
-  pdl_launch_dependents();
-  extern __shared__ __align__(16) char smem[];
-  int blk = blockIdx.x;
-  if (blk < bw.n3b) {
-    group_fixed<T, N, false>(bp, bw, blk, smem);
-    return;
+struct MainFixedShape {
+  static constexpr int kMinBlocks = 4;
+  static constexpr int kSmem = MainFixed::kBytes > GroupFixed<N>::kBytes ? MainFixed::kBytes : GroupFixed<N>::kBytes;
+  template <bool DB>
+  __device__ static void group(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    group_fixed<T, N, DB>(bp, bw, blk, smem);
   }
-  blk -= bw.n3b;
-  if (blk < bw.n3b) {
-    group_fixed<T, N, true>(bp, bw, blk, smem);
-    return;
+  __device__ static void main(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    main_fixed<T, N>(bp, bw, blk, smem);
   }
-  main_fixed<T, N>(bp, bw, blk - bw.n3b, smem);
-}
+};
+static_assert(4 * (MainFixedShape<bf16, 128>::kSmem + 1024) <= 228 * 1024, "4 blocks per SM");
 
 }  // namespace
 }}  // namespace ssd::cuda

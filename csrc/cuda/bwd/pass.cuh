@@ -1,4 +1,4 @@
-// The backward's launch 2 (k_bwd_pass_dcb, k_bwd_pass_dcb_fixed): state passing forward and back, and dG summed over each group's heads.
+// The backward's launch 2 (k_bwd_pass_dcb over DcbAnySize or DcbFixedShape): state passing forward and back, and dG summed over each group's heads.
 #pragma once
 #include "cuda/bwd/common.cuh"
 
@@ -11,6 +11,8 @@ namespace {
 //   forward:  states[k] ← H_{k-1};  H_k = decay_k H_{k-1} + S_k
 //   reverse:  g = dFinal; for k = c-1..0: dstates[k] ← g (= G_k, after reading dHoff_k there);
 //             partial decay_k ⟨g, H_{k-1}⟩; g ← dHoff_k + decay_k g.   d_initial_states = g.
+//   (where chunk k's last position is in another sequence than chunk k-1's, decay_k is
+//   kDecayReset, and the products with it drop their other operand: decay_fma, decay_mul)
 // =============================================================================================
 __device__ __forceinline__ void ld4(const float* p, int cnt, bool vec, float v[4]) {
   if (vec && cnt == 4) {
@@ -66,7 +68,7 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
       if (k0 + u < nc) {
         st4(S + (int64_t)(k0 + u) * PN, cnt, vec, Hc);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) Hc[q] = fmaf(a[u], Hc[q], cur[u][q]);
+        for (int q = 0; q < 4; ++q) Hc[q] = decay_fma(a[u], Hc[q], cur[u][q]);
       }
     }
   }
@@ -110,8 +112,8 @@ __device__ __forceinline__ void pass_role(const SsdBackwardParams& bp, const Bw&
         }
         if (!ts) st4(Dd + (int64_t)k * PN, cnt, vec, gr);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) gr[q] = fmaf(a[u], gr[q], dh[u][q]);
-        const float v = warp_sum(a[u] * dot);
+        for (int q = 0; q < 4; ++q) gr[q] = decay_fma(a[u], gr[q], dh[u][q]);
+        const float v = warp_sum(decay_mul(a[u], dot));
         if (lane == 0) bw.ppass[(bh * nc + k) * bw.npp + es * 4 + warp] = v;
       }
     }
@@ -134,16 +136,14 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   const int sl = x % bw.s2; x /= bw.s2;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int BB = bw.BB, H = bw.H, hpg = bw.hpg;
   const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
                (int64_t)tri_idx * BB * BB;
@@ -211,15 +211,7 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
           if (16 * kk < pcv) {
             FragA<T> a;
             mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
-#pragma unroll
-            for (int np = 0; np < 4; ++np) {
-              if (16 * np < BB) {
-                FragB<T> b0, b1;
-                mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
-                mma::mma(R[2 * np], a, b0);
-                mma::mma(R[2 * np + 1], a, b1);
-              }
-            }
+            mma::mma_cols<mma::kNK, 64>(R, a, Xs, LD, 16 * kk, BB);
           }
         }
       }
@@ -311,20 +303,31 @@ __device__ __forceinline__ void dcb_role(const SsdBackwardParams& bp, const Bw& 
   }
 }
 
-template <class T>
-__global__ void __launch_bounds__(kThreads, 3)
+// Launch 2 (k_bwd_pass_dcb): one kernel template over the traits of its dG role, any size (DcbAnySize)
+// or the fixed shape (DcbFixedShape, below). Role a (state passing) is pass_role, with its T stores
+// compiled in where the fixed launch 3 reads them (it comes with the fixed launch 2).
+template <class Tr>
+__global__ void __launch_bounds__(kThreads, Tr::kMinBlocks)
 k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  extern __shared__ __align__(16) char smem[];
   pdl_wait();  // before anything: every launch reads what the ones before it wrote
   pdl_launch_dependents();
+  extern __shared__ __align__(16) char smem[];
   const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T, false>(bp, bw, blk);  // the fixed launch 3 comes with the fixed launch 2
-  else dcb_role<T>(bp, bw, blk - bw.n2a, smem);
+  if (blk < bw.n2a) pass_role<typename Tr::T, Tr::kFixed>(bp, bw, blk);
+  else Tr::dcb(bp, bw, blk - bw.n2a, smem);
 }
-
+template <class T_>
+struct DcbAnySize {
+  using T = T_;
+  static constexpr bool kFixed = false;
+  static constexpr int kMinBlocks = 3;
+  __device__ static void dcb(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    dcb_role<T>(bp, bw, blk, smem);
+  }
+};
 
 // =============================================================================================
-// Launch 2, fixed path (k_bwd_pass_dcb_fixed): role b (dcb_role) specialised for the benchmark shapes
+// Launch 2, fixed path (k_bwd_pass_dcb<DcbFixedShape>): role b (dcb_role) specialised for the benchmark shapes
 // under the conditions of fixed_dcb_ok: 16-bit x (T) with dy and z (if any) of the same type, headdim
 // 64, chunk a multiple of 64 (BB = 64), 16-byte vector access to x, dy, z; any dstate, seq_idx, a
 // partial last chunk, z or not. Role a (state passing) is pass_role with its T stores compiled in.
@@ -334,7 +337,7 @@ k_bwd_pass_dcb(const __grid_constant__ SsdBackwardParams bp, const __grid_consta
 //   - per head, the raw dy, z and x tiles and the 2 × 64 position records are loaded by cp.async
 //     (zero-filled past the sequence: no bounds checks inside the tiles), double-buffered: the next
 //     head's copies are in flight while the current head is multiplied and masked;
-//   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile64 chunks
+//   - dY = dy ⊙ silu(z) is formed in place in the dy tile, each thread on its own cp_tile chunks
 //     (so no barrier between its cp.async wait and the conversion, as main_fixed);
 //   - compile-time 64 × 64 tiles and trip counts;
 //   - C·Bᵀ read in fragment order (one float4 per lane and 8 columns), the factored decay (below).
@@ -399,16 +402,14 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
   const int sl = x % bw.s2; x /= bw.s2;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int H = bw.H, hpg = bw.hpg, Q = bw.Q;
   const int hh0 = sl * bw.h2, hh1 = imin(hpg, hh0 + bw.h2);  // this slice's heads (never empty)
-  const int64_t t0 = (int64_t)k * Q;
-  const int len = (int)lmin(Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   float* dgt = bw.dg + sl * bw.dgS + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB +
                (int64_t)tri_idx * BB * BB;
@@ -460,9 +461,9 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
     const DcbSrc& q = *src;
     const int u = hh - hh0;
     char* sm = smem + st * S::kStage;
-    cp_tile64<64, LD>(reinterpret_cast<T*>(sm), reinterpret_cast<const T*>(q.dy + u * q.dyh), q.dss, q.nri);
-    if (has_z) cp_tile64<64, LD>(reinterpret_cast<T*>(smem + S::oZ), reinterpret_cast<const T*>(q.z + u * q.zh), q.zss, q.nri);
-    cp_tile64<64, LD>(reinterpret_cast<T*>(sm + S::oX), reinterpret_cast<const T*>(q.x + u * q.xh), q.xss, q.nrj);
+    cp_tile<64, LD>(reinterpret_cast<T*>(sm), reinterpret_cast<const T*>(q.dy + u * q.dyh), q.dss, q.nri);
+    if (has_z) cp_tile<64, LD>(reinterpret_cast<T*>(smem + S::oZ), reinterpret_cast<const T*>(q.z + u * q.zh), q.zss, q.nri);
+    cp_tile<64, LD>(reinterpret_cast<T*>(sm + S::oX), reinterpret_cast<const T*>(q.x + u * q.xh), q.xss, q.nrj);
     const float4* rh = reinterpret_cast<const float4*>(q.rec + u * q.rech);
     cp16(reinterpret_cast<float4*>(sm + S::oRI) + tid, rh + (tid < 64 ? i0 + tid : j0 + tid - 64), 16);
     cp_async_commit();
@@ -496,13 +497,7 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
     for (int kk = 0; kk < 4; ++kk) {
       FragA<T> a;
       mma::ldA<T, mma::kMK>(a, dYs, LD, wr, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Xs, LD, 16 * kk, 16 * np);
-        mma::mma(R[2 * np], a, b0);
-        mma::mma(R[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kNK, 64>(R, a, Xs, LD, 16 * kk, 64);
     }
     // elementwise: mask and decay, accumulate dG, sums of P (as dcb_role). Below the diagonal block
     // (ib > jb) the decay is factored through s_e, the cumsum at the last position of block jb:
@@ -585,18 +580,17 @@ __device__ __forceinline__ void dcb_fixed(const SsdBackwardParams& bp, const Bw&
   dg_slices_sum(bw, pair, dg0);
 }
 
-// Launch 2 with the fixed dG role (16-bit paths only; the host selects it with fixed_dcb_ok).
-// 4 blocks per SM (127 registers, 51 KB of shared memory).
-template <class T>
-__global__ void __launch_bounds__(kThreads, 4)
-k_bwd_pass_dcb_fixed(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ Bw bw) {
-  pdl_wait();  // before anything: every launch reads what the ones before it wrote
-  pdl_launch_dependents();
-  extern __shared__ __align__(16) char smem[];
-  const int blk = blockIdx.x;
-  if (blk < bw.n2a) pass_role<T, true>(bp, bw, blk);
-  else dcb_fixed<T>(bp, bw, blk - bw.n2a, smem);
-}
+// Launch 2's fixed shape (16-bit paths only; the host selects it with fixed_dcb_ok): 4 blocks per SM
+// (127 registers, 51 KB of shared memory).
+template <class T_>
+struct DcbFixedShape {
+  using T = T_;
+  static constexpr bool kFixed = true;
+  static constexpr int kMinBlocks = 4;
+  __device__ static void dcb(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
+    dcb_fixed<T>(bp, bw, blk, smem);
+  }
+};
 
 }  // namespace
 }}  // namespace ssd::cuda

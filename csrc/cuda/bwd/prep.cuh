@@ -47,7 +47,7 @@ __device__ __forceinline__ void outer_weights(const SsdParams& p, const Bw& bw, 
           const int prev = o.k > 0 ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
           keep = sid_of(rl) == prev;
         }
-        bw.decay[o.bhc] = keep ? ex2(rl.x + rl.y) : 0.f;
+        bw.decay[o.bhc] = keep ? ex2(rl.x + rl.y) : kDecayReset;
       }
     }
     for (int j = tid; j < o.len; j += kThreads) {
@@ -64,9 +64,19 @@ __device__ __forceinline__ void outer_weights(const SsdParams& p, const Bw& bw, 
     }
   }
 }
-// The 64 × BN1 result (warp grid 2 × 2, each 32 × BN1/2) into states (role a) or dstates (role b).
+// Role b: whether no position of the chunk continues the sequence of the state entering it (seq_idx
+// never decreases, so the first position tells). Then every weight is 0 and the chunk's dL/dH_{k-1}
+// is zero: exactly ±0 for finite values, and outer_store keeps those bits but drops a NaN or
+// infinity of the chunk's own sequence, which would otherwise reach the sequence before it.
+__device__ __forceinline__ bool outer_starts_sequence(const SsdParams& p, const OuterTile& o, const float4* rec) {
+  if (!p.seq_idx) return false;
+  const int sid_prev = o.k > 0 ? p.seq_idx[(int64_t)o.b * p.seq_idx_batch_stride + o.t0 - 1] : 0;
+  return sid_of(rec[0]) != sid_prev;
+}
+// The 64 × BN1 result (warp grid 2 × 2, each 32 × BN1/2) into states (role a) or dstates (role b);
+// drop: stores signed_zero of each value (see outer_starts_sequence).
 template <int BN1, bool DY>
-__device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, const float (&acc)[2][BN1 / 16][4]) {
+__device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, const float (&acc)[2][BN1 / 16][4], bool drop) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
   const int wm = warp & 1, wn = warp >> 1;
   const int P = bw.P, N = bw.N, p0 = o.pt * 64, n0 = o.ntl * BN1;
@@ -82,11 +92,16 @@ __device__ __forceinline__ void outer_store(const Bw& bw, const OuterTile& o, co
         const int nc = n0 + wn * (BN1 / 2) + 8 * nt + 2 * t4;
         if (pr < P && nc < N) {
           float* d = out + (int64_t)pr * N + nc;
+          float v0 = acc[mt][nt][2 * hr], v1 = acc[mt][nt][2 * hr + 1];
+          if (drop) {
+            v0 = signed_zero(v0);
+            v1 = signed_zero(v1);
+          }
           if (pair && nc + 1 < N) {
-            *reinterpret_cast<float2*>(d) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
+            *reinterpret_cast<float2*>(d) = make_float2(v0, v1);
           } else {
-            d[0] = acc[mt][nt][2 * hr];
-            if (nc + 1 < N) d[1] = acc[mt][nt][2 * hr + 1];
+            d[0] = v0;
+            if (nc + 1 < N) d[1] = v1;
           }
         }
       }
@@ -150,7 +165,7 @@ __device__ __forceinline__ void outer_role(const SsdBackwardParams& bp, const Bw
     outer_mma<T, BN1, KB>(acc, As, LDA, Vs, LDV, nr, npv, nnv);
   }
 
-  outer_store<BN1, DY>(bw, o, acc);
+  outer_store<BN1, DY>(bw, o, acc, DY && outer_starts_sequence(p, o, rec));
 }
 
 // Launch 1, role c: C·Bᵀ per (b, chunk, group, lower-triangular BB × BB block) into cb (as the
@@ -160,20 +175,18 @@ template <class T>
 __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& bw, int blk, char* smem) {
   constexpr int LD = kLD;
   const SsdParams& p = bp.fwd;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int tid = threadIdx.x, warp = tid >> 5, g = (tid & 31) >> 2, t4 = tid & 3;
   if (bw.dgcnt && tid == 0) bw.dgcnt[blk] = 0;  // (b, c, g, pair): launch 2 counts its slice blocks
   int x = blk;
   int tri = x % bw.ntri; x /= bw.ntri;
   const int grp = x % bw.G; x /= bw.G;
-  const int k = x % bw.nc;
-  const int b = x / bw.nc;
+  const ChunkPos cpos = chunk_pos(x, bw.nc, bw.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int BB = bw.BB;
-  const int64_t t0 = (int64_t)k * bw.Q;
-  const int len = (int)lmin(bw.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   const bool live = i0 < len;
   const int nri = live ? imin(BB, len - i0) : 0, nrj = live ? imin(BB, len - j0) : 0;
@@ -194,8 +207,8 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
     if constexpr (sizeof(T) == 2) cpa = bw.vB && bw.vC && (N == 64 || N == 128);
     if (cpa) {
       for (int n0 = 0; n0 < N; n0 += 64) {
-        cp_tile64<64, LD>(Cs + n0 * 2 * LD, static_cast<const T*>(p.C) + cbase + n0, p.C_seq_stride, nri);
-        cp_tile64<64, LD>(Bs + n0 * 2 * LD, static_cast<const T*>(p.B) + bbase + n0, p.B_seq_stride, nrj);
+        cp_tile<64, LD>(Cs + n0 * 2 * LD, static_cast<const T*>(p.C) + cbase + n0, p.C_seq_stride, nri);
+        cp_tile<64, LD>(Bs + n0 * 2 * LD, static_cast<const T*>(p.B) + bbase + n0, p.B_seq_stride, nrj);
       }
       cp_async_commit();
       cp_async_wait<0>();
@@ -218,38 +231,12 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
         });
         __syncthreads();
       }
-      if (wact) {
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          if (16 * kk < ncv) {
-            FragA<T> a[2];
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kMK>(a[mt], Cs, LD, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-            for (int np = 0; np < 2; ++np) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kNK>(b0, b1, Bs, LD, 16 * kk, 32 * wn + 16 * np);
-#pragma unroll
-              for (int mt = 0; mt < 2; ++mt) {
-                mma::mma(acc[mt][2 * np], a[mt], b0);
-                mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-              }
-            }
-          }
-        }
-      }
+      if (wact) cb_kblock<LD>(acc, Cs, Bs, ncv, wm, wn);
     }
   }
   const int64_t t_off = ((((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri + tri_idx) * 4096;
   if (bw.cbf) {  // the fixed launches' copy in fragment order (BB is 64, every warp is active)
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {  // acc[mt][nt] is the mma C layout, the A fragment's
-        float4* o = reinterpret_cast<float4*>(bw.cbf + t_off + cb_frag_offset(2 * wm + mt, 2 * wn + np, lane));
-        o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
-        o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
-      }
+    cb_store_frag(bw.cbf + t_off, acc, wm, wn);
   }
   if (bw.cbt) {  // the fixed launch 3's transposed copy, in fragment order
     // the transpose goes through shared memory (the C / B tiles' space, 64 × 68 floats)
@@ -276,17 +263,7 @@ __device__ __forceinline__ void cb_role(const SsdBackwardParams& bp, const Bw& b
   }
   if (!wact || !bw.cb) return;  // row-major tiles: only where a generic launch 2 or 3 reads them
   float* out = bw.cb + (((int64_t)b * bw.nc + k) * bw.G + grp) * bw.ntri * BB * BB + (int64_t)tri_idx * BB * BB;
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int r = 32 * wm + 16 * mt + g + 8 * hr;
-        const int c = 32 * wn + 8 * nt + 2 * t4;
-        if (r < BB && c < BB)
-          *reinterpret_cast<float2*>(out + r * BB + c) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
-      }
+  cb_store_rows(out, acc, BB, wm, wn);
 }
 
 
@@ -366,10 +343,10 @@ __device__ __forceinline__ void outer_role_fixed(const SsdBackwardParams& bp, co
   auto issue = [&](int ib) {  // K block ib into stage ib & 1, one commit group
     const int kb = ib * KB, nv = imin(KB, len - kb);
     T* s0 = st + (ib & 1) * stage;
-    cp_tile64<64, LDA, T, KB>(s0, ag + kb * ass, ass, nv);
-    if (DY && zg) cp_tile64<64, LDA, T, KB>(s0 + KB * LDA, zg + kb * zss, zss, nv);
-    if (DY && ug) cp_tile64<64, LDA, T, KB>(s0 + 2 * KB * LDA, ug + kb * uss, uss, nv);
-    cp_tile64<BN1, LDV, T, KB>(s0 + va, vg + kb * vss, vss, nv);
+    cp_tile<64, LDA, KB>(s0, ag + kb * ass, ass, nv);
+    if (DY && zg) cp_tile<64, LDA, KB>(s0 + KB * LDA, zg + kb * zss, zss, nv);
+    if (DY && ug) cp_tile<64, LDA, KB>(s0 + 2 * KB * LDA, ug + kb * uss, uss, nv);
+    cp_tile<BN1, LDV, KB>(s0 + va, vg + kb * vss, vss, nv);
     cp_async_commit();
   };
   issue(0);
@@ -437,7 +414,7 @@ __device__ __forceinline__ void outer_role_fixed(const SsdBackwardParams& bp, co
     __syncthreads();  // every warp is done with stage ib & 1 before iteration ib + 1 refills it
   }
 
-  if (outer) outer_store<BN1, DY>(bw, o, acc);
+  if (outer) outer_store<BN1, DY>(bw, o, acc, DY && outer_starts_sequence(p, o, rec));
 }
 
 // Launch 1: roles a and b (the fixed instance or outer_role), then role c. DZ: see outer_role_fixed.

@@ -11,6 +11,21 @@
 
 namespace ssd { namespace cuda { namespace dev {
 
+// The chunk a block works on: its block index with the inner fields divided out is x = b * nc + k;
+// t0 is the chunk's first position and len its length (short for the last, partial chunk).
+struct ChunkPos {
+  int k, b, len;
+  int64_t t0;
+};
+__device__ __forceinline__ ChunkPos chunk_pos(int x, int nc, int Q, int64_t seqlen) {
+  ChunkPos c;
+  c.k = x % nc;
+  c.b = x / nc;
+  c.t0 = (int64_t)c.k * Q;
+  c.len = (int)lmin(Q, seqlen - c.t0);
+  return c;
+}
+
 // (s_i - s_j) * log2(e) from two position records (hi/lo pairs of the double cumulative sum,
 // stored pre-multiplied by log2(e)); exp(s_i - s_j) = ex2(sdiff(ri, rj)).
 __device__ __forceinline__ float sdiff(const float4& ri, const float4& rj) {
@@ -84,5 +99,38 @@ __device__ __forceinline__ void chunk_prep(const SsdParams& p, int b, int h, int
 
 // The seq_idx value of a position record.
 __device__ __forceinline__ int sid_of(const float4& r) { return __float_as_int(r.w); }
+
+// ---- sequence starts (seq_idx, cu_seqlens) and non-finite values
+// Where a new sequence starts, the state (or adjoint) carried from the previous one is dropped. The
+// kernels wrote that as a product with 0, which is NaN for a NaN or infinite operand: the helpers
+// below give a zero instead, and the same bits as the product with +0 for every finite operand
+// (+0 · v is the zero with v's sign), so no finite result changes.
+
+// The zero with v's sign: +0 · v for every finite v, bit for bit; a zero for NaN or infinite v.
+__device__ __forceinline__ float signed_zero(float v) { return __uint_as_float(__float_as_uint(v) & 0x80000000u); }
+
+// A chunk's decay where the sequence at its last position is not the one at the previous chunk's
+// last position: -0 (ex2 never gives it), so that the state passing tells it from a decay that
+// underflowed to +0 (which multiplies, as the recurrence does).
+constexpr float kDecayReset = -0.0f;
+__device__ __forceinline__ bool decay_is_reset(float decay) { return __float_as_uint(decay) == 0x80000000u; }
+// decay · v, dropping v at a reset (there decay · v was +0 · v)
+__device__ __forceinline__ float decay_mul(float decay, float v) { return decay_is_reset(decay) ? signed_zero(v) : decay * v; }
+// fmaf(decay, h, c), dropping h at a reset (there it was fmaf(+0, h, c) = signed_zero(h) + c exactly)
+__device__ __forceinline__ float decay_fma(float decay, float h, float c) {
+  return decay_is_reset(decay) ? signed_zero(h) + c : fmaf(decay, h, c);
+}
+// A row's value times its factor f where the row continues the sequence it reads from (ok); else the
+// zero that v · 0 gave, without v's NaN.
+__device__ __forceinline__ float scale_or_drop(float v, bool ok, float f) { return ok ? v * f : signed_zero(v); }
+// Row g (hr = 0) or g + 8 (hr = 1) of a warp's accumulator tile (the mma C layout), scale_or_drop.
+template <int NT>
+__device__ __forceinline__ void scale_or_drop_row(float (&acc)[NT][4], int hr, bool ok, float f) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c) {
+    acc[c][2 * hr] = scale_or_drop(acc[c][2 * hr], ok, f);
+    acc[c][2 * hr + 1] = scale_or_drop(acc[c][2 * hr + 1], ok, f);
+  }
+}
 
 }}}  // namespace ssd::cuda::dev

@@ -1,10 +1,14 @@
 // Host-side pieces every CUDA entry shares: size arithmetic, CUDA errors as statuses, the compute path
-// of a block's dtypes, and the per-launch timing that the harnesses read (detail.h).
+// of a block's dtypes, the per-launch timing that the harnesses read (detail.h) and the bookkeeping
+// of a call's launches.
 #pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "cuda/detail.h"
@@ -38,6 +42,24 @@ inline const char* path_name(Path path) {
   }
 }
 
+// run(T()) with T the element type of the path's kernels: __nv_bfloat16, __half, or float (the fp32
+// emulation of the mma).
+template <class Run>
+SsdStatus run_path(Path path, Run run) {
+  switch (path) {
+    case kPathBf16: return run(__nv_bfloat16());
+    case kPathF16: return run(__half());
+    default: return run(float());
+  }
+}
+
+// Lets kernel k take `bytes` of dynamic shared memory; the error names it.
+template <class... Args>
+SsdStatus allow_smem(void (*k)(Args...), size_t bytes, const char* name, std::string* err) {
+  const cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  return e == cudaSuccess ? SSD_OK : cuda_fail(e, ("cudaFuncSetAttribute(" + std::string(name) + ")").c_str(), err);
+}
+
 // CUDA events around each launch of one call, when the harness asks for them (null otherwise).
 struct Timer {
   detail::StageTimes* times = nullptr;
@@ -46,6 +68,48 @@ struct Timer {
   static cudaError_t mark(Timer* tm, int i, cudaStream_t stream) {
     return tm ? cudaEventRecord(tm->ev[i], stream) : cudaSuccess;
   }
+};
+
+// The start of an entry's launches: no stage timed yet, and the workspace present.
+inline SsdStatus begin_launches(const void* workspace, Timer* tm, std::string* err) {
+  if (tm) tm->times->n = 0;
+  if (!workspace) {
+    if (err) *err = "workspace is null";
+    return SSD_ERR_INVALID_ARGUMENT;
+  }
+  return SSD_OK;
+}
+
+// A call's launches in stream order, as stages for a harness's timer: begin() records the event
+// before the first launch, done() checks a launch and records the event after it, so that stage i
+// is launch i. Without a timer nothing is recorded.
+class Stages {
+ public:
+  Stages(cudaStream_t stream, Timer* tm, std::string* err) : stream_(stream), tm_(tm), err_(err) {}
+
+  SsdStatus begin() { return record(); }
+  // `launched`: what the launch returned; `what` names it in the error.
+  SsdStatus done(cudaError_t launched, const char* what) {
+    if (launched != cudaSuccess) return cuda_fail(launched, what, err_);
+    return record();
+  }
+  // The stages' names, in launch order, for the harness.
+  void name(std::initializer_list<const char*> names) {
+    if (!tm_) return;
+    tm_->times->n = 0;
+    for (const char* n : names) tm_->times->name[tm_->times->n++] = n;
+  }
+
+ private:
+  SsdStatus record() {
+    const cudaError_t e = Timer::mark(tm_, next_++, stream_);
+    return e == cudaSuccess ? SSD_OK : cuda_fail(e, "cudaEventRecord", err_);
+  }
+
+  cudaStream_t stream_;
+  Timer* tm_;
+  std::string* err_;
+  int next_ = 0;  // the next event
 };
 
 // Runs impl(&timer) with events around its launches, synchronizes the stream and fills *times.

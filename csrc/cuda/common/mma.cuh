@@ -155,21 +155,18 @@ __device__ __forceinline__ void buildA(FragA<T>& a, F&& f) {
   }
 }
 
-// c += a * b (16x8x16), fp32 accumulate.
-__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));
-}
-__device__ __forceinline__ void mma(float c[4], const FragA<f16>& a, const FragB<f16>& b) {
-  asm(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));
-}
+// c += a * b (16x8x16), fp32 accumulate: one mma.sync per 16-bit type, PTX its PTX type name.
+#define SSD_MMA_16BIT(T, PTX)                                                             \
+  __device__ __forceinline__ void mma(float c[4], const FragA<T>& a, const FragB<T>& b) { \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX ".f32 "                      \
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                         \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \
+        : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));  \
+  }
+SSD_MMA_16BIT(bf16, "bf16")
+SSD_MMA_16BIT(f16, "f16")
+#undef SSD_MMA_16BIT
+// The fp32 path: the same product in fp32 FMAs.
 __device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const FragB<float>& b) {
 #pragma unroll
   for (int k = 0; k < 16; ++k) {
@@ -178,6 +175,41 @@ __device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const Fra
     c[2] = fmaf(a.v[16 + k], b.v[k], c[2]);
     c[3] = fmaf(a.v[16 + k], b.v[16 + k], c[3]);
   }
+}
+
+
+// acc[2np], acc[2np + 1] += a · B (k = k0..k0+15, n = 16np..16np+15) for each 16-column pair np whose
+// first column is below nv; B in shared memory with layout L and pitch ldb. NC: the tile's columns.
+template <int L, int NC, class T>
+__device__ __forceinline__ void mma_cols(float (&acc)[NC / 8][4], const FragA<T>& a, const T* Bs, int ldb, int k0,
+                                         int nv) {
+#pragma unroll
+  for (int np = 0; np < NC / 16; ++np) {
+    if (16 * np < nv) {
+      FragB<T> b0, b1;
+      ldB2<T, L>(b0, b1, Bs, ldb, k0, 16 * np);
+      mma(acc[2 * np], a, b0);
+      mma(acc[2 * np + 1], a, b1);
+    }
+  }
+}
+
+// Row g (hr = 0) or g + 8 (hr = 1) of a warp's accumulator tile (the mma C layout) times f.
+template <int NT>
+__device__ __forceinline__ void scale_row(float (&acc)[NT][4], int hr, float f) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c) {
+    acc[c][2 * hr] *= f;
+    acc[c][2 * hr + 1] *= f;
+  }
+}
+
+template <int NT>
+__device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
+#pragma unroll
+  for (int c = 0; c < NT; ++c)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
 }
 
 }}}  // namespace ssd::cuda::mma

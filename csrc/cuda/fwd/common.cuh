@@ -1,31 +1,13 @@
 // What the forward's kernels share: the launch constants, the derived launch parameters (Dv) and
 // small device helpers. Included by the kernel headers of this folder.
 #pragma once
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <algorithm>
-#include <cstdint>
 #include <cstdio>
-#include <string>
-#include <type_traits>
 
-#include "cuda/common/chunk.cuh"
-#include "cuda/common/device.cuh"
-#include "cuda/common/mma.cuh"
+#include "cuda/common/kernel.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
 
-using namespace dev;
-using mma::bf16;
-using mma::f16;
-using mma::FragA;
-using mma::FragB;
-
-constexpr int kThreads = 128;   // every kernel: 4 warps
-constexpr int kMaxQ = 256;
 // Shared-memory header common to kernels 1 and 3: per-position record float4 {s_hi, s_lo, d, seq}
 // for up to 256 positions, 4 doubles for the block scan, then 256 floats (kernel 1's weights).
 constexpr int kRecBytes = kMaxQ * 16;
@@ -141,12 +123,6 @@ __device__ __forceinline__ void load_tile(T* __restrict__ dst, int ld, int rows,
       d4[1] = make_float4(f[4], f[5], f[6], f[7]);
     }
   }
-}
-
-// One 16-byte cp.async into shared memory (address d); bytes < 16 copies that many and zero-fills the
-// rest (bytes 0: no global read, src only needs to be a valid address).
-__device__ __forceinline__ void cp_async16(uint32_t d, const void* src, int bytes = 16) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
 }
 
 // Asynchronous variant for 16-bit T with 16-byte-aligned rows (vec): cp.async with zero fill

@@ -74,7 +74,7 @@ Layout layout_of(const SsdParams& p) {
   return l;
 }
 
-// The fixed-shape chunk scan (k_chunk_scan_fixed) takes the shapes and layouts below (see the
+// The fixed-shape chunk scan (k_chunk_scan<ScanFixed>) takes the shapes and layouts below (see the
 // conditions above that kernel); every other call runs the any-size scan.
 bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
   return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
@@ -120,17 +120,21 @@ void (*seq_state_kernel(const SsdParams& p, Dv* dv, size_t* smem))(SsdParams, Dv
     default: return nullptr;
   }
 }
+// The fixed scan's instance for headdim P, dstate N (the shapes fixed_scan_ok admits), or null.
+template <class T, int P, int N>
+bool fixed_scan_shape(int p, int n, size_t* smem, void (**k)(SsdParams, Dv)) {
+  if (p != P || n != N) return false;
+  *smem = ScanFixed<T, P, N>::kSmem;
+  *k = k_chunk_scan<ScanFixed<T, P, N>>;
+  return true;
+}
 template <class T>
 void (*fixed_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
-#define SSD_FAST_CASE(PP, NN)                         \
-  if (P == PP && N == NN) {                           \
-    *smem = ScanFixed<PP, NN>::kSmem;                  \
-    return k_chunk_scan_fixed<T, PP, NN>;              \
-  }
-  SSD_FAST_CASE(64, 64) SSD_FAST_CASE(64, 128) SSD_FAST_CASE(64, 256)
-  SSD_FAST_CASE(128, 64) SSD_FAST_CASE(128, 128) SSD_FAST_CASE(128, 256)
-#undef SSD_FAST_CASE
-  return nullptr;
+  void (*k)(SsdParams, Dv) = nullptr;
+  fixed_scan_shape<T, 64, 64>(P, N, smem, &k) || fixed_scan_shape<T, 64, 128>(P, N, smem, &k) ||
+      fixed_scan_shape<T, 64, 256>(P, N, smem, &k) || fixed_scan_shape<T, 128, 64>(P, N, smem, &k) ||
+      fixed_scan_shape<T, 128, 128>(P, N, smem, &k) || fixed_scan_shape<T, 128, 256>(P, N, smem, &k);
+  return k;
 }
 
 // ---- variable length (cu_seqlens) ----------------------------------------------------------------
@@ -304,8 +308,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   void (*k3)(SsdParams, Dv) = nullptr;
   if (BN1 == 64) k1 = k_state_bmm<T, 64>;
   else if constexpr (k16) k1 = k_state_bmm<T, 128>;
-  if (BP == 64) k3 = k_chunk_scan<T, 64>;
-  else if constexpr (k16) k3 = k_chunk_scan<T, 128>;
+  if (BP == 64) k3 = k_chunk_scan<ScanAnySize<T, 64>>;
+  else if constexpr (k16) k3 = k_chunk_scan<ScanAnySize<T, 128>>;
   size_t smem3_launch = smem3;
   int64_t nscan_launch = nscan;
   size_t smem1_launch = smem1;
@@ -337,35 +341,30 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
     if (err) *err = "internal: no kernel instance";
     return SSD_ERR_INTERNAL;
   }
-  cudaError_t e;
-  if ((e = cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1_launch)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_state_bmm)", err);
-  if ((e = cudaFuncSetAttribute(k3, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem3_launch)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_chunk_scan)", err);
-  if (k2 && (e = cudaFuncSetAttribute(k2, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem2)) != cudaSuccess)
-    return cuda_fail(e, "cudaFuncSetAttribute(k_seq_state)", err);
+  SsdStatus st;
+  if ((st = allow_smem(k1, smem1_launch, "k_state_bmm", err)) != SSD_OK) return st;
+  if ((st = allow_smem(k3, smem3_launch, "k_chunk_scan", err)) != SSD_OK) return st;
+  if (k2 && (st = allow_smem(k2, smem2, "k_seq_state", err)) != SSD_OK) return st;
 
-  auto mark = [&](int i) { return Timer::mark(tm, i, stream); };
-  if ((e = mark(0)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  Stages stages(stream, tm, err);
+  if ((st = stages.begin()) != SSD_OK) return st;
   if (n1_launch > INT32_MAX) {
     if (err) *err = "problem too large for one grid";
     return SSD_ERR_UNSUPPORTED;
   }
   k1<<<(unsigned)n1_launch, kThreads, smem1_launch, stream>>>(p, dv);
-  if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_state_bmm", err);
-  if ((e = mark(1)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  if ((st = stages.done(cudaGetLastError(), "launch k_state_bmm")) != SSD_OK) return st;
   // Kernels 2 and 3 start while the one before drains, unless events are recorded between them.
   const bool pdl = !tm && pdl_supported();
   // The sequential pass is an ordinary launch: launched early (programmatic), its long-lived blocks
   // would be placed two to an SM beside the draining first launch while other SMs get none;
   // launched after it, they spread one per SM.
+  cudaError_t e;
   if (seq) e = launch(k2, (unsigned)n2, kSeqThreads, smem2, stream, false, p, dv);
   else e = launch(k_state_pass<T>, (unsigned)npass, 256, 0, stream, pdl, p, dv);
-  if (e != cudaSuccess) return cuda_fail(e, seq ? "launch k_seq_state" : "launch k_state_pass", err);
-  if ((e = mark(2)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
-  if ((e = launch(k3, (unsigned)nscan_launch, kThreads, smem3_launch, stream, pdl, p, dv)) != cudaSuccess)
-    return cuda_fail(e, "launch k_chunk_scan", err);
-  if ((e = mark(3)) != cudaSuccess) return cuda_fail(e, "cudaEventRecord", err);
+  if ((st = stages.done(e, seq ? "launch k_seq_state" : "launch k_state_pass")) != SSD_OK) return st;
+  e = launch(k3, (unsigned)nscan_launch, kThreads, smem3_launch, stream, pdl, p, dv);
+  if ((st = stages.done(e, "launch k_chunk_scan")) != SSD_OK) return st;
   if (p.cu_seqlens && p.varlen_states && p.num_seqs > 0) {
     const int64_t nv = p.num_seqs * p.nheads * cdiv(p.headdim, 32);
     if (nv > INT32_MAX) return SSD_ERR_UNSUPPORTED;
@@ -373,21 +372,16 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
     if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_varlen_states", err);
   }
   if (tm) {
-    tm->times->n = 3;
-    tm->times->name[0] = seq ? "records+CBt" : "state+CBt";
-    tm->times->name[1] = seq ? "seq_state" : "state_pass";
-    tm->times->name[2] = (k16 && fixed_scan_ok(p)) ? "chunk_scan_fixed" : "chunk_scan";
+    stages.name({seq ? "records+CBt" : "state+CBt", seq ? "seq_state" : "state_pass",
+                 (k16 && fixed_scan_ok(p)) ? "chunk_scan_fixed" : "chunk_scan"});
   }
   return SSD_OK;
 }
 
 SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  if (tm) tm->times->n = 0;
-  if (!workspace) {
-    if (err) *err = "workspace is null";
-    return SSD_ERR_INVALID_ARGUMENT;
-  }
+  const SsdStatus st = begin_launches(workspace, tm, err);
+  if (st != SSD_OK) return st;
   SsdParams q = p;
   if (p.cu_seqlens) {
     int32_t* seq = reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + layout_of(p).seq_off);
@@ -397,11 +391,7 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
     q.seq_idx = seq;
     q.seq_idx_batch_stride = p.seqlen;
   }
-  switch (path_of(q)) {
-    case kPathBf16: return run_t<bf16>(q, stream, workspace, err, tm);
-    case kPathF16: return run_t<f16>(q, stream, workspace, err, tm);
-    default: return run_t<float>(q, stream, workspace, err, tm);
-  }
+  return run_path(path_of(q), [&](auto t) { return run_t<decltype(t)>(q, stream, workspace, err, tm); });
 }
 
 }  // namespace

@@ -1,141 +1,89 @@
-// The forward's kernel 3: the chunk scan's outputs, for any size (k_chunk_scan) and for the fixed shapes (k_chunk_scan_fixed).
+// The forward's kernel 3: the chunk scan's outputs y (and y before the gate). One kernel template,
+// k_chunk_scan<Traits>, over two traits: ScanAnySize (every size, dtype mix, layout and seq_idx; the
+// sizes come from the parameters at run time) and ScanFixed (the common shapes, every trip count,
+// tile and pitch a compile-time constant).
 #pragma once
 #include "cuda/fwd/common.cuh"
 
 namespace ssd { namespace cuda {
 namespace {
 
-// ---- kernel 3: chunk scan (outputs) -----------------------------------------------------------
-// Block: 64 rows (positions) of one chunk, p-tile of BP columns, one head. Warp w owns rows
-// 16w..16w+15: acc[BP/8][4] (fp32).
-//   Y_off: A = C_i (stored Cs[i][n], kMK), B = H^T (k = n, n = p; stored Hs[p][n], kNK).
+// Block: 64 rows (positions) of one chunk, kCols columns of headdim, one head. Warp w owns rows
+// 16w..16w+15: acc[kCols/8][4] (fp32).
+//   Y_off: A = C_i (stored Cs[i][n], kMK), B = H^T (k = n, n = p; stored Hs[p][n], kNK), then * exp(s_i).
 //   Y_diag: A = P = CB o exp(s_i - s_j) d_j built in registers (C B^T from the workspace),
 //           B = X_j (k = j, n = p; stored Xs[j][p], kKN).
-template <class T, int BP>
-__global__ void __launch_bounds__(kThreads, sizeof(T) == 2 ? (BP == 64 ? 3 : 2) : 1)
-k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
-  constexpr int NT = BP / 8, LDX = BP + 8;
+
+// Any size: p-tiles of BP columns; x, B, C, z, y of any dtype mix; seq_idx; C B^T blocks of
+// BB = min(Q, 64) rows in row-major order. Shared memory: header (records, block scan), the Cs/Hs
+// region (dv.scan_region bytes, aliased by the fp32 epilogue staging), two X tiles.
+template <class T_, int BP>
+struct ScanAnySize {
+  using T = T_;
+  static constexpr bool kFixed = false;
+  static constexpr int kCols = BP;
+  static constexpr int kMinBlocks = sizeof(T) == 2 ? (BP == 64 ? 3 : 2) : 1;
+  static constexpr int LDX = BP + 8, LDY = BP + 4;
+};
+
+// Fixed shapes: one block covers all P columns, and no bounds checks remain inside the tiles:
+//   16-bit x/B/C (T), y and z (if any) of type T, chunk >= 64 (C B^T blocks are 64x64, stored in
+//   fragment order by kernel 1), headdim P in {64, 128}, dstate N in {64, 128, 256}, no seq_idx, and
+//   16-byte vector access to x, C, z, y (base aligned, strides multiples of 8 elements). The host
+//   selects it (fixed_scan_ok). The entering states come as T (dv.hs16); the position records may
+//   come from the sequential state pass (dv.recs).
+// Partial last chunk: rows >= len are zero-filled by cp.async (src-size 0), have d = 0 in the
+// records (so their P entries are exactly 0) and are never stored.
+template <class T_, int P, int N>
+struct ScanFixed {
+  using T = T_;
+  static constexpr bool kFixed = true;
+  static constexpr int kCols = P, kN = N;
+  static constexpr int kMinBlocks = P == 64 ? 4 : 2;
+  // LDY: P + 8 floats, so that the float2 stores of the accumulators hit each bank twice (P + 4: 4-way)
+  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + 8;
+  static constexpr int kRec = kMaxQ * 16;                 // float4 records of up to 256 positions
+  static constexpr int kCH = (64 + P) * LDC * 2;          // C tile (64 x N) + H tile (P x N), 16-bit
+  static constexpr int kYs = 64 * LDY * 4;                // epilogue staging (fp32), aliases C/H
+  static constexpr int kRegion = (((kCH > kYs) ? kCH : kYs) + 15) & ~15;
+  static constexpr int kXbuf = 64 * LDX * 2;              // one X (or z) tile
+  static constexpr int kSmem = kRec + kRegion + 2 * kXbuf;
+};
+
+// One block's place: batch b, chunk k (first position t0), head h of group grp, rows i0 .. rows_end - 1
+// of the chunk (row block iblk), columns p0 .. p0 + npv - 1 of headdim.
+struct ScanTile {
+  int b, k, h, grp, iblk, i0, rows_end, nrows, p0, npv;
+  int64_t t0;
+};
+
+// The warp's accumulator rows (16 warp + g, + 8) -> the fp32 staging tile Ys (pitch LDY).
+template <int LDY, int NT>
+__device__ __forceinline__ void stage_acc(float* Ys, const float (&acc)[NT][4]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr)
+      *reinterpret_cast<float2*>(Ys + (16 * warp + g + 8 * hr) * LDY + 8 * nt + 2 * t4) =
+          make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+}
+
+// The any-size scan's intra-chunk part and epilogue: j-blocks of BB rows (C B^T row-major, seq_idx
+// masks), X tiles by cp.async when 16-byte aligned, y and z of any dtype through 8-wide accesses.
+template <class Tr, class LoadX>
+__device__ __forceinline__ void scan_intra_any(const SsdParams& p, const Dv& dv, const ScanTile& st,
+                                               float (&acc)[Tr::kCols / 8][4], const float4* rec, const float4 (&rI)[2],
+                                               typename Tr::T* Xs0, float* Ys, LoadX&& load_x, bool use_async) {
+  using T = typename Tr::T;
+  constexpr int BP = Tr::kCols, LDX = Tr::LDX, LDY = Tr::LDY;
   constexpr bool k16 = sizeof(T) == 2;
-  extern __shared__ __align__(16) char smem[];
-  pdl_wait();  // the generic scan reads kernel 1's and 2's outputs from the start
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  int x = blockIdx.x;
-  const int iblk = dv.nib - 1 - x % dv.nib; x /= dv.nib;  // heavy (late) row blocks first
-  const int pt = x % dv.npt3; x /= dv.npt3;
-  const int H = (int)p.nheads;
-  const int h = x % H; x /= H;
-  const int k = x % dv.nc;
-  const int b = x / dv.nc;
-  const int grp = h / dv.hpg;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
-  const int i0 = iblk * 64;
-  if (i0 >= len) return;  // padding only: nothing to write
-  const int rows_end = imin(i0 + 64, len);
-  const int N = (int)p.dstate;
-  const int LDC = dv.n16 + 8;
-
-  float4* rec = reinterpret_cast<float4*>(smem);
-  double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
-  T* Cs = reinterpret_cast<T*>(smem + kHdr);
-  T* Hs = Cs + 64 * LDC;
-  float* Ys = reinterpret_cast<float*>(Cs);  // epilogue staging, aliases Cs/Hs (size: see host)
-  T* Xs0 = reinterpret_cast<T*>(smem + kHdr + dv.scan_region);
-  constexpr int LDY = BP + 4;
-
-  const int p0 = pt * BP;
-  const int npv = imin(BP, (int)p.headdim - p0);
-  const bool has_prev = (k > 0) || (p.initial_states != nullptr);
+  const int b = st.b, h = st.h, k = st.k, grp = st.grp, i0 = st.i0, rows_end = st.rows_end, p0 = st.p0, npv = st.npv;
+  const int64_t t0 = st.t0;
   const int BB = dv.BB, lbb = dv.lbb;
-  const int64_t xbase = (int64_t)b * p.x_batch_stride + t0 * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0;
-  bool use_async = false;
-  if constexpr (k16) use_async = dv.vx;
-  // X tile of j-block jb into buffer jb & 1 (asynchronous when possible).
-  auto load_x = [&](int jb) {
-    T* dst = Xs0 + (jb & 1) * 64 * LDX;
-    const int j0 = jb * BB;
-    if constexpr (k16) {
-      if (use_async) {
-        load_tile_async<T>(dst, LDX, BB, BP, p.x, xbase + (int64_t)j0 * p.x_seq_stride, p.x_seq_stride,
-                           imin(BB, rows_end - j0), npv);
-        cp_async_commit();
-        return;
-      }
-    }
-    load_tile<T, false>(dst, LDX, BB, BP, p.x, p.x_type, xbase + (int64_t)j0 * p.x_seq_stride, p.x_seq_stride,
-                        imin(BB, rows_end - j0), npv, dv.vx, nullptr);
-  };
-  // Prologue: issue every independent load first (X block 0 and C asynchronously, dt, states).
-  load_x(0);
-  const int64_t cbase = (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride;
-  bool c_async = false;
-  if constexpr (k16) {
-    if (has_prev && dv.vC) {
-      load_tile_async<T>(Cs, LDC, 64, dv.n16, p.C, cbase, p.C_seq_stride, rows_end - i0, N);
-      cp_async_commit();
-      c_async = true;
-    }
-  }
-  float dreg[2];
-  int sreg[2];
-  prep_load(p, b, h, t0, len, rows_end, dreg, sreg);
-  if (has_prev) {
-    if (!c_async)
-      load_tile<T, false>(Cs, LDC, 64, dv.n16, p.C, p.C_type, cbase, p.C_seq_stride, rows_end - i0, N, dv.vC, nullptr);
-    load_tile_f32<T>(Hs, LDC, BP, dv.n16,
-                     dv.states + (((int64_t)b * H + h) * dv.nc + k) * dv.PN + (int64_t)p0 * N, N, npv, N,
-                     dv.st4);
-  }
-  prep_scan(p, h, rows_end, dreg, sreg, rec, wsum);
-  if (c_async) cp_async_wait<0>();
-  __syncthreads();
-
-  float acc[NT][4];
-#pragma unroll
-  for (int c = 0; c < NT; ++c)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
-
-  const int wr0 = i0 + 16 * warp;  // chunk-relative first row of this warp
+  const int wr0 = i0 + 16 * warp;
   const bool wact = wr0 < rows_end;
-  float4 rI[2];
-#pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    const int i = wr0 + g + 8 * hr;
-    rI[hr] = (i < rows_end) ? rec[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-  }
-
-  // Output from the entering state.
-  if (has_prev && wact) {
-    for (int kk = 0; kk < dv.n16 / 16; ++kk) {
-      FragA<T> a;
-      mma::ldA<T, mma::kMK>(a, Cs, LDC, 16 * warp, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < BP / 16; ++np) {
-        if (16 * np < npv) {
-          FragB<T> b0, b1;
-          mma::ldB2<T, mma::kNK>(b0, b1, Hs, LDC, 16 * kk, 16 * np);
-          mma::mma(acc[2 * np], a, b0);
-          mma::mma(acc[2 * np + 1], a, b1);
-        }
-      }
-    }
-    int sid_prev = 0;
-    if (p.seq_idx && k > 0) sid_prev = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1];
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const int i = wr0 + g + 8 * hr;
-      const bool ok = i < rows_end && (!p.seq_idx || __float_as_int(rI[hr].w) == sid_prev);
-      const float f = ok ? ex2(rI[hr].x + rI[hr].y) : 0.f;
-#pragma unroll
-      for (int c = 0; c < NT; ++c) {
-        acc[c][2 * hr] *= f;
-        acc[c][2 * hr + 1] *= f;
-      }
-    }
-  }
-
-  // Intra-chunk part.
   const float* cbb = dv.cb + (((int64_t)b * dv.nc + k) * p.ngroups + grp) * dv.cb_per;
   const bool has_seq = p.seq_idx != nullptr;
   auto cb_ptr = [&](int i, int j) -> const float2* {
@@ -224,15 +172,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
               a.v[q + 1] = pel(i, j + 1, c2.y, rI[hr]);
             }
           }
-#pragma unroll
-          for (int np = 0; np < BP / 16; ++np) {
-            if (16 * np < npv) {
-              FragB<T> b0, b1;
-              mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDX, 16 * kk, 16 * np);
-              mma::mma(acc[2 * np], a, b0);
-              mma::mma(acc[2 * np + 1], a, b1);
-            }
-          }
+          mma::mma_cols<mma::kKN, BP>(acc, a, Xs, LDX, 16 * kk, npv);
         }
       }
     }
@@ -241,14 +181,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
 
   // Epilogue: stage the fp32 tile in shared memory, then + D x, gate and store with 8-wide
   // coalesced accesses. Rows past the sequence are never written.
-  if (wact) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr)
-        *reinterpret_cast<float2*>(Ys + (16 * warp + g + 8 * hr) * LDY + 8 * nt + 2 * t4) =
-            make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
-  }
+  if (wact) stage_acc<LDY>(Ys, acc);
   if constexpr (k16) {
     if (z_async) cp_async_wait<0>();
   }
@@ -314,153 +247,18 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   }
 }
 
-// ---- kernel 3, fixed path ----------------------------------------------------------------------
-// Same math and block decomposition as k_chunk_scan (one block = 64 rows of one chunk, one head,
-// all P columns), specialised for the common shapes so that every trip count, tile size and
-// shared-memory pitch is a compile-time constant and no bounds checks remain inside the tiles:
-//   16-bit x/B/C (T), y and z (if any) of type T, chunk >= 64 (C B^T blocks are 64x64),
-//   headdim P in {64, 128}, dstate N in {64, 128, 256}, no seq_idx, and 16-byte vector access
-//   to x, C, z, y (base aligned, strides multiples of 8 elements). The host selects it.
-// Partial last chunk: rows >= len are zero-filled by cp.async (src-size 0), have d = 0 in the
-// records (so their P entries are exactly 0) and are never stored.
-template <int P, int N>
-struct ScanFixed {
-  // LDY: P + 8 floats, so that the float2 stores of the accumulators hit each bank twice (P + 4: 4-way)
-  static constexpr int LDC = N + 8, LDX = P + 8, LDY = P + 8;
-  static constexpr int kRec = kMaxQ * 16;                 // float4 records of up to 256 positions
-  static constexpr int kCH = (64 + P) * LDC * 2;          // C tile (64 x N) + H tile (P x N), 16-bit
-  static constexpr int kYs = 64 * LDY * 4;                // epilogue staging (fp32), aliases C/H
-  static constexpr int kRegion = (((kCH > kYs) ? kCH : kYs) + 15) & ~15;
-  static constexpr int kXbuf = 64 * LDX * 2;              // one X (or z) tile
-  static constexpr int kSmem = kRec + kRegion + 2 * kXbuf;
-};
-
-// 64 rows x COLS (16-bit) of a row-strided global tensor -> shared dst[r*LD + c] by cp.async;
-// rows >= nvalid are zero-filled (no global read). src points at row 0 (must be a valid row).
-template <int COLS, int LD, class T, int NTH = kThreads>
-__device__ __forceinline__ void cp_tile64(T* dst, const T* src, int64_t rs, int nvalid) {
-  constexpr int VPR = COLS / 8;   // 16-byte vectors per row
-  constexpr int RPI = NTH / VPR;  // rows per pass of the block (NTH threads)
-  static_assert(NTH % VPR == 0 && 64 % RPI == 0 && RPI <= 64, "tile shape");
-  const int r0 = threadIdx.x / VPR, c = (threadIdx.x % VPR) * 8;
-  const T* s = src + r0 * rs + c;
-  const int64_t step = RPI * rs;
-  uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst + r0 * LD + c));
-#pragma unroll
-  for (int u = 0; u < 64 / RPI; ++u) {
-    const bool ok = r0 + u * RPI < nvalid;
-    cp_async16(d, ok ? s : src, ok ? 16 : 0);
-    s += step;
-    d += RPI * LD * 2;
-  }
-}
-
-template <class T, int P, int N>
-__global__ void __launch_bounds__(kThreads, P == 64 ? 4 : 2)
-k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
-  using S = ScanFixed<P, N>;
-  constexpr int LDC = S::LDC, LDX = S::LDX, LDY = S::LDY, NT = P / 8;
-  extern __shared__ __align__(16) char smem[];
+// The fixed scan's intra-chunk part and epilogue: 64-row j-blocks (C B^T in fragment order), the
+// off-diagonal decay factored into row and column factors, D x and z from the shared tiles.
+template <class Tr, class LoadX>
+__device__ __forceinline__ void scan_intra_fixed(const SsdParams& p, const Dv& dv, const ScanTile& st,
+                                                 float (&acc)[Tr::kCols / 8][4], const float4* rec,
+                                                 const float4 (&rI)[2], typename Tr::T* Xs0, float* Ys,
+                                                 LoadX&& load_x) {
+  using T = typename Tr::T;
+  constexpr int P = Tr::kCols, LDX = Tr::LDX, LDY = Tr::LDY;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-  int x = blockIdx.x;
-  const int iblk = dv.nib - 1 - x % dv.nib; x /= dv.nib;  // heavy (late) row blocks first
-  const int H = (int)p.nheads;
-  const int h = x % H; x /= H;
-  const int k = x % dv.nc;
-  const int b = x / dv.nc;
-  const int grp = h / dv.hpg;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
-  const int i0 = iblk * 64;
-  if (i0 >= len) return;  // padding only: nothing to write
-  const int nrows = imin(64, len - i0);
-
-  float4* rec = reinterpret_cast<float4*>(smem);
-  T* Cs = reinterpret_cast<T*>(smem + S::kRec);
-  T* Hs = Cs + 64 * LDC;
-  float* Ys = reinterpret_cast<float*>(smem + S::kRec);
-  T* Xb = reinterpret_cast<T*>(smem + S::kRec + S::kRegion);  // [2][64][LDX]
-  // scratch of prep_scan: X buffer 1, untouched until the main loop (after the prologue barrier)
-  double* wsum = reinterpret_cast<double*>(Xb + 64 * LDX);
-
-  const bool has_prev = (k > 0) || (p.initial_states != nullptr);
-  const T* xg = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + t0 * p.x_seq_stride +
-                (int64_t)h * p.x_head_stride;  // row 0 of the chunk
-  const int64_t xss = p.x_seq_stride;
-
-  // ---- prologue: X block 0 and C asynchronously, dt, states through registers
-  cp_tile64<P, LDX>(Xb, xg, xss, imin(64, len));
-  cp_async_commit();
-  if (has_prev) {
-    const T* cg = static_cast<const T*>(p.C) + (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride +
-                  (int64_t)grp * p.C_group_stride;
-    cp_tile64<N, LDC>(Cs, cg, p.C_seq_stride, nrows);
-    cp_async_commit();
-  }
-  float dreg[2];
-  int sreg[2];
-  const float4* recg = dv.recs ? chunk_recs(dv, H, b, h, k) : nullptr;
-  if (!recg) prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
-  pdl_wait();  // the inputs are on their way; from here on kernels 1 and 2's outputs are read
-  if (has_prev) {
-    // H_{k-1} (P x N, already T, written by kernel 2) -> Hs[p][n], in C's cp.async group
-    const T* hg = static_cast<const T*>(dv.hs16) + (((int64_t)b * H + h) * dv.nc + k) * (int64_t)(P * N);
-#pragma unroll
-    for (int r = 0; r < P; r += 64) cp_tile64<N, LDC>(Hs + r * LDC, hg + (int64_t)r * N, N, 64);
-    cp_async_commit();
-  }
-  if (recg) {  // the records of positions 0 .. i0 + 63, written by the sequential state pass
-    for (int j = tid; j < i0 + 64; j += kThreads) {
-      cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(rec + j)), recg + j);
-    }
-    cp_async_commit();
-  } else {
-    prep_scan(p, h, i0 + 64, dreg, sreg, rec, wsum);
-  }
-  cp_async_wait<0>();
-  __syncthreads();
-  // Off-diagonal 64-blocks (j < i0 <= i) factor the decay: exp(s_i - s_j) = exp(s_i - s_e) exp(s_e - s_j),
-  // s_e the cumsum at the end of j's block, so the inner loop multiplies instead of ex2 per element.
-  // The column factor d_j exp(s_e - s_j) (<= d_j when the scan decays) takes the place of the seq
-  // field (unused here) of record j < i0; it is read after the main loop's first barrier. Both
-  // exponents are clamped at 2^126, which only a growing (A > 0 or dt < 0) scan can reach.
-  for (int j = tid; j < i0; j += kThreads) rec[j].w = rec[j].z * ex2(fminf(rec[j | 63].x - rec[j].x, 126.f));
-
-  float acc[NT][4];
-#pragma unroll
-  for (int c = 0; c < NT; ++c)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) acc[c][q] = 0.f;
-
-  float4 rI[2];
-  rI[0] = rec[i0 + 16 * warp + g];
-  rI[1] = rec[i0 + 16 * warp + g + 8];
-
-  // ---- output from the entering state: acc = C_i . H^T, then * exp(s_i)
-  if (has_prev) {
-#pragma unroll 2
-    for (int kk = 0; kk < N / 16; ++kk) {
-      FragA<T> a;
-      mma::ldA<T, mma::kMK>(a, Cs, LDC, 16 * warp, 16 * kk);
-#pragma unroll
-      for (int np = 0; np < P / 16; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kNK>(b0, b1, Hs, LDC, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
-    }
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const float f = ex2(rI[hr].x + rI[hr].y);
-#pragma unroll
-      for (int c = 0; c < NT; ++c) {
-        acc[c][2 * hr] *= f;
-        acc[c][2 * hr + 1] *= f;
-      }
-    }
-  }
-
+  const int b = st.b, h = st.h, k = st.k, grp = st.grp, iblk = st.iblk, i0 = st.i0, nrows = st.nrows;
+  const int64_t t0 = st.t0;
   // ---- intra-chunk part: j-blocks 0..iblk (the last one is the diagonal block)
   // this lane's C B^T values of 64x64 block (iblk, jb): rows 16w+g(+8), cols 16kk+2t4(+8), in fragment
   // order (two float4 per 16-column step kk)
@@ -468,14 +266,10 @@ k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ 
                      (int64_t)(iblk * (iblk + 1) / 2) * 4096 + cb_frag_offset(warp, 0, lane);
   const bool has_z = p.z != nullptr;
   for (int jb = 0; jb <= iblk; ++jb) {
-    const T* Xs = Xb + (jb & 1) * 64 * LDX;
+    const T* Xs = Xs0 + (jb & 1) * 64 * LDX;
     const bool diag = jb == iblk;
     // buffer (jb+1)&1 was released by the barrier ending iteration jb-1
-    if (!diag) {
-      cp_tile64<P, LDX>(Xb + ((jb + 1) & 1) * 64 * LDX, xg + (int64_t)(jb + 1) * 64 * xss, xss,
-                        imin(64, len - (jb + 1) * 64));
-      cp_async_commit();
-    }
+    if (!diag) load_x(jb + 1);
     float2 cbv[4][4];  // index r = hr + 2 c8, as a.r[r]
     ld_cb_frags(cbl + jb * 4096, diag, warp, cbv);
     if (!diag) {
@@ -484,7 +278,7 @@ k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ 
       // last block: the other buffer is free; fetch the gate tile for the epilogue
       const T* zg = static_cast<const T*>(p.z) + (int64_t)b * p.z_batch_stride + (t0 + i0) * p.z_seq_stride +
                     (int64_t)h * p.z_head_stride;
-      cp_tile64<P, LDX>(Xb + ((jb + 1) & 1) * 64 * LDX, zg, p.z_seq_stride, nrows);
+      cp_tile<P, LDX>(Xs0 + ((jb + 1) & 1) * 64 * LDX, zg, p.z_seq_stride, nrows);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -531,28 +325,17 @@ k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ 
           a.r[r] = mma::pack2<T>(v0, v1);
         }
       }
-#pragma unroll
-      for (int np = 0; np < P / 16; ++np) {
-        FragB<T> b0, b1;
-        mma::ldB2<T, mma::kKN>(b0, b1, Xs, LDX, 16 * kk, 16 * np);
-        mma::mma(acc[2 * np], a, b0);
-        mma::mma(acc[2 * np + 1], a, b1);
-      }
+      mma::mma_cols<mma::kKN, P>(acc, a, Xs, LDX, 16 * kk, P);
     }
     __syncthreads();  // all warps done with buffer jb & 1 (and, after jb = 0, with Cs/Hs)
   }
 
   // ---- epilogue: stage fp32 in shared memory, + D x (x from the diagonal X tile), gate, store
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr)
-      *reinterpret_cast<float2*>(Ys + (16 * warp + g + 8 * hr) * LDY + 8 * nt + 2 * t4) =
-          make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
+  stage_acc<LDY>(Ys, acc);
   if (has_z) cp_async_wait<0>();
   __syncthreads();
-  const T* Xl = Xb + (iblk & 1) * 64 * LDX;
-  const T* Zs = Xb + ((iblk + 1) & 1) * 64 * LDX;
+  const T* Xl = Xs0 + (iblk & 1) * 64 * LDX;
+  const T* Zs = Xs0 + ((iblk + 1) & 1) * 64 * LDX;
   const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
   const float dh = (has_D && !dch) ? p.D[h] : 0.f;
   const float* Dc = (has_D && dch) ? p.D + (int64_t)h * P : p.D;  // no arithmetic on a null D
@@ -605,6 +388,183 @@ k_chunk_scan_fixed(const __grid_constant__ SsdParams p, const __grid_constant__ 
       *reinterpret_cast<uint4*>(yg + r * p.y_seq_stride + c) = out;
     }
   }
+}
+
+// The any-size traits' shared memory: the C tile and entering state take dv.n16 columns, the region
+// size comes from the host (dv.scan_region); the fixed traits' are compile-time constants.
+template <class Tr>
+__device__ __forceinline__ int scan_ldc(const Dv& dv) {
+  if constexpr (Tr::kFixed) return Tr::LDC;
+  else return dv.n16 + 8;
+}
+template <class Tr>
+__device__ __forceinline__ int scan_region(const Dv& dv) {
+  if constexpr (Tr::kFixed) return Tr::kRegion;
+  else return dv.scan_region;
+}
+
+template <class Tr>
+__global__ void __launch_bounds__(kThreads, Tr::kMinBlocks)
+k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
+  using T = typename Tr::T;
+  constexpr bool kFixed = Tr::kFixed;
+  constexpr int BP = Tr::kCols, NT = BP / 8, LDX = Tr::LDX;
+  constexpr bool k16 = sizeof(T) == 2;
+  extern __shared__ __align__(16) char smem[];
+  if constexpr (!kFixed) pdl_wait();  // the any-size scan reads kernel 1's and 2's outputs from the start
+  const int tid = threadIdx.x, warp = tid >> 5, g = (tid & 31) >> 2;
+  int x = blockIdx.x;
+  const int iblk = dv.nib - 1 - x % dv.nib; x /= dv.nib;  // heavy (late) row blocks first
+  int pt = 0;                                                // p-tile (the fixed shapes: all of headdim)
+  if constexpr (!kFixed) { pt = x % dv.npt3; x /= dv.npt3; }
+  const int H = (int)p.nheads;
+  const int h = x % H; x /= H;
+  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
+  const int grp = h / dv.hpg;
+  const int i0 = iblk * 64;
+  if (i0 >= len) return;  // padding only: nothing to write
+  const int rows_end = imin(i0 + 64, len);
+  const int nrows = rows_end - i0;
+
+  const int LDC = scan_ldc<Tr>(dv);
+  constexpr int kRegionAt = kFixed ? kMaxQ * 16 : kHdr;  // after the records (and, any size, the header)
+  float4* rec = reinterpret_cast<float4*>(smem);
+  T* Cs = reinterpret_cast<T*>(smem + kRegionAt);
+  T* Hs = Cs + 64 * LDC;
+  float* Ys = reinterpret_cast<float*>(Cs);  // epilogue staging, aliases Cs/Hs
+  T* Xs0 = reinterpret_cast<T*>(smem + kRegionAt + scan_region<Tr>(dv));  // [2][64][LDX]: X (and z) tiles
+  // scratch of prep_scan: the header (any size), or X buffer 1, untouched until the main loop
+  double* wsum = kFixed ? reinterpret_cast<double*>(Xs0 + 64 * LDX) : reinterpret_cast<double*>(smem + kRecBytes);
+
+  const int p0 = pt * BP;
+  const int npv = kFixed ? BP : imin(BP, (int)p.headdim - p0);
+  const bool has_prev = (k > 0) || (p.initial_states != nullptr);
+  const int BB = kFixed ? 64 : dv.BB;
+  const int64_t xss = p.x_seq_stride;
+  const int64_t xbase = (int64_t)b * p.x_batch_stride + t0 * xss + (int64_t)h * p.x_head_stride + p0;
+  bool use_async = kFixed;  // X tiles by cp.async
+  if constexpr (k16 && !kFixed) use_async = dv.vx;
+  // X tile of j-block jb into buffer jb & 1 (asynchronous when possible: the caller waits).
+  auto load_x = [&](int jb) {
+    T* dst = Xs0 + (jb & 1) * 64 * LDX;
+    const int j0 = jb * BB;
+    if constexpr (kFixed) {
+      cp_tile<BP, LDX>(dst, static_cast<const T*>(p.x) + xbase + (int64_t)j0 * xss, xss, imin(64, rows_end - j0));
+      cp_async_commit();
+      return;
+    } else {
+      if constexpr (k16) {
+        if (use_async) {
+          load_tile_async<T>(dst, LDX, BB, BP, p.x, xbase + (int64_t)j0 * xss, xss, imin(BB, rows_end - j0), npv);
+          cp_async_commit();
+          return;
+        }
+      }
+      load_tile<T, false>(dst, LDX, BB, BP, p.x, p.x_type, xbase + (int64_t)j0 * xss, xss, imin(BB, rows_end - j0),
+                          npv, dv.vx, nullptr);
+    }
+  };
+  // Prologue: issue every independent load first (X block 0 and C asynchronously, dt, states).
+  load_x(0);
+  const int64_t cbase = (int64_t)b * p.C_batch_stride + (t0 + i0) * p.C_seq_stride + (int64_t)grp * p.C_group_stride;
+  float dreg[2];
+  int sreg[2];
+  if constexpr (kFixed) {
+    constexpr int N = Tr::kN;
+    if (has_prev) {
+      cp_tile<N, Tr::LDC>(Cs, static_cast<const T*>(p.C) + cbase, p.C_seq_stride, nrows);
+      cp_async_commit();
+    }
+    const float4* recg = dv.recs ? chunk_recs(dv, H, b, h, k) : nullptr;
+    if (!recg) prep_load(p, b, h, t0, len, i0 + 64, dreg, sreg);
+    pdl_wait();  // the inputs are on their way; from here on kernels 1 and 2's outputs are read
+    if (has_prev) {
+      // H_{k-1} (P x N, already T, written by kernel 2) -> Hs[p][n], in C's cp.async group
+      const T* hg = static_cast<const T*>(dv.hs16) + (((int64_t)b * H + h) * dv.nc + k) * (int64_t)(BP * N);
+#pragma unroll
+      for (int r = 0; r < BP; r += 64) cp_tile<N, Tr::LDC>(Hs + r * Tr::LDC, hg + (int64_t)r * N, N, 64);
+      cp_async_commit();
+    }
+    if (recg) {  // the records of positions 0 .. i0 + 63, written by the sequential state pass
+      for (int j = tid; j < i0 + 64; j += kThreads) {
+        cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(rec + j)), recg + j);
+      }
+      cp_async_commit();
+    } else {
+      prep_scan(p, h, i0 + 64, dreg, sreg, rec, wsum);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    // Off-diagonal 64-blocks (j < i0 <= i) factor the decay: exp(s_i - s_j) = exp(s_i - s_e) exp(s_e - s_j),
+    // s_e the cumsum at the end of j's block, so the inner loop multiplies instead of ex2 per element.
+    // The column factor d_j exp(s_e - s_j) (<= d_j when the scan decays) takes the place of the seq
+    // field (unused here) of record j < i0; it is read after the main loop's first barrier. Both
+    // exponents are clamped at 2^126, which only a growing (A > 0 or dt < 0) scan can reach.
+    for (int j = tid; j < i0; j += kThreads) rec[j].w = rec[j].z * ex2(fminf(rec[j | 63].x - rec[j].x, 126.f));
+  } else {
+    const int N = (int)p.dstate;
+    bool c_async = false;
+    if constexpr (k16) {
+      if (has_prev && dv.vC) {
+        load_tile_async<T>(Cs, LDC, 64, dv.n16, p.C, cbase, p.C_seq_stride, nrows, N);
+        cp_async_commit();
+        c_async = true;
+      }
+    }
+    prep_load(p, b, h, t0, len, rows_end, dreg, sreg);
+    if (has_prev) {
+      if (!c_async)
+        load_tile<T, false>(Cs, LDC, 64, dv.n16, p.C, p.C_type, cbase, p.C_seq_stride, nrows, N, dv.vC, nullptr);
+      load_tile_f32<T>(Hs, LDC, BP, dv.n16,
+                       dv.states + (((int64_t)b * H + h) * dv.nc + k) * dv.PN + (int64_t)p0 * N, N, npv, N,
+                       dv.st4);
+    }
+    prep_scan(p, h, rows_end, dreg, sreg, rec, wsum);
+    if (c_async) cp_async_wait<0>();
+    __syncthreads();
+  }
+
+  float acc[NT][4];
+  zero_acc(acc);
+  const int wr0 = i0 + 16 * warp;           // chunk-relative first row of this warp
+  const bool wact = kFixed || wr0 < rows_end;  // (fixed: padding rows compute on d = 0 and are not stored)
+  float4 rI[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int i = wr0 + g + 8 * hr;
+    rI[hr] = (kFixed || i < rows_end) ? rec[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+
+  // Output from the entering state: acc = C_i . H^T, then * exp(s_i) (0 across a seq_idx boundary).
+  if (has_prev && wact) {
+    auto kstep = [&](int kk) {
+      FragA<T> a;
+      mma::ldA<T, mma::kMK>(a, Cs, LDC, 16 * warp, 16 * kk);
+      mma::mma_cols<mma::kNK, BP>(acc, a, Hs, LDC, 16 * kk, npv);
+    };
+    if constexpr (kFixed) {
+#pragma unroll 2
+      for (int kk = 0; kk < Tr::kN / 16; ++kk) kstep(kk);
+    } else {
+      for (int kk = 0; kk < dv.n16 / 16; ++kk) kstep(kk);
+    }
+    int sid_prev = 0;
+    if (!kFixed && p.seq_idx && k > 0) sid_prev = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1];
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      const int i = wr0 + g + 8 * hr;
+      const bool ok = kFixed || (i < rows_end && (!p.seq_idx || __float_as_int(rI[hr].w) == sid_prev));
+      const float f = ok ? ex2(rI[hr].x + rI[hr].y) : 0.f;
+      scale_or_drop_row(acc, hr, ok, f);
+    }
+  }
+
+  // Intra-chunk part, then the epilogue: + D x, gate, store. Rows past the sequence are never written.
+  const ScanTile st{b, k, h, grp, iblk, i0, rows_end, nrows, p0, npv, t0};
+  if constexpr (kFixed) scan_intra_fixed<Tr>(p, dv, st, acc, rec, rI, Xs0, Ys, load_x);
+  else scan_intra_any<Tr>(p, dv, st, acc, rec, rI, Xs0, Ys, load_x, use_async);
 }
 
 }  // namespace

@@ -99,8 +99,8 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
     if (G < NG) {
       const int s = (int)(G % STG);
       const int nv = (int)lmin(64, L - 64 * G);
-      cp_tile64<64, LDX, T, NTH>(Xst(s), xg + 64 * G * xss, xss, nv);
-      cp_tile64<N, LDB, T, NTH>(Bst(s), bg + 64 * G * bss, bss, nv);
+      cp_tile<64, LDX, 64, NTH>(Xst(s), xg + 64 * G * xss, xss, nv);
+      cp_tile<N, LDB, 64, NTH>(Bst(s), bg + 64 * G * bss, bss, nv);
       if (G + 1 < NG) issue_rec(G + 1);
     }
     cp_async_commit();
@@ -155,7 +155,7 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
       const int st = (int)(G % STG);
       cp_async_wait<STG - 2>();  // this thread's copies of block G have landed (its records: a group earlier)
       {
-        // scale the x rows this thread copied (cp_tile64's mapping) by w_j = exp(s_last - s_j) d_j;
+        // scale the x rows this thread copied (cp_tile's mapping) by w_j = exp(s_last - s_j) d_j;
         // rows past the end of the sequence are 0
         constexpr int VPR = 64 / 8, RPI = NTH / VPR;
         const int rr = tid / VPR, cc = (tid % VPR) * 8;

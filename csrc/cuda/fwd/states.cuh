@@ -28,11 +28,10 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
   const int ntl = x % dv.nnt1; x /= dv.nnt1;
   const int H = (int)p.nheads;
   const int h = x % H; x /= H;
-  const int k = x % dv.nc;
-  const int b = x / dv.nc;
+  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int grp = h / dv.hpg;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
 
   float4* rec = reinterpret_cast<float4*>(smem);
   double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
@@ -77,7 +76,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
       const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
       keep = (sid_last == prev);
     }
-    dv.decay[((int64_t)b * H + h) * dv.nc + k] = keep ? ex2(rl.x + rl.y) : 0.f;
+    dv.decay[((int64_t)b * H + h) * dv.nc + k] = keep ? ex2(rl.x + rl.y) : kDecayReset;
   }
   __syncthreads();
 
@@ -149,20 +148,18 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
 template <class T>
 __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int blk, char* smem) {
   constexpr int LD = 72;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  const int warp = threadIdx.x >> 5;
   int x = blk;
   int tri = x % dv.ntri; x /= dv.ntri;
   const int G = (int)p.ngroups;
   const int grp = x % G; x /= G;
-  const int k = x % dv.nc;
-  const int b = x / dv.nc;
+  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const int k = cpos.k, b = cpos.b, len = cpos.len;
+  const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
-  int ib = 0;
-  while (tri > ib) { tri -= ib + 1; ++ib; }
-  const int jb = tri;
+  int ib, jb;
+  tri_block(tri, ib, jb);
   const int BB = dv.BB;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
   const int i0 = ib * BB, j0 = jb * BB;
   if (i0 >= len) return;  // rows past the sequence are never read
   const int nri = imin(BB, len - i0), nrj = imin(BB, len - j0);
@@ -187,52 +184,16 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
                         (int64_t)b * p.B_batch_stride + (t0 + j0) * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n0,
                         p.B_seq_stride, nrj, ncv, dv.vB, nullptr);
     __syncthreads();
-    if (wact) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        if (16 * kk < ncv) {
-          FragA<T> a[2];
-#pragma unroll
-          for (int mt = 0; mt < 2; ++mt) mma::ldA<T, mma::kMK>(a[mt], Cs, LD, 32 * wm + 16 * mt, 16 * kk);
-#pragma unroll
-          for (int np = 0; np < 2; ++np) {
-            FragB<T> b0, b1;
-            mma::ldB2<T, mma::kNK>(b0, b1, Bs, LD, 16 * kk, 32 * wn + 16 * np);
-#pragma unroll
-            for (int mt = 0; mt < 2; ++mt) {
-              mma::mma(acc[mt][2 * np], a[mt], b0);
-              mma::mma(acc[mt][2 * np + 1], a[mt], b1);
-            }
-          }
-        }
-      }
-    }
+    if (wact) cb_kblock<LD>(acc, Cs, Bs, ncv, wm, wn);
     __syncthreads();
   }
   if (!wact) return;
   float* out = dv.cb + (((int64_t)b * dv.nc + k) * G + grp) * dv.cb_per + (int64_t)tri_idx * BB * BB;
   if (dv.cb_frag) {  // BB is 64 (the fixed scan's chunks are multiples of 64); acc[mt][nt] is the mma C layout
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {
-        float4* o = reinterpret_cast<float4*>(out + cb_frag_offset(2 * wm + mt, 2 * wn + np, lane));
-        o[0] = make_float4(acc[mt][2 * np][0], acc[mt][2 * np][1], acc[mt][2 * np][2], acc[mt][2 * np][3]);
-        o[1] = make_float4(acc[mt][2 * np + 1][0], acc[mt][2 * np + 1][1], acc[mt][2 * np + 1][2], acc[mt][2 * np + 1][3]);
-      }
+    cb_store_frag(out, acc, wm, wn);
     return;
   }
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int r = 32 * wm + 16 * mt + g + 8 * hr;
-        const int c = 32 * wn + 8 * nt + 2 * t4;
-        if (r < BB && c < BB)
-          *reinterpret_cast<float2*>(out + r * BB + c) = make_float2(acc[mt][nt][2 * hr], acc[mt][nt][2 * hr + 1]);
-      }
+  cb_store_rows(out, acc, BB, wm, wn);
 }
 
 template <class T, int BN1>
@@ -293,8 +254,8 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       for (int u = 0; u < D; ++u) {
         if (k0 + u < nc) {
           store_entering<T>(dv, S + (int64_t)(k0 + u) * PN, off0 + (int64_t)(k0 + u) * PN, H);
-          H.x = fmaf(a[u], H.x, cur[u].x); H.y = fmaf(a[u], H.y, cur[u].y);
-          H.z = fmaf(a[u], H.z, cur[u].z); H.w = fmaf(a[u], H.w, cur[u].w);
+          H.x = decay_fma(a[u], H.x, cur[u].x); H.y = decay_fma(a[u], H.y, cur[u].y);
+          H.z = decay_fma(a[u], H.z, cur[u].z); H.w = decay_fma(a[u], H.w, cur[u].w);
         }
       }
     }
@@ -310,7 +271,7 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
         if constexpr (sizeof(T) == 2) {
           if (dv.hs16) static_cast<T*>(dv.hs16)[off0 + (int64_t)k * PN + u] = mma::from_float<T>(H);
         }
-        H = fmaf(dec[k], H, cur);
+        H = decay_fma(dec[k], H, cur);
       }
       if (p.final_states) p.final_states[bh * PN + e + u] = H;
     }
