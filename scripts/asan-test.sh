@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The memory tests under AddressSanitizer: builds the CPU addon with -fsanitize=address (cmake-js,
 # -DSSD_SANITIZE=address, no CUDA) into its own folder, then runs the jest files that hand buffers
-# away mid-call and use shared memory (test/memory-policy.test.ts, test/shared-memory.test.ts, and
-# the worker_threads tests) on that build, in one process with gcc's libasan preloaded (Node.js is
-# not built with ASan, so the runtime must come first) and leak detection off (Node.js leaks by
-# design at exit). Fails on a failing test and on any ASan report (each one goes to its own log
+# away mid-call and use shared memory (test/memory-policy.test.ts, test/shared-memory.test.ts, the
+# worker_threads tests) and the C ABI's fuzz of malformed parameter blocks (test/abi-fuzz.test.ts)
+# on that build, in one process with gcc's libasan preloaded (Node.js is not built with ASan, so the
+# runtime must come first) and leak detection off (Node.js leaks by design at exit). Fails on a failing test and on any ASan report (each one goes to its own log
 # file, whose existence fails the run even if the process exit code were to hide it).
 #
 #   bash scripts/asan-test.sh            # build (incremental) and test
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=${SSD_ASAN_BUILD:-build-asan}
 jobs=${SSD_ASAN_JOBS:-1}
-read -r -a tests <<<"${SSD_ASAN_TESTS:-test/memory-policy.test.ts test/shared-memory.test.ts test/worker.test.ts}"
+read -r -a tests <<<"${SSD_ASAN_TESTS:-test/memory-policy.test.ts test/shared-memory.test.ts test/worker.test.ts test/abi-fuzz.test.ts}"
 t0=$SECONDS
 
 libasan=$(gcc -print-file-name=libasan.so)
