@@ -2,7 +2,7 @@
 # Build and run the CUDA forward harness: check (correctness), then bench (G1-G4).
 # Run from the repo root on a GPU machine:  bash bench/cuda/run.sh
 # Env: OUT (folder for logs, optional), BUILD_DIR (default /tmp/ssd-cuda-build),
-#      NVCC_EXTRA (extra nvcc flags, e.g. -DSSD_FAST_SCAN=1), SKIP_CHECK=1 / SKIP_BENCH=1, CHECK_FILTER (substring of case names), BENCH_RUNS (default 100).
+#      NVCC_EXTRA (extra nvcc flags, e.g. -G for device debugging), SKIP_CHECK=1 / SKIP_BENCH=1, CHECK_FILTER (substring of case names), BENCH_RUNS (default 100).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD_DIR=${BUILD_DIR:-/tmp/ssd-cuda-build}
