@@ -26,8 +26,10 @@ export interface RefGrads {
 
 /**
  * The gradients that are sums over positions (dA, dD, dDtBias), summed in magnitude: Σ|term| for
- * each entry. A sum whose terms cancel (|Σ| ≪ Σ|term|) carries the rounding of its terms at that
- * scale, so an error of such a gradient is judged against these (test/fuzz-cases.ts).
+ * each entry, down to the products inside each term (dA's ⟨dH_t, H_{t-1}⟩ and dDtBias's
+ * ⟨dH_t, x_t ⊗ B_t⟩ are sums of p·n products themselves). A sum whose terms cancel (|Σ| ≪ Σ|term|)
+ * carries the rounding of its terms at that scale, so an error of such a gradient is judged against
+ * these (test/fuzz-cases.ts).
  */
 export interface RefAbsSums {
   dA?: Float64Array;
@@ -157,15 +159,23 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         // State update H_t = decay · H_{t-1} + d · x_t ⊗ B_t.
         let dDecay = 0; // ⟨dH_t, H_{t-1}⟩
         let dd = 0; // ⟨dH_t, x_t ⊗ B_t⟩
+        let dDecayAbs = 0; // Σ|products| of both (absSums)
+        let ddAbs = 0;
         for (let i = 0; i < p; i++) {
           const xv = r.x[xBase + i];
           let rowB = 0; // Σ_j dH[i, j] B_j
+          let rowBAbs = 0;
           for (let j = 0; j < n; j++) {
             const gij = dH[i * n + j];
             dDecay += gij * states[prev + i * n + j];
             rowB += gij * r.B[bcBase + j];
+            if (absSums) {
+              dDecayAbs += Math.abs(gij * states[prev + i * n + j]);
+              rowBAbs += Math.abs(gij * r.B[bcBase + j]);
+            }
           }
           dd += rowB * xv;
+          ddAbs += rowBAbs * Math.abs(xv);
           dx[xBase + i] += d * rowB;
         }
         for (let j = 0; j < n; j++) {
@@ -181,21 +191,25 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
         // da = dDecay · decay (zero at a reset, where H_{t-1} belongs to another sequence),
         // dd += A · da and dA += d · da.
         const da = keep ? dDecay * decay : 0;
+        const daAbs = keep ? dDecayAbs * decay : 0;
         dd += A * da;
+        ddAbs += Math.abs(A) * daAbs;
         dA[head] += d * da;
-        if (dAAbs) dAAbs[head] += Math.abs(d * da);
+        if (dAAbs) dAAbs[head] += Math.abs(d) * daAbs;
 
         // d = clamp(sp(u), lo, hi), u = dt + dtBias: the gradient passes where the clamp does not
         // hold d, which includes a NaN v (the clamp returns it), so that a NaN dt gets a NaN ddt.
         const v = preClamp[t];
         let du = 0;
+        let duAbs = 0;
         if (!(v < lo) && !(v > hi)) {
           const u = r.dt[(b * L + t) * h + head] + bias;
           du = dtSoftplus && u <= 20 ? dd * sigmoid(u) : dd;
+          duAbs = dtSoftplus && u <= 20 ? ddAbs * sigmoid(u) : ddAbs;
         }
         ddt[(b * L + t) * h + head] = du;
         if (dDtBias) dDtBias[head] += du;
-        if (dDtBiasAbs) dDtBiasAbs[head] += Math.abs(du);
+        if (dDtBiasAbs) dDtBiasAbs[head] += duAbs;
       }
       if (dInitialStates) dInitialStates.set(dH, stateBase);
     }
