@@ -1,7 +1,7 @@
 /** Shared assertions for tests that compare an implementation with the float64 reference. */
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import type { FloatType, SsdOptions, Tensor } from '../lib/index';
+import { backends, type FloatType, type SsdOptions, type Tensor } from '../lib/index';
 import { CPU_BOUND, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 import { allFinite, l2, relativeL2, roundingError, type ExampleOptions, type RefOutputs } from './reference';
 
@@ -106,4 +106,22 @@ export async function eventLoopTurnsDuring(pending: Promise<unknown>): Promise<n
   setImmediate(spin);
   await pending.finally(() => (settled = true));
   return turns;
+}
+
+/**
+ * The GPU suite's preamble for one test file: whether CUDA is available, `describe` or `describe.skip`
+ * for its GPU tests, and a test that says why they were skipped (`what` names them in that line).
+ */
+export function gpuSuite(what: string): { cuda: ReturnType<typeof backends>['cuda']; gpu: boolean; describeGpu: jest.Describe } {
+  const cuda = backends().cuda;
+  const gpu = cuda.available;
+  test('CUDA availability is reported (GPU tests run only where it is available)', () => {
+    if (!gpu) {
+      console.log(`${what} skipped: CUDA is unavailable here (${cuda.reason})`);
+      expect(cuda.reason.length).toBeGreaterThan(0);
+    } else {
+      expect(cuda.devices).toBeGreaterThan(0);
+    }
+  });
+  return { cuda, gpu, describeGpu: gpu ? describe : describe.skip };
 }

@@ -6,24 +6,13 @@
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
-import { Tensor, backends, cudaEmptyCache, cudaMemoryStats, ssd, ssdSync, SsdError, type SsdOptions } from '../../lib/index';
+import { Tensor, cudaEmptyCache, cudaMemoryStats, ssd, ssdSync, SsdError, type SsdOptions } from '../../lib/index';
 import { native } from '../../lib/native';
 import { CUDA_FORWARD_BF16_ROUNDING_SLACK, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
-import { optionCombinations, sameBits } from '../helpers';
+import { optionCombinations, sameBits, gpuSuite } from '../helpers';
 
-const cuda = backends().cuda;
-const gpu = cuda.available;
-const describeGpu = gpu ? describe : describe.skip;
-
-test('CUDA availability is reported (GPU tests run only where it is available)', () => {
-  if (!gpu) {
-    console.log(`GPU tests skipped: CUDA is unavailable here (${cuda.reason})`);
-    expect(cuda.reason.length).toBeGreaterThan(0);
-  } else {
-    expect(cuda.devices).toBeGreaterThan(0);
-  }
-});
+const { describeGpu } = gpuSuite('GPU tests');
 
 const rng = new Random(424242);
 

@@ -22,21 +22,11 @@ import { roundingError } from '../../lib/examples';
 import { relativeL2 } from '../../lib/reference';
 import { CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { H, HP, L, LEAD, P, S0, largePack, rows, type LargePack } from '../large-pack';
+import { gpuSuite } from '../helpers';
 
 const N = 64;
 const CHUNK = 256;
-const cuda = backends().cuda;
-const gpu = cuda.available;
-const describeGpu = gpu ? describe : describe.skip;
-
-test('CUDA availability is reported (GPU tests run only where it is available)', () => {
-  if (!gpu) {
-    console.log(`GPU tests skipped: CUDA is unavailable here (${cuda.reason})`);
-    expect(cuda.reason.length).toBeGreaterThan(0);
-  } else {
-    expect(cuda.devices).toBeGreaterThan(0);
-  }
-});
+const { describeGpu } = gpuSuite('GPU tests');
 
 /** Rows [t0, t0 + count) of a (1, L, ...) device tensor, copied to the host. */
 async function deviceRows(t: Tensor, t0: number, count: number, inner: number[]): Promise<Tensor> {

@@ -18,7 +18,7 @@
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
-import { backends, type FloatType } from '../../lib/index';
+import type { FloatType } from '../../lib/index';
 import { roundingError } from '../../lib/examples';
 import {
   CUDA_BACKWARD_BF16_BOUND,
@@ -40,19 +40,9 @@ import {
   type NanLayout,
   type Outcome,
 } from '../nonfinite-cases';
+import { gpuSuite } from '../helpers';
 
-const cuda = backends().cuda;
-const gpu = cuda.available;
-const describeGpu = gpu ? describe : describe.skip;
-
-test('CUDA availability is reported (GPU tests run only where it is available)', () => {
-  if (!gpu) {
-    console.log(`GPU tests skipped: CUDA is unavailable here (${cuda.reason})`);
-    expect(cuda.reason.length).toBeGreaterThan(0);
-  } else {
-    expect(cuda.devices).toBeGreaterThan(0);
-  }
-});
+const { describeGpu } = gpuSuite('GPU tests');
 
 const SUMMED = ['dA', 'dDtBias', 'dD'];
 
