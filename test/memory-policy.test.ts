@@ -259,13 +259,14 @@ describe('what the policy leaves alone', () => {
     const yMemory = new WebAssembly.Memory({ initial: pages(expected.y.data.byteLength) });
     const y = new Tensor('float32', new Float32Array(yMemory.buffer, 0, expected.y.size), expected.y.dims);
     const pendingIn = ssd({ ...example, x }, options);
-    const pendingOut = ssd(example, { ...options, out: { y } });
+    // checked from the start: it may reject before pendingIn settles, and must never be left unhandled
+    const outChecked = expectDetached(ssd(example, { ...options, out: { y } }), 'options.out.y');
     xMemory.grow(1);
     yMemory.grow(1);
     expect(x.data.byteLength).toBe(0);
     expect(y.data.byteLength).toBe(0);
     expect(sameBits((await pendingIn).y, expected.y)).toBe(true);
-    await expectDetached(pendingOut, 'options.out.y');
+    await outChecked;
     expect(new Uint8Array(yMemory.buffer, 0, expected.y.data.byteLength).every((b) => b === 0)).toBe(true);
   });
 
@@ -318,14 +319,14 @@ describe('what the policy leaves alone', () => {
     const y = marked(expected.y);
     let settled = false;
     const pendingIn = ssd(inputs, options).finally(() => (settled = true));
-    const pendingOut = ssd(mapTensors(example, copyOf), { ...options, out: { y } });
+    const outChecked = expectDetached(ssd(mapTensors(example, copyOf), { ...options, out: { y } }), 'options.out.y');
     for (const name of Object.keys(inputs)) handAway(TRANSFERS[TRANSFERS.length - 1], inputs[name as keyof SsdInputs]!);
     handAway(TRANSFERS[TRANSFERS.length - 1], y);
     expect(settled).toBe(false);
     const got = await pendingIn;
     expect(sameBits(got.y, expected.y)).toBe(true);
     expect(sameBits(got.finalStates!, expected.finalStates!)).toBe(true);
-    await expectDetached(pendingOut, 'options.out.y');
+    await outChecked;
     await ahead;
   });
 });
