@@ -2,7 +2,7 @@
  * `ssd-kernels bench`'s flags (one table for its parser and its help, lib/cli-args.ts) and their
  * values with the defaults filled in. bench has four modes, told apart by --step and --device:
  *   bench                        the CPU forward (and with --backward the backward) on C1, C2 (lib/cli.ts)
- *   bench --device cuda          the CUDA forward (and backward) on G1–G4 with CUDA events (lib/cli.ts)
+ *   bench --device cuda          the CUDA forward (and backward) on G1–G5 with CUDA events (lib/cli.ts)
  *   bench --step                 the CPU decode step against measured memory bandwidth (lib/cli-step.ts)
  *   bench --step --device cuda   the CUDA step against the copy bandwidth (lib/cli-step.ts)
  * A flag of one mode given in another is a usage error.

@@ -14,10 +14,10 @@
 import { backends, ssdBackwardSync, ssdSync, version, type SsdBackwardOptions, type SsdGrads, type SsdOptions } from './index';
 import { native } from './native';
 import { backwardArgs, backwardInputSlots, devicePointer, forwardArgs, forwardInputSlots, mapBuffers, type GradBuffers } from './native-args';
-import { validate } from './validate';
+import { validate, type SsdInputs } from './validate';
 import { validateBackward } from './validate-backward';
 import { Random, makeExample, type ExampleConfig } from './examples';
-import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
+import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS, packedOffsets, type BenchConfig } from './configs';
 import { Tensor } from './tensor';
 import { Progress, UsageError, helpText, nearest, parseFlags, wantsHelp, type CommandSpec, type ParsedFlags } from './cli-args';
 import { BENCH_COMMAND, benchArgs, type BenchArgs } from './cli-bench';
@@ -77,11 +77,16 @@ export function chunkedFlops(c: ExampleConfig, Q: number): number {
   return c.batch * chunks * (c.ngroups * 2 * Q * Q * c.dstate + c.nheads * (Q * Q * c.headdim + 4 * Q * c.headdim * c.dstate));
 }
 
-/** Bytes that must move at least once: every input read once (bf16 x, z, B, C; fp32 dt, A, D), y written once. */
-export function minimumBytes(c: ExampleConfig, elementBytes: number): number {
+/**
+ * Bytes that must move at least once: every input read once (x, z if gated, B, C of elementBytes;
+ * fp32 dt, A, D, dtBias), y written once, and a packed config's final states (fp32) written once.
+ */
+export function minimumBytes(c: ExampleConfig & Pick<BenchConfig, 'gate' | 'dtBias' | 'packed'>, elementBytes: number): number {
   const xs = c.batch * c.seqlen * c.nheads * c.headdim;
   const bc = c.batch * c.seqlen * c.ngroups * c.dstate;
-  return elementBytes * (3 * xs + 2 * bc) + 4 * (c.batch * c.seqlen * c.nheads + 2 * c.nheads);
+  const states = (c.packed?.length ?? 0) * c.nheads * c.headdim * c.dstate;
+  const perHead = c.dtBias === false ? 2 : 3;
+  return elementBytes * ((c.gate === false ? 2 : 3) * xs + 2 * bc) + 4 * (c.batch * c.seqlen * c.nheads + perHead * c.nheads + states);
 }
 
 /** Fast approximately-normal values (Irwin–Hall of four uniforms) for large benchmark inputs. */
@@ -91,6 +96,8 @@ function fastNormals(rng: Random, count: number, scale = 1, shift = 0): Float32A
   for (let i = 0; i < count; i++) out[i] = shift + scale * k * (rng.uniform() + rng.uniform() + rng.uniform() + rng.uniform() - 2);
   return out;
 }
+
+const G5_NOTE = '48 packed sequences through cuSeqlens with their final states, no z, dt with the bias in it';
 
 async function benchCuda(a: BenchArgs): Promise<number> {
   const { json, runs, progress } = a;
@@ -110,24 +117,29 @@ async function benchCuda(a: BenchArgs): Promise<number> {
     const xs = c.batch * c.seqlen * c.nheads * c.headdim;
     const bc = c.batch * c.seqlen * c.ngroups * c.dstate;
     const A = new Float32Array(c.nheads).map(() => -Math.exp(rng.uniform() * Math.log(16)));
-    const host = {
+    const host: Partial<Record<keyof SsdInputs, Tensor>> = {
       x: Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), [c.batch, c.seqlen, c.nheads, c.headdim]),
-      z: Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), [c.batch, c.seqlen, c.nheads, c.headdim]),
+      z: c.gate === false ? undefined : Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), [c.batch, c.seqlen, c.nheads, c.headdim]),
       B: Tensor.fromFloat32('bfloat16', fastNormals(rng, bc), [c.batch, c.seqlen, c.ngroups, c.dstate]),
       C: Tensor.fromFloat32('bfloat16', fastNormals(rng, bc), [c.batch, c.seqlen, c.ngroups, c.dstate]),
       dt: new Tensor('float32', fastNormals(rng, c.batch * c.seqlen * c.nheads, 1, -4), [c.batch, c.seqlen, c.nheads]),
       A: new Tensor('float32', A, [c.nheads]),
       D: new Tensor('float32', fastNormals(rng, c.nheads), [c.nheads]),
-      dtBias: new Tensor('float32', fastNormals(rng, c.nheads, 0.1), [c.nheads]),
+      dtBias: c.dtBias === false ? undefined : new Tensor('float32', fastNormals(rng, c.nheads, 0.1), [c.nheads]),
+      cuSeqlens: c.packed === undefined ? undefined : new Tensor('int32', packedOffsets(c.packed), [c.packed.length + 1]),
     };
-    const dev = Object.fromEntries(Object.entries(host).map(([k, t]) => [k, t.toDevice(0)])) as Record<keyof typeof host, Tensor>;
-    const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2);
-    const yu = ungated ? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', host.x.dims, 0, xs * 2) : undefined;
-    await Promise.all(Object.values(dev).map((t) => t.ready));
+    const dev = Object.fromEntries(Object.entries(host).filter(([, t]) => t !== undefined).map(([k, t]) => [k, t!.toDevice(0)])) as unknown as SsdInputs<Tensor>;
+    const y = Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', dev.x.dims, 0, xs * 2);
+    // returnUngated needs the gate: configs without z time the forward without it
+    const keepUngated = ungated && dev.z !== undefined;
+    const yu = keepUngated ? Tensor.fromOwnedDeviceMemory(addon.cudaAlloc(0, xs * 2), 'bfloat16', dev.x.dims, 0, xs * 2) : undefined;
+    const statesBytes = (c.packed?.length ?? 0) * c.nheads * c.headdim * c.dstate * 4;
+    const varlenStates = c.packed === undefined ? null : addon.cudaAlloc(0, statesBytes);
+    await Promise.all(Object.values(dev).map((t: Tensor) => t.ready));
     // The same native arguments as ssd() on these device tensors with these options.
-    const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, returnUngated: ungated };
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 256, returnUngated: keepUngated, returnVarlenStates: c.packed !== undefined };
     const { inputs: t, plan } = validate(dev, options);
-    const outputs = { y: y.devicePointer, finalStates: null, varlenStates: null, yUngated: yu?.devicePointer ?? null };
+    const outputs = { y: y.devicePointer, finalStates: null, varlenStates, yUngated: yu?.devicePointer ?? null };
     const forward = forwardArgs(t, plan, mapBuffers(forwardInputSlots(t), devicePointer), outputs);
     progress.report(`${c.name}: timing ${runs} runs`);
     const timed = await addon.cudaTimeForward(forward, 0, 10, runs);
@@ -150,10 +162,11 @@ async function benchCuda(a: BenchArgs): Promise<number> {
         owned.push(ptr);
         return ptr;
       };
-      const dy = Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), host.x.dims).toDevice(0);
+      const dy = Tensor.fromFloat32('bfloat16', fastNormals(rng, xs), dev.x.dims).toDevice(0);
       await dy.ready;
-      // The native arguments of ssdBackward() on these tensors, with the forward's yUngated when it wrote one.
-      const call = validateBackward(dev, { dy }, { ...options, yUngated: yu });
+      // The native arguments of ssdBackward() on these tensors, with the forward's yUngated when it
+      // wrote one (a packed config's final states get no gradient: Triton's backward refuses them)
+      const call = validateBackward(dev, { dy }, { dtSoftplus: true, chunkSize: 256, yUngated: yu });
       const grads: GradBuffers<bigint> = {};
       for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2));
       const bwd = await addon.cudaTimeBackward(
@@ -172,12 +185,13 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       for (const ptr of owned) addon.cudaRelease(0, ptr);
     }
     for (const t of [...Object.values(dev), y, ...(yu ? [yu] : [])]) t.dispose();
+    if (varlenStates !== null) addon.cudaRelease(0, varlenStates);
   }
   progress.done();
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, ungated, rows }, null, 2));
   } else {
-    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256; CUDA events, 10 warm-ups, median of ${runs}${ungated ? '; the forward writes yUngated, the backward reads it' : ''}`);
+    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256 (G5: ${G5_NOTE}); CUDA events, 10 warm-ups, median of ${runs}${ungated ? '; the forward writes yUngated, the backward reads it' : ''}`);
     console.log('config  median ms  min ms    TFLOP/s  GB/s   floor ms  x floor  extra MiB');
     for (const r of rows) {
       console.log(`${String(r.config).padEnd(8)}${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.tflops).padStart(8)}  ${String(r.gbps).padStart(5)}  ${String(r.floorMs).padStart(8)}  ${String(r.ratioToFloor).padStart(7)}  ${String(r.extraMiB).padStart(9)}`);

@@ -6,6 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { minimumBytes } from '../lib/cli';
+import { GPU_BENCH_CONFIGS, packedOffsets } from '../lib/configs';
 
 const cli = path.join(__dirname, '..', 'dist', 'lib', 'cli.js');
 
@@ -65,6 +67,18 @@ describe('ssd-kernels CLI', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/PASS {2}cpu/);
     expect(r.stdout).toMatch(/all checks passed/);
+  });
+
+  test("G5 packs the Triton peer's 48 sequences (53,000 tokens) without z or dtBias, and its floor counts the final states", () => {
+    const g5 = GPU_BENCH_CONFIGS.find((c) => c.name === 'G5')!;
+    const cu = packedOffsets(g5.packed!);
+    expect([cu.length, cu[0], cu[1], cu[48], g5.seqlen, g5.batch]).toEqual([49, 0, 1339, 53000, 53000, 1]);
+    expect(g5.packed!.every((n) => n >= 64 && n <= 2048)).toBe(true);
+    expect([g5.gate, g5.dtBias]).toEqual([false, false]);
+    const tokens = 53000 * 32 * 64;
+    expect(minimumBytes(g5, 2)).toBe(2 * (2 * tokens + 2 * 53000 * 128) + 4 * (53000 * 32 + 2 * 32 + 48 * 32 * 64 * 128));
+    const g1 = GPU_BENCH_CONFIGS[0];
+    expect(minimumBytes(g1, 2)).toBe(2 * (3 * 4 * 4096 * 32 * 64 + 2 * 4 * 4096 * 128) + 4 * (4 * 4096 * 32 + 3 * 32));
   });
 
   test('an unknown command prints usage and exits 2', () => {
