@@ -121,7 +121,36 @@ static bool run_selftests() {
 // =============================================================================================
 struct Case : CaseBase {
   SsdDtype yt = SSD_BFLOAT16;
+  // packed sequences (cu_seqlens, batch 1, varlen states): 0 none; k > 0: k sequences of random
+  // lengths (some empty, some shorter than Q, some exact multiples of Q); -k: k sequences of Q + 1
+  int cu = 0;
 };
+
+// The cu_seqlens offsets of case c (L positions), drawn from their own seed.
+static std::vector<int32_t> packed_offsets(const Case& c, uint64_t seed) {
+  const int n = c.cu < 0 ? -c.cu : c.cu;
+  std::vector<int32_t> cu(n + 1, 0);
+  if (c.cu < 0) {
+    for (int s = 0; s < n; ++s) cu[s + 1] = std::min(c.L, cu[s] + c.Q + 1);
+    cu[n] = c.L;
+    return cu;
+  }
+  std::mt19937_64 rng(seed * 7919 + 5);
+  std::vector<int32_t> cuts(n - 1);
+  for (int s = 0; s + 1 < n; ++s) {
+    const uint64_t r = rng();
+    switch (r % 4) {
+      case 0: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;               // anywhere
+      case 1: cuts[s] = (int32_t)(((r >> 8) % (c.L / c.Q + 1)) * c.Q); break;  // on a chunk edge
+      default: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;
+    }
+  }
+  std::sort(cuts.begin(), cuts.end());
+  if (n > 2) cuts[1] = cuts[0];  // an empty sequence
+  for (int s = 0; s + 1 < n; ++s) cu[s + 1] = cuts[s];
+  cu[n] = c.L;
+  return cu;
+}
 
 // One case: its inputs, then in run() its outputs, two runs of the forward and the comparison with
 // the float64 recurrence.
@@ -134,18 +163,30 @@ struct CaseRun : CaseInputs {
 static bool run_case(const Case& c, uint64_t seed) { return CaseRun(c, seed).run(); }
 
 bool CaseRun::run() {
-  Tensor Y, YU, fin;
+  Tensor Y, YU, fin, CU, VS;
   const bool has_yu = c.z && c.yu >= 0;
   const SsdDtype yut = has_yu ? (SsdDtype)c.yu : SSD_FLOAT32;
   YU.alloc_poisoned(yut, has_yu ? xel : 0);
   Y.alloc_poisoned(c.yt, xel);
   fin.alloc_poisoned(SSD_FLOAT32, sel);
+  const std::vector<int32_t> cuo = c.cu ? packed_offsets(c, (uint64_t)c.L * 31 + c.Q) : std::vector<int32_t>{};
+  const int nseq = c.cu ? (int)cuo.size() - 1 : 0;
+  CU.alloc(cuo.size() * 4);
+  if (c.cu) memcpy(CU.h.data(), cuo.data(), cuo.size() * 4);
+  CU.upload();
+  const size_t vsel = (size_t)nseq * H * P * N;
+  VS.alloc_poisoned(SSD_FLOAT32, vsel);
 
   SsdParams prm;
   memset(&prm, 0, sizeof(prm));
   set_inputs(c, &prm);
   prm.y = Y.d; prm.y_type = c.yt; prm.y_batch_stride = xbs; prm.y_seq_stride = xss; prm.y_head_stride = xhs;
   prm.final_states = c.fin ? static_cast<float*>(fin.d) : nullptr;
+  if (c.cu) {
+    prm.cu_seqlens = static_cast<const int32_t*>(CU.d);
+    prm.num_seqs = nseq;
+    prm.varlen_states = static_cast<float*>(VS.d);
+  }
   if (has_yu) {
     prm.y_ungated = YU.d; prm.y_ungated_type = yut;
     prm.y_ungated_batch_stride = xbs; prm.y_ungated_seq_stride = xss; prm.y_ungated_head_stride = xhs;
@@ -159,12 +200,13 @@ bool CaseRun::run() {
   const size_t wsb = ssd::cuda::forward_workspace_bytes(prm);
   void* ws = nullptr;
   CK(cudaMalloc(&ws, std::max<size_t>(wsb, 16)));
-  std::vector<char> y1, y2, f1, f2, u1, u2;
+  std::vector<char> y1, y2, f1, f2, u1, u2, v1, v2;
   bool ok = true;
   for (int run = 0; run < 2; ++run) {
     Y.upload();
     if (has_yu) YU.upload();
     fin.upload();
+    VS.upload();
     CK(cudaMemset(ws, 0xff, std::max<size_t>(wsb, 16)));  // garbage (NaN) workspace
     SsdStatus st = ssd::cuda::forward(prm, nullptr, ws, &err);
     if (st != SSD_OK) {
@@ -180,13 +222,19 @@ bool CaseRun::run() {
     Y.download(run ? y2 : y1);
     if (has_yu) YU.download(run ? u2 : u1);
     fin.download(run ? f2 : f1);
+    VS.download(run ? v2 : v1);
   }
   cudaFree(ws);
-  const bool det = (y1 == y2) && (f1 == f2) && (u1 == u2);
+  const bool det = (y1 == y2) && (f1 == f2) && (u1 == u2) && (v1 == v2);
 
   // float64 token recurrence
-  std::vector<double> yref(x.size()), uref(x.size()), fref(h0.size());
+  std::vector<double> yref(x.size()), uref(x.size()), fref(h0.size()), vref(vsel, 0.0);
   std::vector<double> Hs((size_t)P * N);
+  // the sequence of each position: seq_idx, or with cu_seqlens the packed sequence that holds it
+  std::vector<int> sid_of((size_t)b * L, 0);
+  for (size_t i = 0; i < sid_of.size(); ++i) sid_of[i] = c.seq ? sq[i] : 0;
+  for (int s = 0; s < nseq; ++s)
+    for (int t = cuo[s]; t < cuo[s + 1]; ++t) sid_of[t] = s;
   for (int bb = 0; bb < b; ++bb)
     for (int hh = 0; hh < H; ++hh) {
       const int gg = hh / (H / G);
@@ -196,8 +244,8 @@ bool CaseRun::run() {
         double u = dt[((size_t)bb * L + t) * H + hh] + bs[hh];
         if (c.softplus) u = softplus_d(u);
         const double d = std::min(std::max(u, (double)c.lo), (double)c.hi);
-        const int sid = c.seq ? sq[(size_t)bb * L + t] : 0;
-        const bool keep = !c.seq || sid == prev;
+        const int sid = sid_of[(size_t)bb * L + t];
+        const bool keep = sid == prev;
         prev = sid;
         const double dec = keep ? std::exp(d * A[hh]) : 0.0;
         const double* xr = &x[(((size_t)bb * L + t) * H + hh) * P];
@@ -219,6 +267,8 @@ bool CaseRun::run() {
           }
           yref[(((size_t)bb * L + t) * H + hh) * P + pp] = acc;
         }
+        if (c.cu && t + 1 == cuo[sid + 1])  // the sequence's last position: its varlen state
+          for (size_t i = 0; i < Hs.size(); ++i) vref[((size_t)sid * H + hh) * P * N + i] = Hs[i];
       }
       for (size_t i = 0; i < Hs.size(); ++i) fref[((size_t)bb * H + hh) * P * N + i] = Hs[i];
     }
@@ -268,19 +318,32 @@ bool CaseRun::run() {
     }
     ferr = std::sqrt(fe / std::max(fr, 1e-300));
   }
+  double verr = 0;
+  if (c.cu) {
+    double ve = 0, vr = 0;
+    for (size_t i = 0; i < vref.size(); ++i) {
+      const double v = get(v1.data(), SSD_FLOAT32, i);
+      if (!std::isfinite(v)) { ++fnonfinite; continue; }
+      ve += (v - vref[i]) * (v - vref[i]);
+      vr += vref[i] * vref[i];
+    }
+    verr = std::sqrt(ve / std::max(vr, 1e-300));
+  }
   const char* path = ssd::cuda::detail::compute_path(prm);
   const bool p16 = path[0] != 'f' || path[1] != '3';  // bf16-mma or f16-mma
   const double ybound = (p16 || c.yt != SSD_FLOAT32) ? 5e-3 : 1e-5;
   const double fbound = p16 ? 5e-3 : 1e-5;
   const double ubound = (p16 || yut != SSD_FLOAT32) ? 5e-3 : 1e-5;
   ok = det && nonfinite == 0 && clobbered == 0 && fnonfinite == 0 && yerr <= ybound && (!c.fin || ferr <= fbound) &&
-       (!has_yu || cu.err <= ubound);
+       (!has_yu || cu.err <= ubound) && (!c.cu || verr <= fbound);
   printf("%s %-34s %-8s %-7s y_relL2=%.2e (<=%.0e) maxabs=%.2e fin_relL2=%s%s nonfinite=%zu/%zu clobbered=%zu det=%s ws=%.2fMiB\n",
          ok ? "PASS" : "FAIL", c.name.c_str(), path, ssd::cuda::detail::scan_kernel(prm), yerr, ybound, maxabs,
          c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-",
-         has_yu ? (" yu_relL2=" + std::to_string(cu.err).substr(0, 10)).c_str() : "", nonfinite, fnonfinite, clobbered,
-         det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
-  printf("     bits %08x (y, y_ungated, final states)\n", fnv1a({&y1, &u1, &f1}));
+         (has_yu ? " yu_relL2=" + std::to_string(cu.err).substr(0, 10) : std::string()).append(
+             c.cu ? " varlen_relL2=" + std::to_string(verr).substr(0, 10) : std::string()).c_str(),
+         nonfinite, fnonfinite, clobbered, det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
+  if (c.cu) printf("     bits %08x (y, y_ungated, final states, varlen states)\n", fnv1a({&y1, &u1, &f1, &v1}));
+  else printf("     bits %08x (y, y_ungated, final states)\n", fnv1a({&y1, &u1, &f1}));
   fflush(stdout);
   return ok;
 }
@@ -402,6 +465,17 @@ static std::vector<Case> make_cases() {
   }
   add("yu f32, y bf16 (fixed shape)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("yu f16 Dch pad8", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 8; c.L = 150; c.init = true; });
+  // packed sequences (cu_seqlens): each sequence chunked from its own start, on every path
+  add("cu 7 seqs Q=64 (fixed)", [](Case& c) { c.cu = 7; c.L = 400; c.h = 4; c.g = 2; });
+  add("cu 5 seqs Q=256 n=128 (fixed)", [](Case& c) { c.cu = 5; c.Q = 256; c.L = 900; c.n = 128; c.Dmode = 2; });
+  add("cu 3 seqs of Q+1 Q=128 p=128 yu", [](Case& c) { c.cu = -3; c.Q = 128; c.L = 3 * 129; c.p = 128; c.n = 128; c.yu = c.yt; });
+  add("cu 1 seq Q=64", [](Case& c) { c.cu = 1; c.L = 150; });
+  add("cu 9 seqs L=20 Q=64", [](Case& c) { c.cu = 9; c.L = 20; });
+  add("cu seq pass h=32 Q=64 n=128 6 seqs", [](Case& c) { c.cu = 6; c.h = 32; c.g = 2; c.Q = 64; c.L = 333; c.n = 128; });
+  add("cu seq pass h=16 p=128 Q=256 n=64 f16 4 seqs", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.cu = 4; c.h = 16; c.p = 128; c.Q = 256; c.n = 64; c.L = 700; c.z = false; });
+  add("cu no final p=17 n=5 Q=16 (generic)", [](Case& c) { c.cu = 6; c.p = 17; c.n = 5; c.Q = 16; c.L = 77; c.fin = false; });
+  add("cu f32 Q=32 (generic) yu", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT32; c.cu = 5; c.Q = 32; c.L = 150; c.Dmode = 2; c.yu = c.yt; });
+  add("cu pad 8 Q=64 clamp", [](Case& c) { c.cu = 4; c.pad = 8; c.L = 200; c.lo = 0.01f; c.hi = 0.05f; });
   return v;
 }
 

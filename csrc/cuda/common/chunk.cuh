@@ -12,10 +12,12 @@
 namespace ssd { namespace cuda { namespace dev {
 
 // The chunk a block works on: its block index with the inner fields divided out is x = b * nc + k;
-// t0 is the chunk's first position and len its length (short for the last, partial chunk).
+// t0 is the chunk's first position and len its length (short for the last, partial chunk); first:
+// no state enters it from an earlier chunk of its row or sequence.
 struct ChunkPos {
   int k, b, len;
   int64_t t0;
+  bool first;
 };
 __device__ __forceinline__ ChunkPos chunk_pos(int x, int nc, int Q, int64_t seqlen) {
   ChunkPos c;
@@ -23,6 +25,7 @@ __device__ __forceinline__ ChunkPos chunk_pos(int x, int nc, int Q, int64_t seql
   c.b = x / nc;
   c.t0 = (int64_t)c.k * Q;
   c.len = (int)lmin(Q, seqlen - c.t0);
+  c.first = c.k == 0;
   return c;
 }
 

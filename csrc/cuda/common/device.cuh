@@ -19,6 +19,7 @@ using mma::f16;
 
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+__device__ __forceinline__ int64_t lmax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // Fragment order of a 64 × 64 fp32 tile (the forward's C·Bᵀ for its fixed scan, the backward's copies
 // for its fixed launches): 16 × 16 sub-tile (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that

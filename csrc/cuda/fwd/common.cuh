@@ -13,8 +13,15 @@ namespace {
 constexpr int kRecBytes = kMaxQ * 16;
 constexpr int kHdr = kRecBytes + 64 + kMaxQ * 4;  // 5184, a multiple of 16
 
+// The forward's chunks: batch row b's chunk k covers positions [kQ, kQ + Q). With cu_seqlens each
+// packed sequence is chunked from its own start instead (a chunk never holds two sequences), and the
+// row's chunk slots k are the sequences' chunks in order: nc is then their bound, the chunks of the
+// row plus one per sequence, and the tables below map a slot to its sequence.
 struct Dv {
   int Q, nc, hpg;
+  const int2* seg;         // cu_seqlens: each sequence's [start, end), clamped to [0, seqlen]; else null
+  const int32_t* tile0;    // cu_seqlens: the first slot of each sequence; tile0[num_seqs] = slots used
+  const int32_t* tile_seq; // cu_seqlens: the sequence of each slot, -1 for the unused ones
   int BB, lbb, ntri;       // C B^T block size (min(Q, 64)), log2, lower-triangular blocks per chunk
   int n16;                 // dstate rounded up to 16
   int nib;                 // 64-row blocks per chunk (kernel 3)
@@ -37,6 +44,67 @@ struct Dv {
   float4* recs;            // sequential pass: per-position records (b, h, c, Q) for the fixed scan, or null
   int cb_frag;             // C B^T tiles in the fixed scan's fragment order (cb_frag_offset), else row-major
 };
+
+// ---- chunks and chains -------------------------------------------------------------------------
+// The chunk of block index x (inner fields divided out: x = b * nc + slot). An unused slot has len 0.
+__device__ __forceinline__ ChunkPos fwd_chunk(const SsdParams& p, const Dv& dv, int x) {
+  if (!dv.tile_seq) return chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  ChunkPos c;
+  c.b = x / dv.nc;
+  c.k = x % dv.nc;
+  const int s = dv.tile_seq[c.k];
+  if (s < 0) {
+    c.t0 = 0;
+    c.len = 0;
+    c.first = true;
+    return c;
+  }
+  const int m = c.k - dv.tile0[s];
+  const int2 sg = dv.seg[s];
+  c.t0 = (int64_t)sg.x + (int64_t)m * dv.Q;
+  c.len = (int)lmin(dv.Q, sg.y - c.t0);
+  c.first = m == 0;
+  return c;
+}
+
+// The chunks one (row or packed sequence, head) walks in order, carrying the state: slots slot0 ..
+// slot0 + n - 1 of the workspace arrays laid out (b, h, slot), covering positions t0 .. t0 + len - 1
+// of row b; fin: where its final state goes (null: nowhere), last: it also gives final_states.
+struct Chain {
+  int b, n;
+  int64_t slot0, t0, len;
+  float* fin;
+  float* last;
+};
+// Chain c (a batch row, or with cu_seqlens a sequence) of head h.
+__device__ __forceinline__ Chain fwd_chain(const SsdParams& p, const Dv& dv, int c, int h) {
+  const int64_t H = p.nheads, PN = p.headdim * p.dstate;
+  Chain ch;
+  if (!dv.tile_seq) {
+    ch.b = c;
+    ch.n = dv.nc;
+    ch.slot0 = ((int64_t)c * H + h) * dv.nc;
+    ch.t0 = 0;
+    ch.len = p.seqlen;
+    ch.fin = p.final_states ? p.final_states + ((int64_t)c * H + h) * PN : nullptr;
+    ch.last = nullptr;
+    return ch;
+  }
+  const int k0 = dv.tile0[c];
+  const int2 sg = dv.seg[c];
+  ch.b = 0;
+  ch.n = dv.tile0[c + 1] - k0;
+  ch.slot0 = (int64_t)h * dv.nc + k0;
+  ch.t0 = sg.x;
+  ch.len = lmin(sg.y - sg.x, (int64_t)ch.n * dv.Q);
+  ch.fin = p.varlen_states ? p.varlen_states + ((int64_t)c * H + h) * PN : nullptr;
+  // the state after position seqlen - 1: the last sequence that has chunks
+  const bool last = ch.n > 0 && dv.tile0[c + 1] == dv.tile0[p.num_seqs];
+  ch.last = (last && p.final_states) ? p.final_states + (int64_t)h * PN : nullptr;
+  return ch;
+}
+// The number of chains: batch rows, or packed sequences.
+__host__ __device__ inline int64_t fwd_chains(const SsdParams& p) { return p.cu_seqlens ? p.num_seqs : p.batch; }
 
 // ---- small device helpers ---------------------------------------------------------------------
 // Chunk k of (b, head h)'s position records in dv.recs, laid out (b, h, chunk, Q) as float4.

@@ -9,6 +9,8 @@
 //           the workspace, once per group, read by every head of the group.
 //   2. k_state_pass  per (b, head, 1024 elements of p*n): sequential over chunks, replaces S_k by
 //      the state entering chunk k (H_{k-1}), writes final_states.
+// Packed sequences (cu_seqlens) take the same kernels and paths: each sequence is chunked from its
+// own start and walked as its own chain, whose final state is the sequence's (k_seq_slots).
 //   3. k_chunk_scan  per (b, chunk, head, 64-row block, p-tile): dA cumsum again, then
 //      Y = exp(s_i) C_i H_{k-1}^T + (L o CB^T) X + D x, gated by silu(z), stored once.
 // Fixed path (16-bit x/B/C, headdim 64/128, dstate 64/128/256, chunk >= 64, no seq_idx, aligned):
@@ -47,12 +49,13 @@ bool seq_state_ok(const SsdParams& p);  // below: k_rec_bmm, k_seq_state, then t
 
 struct Layout {
   int64_t nc, BB, ntri;
-  size_t states_off, decay_off, cb_off, seq_off, hs16_off, recs_off, total;
+  size_t states_off, decay_off, cb_off, seg_off, tile0_off, tile_seq_off, hs16_off, recs_off, total;
 };
 Layout layout_of(const SsdParams& p) {
   Layout l{};
   const int64_t Q = p.chunk_size;
-  l.nc = cdiv(p.seqlen, Q);
+  // chunk slots per row; with cu_seqlens each sequence's last chunk may be partial: one more each
+  l.nc = cdiv(p.seqlen, Q) + (p.cu_seqlens ? p.num_seqs : 0);
   l.BB = std::min<int64_t>(Q, 64);
   const int64_t nbb = Q / l.BB;
   l.ntri = nbb * (nbb + 1) / 2;
@@ -64,12 +67,16 @@ Layout layout_of(const SsdParams& p) {
   if (!seq) off += align256((size_t)p.batch * p.nheads * l.nc * 4);
   l.cb_off = off;
   off += align256((size_t)p.batch * l.nc * p.ngroups * l.ntri * l.BB * l.BB * 4);
-  l.seq_off = off;  // cu_seqlens: the seq_idx row built from it
-  if (p.cu_seqlens) off += align256((size_t)p.seqlen * 4);
-  l.hs16_off = off;  // the fixed scan's 16-bit entering states (varlen never takes the fixed scan)
-  if (!p.cu_seqlens && fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
+  l.seg_off = off;  // cu_seqlens: the sequences' chunk slots (k_seq_slots)
+  if (p.cu_seqlens) off += align256((size_t)p.num_seqs * 8);
+  l.tile0_off = off;
+  if (p.cu_seqlens) off += align256((size_t)(p.num_seqs + 1) * 4);
+  l.tile_seq_off = off;
+  if (p.cu_seqlens) off += align256((size_t)l.nc * 4);
+  l.hs16_off = off;  // the fixed scan's 16-bit entering states
+  if (fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.headdim * p.dstate * 2);
   l.recs_off = off;  // per-position records (launch 1 writes them, the fixed scan reads them)
-  if (!p.cu_seqlens && fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.chunk_size * 16);
+  if (fixed_scan_ok(p)) off += align256((size_t)p.batch * p.nheads * l.nc * p.chunk_size * 16);
   l.total = off;
   return l;
 }
@@ -103,11 +110,11 @@ bool fixed_scan_ok(const SsdParams& p) {
 // threshold is a constant, not the SM count, so that the workspace size never depends on the device.
 constexpr int64_t kSeqMinChains = 64;
 bool seq_state_ok(const SsdParams& p) {
-  if (p.cu_seqlens || !fixed_scan_ok(p)) return false;
+  if (!fixed_scan_ok(p)) return false;
   if (p.chunk_size % 64 != 0) return false;
   if (!vec16_ok(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride)) return false;
-  if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8)) return false;
-  return p.batch * p.nheads * (p.headdim / 64) >= kSeqMinChains;
+  if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8) || !aligned(p.varlen_states, 8)) return false;
+  return fwd_chains(p) * p.nheads * (p.headdim / 64) >= kSeqMinChains;
 }
 // cp.async stages of 64 positions in flight: 4 while two blocks fit an SM (dstate <= 128), else 3.
 template <class T>
@@ -137,104 +144,62 @@ void (*fixed_scan_kernel(int P, int N, size_t* smem))(SsdParams, Dv) {
   return k;
 }
 
-// ---- variable length (cu_seqlens) ----------------------------------------------------------------
-// The packed sequences become a seq_idx row (sequence k covers [cu[k], cu[k+1])), so the three
-// launches handle the resets exactly as for seq_idx; each sequence's final state is then rebuilt
-// from the state entering the chunk where it ends plus that chunk's positions of the sequence.
-__global__ void __launch_bounds__(256) k_fill_seq_idx(const int32_t* cu, int64_t nseq, int64_t L, int32_t* seq) {
-  const int64_t t = (int64_t)blockIdx.x * 256 + threadIdx.x;
-  if (t >= L) return;
-  int64_t lo = 0, hi = nseq;  // the last k with cu[k] <= t (cu[0] = 0 <= t < cu[nseq] = L)
-  while (lo < hi) {
-    const int64_t mid = (lo + hi + 1) / 2;
-    if (cu[mid] <= t) lo = mid;
-    else hi = mid - 1;
+// ---- packed sequences (cu_seqlens) ----------------------------------------------------------------
+// Each sequence is chunked from its own start, so that no chunk holds two sequences: the kernels then
+// treat a sequence as they treat a batch row, with no masks, and each chain's final state is the
+// sequence's (varlen_states). k_seq_slots gives sequence s the chunk slots tile0[s] ..
+// tile0[s + 1] - 1 (the exclusive sum of its chunk counts, in one block) and its clamped bounds seg[s];
+// k_slot_seq maps every slot back to its sequence. Offsets that break the contract (only device-
+// resident ones can reach here unchecked) are clamped to [0, seqlen] and the slots capped at nc, so
+// they give wrong results, never out-of-bounds accesses.
+constexpr int kSlotThreads = 1024;
+__global__ void __launch_bounds__(kSlotThreads)
+k_seq_slots(const int32_t* cu, int nseq, int64_t L, int Q, int nc, int2* seg, int32_t* tile0) {
+  __shared__ int64_t warp_sum[kSlotThreads / 32];
+  __shared__ int64_t carry;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) carry = 0;
+  __syncthreads();
+  for (int base = 0; base < nseq; base += kSlotThreads) {
+    const int s = base + tid;
+    int64_t n = 0;
+    if (s < nseq) {
+      const int a = (int)lmin(lmax(cu[s], 0), L);
+      const int e = (int)lmax(a, lmin(lmax(cu[s + 1], 0), L));
+      seg[s] = make_int2(a, e);
+      n = (e - a + Q - 1) / Q;
+    }
+    int64_t v = n;  // inclusive scan: warps, then their sums
+#pragma unroll
+    for (int off = 1; off < 32; off <<= 1) {
+      const int64_t y = __shfl_up_sync(0xffffffffu, v, off);
+      if (lane >= off) v += y;
+    }
+    if (lane == 31) warp_sum[warp] = v;
+    __syncthreads();
+    int64_t before = carry;
+    for (int w = 0; w < warp; ++w) before += warp_sum[w];
+    if (s < nseq) tile0[s] = (int32_t)lmin(before + v - n, nc);
+    __syncthreads();
+    if (tid == kSlotThreads - 1) carry = before + v;
+    __syncthreads();
   }
-  seq[t] = (int32_t)lo;
+  if (tid == 0) tile0[nseq] = (int32_t)lmin(carry, nc);
 }
-
-// Block: (sequence k, head h, 32 rows of p); 256 threads; thread owns state elements
-// tid + 256 m of the 32 x n tile.
-__global__ void __launch_bounds__(256) k_varlen_states(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) {
-  __shared__ float wgt[256], ain[256];
-  __shared__ float xs[32][33];
-  __shared__ float tot;
-  extern __shared__ float Bs[];  // 32 positions x n
-  const int P = (int)p.headdim, N = (int)p.dstate, H = (int)p.nheads, Q = dv.Q;
-  const int npt = (P + 31) / 32;
-  int x = blockIdx.x;
-  const int pt = x % npt; x /= npt;
-  const int h = x % H;
-  const int k = x / H;
-  const int tid = threadIdx.x;
-  // offsets are validated on the host when they come from there; clamped here so that device-resident
-  // offsets that break the contract give wrong states, never out-of-bounds accesses
-  const int L = (int)p.seqlen;
-  const int s0 = max(0, min(p.cu_seqlens[k], L)), e = max(0, min(p.cu_seqlens[k + 1], L));
-  const int p0 = pt * 32, rows = imin(32, P - p0);
-  float* out = p.varlen_states + ((int64_t)k * H + h) * dv.PN + (int64_t)p0 * N;
-  if (e <= s0) {
-    for (int i = tid; i < rows * N; i += 256) out[i] = 0.f;
+__global__ void __launch_bounds__(256) k_slot_seq(const int32_t* tile0, int nseq, int nc, int32_t* tile_seq) {
+  const int t = blockIdx.x * 256 + threadIdx.x;
+  if (t >= nc) return;
+  if (t >= tile0[nseq]) {
+    tile_seq[t] = -1;
     return;
   }
-  const int c = (e - 1) / Q, t0 = c * Q;
-  const int j0 = s0 > t0 ? s0 : t0, len = e - j0;  // len <= Q <= 256
-  const float A = p.A[h], bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-  if (tid < len) {
-    float d = ld_f(p.dt, p.dt_type, (int64_t)(j0 + tid) * p.dt_seq_stride + h) + bias;
-    d = math::step_size(d, p.dt_softplus, p.dt_min, p.dt_max);
-    wgt[tid] = d;
-    ain[tid] = d * A;
+  int lo = 0, hi = nseq - 1;  // the last s < nseq with tile0[s] <= t (tile0[0] = 0 <= t)
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (tile0[mid] <= t) lo = mid;
+    else hi = mid - 1;
   }
-  __syncthreads();
-  if (tid == 0) {  // weight of position j: exp(sum_{t=j+1}^{e-1} d_t A) d_j
-    float run = 0.f;
-    for (int j = len - 1; j >= 0; --j) {
-      wgt[j] = expf(run) * wgt[j];
-      run += ain[j];
-    }
-    tot = expf(run);
-  }
-  __syncthreads();
-  const int grp = h / dv.hpg;
-  const int tile = rows * N;
-  float acc[32];
-  const float* enter = dv.states + ((int64_t)h * dv.nc + c) * dv.PN + (int64_t)p0 * N;  // batch 0
-#pragma unroll
-  for (int m = 0; m < 32; ++m) {
-    const int i = tid + 256 * m;
-    acc[m] = (i < tile && s0 < t0) ? tot * enter[i] : 0.f;
-  }
-  for (int jb = 0; jb < len; jb += 32) {
-    const int nj = imin(32, len - jb);
-    for (int i = tid; i < 32 * 32; i += 256) {
-      const int jj = i / 32, r = i % 32;
-      xs[jj][r] = (jj < nj && r < rows)
-                      ? wgt[jb + jj] * ld_f(p.x, p.x_type, (int64_t)(j0 + jb + jj) * p.x_seq_stride + (int64_t)h * p.x_head_stride + p0 + r)
-                      : 0.f;
-    }
-    for (int i = tid; i < nj * N; i += 256) {
-      const int jj = i / N, n = i % N;
-      Bs[i] = ld_f(p.B, p.B_type, (int64_t)(j0 + jb + jj) * p.B_seq_stride + (int64_t)grp * p.B_group_stride + n);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int m = 0; m < 32; ++m) {
-      const int i = tid + 256 * m;
-      if (i < tile) {
-        const int r = i / N, n = i % N;
-        float a = acc[m];
-        for (int jj = 0; jj < nj; ++jj) a = fmaf(xs[jj][r], Bs[jj * N + n], a);
-        acc[m] = a;
-      }
-    }
-    __syncthreads();
-  }
-#pragma unroll
-  for (int m = 0; m < 32; ++m) {
-    const int i = tid + 256 * m;
-    if (i < tile) out[i] = acc[m];
-  }
+  tile_seq[t] = lo;
 }
 
 template <class T>
@@ -277,11 +242,17 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.z8 = vec8(p.z, p.z_type, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);
   dv.y8 = vec8(p.y, p.y_type, p.y_batch_stride, p.y_seq_stride, p.y_head_stride);
   dv.yu8 = vec8(p.y_ungated, p.y_ungated_type, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride);
-  dv.pass4 = (dv.PN % 4) == 0 && aligned(p.initial_states, 16) && aligned(p.final_states, 16);
+  dv.pass4 = (dv.PN % 4) == 0 && aligned(p.initial_states, 16) && aligned(p.final_states, 16) &&
+             aligned(p.varlen_states, 16);
   dv.cb_per = l.ntri * l.BB * l.BB;
   dv.states = reinterpret_cast<float*>(ws + l.states_off);
   dv.decay = reinterpret_cast<float*>(ws + l.decay_off);
   dv.cb = reinterpret_cast<float*>(ws + l.cb_off);
+  if (p.cu_seqlens) {
+    dv.seg = reinterpret_cast<const int2*>(ws + l.seg_off);
+    dv.tile0 = reinterpret_cast<const int32_t*>(ws + l.tile0_off);
+    dv.tile_seq = reinterpret_cast<const int32_t*>(ws + l.tile_seq_off);
+  }
   const bool fixed = k16 && fixed_scan_ok(p);
   dv.hs16 = fixed ? ws + l.hs16_off : nullptr;
   dv.cb_frag = fixed ? 1 : 0;  // read only by the fixed scan, in its fragment order
@@ -289,8 +260,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   const int64_t nstate = (int64_t)dv.npt1 * dv.nnt1 * p.nheads * dv.nc * p.batch;
   const int64_t nbmm = (int64_t)dv.ntri * p.ngroups * dv.nc * p.batch;
   const int64_t nscan = (int64_t)dv.nib * dv.npt3 * p.nheads * dv.nc * p.batch;
-  const int64_t npass = (int64_t)dv.nes * p.nheads * p.batch;
-  if (nstate + nbmm > INT32_MAX || nscan > INT32_MAX || npass > INT32_MAX) {
+  const int64_t npass = (int64_t)dv.nes * p.nheads * fwd_chains(p);
+  if (l.nc > INT32_MAX || nstate + nbmm > INT32_MAX || nscan > INT32_MAX || npass > INT32_MAX) {
     if (err) *err = "problem too large for one grid";
     return SSD_ERR_UNSUPPORTED;
   }
@@ -327,7 +298,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
     if (seq_state_ok(p)) {
       seq = true;
       k2 = seq_state_kernel<T>(p, &dv, &smem2);
-      n2 = (int64_t)dv.npt1 * p.nheads * p.batch;
+      n2 = (int64_t)dv.npt1 * p.nheads * fwd_chains(p);
       k1 = k_rec_bmm<T>;
       const int64_t nrec = (int64_t)p.batch * p.nheads * dv.nc;
       dv.n_state_blocks = (int)nrec;  // the records role's blocks, then the C B^T role's
@@ -365,12 +336,6 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   if ((st = stages.done(e, seq ? "launch k_seq_state" : "launch k_state_pass")) != SSD_OK) return st;
   e = launch(k3, (unsigned)nscan_launch, kThreads, smem3_launch, stream, pdl, p, dv);
   if ((st = stages.done(e, "launch k_chunk_scan")) != SSD_OK) return st;
-  if (p.cu_seqlens && p.varlen_states && p.num_seqs > 0) {
-    const int64_t nv = p.num_seqs * p.nheads * cdiv(p.headdim, 32);
-    if (nv > INT32_MAX) return SSD_ERR_UNSUPPORTED;
-    k_varlen_states<<<(unsigned)nv, 256, 32 * p.dstate * sizeof(float), stream>>>(p, dv);
-    if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_varlen_states", err);
-  }
   if (tm) {
     stages.name({seq ? "records+CBt" : "state+CBt", seq ? "seq_state" : "state_pass",
                  (k16 && fixed_scan_ok(p)) ? "chunk_scan_fixed" : "chunk_scan"});
@@ -382,16 +347,24 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   const SsdStatus st = begin_launches(workspace, tm, err);
   if (st != SSD_OK) return st;
-  SsdParams q = p;
   if (p.cu_seqlens) {
-    int32_t* seq = reinterpret_cast<int32_t*>(static_cast<char*>(workspace) + layout_of(p).seq_off);
-    k_fill_seq_idx<<<(unsigned)cdiv(p.seqlen, 256), 256, 0, stream>>>(p.cu_seqlens, p.num_seqs, p.seqlen, seq);
+    const Layout l = layout_of(p);
+    if (l.nc > INT32_MAX) {
+      if (err) *err = "problem too large for one grid";
+      return SSD_ERR_UNSUPPORTED;
+    }
+    char* ws = static_cast<char*>(workspace);
+    int2* seg = reinterpret_cast<int2*>(ws + l.seg_off);
+    int32_t* tile0 = reinterpret_cast<int32_t*>(ws + l.tile0_off);
+    int32_t* tile_seq = reinterpret_cast<int32_t*>(ws + l.tile_seq_off);
+    const int nseq = (int)p.num_seqs, nc = (int)l.nc, Q = (int)p.chunk_size;
+    k_seq_slots<<<1, kSlotThreads, 0, stream>>>(p.cu_seqlens, nseq, p.seqlen, Q, nc, seg, tile0);
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return cuda_fail(e, "launch k_fill_seq_idx", err);
-    q.seq_idx = seq;
-    q.seq_idx_batch_stride = p.seqlen;
+    if (e != cudaSuccess) return cuda_fail(e, "launch k_seq_slots", err);
+    k_slot_seq<<<(unsigned)cdiv(nc, 256), 256, 0, stream>>>(tile0, nseq, nc, tile_seq);
+    if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_slot_seq", err);
   }
-  return run_path(path_of(q), [&](auto t) { return run_t<decltype(t)>(q, stream, workspace, err, tm); });
+  return run_path(path_of(p), [&](auto t) { return run_t<decltype(t)>(p, stream, workspace, err, tm); });
 }
 
 }  // namespace

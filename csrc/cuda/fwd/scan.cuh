@@ -419,7 +419,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   if constexpr (!kFixed) { pt = x % dv.npt3; x /= dv.npt3; }
   const int H = (int)p.nheads;
   const int h = x % H; x /= H;
-  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const ChunkPos cpos = fwd_chunk(p, dv, x);
   const int k = cpos.k, b = cpos.b, len = cpos.len;
   const int64_t t0 = cpos.t0;
   const int grp = h / dv.hpg;
@@ -440,7 +440,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
 
   const int p0 = pt * BP;
   const int npv = kFixed ? BP : imin(BP, (int)p.headdim - p0);
-  const bool has_prev = (k > 0) || (p.initial_states != nullptr);
+  const bool has_prev = !cpos.first || (p.initial_states != nullptr);
   const int BB = kFixed ? 64 : dv.BB;
   const int64_t xss = p.x_seq_stride;
   const int64_t xbase = (int64_t)b * p.x_batch_stride + t0 * xss + (int64_t)h * p.x_head_stride + p0;
@@ -551,7 +551,7 @@ k_chunk_scan(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
       for (int kk = 0; kk < dv.n16 / 16; ++kk) kstep(kk);
     }
     int sid_prev = 0;
-    if (!kFixed && p.seq_idx && k > 0) sid_prev = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1];
+    if (!kFixed && p.seq_idx && !cpos.first) sid_prev = p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const int i = wr0 + g + 8 * hr;

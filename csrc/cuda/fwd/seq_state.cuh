@@ -21,13 +21,14 @@ namespace {
 // No fp32 state crosses memory and there is no state-passing launch; the price is one block per
 // chain, so the host keeps the two-launch path when the chains are few.
 __device__ __forceinline__ void rec_role(const SsdParams& p, const Dv& dv, int blk, char* smem) {
-  int x = blk;
-  const int k = x % dv.nc; x /= dv.nc;
   const int H = (int)p.nheads;
-  const int h = x % H;
-  const int b = x / H;
-  const int64_t t0 = (int64_t)k * dv.Q;
-  const int len = (int)lmin(dv.Q, p.seqlen - t0);
+  const int k = blk % dv.nc;
+  const int h = (blk / dv.nc) % H;
+  const int b = blk / dv.nc / H;
+  const ChunkPos cpos = fwd_chunk(p, dv, b * dv.nc + k);
+  const int64_t t0 = cpos.t0;
+  const int len = cpos.len;
+  if (len <= 0) return;  // an unused slot (cu_seqlens)
   float4* rec = reinterpret_cast<float4*>(smem);
   double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
   chunk_prep(p, b, h, t0, len, dv.Q, rec, wsum);
@@ -68,20 +69,23 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
   const int pt = x % dv.npt1; x /= dv.npt1;
   const int H = (int)p.nheads;
   const int h = x % H;
-  const int b = x / H;
+  const Chain ch = fwd_chain(p, dv, x / H, h);
+  const int b = ch.b;
   const int grp = h / dv.hpg;
   const int P = (int)p.headdim;
   const int p0 = pt * 64;
-  const int64_t L = p.seqlen;
+  const int64_t L = ch.len;  // positions ch.t0 .. ch.t0 + L - 1 of row b
   const int Q = dv.Q, kbq = Q / 64;
 
   auto Xst = [&](int s) { return reinterpret_cast<T*>(smem + s * S::kStage); };
   auto Bst = [&](int s) { return reinterpret_cast<T*>(smem + s * S::kStage) + 64 * LDX; };
   auto Rst = [&](int s) { return reinterpret_cast<float4*>(smem + s * S::kStage + 64 * (LDX + LDB) * 2); };
 
-  const T* xg = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + (int64_t)h * p.x_head_stride + p0;
-  const T* bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + (int64_t)grp * p.B_group_stride;
-  const float4* rg = chunk_recs(dv, H, b, h, 0);  // chunk k's records at rg + k * Q
+  const T* xg = static_cast<const T*>(p.x) + (int64_t)b * p.x_batch_stride + ch.t0 * p.x_seq_stride +
+                (int64_t)h * p.x_head_stride + p0;
+  const T* bg = static_cast<const T*>(p.B) + (int64_t)b * p.B_batch_stride + ch.t0 * p.B_seq_stride +
+                (int64_t)grp * p.B_group_stride;
+  const float4* rg = dv.recs + ch.slot0 * Q;  // chunk k's records at rg + k * Q
   const int64_t xss = p.x_seq_stride, bss = p.B_seq_stride;
   const int64_t NG = (L + 63) / 64;  // K blocks of 64 positions over the whole sequence
   // The 64 records of K block G into stage G % STG (threads 0-63, one each).
@@ -121,20 +125,20 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
       acc[nt][2 * hr + 1] = v.y;
     }
   pdl_wait();  // the records are the previous launch's output
-  issue_rec(0);  // in group 0
+  if (NG > 0) issue_rec(0);  // in group 0
 #pragma unroll
   for (int s = 0; s < STG - 1; ++s) issue(s);
   cp_async_wait<STG - 2>();  // group 0 (block 0's records) ...
   __syncthreads();           // ... visible to every thread
 
-  T* hs = static_cast<T*>(dv.hs16) + ((int64_t)b * H + h) * dv.nc * (int64_t)P * N;
+  T* hs = static_cast<T*>(dv.hs16) + ch.slot0 * (int64_t)P * N;
   auto last_rec = [&](int k) { return __ldg(rg + (int64_t)k * Q + (int)lmin(Q, L - (int64_t)k * Q) - 1); };
-  float4 rl_next = last_rec(0);
-  for (int k = 0; k < dv.nc; ++k) {
+  float4 rl_next = ch.n > 0 ? last_rec(0) : make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int k = 0; k < ch.n; ++k) {
     const int64_t t0 = (int64_t)k * Q;
     const int len = (int)lmin(Q, L - t0);
     const float4 rl = rl_next;
-    if (k + 1 < dv.nc) rl_next = last_rec(k + 1);  // in flight during this chunk
+    if (k + 1 < ch.n) rl_next = last_rec(k + 1);  // in flight during this chunk
     // E_k for the scan, then the decay of this chunk
     T* hk = hs + (int64_t)k * P * N;
 #pragma unroll
@@ -189,12 +193,14 @@ k_seq_state(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
       }
     }
   }
-  if (p.final_states) {
+  float* const fins[2] = {ch.fin, ch.last};
+  for (float* fin : fins) {
+    if (!fin) continue;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr)
-        *reinterpret_cast<float2*>(p.final_states + (((int64_t)b * H + h) * P + r0 + 8 * hr) * N + c0 + 8 * nt) =
+        *reinterpret_cast<float2*>(fin + (int64_t)(r0 + 8 * hr) * N + c0 + 8 * nt) =
             make_float2(acc[nt][2 * hr], acc[nt][2 * hr + 1]);
   }
   cp_async_wait<0>();  // no copy may still target shared memory when the block exits

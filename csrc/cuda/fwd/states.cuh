@@ -28,10 +28,11 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
   const int ntl = x % dv.nnt1; x /= dv.nnt1;
   const int H = (int)p.nheads;
   const int h = x % H; x /= H;
-  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const ChunkPos cpos = fwd_chunk(p, dv, x);
   const int k = cpos.k, b = cpos.b, len = cpos.len;
   const int64_t t0 = cpos.t0;
   const int grp = h / dv.hpg;
+  if (len <= 0) return;  // an unused slot (cu_seqlens)
 
   float4* rec = reinterpret_cast<float4*>(smem);
   double* wsum = reinterpret_cast<double*>(smem + kRecBytes);
@@ -73,7 +74,7 @@ __device__ __forceinline__ void state_role(const SsdParams& p, const Dv& dv, int
   if (pt == 0 && ntl == 0 && tid == 0) {
     bool keep = true;
     if (p.seq_idx) {
-      const int prev = k > 0 ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
+      const int prev = !cpos.first ? p.seq_idx[(int64_t)b * p.seq_idx_batch_stride + t0 - 1] : 0;
       keep = (sid_last == prev);
     }
     dv.decay[((int64_t)b * H + h) * dv.nc + k] = keep ? ex2(rl.x + rl.y) : kDecayReset;
@@ -153,7 +154,7 @@ __device__ __forceinline__ void bmm_role(const SsdParams& p, const Dv& dv, int b
   int tri = x % dv.ntri; x /= dv.ntri;
   const int G = (int)p.ngroups;
   const int grp = x % G; x /= G;
-  const ChunkPos cpos = chunk_pos(x, dv.nc, dv.Q, p.seqlen);
+  const ChunkPos cpos = fwd_chunk(p, dv, x);
   const int k = cpos.k, b = cpos.b, len = cpos.len;
   const int64_t t0 = cpos.t0;
   const int tri_idx = tri;
@@ -206,7 +207,8 @@ k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 }
 
 // ---- kernel 2: state passing ------------------------------------------------------------------
-// Each thread owns 4 consecutive elements of one (b, head)'s p*n state and walks the chunks. The
+// Each thread owns 4 consecutive elements of one chain's (row's or packed sequence's, and head's) p*n
+// state and walks its chunks. The
 // state entering chunk k replaces S_k in fp32 (for the generic scan and varlen), and/or is written
 // as T into hs16 (for the fixed scan, which multiplies it in T anyway: half the bytes, read by cp.async).
 template <class T>
@@ -228,14 +230,17 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
   pdl_launch_dependents();
   pdl_wait();  // everything here is kernel 1's output
   const int eb = blockIdx.x % dv.nes;
-  const int64_t bh = blockIdx.x / dv.nes;
+  const int64_t ch_h = blockIdx.x / dv.nes;
+  const int h = (int)(ch_h % p.nheads);
+  const Chain ch = fwd_chain(p, dv, (int)(ch_h / p.nheads), h);
+  const int64_t bh = (int64_t)ch.b * p.nheads + h;
   const int64_t e = ((int64_t)eb * 256 + threadIdx.x) * 4;
   const int64_t PN = dv.PN;
   if (e >= PN) return;
-  const int nc = dv.nc;
-  float* S = dv.states + bh * nc * PN + e;
-  const int64_t off0 = bh * nc * PN + e;  // of S, for hs16
-  const float* dec = dv.decay + bh * nc;
+  const int nc = ch.n;
+  float* S = dv.states + ch.slot0 * PN + e;
+  const int64_t off0 = ch.slot0 * PN + e;  // of S, for hs16
+  const float* dec = dv.decay + ch.slot0;
   const float* init = p.initial_states ? p.initial_states + bh * PN + e : nullptr;
   if (dv.pass4) {
     float4 H = init ? *reinterpret_cast<const float4*>(init) : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -259,7 +264,8 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
         }
       }
     }
-    if (p.final_states) *reinterpret_cast<float4*>(p.final_states + bh * PN + e) = H;
+    if (ch.fin) *reinterpret_cast<float4*>(ch.fin + e) = H;
+    if (ch.last) *reinterpret_cast<float4*>(ch.last + e) = H;
   } else {
     const int cnt = (int)lmin(4, PN - e);
     for (int u = 0; u < cnt; ++u) {
@@ -273,7 +279,8 @@ k_state_pass(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv)
         }
         H = decay_fma(dec[k], H, cur);
       }
-      if (p.final_states) p.final_states[bh * PN + e + u] = H;
+      if (ch.fin) ch.fin[e + u] = H;
+      if (ch.last) ch.last[e + u] = H;
     }
   }
 }
