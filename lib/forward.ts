@@ -95,7 +95,8 @@ function prepareCpu(t: SsdInputs, plan: SsdPlan): NativeForwardArgs {
  * copy and the forward are queued in order on the device's stream; the Promise settles when all
  * of them are done, and temporaries are released then.
  */
-async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<SsdResult> {
+async function runCuda(given: SsdInputs, givenPlan: SsdPlan, device: number): Promise<SsdResult> {
+  const [t, plan] = seqIdxAsPacked(given, givenPlan);
   const call = new DeviceCall(device);
   const onDevice = t.x.location === 'cuda';
   const specs = outputSpecs(plan);
@@ -144,6 +145,25 @@ async function runCuda(t: SsdInputs, plan: SsdPlan, device: number): Promise<Ssd
     await call.release(ok);
     if (!ok) for (const tensor of made) tensor.dispose();
   }
+}
+
+/**
+ * A host seqIdx of one row runs on CUDA as the equivalent cuSeqlens (its runs of equal values are the
+ * packed sequences), so that the kernels chunk each sequence from its own start instead of masking
+ * sequence starts inside chunks. The results are those of seqIdx: the same resets, and finalStates
+ * the state after the last position. A device seqIdx (not read back) and initialStates keep seqIdx.
+ */
+function seqIdxAsPacked(t: SsdInputs, plan: SsdPlan): [SsdInputs, SsdPlan] {
+  const seqIdx = t.seqIdx;
+  if (seqIdx === undefined || seqIdx.location !== 'cpu' || plan.batch !== 1 || t.initialStates !== undefined) return [t, plan];
+  const ids = seqIdx.data as Int32Array;
+  let runs = 1;
+  for (let i = 1; i < ids.length; i++) if (ids[i] !== ids[i - 1]) runs++;
+  const cu = new Int32Array(runs + 1);
+  for (let i = 1, k = 1; i < ids.length; i++) if (ids[i] !== ids[i - 1]) cu[k++] = i;
+  cu[runs] = ids.length;
+  const packed = { ...t, seqIdx: undefined, cuSeqlens: new Tensor('int32', cu, [runs + 1]) };
+  return [packed, { ...plan, numSeqs: runs }];
 }
 
 function deviceTensor(device: number, type: TensorType, dims: number[], bytes: number): Tensor {

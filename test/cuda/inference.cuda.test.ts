@@ -165,15 +165,55 @@ describeGpu('CUDA step against the float64 recurrence', () => {
   });
 });
 
+/**
+ * A host seqIdx of one row runs as its cuSeqlens form (lib/forward.ts, seqIdxAsPacked): the same
+ * bits as that form, and within the bound of the reference, as a device seqIdx (kept as seqIdx).
+ */
+describeGpu('CUDA forward: a host seqIdx of one row runs as the packed sequences it describes', () => {
+  test('bits of the cuSeqlens form; a device seqIdx agrees within the bound', async () => {
+    const sizes = { nheads: 16, headdim: 64, ngroups: 1, dstate: 64 };
+    const lengths = [90, 1, 300, 64, 200];
+    const seqlen = lengths.reduce((a, b) => a + b, 0);
+    const { inputs, ref } = makeExample(rng, { batch: 1, seqlen, ...sizes }, { dtype: 'bfloat16', D: 'head', z: true, dtBias: true });
+    const cu = new Int32Array(lengths.length + 1);
+    lengths.forEach((len, k) => (cu[k + 1] = cu[k] + len));
+    const ids = new Int32Array(seqlen);
+    lengths.forEach((_, k) => ids.fill(3 * k + 1, cu[k], cu[k + 1]));
+    const options: SsdOptions = { dtSoftplus: true, chunkSize: 128, returnFinalStates: true, device: 'cuda' };
+    const bySeqIdx = await ssd({ ...inputs, seqIdx: new Tensor('int32', ids, [1, seqlen]) }, options);
+    const packed = await ssd({ ...inputs, cuSeqlens: new Tensor('int32', cu, [cu.length]) }, options);
+    expect(sameBits(bySeqIdx.y.toFloat32(), packed.y.toFloat32()) && sameBits(bySeqIdx.finalStates!.toFloat32(), packed.finalStates!.toFloat32())).toBe(true);
+    const deviceIds = new Tensor('int32', ids, [1, seqlen]).toDevice();
+    const masked = await ssd({ ...inputs, seqIdx: deviceIds }, options);
+    deviceIds.dispose();
+    const expected = ssdReference(withOptions({ ...ref, seqIdx: ids }, options));
+    const bound = CUDA_FORWARD_BOUND.bfloat16 + ROUNDING_ALLOWANCE * roundingError('bfloat16', expected.y);
+    for (const r of [bySeqIdx, masked]) {
+      const y = r.y.toFloat32();
+      expect(allFinite(y) && l2(y) > 0).toBe(true);
+      expect(relativeL2(y, expected.y)).toBeLessThanOrEqual(bound);
+      expect(relativeL2(r.finalStates!.toFloat32(), expected.finalStates)).toBeLessThanOrEqual(CUDA_FORWARD_BOUND.bfloat16);
+    }
+  });
+});
+
+/**
+ * Each packed sequence is chunked from its own start: the any-size kernels (headdim 16), the fixed
+ * shapes' two-launch path (few chains) and their sequential state pass (>= 64 sequence-head chains).
+ */
 describeGpu('CUDA varlen forward (cuSeqlens) against each sequence alone and the reference', () => {
-  const SIZES = { nheads: 4, headdim: 16, ngroups: 2, dstate: 32 };
+  const ANY = { nheads: 4, headdim: 16, ngroups: 2, dstate: 32 };
+  const FIXED = { nheads: 4, headdim: 64, ngroups: 1, dstate: 64 };
+  const CHAINS = { nheads: 16, headdim: 64, ngroups: 2, dstate: 128 };
   test.each([
-    ['two sequences, bf16', [20, 45], 'bfloat16', 16],
-    ['around chunk edges, bf16', [63, 64, 65, 1, 128, 127], 'bfloat16', 64],
-    ['empty sequences first, inside and last, fp32', [0, 30, 0, 0, 17, 0], 'float32', 16],
-    ['many short ones, fp32', Array.from({ length: 40 }, (_, i) => (i * 7) % 5), 'float32', 32],
-    ['long sequences, chunk 256, bf16', [300, 1, 511, 200], 'bfloat16', 256],
-  ] as [string, number[], 'float32' | 'bfloat16', number][])('%s', async (_name, lengths, dtype, chunkSize) => {
+    ['two sequences, bf16', [20, 45], 'bfloat16', 16, ANY],
+    ['around chunk edges, bf16', [63, 64, 65, 1, 128, 127], 'bfloat16', 64, ANY],
+    ['empty sequences first, inside and last, fp32', [0, 30, 0, 0, 17, 0], 'float32', 16, ANY],
+    ['many short ones, fp32', Array.from({ length: 40 }, (_, i) => (i * 7) % 5), 'float32', 32, ANY],
+    ['long sequences, chunk 256, bf16', [300, 1, 511, 200], 'bfloat16', 256, ANY],
+    ['fixed shapes, two launches, bf16', [0, 100, 64, 1, 200, 0, 77], 'bfloat16', 64, FIXED],
+    ['fixed shapes, sequential pass, bf16', [0, 300, 129, 1, 0, 256, 90], 'bfloat16', 128, CHAINS],
+  ] as [string, number[], 'float32' | 'bfloat16', number, typeof ANY][])('%s', async (_name, lengths, dtype, chunkSize, SIZES) => {
     const seqlen = lengths.reduce((a, b) => a + b, 0);
     const example: ExampleOptions = { dtype, D: 'head', z: true, dtBias: true };
     const { inputs, ref } = makeExample(rng, { batch: 1, seqlen, ...SIZES }, example);
