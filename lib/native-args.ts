@@ -12,7 +12,7 @@
 import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeOutput, type NativeStepArgs } from './native';
 import type { DeviceCall } from './device-call';
 import { nativeView, type Tensor, type TensorType } from './tensor';
-import type { SsdInputs, SsdPlan } from './validate';
+import { nativeOptions, OPTION_NAMES, STEP_OPTION_NAMES, type NativeOptions, type OptionName, type SsdInputs, type SsdPlan } from './validate';
 import type { BackwardCall, SsdGradName } from './validate-backward';
 import type { SsdStepInputs, SsdStepPlan } from './validate-step';
 
@@ -29,13 +29,12 @@ export function nativeDtype(type: TensorType): NativeDtype {
 }
 
 /**
- * The dtype and dt-option fields that every native call (forward, backward, step; host or device)
- * takes from the same inputs and plan: everything but the buffers, y and the sizes.
+ * The dtype fields that every native call (forward, backward, step; host or device) takes from the
+ * same inputs: everything but the buffers, y, the sizes and the options.
  */
 export function projectionScalars(
   t: { x: Tensor; dt: Tensor; B: Tensor; C: Tensor; D?: Tensor; z?: Tensor },
-  plan: { dtSoftplus: boolean; dtMin: number; dtMax: number },
-): { xType: NativeDtype; dtType: NativeDtype; BType: NativeDtype; CType: NativeDtype; dPerChannel: boolean; zType: NativeDtype; dtSoftplus: boolean; dtMin: number; dtMax: number } {
+): { xType: NativeDtype; dtType: NativeDtype; BType: NativeDtype; CType: NativeDtype; dPerChannel: boolean; zType: NativeDtype } {
   return {
     xType: nativeDtype(t.x.type),
     dtType: nativeDtype(t.dt.type),
@@ -43,9 +42,6 @@ export function projectionScalars(
     CType: nativeDtype(t.C.type),
     dPerChannel: t.D !== undefined && t.D.dims.length === 2,
     zType: nativeDtype(t.z === undefined ? 'float32' : t.z.type),
-    dtSoftplus: plan.dtSoftplus,
-    dtMin: plan.dtMin,
-    dtMax: plan.dtMax,
   };
 }
 
@@ -180,8 +176,8 @@ function projectionBuffers(
 export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<ForwardInputField, NativeBuffer>, out: ForwardOutputs<NativeOutput>): NativeForwardArgs {
   return {
     dims: scanDims(plan),
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
+    ...nativeOptions(plan, OPTION_NAMES),
+    ...projectionScalars(t),
     ...projectionBuffers(inputs),
     initialStates: inputs.initialStates as Float32Array | bigint | null,
     seqIdx: inputs.seqIdx as Int32Array | bigint | null,
@@ -193,22 +189,26 @@ export function forwardArgs(t: SsdInputs, plan: SsdPlan, inputs: Buffers<Forward
     varlenStates: out.varlenStates as Float32Array | bigint | true | null,
     yUngated: out.yUngated,
     yUngatedType: nativeDtype(plan.xType),
-    threads: plan.threads,
     names: argumentNames(forwardInputSlots(t), plan.out),
   };
 }
 
-/** What the addon's cudaSupports('forward' or 'backward', ...) is asked about a call. */
-export function scanQuery(t: SsdInputs, plan: SsdPlan): CudaQuery {
+/** What the addon's cudaSupports() is asked about a call: its dims, its options as the addon takes them, and dtypes. */
+function supportsQuery(dims: number[], options: Partial<NativeOptions<OptionName>>, t: SsdInputs | SsdStepInputs): CudaQuery {
   return {
-    dims: scanDims(plan),
-    chunkSize: plan.chunkSize,
+    dims,
+    ...options,
     xType: nativeDtype(t.x.type),
     BType: nativeDtype(t.B.type),
     CType: nativeDtype(t.C.type),
     dtType: nativeDtype(t.dt.type),
     zType: t.z === undefined ? null : nativeDtype(t.z.type),
   };
+}
+
+/** What the addon's cudaSupports('forward' or 'backward', ...) is asked about a call. */
+export function scanQuery(t: SsdInputs, plan: SsdPlan): CudaQuery {
+  return supportsQuery(scanDims(plan), nativeOptions(plan, OPTION_NAMES), t);
 }
 
 // ---- The backward --------------------------------------------------------------------------------
@@ -247,8 +247,8 @@ export function backwardArgs(
   const { inputs: t, plan } = call;
   const args = {
     dims: scanDims(plan),
-    chunkSize: plan.chunkSize,
-    ...projectionScalars(t, plan),
+    ...nativeOptions(plan, OPTION_NAMES),
+    ...projectionScalars(t),
     x: inputs.x,
     dt: inputs.dt,
     A: inputs.A,
@@ -262,7 +262,6 @@ export function backwardArgs(
     cuSeqlens: null,
     numSeqs: 0,
     varlenStates: null,
-    threads: plan.threads,
     dy: inputs.dy,
     dyType: nativeDtype(call.grads.dy.type),
     dFinalStates: inputs.dFinalStates,
@@ -304,24 +303,16 @@ export function stepArgs(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan, inp
     state: inputs.state as Float32Array | Uint16Array | bigint,
     stateType: nativeDtype(state.type),
     stateIndices: inputs.stateIndices as Int32Array | bigint | null,
-    ...projectionScalars(t, plan),
+    ...nativeOptions(plan, STEP_OPTION_NAMES),
+    ...projectionScalars(t),
     ...projectionBuffers(inputs),
     y,
     yType: nativeDtype(t.x.type),
-    threads: plan.threads,
     names: argumentNames(stepInputSlots(state, t), { y: plan.out.y }),
   };
 }
 
 /** What the addon's cudaSupports('step', ...) is asked about a step. */
 export function stepQuery(state: Tensor, t: SsdStepInputs, plan: SsdStepPlan): CudaQuery {
-  return {
-    dims: stepDims(plan),
-    xType: nativeDtype(t.x.type),
-    BType: nativeDtype(t.B.type),
-    CType: nativeDtype(t.C.type),
-    dtType: nativeDtype(t.dt.type),
-    zType: t.z === undefined ? null : nativeDtype(t.z.type),
-    stateType: nativeDtype(state.type),
-  };
+  return { ...supportsQuery(stepDims(plan), nativeOptions(plan, STEP_OPTION_NAMES), t), stateType: nativeDtype(state.type) };
 }

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SsdError } from './errors';
+import type { NativeOptions, OptionName, StepOptionName } from './validate';
 
 /** dtype codes shared with include/ssd_kernels.h (SsdDtype). */
 export enum NativeDtype {
@@ -29,9 +30,10 @@ export type NativeOutput = NativeBuffer | true;
 
 /**
  * The arguments the forward and the decode step share: the inputs of the SSD's projection (x, dt,
- * A, B, C, D, z, dtBias), the dt options, the output y and the CPU thread count.
+ * A, B, C, D, z, dtBias), the options of ssdStep() that the addon takes (lib/validate.ts, OPTIONS:
+ * dtSoftplus, dtMin, dtMax, threads, ...) and the output y.
  */
-export interface NativeCommonArgs {
+export interface NativeCommonArgs extends NativeOptions<StepOptionName> {
   x: NativeBuffer;
   xType: NativeDtype;
   dt: NativeBuffer;
@@ -46,13 +48,8 @@ export interface NativeCommonArgs {
   z: NativeBuffer | null;
   zType: NativeDtype;
   dtBias: Float32Array | bigint | null;
-  dtSoftplus: boolean;
-  dtMin: number;
-  dtMax: number;
   y: NativeOutput;
   yType: NativeDtype;
-  /** CPU threads; 0 for the default */
-  threads: number;
   /**
    * The public name of each array field ({ x: 'inputs.x', y: 'options.out.y', ... }), for the
    * messages of asynchronous calls (ERR_SSD_DETACHED names the array that lost its memory).
@@ -60,11 +57,10 @@ export interface NativeCommonArgs {
   names?: Record<string, string>;
 }
 
-/** Everything one forward call needs, validated and normalised in TypeScript. */
-export interface NativeForwardArgs extends NativeCommonArgs {
+/** Everything one forward call needs, validated and normalised in TypeScript; every option of ssd() the addon takes. */
+export interface NativeForwardArgs extends NativeCommonArgs, NativeOptions<OptionName> {
   /** [batch, seqlen, nheads, headdim, ngroups, dstate] */
   dims: number[];
-  chunkSize: number;
   initialStates: Float32Array | bigint | null;
   seqIdx: Int32Array | bigint | null;
   finalStates: Float32Array | bigint | true | null;
@@ -123,12 +119,12 @@ export type NativeDeviceBackwardArgs = {
 };
 
 /**
- * What cudaSupports() is asked about a call: its dims (those of the call's native arguments), chunk
- * size (forward and backward) and dtypes; zType null without z, stateType only for the step.
+ * What cudaSupports() is asked about a call: its dims and options (those of the call's native
+ * arguments; an option left out is read as its default) and dtypes; zType null without z, stateType
+ * only for the step.
  */
-export interface CudaQuery {
+export interface CudaQuery extends Partial<NativeOptions<OptionName>> {
   dims: number[];
-  chunkSize?: number;
   xType: NativeDtype;
   BType: NativeDtype;
   CType: NativeDtype;

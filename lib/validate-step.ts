@@ -13,11 +13,15 @@ import {
   isPlainObject,
   optionsObject,
   readOptions,
+  STEP_OPTION_NAMES,
   readSkipGateBias,
   sameDims,
   shapeError,
   tensorArg,
+  type OptionValues,
+  type OwnOptionValues,
   type SsdOptions,
+  type StepOptionName,
 } from './validate';
 
 export interface SsdStepInputs<T extends TensorLike = Tensor> {
@@ -49,24 +53,18 @@ export interface SsdStepInputs<T extends TensorLike = Tensor> {
  * CPU (shipping the state to a GPU costs more than stepping it). threads: the CPU threads, 1 to 1024
  * (default: the cores available, fewer for a small state).
  */
-export interface SsdStepOptions<T extends TensorLike = Tensor> extends Pick<SsdOptions, 'dtSoftplus' | 'dtLimit' | 'device' | 'threads'> {
+export interface SsdStepOptions<T extends TensorLike = Tensor> extends Pick<SsdOptions, Exclude<StepOptionName, 'out'>> {
   /** A tensor to write y into (x's type, (batch, nheads, headdim)) instead of a new one. */
   out?: { y?: T };
 }
 
 const STEP_INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'stateIndices'] as const;
-const STEP_OPTION_NAMES = ['dtSoftplus', 'dtLimit', 'device', 'threads', 'out'] as const;
 const STATE_LAYOUT = '(rows, nheads, headdim, dstate)';
 
 /** The normalised description of one step. */
-export interface SsdStepPlan extends StepSizes {
+export interface SsdStepPlan extends StepSizes, OptionValues<StepOptionName>, OwnOptionValues {
   /** rows of the state cache: state.dims[0] */
   stateRows: number;
-  dtSoftplus: boolean;
-  dtMin: number;
-  dtMax: number;
-  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
-  threads: number;
   out: { y?: Tensor };
 }
 
@@ -108,7 +106,6 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
     );
   }
 
-  const o = readOptions(opts);
   const plan: SsdStepPlan = {
     batch,
     nheads,
@@ -116,11 +113,7 @@ export function validateStep(state: unknown, inputs: unknown, options: unknown):
     ngroups,
     dstate,
     stateRows,
-    dtSoftplus: o.dtSoftplus,
-    dtMin: o.dtMin,
-    dtMax: o.dtMax,
-    device: o.device,
-    threads: o.threads,
+    ...readOptions(opts, STEP_OPTION_NAMES),
     out: readStepOut(opts.out, x, s, result),
   };
   return { state: s, inputs: result, plan };

@@ -72,22 +72,59 @@ export interface SsdOptions<T extends TensorLike = Tensor> {
   out?: { y?: T; finalStates?: T; varlenStates?: T; yUngated?: Tensor };
 }
 
-const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
-const OPTION_NAMES = ['chunkSize', 'dtSoftplus', 'dtLimit', 'returnFinalStates', 'device', 'threads', 'out', 'returnVarlenStates', 'returnUngated'] as const;
+/**
+ * Every option, one row each, in the order messages list them; its type and documentation are its
+ * field in SsdOptions (a field without a row, or a row without a field, does not compile). ssd()
+ * and ssdBackward() take them all, ssdStep() those with `step`. readOptions() puts each in the plan
+ * under its name, by `kind`: 'flag', a boolean (default false); 'number', `default` or a number that
+ * `ok` accepts (else a TypeError expecting `type`, or a RangeError expecting `rule`); 'own', its own
+ * code (dtLimit, as dtMin and dtMax, and device in readOptions(); out with the tensors).
+ * `native`: the addon takes the plan's value under the same name (nativeOptions()) and reads it
+ * through its row in csrc/core/params.h. A new option is a field in SsdOptions and a row here.
+ */
+const OPTIONS = {
+  chunkSize: { kind: 'number', default: CHUNK_SIZE.default, type: CHUNK_SIZE_RULE, rule: CHUNK_SIZE_RULE, ok: isChunkSize, native: true },
+  dtSoftplus: { kind: 'flag', step: true, native: true },
+  dtLimit: { kind: 'own', step: true },
+  returnFinalStates: { kind: 'flag' },
+  device: { kind: 'own', step: true },
+  threads: { kind: 'number', default: 0, type: 'a positive integer', rule: THREADS_RULE, ok: isThreadCount, step: true, native: true },
+  out: { kind: 'own', step: true },
+  returnVarlenStates: { kind: 'flag' },
+  returnUngated: { kind: 'flag' },
+} as const satisfies Record<keyof SsdOptions, OptionRow>;
 
-/** The normalised description of one call. */
-export interface SsdPlan extends ScanSizes {
-  chunkSize: number;
-  dtSoftplus: boolean;
+type OptionRow = { step?: true; native?: true } & (
+  | { kind: 'flag' | 'own' }
+  | { kind: 'number'; default: number; type: string; rule: string; ok: (value: number) => boolean }
+);
+type Rows = typeof OPTIONS;
+export type OptionName = keyof Rows;
+/** The options of ssdStep(). */
+export type StepOptionName = { [K in OptionName]: Rows[K] extends { step: true } ? K : never }[OptionName];
+type NativeName = { [K in OptionName]: Rows[K] extends { native: true } ? K : never }[OptionName];
+
+/** The plan's value of each flag and number option among N. */
+export type OptionValues<N extends OptionName> = {
+  [K in N as Rows[K]['kind'] extends 'own' ? never : K]: Rows[K]['kind'] extends 'flag' ? boolean : number;
+};
+/** The plan fields of dtLimit and device. */
+export interface OwnOptionValues {
   dtMin: number;
   dtMax: number;
-  returnFinalStates: boolean;
-  returnVarlenStates: boolean;
-  returnUngated: boolean;
+  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
+}
+/** What the addon takes of the options N (lib/native.ts): each native one, and dtLimit as dtMin and dtMax. */
+export type NativeOptions<N extends OptionName> = OptionValues<N & NativeName> & Pick<OwnOptionValues, 'dtMin' | 'dtMax'>;
+
+const INPUT_NAMES = ['x', 'dt', 'A', 'B', 'C', 'D', 'z', 'dtBias', 'initialStates', 'seqIdx', 'cuSeqlens'] as const;
+export const OPTION_NAMES = Object.keys(OPTIONS) as OptionName[];
+export const STEP_OPTION_NAMES = OPTION_NAMES.filter((name) => 'step' in OPTIONS[name]) as StepOptionName[];
+
+/** The normalised description of one call. */
+export interface SsdPlan extends ScanSizes, OptionValues<OptionName>, OwnOptionValues {
   /** sequences in inputs.cuSeqlens (0 without it) */
   numSeqs: number;
-  device: { kind: 'auto' | 'cpu' | 'cuda'; index: number };
-  threads: number;
   xType: TensorType;
   out: { y?: Tensor; finalStates?: Tensor; varlenStates?: Tensor; yUngated?: Tensor };
 }
@@ -243,7 +280,7 @@ export function validate(inputs: unknown, options: unknown): { inputs: SsdInputs
     numSeqs = result.cuSeqlens.dims[0] - 1;
   }
 
-  const plan: SsdPlan = { ...readOptions(o), batch, seqlen, nheads, headdim, ngroups, dstate, numSeqs, xType: x.type, out: {} };
+  const plan: SsdPlan = { ...readOptions(o, OPTION_NAMES), batch, seqlen, nheads, headdim, ngroups, dstate, numSeqs, xType: x.type, out: {} };
   if (plan.returnVarlenStates && result.cuSeqlens === undefined) {
     throw new SsdError('ERR_SSD_OPTION', 'options.returnVarlenStates needs inputs.cuSeqlens');
   }
@@ -289,69 +326,55 @@ export function checkCuSeqlensValues(data: Int32Array, seqlen: number): void {
   }
 }
 
-type OptionFields = Pick<SsdPlan, 'chunkSize' | 'dtSoftplus' | 'dtMin' | 'dtMax' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated' | 'device' | 'threads'>;
-
-export function readOptions(options: Record<string, unknown>): OptionFields {
-  let chunkSize: number = CHUNK_SIZE.default;
-  if (options.chunkSize !== undefined) {
-    const c = options.chunkSize;
-    if (typeof c !== 'number') throw typeError('options.chunkSize', CHUNK_SIZE_RULE, c);
-    if (!isChunkSize(c)) throw rangeError('options.chunkSize', CHUNK_SIZE_RULE, String(c));
-    chunkSize = c;
-  }
-
-  const booleanOption = (name: 'dtSoftplus' | 'returnFinalStates' | 'returnVarlenStates' | 'returnUngated'): boolean => {
+/**
+ * The plan's values of the options `names` (OPTIONS), read in table order but the flags last (the
+ * order their checks have always had: the first wrong option is the one a message names).
+ */
+export function readOptions<N extends OptionName>(options: Record<string, unknown>, names: readonly N[]): OptionValues<N> & OwnOptionValues {
+  const plan: Record<string, unknown> = { dtMin: 0, dtMax: Infinity, device: { kind: 'auto', index: 0 } };
+  const isFlag = (name: N): boolean => OPTIONS[name].kind === 'flag';
+  for (const name of [...names.filter((n) => !isFlag(n)), ...names.filter(isFlag)]) {
+    const row: OptionRow = OPTIONS[name];
     const v = options[name];
-    if (v === undefined) return false;
-    if (typeof v !== 'boolean') throw typeError(`options.${name}`, 'a boolean', v);
-    return v;
-  };
-
-  let dtMin = 0;
-  let dtMax = Infinity;
-  if (options.dtLimit !== undefined) {
-    const limit = options.dtLimit;
-    if (!Array.isArray(limit) || limit.length !== 2 || typeof limit[0] !== 'number' || typeof limit[1] !== 'number') {
-      throw typeError('options.dtLimit', 'an array [lo, hi] of two numbers', limit);
+    if (row.kind === 'flag') {
+      if (v !== undefined && typeof v !== 'boolean') throw typeError(`options.${name}`, 'a boolean', v);
+      plan[name] = v ?? false;
+    } else if (row.kind === 'number') {
+      if (v !== undefined && typeof v !== 'number') throw typeError(`options.${name}`, row.type, v);
+      if (v !== undefined && !row.ok(v)) throw rangeError(`options.${name}`, row.rule, String(v));
+      plan[name] = v ?? row.default;
+    } else if (name === 'dtLimit' && v !== undefined) {
+      [plan.dtMin, plan.dtMax] = readDtLimit(v);
+    } else if (name === 'device' && v !== undefined) {
+      plan.device = readDevice(v);
     }
-    const [lo, hi] = limit as [number, number];
-    if (Number.isNaN(lo) || Number.isNaN(hi)) {
-      throw rangeError('options.dtLimit', '[lo, hi] without NaN', `[${lo}, ${hi}]`);
-    }
-    if (lo > hi) throw rangeError('options.dtLimit', '[lo, hi] with lo <= hi', `[${lo}, ${hi}]`);
-    dtMin = lo;
-    dtMax = hi;
   }
+  return plan as OptionValues<N> & OwnOptionValues;
+}
 
-  let device: SsdPlan['device'] = { kind: 'auto', index: 0 };
-  if (options.device !== undefined) {
-    const d = options.device;
-    if (typeof d !== 'string') throw typeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", d);
-    const match = /^cuda:(\d+)$/.exec(d);
-    if (d === 'auto' || d === 'cpu' || d === 'cuda') device = { kind: d, index: 0 };
-    else if (match) device = { kind: 'cuda', index: Number(match[1]) };
-    else throw rangeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", describe(d));
+function readDtLimit(limit: unknown): [number, number] {
+  if (!Array.isArray(limit) || limit.length !== 2 || typeof limit[0] !== 'number' || typeof limit[1] !== 'number') {
+    throw typeError('options.dtLimit', 'an array [lo, hi] of two numbers', limit);
   }
+  const [lo, hi] = limit as [number, number];
+  if (Number.isNaN(lo) || Number.isNaN(hi)) throw rangeError('options.dtLimit', '[lo, hi] without NaN', `[${lo}, ${hi}]`);
+  if (lo > hi) throw rangeError('options.dtLimit', '[lo, hi] with lo <= hi', `[${lo}, ${hi}]`);
+  return [lo, hi];
+}
 
-  let threads = 0;
-  if (options.threads !== undefined) {
-    const t = options.threads;
-    if (typeof t !== 'number') throw typeError('options.threads', 'a positive integer', t);
-    if (!isThreadCount(t)) throw rangeError('options.threads', THREADS_RULE, String(t));
-    threads = t;
-  }
+function readDevice(d: unknown): OwnOptionValues['device'] {
+  if (typeof d !== 'string') throw typeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", d);
+  const match = /^cuda:(\d+)$/.exec(d);
+  if (d === 'auto' || d === 'cpu' || d === 'cuda') return { kind: d, index: 0 };
+  if (match) return { kind: 'cuda', index: Number(match[1]) };
+  throw rangeError('options.device', "'auto', 'cpu', 'cuda' or 'cuda:N'", describe(d));
+}
 
-  return {
-    chunkSize,
-    dtSoftplus: booleanOption('dtSoftplus'),
-    dtMin,
-    dtMax,
-    returnFinalStates: booleanOption('returnFinalStates'),
-    returnVarlenStates: booleanOption('returnVarlenStates'),
-    returnUngated: booleanOption('returnUngated'),
-    device,
-    threads,
-  };
+/** The plan values the addon takes for a call of the options `names` (NativeOptions). */
+export function nativeOptions<N extends OptionName>(plan: OptionValues<N> & OwnOptionValues, names: readonly N[]): NativeOptions<N> {
+  const values: Record<string, unknown> = { dtMin: plan.dtMin, dtMax: plan.dtMax };
+  for (const name of names) if ('native' in OPTIONS[name]) values[name] = (plan as Record<string, unknown>)[name];
+  return values as NativeOptions<N>;
 }
 
 /** Checks options.out: each given tensor must have the type and dims of the result it replaces and must not be an input. */

@@ -20,6 +20,7 @@ import {
   type SsdOptions,
 } from '../lib/index';
 import { native } from '../lib/native';
+import { OPTION_NAMES } from '../lib/validate';
 import { ssdReferenceBackward, type RefGrads } from '../lib/reference-backward';
 import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../lib/validate-backward';
 import {
@@ -35,7 +36,7 @@ import {
   type ExampleOptions,
   type RefInputs,
 } from './reference';
-import { ISA_ORDER, eventLoopTurnsDuring, optionCombinations, runOnIsa, sameBits } from './helpers';
+import { ISA_ORDER, defaultNativeOptions, eventLoopTurnsDuring, optionCombinations, runOnIsa, sameBits } from './helpers';
 import { CLAMP_EDGE_MARGIN, CPU_BOUND, CPU_DTBIAS_SUM_BOUND, FP32_UNDERFLOW_MAGNITUDE, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
 const rng = new Random(20261130);
@@ -585,11 +586,10 @@ describe('validation', () => {
     const c = fresh();
     const grads = ssdBackwardSync(c.inputs, { dy: c.dy });
     const base = {
-      dims: [2, 10, 4, 8, 2, 4], chunkSize: 256,
+      dims: [2, 10, 4, 8, 2, 4], ...defaultNativeOptions(OPTION_NAMES), dtSoftplus: true,
       x: c.inputs.x.data, xType: 0, dt: c.inputs.dt.data, dtType: 0, A: c.inputs.A.toFloat32(),
       B: c.inputs.B.data, BType: 0, C: c.inputs.C.data, CType: 0, D: null, dPerChannel: false,
       z: null, zType: 0, dtBias: null, initialStates: null, seqIdx: null,
-      dtSoftplus: true, dtMin: 0, dtMax: Infinity, threads: 0,
       dy: c.dy.data, dyType: 0, dFinalStates: null,
       dx: grads.dx.data, ddt: grads.ddt.data, dA: grads.dA.data as Float32Array, dB: grads.dB.data, dC: grads.dC.data,
       dD: null, dz: null, dDtBias: null, dInitialStates: null,

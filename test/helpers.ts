@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { backends, type FloatType, type SsdOptions, type Tensor } from '../lib/index';
 import { CPU_BOUND, ROUNDING_ALLOWANCE } from '../lib/tolerances';
+import { nativeOptions, readOptions, type NativeOptions, type OptionName } from '../lib/validate';
 import { allFinite, l2, relativeL2, roundingError, type ExampleOptions, type RefOutputs } from './reference';
 
 /**
@@ -71,6 +72,14 @@ export function optionCombinations(dtypes: readonly FloatType[], varyFinalStates
 }
 
 /** The instruction sets of the CPU path, lowest first. */
+/**
+ * The addon's option fields of a call of the options `names` at their defaults (lib/validate.ts,
+ * OPTIONS), for the argument objects a test writes by hand to bypass the TypeScript checks.
+ */
+export function defaultNativeOptions<N extends OptionName>(names: readonly N[]): NativeOptions<N> {
+  return nativeOptions(readOptions({}, names), names);
+}
+
 export const ISA_ORDER: readonly string[] = ['scalar', 'avx2', 'avx512'];
 
 /**

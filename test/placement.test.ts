@@ -64,7 +64,7 @@ describe("device 'auto' with host tensors", () => {
       expect(addon.asked).toHaveLength(1);
       const [askedOp, query] = addon.asked[0];
       expect(askedOp).toBe(op);
-      expect(query).toEqual({ dims: [1, 4, 2, 64, 1, 8], chunkSize: 256, xType: 0, BType: 0, CType: 0, dtType: 0, zType: null });
+      expect(query).toEqual({ dims: [1, 4, 2, 64, 1, 8], chunkSize: 256, dtSoftplus: false, dtMin: 0, dtMax: Infinity, threads: 0, xType: 0, BType: 0, CType: 0, dtType: 0, zType: null });
     });
 
     test(`${op}: a call the CUDA path does not support (headdim 512): the CPU`, () => {

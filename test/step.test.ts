@@ -8,8 +8,9 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { SsdError, Tensor, ssd, ssdStep, ssdStepSync, ssdSync, type SsdOptions, type SsdStepOptions } from '../lib/index';
 import { native } from '../lib/native';
+import { STEP_OPTION_NAMES } from '../lib/validate';
 import { makeStepExample, ssdStepReference, type RefStepInputs, type StepExampleConfig, type StepExampleOptions } from '../lib/reference-step';
-import { sameBits } from './helpers';
+import { defaultNativeOptions, sameBits } from './helpers';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleConfig } from './reference';
 import { CPU_BOUND, FLOAT64_DIGITS, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
@@ -174,10 +175,10 @@ describe('state cache indices', () => {
     const { state, inputs } = makeStepExample(rng, cfg, { stateIndices: [0, 1, 2, 3] });
     const before = Float32Array.from(state.data as Float32Array);
     const base = {
-      dims: [4, 3, 8, 1, 24], stateRows: 9, state: state.data as Float32Array, stateType: 0,
+      dims: [4, 3, 8, 1, 24], ...defaultNativeOptions(STEP_OPTION_NAMES), stateRows: 9, state: state.data as Float32Array, stateType: 0,
       x: inputs.x.data, xType: 0, dt: inputs.dt.data, dtType: 0, A: inputs.A.data as Float32Array,
       B: inputs.B.data, BType: 0, C: inputs.C.data, CType: 0, D: null, dPerChannel: false, z: null, zType: 0,
-      dtBias: null, dtSoftplus: false, dtMin: 0, dtMax: Infinity, y: new Float32Array(4 * 3 * 8), yType: 0, threads: 0,
+      dtBias: null, y: new Float32Array(4 * 3 * 8), yType: 0,
     };
     for (const [indices, message] of [
       [[0, 1, 9, 3], /state_indices\[2\] = 9 is past the last state row \(8\)/],

@@ -12,7 +12,8 @@ import { SsdError, Tensor, ssd, ssdBackward, ssdBackwardSync, ssdSync, ssdWithGr
 import { ssdReferenceBackward } from '../lib/reference-backward';
 import { GRAD_NAMES } from '../lib/validate-backward';
 import { native } from '../lib/native';
-import { sameBits } from './helpers';
+import { OPTION_NAMES } from '../lib/validate';
+import { defaultNativeOptions, sameBits } from './helpers';
 import { Random, allFinite, l2, makeExample, relativeL2, roundingError, ssdReference, withOptions, type ExampleOptions, type RefInputs } from './reference';
 import { BF16_STEP, CPU_BOUND, ROUNDING_ALLOWANCE } from '../lib/tolerances';
 
@@ -272,9 +273,9 @@ test('the native code re-checks the offsets before writing (when the TypeScript 
   const { inputs } = makeExample(new Random(5), { batch: 1, seqlen: 10, ...SIZES }, { D: 'none' });
   const y = new Float32Array(10 * 4 * 12).fill(7);
   const args = {
-    dims: [1, 10, 4, 12, 2, 20], chunkSize: 256, x: inputs.x.data, xType: 0, dt: inputs.dt.data, dtType: 0, A: inputs.A.data as Float32Array,
+    dims: [1, 10, 4, 12, 2, 20], ...defaultNativeOptions(OPTION_NAMES), x: inputs.x.data, xType: 0, dt: inputs.dt.data, dtType: 0, A: inputs.A.data as Float32Array,
     B: inputs.B.data, BType: 0, C: inputs.C.data, CType: 0, D: null, dPerChannel: false, z: null, zType: 0, dtBias: null, initialStates: null,
-    seqIdx: null, dtSoftplus: false, dtMin: 0, dtMax: Infinity, y, yType: 0, finalStates: null, threads: 0, numSeqs: 2,
+    seqIdx: null, y, yType: 0, finalStates: null, numSeqs: 2,
   };
   for (const [cu, message] of [
     [[0, 6, 9], /cu_seqlens must start at 0 and end at seqlen \(10\), got 0 and 9/],

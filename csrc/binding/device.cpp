@@ -130,8 +130,8 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
 }
 
 // cudaSupports(op, query) -> { ok, reason }: whether the CUDA kernels take a call of these sizes and
-// dtypes ('forward', 'backward' or 'step'; query: { dims, chunkSize?, xType, dtType, BType, CType,
-// zType?, stateType? }, dims as in the call's own arguments). Device 'auto' asks this before it
+// dtypes ('forward', 'backward' or 'step'; query: { dims, xType, dtType, BType, CType, zType?,
+// stateType? } and the call's options, dims and options as in the call's own arguments). Device 'auto' asks this before it
 // sends host tensors to the GPU. The answer says nothing of the tensors' values or of the device.
 Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -154,12 +154,13 @@ Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
     p.batch = d[0]; p.nheads = d[1]; p.headdim = d[2]; p.ngroups = d[3]; p.dstate = d[4]; p.state_rows = d[0];
     p.x_type = dtype("xType"); p.dt_type = dtype("dtType"); p.B_type = dtype("BType"); p.C_type = dtype("CType");
     p.z_type = dtype("zType"); p.y_type = p.x_type; p.state_type = dtype("stateType");
+    read_options(q, Option::kStep, &p, true);
     ok = ssd::cuda_supports_step(p, &why);
   } else if (op == "forward" || op == "backward") {
     if (d.size() != 6) throw Napi::RangeError::New(env, "Expected 6 query.dims (batch, seqlen, nheads, headdim, ngroups, dstate)");
     SsdParams p{};
     p.batch = d[0]; p.seqlen = d[1]; p.nheads = d[2]; p.headdim = d[3]; p.ngroups = d[4]; p.dstate = d[5];
-    p.chunk_size = q.Get("chunkSize").IsNumber() ? q.Get("chunkSize").As<Napi::Number>().Int64Value() : 256;
+    read_options(q, Option::kForward, &p, true);
     p.x_type = dtype("xType"); p.dt_type = dtype("dtType"); p.B_type = dtype("BType"); p.C_type = dtype("CType");
     p.z_type = dtype("zType"); p.y_type = p.x_type;
     ok = ssd::cuda_supports(p, &why);

@@ -26,6 +26,7 @@ SsdStepParams read_step_params(Napi::Object args, const Source& src, int* thread
   const std::vector<int64_t> d = read_dims(args, {"batch", "nheads", "headdim", "ngroups", "dstate"});
   p.batch = d[0]; p.nheads = d[1]; p.headdim = d[2]; p.ngroups = d[3]; p.dstate = d[4];
   p.state_rows = read_size(env, args.Get("stateRows"), "stateRows");
+  read_options(args, ssd::Option::kStep, &p);
   if (p.nheads % p.ngroups != 0) throw Napi::RangeError::New(env, "ngroups must divide nheads");
 
   const int64_t b = p.batch, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
@@ -98,18 +99,14 @@ SsdStepParams read_step_params(Napi::Object args, const Source& src, int* thread
   p.z_head_stride = hd;
   p.dt_bias = static_cast<const float*>(read_buffer(args, "dtBias", SSD_FLOAT32, h, true, src));
 
-  read_dt_options(args, &p.dt_softplus, &p.dt_min, &p.dt_max);
+  read_dt_limits(args, &p.dt_min, &p.dt_max);
 
   p.y_type = read_dtype(args, "yType");
   p.y = const_cast<void*>(read_buffer(args, "y", p.y_type, b * h * hd, false, src, Access::Out));
   p.y_batch_stride = h * hd;
   p.y_head_stride = hd;
 
-  Napi::Value t = args.Get("threads");
-  if (!t.IsNumber()) throw Napi::TypeError::New(env, "Expected a number for threads");
-  const double tv = t.As<Napi::Number>().DoubleValue();
-  if (!(tv >= 0 && tv <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
-  *threads = int(tv);
+  *threads = read_threads(args);
   std::string error;
   const SsdStatus status = ssd::check_step_params(p, &error);
   if (status != SSD_OK) throw status_error(env, status, error);

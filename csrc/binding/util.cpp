@@ -102,14 +102,39 @@ int64_t read_size(Napi::Env env, Napi::Value v, const char* name) {
   return int64_t(d);
 }
 
-void read_dt_options(Napi::Object args, int* softplus, float* lo, float* hi) {
+void read_options(Napi::Object args, ssd::Option::Block block, void* params, bool query) {
   Napi::Env env = args.Env();
-  *softplus = args.Get("dtSoftplus").ToBoolean().Value() ? 1 : 0;
+  for (const ssd::Option& o : ssd::kOptions) {
+    if (o.offset[block] < 0) continue;
+    void* field = static_cast<char*>(params) + o.offset[block];
+    Napi::Value v = args.Get(o.name);
+    const bool number = v.IsNumber();
+    if (o.kind == ssd::Option::kBool) {
+      *static_cast<int32_t*>(field) = v.ToBoolean().Value() ? 1 : 0;
+    } else if (o.kind == ssd::Option::kInt) {
+      *static_cast<int64_t*>(field) = !query ? read_size(env, v, o.name) : number ? v.As<Napi::Number>().Int64Value() : int64_t(o.fallback);
+    } else {
+      if (!query && !number) throw Napi::TypeError::New(env, std::string("Expected a number for ") + o.name);
+      *static_cast<float*>(field) = float(number ? v.As<Napi::Number>().DoubleValue() : o.fallback);
+    }
+  }
+}
+
+void read_dt_limits(Napi::Object args, float* lo, float* hi) {
+  Napi::Env env = args.Env();
   Napi::Value min = args.Get("dtMin"), max = args.Get("dtMax");
   if (!min.IsNumber() || !max.IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for dtMin and dtMax");
   *lo = float(min.As<Napi::Number>().DoubleValue());
   *hi = float(max.As<Napi::Number>().DoubleValue());
   if (!(*lo <= *hi)) throw Napi::RangeError::New(env, "Expected dtMin <= dtMax, neither NaN");
+}
+
+int read_threads(Napi::Object args) {
+  Napi::Value v = args.Get("threads");
+  if (!v.IsNumber()) throw Napi::TypeError::New(args.Env(), "Expected a number for threads");
+  const double t = v.As<Napi::Number>().DoubleValue();
+  if (!(t >= 0 && t <= 1024)) throw Napi::RangeError::New(args.Env(), "Expected threads in [0, 1024]");
+  return int(t);
 }
 
 std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names) {
@@ -169,7 +194,7 @@ Call read_call(Napi::Object args, const Source& src, bool outputs) {
   SsdParams& p = call.params;
   const std::vector<int64_t> d = read_dims(args, {"batch", "seqlen", "nheads", "headdim", "ngroups", "dstate"});
   p.batch = d[0]; p.seqlen = d[1]; p.nheads = d[2]; p.headdim = d[3]; p.ngroups = d[4]; p.dstate = d[5];
-  p.chunk_size = read_size(env, args.Get("chunkSize"), "chunkSize");
+  read_options(args, ssd::Option::kForward, &p);
   if (p.nheads % p.ngroups != 0) throw Napi::RangeError::New(env, "ngroups must divide nheads");
 
   const int64_t b = p.batch, L = p.seqlen, h = p.nheads, hd = p.headdim, g = p.ngroups, n = p.dstate;
@@ -223,7 +248,7 @@ Call read_call(Napi::Object args, const Source& src, bool outputs) {
     p.seq_idx_batch_stride = L;
   }
 
-  read_dt_options(args, &p.dt_softplus, &p.dt_min, &p.dt_max);
+  read_dt_limits(args, &p.dt_min, &p.dt_max);
 
   if (outputs) {
     p.y_type = read_dtype(args, "yType");
@@ -247,11 +272,7 @@ Call read_call(Napi::Object args, const Source& src, bool outputs) {
     if (!varlen.IsNull() && !varlen.IsUndefined()) throw Napi::TypeError::New(env, "Expected cuSeqlens with varlenStates");
   }
 
-  Napi::Value threads = args.Get("threads");
-  if (!threads.IsNumber()) throw Napi::TypeError::New(env, "Expected a number for threads");
-  double t = threads.As<Napi::Number>().DoubleValue();
-  if (!(t >= 0 && t <= 1024)) throw Napi::RangeError::New(env, "Expected threads in [0, 1024]");
-  call.threads = int(t);
+  call.threads = read_threads(args);
   call.y_bytes = outputs ? size_t(x_elems * dtype_bytes(p.y_type)) : 0;
   call.yu_bytes = (outputs && p.y_ungated) ? size_t(x_elems * dtype_bytes(p.y_ungated_type)) : 0;
   call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;

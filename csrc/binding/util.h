@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "binding/staging.h"
+#include "core/params.h"
 #include "device/device.h"
 
 #include "ssd_kernels.h"
@@ -43,8 +44,14 @@ const void* read_buffer(Napi::Object args, const char* name, SsdDtype dtype, int
 SsdDtype read_dtype(Napi::Object args, const char* name);
 // An integer in [1, 2^31-1].
 int64_t read_size(Napi::Env env, Napi::Value v, const char* name);
-// dtSoftplus, dtMin and dtMax (dtMin <= dtMax, neither NaN).
-void read_dt_options(Napi::Object args, int* softplus, float* lo, float* hi);
+// Each option of the option table (core/params.h) that `block` has, from args into the block at
+// `params`. A call's arguments (lib/native.ts) hold every one: a number for kInt (read_size) and
+// kFloat. A cudaSupports `query` may leave out a number: the option's fallback.
+void read_options(Napi::Object args, ssd::Option::Block block, void* params, bool query = false);
+// dtMin and dtMax (dtMin <= dtMax, neither NaN).
+void read_dt_limits(Napi::Object args, float* lo, float* hi);
+// args.threads: a CPU thread count in [0, 1024] (0: the default).
+int read_threads(Napi::Object args);
 // args.dims: one size per name, in order.
 std::vector<int64_t> read_dims(Napi::Object args, std::initializer_list<const char*> names);
 

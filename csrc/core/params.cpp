@@ -46,6 +46,21 @@ SsdStatus check_dtypes(std::initializer_list<SsdDtype> types, std::string* error
   return SSD_OK;
 }
 
+// The rule of each option (kOptions) that the block at `params` has.
+SsdStatus check_options(const void* params, Option::Block block, std::string* error) {
+  for (const Option& o : kOptions) {
+    if (o.offset[block] < 0 || !o.ok) continue;
+    const char* at = static_cast<const char*>(params) + o.offset[block];
+    const int64_t i = o.kind == Option::kInt ? *reinterpret_cast<const int64_t*>(at)
+                      : o.kind == Option::kBool ? *reinterpret_cast<const int32_t*>(at) : 0;
+    const float f = o.kind == Option::kFloat ? *reinterpret_cast<const float*>(at) : 0.0f;
+    if (!o.ok(o.kind == Option::kFloat ? double(f) : double(i))) {
+      return invalid(error, std::string(o.field) + " " + o.rule + ", got " + (o.kind == Option::kFloat ? std::to_string(f) : std::to_string(i)));
+    }
+  }
+  return SSD_OK;
+}
+
 SsdStatus check_dt_limits(float dt_min, float dt_max, std::string* error) {
   if (!(dt_min <= dt_max)) return invalid(error, "dt_min must not exceed dt_max (and neither may be NaN)");
   return SSD_OK;
@@ -56,10 +71,7 @@ SsdStatus check_forward(const SsdParams& p, bool outputs, std::string* error) {
   SsdStatus status = check_sizes({{"batch", p.batch},     {"seqlen", p.seqlen},   {"nheads", p.nheads},
                                   {"headdim", p.headdim}, {"ngroups", p.ngroups}, {"dstate", p.dstate}},
                                  p.nheads, p.ngroups, error);
-  if (status != SSD_OK) return status;
-  if (p.chunk_size < 16 || p.chunk_size > 256 || (p.chunk_size & (p.chunk_size - 1)) != 0) {
-    return invalid(error, "chunk_size must be a power of two in [16, 256], got " + std::to_string(p.chunk_size));
-  }
+  if (status != SSD_OK || (status = check_options(&p, Option::kForward, error)) != SSD_OK) return status;
   // Element counts of the largest tensors must fit in int64 with room to spare.
   const double x_elems = double(p.batch) * double(p.seqlen) * double(p.nheads) * double(p.headdim);
   const double state_elems = double(p.batch) * double(p.nheads) * double(p.headdim) * double(p.dstate);
@@ -193,7 +205,7 @@ SsdStatus check_step_params(const SsdStepParams& p, std::string* error) {
   SsdStatus status = check_sizes({{"batch", p.batch},     {"nheads", p.nheads}, {"headdim", p.headdim},
                                   {"ngroups", p.ngroups}, {"dstate", p.dstate}, {"state_rows", p.state_rows}},
                                  p.nheads, p.ngroups, error);
-  if (status != SSD_OK) return status;
+  if (status != SSD_OK || (status = check_options(&p, Option::kStep, error)) != SSD_OK) return status;
   if (!p.state_indices && p.state_rows != p.batch) {
     return invalid(error, "without state_indices, state_rows (" + std::to_string(p.state_rows) + ") must equal batch (" +
                           std::to_string(p.batch) + ")");

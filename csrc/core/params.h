@@ -3,12 +3,41 @@
 // (csrc/cpu, csrc/cuda) trust a block that passed them and check nothing again. Each returns SSD_OK,
 // or SSD_ERR_INVALID_ARGUMENT with *error naming the field, what was expected and what came.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "ssd_kernels.h"
 
 namespace ssd {
+
+// The options: the scalar fields of the blocks that a caller chooses, one row each in kOptions.
+// The binding reads each from a call's argument object under `name` (read_options, binding/util.h);
+// check_params and check_step_params check its rule. A new option is its field in
+// include/ssd_kernels.h, a row here and its row in lib/validate.ts (OPTIONS); then the kernels
+// that implement it. Read and checked by their own code instead: dt_min and dt_max (dtLimit), a
+// pair with a rule across both (check_dt_limits); D_per_channel, D's layout, read with D and
+// checked by check_layout; the sizes.
+struct Option {
+  enum Kind { kBool, kInt, kFloat };
+  enum Block { kForward, kStep };  // SsdParams (SsdBackwardParams.fwd too), SsdStepParams
+  const char* name;   // in the argument object (lib/native.ts)
+  const char* field;  // in the block, for messages
+  // kBool: an int32_t, 1 where the argument is truthy, else 0; kInt: an int64_t, from an integer
+  // in [1, 2^31-1]; kFloat: a float, from a number
+  Kind kind;
+  int64_t offset[2];            // the field's offsetof in each Block; -1 where that block lacks it
+  double fallback = 0;          // its value in a cudaSupports query that leaves it out
+  bool (*ok)(double) = nullptr; // its rule, if any; a value it refuses fails with
+  const char* rule = nullptr;   // "<field> <rule>, got <value>"
+};
+
+inline constexpr Option kOptions[] = {
+    {"chunkSize", "chunk_size", Option::kInt, {offsetof(SsdParams, chunk_size), -1}, 256,
+     [](double c) { return c >= 16 && c <= 256 && (int64_t(c) & (int64_t(c) - 1)) == 0; },
+     "must be a power of two in [16, 256]"},
+    {"dtSoftplus", "dt_softplus", Option::kBool, {offsetof(SsdParams, dt_softplus), offsetof(SsdStepParams, dt_softplus)}},
+};
 
 // Sizes (each in [1, 2^31-1], ngroups dividing nheads), chunk size (a power of two in [16, 256]),
 // dtypes, required pointers and the options' combinations of a forward block.
