@@ -8,10 +8,10 @@
 //    placement that swizzle.h states (no swizzle, 32B, 64B, 128B; bf16, f16, fp32; 2D and 3D; a box
 //    crossing the tensor's edges on both sides, zero-filled); a TMA store of a box that threads wrote
 //    in swizzled order, clipped at the tensor's edges.
-//  - gemm: A (64 x 64, K-major) and B (K-major or MN-major) loaded by TMA with 128B swizzle, D = A B
-//    by four wgmma k-steps in two commit groups (wait<1>, wait<0>), the first with scale-d = 0 over
-//    NaN accumulators; A from shared memory or from registers; bf16 and f16; N = 32 .. 256; a
-//    negated A; tensors smaller than the boxes (zero fill into the product).
+//  - gemm: A (64 x 64) and B (64 x N) loaded by TMA, D = A B by four wgmma k-steps in two commit
+//    groups (wait<1>, wait<0>), the first with scale-d = 0 over NaN accumulators; A in shared memory
+//    (K- or MN-major) or in registers; B K- or MN-major; 128B swizzle, and K-major with 64B or none;
+//    bf16 and f16; N = 32 .. 256; a negated A; tensors smaller than the boxes (zero fill).
 //  - pipeline: 2 CTAs, each a producer warp issuing TMA into a 2-stage ring (full / empty
 //    mbarriers) and two consumer warpgroups running wgmma over 8 k-tiles, releasing a stage once
 //    wgmma.wait_group<1> retired the k-tile that read it.
@@ -38,6 +38,15 @@
 using namespace ssd::cuda::sm90;
 using bf16 = __nv_bfloat16;
 using f16 = __half;
+
+// The descriptor's fields (PTX ISA 9.7.15.5.1.2.2): start >> 4 in bits 0-13, LBO >> 4 in 16-29, SBO >> 4
+// in 32-45, the swizzle code in 62-63 (1 = 128B, 2 = 64B, 3 = 32B).
+static_assert(make_smem_desc(0x1400, 16, 1024, Swizzle::k128B) == 0x4000004000010140ull, "descriptor fields");
+static_assert(make_smem_desc(0x3fff0, 8192, 512, Swizzle::k64B) == 0x8000002002003fffull, "descriptor fields");
+static_assert(make_smem_desc(0x20, 2048, 128, Swizzle::kNone) == 0x0000000800800002ull, "descriptor fields");
+static_assert(desc_advance(make_smem_desc(0x400, 16, 1024, Swizzle::k32B), 96) ==
+                  make_smem_desc(0x460, 16, 1024, Swizzle::k32B),
+              "descriptor advance");
 
 // ---- device ------------------------------------------------------------------------------------
 
@@ -103,19 +112,22 @@ struct KMajorTile {
   // the row; without swizzle, core matrices of 8 rows x 16 bytes (SBO 128), k blocks R * 16 apart (LBO)
   static __device__ __forceinline__ uint64_t desc(const char* tile, int rows, int ks) {
     const int k0 = 16 * ks;
-    return smem_desc(tile + (k0 / kBlockK) * rows * kRowBytes + (k0 % kBlockK) * 2, kSpan ? 16 : rows * 16,
-                     kSpan ? 8 * kRowBytes : 128, kSwizzle);
+    const uint64_t block = smem_desc(tile + (k0 / kBlockK) * rows * kRowBytes, kSpan ? 16 : rows * 16,
+                                     kSpan ? 8 * kRowBytes : 128, kSwizzle);
+    return desc_advance(block, (k0 % kBlockK) * 2);
   }
 };
 
-// d (64 x N) = kScaleA A (64 x 64) B (64 x N). A: K-major (KMajorTile), 8 KiB at s. B at s + 8 KiB:
-// K-major, N rows (KMajorTile); or (kSpan 128 only) MN-major, N / 64 boxes of 64 k-rows x 64 n (8 KiB
-// each: LBO 8192 between them, SBO 1024 between groups of 8 k, a k-step two atoms = 2048 bytes).
-template <class T, int N, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
+// d (64 x N) = kScaleA A (64 x 64) B (64 x N). A at s (8 KiB): K-major (KMajorTile), or (kSpan 128 only)
+// MN-major, one box of 64 k-rows x 64 m. B at s + 8 KiB: K-major, N rows (KMajorTile); or (kSpan 128
+// only) MN-major, N / 64 boxes of 64 k-rows x 64 n (8 KiB each: LBO 8192 between them). MN-major: SBO
+// 1024 between groups of 8 k, a k-step two atoms = 2048 bytes.
+template <class T, int N, int kTransA, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
 __global__ void __launch_bounds__(128) k_gemm(const __grid_constant__ CUtensorMap map_a,
                                               const __grid_constant__ CUtensorMap map_b, float* out) {
   using Tile = KMajorTile<kSpan>;
-  static_assert(kSpan == 128 || kTransB == kKMajor, "MN-major B with 128B swizzle only");
+  static_assert(kSpan == 128 || (kTransA == kKMajor && kTransB == kKMajor), "MN-major with 128B swizzle only");
+  static_assert(!kARegs || kTransA == kKMajor, "A in registers is loaded from a K-major tile");
   char* s = smem_1024();
   char* sa = s;
   char* sb = s + 8192;
@@ -130,7 +142,7 @@ __global__ void __launch_bounds__(128) k_gemm(const __grid_constant__ CUtensorMa
     tma_prefetch(&map_a);
     tma_prefetch(&map_b);
     mbar_arrive_expect_tx(bar, 8192u + N * 128u);
-    if (kSpan == 128) tma_load_2d(sa, &map_a, bar, 0, 0);
+    if (kSpan == 128 || kTransA == kMNMajor) tma_load_2d(sa, &map_a, bar, 0, 0);
     else tma_load_3d(sa, &map_a, bar, 0, 0, 0);
     if (kSpan == 128 && kTransB == kKMajor) tma_load_2d(sb, &map_b, bar, 0, 0);
     else tma_load_3d(sb, &map_b, bar, 0, 0, 0);
@@ -144,17 +156,21 @@ __global__ void __launch_bounds__(128) k_gemm(const __grid_constant__ CUtensorMa
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a[ks][r] = Tile::pair(sa, 64, 16 * warp + g + 8 * (r & 1), 16 * ks + 2 * q + 8 * (r >> 1));
+      for (int r = 0; r < 4; ++r)
+        a[ks][r] = Tile::pair(sa, 64, 16 * warp + g + 8 * (r & 1), 16 * ks + 2 * q + 8 * (r >> 1));
   }
   wgmma_hold(d);
   wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) {
-    const uint64_t db = kTransB == kKMajor ? Tile::desc(sb, N, ks) : smem_desc(sb + 2048 * ks, 8192, 1024, Swizzle::k128B);
+    const uint64_t db = kTransB == kKMajor ? Tile::desc(sb, N, ks)
+                                           : smem_desc(sb + 2048 * ks, 8192, 1024, Swizzle::k128B);
     if constexpr (kARegs) {
       wgmma_rs<T, N, kTransB, kScaleA>(d, a[ks], db, ks > 0);
     } else {
-      wgmma_ss<T, N, kKMajor, kTransB, kScaleA>(d, Tile::desc(sa, 64, ks), db, ks > 0);
+      const uint64_t da = kTransA == kKMajor ? Tile::desc(sa, 64, ks)
+                                             : smem_desc(sa + 2048 * ks, 8192, 1024, Swizzle::k128B);
+      wgmma_ss<T, N, kTransA, kTransB, kScaleA>(d, da, db, ks > 0);
     }
     if (ks == 1) wgmma_commit();
   }
@@ -292,7 +308,10 @@ struct DevBuf {
   ~DevBuf() { cudaFree(p); }
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
-  template <class V> void put(const std::vector<V>& v) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(V), cudaMemcpyHostToDevice)); }
+  template <class V>
+  void put(const std::vector<V>& v) {
+    CK(cudaMemcpy(p, v.data(), v.size() * sizeof(V), cudaMemcpyHostToDevice));
+  }
   template <class V> std::vector<V> get() const {
     std::vector<V> v(n / sizeof(V));
     CK(cudaMemcpy(v.data(), p, v.size() * sizeof(V), cudaMemcpyDeviceToHost));
@@ -374,7 +393,8 @@ static void tma_dump_case(const DumpCase& c, uint32_t extra, bool expect_failure
   for (uint32_t i = 0; i < bytes; ++i)
     if (got[i] != want[i]) {
       char buf[160];
-      snprintf(buf, sizeof buf, "shared-memory byte %u (element %u) is 0x%02x, expected 0x%02x", i, i / es, got[i], want[i]);
+      snprintf(buf, sizeof buf, "shared-memory byte %u (element %u) is 0x%02x, expected 0x%02x", i, i / es, got[i],
+               want[i]);
       return report(c.name, buf);
     }
   report(c.name, "");
@@ -485,15 +505,20 @@ static TmaTensor kmajor_map(TmaDtype dt, void* base, int rows, int K, int box_ro
 }
 
 // A: m x k (m < M, k < K valid; rows of A's tensor have K elements), B: k x n (n < NV valid).
-template <class T, int N, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
+template <class T, int N, int kTransA, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
 static void gemm_case(const std::string& name, int M, int K, int NV) {
   if (!selected(name)) return;
-  std::mt19937 rng(static_cast<unsigned>(N * 131 + M * 7 + K + NV + kTransB * 3 + kARegs * 5));
+  std::mt19937 rng(static_cast<unsigned>(N * 131 + M * 7 + K + NV + kTransA * 11 + kTransB * 3 + kARegs * 5));
   std::vector<double> a(size_t(M) * K), b(size_t(K) * NV);
   for (double& v : a) v = quarter(rng);
   for (double& v : b) v = quarter(rng);
   std::vector<uint16_t> ha(a.size()), hb(b.size());
-  for (size_t i = 0; i < a.size(); ++i) ha[i] = to_bits<T>(a[i]);
+  if (kTransA == kKMajor) {  // stored m-major: M rows of K
+    for (size_t i = 0; i < a.size(); ++i) ha[i] = to_bits<T>(a[i]);
+  } else {  // stored k-major: K rows of M
+    for (int m = 0; m < M; ++m)
+      for (int k = 0; k < K; ++k) ha[size_t(k) * M + m] = to_bits<T>(a[size_t(m) * K + k]);
+  }
   if (kTransB == kKMajor) {  // stored n-major: B^T, NV rows of K
     for (int n = 0; n < NV; ++n)
       for (int k = 0; k < K; ++k) hb[size_t(n) * K + k] = to_bits<T>(b[size_t(k) * NV + n]);
@@ -504,7 +529,12 @@ static void gemm_case(const std::string& name, int M, int K, int NV) {
   da.put(ha);
   db.put(hb);
   const TmaDtype dt = std::is_same<T, bf16>::value ? TmaDtype::kBf16 : TmaDtype::kF16;
-  const TmaTensor ta = kmajor_map<kSpan>(dt, da.p, M, K, 64);
+  TmaTensor ta = kmajor_map<kSpan>(dt, da.p, M, K, 64);
+  if (kTransA == kMNMajor) {  // one box of 64 k-rows x 64 m
+    ta.dims[0] = M;
+    ta.dims[1] = K;
+    ta.strides[0] = uint64_t(M) * 2;
+  }
   TmaTensor tb = kmajor_map<kSpan>(dt, db.p, NV, K, N);
   if (kTransB == kMNMajor) {  // (n % 64, k, n / 64): the N / 64 blocks of 64 columns one after the other
     tb.rank = 3;
@@ -522,8 +552,8 @@ static void gemm_case(const std::string& name, int M, int K, int NV) {
   if (bad.empty()) bad = encode(&map_b, tb);
   if (!bad.empty()) return report(name, bad);
   const size_t smem = 1024 + 8192 + N * 128 + 16;
-  allow_smem(k_gemm<T, N, kTransB, kARegs, kScaleA, kSpan>, smem);
-  k_gemm<T, N, kTransB, kARegs, kScaleA, kSpan><<<1, 128, smem>>>(map_a, map_b, static_cast<float*>(out.p));
+  allow_smem(k_gemm<T, N, kTransA, kTransB, kARegs, kScaleA, kSpan>, smem);
+  k_gemm<T, N, kTransA, kTransB, kARegs, kScaleA, kSpan><<<1, 128, smem>>>(map_a, map_b, static_cast<float*>(out.p));
   const std::string err = launch_error();
   if (!err.empty()) return report(name, err);
   const std::vector<float> got = out.get<float>();
@@ -629,22 +659,27 @@ int main(int argc, char** argv) {
   tma_store_case();
   tensor_map_errors_case();
 
-  gemm_case<bf16, 64, kKMajor, false, 1>("gemm bf16 N=64 B K-major, A smem", 64, 64, 64);
-  gemm_case<bf16, 128, kMNMajor, false, 1>("gemm bf16 N=128 B MN-major, A smem", 64, 64, 128);
-  gemm_case<bf16, 256, kKMajor, false, 1>("gemm bf16 N=256 B K-major, A smem", 64, 64, 256);
-  gemm_case<bf16, 192, kMNMajor, false, 1>("gemm bf16 N=192 B MN-major, A smem", 64, 64, 192);
-  gemm_case<bf16, 128, kKMajor, true, 1>("gemm bf16 N=128 B K-major, A registers", 64, 64, 128);
-  gemm_case<bf16, 64, kKMajor, false, -1>("gemm bf16 N=64 B K-major, A smem, A negated", 64, 64, 64);
-  gemm_case<f16, 128, kKMajor, false, 1>("gemm f16 N=128 B K-major, A smem", 64, 64, 128);
-  gemm_case<f16, 64, kMNMajor, true, 1>("gemm f16 N=64 B MN-major, A registers", 64, 64, 64);
-  gemm_case<f16, 32, kKMajor, true, 1>("gemm f16 N=32 B K-major, A registers", 64, 64, 32);
-  gemm_case<bf16, 64, kKMajor, false, 1, 64>("gemm bf16 N=64 B K-major, A smem, 64B swizzle", 64, 64, 64);
-  gemm_case<bf16, 128, kKMajor, true, 1, 64>("gemm bf16 N=128 B K-major, A registers, 64B swizzle", 64, 64, 128);
-  gemm_case<f16, 128, kKMajor, false, 1, 0>("gemm f16 N=128 B K-major, A smem, no swizzle (core matrices)", 64, 64,
-                                            128);
-  gemm_case<f16, 128, kKMajor, false, 1>("gemm f16 N=128 B K-major, A smem, M=50 K=56 N=100 (zero fill)", 50, 56, 100);
-  gemm_case<bf16, 128, kKMajor, true, 1>("gemm bf16 N=128 B K-major, A registers, M=50 K=56 N=100 (zero fill)", 50, 56,
-                                         100);
+  gemm_case<bf16, 64, kKMajor, kKMajor, false, 1>("gemm bf16 N=64 B K-major, A smem", 64, 64, 64);
+  gemm_case<bf16, 128, kKMajor, kMNMajor, false, 1>("gemm bf16 N=128 B MN-major, A smem", 64, 64, 128);
+  gemm_case<bf16, 256, kKMajor, kKMajor, false, 1>("gemm bf16 N=256 B K-major, A smem", 64, 64, 256);
+  gemm_case<bf16, 192, kKMajor, kMNMajor, false, 1>("gemm bf16 N=192 B MN-major, A smem", 64, 64, 192);
+  gemm_case<bf16, 128, kKMajor, kKMajor, true, 1>("gemm bf16 N=128 B K-major, A registers", 64, 64, 128);
+  gemm_case<bf16, 64, kKMajor, kKMajor, false, -1>("gemm bf16 N=64 B K-major, A smem, A negated", 64, 64, 64);
+  gemm_case<f16, 128, kKMajor, kKMajor, false, 1>("gemm f16 N=128 B K-major, A smem", 64, 64, 128);
+  gemm_case<f16, 64, kKMajor, kMNMajor, true, 1>("gemm f16 N=64 B MN-major, A registers", 64, 64, 64);
+  gemm_case<f16, 32, kKMajor, kKMajor, true, 1>("gemm f16 N=32 B K-major, A registers", 64, 64, 32);
+  gemm_case<bf16, 128, kMNMajor, kMNMajor, false, 1>("gemm bf16 N=128 A MN-major, B MN-major", 64, 64, 128);
+  gemm_case<f16, 64, kMNMajor, kKMajor, false, 1>("gemm f16 N=64 A MN-major, B K-major, M=48 K=40 (zero fill)", 48,
+                                                  40, 64);
+  gemm_case<bf16, 64, kKMajor, kKMajor, false, 1, 64>("gemm bf16 N=64 B K-major, A smem, 64B swizzle", 64, 64, 64);
+  gemm_case<bf16, 128, kKMajor, kKMajor, true, 1, 64>("gemm bf16 N=128 B K-major, A registers, 64B swizzle", 64, 64,
+                                                      128);
+  gemm_case<f16, 128, kKMajor, kKMajor, false, 1, 0>("gemm f16 N=128 B K-major, A smem, no swizzle (core matrices)", 64,
+                                                     64, 128);
+  gemm_case<f16, 128, kKMajor, kKMajor, false, 1>("gemm f16 N=128 B K-major, A smem, M=50 K=56 N=100 (zero fill)", 50,
+                                                  56, 100);
+  gemm_case<bf16, 128, kKMajor, kKMajor, true, 1>(
+      "gemm bf16 N=128 B K-major, A registers, M=50 K=56 N=100 (zero fill)", 50, 56, 100);
 
   pipeline_case<bf16, false>("pipeline bf16 2 CTAs x (producer warp + 2 consumer warpgroups), 2 stages, 8 k-tiles",
                              false);

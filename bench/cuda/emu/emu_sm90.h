@@ -7,10 +7,10 @@
 //   both zero. try_wait.parity(P) succeeds when the current phase's parity differs from P.
 // TMA loads (9.7.9.25, cp.async.bulk.tensor): the box is read from global memory when the copy is
 //   issued (zeros, or NaN with CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA, for elements outside
-//   the tensor) and placed in the swizzled order of "Tensors: Swizzling Modes" (bench/../swizzle.h
+//   the tensor) and placed in the swizzled order of "Tensors: Swizzling Modes" (csrc/cuda/sm90/swizzle.h
 //   states it); it lands in shared memory, and its bytes count on the mbarrier (complete-tx), only when
 //   a thread next waits on that mbarrier, or when every thread of the block is stuck: the latest moment
-//   the hardware may deliver it, so that a read without the wait sees stale data.
+//   a correct program can tell, so that a read without the wait sees stale data.
 // TMA stores: done when issued (elements outside the tensor skipped); the source bytes must not change
 //   before cp.async.bulk.wait_group(.read) retires them (checked).
 // wgmma (9.7.15): computed for the 128 threads of the warpgroup together, operands decoded from the
@@ -167,10 +167,24 @@ inline CUresult CUDAAPI encode_tiled(CUtensorMap* map, CUtensorMapDataType dtype
   if (reinterpret_cast<uintptr_t>(map) % 64 != 0) return encode_tiled_problem("tensorMap not 64-byte aligned");
   uint32_t es = 0;
   switch (dtype) {
-    case CU_TENSOR_MAP_DATA_TYPE_UINT8: es = 1; break;
-    case CU_TENSOR_MAP_DATA_TYPE_UINT16: case CU_TENSOR_MAP_DATA_TYPE_FLOAT16: case CU_TENSOR_MAP_DATA_TYPE_BFLOAT16: es = 2; break;
-    case CU_TENSOR_MAP_DATA_TYPE_UINT32: case CU_TENSOR_MAP_DATA_TYPE_INT32: case CU_TENSOR_MAP_DATA_TYPE_FLOAT32: es = 4; break;
-    case CU_TENSOR_MAP_DATA_TYPE_UINT64: case CU_TENSOR_MAP_DATA_TYPE_INT64: case CU_TENSOR_MAP_DATA_TYPE_FLOAT64: es = 8; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT8:
+      es = 1;
+      break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT16:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT16:
+    case CU_TENSOR_MAP_DATA_TYPE_BFLOAT16:
+      es = 2;
+      break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT32:
+    case CU_TENSOR_MAP_DATA_TYPE_INT32:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT32:
+      es = 4;
+      break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT64:
+    case CU_TENSOR_MAP_DATA_TYPE_INT64:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT64:
+      es = 8;
+      break;
     default:
       fprintf(stderr, "EMU cuTensorMapEncodeTiled: data type %d not emulated\n", (int)dtype);
       return CUDA_ERROR_NOT_SUPPORTED;

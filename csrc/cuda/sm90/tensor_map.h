@@ -46,16 +46,20 @@ inline uint32_t tma_box_bytes(const TmaTensor& t) {
 // success is cached.
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder(std::string* err) {
   static std::atomic<void*> cached{nullptr};
-  if (void* p = cached.load(std::memory_order_acquire)) return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+  if (void* p = cached.load(std::memory_order_acquire))
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
   void* fn = nullptr;
   cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
 #if CUDART_VERSION >= 12050
-  const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
+  const cudaError_t e =
+      cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found);
 #else
   const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &fn, cudaEnableDefault, &found);
 #endif
   if (e != cudaSuccess) {
-    if (err) *err = std::string("cudaGetDriverEntryPoint(cuTensorMapEncodeTiled): ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    if (err)
+      *err = std::string("cudaGetDriverEntryPoint(cuTensorMapEncodeTiled): ") + cudaGetErrorName(e) + ": " +
+             cudaGetErrorString(e);
     return nullptr;
   }
   if (found != cudaDriverEntryPointSuccess || fn == nullptr) {
@@ -74,7 +78,8 @@ inline std::string tensor_map_problem(const TmaTensor& t) {
   if (reinterpret_cast<uintptr_t>(t.base) % 16 != 0) return "base address not 16-byte aligned";
   for (int i = 0; i < t.rank; ++i) {
     const std::string d = "dimension " + std::to_string(i);
-    if (t.dims[i] == 0 || t.dims[i] > (uint64_t(1) << 32)) return d + ": size " + std::to_string(t.dims[i]) + " (1 .. 2^32)";
+    if (t.dims[i] == 0 || t.dims[i] > (uint64_t(1) << 32))
+      return d + ": size " + std::to_string(t.dims[i]) + " (1 .. 2^32)";
     if (t.box[i] == 0 || t.box[i] > 256) return d + ": box " + std::to_string(t.box[i]) + " (1 .. 256)";
     if (i > 0 && (t.strides[i - 1] % 16 != 0 || t.strides[i - 1] >= (uint64_t(1) << 40)))
       return d + ": stride " + std::to_string(t.strides[i - 1]) + " bytes (a multiple of 16 below 2^40)";
@@ -82,7 +87,8 @@ inline std::string tensor_map_problem(const TmaTensor& t) {
   const uint64_t inner = t.box[0] * es;
   if (inner % 16 != 0) return "box row of " + std::to_string(inner) + " bytes (a multiple of 16)";
   if (t.swizzle != Swizzle::kNone && inner > static_cast<uint64_t>(t.swizzle))
-    return "box row of " + std::to_string(inner) + " bytes wider than the " + std::to_string(static_cast<uint32_t>(t.swizzle)) + "-byte swizzle";
+    return "box row of " + std::to_string(inner) + " bytes wider than the " +
+           std::to_string(static_cast<uint32_t>(t.swizzle)) + "-byte swizzle";
   return "";
 }
 
