@@ -12,6 +12,8 @@
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
 # next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags), and at run time
 # SSD_BWD_TEST_SPLIT=n to force the backward's head-slice count (the harness reads it).
+# The sm_90a building blocks (csrc/cuda/sm90: mbarrier, TMA, wgmma; emu_sm90.h) have their own script
+# and self-test: bash bench/cuda/emu/sm90.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 KERNEL=${KERNEL:-bwd}

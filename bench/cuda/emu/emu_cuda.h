@@ -1,6 +1,11 @@
 // CPU emulation of the CUDA features used by csrc/cuda/bwd/ and csrc/cuda/fwd/ and bench/cuda/bwd_harness.cu:
 // each CUDA thread is a fiber (ucontext), blocks run one after another, __syncthreads and warp
 // shuffles are cooperative barriers, "device" memory is host memory. For verification only.
+// The sm_90a instructions (mbarrier, TMA, wgmma) are in emu_sm90.h.
+//
+// A misuse the emulation detects (emu::fail) and a block whose threads all wait for something that
+// never comes (a deadlock) abort the process, or, built with -DEMU_SOFT_FAILURES=1, end the launch:
+// the rest of the grid is skipped and cudaGetLastError / cudaDeviceSynchronize report the error.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -8,6 +13,7 @@
 #include <ucontext.h>
 
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +23,11 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
+
+#define SSD_CUDA_EMULATION 1
+#ifndef EMU_SOFT_FAILURES
+#define EMU_SOFT_FAILURES 0
+#endif
 
 #define __launch_bounds__(...)
 #undef __grid_constant__
@@ -31,7 +42,8 @@ inline cudaError_t cudaFuncSetAttribute(T* f, cudaFuncAttribute a, int v) {
 
 struct EmuDim { unsigned x = 0, y = 0, z = 0; };
 inline EmuDim threadIdx, blockIdx, blockDim, gridDim;
-inline char* emu_dyn_smem = nullptr;
+inline char* emu_dyn_smem = nullptr;   // the block's dynamic shared memory, 1024-byte aligned
+inline size_t emu_dyn_smem_bytes = 0;
 
 namespace emu {
 struct Fiber {
@@ -48,10 +60,36 @@ inline int wbar_count[32];
 inline unsigned wbar_gen[32];
 inline uint64_t wbuf[32][32];
 inline char gbuf[32][32][32];  // all-gather: warp, lane, up to 32 bytes
-inline uint64_t arrivals = 0;
+inline uint64_t arrivals = 0;  // progress: any barrier arrival (or mbarrier operation) counts
 inline std::function<void()> body;
+inline bool in_fiber = false;
+inline bool launch_failed = false;          // the current launch stopped (soft failures)
+inline cudaError_t pending_error = cudaSuccess;
+// Hooks of emu_sm90.h: a block starts; the block stalled (returns whether it could make progress,
+// e.g. by landing TMA copies); a deadlock is reported (prints what the threads wait for).
+inline void (*on_block_start)() = nullptr;
+inline bool (*on_stall)() = nullptr;
+inline void (*on_deadlock)() = nullptr;
 
 inline void yield() { swapcontext(&fibers[cur].ctx, &sched_ctx); }
+
+// A misuse of the emulated hardware: the message, then abort, or (soft failures) the launch ends here.
+struct LaunchFailure {};
+[[noreturn]] inline void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+inline void fail(const char* fmt, ...) {
+  fprintf(stderr, "EMU ERROR (block %u, thread %u): ", blockIdx.x, threadIdx.x);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  if (!EMU_SOFT_FAILURES) abort();
+  launch_failed = true;
+  pending_error = cudaErrorLaunchFailure;
+  if (!in_fiber) throw LaunchFailure{};     // raised by the scheduler (a hook): emu_launch catches it
+  swapcontext(&fibers[cur].ctx, &sched_ctx);  // a fiber: never resumed
+  abort();
+}
 
 inline void block_barrier() {
   ++arrivals;
@@ -114,6 +152,7 @@ inline void trampoline() {
 }
 
 inline void run_block(unsigned nthr) {
+  if (on_block_start) on_block_start();
   nthreads = (int)nthr;
   nexited = 0;
   bar_count = 0;
@@ -139,15 +178,24 @@ inline void run_block(unsigned nthr) {
       if (fibers[i].done) continue;
       cur = (int)i;
       threadIdx.x = i;
+      in_fiber = true;
       swapcontext(&sched_ctx, &fibers[i].ctx);
+      in_fiber = false;
+      if (launch_failed) return;
       if (fibers[i].done) --alive;
     }
     uint64_t wg2 = 0;
     for (int w = 0; w < 32; ++w) wg2 += wbar_gen[w];
     if (alive > 0 && arrivals + bar_gen + nexited == before && wg == wg2) {
-      if (++stuck > 3) {
+      if (on_stall && on_stall()) {
+        stuck = 0;
+      } else if (++stuck > 3) {
         fprintf(stderr, "EMU DEADLOCK: block %u, %d threads alive, block barrier count %d\n", blockIdx.x, alive, bar_count);
-        abort();
+        if (on_deadlock) on_deadlock();
+        if (!EMU_SOFT_FAILURES) abort();
+        launch_failed = true;
+        pending_error = cudaErrorLaunchTimeout;
+        return;
       }
     } else {
       stuck = 0;
@@ -193,15 +241,20 @@ inline float cospif(float x) { return cosf(3.14159265358979f * x); }
 template <class... KArgs, class... Args>
 inline void emu_launch(void (*k)(KArgs...), unsigned grid, unsigned block, size_t smem, cudaStream_t, Args... args) {
   std::tuple<std::decay_t<KArgs>...> targs(args...);
-  std::vector<char> buf(smem + 16);
-  char* s = buf.data() + ((16 - ((uintptr_t)buf.data() & 15)) & 15);
+  std::vector<char> buf(smem + 1024);
+  char* s = buf.data() + ((1024 - ((uintptr_t)buf.data() & 1023)) & 1023);
   memset(s, 0xcd, smem);  // garbage, as on a GPU
   emu_dyn_smem = s;
+  emu_dyn_smem_bytes = smem;
   blockDim.x = block;
   gridDim.x = grid;
   emu::body = [&] { std::apply(k, targs); };
-  for (unsigned b = 0; b < grid; ++b) {
+  emu::launch_failed = false;
+  for (unsigned b = 0; b < grid && !emu::launch_failed; ++b) {
     blockIdx.x = b;
-    emu::run_block(block);
+    try {
+      emu::run_block(block);
+    } catch (const emu::LaunchFailure&) {
+    }
   }
 }

@@ -6,6 +6,9 @@
                                              one at a time), <<<...>>> -> emu_launch(...), ex2 PTX -> exp2f
   transform.py mma SRC DST                   cuda/common/mma.cuh with ldmatrix and mma.sync done in software,
                                              warp-collectively, following the PTX fragment layouts
+  transform.py sm90 SRC_DIR DST_DIR          the headers of cuda/sm90 as `file` does, and in each wrapper the
+                                             `#if SSD_SM90A` block (its inline PTX) replaced by the call into
+                                             emu_sm90.h that SM90 names for the function
 """
 import re
 import sys
@@ -73,13 +76,113 @@ __device__ __forceinline__ void mma(float c[4], const FragA<f16>& a, const FragB
 '''
 
 
+# The emulation of each sm90 wrapper (csrc/cuda/sm90), in terms of the wrapper's parameters.
+SM90 = {
+    'mbar_init': 'emu::sm90::mbar_init(bar, count);',
+    'mbar_init_fence': 'emu::sm90::mbar_init_fence();',
+    'mbar_arrive': 'emu::sm90::mbar_arrive(bar);',
+    'mbar_arrive_expect_tx': 'emu::sm90::mbar_arrive_expect_tx(bar, bytes);',
+    'mbar_try_wait': 'return emu::sm90::mbar_try_wait(bar, parity);',
+    'tma_prefetch': 'emu::sm90::tma_prefetch(map);',
+    'tma_load_2d': 'const int c[2] = {c0, c1};\n  emu::sm90::tma_load(dst, map, bar, c, 2);',
+    'tma_load_3d': 'const int c[3] = {c0, c1, c2};\n  emu::sm90::tma_load(dst, map, bar, c, 3);',
+    'fence_proxy_async_smem': 'emu::sm90::fence_proxy_async();',
+    'tma_store_2d': 'const int c[2] = {c0, c1};\n  emu::sm90::tma_store(map, src, c, 2);',
+    'tma_store_3d': 'const int c[3] = {c0, c1, c2};\n  emu::sm90::tma_store(map, src, c, 3);',
+    'tma_store_commit': 'emu::sm90::bulk_commit();',
+    'tma_store_wait_read': 'emu::sm90::bulk_wait(N);',
+    'tma_store_wait': 'emu::sm90::bulk_wait(N);',
+    'wgmma_fence': 'emu::sm90::wgmma_fence();',
+    'wgmma_commit': 'emu::sm90::wgmma_commit();',
+    'wgmma_wait': 'emu::sm90::wgmma_wait(N);',
+    'wgmma_hold': '',
+    'wgmma_ss': ('emu::sm90::wgmma<T, N>(d, nullptr, desc_a, desc_b, accumulate ? 1 : 0, kScaleA, kScaleB, kTransA, '
+                 'kTransB);'),
+    'wgmma_rs': 'emu::sm90::wgmma<T, N>(d, a, 0, desc_b, accumulate ? 1 : 0, kScaleA, kScaleB, kKMajor, kTransB);',
+}
+
+
+def skip_code(s, i):
+    """Index after the comment, string or character literal, or preprocessor line at s[i], else i."""
+    if s.startswith('//', i):
+        return s.index('\n', i)
+    if s.startswith('/*', i):
+        return s.index('*/', i) + 2
+    if s[i] in '"\'':
+        j = i + 1
+        while s[j] != s[i]:
+            j += 2 if s[j] == '\\' else 1
+        return j + 1
+    if s[i] == '#' and s[:i].rstrip(' \t').endswith('\n'):
+        j = i
+        while True:
+            j = s.index('\n', j)
+            if s[j - 1] != '\\':
+                return j
+            j += 1
+    return i
+
+
+def body_end(s, i):
+    """s[i] is '{': the index after its matching '}'."""
+    depth = 0
+    while True:
+        j = skip_code(s, i)
+        if j != i:
+            i = j
+            continue
+        if s[i] == '{':
+            depth += 1
+        elif s[i] == '}':
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+
+
+def transform_sm90(src_dir, dst_dir):
+    import os
+    used = set()
+    for name in sorted(os.listdir(src_dir)):
+        if not name.endswith(('.cuh', '.h')):
+            continue
+        src, dst = os.path.join(src_dir, name), os.path.join(dst_dir, name)
+        transform_file(src, dst, [])
+        s = open(dst).read()
+        out, pos = [], 0
+        for m in re.finditer(r'__device__ __forceinline__ [^;{()]*?\b(\w+)\(', s):
+            if m.start() < pos:
+                continue
+            open_brace = s.index('{', m.end())
+            end = body_end(s, open_brace)
+            body = s[open_brace:end]
+            guard = re.search(r'\n#if SSD_SM90A\n.*?\n#endif\n', body, re.S)
+            if guard:
+                fn = m.group(1)
+                if fn not in SM90:
+                    sys.exit(f'transform: {src}: {fn} has inline PTX but no emulation in transform.py SM90')
+                used.add(fn)
+                body = body[:guard.start()] + '\n  ' + SM90[fn] + '\n' + body[guard.end():]
+            out.append(s[pos:open_brace] + body)
+            pos = end
+        s = ''.join(out) + s[pos:]
+        code = re.sub(r'//[^\n]*', '', re.sub(r'\n#if SSD_SM90A\n#include [^\n]*\n#endif\n', '\n', s))
+        if re.search(r'\basm\b', code):
+            sys.exit(f'transform: {src}: inline PTX left outside the wrappers that SM90 emulates')
+        s = s.replace('#include "emu_cuda.h"\n', '#include "emu_sm90.h"\n', 1)
+        open(dst, 'w').write(s)
+    missing = set(SM90) - used
+    if missing:
+        sys.exit(f'transform: no wrapper found for {sorted(missing)} in {src_dir}')
+
+
 def launches(s):
     def rep(mo):
         name, cfg, args = mo.group(1), mo.group(2), mo.group(3)
         parts = [x.strip() for x in re.split(r',(?![^()]*\))', cfg)]
         while len(parts) < 4:
             parts.append('0' if len(parts) == 2 else 'nullptr')
-        return f'emu_launch({name}, {", ".join(parts)}, {args});'
+        return f'emu_launch({", ".join([name] + parts + ([args] if args.strip() else []))});'
     return re.sub(r'(\w+(?:<[^<>]*>)?)<<<(.*?)>>>\((.*?)\);', rep, s)
 
 
@@ -125,5 +228,7 @@ if __name__ == '__main__':
         transform_file(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif sys.argv[1] == 'mma':
         transform_mma(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == 'sm90':
+        transform_sm90(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
