@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One device call, many checks: runs the named steps in the order given, each with its own log under
+# $OUT and a line in $OUT/summary.txt (step, exit status, seconds), so that a call the machine is
+# taken back from still leaves what finished. Lent GPU time is short: name the steps that matter
+# first.
+#   bash .device/enter.sh bash bench/cuda/session.sh STEP...
+# Steps:
+#   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node
+#   compare    bench/cuda/compare.sh $BASELINE (fingerprints and package timings, before/after;
+#              ROUNDS, default 1), without the suite
+#   bench      bench --device cuda on G1-G5: forward, then --backward, then --backward --ungated
+#   triton     the Triton peer (.peers/mamba_ref, ../shared/peers) with CUDA graphs; $TRITON_CONFIGS
+#              (default: G1 G2 G3 G4 G5)
+#   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
+#              sm_90a, no bench
+#   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
+# Env: OUT (default /tmp/session), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp/session}
+mkdir -p "$out"
+summary=$out/summary.txt
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader > "$out/gpu.txt" 2>&1
+echo "gpu: $(cat "$out/gpu.txt")" | tee -a "$summary"
+
+run_step() {
+  local name=$1
+  shift
+  local t0=$SECONDS
+  echo "== $name: $*" | tee -a "$summary"
+  "$@" > "$out/$name.log" 2>&1
+  local rc=$?
+  echo "   $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$summary"
+  tail -n 5 "$out/$name.log" | sed 's/^/   | /' | tee -a "$summary"
+}
+
+for step in "$@"; do
+  case $step in
+    suite) run_step suite node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose ;;
+    compare) OUT=$out/compare SKIP_SUITE=1 ROUNDS=${ROUNDS:-1} run_step compare bash bench/cuda/compare.sh "${BASELINE:?compare needs BASELINE}" ;;
+    bench)
+      run_step bench_fwd node dist/lib/cli.js bench --device cuda --json
+      run_step bench_bwd node dist/lib/cli.js bench --device cuda --backward --json
+      run_step bench_ungated node dist/lib/cli.js bench --device cuda --backward --ungated --json ;;
+    triton)
+      # shellcheck disable=SC2086
+      run_step triton python3 .peers/mamba_ref/bench_ref.py --mode triton --cuda-graph --configs ${TRITON_CONFIGS:-G1 G2 G3 G4 G5} \
+        --json-out "$out/triton.json" ;;
+    harness)
+      OUT=$out/fwd_harness SKIP_BENCH=1 run_step fwd_harness bash bench/cuda/run.sh
+      OUT=$out/bwd_harness SKIP_BENCH=1 run_step bwd_harness bash bench/cuda/run_bwd.sh
+      OUT=$out/step_harness run_step step_harness bash bench/cuda/run_step.sh 20 ;;
+    sm90) OUT=$out/sm90 run_step sm90 bash bench/cuda/sm90_selftest.sh ;;
+    *) echo "unknown step '$step'" | tee -a "$summary" ;;
+  esac
+done
