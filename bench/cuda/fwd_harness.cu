@@ -306,29 +306,20 @@ bool CaseRun::run() {
   const Cmp cu = has_yu ? compare(u1, yut, uref) : Cmp{};
   const double yerr = cy.err, maxabs = cy.maxabs;
   const size_t nonfinite = cy.nonfinite + cu.nonfinite, clobbered = cy.clobbered + cu.clobbered;
-  double ferr = 0;
+  // an fp32 state output against its reference: relative L2 error, non-finite values counted apart
   size_t fnonfinite = 0;
-  if (c.fin) {
-    double fe = 0, fr = 0;
-    for (size_t i = 0; i < fref.size(); ++i) {
-      const double v = get(f1.data(), SSD_FLOAT32, i);
+  auto state_err = [&](const std::vector<char>& got, const std::vector<double>& ref) {
+    double se = 0, sr = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const double v = get(got.data(), SSD_FLOAT32, i);
       if (!std::isfinite(v)) { ++fnonfinite; continue; }
-      fe += (v - fref[i]) * (v - fref[i]);
-      fr += fref[i] * fref[i];
+      se += (v - ref[i]) * (v - ref[i]);
+      sr += ref[i] * ref[i];
     }
-    ferr = std::sqrt(fe / std::max(fr, 1e-300));
-  }
-  double verr = 0;
-  if (c.cu) {
-    double ve = 0, vr = 0;
-    for (size_t i = 0; i < vref.size(); ++i) {
-      const double v = get(v1.data(), SSD_FLOAT32, i);
-      if (!std::isfinite(v)) { ++fnonfinite; continue; }
-      ve += (v - vref[i]) * (v - vref[i]);
-      vr += vref[i] * vref[i];
-    }
-    verr = std::sqrt(ve / std::max(vr, 1e-300));
-  }
+    return std::sqrt(se / std::max(sr, 1e-300));
+  };
+  const double ferr = c.fin ? state_err(f1, fref) : 0.0;
+  const double verr = c.cu ? state_err(v1, vref) : 0.0;
   const char* path = ssd::cuda::detail::compute_path(prm);
   const bool p16 = path[0] != 'f' || path[1] != '3';  // bf16-mma or f16-mma
   const double ybound = (p16 || c.yt != SSD_FLOAT32) ? 5e-3 : 1e-5;
