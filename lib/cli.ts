@@ -18,7 +18,7 @@ import { validate } from './validate';
 import { validateBackward } from './validate-backward';
 import { Random, makeExample, type ExampleConfig } from './examples';
 import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS } from './configs';
-import { Tensor } from './tensor';
+import { Tensor, elementSize } from './tensor';
 import { Progress, UsageError, helpText, nearest, parseFlags, wantsHelp, type CommandSpec, type ParsedFlags } from './cli-args';
 import { BENCH_COMMAND, benchArgs, type BenchArgs } from './cli-bench';
 import { CHECK_COMMAND, check } from './cli-check';
@@ -155,7 +155,7 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       // The native arguments of ssdBackward() on these tensors, with the forward's yUngated when it wrote one.
       const call = validateBackward(dev, { dy }, { ...options, yUngated: yu });
       const grads: GradBuffers<bigint> = {};
-      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2));
+      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * elementSize(spec.type));
       const bwd = await addon.cudaTimeBackward(
         backwardArgs(call, mapBuffers(backwardInputSlots(call, true), devicePointer), grads),
         0, 3, Math.max(5, Math.floor(runs / 4)),

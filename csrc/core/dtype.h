@@ -19,6 +19,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #define SSD_DTYPE_FN __host__ __device__ __forceinline__
+#define SSD_DTYPE_DEV __device__ __forceinline__
 #else
 #define SSD_DTYPE_DEVICE 0
 // Always inlined: the CPU kernels are compiled once per instruction set, each copy with its own
@@ -64,11 +65,30 @@ SSD_DTYPE_FN uint32_t f32_bits(float f) {
 //   dev_to_float, dev_from_float   the same conversions in CUDA's intrinsics
 // and for an mma dtype
 //   dev_unpack2(uint32_t) -> float2, dev_pack2(float lo, float hi) -> uint32_t: two elements in one
-//                            register, lo in the low half
+//                            register, lo in the low half (device code only)
 //   kSaturate                the bound that mma operands and the 16-bit kernels' packed stores are
 //                            clamped to before rounding (0: none)
 template <SsdDtype C>
 struct DtypeConv;
+
+#if SSD_DTYPE_DEVICE
+// The device half of a 16-bit row in CUDA's names: its type T and pair type T2 (two in a register,
+// the first in the low half), their conversions to float (TO_F, TO_F2) and from float (FROM_F,
+// FROM_F2, rounding to nearest even), and kSaturate.
+#define SSD_DTYPE_DEVICE_16(T, T2, TO_F, FROM_F, TO_F2, FROM_F2, SATURATE) \
+  using Device = T;                                                         \
+  static constexpr float kSaturate = SATURATE;                              \
+  static SSD_DTYPE_FN float dev_to_float(T v) { return TO_F(v); }           \
+  static SSD_DTYPE_FN T dev_from_float(float v) { return FROM_F(v); }       \
+  static SSD_DTYPE_DEV float2 dev_unpack2(uint32_t u) {                     \
+    T2 h = *reinterpret_cast<T2*>(&u);                                      \
+    return TO_F2(h);                                                        \
+  }                                                                         \
+  static SSD_DTYPE_DEV uint32_t dev_pack2(float lo, float hi) {             \
+    T2 h = FROM_F2(lo, hi);                                                 \
+    return *reinterpret_cast<uint32_t*>(&h);                                \
+  }
+#endif
 
 template <>
 struct DtypeConv<SSD_BFLOAT16> {
@@ -81,18 +101,8 @@ struct DtypeConv<SSD_BFLOAT16> {
     return (uint16_t)(u >> 16);
   }
 #if SSD_DTYPE_DEVICE
-  using Device = __nv_bfloat16;
-  static constexpr float kSaturate = 0.f;
-  static SSD_DTYPE_FN float dev_to_float(Device v) { return __bfloat162float(v); }
-  static SSD_DTYPE_FN Device dev_from_float(float v) { return __float2bfloat16_rn(v); }
-  static SSD_DTYPE_FN float2 dev_unpack2(uint32_t u) {
-    __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&u);
-    return __bfloat1622float2(h);
-  }
-  static SSD_DTYPE_FN uint32_t dev_pack2(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
+  SSD_DTYPE_DEVICE_16(__nv_bfloat16, __nv_bfloat162, __bfloat162float, __float2bfloat16_rn, __bfloat1622float2,
+                      __floats2bfloat162_rn, 0.f)
 #endif
 };
 
@@ -127,18 +137,8 @@ struct DtypeConv<SSD_FLOAT16> {
     return (uint16_t)(sign | r);
   }
 #if SSD_DTYPE_DEVICE
-  using Device = __half;
-  static constexpr float kSaturate = 65504.f;  // a scaled operand can exceed the range: no Inf
-  static SSD_DTYPE_FN float dev_to_float(Device v) { return __half2float(v); }
-  static SSD_DTYPE_FN Device dev_from_float(float v) { return __float2half_rn(v); }
-  static SSD_DTYPE_FN float2 dev_unpack2(uint32_t u) {
-    __half2 h = *reinterpret_cast<__half2*>(&u);
-    return __half22float2(h);
-  }
-  static SSD_DTYPE_FN uint32_t dev_pack2(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&h);
-  }
+  // saturating at 65504: a scaled operand can exceed the range, and must not become Inf
+  SSD_DTYPE_DEVICE_16(__half, __half2, __half2float, __float2half_rn, __half22float2, __floats2half2_rn, 65504.f)
 #endif
 };
 
@@ -246,22 +246,26 @@ struct Dtype16 : std::bool_constant<D::kBytes == 2> {};
 template <class D>
 struct StepDtype : std::bool_constant<D::kStep> {};
 
-// Whether a row from the I-th on satisfies Keep.
+// The index of the first row from the I-th on that Keep takes (kDtypeCount if none).
+template <template <class> class Keep, int I = 0, bool kEnd = I == kDtypeCount>
+struct FirstDtype
+    : std::integral_constant<int, Keep<DtypeOf<kDtypes[I]>>::value ? I : FirstDtype<Keep, I + 1>::value> {};
 template <template <class> class Keep, int I>
-constexpr bool any_dtype_from() {
-  if constexpr (I == kDtypeCount) return false;
-  else return Keep<DtypeOf<kDtypes[I]>>::value || any_dtype_from<Keep, I + 1>();
-}
+struct FirstDtype<Keep, I, true> : std::integral_constant<int, I> {};
 
 // f(DtypeOf<t>()) for the row of t among those that Keep: they are tested in table order and the
 // last one is taken untested, so t must be one of them (the parameter check sees to it; float32 is
-// the last row of all).
+// the last row of all). f is a host or a device function (nvcc's execution-space check is off for
+// this template: it runs where its caller runs).
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
 template <template <class> class Keep = AnyDtype, int I = 0, class F>
 SSD_DTYPE_FN decltype(auto) visit_dtype(SsdDtype t, F&& f) {
   using D = DtypeOf<kDtypes[I]>;
   if constexpr (!Keep<D>::value) {
     return visit_dtype<Keep, I + 1>(t, static_cast<F&&>(f));
-  } else if constexpr (!any_dtype_from<Keep, I + 1>()) {
+  } else if constexpr (FirstDtype<Keep, I + 1>::value == kDtypeCount) {
     return f(D());
   } else {
     if (t == D::kCode) return f(D());
@@ -269,9 +273,9 @@ SSD_DTYPE_FN decltype(auto) visit_dtype(SsdDtype t, F&& f) {
   }
 }
 
-// f(DtypeOf<c>()) for every row c, in table order (compile time).
+// f(DtypeOf<c>()) for every row c, in table order (host code).
 template <int I = 0, class F>
-SSD_DTYPE_FN void for_each_dtype(F&& f) {
+inline void for_each_dtype(F&& f) {
   if constexpr (I < kDtypeCount) {
     f(DtypeOf<kDtypes[I]>());
     for_each_dtype<I + 1>(static_cast<F&&>(f));

@@ -2,6 +2,8 @@
 // each CUDA thread is a fiber (ucontext), blocks run one after another, __syncthreads and warp
 // shuffles are cooperative barriers, "device" memory is host memory. For verification only.
 #pragma once
+// core/dtype.h gives its rows their CUDA types and conversions here too
+#define SSD_EMULATED_CUDA 1
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

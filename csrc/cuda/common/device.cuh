@@ -15,9 +15,6 @@
 
 namespace ssd { namespace cuda { namespace dev {
 
-using mma::bf16;
-using mma::f16;
-
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
