@@ -39,9 +39,9 @@ function hasArrayClass(name: string): boolean {
   return typeof (globalThis as Record<string, unknown>)[name] === 'function';
 }
 
-/** 'a Float32Array', 'an Int32Array'. */
+/** 'a Float32Array', 'an Int32Array', 'a Uint16Array' (said "you"). */
 function withArticle(name: string): string {
-  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`;
+  return `${/^[AEIO]/.test(name) ? 'an' : 'a'} ${name}`;
 }
 
 /** The TypedArray class names accepted for each type, for error messages. */
