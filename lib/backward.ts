@@ -11,7 +11,7 @@ import { DeviceCall } from './device-call';
 import { native, type NativeBackwardArgs } from './native';
 import { backwardArgs, backwardInputSlots, deviceBuffers, hostBuffers, scanQuery, type GradBuffers } from './native-args';
 import { place, type Placement } from './placement';
-import { Tensor, arrayOver, nativeView, type TensorData, type TensorLike } from './tensor';
+import { Tensor, arrayOver, elementSize, nativeView, type TensorData, type TensorLike } from './tensor';
 import {
   validateBackward,
   withCuSeqlensAsSeqIdx,
@@ -67,7 +67,7 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
   try {
     for (const spec of call.specs) {
       const given = call.out[spec.name];
-      const bytes = spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2);
+      const bytes = spec.dims.reduce((a, b) => a * b, 1) * elementSize(spec.type);
       if (onDevice) {
         if (given !== undefined && (given.location !== 'cuda' || given.device !== device)) {
           throw new SsdError('ERR_SSD_DEVICE', `Expected options.out.${spec.name} on 'cuda:${device}' for a call on that device`);

@@ -18,7 +18,7 @@ import { validate, type SsdInputs } from './validate';
 import { validateBackward } from './validate-backward';
 import { Random, makeExample, type ExampleConfig } from './examples';
 import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS, packedOffsets, type BenchConfig } from './configs';
-import { Tensor } from './tensor';
+import { Tensor, elementSize } from './tensor';
 import { Progress, UsageError, helpText, nearest, parseFlags, wantsHelp, type CommandSpec, type ParsedFlags } from './cli-args';
 import { BENCH_COMMAND, benchArgs, type BenchArgs } from './cli-bench';
 import { CHECK_COMMAND, check } from './cli-check';
@@ -168,7 +168,7 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       // wrote one (a packed config's final states get no gradient: Triton's backward refuses them)
       const call = validateBackward(dev, { dy }, { dtSoftplus: true, chunkSize: 256, yUngated: yu });
       const grads: GradBuffers<bigint> = {};
-      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * (spec.type === 'float32' ? 4 : 2));
+      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * elementSize(spec.type));
       const bwd = await addon.cudaTimeBackward(
         backwardArgs(call, mapBuffers(backwardInputSlots(call, true), devicePointer), grads),
         0, 3, Math.max(5, Math.floor(runs / 4)),

@@ -9,8 +9,9 @@
  * with the output buffers, to the op's builder. So a call's CPU and CUDA arguments differ only in
  * how a tensor becomes a buffer.
  */
-import { NativeDtype, type CudaQuery, type NativeBackwardArgs, type NativeBuffer, type NativeCommonArgs, type NativeDeviceBackwardArgs, type NativeForwardArgs, type NativeOutput, type NativeStepArgs } from './native';
+import type { CudaQuery, NativeBackwardArgs, NativeBuffer, NativeCommonArgs, NativeDeviceBackwardArgs, NativeDtype, NativeForwardArgs, NativeOutput, NativeStepArgs } from './native';
 import type { DeviceCall } from './device-call';
+import { DTYPES, type DtypeRow } from './rules';
 import { nativeView, type Tensor, type TensorType } from './tensor';
 import { nativeOptions, OPTION_NAMES, STEP_OPTION_NAMES, type NativeOptions, type OptionName, type SsdInputs, type SsdPlan } from './validate';
 import type { BackwardCall, SsdGradName } from './validate-backward';
@@ -18,14 +19,9 @@ import type { SsdStepInputs, SsdStepPlan } from './validate-step';
 
 /** The native dtype code of a tensor type (int32 has none: index tensors are passed without one). */
 export function nativeDtype(type: TensorType): NativeDtype {
-  switch (type) {
-    case 'float32':
-      return NativeDtype.Float32;
-    case 'bfloat16':
-      return NativeDtype.Bfloat16;
-    default:
-      return NativeDtype.Float16;
-  }
+  const code = (DTYPES[type] as DtypeRow).code;
+  if (code === undefined) throw new TypeError(`internal: the tensor type '${type}' has no native dtype code`);
+  return code;
 }
 
 /**

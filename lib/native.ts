@@ -7,12 +7,8 @@ import * as path from 'node:path';
 import { SsdError } from './errors';
 import type { NativeOptions, OptionName, StepOptionName } from './validate';
 
-/** dtype codes shared with include/ssd_kernels.h (SsdDtype). */
-export enum NativeDtype {
-  Float32 = 0,
-  Bfloat16 = 1,
-  Float16 = 2,
-}
+/** A dtype's code of include/ssd_kernels.h (SsdDtype): its `code` in the dtype table of lib/rules.ts. */
+export type NativeDtype = number;
 
 /** SSD_KERNELS_ABI_VERSION of include/ssd_kernels.h: an addon built from other sources is refused. */
 export const EXPECTED_ABI_VERSION = 2;

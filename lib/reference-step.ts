@@ -7,7 +7,7 @@
 import { Tensor, type FloatType } from './tensor';
 import { makeExample, type Random } from './examples';
 import { ssdReference, type RefInputs } from './reference';
-import type { StepSizes } from './rules';
+import type { StepSizes, StepStateDtype } from './rules';
 import type { SsdStepInputs } from './validate-step';
 
 export interface RefStepInputs extends StepSizes {
@@ -88,7 +88,7 @@ export interface StepExampleOptions {
   /** dtype of x, z, B, C and dt (default float32) */
   dtype?: FloatType;
   /** the state's dtype (default float32) */
-  stateType?: 'float32' | 'bfloat16';
+  stateType?: StepStateDtype;
   D?: 'none' | 'head' | 'channel';
   z?: boolean;
   dtBias?: boolean;

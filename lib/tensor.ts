@@ -11,37 +11,44 @@
 import { SsdError, fromNativeError, rangeError, typeError, describe } from './errors';
 import { copyHostDevice } from './device-copy';
 import { native } from './native';
-import { MAX_ELEMENTS, TENSOR_TYPES } from './rules';
-import {
-  bfloat16ToFloat32,
-  float16ToFloat32,
-  float32ToBfloat16,
-  float32ToFloat16,
-} from './half';
+import { DTYPES, FLOAT_TYPES, MAX_ELEMENTS, TENSOR_TYPES, type DtypeRow, type FloatDtype } from './rules';
 
 export type TensorType = (typeof TENSOR_TYPES)[number];
-export type FloatType = Exclude<TensorType, 'int32'>;
+export type FloatType = FloatDtype;
 export type TensorLocation = 'cpu' | 'cuda';
 export type TensorData = Float32Array | Uint16Array | Int32Array | ArrayBufferView;
 
 const TYPES: readonly TensorType[] = TENSOR_TYPES;
 
-function float16ArrayClass(): (new (...args: never[]) => ArrayBufferView) | undefined {
-  return (globalThis as { Float16Array?: new (...args: never[]) => ArrayBufferView }).Float16Array;
+/** The row of `type` in the dtype table (lib/rules.ts). */
+function row(type: TensorType): DtypeRow {
+  return DTYPES[type];
+}
+
+/** The constructors of the TypedArray classes that the dtype table names for data. */
+const ARRAY_CLASSES = { Float32Array, Int32Array, Uint16Array, Uint8Array };
+
+/** `length` elements of `type`'s array class over `data`'s memory. */
+function viewAs(type: TensorType, data: ArrayBufferView, length: number): ArrayLike<number> {
+  const View = ARRAY_CLASSES[row(type).array] as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayLike<number>;
+  return new View(data.buffer, data.byteOffset, length);
+}
+
+/** Whether this runtime has the TypedArray class `name` (Float16Array is recent). */
+function hasArrayClass(name: string): boolean {
+  return typeof (globalThis as Record<string, unknown>)[name] === 'function';
+}
+
+/** 'a Float32Array', 'an Int32Array', 'a Uint16Array' (said "you"). */
+function withArticle(name: string): string {
+  return `${/^[AEIO]/.test(name) ? 'an' : 'a'} ${name}`;
 }
 
 /** The TypedArray class names accepted for each type, for error messages. */
 function expectedDataFor(type: TensorType): string {
-  switch (type) {
-    case 'float32':
-      return 'a Float32Array';
-    case 'int32':
-      return 'an Int32Array';
-    case 'bfloat16':
-      return 'a Uint16Array of bfloat16 bit patterns';
-    case 'float16':
-      return float16ArrayClass() ? 'a Uint16Array of float16 bit patterns or a Float16Array' : 'a Uint16Array of float16 bit patterns';
-  }
+  const r = row(type);
+  const main = r.bits ? `${withArticle(r.array)} of ${type} bit patterns` : withArticle(r.array);
+  return r.alsoArray !== undefined && hasArrayClass(r.alsoArray) ? `${main} or ${withArticle(r.alsoArray)}` : main;
 }
 
 /** %TypedArray%.prototype[Symbol.toStringTag]'s getter: reads the array's internal class name. */
@@ -58,16 +65,8 @@ function arrayClass(data: unknown): string | undefined {
 
 function dataMatchesType(type: TensorType, data: unknown): boolean {
   const kind = arrayClass(data);
-  switch (type) {
-    case 'float32':
-      return kind === 'Float32Array';
-    case 'int32':
-      return kind === 'Int32Array';
-    case 'bfloat16':
-      return kind === 'Uint16Array';
-    case 'float16':
-      return kind === 'Uint16Array' || (kind === 'Float16Array' && float16ArrayClass() !== undefined);
-  }
+  const r = row(type);
+  return kind === r.array || (kind !== undefined && kind === r.alsoArray && hasArrayClass(kind));
 }
 
 /** The fields of an ArrayBuffer or SharedArrayBuffer that this file reads (newer than Node.js 20's typings). */
@@ -122,19 +121,12 @@ export function nativeView(data: ArrayBufferView): ArrayBufferView {
  * result: under a vm context, jest's, it belongs to another realm, and so would an array made there).
  */
 export function arrayOver(type: TensorType, buffer: ArrayBuffer): TensorData {
-  switch (type) {
-    case 'float32':
-      return new Float32Array(buffer);
-    case 'int32':
-      return new Int32Array(buffer);
-    default:
-      return new Uint16Array(buffer);
-  }
+  return new ARRAY_CLASSES[row(type).array](buffer);
 }
 
 /** Bytes per element of a tensor type. */
 export function elementSize(type: TensorType): number {
-  return type === 'float32' || type === 'int32' ? 4 : 2;
+  return row(type).bytes;
 }
 
 /** Checks `dims` and returns the element count; `name` is used in messages. */
@@ -330,16 +322,13 @@ export class Tensor {
 
   /** A tensor of `type` holding `values` converted from float32 (rounded to nearest even). */
   static fromFloat32(type: FloatType, values: ArrayLike<number>, dims?: readonly number[]): Tensor {
-    switch (type) {
-      case 'float32':
-        return new Tensor(type, values instanceof Float32Array ? values : Float32Array.from(values), dims);
-      case 'bfloat16':
-        return new Tensor(type, float32ToBfloat16(values), dims);
-      case 'float16':
-        return new Tensor(type, float32ToFloat16(values), dims);
-      default:
-        throw typeError('type', "'float32', 'bfloat16' or 'float16'", type);
+    if (type === 'float32') return new Tensor(type, values instanceof Float32Array ? values : Float32Array.from(values), dims);
+    const bits = FLOAT_TYPES.includes(type) ? row(type).bits : undefined;
+    if (bits === undefined) {
+      const names = FLOAT_TYPES.map((t) => `'${t}'`);
+      throw typeError('type', `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`, type);
     }
+    return new Tensor(type, bits.fromFloat32(values), dims);
   }
 
   /**
@@ -443,18 +432,10 @@ export class Tensor {
   /** The values of a 'cpu' tensor as float32 (a copy for 16-bit types, the same array for float32). */
   toFloat32(): Float32Array {
     const data = this.data;
-    switch (this.type) {
-      case 'float32':
-        return data as Float32Array;
-      case 'int32':
-        return Float32Array.from(data as Int32Array);
-      case 'bfloat16':
-        return bfloat16ToFloat32(data as Uint16Array);
-      case 'float16': {
-        const view = new Uint16Array(data.buffer, data.byteOffset, this.size);
-        return float16ToFloat32(view);
-      }
-    }
+    if (this.type === 'float32') return data as Float32Array;
+    const r = row(this.type);
+    if (r.bits === undefined) return Float32Array.from(data as Int32Array);
+    return r.bits.toFloat32(viewAs(this.type, data, this.size)); // the bit patterns, of a Float16Array too
   }
 
   /**

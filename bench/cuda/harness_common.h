@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ssd_kernels.h"
+#include "core/dtype.h"
 #include "core/params.h"
 #include "cuda/backend.h"
 #include "cuda/detail.h"
@@ -36,49 +37,42 @@
 using bf16 = __nv_bfloat16;
 using f16 = __half;
 
-static inline size_t dsz(SsdDtype t) { return t == SSD_FLOAT32 ? 4 : 2; }
-static inline const char* dname(SsdDtype t) { return t == SSD_FLOAT32 ? "f32" : (t == SSD_BFLOAT16 ? "bf16" : "f16"); }
+static inline size_t dsz(SsdDtype t) { return (size_t)ssd::dtype_bytes(t); }
+static inline const char* dname(SsdDtype t) { return ssd::dtype_ptx(t); }
 
 // Round a float to dtype t; returns the rounded value and writes the bits into dst[i].
 static inline float put(void* dst, SsdDtype t, size_t i, float v) {
-  if (t == SSD_BFLOAT16) {
-    bf16 h = __float2bfloat16(v);
-    static_cast<bf16*>(dst)[i] = h;
-    return __bfloat162float(h);
-  }
-  if (t == SSD_FLOAT16) {
-    f16 h = __float2half(v);
-    static_cast<f16*>(dst)[i] = h;
-    return __half2float(h);
-  }
-  static_cast<float*>(dst)[i] = v;
-  return v;
+  return ssd::visit_dtype(t, [&](auto d) {
+    using D = decltype(d);
+    const typename D::Device h = D::dev_from_float(v);
+    static_cast<typename D::Device*>(dst)[i] = h;
+    return D::dev_to_float(h);
+  });
 }
 static inline float get(const void* src, SsdDtype t, size_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(src)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(src)[i]);
-  return static_cast<const float*>(src)[i];
+  return ssd::visit_dtype(t, [&](auto d) {
+    using D = decltype(d);
+    return D::dev_to_float(static_cast<const typename D::Device*>(src)[i]);
+  });
 }
-// NaN poison patterns (quiet NaN with a payload) for gaps and outputs.
+// NaN poison for gaps and outputs: dtype t's quiet NaN with a payload that no kernel writes (0xdead
+// in a 4-byte dtype, 5 in a smaller one), as its dsz(t) bytes in the low end of the word.
+static inline uint32_t poison_bits(SsdDtype t) {
+  return ssd::visit_dtype(t, [](auto d) {
+    using D = decltype(d);
+    const typename D::Bits nan = D::from_float(NAN);
+    uint32_t u = 0;
+    memcpy(&u, &nan, sizeof nan);
+    return u | (sizeof nan == 4 ? 0xdeadu : 0x5u);
+  });
+}
 static inline void poison(void* dst, SsdDtype t, size_t n) {
-  if (t == SSD_FLOAT32) {
-    uint32_t v = 0x7fc0dead;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 4 * i, &v, 4);
-  } else {
-    uint16_t v = t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05;
-    for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + 2 * i, &v, 2);
-  }
+  const uint32_t v = poison_bits(t);
+  for (size_t i = 0; i < n; ++i) memcpy(static_cast<char*>(dst) + dsz(t) * i, &v, dsz(t));
 }
 static inline bool is_poison(const void* src, SsdDtype t, size_t i) {
-  const char* q = static_cast<const char*>(src) + i * dsz(t);
-  if (t == SSD_FLOAT32) {
-    uint32_t v;
-    memcpy(&v, q, 4);
-    return v == 0x7fc0deadu;
-  }
-  uint16_t v;
-  memcpy(&v, q, 2);
-  return v == (t == SSD_BFLOAT16 ? 0x7fc5 : 0x7e05);
+  const uint32_t v = poison_bits(t);
+  return memcmp(static_cast<const char*>(src) + i * dsz(t), &v, dsz(t)) == 0;
 }
 
 // A tensor's host bytes (with the gaps of its strides) and its device copy.
@@ -265,14 +259,18 @@ __device__ __forceinline__ uint32_t hash32(uint64_t x) {
   x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
   return (uint32_t)x;
 }
+__device__ __forceinline__ void store_as(void* dst, SsdDtype t, size_t i, float v) {
+  ssd::visit_dtype(t, [&](auto d) {
+    using D = decltype(d);
+    static_cast<typename D::Device*>(dst)[i] = D::dev_from_float(v);
+  });
+}
 __global__ void k_fill_normal(void* dst, SsdDtype t, size_t n, uint64_t seed, float shift) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
     const float u1 = (hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i) + 1.f) * 2.3283064e-10f;
     const float u2 = hash32(seed * 0x9E3779B97F4A7C15ULL + 2 * i + 1) * 2.3283064e-10f;
     const float v = sqrtf(-2.f * logf(u1)) * cospif(2.f * u2) + shift;
-    if (t == SSD_BFLOAT16) static_cast<bf16*>(dst)[i] = __float2bfloat16(v);
-    else if (t == SSD_FLOAT16) static_cast<f16*>(dst)[i] = __float2half(v);
-    else static_cast<float*>(dst)[i] = v;
+    store_as(dst, t, i, v);
   }
 }
 // n normal values (+ shift) of dtype t, from a seed.

@@ -34,8 +34,8 @@ SsdStepParams read_step_params(Napi::Object args, const Source& src, int* thread
   if (state_elems > 9.0e15) throw Napi::RangeError::New(env, "The state is too large to index");
 
   p.state_type = read_dtype(args, "stateType");
-  if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
-    throw Napi::TypeError::New(env, "Expected a float32 or bfloat16 state");
+  if (!dtype_step(p.state_type)) {
+    throw Napi::TypeError::New(env, "Expected a " + dtype_names(dtype_step) + " state");
   }
 
   Napi::Value indices = args.Get("stateIndices");

@@ -89,7 +89,7 @@ SsdDtype read_dtype(Napi::Object args, const char* name) {
   Napi::Value v = args.Get(name);
   if (!v.IsNumber()) throw Napi::TypeError::New(args.Env(), std::string("Expected a dtype code for ") + name);
   int32_t code = v.As<Napi::Number>().Int32Value();
-  if (code < 0 || code > 2) throw Napi::RangeError::New(args.Env(), std::string("Unknown dtype code for ") + name);
+  if (!is_float_dtype(SsdDtype(code))) throw Napi::RangeError::New(args.Env(), std::string("Unknown dtype code for ") + name);
   return SsdDtype(code);
 }
 

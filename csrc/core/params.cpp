@@ -217,8 +217,8 @@ SsdStatus check_step_params(const SsdStepParams& p, std::string* error) {
   if (!p.state || !p.x || !p.dt || !p.A || !p.B || !p.C || !p.y) {
     return invalid(error, "state, x, dt, A, B, C and y are required");
   }
-  if (p.state_type != SSD_FLOAT32 && p.state_type != SSD_BFLOAT16) {
-    return invalid(error, "the state must be float32 or bfloat16, got dtype code " + std::to_string(int(p.state_type)));
+  if (!dtype_step(p.state_type)) {
+    return invalid(error, "the state must be " + dtype_names(dtype_step) + ", got dtype code " + std::to_string(int(p.state_type)));
   }
   if ((status = check_dtypes({p.x_type, p.dt_type, p.B_type, p.C_type, p.y_type, p.z_type}, error)) != SSD_OK) return status;
   return check_dt_limits(p.dt_min, p.dt_max, error);

@@ -47,7 +47,7 @@ SsdStatus check_params(const SsdParams& p, std::string* error);
 // gradient outputs (dx, ddt, dA, dB, dC), dD only with fwd.D, dz only with fwd.z; no cu_seqlens.
 SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error);
 
-// The step's sizes, pointers, dtypes (the state float32 or bfloat16) and dt limits.
+// The step's sizes, pointers, dtypes (the state of a dtype of the step column, core/dtype.h) and dt limits.
 SsdStatus check_step_params(const SsdStepParams& p, std::string* error);
 
 // Strides and alignment of a block that passed the check above: every stride >= 0, offsets within

@@ -49,5 +49,6 @@
 
 #include <type_traits>
 
+#include "core/dtype.h"
 #include "cpu_internal.h"
 #endif

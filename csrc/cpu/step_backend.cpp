@@ -8,6 +8,7 @@
 #include <new>
 #include <vector>
 
+#include "core/dtype.h"
 #include "cpu_backend.h"
 #include "cpu_internal.h"
 #include "entries.h"
@@ -54,7 +55,7 @@ SsdStatus step(const SsdStepParams& p, int threads, std::string* error) {
     for (int64_t i = 0; i < p.batch; ++i) active += p.state_indices[i] >= 0 ? 1 : 0;
   }
   const double state_bytes =
-      double(active) * double(p.nheads) * double(p.headdim) * double(p.dstate) * (p.state_type == SSD_BFLOAT16 ? 2 : 4);
+      double(active) * double(p.nheads) * double(p.headdim) * double(p.dstate) * double(dtype_bytes(p.state_type));
   const double useful = std::max(1.0, state_bytes / kBytesPerThread);
   // default_threads() is a system call: skip it when one thread is all the state can use
   if (useful < 2.0) threads = 1;

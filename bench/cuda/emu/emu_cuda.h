@@ -7,6 +7,8 @@
 // never comes (a deadlock) abort the process, or, built with -DEMU_SOFT_FAILURES=1, end the launch:
 // the rest of the grid is skipped and cudaGetLastError / cudaDeviceSynchronize report the error.
 #pragma once
+// core/dtype.h gives its rows their CUDA types and conversions here too
+#define SSD_EMULATED_CUDA 1
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -71,8 +71,9 @@ __device__ __forceinline__ void mma_emu(float c[4], const FragA<T>& a, const Fra
     c[q] = s;
   }
 }
-__device__ __forceinline__ void mma(float c[4], const FragA<bf16>& a, const FragB<bf16>& b) { mma_emu<bf16>(c, a, b); }
-__device__ __forceinline__ void mma(float c[4], const FragA<f16>& a, const FragB<f16>& b) { mma_emu<f16>(c, a, b); }
+// every 16-bit type (the fp32 emulation's own mma, a non-template for FragA<float>, is preferred)
+template <class T>
+__device__ __forceinline__ void mma(float c[4], const FragA<T>& a, const FragB<T>& b) { mma_emu<T>(c, a, b); }
 '''
 
 
@@ -215,7 +216,8 @@ def transform_mma(src, dst):
     a = m.index('__device__ __forceinline__ void ldsm_x4(')
     b = m.index('// Load the 16x16 A tile')
     m = m[:a] + LDSM + m[b:]
-    # the 16-bit mma.sync wrappers: the SSD_MMA_16BIT macro, its two instances and its #undef
+    # the 16-bit mma.sync wrappers: the SSD_MMA_16BIT macros, their expansion over the dtype table and
+    # the #undef of the last
     a = m.index('#define SSD_MMA_16BIT(')
     end = '#undef SSD_MMA_16BIT\n'
     b = m.index(end) + len(end)

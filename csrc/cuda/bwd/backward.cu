@@ -52,7 +52,7 @@
 //
 // Determinism: no atomics; every sum runs in an order fixed by the code (per-tile partial buffers
 // in the workspace, reduced by later launches in index order).
-// Compute paths (as the forward): x, B, C all bf16 → bf16 mma.sync; all f16 → f16 mma.sync;
+// Compute paths (as the forward): x, B, C all of one mma dtype (core/dtype.h) → mma.sync of that type;
 // otherwise the same kernels with an exact fp32 FMA emulation of the mma. States, cumulative sums
 // (double inside the chunk) and accumulators are fp32 in every path.
 #include <cuda_runtime.h>
@@ -80,7 +80,7 @@ struct Tiles {
   int BN1, BPm, BNg;
 };
 Tiles tiles_of(const SsdParams& p) {
-  const bool k16 = path_of(p) != kPathF32;
+  const bool k16 = path_of(p) != SSD_FLOAT32;
   Tiles t;
   t.BN1 = (k16 && p.dstate > 64) ? 128 : 64;
   t.BPm = (k16 && p.headdim > 64) ? 128 : 64;
@@ -181,7 +181,7 @@ Layout layout_of(const SsdBackwardParams& bp) {
 bool fixed_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
-  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t) return false;
   if (bp.dy_type != t || (p.z && p.z_type != t)) return false;
   if (!bw.vx || !bw.vdy || !bw.vB || !bw.vC || (p.z && !bw.vz)) return false;
   return bw.P % 64 == 0 && bw.N % BN1 == 0;
@@ -189,13 +189,13 @@ bool fixed_prep_ok(const SsdBackwardParams& bp, const Bw& bw, int BN1) {
 // The shapes of the fixed launch 3 (the workspace holds its C·Bᵀ copies for them).
 bool fixed_main_shape(const SsdParams& p) {
   const SsdDtype t = p.x_type;
-  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t) return false;
   return p.headdim == 64 && (p.dstate == 64 || p.dstate == 128) && p.chunk_size % 64 == 0;
 }
 // The shapes of the fixed launch 2 or 3 (the workspace holds C·Bᵀ in fragment order for them).
 bool fixed_cbf_shape(const SsdParams& p) {
   const SsdDtype t = p.x_type;
-  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t) return false;
   return p.headdim == 64 && p.chunk_size % 64 == 0;
 }
 bool fixed_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
@@ -215,7 +215,7 @@ bool fixed_main_ok(const SsdBackwardParams& bp, const Bw& bw) {
 bool fixed_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
   const SsdParams& p = bp.fwd;
   const SsdDtype t = p.x_type;
-  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t) return false;
   if (bw.P != 64 || bw.Q % 64 != 0 || bw.BB != 64) return false;
   if (bp.dy_type != t || (p.z && p.z_type != t)) return false;
   if (!bw.vx || !bw.vdy) return false;
@@ -257,8 +257,8 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   bw.dgS = l.dgS;
   bw.pbcS = l.pbcS;
   auto vec8 = [&](const void* ptr, SsdDtype t, int64_t s0, int64_t s1, int64_t s2) -> int {
-    const int64_t m = t == SSD_FLOAT32 ? 4 : 8;  // elements per 16 bytes
-    return ptr && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
+    const int64_t m = vec_elems(t);  // elements per 16 bytes
+    return ptr && m && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
   };
   bw.vx = vec8(p.x, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
   bw.vdx = vec8(bp.dx, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);

@@ -173,11 +173,12 @@ __device__ __forceinline__ void dy_convert(T* dst, const T* Dy, const T* Zr, boo
     *reinterpret_cast<uint4*>(dst + o) = a;
   }
 }
-__device__ __forceinline__ void unpack8(const uint4& u, float f[8], bool bf) {
+template <class T>
+__device__ __forceinline__ void unpack8(const uint4& u, float f[8]) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
-    const float2 v = bf ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
+    const float2 v = mma::unpack2<T>(w[q]);
     f[2 * q] = v.x;
     f[2 * q + 1] = v.y;
   }

@@ -55,7 +55,6 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
   using S = MainFixed;
   constexpr int P = 64, NT = 8, LDX = S::LDX, LDY = S::LDY;
   static_assert(N == 64 || N == 128, "dstate");
-  constexpr bool kBf = std::is_same<T, bf16>::value;
   const SsdParams& p = bp.fwd;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
   int x = blk;
@@ -270,7 +269,7 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
       if (rr < nrows) {
         float yb[8], dyv[8], zv[8], o[8];
         if (yub) {
-          unpack8(__ldg(reinterpret_cast<const uint4*>(yub + rr * p.y_ungated_seq_stride + c)), yb, kBf);
+          unpack8<T>(__ldg(reinterpret_cast<const uint4*>(yub + rr * p.y_ungated_seq_stride + c)), yb);
         } else {
           const float4 a0 = *reinterpret_cast<const float4*>(Ys + rr * LDY + c);
           const float4 a1 = *reinterpret_cast<const float4*>(Ys + rr * LDY + c + 4);
@@ -278,12 +277,12 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
         }
         if (p.D && !yub) {
           float xv[8];
-          unpack8(*reinterpret_cast<const uint4*>(Xo + rr * LDX + c), xv, kBf);
+          unpack8<T>(*reinterpret_cast<const uint4*>(Xo + rr * LDX + c), xv);
 #pragma unroll
           for (int e = 0; e < 8; ++e) yb[e] = fmaf(dch ? __ldg(Dc + c + e) : dh, xv[e], yb[e]);
         }
-        unpack8(__ldg(reinterpret_cast<const uint4*>(dyb + rr * dss + c)), dyv, kBf);
-        unpack8(__ldg(reinterpret_cast<const uint4*>(zb + rr * zss + c)), zv, kBf);
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(dyb + rr * dss + c)), dyv);
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(zb + rr * zss + c)), zv);
 #pragma unroll
         for (int e = 0; e < 8; ++e) o[e] = gate_grad(dyv[e], yb[e], zv[e]);
         *reinterpret_cast<uint4*>(dzb + rr * zss + c) =
@@ -423,14 +422,14 @@ __device__ __forceinline__ void main_fixed(const SsdBackwardParams& bp, const Bw
     const int rr = (tid >> 3) + 16 * u;
     if (rr < nrows) {
       float dyv[8], xv[8], o[8];
-      unpack8(__ldg(reinterpret_cast<const uint4*>(dyb + rr * dss + c)), dyv, kBf);
+      unpack8<T>(__ldg(reinterpret_cast<const uint4*>(dyb + rr * dss + c)), dyv);
       if (has_z) {
         float zv[8];
-        unpack8(__ldg(reinterpret_cast<const uint4*>(zb + rr * zss + c)), zv, kBf);
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(zb + rr * zss + c)), zv);
 #pragma unroll
         for (int e = 0; e < 8; ++e) dyv[e] *= silu(zv[e]);
       }
-      unpack8(*reinterpret_cast<const uint4*>(Xo + rr * LDX + c), xv, kBf);
+      unpack8<T>(*reinterpret_cast<const uint4*>(Xo + rr * LDX + c), xv);
       const float dj = __ldg(&rec[j0 + rr].z);
 #pragma unroll
       for (int e = 0; e < 8; ++e) {

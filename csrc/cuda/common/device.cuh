@@ -10,12 +10,10 @@
 #include <cstdint>
 
 #include "ssd_kernels.h"
+#include "core/dtype.h"
 #include "cuda/common/mma.cuh"
 
 namespace ssd { namespace cuda { namespace dev {
-
-using mma::bf16;
-using mma::f16;
 
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -50,18 +48,21 @@ __device__ __forceinline__ void ld_cb_frags(const float* lane_tile, bool lower, 
 
 // One element of any dtype, as float / from float (round to nearest even).
 __device__ __forceinline__ float ld_f(const void* p, SsdDtype t, int64_t i) {
-  if (t == SSD_BFLOAT16) return __bfloat162float(static_cast<const bf16*>(p)[i]);
-  if (t == SSD_FLOAT16) return __half2float(static_cast<const f16*>(p)[i]);
-  return static_cast<const float*>(p)[i];
+  return visit_dtype(t, [&](auto d) {
+    using D = decltype(d);
+    return D::dev_to_float(static_cast<const typename D::Device*>(p)[i]);
+  });
 }
 __device__ __forceinline__ void st_f(void* p, SsdDtype t, int64_t i, float v) {
-  if (t == SSD_BFLOAT16) static_cast<bf16*>(p)[i] = __float2bfloat16_rn(v);
-  else if (t == SSD_FLOAT16) static_cast<f16*>(p)[i] = __float2half_rn(v);
-  else static_cast<float*>(p)[i] = v;
+  visit_dtype(t, [&](auto d) {
+    using D = decltype(d);
+    static_cast<typename D::Device*>(p)[i] = D::dev_from_float(v);
+  });
 }
 
 // 8 consecutive elements (n <= 8 valid, the rest 0) of any dtype to float and back; vec = one aligned
-// 16-byte (or two, for fp32) access.
+// 16-byte access (two for fp32), which the host sets only for float32 and the 2-byte dtypes
+// (host.h: vec_elems).
 __device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int n, bool vec, float f[8]) {
   if (vec && n == 8) {
     if (t == SSD_FLOAT32) {
@@ -73,7 +74,8 @@ __device__ __forceinline__ void ld8(const void* p, SsdDtype t, int64_t off, int 
       const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const float2 v = (t == SSD_BFLOAT16) ? mma::unpack2<bf16>(w[q]) : mma::unpack2<f16>(w[q]);
+        float2 v;
+        visit_dtype<Dtype16>(t, [&](auto d) { v = mma::unpack2<typename decltype(d)::Device>(w[q]); });
         f[2 * q] = v.x;
         f[2 * q + 1] = v.y;
       }
@@ -90,14 +92,11 @@ __device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, boo
       d[0] = make_float4(f[0], f[1], f[2], f[3]);
       d[1] = make_float4(f[4], f[5], f[6], f[7]);
     } else {
-      uint4 u;
-      if (t == SSD_BFLOAT16) {
-        u = make_uint4(mma::pack2<bf16>(f[0], f[1]), mma::pack2<bf16>(f[2], f[3]), mma::pack2<bf16>(f[4], f[5]),
-                       mma::pack2<bf16>(f[6], f[7]));
-      } else {
-        u = make_uint4(mma::pack2<f16>(f[0], f[1]), mma::pack2<f16>(f[2], f[3]), mma::pack2<f16>(f[4], f[5]),
-                       mma::pack2<f16>(f[6], f[7]));
-      }
+      const uint4 u = visit_dtype<Dtype16>(t, [&](auto d) {
+        using T = typename decltype(d)::Device;
+        return make_uint4(mma::pack2<T>(f[0], f[1]), mma::pack2<T>(f[2], f[3]), mma::pack2<T>(f[4], f[5]),
+                       mma::pack2<T>(f[6], f[7]));
+      });
       *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + off) = u;
     }
     return;

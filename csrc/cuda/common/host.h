@@ -2,8 +2,6 @@
 // of a block's dtypes, the per-launch timing that the harnesses read (detail.h) and the bookkeeping
 // of a call's launches.
 #pragma once
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
@@ -11,6 +9,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "core/dtype.h"
 #include "cuda/detail.h"
 #include "ssd_kernels.h"
 
@@ -26,32 +25,29 @@ inline SsdStatus cuda_fail(cudaError_t e, const char* what, std::string* err) {
   return SSD_ERR_CUDA;
 }
 
-// The compute path: x, B and C all bfloat16 or all float16 take the tensor-core kernels of that type;
-// anything else the same kernels with an exact fp32 emulation of the mma.
-enum Path { kPathBf16, kPathF16, kPathF32 };
-inline Path path_of(const SsdParams& p) {
-  if (p.x_type == SSD_BFLOAT16 && p.B_type == SSD_BFLOAT16 && p.C_type == SSD_BFLOAT16) return kPathBf16;
-  if (p.x_type == SSD_FLOAT16 && p.B_type == SSD_FLOAT16 && p.C_type == SSD_FLOAT16) return kPathF16;
-  return kPathF32;
+// The compute path: x, B and C all of one dtype that mma.sync takes (the table's mma column) run the
+// tensor-core kernels of that type; anything else the same kernels with an exact fp32 emulation of the
+// mma (the path SSD_FLOAT32).
+inline SsdDtype path_of(const SsdParams& p) {
+  const SsdDtype t = p.x_type;
+  return dtype_mma(t) && p.B_type == t && p.C_type == t ? t : SSD_FLOAT32;
 }
-inline const char* path_name(Path path) {
-  switch (path) {
-    case kPathBf16: return "bf16-mma";
-    case kPathF16: return "f16-mma";
-    default: return "f32-fma";
-  }
+inline const char* path_name(SsdDtype path) { return dtype_path_name(path); }
+
+// run(T()) with T the element type of the path's kernels: the CUDA type of an mma dtype, or float (the
+// fp32 emulation of the mma).
+template <class Run>
+SsdStatus run_path(SsdDtype path, Run run) {
+  return visit_dtype(path, [&](auto d) {
+    using D = decltype(d);
+    if constexpr (D::kMma) return run(typename D::Device());
+    else return run(float());
+  });
 }
 
-// run(T()) with T the element type of the path's kernels: __nv_bfloat16, __half, or float (the fp32
-// emulation of the mma).
-template <class Run>
-SsdStatus run_path(Path path, Run run) {
-  switch (path) {
-    case kPathBf16: return run(__nv_bfloat16());
-    case kPathF16: return run(__half());
-    default: return run(float());
-  }
-}
+// Elements per 16-byte vector access of dtype t in the kernels' 8-wide loads and stores (ld8, st8):
+// float32 and the 2-byte dtypes have one; 0 for any other (element by element).
+inline int64_t vec_elems(SsdDtype t) { return t == SSD_FLOAT32 || dtype_bytes(t) == 2 ? 16 / dtype_bytes(t) : 0; }
 
 // Lets kernel k take `bytes` of dynamic shared memory; the error names it.
 template <class... Args>

@@ -20,6 +20,10 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <type_traits>
+
+#include "core/dtype.h"
+
 namespace ssd { namespace cuda { namespace mma {
 
 using bf16 = __nv_bfloat16;
@@ -36,39 +40,30 @@ template <> struct FragB<float> { float v[32]; };
 __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 
 // ---- conversions ---------------------------------------------------------------------------
-template <class T> __device__ __forceinline__ T from_float(float v);
-template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ bf16 from_float<bf16>(float v) { return __float2bfloat16_rn(v); }
-// float16: saturate to the finite range instead of producing Inf (a scaled operand can exceed it).
-template <> __device__ __forceinline__ f16 from_float<f16>(float v) {
-  return __float2half_rn(fminf(fmaxf(v, -65504.f), 65504.f));
+// T's row of the dtype table (core/dtype.h) converts; values that become operands, and the packed
+// 16-bit stores, are first clamped to the row's kSaturate where it has one (float16: a scaled
+// operand can exceed its range, and saturates instead of producing Inf).
+template <class T>
+__device__ __forceinline__ float saturate(float v) {
+  constexpr float kMax = DtypeOfDevice<T>::kSaturate;
+  if constexpr (kMax > 0.f) return fminf(fmaxf(v, -kMax), kMax);
+  else return v;
 }
-template <class T> __device__ __forceinline__ float to_float(T v);
-template <> __device__ __forceinline__ float to_float<float>(float v) { return v; }
-template <> __device__ __forceinline__ float to_float<bf16>(bf16 v) { return __bfloat162float(v); }
-template <> __device__ __forceinline__ float to_float<f16>(f16 v) { return __half2float(v); }
+template <class T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same<T, float>::value) return v;
+  else return DtypeOfDevice<T>::dev_from_float(saturate<T>(v));
+}
+template <class T>
+__device__ __forceinline__ float to_float(T v) { return DtypeOfDevice<T>::dev_to_float(v); }
 
 // Two floats -> one register of two 16-bit values, lo in the low half.
-template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<bf16>(float lo, float hi) {
-  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&h);
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  return DtypeOfDevice<T>::dev_pack2(saturate<T>(lo), saturate<T>(hi));
 }
-template <> __device__ __forceinline__ uint32_t pack2<f16>(float lo, float hi) {
-  lo = fminf(fmaxf(lo, -65504.f), 65504.f);
-  hi = fminf(fmaxf(hi, -65504.f), 65504.f);
-  __half2 h = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&h);
-}
-template <class T> __device__ __forceinline__ float2 unpack2(uint32_t u);
-template <> __device__ __forceinline__ float2 unpack2<bf16>(uint32_t u) {
-  __nv_bfloat162 h = *reinterpret_cast<__nv_bfloat162*>(&u);
-  return __bfloat1622float2(h);
-}
-template <> __device__ __forceinline__ float2 unpack2<f16>(uint32_t u) {
-  __half2 h = *reinterpret_cast<__half2*>(&u);
-  return __half22float2(h);
-}
+template <class T>
+__device__ __forceinline__ float2 unpack2(uint32_t u) { return DtypeOfDevice<T>::dev_unpack2(u); }
 
 // ---- ldmatrix ----------------------------------------------------------------------------
 __device__ __forceinline__ void ldsm_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3,
@@ -155,16 +150,21 @@ __device__ __forceinline__ void buildA(FragA<T>& a, F&& f) {
   }
 }
 
-// c += a * b (16x8x16), fp32 accumulate: one mma.sync per 16-bit type, PTX its PTX type name.
-#define SSD_MMA_16BIT(T, PTX)                                                             \
-  __device__ __forceinline__ void mma(float c[4], const FragA<T>& a, const FragB<T>& b) { \
-    asm("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX ".f32 "                      \
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                         \
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                  \
-        : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));  \
+// c += a * b (16x8x16), fp32 accumulate: one mma.sync for each dtype of the table with mma 1,
+// spelt with its PTX type name.
+#define SSD_MMA_16BIT(code, name, ptx, mma_, step) SSD_MMA_16BIT_##mma_(code, ptx)
+#define SSD_MMA_16BIT_0(code, ptx)
+#define SSD_MMA_16BIT_1(code, ptx)                                                          \
+  __device__ __forceinline__ void mma(float c[4], const FragA<typename DtypeOf<code>::Device>& a, \
+                                      const FragB<typename DtypeOf<code>::Device>& b) {     \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." ptx "." ptx ".f32 "                        \
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                           \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                    \
+        : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[0]), "r"(b.r[1]));    \
   }
-SSD_MMA_16BIT(bf16, "bf16")
-SSD_MMA_16BIT(f16, "f16")
+SSD_FOR_EACH_DTYPE(SSD_MMA_16BIT)
+#undef SSD_MMA_16BIT_0
+#undef SSD_MMA_16BIT_1
 #undef SSD_MMA_16BIT
 // The fp32 path: the same product in fp32 FMAs.
 __device__ __forceinline__ void mma(float c[4], const FragA<float>& a, const FragB<float>& b) {

@@ -21,8 +21,8 @@
 //      2'. k_seq_state  per (b, head, 64 p-rows): walks the chunks in order with the state in its
 //          accumulators, writing the 16-bit entering states (no fp32 state through memory).
 //
-// Compute paths: x, B and C all bfloat16 -> bf16 mma.sync m16n8k16; all float16 -> f16 mma;
-// anything else (float32 or a mix) -> the same kernels with an fp32 FMA emulation of the mma
+// Compute paths: x, B and C all of one dtype that mma.sync takes (bfloat16, float16: the mma column of
+// core/dtype.h) -> mma.sync m16n8k16 of that type; anything else (float32 or a mix) -> the same kernels with an fp32 FMA emulation of the mma
 // (exact fp32 arithmetic, slow). Accumulation, cumulative sums (double inside the chunk, kept as
 // a float hi/lo pair) and states are fp32 in every path. Determinism: no atomics at all.
 #include <cuda_runtime.h>
@@ -89,7 +89,7 @@ bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
 // p passed check_params and supports().
 bool fixed_scan_ok(const SsdParams& p) {
   const SsdDtype t = p.x_type;
-  if ((t != SSD_BFLOAT16 && t != SSD_FLOAT16) || p.B_type != t || p.C_type != t) return false;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t) return false;
   if (p.seq_idx) return false;
   if (p.chunk_size < 64) return false;  // C B^T blocks of 64 x 64
   if (p.headdim != 64 && p.headdim != 128) return false;
@@ -235,8 +235,8 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   dv.vC = vec16(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride);
   dv.st4 = (p.dstate % 4) == 0;
   auto vec8 = [&](const void* ptr, SsdDtype t, int64_t s0, int64_t s1, int64_t s2) {
-    const int64_t m = t == SSD_FLOAT32 ? 4 : 8;  // elements per 16 bytes
-    return ptr && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
+    const int64_t m = vec_elems(t);  // elements per 16 bytes
+    return ptr && m && aligned(ptr, 16) && s0 % m == 0 && s1 % m == 0 && s2 % m == 0;
   };
   dv.x8 = vec8(p.x, p.x_type, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
   dv.z8 = vec8(p.z, p.z_type, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);

@@ -104,7 +104,7 @@ __device__ __forceinline__ void scan_intra_any(const SsdParams& p, const Dv& dv,
 
   const int njb = (rows_end + BB - 1) / BB;
   const int64_t zbase = p.z ? (int64_t)b * p.z_batch_stride + (t0 + i0) * p.z_seq_stride + (int64_t)h * p.z_head_stride + p0 : 0;
-  constexpr SsdDtype kT = sizeof(T) == 4 ? SSD_FLOAT32 : (std::is_same<T, bf16>::value ? SSD_BFLOAT16 : SSD_FLOAT16);
+  constexpr SsdDtype kT = DtypeOfDevice<T>::kCode;
   const bool z_async = use_async && p.z && p.z_type == kT && dv.z8;
   // x rows of this block are the last X tile when the j-blocks are 64 rows (the diagonal block)
   const bool x_smem = (BB == 64);

@@ -11,14 +11,13 @@
 // Instead a one-block kernel checks them first (range, and no row used twice) and writes a verdict;
 // every step block reads the verdict before touching anything, so an invalid index array leaves the
 // whole cache untouched. The caller copies the verdict back and turns it into an error.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <string>
 #include <type_traits>
 
 #include "cuda/backend.h"
+#include "core/dtype.h"
 #include "core/math.h"
 #include "cuda/common/device.cuh"
 
@@ -64,45 +63,42 @@ __global__ void __launch_bounds__(kCheckThreads) k_check_indices(const int32_t* 
   }
 }
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
+// VEC consecutive elements of CUDA type S (a row of core/dtype.h) to float and back: one vector access
+// for VEC 4 of float or of a 2-byte dtype, else element by element.
 template <class S, int VEC>
 __device__ __forceinline__ void load_vec(const S* src, float* s) {
-  if constexpr (VEC == 4 && sizeof(S) == 4) {
+  using D = DtypeOfDevice<S>;
+  if constexpr (VEC == 4 && std::is_same<S, float>::value) {
     const float4 v = *reinterpret_cast<const float4*>(src);
     s[0] = v.x; s[1] = v.y; s[2] = v.z; s[3] = v.w;
-  } else if constexpr (VEC == 4) {
+  } else if constexpr (VEC == 4 && D::kBytes == 2) {
     const uint2 v = *reinterpret_cast<const uint2*>(src);
-    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.x));
-    const float2 c = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.y));
+    const float2 a = D::dev_unpack2(v.x);
+    const float2 c = D::dev_unpack2(v.y);
     s[0] = a.x; s[1] = a.y; s[2] = c.x; s[3] = c.y;
-  } else if constexpr (sizeof(S) == 4) {
-    s[0] = *src;
   } else {
-    s[0] = __bfloat162float(*src);
+#pragma unroll
+    for (int u = 0; u < VEC; ++u) s[u] = D::dev_to_float(src[u]);
   }
 }
 
 template <class S, int VEC>
 __device__ __forceinline__ void store_vec(S* dst, const float* s) {
-  if constexpr (VEC == 4 && sizeof(S) == 4) {
+  using D = DtypeOfDevice<S>;
+  if constexpr (VEC == 4 && std::is_same<S, float>::value) {
     *reinterpret_cast<float4*>(dst) = make_float4(s[0], s[1], s[2], s[3]);
-  } else if constexpr (VEC == 4) {
-    const __nv_bfloat162 a = __floats2bfloat162_rn(s[0], s[1]);
-    const __nv_bfloat162 c = __floats2bfloat162_rn(s[2], s[3]);
+  } else if constexpr (VEC == 4 && D::kBytes == 2) {
     uint2 v;
-    v.x = *reinterpret_cast<const unsigned*>(&a);
-    v.y = *reinterpret_cast<const unsigned*>(&c);
+    v.x = D::dev_pack2(s[0], s[1]);
+    v.y = D::dev_pack2(s[2], s[3]);
     *reinterpret_cast<uint2*>(dst) = v;
-  } else if constexpr (sizeof(S) == 4) {
-    *dst = s[0];
   } else {
-    *dst = __float2bfloat16_rn(s[0]);
+#pragma unroll
+    for (int u = 0; u < VEC; ++u) dst[u] = D::dev_from_float(s[u]);
   }
 }
 
-// S: the state element type (float or __nv_bfloat16). VEC elements of n per lane and load (4 when
+// S: the state element type (the CUDA type of a dtype of the table's step column). VEC elements of n per lane and load (4 when
 // n % 4 == 0 and the cache is aligned for it, else 1).
 //
 // Latency is what limits a small step (batch 64 moves 128 MiB in ~30 us, a few rounds of DRAM
@@ -110,8 +106,8 @@ __device__ __forceinline__ void store_vec(S* dst, const float* s) {
 // z, dt) before it waits on any of them, and nothing goes through shared memory or a barrier. Every
 // warp reads B and C itself (L1 hits after the first).
 //
-// T: void reads x, B, C, z and writes y through their run-time dtypes; float or __nv_bfloat16 is the
-// fixed path where all five have that type and allow vector access (launch_step checks it), which
+// T: void reads x, B, C, z and writes y through their run-time dtypes; the CUDA type of a step-column
+// dtype is the fixed path where all five have that dtype and allow vector access (launch_step checks it), which
 // halves the instructions and registers per byte of state.
 template <class S, int VEC, class T>
 __global__ void __launch_bounds__(kStepThreads, kStepMinBlocks) k_step(const __grid_constant__ SsdStepParams p, const int* verdict) {
@@ -151,8 +147,8 @@ __global__ void __launch_bounds__(kStepThreads, kStepMinBlocks) k_step(const __g
       x_mine = mine ? ld_f(p.x, p.x_type, xbase + my) : 0.f;
       z_mine = mine && p.z ? ld_f(p.z, p.z_type, zbase + my) : 0.f;
     } else {
-      x_mine = mine ? to_float(static_cast<const T*>(p.x)[xbase + my]) : 0.f;
-      z_mine = mine && p.z ? to_float(static_cast<const T*>(p.z)[zbase + my]) : 0.f;
+      x_mine = mine ? DtypeOfDevice<T>::dev_to_float(static_cast<const T*>(p.x)[xbase + my]) : 0.f;
+      z_mine = mine && p.z ? DtypeOfDevice<T>::dev_to_float(static_cast<const T*>(p.z)[zbase + my]) : 0.f;
     }
     const float d_mine = mine && p.D ? (p.D_per_channel ? p.D[(int64_t)h * P + my] : p.D[h]) : 0.f;
     float xr[R], acc[R];
@@ -226,13 +222,24 @@ bool uniform_inputs(const SsdStepParams& p, SsdDtype t, size_t elem) {
 
 template <class S>
 cudaError_t launch_step(const SsdStepParams& p, cudaStream_t stream, const int* verdict) {
-  const size_t align = sizeof(S) == 4 ? 16 : 8;
+  const size_t align = 4 * sizeof(S);
   const bool vec = p.dstate % 4 == 0 && reinterpret_cast<uintptr_t>(p.state) % align == 0;
   const dim3 grid((unsigned)(p.batch * p.nheads * ((p.headdim + 15) / 16)));
-  if (vec && uniform_inputs(p, SSD_FLOAT32, 4)) k_step<S, 4, float><<<grid, kStepThreads, 0, stream>>>(p, verdict);
-  else if (vec && uniform_inputs(p, SSD_BFLOAT16, 2)) k_step<S, 4, __nv_bfloat16><<<grid, kStepThreads, 0, stream>>>(p, verdict);
-  else if (vec) k_step<S, 4, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
-  else k_step<S, 1, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+  // the fixed path of the step-column dtype that every input has, if one has (at most one can), else
+  // the run-time dtypes
+  bool fixed = false;
+  for_each_dtype([&](auto d) {
+    using D = decltype(d);
+    if constexpr (D::kStep) {
+      using T = typename D::Device;
+      if (!fixed && vec && uniform_inputs(p, D::kCode, sizeof(T))) {
+        k_step<S, 4, T><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+        fixed = true;
+      }
+    }
+  });
+  if (!fixed && vec) k_step<S, 4, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
+  else if (!fixed) k_step<S, 1, void><<<grid, kStepThreads, 0, stream>>>(p, verdict);
   return cudaGetLastError();
 }
 
@@ -250,7 +257,7 @@ SsdStatus step(const SsdStepParams& p, void* stream_, void* workspace, int* verd
     e = cudaGetLastError();
   }
   if (e == cudaSuccess)
-    e = p.state_type == SSD_FLOAT32 ? launch_step<float>(p, stream, verdict) : launch_step<__nv_bfloat16>(p, stream, verdict);
+    e = visit_dtype<StepDtype>(p.state_type, [&](auto d) { return launch_step<typename decltype(d)::Device>(p, stream, verdict); });
   if (e == cudaSuccess && verdict && verdict_host)
     e = cudaMemcpyAsync(verdict_host, verdict, 2 * sizeof(int), cudaMemcpyDeviceToHost, stream);
   if (e != cudaSuccess) {
