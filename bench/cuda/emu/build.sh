@@ -19,13 +19,7 @@ cd "$(dirname "$0")/../../.."
 KERNEL=${KERNEL:-bwd}
 case "$KERNEL" in bwd|fwd) ;; *) echo "KERNEL must be bwd or fwd"; exit 2 ;; esac
 BUILD_DIR=${BUILD_DIR:-/tmp/ssd-emu-$KERNEL}
-if [ -z "${CUDA_INC:-}" ]; then
-  for d in "${CUDA_HOME:-}/include" /usr/local/cuda/include \
-           "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")/include"; do
-    if [ -f "$d/cuda_runtime.h" ]; then CUDA_INC=$d; break; fi
-  done
-fi
-[ -f "${CUDA_INC:-}/cuda_runtime.h" ] || { echo "CUDA headers not found: set CUDA_INC"; exit 2; }
+source bench/cuda/emu/cuda_inc.sh
 mkdir -p "$BUILD_DIR"
 E=bench/cuda/emu
 cp "$E/emu_cuda.h" "$BUILD_DIR/"

@@ -10,13 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BUILD_DIR=${BUILD_DIR:-/tmp/ssd-emu-sm90}
-if [ -z "${CUDA_INC:-}" ]; then
-  for d in "${CUDA_HOME:-}/include" /usr/local/cuda/include \
-           "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")/include"; do
-    if [ -f "$d/cuda_runtime.h" ]; then CUDA_INC=$d; break; fi
-  done
-fi
-[ -f "${CUDA_INC:-}/cuda_runtime.h" ] || { echo "CUDA headers not found: set CUDA_INC"; exit 2; }
+source bench/cuda/emu/cuda_inc.sh
 E=bench/cuda/emu
 mkdir -p "$BUILD_DIR/cuda/sm90"
 cp "$E/emu_cuda.h" "$E/emu_sm90.h" "$BUILD_DIR/"

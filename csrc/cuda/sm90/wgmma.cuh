@@ -92,18 +92,16 @@ __device__ __forceinline__ void wgmma_wait() {
 
 // Keeps the compiler from moving accesses of these registers across the wgmma statements around it
 // (an empty asm that reads and writes each); no instruction.
-template <int K>
-__device__ __forceinline__ void wgmma_hold(float (&r)[K]) {
+// R is float (accumulators) or uint32_t (an A operand in registers).
+template <class R, int K>
+__device__ __forceinline__ void wgmma_hold(R (&r)[K]) {
+  static_assert(std::is_same<R, float>::value || std::is_same<R, uint32_t>::value, "float or uint32_t registers");
 #if SSD_SM90A
 #pragma unroll
-  for (int i = 0; i < K; ++i) asm volatile("" : "+f"(r[i])::"memory");
-#endif
-}
-template <int K>
-__device__ __forceinline__ void wgmma_hold(uint32_t (&r)[K]) {
-#if SSD_SM90A
-#pragma unroll
-  for (int i = 0; i < K; ++i) asm volatile("" : "+r"(r[i])::"memory");
+  for (int i = 0; i < K; ++i) {
+    if constexpr (std::is_same<R, float>::value) asm volatile("" : "+f"(r[i])::"memory");
+    else asm volatile("" : "+r"(r[i])::"memory");
+  }
 #endif
 }
 
