@@ -207,10 +207,10 @@ k_state_bmm(const __grid_constant__ SsdParams p, const __grid_constant__ Dv dv) 
 }
 
 // ---- kernel 2: state passing ------------------------------------------------------------------
-// Each thread owns 4 consecutive elements of one chain's (row's or packed sequence's, and head's) p*n
-// state and walks its chunks. The
-// state entering chunk k replaces S_k in fp32 (for the generic scan and varlen), and/or is written
-// as T into hs16 (for the fixed scan, which multiplies it in T anyway: half the bytes, read by cp.async).
+// Each thread owns 4 consecutive elements of one chain's (a row's or packed sequence's, for one head)
+// p*n state and walks its chunks. The state entering chunk k replaces S_k in fp32 (for the generic
+// scan), and/or is written as T into hs16 (for the fixed scan, which multiplies it in T anyway: half
+// the bytes, read by cp.async).
 template <class T>
 __device__ __forceinline__ void store_entering(const Dv& dv, float* s32, int64_t off, float4 H) {
   if (dv.pass_f32) *reinterpret_cast<float4*>(s32) = H;
