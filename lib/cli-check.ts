@@ -2,7 +2,7 @@
  * `ssd-kernels check`: built-in examples on every backend, each against the float64 reference, one
  * line per check (PASS, FAIL or SKIP with the reason), exit code 1 on any failure.
  *
- *   forward   the three CHECK_CASES on the CPU and on CUDA (lib/reference.ts)
+ *   forward   the four CHECK_CASES on the CPU and on CUDA (lib/reference.ts)
  *   backward  the CPU on the fp32 case; CUDA on the fp32 and the bf16 case (lib/reference-backward.ts)
  *   step      the two STEP_CHECK_CASES on the CPU and on CUDA (lib/reference-step.ts)
  *
@@ -67,6 +67,14 @@ const CHECK_CASES: CheckCase[] = [
     config: { batch: 1, seqlen: 100, nheads: 2, headdim: 17, ngroups: 2, dstate: 33 },
     example: { dtype: 'float16', D: 'none', z: true, positiveDt: true },
     options: { returnFinalStates: true },
+    bound: CPU_BOUND,
+  },
+  {
+    // a host seqIdx of one row: on CUDA the packed path (each sequence chunked from its own start)
+    name: 'bf16, five packed sequences',
+    config: { batch: 1, seqlen: 600, nheads: 16, headdim: 64, ngroups: 1, dstate: 64 },
+    example: { dtype: 'bfloat16', D: 'head', z: true, dtBias: true, seqStarts: [100, 101, 356, 500] },
+    options: { dtSoftplus: true, returnFinalStates: true, chunkSize: 128 },
     bound: CPU_BOUND,
   },
 ];

@@ -176,7 +176,7 @@ describe('the flag mechanism (lib/cli-args.ts)', () => {
 describe('check covers every backend for the forward, the backward and the step', () => {
   const cuda = backends().cuda;
   const CUDA_CHECKS = [
-    'fp32, every option', 'bf16, D per head, softplus', 'fp16, z gate, no D',
+    'fp32, every option', 'bf16, D per head, softplus', 'fp16, z gate, no D', 'bf16, five packed sequences',
     'backward, fp32, every option', 'backward, bf16, D per head, softplus',
     'step fp32, every option', 'step bf16 state and inputs',
   ];
@@ -191,8 +191,8 @@ describe('check covers every backend for the forward, the backward and the step'
       else expect(r.stdout).toMatch(new RegExp(`^SKIP {2}cuda {2}${escaped} +CUDA is unavailable: ${cuda.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     }
     const passed = r.stdout.match(/^PASS /gm) ?? [];
-    expect(passed.length).toBe(cuda.available ? 13 : 6);
-    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(7 skipped: CUDA is unavailable\)$/m);
+    expect(passed.length).toBe(cuda.available ? 15 : 7);
+    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(8 skipped: CUDA is unavailable\)$/m);
 
     const forced = runCli(['check'], { SSD_KERNELS_PROGRESS: '1' });
     expect(forced.status).toBe(0);
