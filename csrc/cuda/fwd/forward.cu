@@ -16,7 +16,8 @@
 // Fixed path (16-bit x/B/C, headdim 64/128, dstate 64/128/256, chunk >= 64, no seq_idx, aligned):
 //   kernel 1 also stores each chunk's position records (cumsum, step) for the scan, which reads them
 //   instead of recomputing; kernel 2 stores the entering states as 16-bit for the scan; and when
-//   there are enough (b, head, p-tile) chains to fill the GPU, kernels 1 and 2 are replaced by
+//   there are enough (row or packed sequence, head, p-tile) chains to fill the GPU, kernels 1 and 2
+//   are replaced by
 //      1'. k_rec_bmm    the records and the C B^T role;
 //      2'. k_seq_state  per (b, head, 64 p-rows): walks the chunks in order with the state in its
 //          accumulators, writing the 16-bit entering states (no fp32 state through memory).
@@ -104,8 +105,8 @@ bool fixed_scan_ok(const SsdParams& p) {
   return true;
 }
 // The sequential state pass (k_rec_bmm, k_seq_state): the fixed scan's shapes, B loadable by cp.async
-// too, initial / final states 8-byte aligned (float2), and enough (b, head, p-tile) chains to fill
-// the GPU: each is one block walking every chunk, so with few of them (G2: 32 chains of 64 chunks)
+// too, initial / final / varlen states 8-byte aligned (float2), and enough (row or packed sequence,
+// head, p-tile) chains to fill the GPU: each is one block walking every chunk, so with few of them (G2: 32 chains of 64 chunks)
 // the two-launch path (parallel chunk states, then state passing) is faster (bench/NOTES.md). The
 // threshold is a constant, not the SM count, so that the workspace size never depends on the device.
 constexpr int64_t kSeqMinChains = 64;

@@ -9,7 +9,7 @@ namespace {
 
 // ---- fixed path: position records, chunk states and state passing in two launches -----------------
 // For the shapes of the fixed scan (16-bit x/B/C, no seq_idx, chunk a multiple of 64), with enough
-// (b, head, p-tile) chains to fill the GPU (seq_state_ok):
+// (row or packed sequence, head, p-tile) chains to fill the GPU (seq_state_ok):
 //   k_rec_bmm: per (b, head, chunk) the position records {s_hi, s_lo, d, 0} of the chunk (positions
 //     >= len: d = 0) into `recs`, read by k_seq_state and the scan; and the C B^T role.
 //   k_seq_state: a block owns 64 p-rows x all n of one (b, head)'s state and walks the chunks in
