@@ -106,8 +106,9 @@ bool fixed_scan_ok(const SsdParams& p) {
 }
 // The sequential state pass (k_rec_bmm, k_seq_state): the fixed scan's shapes, B loadable by cp.async
 // too, initial / final / varlen states 8-byte aligned (float2), and enough (row or packed sequence,
-// head, p-tile) chains to fill the GPU: each is one block walking every chunk, so with few of them (G2: 32 chains of 64 chunks)
-// the two-launch path (parallel chunk states, then state passing) is faster (bench/NOTES.md). The
+// head, p-tile) chains to fill the GPU: each is one block walking every chunk, so with few of them
+// (G2: 32 chains of 64 chunks) the two-launch path (parallel chunk states, then state passing) is
+// faster (bench/NOTES.md). The
 // threshold is a constant, not the SM count, so that the workspace size never depends on the device.
 constexpr int64_t kSeqMinChains = 64;
 bool seq_state_ok(const SsdParams& p) {
