@@ -25,7 +25,7 @@ export const BENCH_COMMAND: CommandSpec = {
   name: 'bench',
   synopsis: [
     'bench [--json] [--runs N] [--threads N] [--config C1,C2] [--backward]',
-    'bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4] [--backward [--ungated]]',
+    'bench --device cuda [--json] [--runs N] [--config G1,G2,G3,G4,G5] [--backward [--ungated]]',
     'bench --step [--json] [--runs N] [--threads N] [--batch 1,16,64,256] [--memory-mib N]',
     'bench --step --device cuda [--json] [--runs N] [--batch 1,16,64,256]',
   ],

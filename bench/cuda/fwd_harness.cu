@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "cuda/common/mma.cuh"
+#include "cuda/sm90/forward.h"
 #include "bits.h"
 #include "harness_common.h"
 
@@ -196,6 +197,12 @@ bool CaseRun::run() {
   if (ssd::check_params(prm, &err) != SSD_OK || !ssd::cuda::supports(prm, &err)) {
     printf("FAIL %-34s parameters refused: %s\n", c.name.c_str(), err.c_str());
     return false;
+  }
+  // SSD_KERNELS_FORWARD_PATH=sm90 runs the cases the sm_90a forward takes and skips the others
+  const char* forced = getenv("SSD_KERNELS_FORWARD_PATH");
+  if (forced && strcmp(forced, "sm90") == 0 && !ssd::cuda::sm90::takes(prm, &err)) {
+    printf("SKIP %-34s sm90 does not take it: %s\n", c.name.c_str(), err.c_str());
+    return true;
   }
   const size_t wsb = ssd::cuda::forward_workspace_bytes(prm);
   void* ws = nullptr;

@@ -19,7 +19,8 @@ SsdStatus forward_timed(const SsdParams& p, void* stream, void* workspace, std::
 // Which compute path forward() takes for p: "bf16-mma", "f16-mma" or "f32-fma".
 const char* compute_path(const SsdParams& p);
 
-// Which chunk-scan kernel forward() launches for p: "fixed" (k_chunk_scan_fixed) or "generic".
+// Which kernels forward() launches for p: "sm90" (the sm_90a forward, one launch), or the sm_80 path's
+// chunk scan, "fixed" (k_chunk_scan<ScanFixed>) or "generic".
 const char* scan_kernel(const SsdParams& p);
 
 // The harness's and the emulation's way to force the backward's head-slice count (0: the backward

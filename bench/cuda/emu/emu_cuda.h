@@ -213,6 +213,10 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
   return emu::exchange(v, (int)(threadIdx.x % 32) ^ o);
 }
 template <class T>
+inline T __shfl_sync(unsigned, T v, int src) {
+  return emu::exchange(v, src & 31);
+}
+template <class T>
 inline T __shfl_up_sync(unsigned, T v, unsigned d) {
   const int l = threadIdx.x % 32;
   return emu::exchange(v, l >= (int)d ? l - (int)d : l);

@@ -39,6 +39,7 @@
 #include "cuda/fwd/scan.cuh"
 #include "cuda/fwd/seq_state.cuh"
 #include "cuda/fwd/states.cuh"
+#include "cuda/sm90/forward.h"
 
 namespace ssd { namespace cuda {
 namespace {  // the kernels' names and their helpers (common.cuh) are in this namespace too
@@ -345,10 +346,39 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   return SSD_OK;
 }
 
+// The sm_90a forward (../sm90) where it takes the call and the device runs it: one launch, no
+// workspace.
+SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, std::string* err, Timer* tm) {
+  Stages stages(stream, tm, err);
+  SsdStatus st;
+  if ((st = stages.begin()) != SSD_OK) return st;
+  if ((st = sm90::forward(p, stream, err)) != SSD_OK) return st;
+  if ((st = stages.done(cudaSuccess, "launch k_chain_fwd")) != SSD_OK) return st;
+  if (tm) stages.name({"chain_fwd (sm90)"});
+  return SSD_OK;
+}
+
+// Whether the call runs on the sm_90a forward (SSD_KERNELS_FORWARD_PATH, sm90/forward.h): 1 yes, 0 no
+// (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
+int sm90_verdict(const SsdParams& p, std::string* why) {
+  if (sm90::path_choice() == sm90::PathChoice::kSm80) return 0;
+  const bool takes = sm90::takes(p, why);
+  if (takes && !sm90::available() && why) *why = "no sm_90a device";
+  return takes && sm90::available() ? 1 : -1;
+}
+
 SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   const SsdStatus st = begin_launches(workspace, tm, err);
   if (st != SSD_OK) return st;
+  std::string why;
+  switch (sm90_verdict(p, &why)) {
+    case 1: return forward_sm90(p, stream, err, tm);
+    case -1:
+      if (err) *err = "SSD_KERNELS_FORWARD_PATH=sm90: " + why;
+      return SSD_ERR_UNSUPPORTED;
+    default: break;
+  }
   if (p.cu_seqlens) {
     const Layout l = layout_of(p);
     if (l.nc > INT32_MAX) {
@@ -383,6 +413,7 @@ const char* compute_path(const SsdParams& p) { return path_name(path_of(p)); }
 
 const char* scan_kernel(const SsdParams& p) {
   if (!supports(p, nullptr)) return "-";
+  if (sm90_verdict(p, nullptr) == 1) return "sm90";
   return fixed_scan_ok(p) ? "fixed" : "generic";
 }
 

@@ -1,0 +1,131 @@
+// Host side of the sm_90a forward (fwd_chain.cuh): which calls it takes, the tensor maps, the launch.
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "core/dtype.h"
+#include "cuda/common/host.h"
+#include "cuda/sm90/forward.h"
+#include "cuda/sm90/fwd_chain.cuh"
+#include "cuda/sm90/tensor_map.h"
+
+namespace ssd { namespace cuda { namespace sm90 {
+namespace {
+
+int64_t ctas_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs : p.batch) * p.nheads; }
+
+bool refuse(std::string* why, const char* reason) {
+  if (why) *why = reason;
+  return false;
+}
+
+// A 16-bit tensor (batch, seqlen, heads, inner) that one tensor map over (inner, heads, batch * seqlen)
+// describes: 16-byte aligned base and strides, and batch rows back to back.
+bool tma_ok(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, const SsdParams& p) {
+  return aligned(ptr, 16) && seq_stride % 8 == 0 && head_stride % 8 == 0 &&
+         (p.batch == 1 || batch_stride == p.seqlen * seq_stride);
+}
+
+template <class T, int N>
+SsdStatus launch(const SsdParams& p, cudaStream_t stream, std::string* err) {
+  using Tr = ChainFwd<T, N>;
+  const TmaDtype dt = std::is_same<T, __half>::value ? TmaDtype::kF16 : TmaDtype::kBf16;
+  const uint64_t rows = (uint64_t)p.batch * (uint64_t)p.seqlen;
+  auto tensor = [&](const void* base, int64_t inner, int64_t heads, int64_t head_stride, int64_t seq_stride) {
+    TmaTensor t;
+    t.dtype = dt;
+    t.rank = 3;
+    t.base = base;
+    t.dims[0] = (uint64_t)inner;
+    t.dims[1] = (uint64_t)heads;
+    t.dims[2] = rows;
+    t.strides[0] = (uint64_t)head_stride * 2;
+    t.strides[1] = (uint64_t)seq_stride * 2;
+    t.box[0] = 64;
+    t.box[1] = 1;
+    t.box[2] = 64;
+    t.swizzle = Swizzle::k128B;
+    return t;
+  };
+  alignas(64) ChainMaps maps;
+  std::memset(&maps, 0, sizeof maps);
+  SsdStatus st;
+  if ((st = encode_tensor_map(&maps.x, tensor(p.x, p.headdim, p.nheads, p.x_head_stride, p.x_seq_stride), err)) != SSD_OK)
+    return st;
+  if ((st = encode_tensor_map(&maps.B, tensor(p.B, p.dstate, p.ngroups, p.B_group_stride, p.B_seq_stride), err)) != SSD_OK)
+    return st;
+  if ((st = encode_tensor_map(&maps.C, tensor(p.C, p.dstate, p.ngroups, p.C_group_stride, p.C_seq_stride), err)) != SSD_OK)
+    return st;
+  if (p.z && (st = encode_tensor_map(&maps.z, tensor(p.z, p.headdim, p.nheads, p.z_head_stride, p.z_seq_stride), err)) != SSD_OK)
+    return st;
+  auto* k = k_chain_fwd<Tr>;
+  if ((st = allow_smem(k, Tr::kSmem, "k_chain_fwd", err)) != SSD_OK) return st;
+  k<<<(unsigned)ctas_of(p), Tr::kThreads, Tr::kSmem, stream>>>(p, maps);
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_chain_fwd", err);
+}
+
+}  // namespace
+
+bool takes(const SsdParams& p, std::string* why) {
+  const SsdDtype t = p.x_type;
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t || p.y_type != t || (p.z && p.z_type != t) ||
+      (p.y_ungated && p.y_ungated_type != t))
+    return refuse(why, "x, z, B, C and y not all of one 16-bit dtype");
+  if (p.headdim != 64) return refuse(why, "headdim is not 64");
+  if (p.dstate != 64 && p.dstate != 128) return refuse(why, "dstate is not 64 or 128");
+  if (p.seq_idx) return refuse(why, "seq_idx (packed sequences take cu_seqlens)");
+  if (!tma_ok(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride, p) ||
+      !tma_ok(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride, p) ||
+      !tma_ok(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride, p) ||
+      (p.z && !tma_ok(p.z, p.z_batch_stride, p.z_seq_stride, p.z_head_stride, p)))
+    return refuse(why, "x, z, B or C not in a layout a tensor map describes");
+  // 4-byte stores of y, 8-byte accesses of the states
+  if (!aligned(p.y, 4) || p.y_batch_stride % 2 || p.y_seq_stride % 2 || p.y_head_stride % 2 ||
+      (p.y_ungated && (!aligned(p.y_ungated, 4) || p.y_ungated_batch_stride % 2 || p.y_ungated_seq_stride % 2 ||
+                       p.y_ungated_head_stride % 2)))
+    return refuse(why, "y not 4-byte aligned");
+  if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8) || !aligned(p.varlen_states, 8))
+    return refuse(why, "states not 8-byte aligned");
+  if ((uint64_t)p.batch * (uint64_t)p.seqlen + 64 > (uint64_t)INT32_MAX) return refuse(why, "more than 2^31 rows");
+  if (ctas_of(p) > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
+  return true;
+}
+
+bool available() {
+#ifdef SSD_CUDA_EMULATION
+  return true;  // the CPU emulation runs the sm_90a instructions (bench/cuda/emu/emu_sm90.h)
+#else
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  if (major != 9 || minor != 0) return false;
+  cudaFuncAttributes a;
+  if (cudaFuncGetAttributes(&a, k_chain_fwd<ChainFwd<__nv_bfloat16, 128>>) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.binaryVersion == 90;
+#endif
+}
+
+PathChoice path_choice() {
+  const char* v = std::getenv("SSD_KERNELS_FORWARD_PATH");
+  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
+}
+
+SsdStatus forward(const SsdParams& p, void* stream_v, std::string* err) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
+  return run_path(path_of(p), [&](auto t) {
+    using T = decltype(t);
+    if constexpr (sizeof(T) == 2) return p.dstate == 64 ? launch<T, 64>(p, stream, err) : launch<T, 128>(p, stream, err);
+    if (err) *err = "internal: the sm_90a forward takes 16-bit dtypes only";
+    return SSD_ERR_INTERNAL;
+  });
+}
+
+}}}  // namespace ssd::cuda::sm90

@@ -1,0 +1,30 @@
+// The sm_90a forward's host entry (fwd_chain.cuh, chain_forward.cu): the sm_80 forward (../fwd/forward.cu)
+// hands a call over when path_choice() asks for it and takes() and available() say yes. Plain C++.
+#pragma once
+#include <string>
+
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda { namespace sm90 {
+
+// Whether the sm_90a forward was written for p's shapes, dtypes and layouts (p passed check_params):
+// x, z, B, C, y and y_ungated all bf16 or all f16, headdim 64, dstate 64 or 128, no seq_idx, layouts
+// a tensor map can describe (16-byte aligned bases and strides, batch rows back to back). *why (may
+// be null) receives the first reason it does not.
+bool takes(const SsdParams& p, std::string* why);
+
+// Whether the current device runs the sm_90a image of the kernel (compute capability 9.0 and the
+// binary built with sm_90a).
+bool available();
+
+// Which forward a call takes. The sm_90a forward is opt-in until a device run shows it faster than
+// the sm_80 kernels and its GPU tests pass (bench/NOTES.md, session 12): SSD_KERNELS_FORWARD_PATH=sm90
+// runs every call that takes() accepts on it and makes the others an error instead of a fallback;
+// unset, sm80 or anything else keeps every call on the sm_80 kernels.
+enum class PathChoice { kSm80, kSm90 };
+PathChoice path_choice();
+
+// Enqueues the forward (no workspace). Never aborts; SSD_OK or an error with *err set.
+SsdStatus forward(const SsdParams& p, void* stream, std::string* err);
+
+}}}  // namespace ssd::cuda::sm90

@@ -1,0 +1,387 @@
+// The sm_90a forward: one CTA per chain (a batch row or a packed sequence) and head, walking the
+// chain in blocks of 64 positions with the running state in registers, wgmma fed by TMA.
+//
+// Per block of 64 positions (i, j index positions in it; s = log2(e) * the cumulative sum of d*A from
+// the block start, H the state entering the block, w_j = 2^(s_last - s_j) d_j):
+//   Y     = 2^(s_i) (C Hᵀ)_i + sum_{j <= i} (C_i . B_j) 2^(s_i - s_j) d_j x_j      (+ D x, gate)
+//   H_out = 2^(s_last) H + sum_j w_j x_j (x) B_j
+// which is ssd-math.md's chunked form with chunks of 64: the function does not depend on the chunk
+// size, so the caller's chunk size only picks the path (sm90/forward.cu).
+//
+// Warp roles (384 threads, three warpgroups):
+//   warp 0, one lane   the producer: TMA loads of a block's x, z, B and C tiles into a ring of kStages
+//                      stages (full[s]: the bytes have landed; empty[s]: both consumers are done);
+//   warp 1             the records: d_j (dt, bias, softplus, clamp), s_j, w_j and 2^(s_j) of the block
+//                      into the stage's records, and in a block cut short by the chain's end the rows of
+//                      x and B past it zeroed (they hold the next sequence, or row, or zero fill), then
+//                      ready[s];
+//   warpgroup 1        the outputs: S = C Bᵀ and C Hᵀ (wgmma, A and B from shared memory), the decayed
+//                      matrix built in registers as the A operand of P X, the epilogue from registers;
+//   warpgroup 2        the state: it publishes H (16-bit, into one of two buffers: hfull / hempty) for
+//                      warpgroup 1, then H <- 2^(s_last) H + (w o X)ᵀ B (A from registers: x read
+//                      transposed by ldmatrix and scaled by w_j); at the chain's end it writes the state.
+// Every tile is 64 rows of 128 bytes (64 16-bit values) in the 128-byte swizzle; B and C of dstate N
+// take N / 64 such tiles side by side (the 3D view of the wgmma header).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/math.h"
+#include "cuda/common/device.cuh"
+#include "cuda/common/mma.cuh"
+#include "cuda/sm90/arch.cuh"
+#include "cuda/sm90/mbarrier.cuh"
+#include "cuda/sm90/swizzle.h"
+#include "cuda/sm90/tma.cuh"
+#include "cuda/sm90/wgmma.cuh"
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda { namespace sm90 {
+
+// The tensor maps of one call (kernel parameter): rows are batch * seqlen + position.
+struct ChainMaps {
+  CUtensorMap x, z, B, C;  // (headdim, heads, rows), (dstate, groups, rows): boxes {64, 1, 64}
+};
+
+// The chain a CTA walks: positions t0 .. t0 + len - 1 of batch row b.
+struct FwdChain {
+  int b;
+  int64_t t0, len;
+  float* fin;   // where its final state goes, or null
+  float* last;  // final_states too (cu_seqlens: the last sequence with positions), or null
+};
+__device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
+  const int64_t H = p.nheads, PN = p.headdim * p.dstate;
+  FwdChain ch;
+  if (!p.cu_seqlens) {
+    ch.b = c;
+    ch.t0 = 0;
+    ch.len = p.seqlen;
+    ch.fin = p.final_states ? p.final_states + ((int64_t)c * H + h) * PN : nullptr;
+    ch.last = nullptr;
+    return ch;
+  }
+  // offsets that break the contract (device-resident ones reach here unchecked) are clamped
+  const int64_t L = p.seqlen;
+  const int64_t a = dev::lmin(dev::lmax(p.cu_seqlens[c], 0), L);
+  const int64_t e = dev::lmax(a, dev::lmin(dev::lmax(p.cu_seqlens[c + 1], 0), L));
+  const int64_t end = dev::lmin(dev::lmax(p.cu_seqlens[p.num_seqs], 0), L);
+  ch.b = 0;
+  ch.t0 = a;
+  ch.len = e - a;
+  ch.fin = p.varlen_states ? p.varlen_states + ((int64_t)c * H + h) * PN : nullptr;
+  ch.last = (e > a && e == end && p.final_states) ? p.final_states + (int64_t)h * PN : nullptr;
+  return ch;
+}
+
+template <class T, int N_>
+struct ChainFwd {
+  using Elem = T;
+  static constexpr int P = 64, N = N_, BQ = 64;
+  static constexpr int kStages = 3;
+  static constexpr int kThreads = 384;
+  static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
+  static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
+  static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
+  static constexpr int kStageBytes = kC + kNT * kTile;
+  static constexpr int kH = kStages * kStageBytes;  // two buffers of H (16-bit, kNT tiles: p rows, n columns)
+  static constexpr int kRec = kH + 2 * kNT * kTile;  // records: float4 per position and stage
+  static constexpr int kBar = kRec + kStages * BQ * 16;
+  enum { kFull = 0, kReady = kStages, kEmpty = 2 * kStages, kHFull = 3 * kStages, kHEmpty = 3 * kStages + 2,
+         kBars = 3 * kStages + 4 };
+  static constexpr int kSmem = kBar + kBars * 8 + 1024;  // + alignment of the base to 1024
+  static_assert(N == 64 || N == 128, "dstate 64 or 128");
+};
+
+// Byte offset of the 16-byte chunk holding column c (16-bit elements) of row r in a swizzled tile.
+__device__ __forceinline__ uint32_t tile_off(int r, int c) {
+  return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7)) & 7) << 4) + (c & 7) * 2);
+}
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 1)
+k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps) {
+#if SSD_SM90A || defined(SSD_CUDA_EMULATION)
+  using T = typename Tr::Elem;
+  constexpr int N = Tr::N, kNT = Tr::kNT, S = Tr::kStages, kTile = Tr::kTile;
+  extern __shared__ char smem_dyn[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
+  auto stage = [&](int s) { return smem + s * Tr::kStageBytes; };
+  auto recs = [&](int s) { return reinterpret_cast<float4*>(smem + Tr::kRec) + s * Tr::BQ; };
+  auto hbuf = [&](int u) { return smem + Tr::kH + u * kNT * kTile; };
+
+  // the warp index through a shuffle, so that the compiler knows it is the same in every lane and
+  // does not treat the roles' branches as divergent (which serializes their wgmmas)
+  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
+  const int H = (int)p.nheads;
+  const int h = (int)(blockIdx.x % H);
+  const int grp = h / (int)(p.nheads / p.ngroups);
+  const FwdChain ch = chain_of(p, (int)(blockIdx.x / H), h);
+  const int nblk = (int)((ch.len + 63) / 64);
+  const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the chain's start
+
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(bars + Tr::kFull + s, 1);
+      mbar_init(bars + Tr::kReady + s, 32);
+      mbar_init(bars + Tr::kEmpty + s, 256);
+    }
+    for (int u = 0; u < 2; ++u) {
+      mbar_init(bars + Tr::kHFull + u, 128);
+      mbar_init(bars + Tr::kHEmpty + u, 128);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp == 0) {
+    // ---- producer
+    if (lane != 0) return;
+    tma_prefetch(&maps.x);
+    tma_prefetch(&maps.B);
+    tma_prefetch(&maps.C);
+    if (p.z) tma_prefetch(&maps.z);
+    const uint32_t bytes = (uint32_t)kTile * (1 + (p.z ? 1 : 0) + 2 * kNT);
+    for (int k = 0; k < nblk; ++k) {
+      const int s = k % S;
+      mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
+      uint64_t* full = bars + Tr::kFull + s;
+      mbar_arrive_expect_tx(full, bytes);
+      const int r = (int)(row0 + 64 * (int64_t)k);
+      char* st = stage(s);
+      tma_load_3d(st + Tr::kX, &maps.x, full, 0, h, r);
+      if (p.z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
+#pragma unroll
+      for (int t = 0; t < kNT; ++t) {
+        tma_load_3d(st + Tr::kB + t * kTile, &maps.B, full, 64 * t, grp, r);
+        tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
+      }
+    }
+    return;
+  }
+
+  if (warp == 1) {
+    // ---- records: {s_j, d_j, w_j, 2^(s_j)} per position, and the rows past the chain's end zeroed
+    const float A = p.A[h];
+    const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+    for (int k = 0; k < nblk; ++k) {
+      const int s = k % S;
+      const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
+      float d[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int j = 2 * lane + e;
+        d[e] = 0.f;
+        if (j < len) {
+          const int64_t t = ch.t0 + 64 * (int64_t)k + j;
+          const float u = dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + t * p.dt_seq_stride + h) + bias;
+          d[e] = math::step_size(u, p.dt_softplus, p.dt_min, p.dt_max);
+        }
+      }
+      const double v0 = (double)d[0] * (double)A;
+      const double v1 = v0 + (double)d[1] * (double)A;
+      double x = v1;
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const double y = __shfl_up_sync(0xffffffffu, x, off);
+        if (lane >= off) x += y;
+      }
+      double ex = __shfl_up_sync(0xffffffffu, x, 1);  // the sum before this lane's two positions
+      if (lane == 0) ex = 0.0;
+      const float s0 = (float)((ex + v0) * 1.4426950408889634);
+      const float s1 = (float)(x * 1.4426950408889634);
+      const float slast = __shfl_sync(0xffffffffu, s1, 31);
+      mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
+      float4* rec = recs(s);
+      rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
+      rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
+      if (len < 64) {
+        char* st = stage(s);
+        const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
+        for (int t = 0; t < 1 + kNT; ++t) {
+          char* tile = st + (t == 0 ? Tr::kX : Tr::kB + (t - 1) * kTile) + len * 128;
+          for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
+        }
+        fence_proxy_async_smem();
+      }
+      __syncwarp();
+      mbar_arrive(bars + Tr::kReady + s);
+    }
+    return;
+  }
+  if (warp < 4) return;
+
+  const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
+  if (warp < 8) {
+    // ---- warpgroup 1: the outputs
+    const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
+    const float dh = (has_D && !dch) ? p.D[h] : 0.f;
+    const float* Dc = (has_D && dch) ? p.D + (int64_t)h * Tr::P : p.D;
+    float dcol[16];  // D of this thread's columns 8 (i >> 2) + 2q + (i & 1), as pairs
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      dcol[2 * c] = dch ? Dc[8 * c + 2 * q] : dh;
+      dcol[2 * c + 1] = dch ? Dc[8 * c + 2 * q + 1] : dh;
+    }
+    for (int k = 0; k < nblk; ++k) {
+      const int s = k % S, u = k & 1;
+      const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
+      mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
+      mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
+      char* st = stage(s);
+      float sacc[32], yacc[32];
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < N / 16; ++kk) {
+        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
+        wgmma_ss<T, 64>(sacc, smem_desc(st + Tr::kC + off, 16, 1024, Swizzle::k128B),
+                        smem_desc(st + Tr::kB + off, 16, 1024, Swizzle::k128B), kk > 0);
+      }
+      wgmma_commit();
+      mbar_wait(bars + Tr::kHFull + u, (k >> 1) & 1);
+#pragma unroll
+      for (int kk = 0; kk < N / 16; ++kk) {
+        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
+        wgmma_ss<T, 64>(yacc, smem_desc(st + Tr::kC + off, 16, 1024, Swizzle::k128B),
+                        smem_desc(hbuf(u) + off, 16, 1024, Swizzle::k128B), kk > 0);
+      }
+      wgmma_commit();
+      wgmma_wait<1>();
+      wgmma_hold(sacc);
+      const float4* rec = recs(s);
+      const int r0 = 16 * w + g;
+      const float4 ri0 = rec[r0], ri1 = rec[r0 + 8];
+      uint32_t pa[4][4];  // the decayed matrix as the A operand of P X, k-block kk = columns 16 kk ..
+#pragma unroll
+      for (int i = 0; i < 32; i += 2) {
+        const int r = r0 + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
+        const float4 ri = ((i >> 1) & 1) ? ri1 : ri0;
+        float v[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float4 rj = rec[c + e];
+          v[e] = (c + e <= r && c + e < len) ? sacc[i + e] * dev::ex2(ri.x - rj.x) * rj.y : 0.f;
+        }
+        pa[i >> 3][(i >> 1) & 3] = mma::pack2<T>(v[0], v[1]);
+      }
+      wgmma_wait<0>();
+      wgmma_hold(yacc);
+      mbar_arrive(bars + Tr::kHEmpty + u);
+#pragma unroll
+      for (int i = 0; i < 32; ++i) yacc[i] *= ((i >> 1) & 1) ? ri1.w : ri0.w;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_rs<T, 64, kMNMajor>(yacc, pa[kk], smem_desc(st + Tr::kX + kk * 2048, 8192, 1024, Swizzle::k128B), true);
+      wgmma_commit();
+      wgmma_wait<0>();
+      wgmma_hold(yacc);
+      // epilogue: + D x, gate, 16-bit stores of the rows inside the chain
+      const char* xs = st + Tr::kX;
+      const char* zs = st + Tr::kZ;
+      const int64_t tb = ch.t0 + 64 * (int64_t)k;
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int r = r0 + 8 * hr;
+        if (r >= len) continue;
+        const int64_t tpos = tb + r;
+        T* yrow = static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + tpos * p.y_seq_stride + (int64_t)h * p.y_head_stride;
+        T* yurow = p.y_ungated ? static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
+                                     tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
+                               : nullptr;
+#pragma unroll
+        for (int c8 = 0; c8 < 8; ++c8) {
+          const int c = 8 * c8 + 2 * q, i = 4 * c8 + 2 * hr;
+          float o0 = yacc[i], o1 = yacc[i + 1];
+          if (has_D) {
+            const float2 xv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(xs + tile_off(r, c)));
+            o0 = fmaf(dcol[2 * c8], xv.x, o0);
+            o1 = fmaf(dcol[2 * c8 + 1], xv.y, o1);
+          }
+          if (p.z) {
+            if (yurow) *reinterpret_cast<uint32_t*>(yurow + c) = mma::pack2<T>(o0, o1);
+            const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(zs + tile_off(r, c)));
+            o0 *= dev::silu(zv.x);
+            o1 *= dev::silu(zv.y);
+          }
+          *reinterpret_cast<uint32_t*>(yrow + c) = mma::pack2<T>(o0, o1);
+        }
+      }
+      mbar_arrive(bars + Tr::kEmpty + s);
+    }
+    return;
+  }
+
+  // ---- warpgroup 2: the state, 64 p rows x N columns in the accumulators
+  float acc[N / 2];
+  const int64_t PN = (int64_t)Tr::P * N;
+#pragma unroll
+  for (int i = 0; i < N / 2; i += 2) {
+    const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
+    float2 v = make_float2(0.f, 0.f);
+    if (p.initial_states)
+      v = *reinterpret_cast<const float2*>(p.initial_states + ((int64_t)ch.b * H + h) * PN + (int64_t)r * N + c);
+    acc[i] = v.x;
+    acc[i + 1] = v.y;
+  }
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S, u = k & 1;
+    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
+    mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
+    // H entering block k, 16-bit, for warpgroup 1's C Hᵀ
+    mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
+    char* hb = hbuf(u);
+#pragma unroll
+    for (int i = 0; i < N / 2; i += 2) {
+      const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
+      *reinterpret_cast<uint32_t*>(hb + (c >> 6) * kTile + tile_off(r, c & 63)) = mma::pack2<T>(acc[i], acc[i + 1]);
+    }
+    fence_proxy_async_smem();
+    mbar_arrive(bars + Tr::kHFull + u);
+    // H <- 2^(s_last) H + (w o X)ᵀ B
+    const float4* rec = recs(s);
+    const float dec = dev::ex2(rec[63].x);
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) acc[i] *= dec;
+    const char* xs = stage(s) + Tr::kX;
+    uint32_t xa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      // ldmatrix (transposed) of A = Xᵀ: matrices (p 0-7, pos 0-7), (p 8-15, pos 0-7), (p 0-7, pos 8-15),
+      // (p 8-15, pos 8-15) of warp w's 16 p rows; lane 8m + rr addresses position row 16 kk + rr + 8 (m >> 1)
+      const int m = lane >> 3, rr = lane & 7;
+      const int pos = 16 * kk + rr + 8 * (m >> 1), pc = 16 * w + 8 * (m & 1);
+      mma::ldsm_x4_t(xa[kk][0], xa[kk][1], xa[kk][2], xa[kk][3], xs + tile_off(pos, pc));
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int j = 16 * kk + 2 * q + 8 * (r >> 1);
+        const float2 xv = mma::unpack2<T>(xa[kk][r]);
+        xa[kk][r] = mma::pack2<T>(xv.x * rec[j].z, xv.y * rec[j + 1].z);
+      }
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma_rs<T, N, kMNMajor>(acc, xa[kk], smem_desc(stage(s) + Tr::kB + kk * 2048, kTile, 1024, Swizzle::k128B), true);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_hold(acc);
+    mbar_arrive(bars + Tr::kEmpty + s);
+  }
+  float* const fins[2] = {ch.fin, ch.last};
+  for (float* fin : fins) {
+    if (!fin) continue;
+#pragma unroll
+    for (int i = 0; i < N / 2; i += 2) {
+      const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
+      *reinterpret_cast<float2*>(fin + (int64_t)r * N + c) = make_float2(acc[i], acc[i + 1]);
+    }
+  }
+#else
+  SSD_SM90A_MISSING();
+#endif
+}
+
+}}}  // namespace ssd::cuda::sm90
