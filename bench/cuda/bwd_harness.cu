@@ -323,6 +323,11 @@ static std::vector<Case> make_cases() {
   add("Q=256 L=255 init", [](Case& c) { c.Q = 256; c.L = 255; c.init = true; });
   // headdim / dstate
   add("p=1 n=1", [](Case& c) { c.p = 1; c.n = 1; c.L = 133; });
+  // the C ABI GPU fuzz's shrunk case of session 12 (ddt 5.3e-2 from the CPU path): two positions,
+  // one head, headdim 11, dstate 1, bf16 dt and ddt
+  add("L=2 p=11 n=1 Q=16 h=1 Dch bf16 dt", [](Case& c) {
+    c.L = 2; c.p = 11; c.n = 1; c.Q = 16; c.h = 1; c.Dmode = 2; c.dtt = SSD_BFLOAT16; c.fin = false;
+  });
   add("p=17 n=5 Dch", [](Case& c) { c.p = 17; c.n = 5; c.L = 133; c.Dmode = 2; });
   add("p=33 n=17 init", [](Case& c) { c.p = 33; c.n = 17; c.L = 150; c.init = true; });
   add("p=5 n=33 Q=16", [](Case& c) { c.p = 5; c.n = 33; c.L = 77; c.Q = 16; });
