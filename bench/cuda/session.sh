@@ -5,7 +5,10 @@
 # first.
 #   bash .device/enter.sh bash bench/cuda/session.sh STEP...
 # Steps:
-#   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node
+#   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node; with
+#              SUITE_FILES (a jest path pattern, e.g. "backward|forward") only the files it matches:
+#              the whole suite takes more than one call's 600 s (session 12)
+#   probe      bench/cuda/sm90_probe.js: the sm_90a forward's calls one at a time, each limited
 #   compare    bench/cuda/compare.sh $BASELINE (fingerprints and package timings, before/after;
 #              ROUNDS, default 1), without the suite
 #   bench      bench --device cuda on G1-G5: forward, then --backward, then --backward --ungated
@@ -14,7 +17,7 @@
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
-# Env: OUT (default /tmp/session), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
+# Env: OUT (default /tmp/session), SUITE_FILES (suite), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/session}
@@ -36,7 +39,9 @@ run_step() {
 
 for step in "$@"; do
   case $step in
-    suite) run_step suite node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose ;;
+    # shellcheck disable=SC2086  # the pattern is one word
+    suite) run_step suite node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose ${SUITE_FILES:+--testPathPattern "$SUITE_FILES"} ;;
+    probe) run_step probe timeout 300 node bench/cuda/sm90_probe.js ;;
     compare) OUT=$out/compare SKIP_SUITE=1 ROUNDS=${ROUNDS:-1} run_step compare bash bench/cuda/compare.sh "${BASELINE:?compare needs BASELINE}" ;;
     bench)
       run_step bench_fwd node dist/lib/cli.js bench --device cuda --json
