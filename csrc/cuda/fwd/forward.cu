@@ -22,6 +22,9 @@
 //      2'. k_seq_state  per (b, head, 64 p-rows): walks the chunks in order with the state in its
 //          accumulators, writing the 16-bit entering states (no fp32 state through memory).
 //
+// With SSD_KERNELS_FORWARD_PATH=sm90 a call goes to the sm_90a forward instead (../sm90/forward.h,
+// one launch); by default every call runs the launches above.
+//
 // Compute paths: x, B and C all of one dtype that mma.sync takes (bfloat16, float16: the mma column of
 // core/dtype.h) -> mma.sync m16n8k16 of that type; anything else (float32 or a mix) -> the same kernels with an fp32 FMA emulation of the mma
 // (exact fp32 arithmetic, slow). Accumulation, cumulative sums (double inside the chunk, kept as
@@ -362,9 +365,10 @@ SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, std::string* err
 // (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
 int sm90_verdict(const SsdParams& p, std::string* why) {
   if (sm90::path_choice() == sm90::PathChoice::kSm80) return 0;
-  const bool takes = sm90::takes(p, why);
-  if (takes && !sm90::available() && why) *why = "no sm_90a device";
-  return takes && sm90::available() ? 1 : -1;
+  if (!sm90::takes(p, why)) return -1;
+  if (sm90::available()) return 1;
+  if (why) *why = "no sm_90a device";
+  return -1;
 }
 
 SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
