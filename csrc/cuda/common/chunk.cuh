@@ -60,6 +60,20 @@ __device__ __forceinline__ void prep_load(const SsdParams& p, int b, int h, int6
     }
   }
 }
+// The sum of x over this lane and the lanes below it in the warp (every lane calls it, in double, in
+// the same order on every path), and in *before the sum over the lanes below it.
+__device__ __forceinline__ double warp_inclusive_sum(double x, double* before) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const double y = __shfl_up_sync(0xffffffffu, x, off);
+    if (lane >= off) x += y;
+  }
+  const double ex = __shfl_up_sync(0xffffffffu, x, 1);
+  *before = lane == 0 ? 0.0 : ex;
+  return x;
+}
+
 // Second half: the block scan; synchronizes once inside, the caller syncs before reading rec.
 __device__ __forceinline__ void prep_scan(const SsdParams& p, int h, int n, const float d[2], const int sid[2],
                                           float4* rec, double* wsum) {
@@ -67,14 +81,8 @@ __device__ __forceinline__ void prep_scan(const SsdParams& p, int h, int n, cons
   const float A = p.A[h];
   const double v0 = (double)d[0] * (double)A;
   const double v1 = v0 + (double)d[1] * (double)A;
-  double x = v1;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, x, off);
-    if (lane >= off) x += y;
-  }
-  double ex = __shfl_up_sync(0xffffffffu, x, 1);
-  if (lane == 0) ex = 0.0;
+  double ex;
+  const double x = warp_inclusive_sum(v1, &ex);
   if (lane == 31) wsum[warp] = x;
   __syncthreads();
   double base = 0.0;

@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "core/math.h"
+#include "cuda/common/chunk.cuh"
 #include "cuda/common/device.cuh"
 #include "cuda/common/mma.cuh"
 #include "cuda/sm90/arch.cuh"
@@ -182,14 +183,8 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       }
       const double v0 = (double)d[0] * (double)A;
       const double v1 = v0 + (double)d[1] * (double)A;
-      double x = v1;
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const double y = __shfl_up_sync(0xffffffffu, x, off);
-        if (lane >= off) x += y;
-      }
-      double ex = __shfl_up_sync(0xffffffffu, x, 1);  // the sum before this lane's two positions
-      if (lane == 0) ex = 0.0;
+      double ex;  // the sum before this lane's two positions
+      const double x = dev::warp_inclusive_sum(v1, &ex);
       const float s0 = (float)((ex + v0) * 1.4426950408889634);
       const float s1 = (float)(x * 1.4426950408889634);
       const float slast = __shfl_sync(0xffffffffu, s1, 31);
