@@ -24,15 +24,7 @@
 #include "cuda/backend.h"
 #include "cuda/detail.h"
 
-#define CK(call)                                                                                   \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,   \
-              cudaGetErrorString(e_));                                                             \
-      exit(2);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#include "ck.h"
 
 using bf16 = __nv_bfloat16;
 using f16 = __half;

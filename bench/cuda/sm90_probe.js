@@ -7,6 +7,7 @@
 const { setTimeout } = require('timers');
 const { Tensor, ssd } = require('../../dist/lib/index');
 const { Random, makeExample } = require('../../dist/lib/examples');
+const { relativeL2 } = require('../../dist/lib/reference');
 
 const rng = new Random(9009);
 const G = (over) => ({ batch: 2, seqlen: 200, nheads: 4, headdim: 64, ngroups: 1, dstate: 128, ...over });
@@ -23,12 +24,6 @@ const cases = [
   ['packed 0,1,63,64,65,200,0', G({ batch: 1, seqlen: 393 }), { dtype: 'bfloat16', z: true, dtBias: true }, {}, [0, 1, 63, 64, 65, 200, 0]],
   ['b1 L4096 h32 bf16 z', G({ batch: 1, seqlen: 4096, nheads: 32 }), { dtype: 'bfloat16', z: true }, {}],
 ];
-
-function relL2(a, b) {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / den);
-}
 
 function limited(promise, ms) {
   return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
@@ -51,7 +46,7 @@ function limited(promise, ms) {
     try {
       const out = await limited(ssd(inputs, options), 20000);
       const y = out.y.toFloat32(), r = ref.y.toFloat32();
-      console.log(`${name}: ${Date.now() - t0} ms, y relL2 to sm80 ${relL2(y, r).toExponential(2)}, states ${relL2(out.finalStates.toFloat32(), ref.finalStates.toFloat32()).toExponential(2)}`);
+      console.log(`${name}: ${Date.now() - t0} ms, y relL2 to sm80 ${relativeL2(y, r).toExponential(2)}, states ${relativeL2(out.finalStates.toFloat32(), ref.finalStates.toFloat32()).toExponential(2)}`);
     } catch (err) {
       console.log(`${name}: FAILED ${err.message}`);
       process.exit(1);

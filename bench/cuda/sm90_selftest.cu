@@ -34,6 +34,7 @@
 #include "cuda/sm90/tensor_map.h"
 #include "cuda/sm90/tma.cuh"
 #include "cuda/sm90/wgmma.cuh"
+#include "ck.h"
 
 using namespace ssd::cuda::sm90;
 using bf16 = __nv_bfloat16;
@@ -268,15 +269,6 @@ __global__ void k_deadlock() {
 
 // ---- host --------------------------------------------------------------------------------------
 
-#define CK(call)                                                                                  \
-  do {                                                                                            \
-    const cudaError_t e_ = (call);                                                                \
-    if (e_ != cudaSuccess) {                                                                      \
-      fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,  \
-              cudaGetErrorString(e_));                                                            \
-      exit(2);                                                                                    \
-    }                                                                                             \
-  } while (0)
 
 static int g_failed = 0, g_run = 0;
 static const char* g_filter = "";
@@ -504,6 +496,25 @@ static TmaTensor kmajor_map(TmaDtype dt, void* base, int rows, int K, int box_ro
   return t;
 }
 
+// The tensor map of an MN-major operand (K rows of `cols` elements, 128B swizzle) as the 3D view
+// (n % 64, k, n / 64): its box is box_cols / 64 blocks of 64 k-rows x 64 columns, one after the other.
+static TmaTensor mn_major_map(TmaDtype dt, void* base, int K, int cols, int box_cols) {
+  TmaTensor t;
+  t.dtype = dt;
+  t.rank = 3;
+  t.base = base;
+  t.dims[0] = 64;
+  t.dims[1] = K;
+  t.dims[2] = cols / 64;
+  t.strides[0] = uint64_t(cols) * 2;
+  t.strides[1] = 128;
+  t.box[0] = 64;
+  t.box[1] = 64;
+  t.box[2] = box_cols / 64;
+  t.swizzle = Swizzle::k128B;
+  return t;
+}
+
 // A: m x k (m < M, k < K valid; rows of A's tensor have K elements), B: k x n (n < NV valid).
 template <class T, int N, int kTransA, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
 static void gemm_case(const std::string& name, int M, int K, int NV) {
@@ -535,18 +546,7 @@ static void gemm_case(const std::string& name, int M, int K, int NV) {
     ta.dims[1] = K;
     ta.strides[0] = uint64_t(M) * 2;
   }
-  TmaTensor tb = kmajor_map<kSpan>(dt, db.p, NV, K, N);
-  if (kTransB == kMNMajor) {  // (n % 64, k, n / 64): the N / 64 blocks of 64 columns one after the other
-    tb.rank = 3;
-    tb.dims[0] = 64;
-    tb.dims[1] = K;
-    tb.dims[2] = NV / 64;
-    tb.strides[0] = uint64_t(NV) * 2;
-    tb.strides[1] = 128;
-    tb.box[0] = 64;
-    tb.box[1] = 64;
-    tb.box[2] = N / 64;
-  }
+  const TmaTensor tb = kTransB == kMNMajor ? mn_major_map(dt, db.p, K, NV, N) : kmajor_map<kSpan>(dt, db.p, NV, K, N);
   alignas(64) CUtensorMap map_a, map_b;
   std::string bad = encode(&map_a, ta);
   if (bad.empty()) bad = encode(&map_b, tb);
@@ -596,19 +596,7 @@ static void pipeline_case(const std::string& name, bool expect_failure) {
   ta.box[0] = 64;
   ta.box[1] = 128;
   ta.swizzle = Swizzle::k128B;
-  TmaTensor tb;
-  tb.dtype = dt;
-  tb.rank = 3;
-  tb.base = db.p;
-  tb.dims[0] = 64;
-  tb.dims[1] = K;
-  tb.dims[2] = N / 64;
-  tb.strides[0] = uint64_t(N) * 2;
-  tb.strides[1] = 128;
-  tb.box[0] = 64;
-  tb.box[1] = 64;
-  tb.box[2] = N / 64;
-  tb.swizzle = Swizzle::k128B;
+  const TmaTensor tb = mn_major_map(dt, db.p, K, N, N);
   alignas(64) CUtensorMap map_a, map_b;
   std::string bad = encode(&map_a, ta);
   if (bad.empty()) bad = encode(&map_b, tb);

@@ -14,15 +14,8 @@
 
 #include "core/params.h"
 #include "cuda/backend.h"
+#include "ck.h"
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                 \
-    }                                                                               \
-  } while (0)
 
 namespace {
 

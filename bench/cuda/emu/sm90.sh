@@ -16,7 +16,7 @@ mkdir -p "$BUILD_DIR/cuda/sm90"
 cp "$E/emu_cuda.h" "$E/emu_sm90.h" "$BUILD_DIR/"
 python3 "$E/transform.py" sm90 csrc/cuda/sm90 "$BUILD_DIR/cuda/sm90"
 python3 "$E/transform.py" file bench/cuda/sm90_selftest.cu "$BUILD_DIR/emu_sm90_selftest.cpp"
-FLAGS=(-std=c++17 -O2 -w -Wno-psabi -DEMU_SOFT_FAILURES=1 -DEMU_SM90 -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc ${EMU_CXXFLAGS:-})
+FLAGS=(-std=c++17 -O2 -w -Wno-psabi -DEMU_SOFT_FAILURES=1 -DEMU_SM90 -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc -I bench/cuda ${EMU_CXXFLAGS:-})
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_sm90_selftest.cpp" -o "$BUILD_DIR/selftest.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/stubs.o" & p2=$!
 wait $p1 && wait $p2 || { echo "BUILD FAILED"; exit 2; }
