@@ -35,6 +35,8 @@ export interface RefAbsSums {
   dA?: Float64Array;
   dD?: Float64Array;
   dDtBias?: Float64Array;
+  /** per (batch, position, head): ddt is a sum of headdim · dstate products of both signs */
+  ddt?: Float64Array;
 }
 
 function sigmoid(u: number): number {
@@ -67,6 +69,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
   const dAAbs = absSums ? (absSums.dA = new Float64Array(h)) : undefined;
   const dDAbs = absSums && dD ? (absSums.dD = new Float64Array(dD.length)) : undefined;
   const dDtBiasAbs = absSums && dDtBias ? (absSums.dDtBias = new Float64Array(h)) : undefined;
+  const ddtAbs = absSums ? (absSums.ddt = new Float64Array(batch * L * h)) : undefined;
 
   // Per (batch, head) scratch: states H_{t-1} at offset t·pn (t = 0 .. L, so H_{-1} sits at 0), the
   // step sizes, the pre-clamp values (for the clamp's indicator), the decays exp(d·A) and whether
@@ -208,6 +211,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
           duAbs = dtSoftplus && u <= 20 ? ddAbs * sigmoid(u) : ddAbs;
         }
         ddt[(b * L + t) * h + head] = du;
+        if (ddtAbs) ddtAbs[(b * L + t) * h + head] = duAbs;
         if (dDtBias) dDtBias[head] += du;
         if (dDtBiasAbs) dDtBiasAbs[head] += duAbs;
       }

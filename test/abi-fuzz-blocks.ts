@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import { Tensor, type FloatType, type SsdInputs, type SsdOptions, type TensorType } from '../lib/index';
 import type { SsdStepInputs, SsdStepOptions } from '../lib/step';
-import { Random, makeExample } from './reference';
+import { Random, makeExample, withOptions, type RefInputs } from './reference';
 
 // ---- The consumer and raw blocks -----------------------------------------------------------------
 
@@ -316,6 +316,8 @@ export interface Built {
   stepState?: Tensor;
   dy?: Tensor;
   dFinalStates?: Tensor;
+  /** the float64 reference's inputs of a scan block, options applied */
+  ref?: RefInputs;
 }
 
 const FILL_OUT = { float32: NaN, bfloat16: 0x7fc1, float16: 0x7e01, int32: 0 } as const;
@@ -453,6 +455,7 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
   }
   built.inputs = tensors;
   built.options = options;
+  built.ref = withOptions(ex.ref, options);
   return built;
 }
 

@@ -5,17 +5,19 @@
 # first.
 #   bash .device/enter.sh bash bench/cuda/session.sh STEP...
 # Steps:
-#   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node; with
-#              SUITE_FILES (a jest path pattern, e.g. "backward|forward") only the files it matches:
-#              the whole suite takes more than one call's 600 s (session 12)
+#   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node, one jest
+#              run per file (its own log, FILE_LIMIT seconds each, default 300), so that a call the
+#              machine is taken back from still reports the files that finished; with SUITE_FILES (an
+#              extended regex over the file names, e.g. "backward|forward") only the files it matches
 #   probe      bench/cuda/sm90_probe.js: the sm_90a forward's calls one at a time, each limited
 #   compare    bench/cuda/compare.sh $BASELINE (fingerprints and package timings, before/after;
 #              ROUNDS, default 1), without the suite
 #   bench      bench --device cuda on G1-G5: forward, then --backward, then --backward --ungated
 #   triton     the Triton peer (.peers/mamba_ref, ../shared/peers) with CUDA graphs; $TRITON_CONFIGS
 #              (default: G1 G2 G3 G4 G5)
+#   harness_build  builds the three harnesses in the background (CPU only: put it before the GPU steps)
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
-#              sm_90a, no bench
+#              sm_90a, no bench; uses harness_build's binaries when that step ran
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
 # Env: OUT (default /tmp/session), SUITE_FILES (suite), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
 set -uo pipefail
@@ -39,8 +41,17 @@ run_step() {
 
 for step in "$@"; do
   case $step in
-    # shellcheck disable=SC2086  # the pattern is one word
-    suite) run_step suite node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose ${SUITE_FILES:+--testPathPattern "$SUITE_FILES"} ;;
+    suite)
+      for file in dist/test/cuda/*.test.js; do
+        base=$(basename "$file" .cuda.test.js)
+        if [ -n "${SUITE_FILES:-}" ] && ! grep -Eq "$SUITE_FILES" <<< "$base"; then continue; fi
+        run_step "suite_$base" timeout "${FILE_LIMIT:-300}" node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose "$file"
+      done ;;
+    harness_build)
+      echo "== harness_build (background)" | tee -a "$summary"
+      (SKIP_CHECK=1 SKIP_BENCH=1 BUILD_DIR=/tmp/hb_fwd OUT=$out/fwd_harness bash bench/cuda/run.sh > "$out/harness_build_fwd.log" 2>&1) &
+      (SKIP_CHECK=1 SKIP_BENCH=1 BUILD_DIR=/tmp/hb_bwd OUT=$out/bwd_harness bash bench/cuda/run_bwd.sh > "$out/harness_build_bwd.log" 2>&1) &
+      harness_built=1 ;;
     probe) run_step probe timeout 300 node bench/cuda/sm90_probe.js ;;
     compare) OUT=$out/compare SKIP_SUITE=1 ROUNDS=${ROUNDS:-1} run_step compare bash bench/cuda/compare.sh "${BASELINE:?compare needs BASELINE}" ;;
     bench)
@@ -52,8 +63,15 @@ for step in "$@"; do
       run_step triton python3 .peers/mamba_ref/bench_ref.py --mode triton --cuda-graph --configs ${TRITON_CONFIGS:-G1 G2 G3 G4 G5} \
         --json-out "$out/triton.json" ;;
     harness)
-      OUT=$out/fwd_harness SKIP_BENCH=1 run_step fwd_harness bash bench/cuda/run.sh
-      OUT=$out/bwd_harness SKIP_BENCH=1 run_step bwd_harness bash bench/cuda/run_bwd.sh
+      if [ -n "${harness_built:-}" ]; then
+        wait
+        mkdir -p "$out/fwd_harness" "$out/bwd_harness"
+        run_step fwd_harness /tmp/hb_fwd/fwd_harness check
+        run_step bwd_harness /tmp/hb_bwd/bwd_harness check
+      else
+        OUT=$out/fwd_harness SKIP_BENCH=1 run_step fwd_harness bash bench/cuda/run.sh
+        OUT=$out/bwd_harness SKIP_BENCH=1 run_step bwd_harness bash bench/cuda/run_bwd.sh
+      fi
       OUT=$out/step_harness run_step step_harness bash bench/cuda/run_step.sh 20 ;;
     sm90) OUT=$out/sm90 run_step sm90 bash bench/cuda/sm90_selftest.sh ;;
     *) echo "unknown step '$step'" | tee -a "$summary" ;;
