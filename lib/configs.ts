@@ -69,6 +69,15 @@ export function packedOffsets(lengths: readonly number[]): Int32Array {
 /** The CUDA configurations of `bench --device cuda`, in order. */
 export const GPU_BENCH_CONFIGS: BenchConfig[] = [G1, G2, G3, G4, G5];
 
+/**
+ * G5u: G5's 53,000 tokens as one unpacked sequence (no cuSeqlens, no final states), the twin a packed
+ * call is held to (issue 17: at most 1.1× its time). Timed only when named (`--config G5,G5u`).
+ */
+const G5U: BenchConfig = { ...G5, name: 'G5u', packed: undefined };
+
+/** CUDA configurations `bench --device cuda --config` takes beyond the default list. */
+export const GPU_EXTRA_CONFIGS: BenchConfig[] = [G5U];
+
 /** The decode step's sizes in `bench --step`: h 32, p 64, g 1, n 128 (float32 state and inputs). */
 export const STEP_BENCH_SIZES = { nheads: 32, headdim: 64, ngroups: 1, dstate: 128 };
 

@@ -56,7 +56,7 @@ describe('help', () => {
   test("bench's help gives the defaults and which modes a flag is for", () => {
     const r = runCli(['bench', '--help'], noAddon);
     expect(r.stdout).toMatch(/--runs N +timed runs, the median is reported \(default 15; 100 with --device cuda or --step\)/);
-    expect(r.stdout).toMatch(/--config LIST +the configurations to time \(default C1,C2; G1,G2,G3,G4,G5 with --device cuda\)/);
+    expect(r.stdout).toMatch(/--config LIST +the configurations to time \(default C1,C2; G1,G2,G3,G4,G5 with --device cuda, which also takes G5u\)/);
     expect(r.stdout).toMatch(/--batch LIST +the step's batch sizes \(default 1,16,64,256\)/);
     expect(r.stdout).toMatch(/--memory-mib N +MiB swept to measure memory bandwidth \(default 1024\)\n +\(for bench --step only\)/);
     expect(r.stdout).toMatch(/--ungated .*\n +\(for bench --device cuda only\)/);
@@ -99,9 +99,9 @@ describe('usage errors name the flag, on stderr, exit 2', () => {
     [['bench', '--runs'], /--runs needs a value: an integer >= 1\n/],
     [['bench', '--runs', '--json'], /--runs needs a value: an integer >= 1, not the flag '--json'/],
     [['bench', '--threads', '5000'], /--threads takes an integer from 1 to 1024, not '5000'/],
-    [['bench', '--config', 'G9'], /--config takes names from C1, C2, G1, G2, G3, G4, G5 separated by commas, not 'G9'/],
+    [['bench', '--config', 'G9'], /--config takes names from C1, C2, G1, G2, G3, G4, G5, G5u separated by commas, not 'G9'/],
     [['bench', '--config', 'G1'], /--config takes C1, C2 for bench, not 'G1'/],
-    [['bench', '--device', 'cuda', '--config', 'C1'], /--config takes G1, G2, G3, G4, G5 for bench --device cuda, not 'C1'/],
+    [['bench', '--device', 'cuda', '--config', 'C1'], /--config takes G1, G2, G3, G4, G5, G5u for bench --device cuda, not 'C1'/],
     [['bench', '--device', 'gpu'], /--device takes one of cpu, cuda, not 'gpu'/],
     [['bench', '--step', '--batch', '1,0'], /--batch takes integers >= 1 separated by commas, not '1,0'/],
     [['bench', '--step', '--memory-mib', '70000'], /--memory-mib takes an integer from 1 to 65536, not '70000'/],
