@@ -19,6 +19,9 @@
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
+#   variants   bench --device cuda (forward, $VARIANT_CONFIGS, default G1-G5) of each addon in
+#              $VARIANTS (space-separated .node files, default the build's), on the sm_80 kernels and
+#              with SSD_KERNELS_FORWARD_PATH=sm90, interleaved so that the binaries share the session
 # Env: OUT (default /tmp/session), SUITE_FILES (suite), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,6 +77,15 @@ for step in "$@"; do
       fi
       OUT=$out/step_harness run_step step_harness bash bench/cuda/run_step.sh 20 ;;
     sm90) OUT=$out/sm90 run_step sm90 bash bench/cuda/sm90_selftest.sh ;;
+    variants)
+      for addon in ${VARIANTS:-build-cmake/Release/ssd_kernels.node}; do
+        name=$(basename "$addon" .node)
+        for path in sm80 sm90; do
+          # shellcheck disable=SC2086  # the configs are a list
+          SSD_KERNELS_ADDON=$addon SSD_KERNELS_FORWARD_PATH=$path run_step "fwd_${name}_$path" \
+            timeout 120 node dist/lib/cli.js bench --device cuda --json --config "${VARIANT_CONFIGS:-G1,G2,G3,G4,G5}"
+        done
+      done ;;
     *) echo "unknown step '$step'" | tee -a "$summary" ;;
   esac
 done

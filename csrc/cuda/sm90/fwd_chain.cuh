@@ -8,18 +8,21 @@
 // which is ssd-math.md's chunked form with chunks of 64: the function does not depend on the chunk
 // size, so the caller's chunk size only picks the path (sm90/forward.cu).
 //
-// Warp roles (384 threads, three warpgroups):
+// Warp roles (512 threads, four warpgroups; warps 2 and 3 leave at once):
 //   warp 0, one lane   the producer: TMA loads of a block's x, z, B and C tiles into a ring of kStages
 //                      stages (full[s]: the bytes have landed; empty[s]: both consumers are done);
 //   warp 1             the records: d_j (dt, bias, softplus, clamp), s_j, w_j and 2^(s_j) of the block
 //                      into the stage's records, and in a block cut short by the chain's end the rows of
 //                      x and B past it zeroed (they hold the next sequence, or row, or zero fill), then
 //                      ready[s];
-//   warpgroup 1        the outputs: S = C Bᵀ and C Hᵀ (wgmma, A and B from shared memory), the decayed
-//                      matrix built in registers as the A operand of P X, the epilogue from registers;
-//   warpgroup 2        the state: it publishes H (16-bit, into one of two buffers: hfull / hempty) for
-//                      warpgroup 1, then H <- 2^(s_last) H + (w o X)ᵀ B (A from registers: x read
-//                      transposed by ldmatrix and scaled by w_j); at the chain's end it writes the state.
+//   warpgroups 1 and 2 the outputs, of the even and the odd blocks, so that one builds its decayed
+//                      matrix and runs its epilogue while the other's products run on the tensor cores:
+//                      S = C Bᵀ and C Hᵀ (wgmma, A and B from shared memory), the decayed matrix built in
+//                      registers as the A operand of P X, the epilogue from registers;
+//   warpgroup 3        the state: it publishes H (16-bit, into buffer k & 1: hfull / hempty, so each
+//                      outputs warpgroup has its own) for block k, then H <- 2^(s_last) H + (w o X)ᵀ B
+//                      (A from registers: x read transposed by ldmatrix and scaled by w_j); at the
+//                      chain's end it writes the state.
 // Every tile is 64 rows of 128 bytes (64 16-bit values) in the 128-byte swizzle; B and C of dstate N
 // take N / 64 such tiles side by side (the 3D view of the wgmma header).
 #pragma once
@@ -81,7 +84,7 @@ struct ChainFwd {
   using Elem = T;
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 3;
-  static constexpr int kThreads = 384;
+  static constexpr int kThreads = 512;
   static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
   static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
@@ -209,8 +212,9 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   if (warp < 4) return;
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
-  if (warp < 8) {
-    // ---- warpgroup 1: the outputs
+  if (warp < 12) {
+    // ---- warpgroups 1 and 2: the outputs of blocks k = first, first + 2, ..., with H buffer k & 1 = first
+    const int first = (warp - 4) >> 2;
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
     const float dh = (has_D && !dch) ? p.D[h] : 0.f;
     const float* Dc = (has_D && dch) ? p.D + (int64_t)h * Tr::P : p.D;
@@ -220,8 +224,8 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       dcol[2 * c] = dch ? Dc[8 * c + 2 * q] : dh;
       dcol[2 * c + 1] = dch ? Dc[8 * c + 2 * q + 1] : dh;
     }
-    for (int k = 0; k < nblk; ++k) {
-      const int s = k % S, u = k & 1;
+    for (int k = first; k < nblk; k += 2) {
+      const int s = k % S, u = first;
       const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
       mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
       mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
@@ -309,7 +313,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     return;
   }
 
-  // ---- warpgroup 2: the state, 64 p rows x N columns in the accumulators
+  // ---- warpgroup 3: the state, 64 p rows x N columns in the accumulators
   float acc[N / 2];
   const int64_t PN = (int64_t)Tr::P * N;
 #pragma unroll
@@ -325,7 +329,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     const int s = k % S, u = k & 1;
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
-    // H entering block k, 16-bit, for warpgroup 1's C Hᵀ
+    // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
     mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
     char* hb = hbuf(u);
 #pragma unroll
