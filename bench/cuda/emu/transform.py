@@ -97,6 +97,8 @@ SM90 = {
     'wgmma_commit': 'emu::sm90::wgmma_commit();',
     'wgmma_wait': 'emu::sm90::wgmma_wait(N);',
     'wgmma_hold': '',
+    'regs_lower': '',
+    'regs_raise': '',
     'wgmma_ss': ('emu::sm90::wgmma<T, N>(d, nullptr, desc_a, desc_b, accumulate ? 1 : 0, kScaleA, kScaleB, kTransA, '
                  'kTransB);'),
     'wgmma_rs': 'emu::sm90::wgmma<T, N>(d, a, 0, desc_b, accumulate ? 1 : 0, kScaleA, kScaleB, kKMajor, kTransB);',

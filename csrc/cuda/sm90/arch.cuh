@@ -29,4 +29,25 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// setmaxnreg (PTX ISA 9.7.19.5): every warp of a warpgroup executes the same one, and the warpgroup's
+// per-thread register budget becomes kRegs (a multiple of 8 in 24 .. 256): lowered registers return to
+// the SM's pool, raised ones are taken from it (waiting until the pool has them). A kernel whose
+// warpgroups need unequal budgets (a lean producer beside hungry consumers) rebalances with these.
+template <int kRegs>
+__device__ __forceinline__ void regs_lower() {
+#if SSD_SM90A
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+#else
+  SSD_SM90A_MISSING();
+#endif
+}
+template <int kRegs>
+__device__ __forceinline__ void regs_raise() {
+#if SSD_SM90A
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+#else
+  SSD_SM90A_MISSING();
+#endif
+}
+
 }}}  // namespace ssd::cuda::sm90

@@ -85,6 +85,9 @@ struct ChainFwd {
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 3;
   static constexpr int kThreads = 512;
+  // the register budgets of warpgroup 0 and of the others: the 64K registers of the SM, all of them
+  static constexpr int kProducerRegs = 56, kConsumerRegs = 152;
+  static_assert(kProducerRegs * 128 + kConsumerRegs * 384 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
   static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
@@ -101,6 +104,82 @@ struct ChainFwd {
 // Byte offset of the 16-byte chunk holding column c (16-bit elements) of row r in a swizzled tile.
 __device__ __forceinline__ uint32_t tile_off(int r, int c) {
   return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7)) & 7) << 4) + (c & 7) * 2);
+}
+
+// Warp 0's lane 0: the TMA loads of the chain's blocks into the ring of stages.
+template <class Tr>
+__device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem, int nblk, int h, int grp, int64_t row0,
+                                               bool has_z) {
+  constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
+  tma_prefetch(&maps.x);
+  tma_prefetch(&maps.B);
+  tma_prefetch(&maps.C);
+  if (has_z) tma_prefetch(&maps.z);
+  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + 2 * kNT);
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S;
+    mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
+    uint64_t* full = bars + Tr::kFull + s;
+    mbar_arrive_expect_tx(full, bytes);
+    const int r = (int)(row0 + 64 * (int64_t)k);
+    char* st = smem + s * Tr::kStageBytes;
+    tma_load_3d(st + Tr::kX, &maps.x, full, 0, h, r);
+    if (has_z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
+#pragma unroll
+    for (int t = 0; t < kNT; ++t) {
+      tma_load_3d(st + Tr::kB + t * kTile, &maps.B, full, 64 * t, grp, r);
+      tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
+    }
+  }
+}
+
+// Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, and the rows of x and B
+// past the chain's end zeroed in the stage, then ready[s].
+template <class Tr>
+__device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
+                                              int lane) {
+  constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
+  const float A = p.A[h];
+  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S;
+    const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
+    float d[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int j = 2 * lane + e;
+      d[e] = 0.f;
+      if (j < len) {
+        const int64_t t = ch.t0 + 64 * (int64_t)k + j;
+        const float u = dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + t * p.dt_seq_stride + h) + bias;
+        d[e] = math::step_size(u, p.dt_softplus, p.dt_min, p.dt_max);
+      }
+    }
+    const double v0 = (double)d[0] * (double)A;
+    const double v1 = v0 + (double)d[1] * (double)A;
+    double ex;  // the sum before this lane's two positions
+    const double x = dev::warp_inclusive_sum(v1, &ex);
+    const float s0 = (float)((ex + v0) * 1.4426950408889634);
+    const float s1 = (float)(x * 1.4426950408889634);
+    const float slast = __shfl_sync(0xffffffffu, s1, 31);
+    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
+    float4* rec = reinterpret_cast<float4*>(smem + Tr::kRec) + s * Tr::BQ;
+    rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
+    rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
+    if (len < 64) {
+      char* st = smem + s * Tr::kStageBytes;
+      const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
+      for (int t = 0; t < 1 + kNT; ++t) {
+        char* tile = st + (t == 0 ? Tr::kX : Tr::kB + (t - 1) * kTile) + len * 128;
+        for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
+      }
+      fence_proxy_async_smem();
+    }
+    __syncwarp();
+    mbar_arrive(bars + Tr::kReady + s);
+  }
 }
 
 template <class Tr>
@@ -140,76 +219,16 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   }
   __syncthreads();
 
-  if (warp == 0) {
-    // ---- producer
-    if (lane != 0) return;
-    tma_prefetch(&maps.x);
-    tma_prefetch(&maps.B);
-    tma_prefetch(&maps.C);
-    if (p.z) tma_prefetch(&maps.z);
-    const uint32_t bytes = (uint32_t)kTile * (1 + (p.z ? 1 : 0) + 2 * kNT);
-    for (int k = 0; k < nblk; ++k) {
-      const int s = k % S;
-      mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
-      uint64_t* full = bars + Tr::kFull + s;
-      mbar_arrive_expect_tx(full, bytes);
-      const int r = (int)(row0 + 64 * (int64_t)k);
-      char* st = stage(s);
-      tma_load_3d(st + Tr::kX, &maps.x, full, 0, h, r);
-      if (p.z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
-#pragma unroll
-      for (int t = 0; t < kNT; ++t) {
-        tma_load_3d(st + Tr::kB + t * kTile, &maps.B, full, 64 * t, grp, r);
-        tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
-      }
-    }
+  // warpgroup 0 (producer, records) needs few registers, the three consumer warpgroups many: each
+  // branch sets its budget first, and no code after it is shared between the two kinds
+  if (warp < 4) {
+    regs_lower<Tr::kProducerRegs>();
+    if (warp == 0 && lane == 0) chain_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
+    else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
     return;
   }
+  regs_raise<Tr::kConsumerRegs>();
 
-  if (warp == 1) {
-    // ---- records: {s_j, d_j, w_j, 2^(s_j)} per position, and the rows past the chain's end zeroed
-    const float A = p.A[h];
-    const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-    for (int k = 0; k < nblk; ++k) {
-      const int s = k % S;
-      const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
-      float d[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int j = 2 * lane + e;
-        d[e] = 0.f;
-        if (j < len) {
-          const int64_t t = ch.t0 + 64 * (int64_t)k + j;
-          const float u = dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + t * p.dt_seq_stride + h) + bias;
-          d[e] = math::step_size(u, p.dt_softplus, p.dt_min, p.dt_max);
-        }
-      }
-      const double v0 = (double)d[0] * (double)A;
-      const double v1 = v0 + (double)d[1] * (double)A;
-      double ex;  // the sum before this lane's two positions
-      const double x = dev::warp_inclusive_sum(v1, &ex);
-      const float s0 = (float)((ex + v0) * 1.4426950408889634);
-      const float s1 = (float)(x * 1.4426950408889634);
-      const float slast = __shfl_sync(0xffffffffu, s1, 31);
-      mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
-      float4* rec = recs(s);
-      rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
-      rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
-      if (len < 64) {
-        char* st = stage(s);
-        const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
-        for (int t = 0; t < 1 + kNT; ++t) {
-          char* tile = st + (t == 0 ? Tr::kX : Tr::kB + (t - 1) * kTile) + len * 128;
-          for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
-        }
-        fence_proxy_async_smem();
-      }
-      __syncwarp();
-      mbar_arrive(bars + Tr::kReady + s);
-    }
-    return;
-  }
-  if (warp < 4) return;
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
   if (warp < 12) {
