@@ -349,15 +349,15 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   return SSD_OK;
 }
 
-// The sm_90a forward (../sm90) where it takes the call and the device runs it: one launch, no
-// workspace.
-SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, std::string* err, Timer* tm) {
+// The sm_90a forward (../sm90) where it takes the call and the device runs it: one or two launches
+// (timed as one stage).
+SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
   Stages stages(stream, tm, err);
   SsdStatus st;
   if ((st = stages.begin()) != SSD_OK) return st;
-  if ((st = sm90::forward(p, stream, err)) != SSD_OK) return st;
+  if ((st = sm90::forward(p, stream, workspace, err)) != SSD_OK) return st;
   if ((st = stages.done(cudaSuccess, "launch k_chain_fwd")) != SSD_OK) return st;
-  if (tm) stages.name({"chain_fwd (sm90)"});
+  if (tm) stages.name({sm90::segments(p) > 1 ? "chain_fwd (sm90, segments)" : "chain_fwd (sm90)"});
   return SSD_OK;
 }
 
@@ -377,7 +377,7 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
   if (st != SSD_OK) return st;
   std::string why;
   switch (sm90_verdict(p, &why)) {
-    case 1: return forward_sm90(p, stream, err, tm);
+    case 1: return forward_sm90(p, stream, workspace, err, tm);
     case -1:
       if (err) *err = "SSD_KERNELS_FORWARD_PATH=sm90: " + why;
       return SSD_ERR_UNSUPPORTED;
@@ -405,7 +405,7 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
 
 }  // namespace
 
-size_t forward_workspace_bytes(const SsdParams& p) { return layout_of(p).total; }
+size_t forward_workspace_bytes(const SsdParams& p) { return std::max(layout_of(p).total, sm90::workspace_bytes(p)); }
 
 SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error) {
   return forward_impl(p, stream, workspace, error, nullptr);

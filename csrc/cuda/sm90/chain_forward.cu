@@ -1,6 +1,7 @@
 // Host side of the sm_90a forward (fwd_chain.cuh): which calls it takes, the tensor maps, the launch.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -14,7 +15,34 @@
 namespace ssd { namespace cuda { namespace sm90 {
 namespace {
 
-int64_t ctas_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs : p.batch) * p.nheads; }
+int64_t pairs_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs : p.batch) * p.nheads; }
+
+// Segments (fwd_chain.cuh): with fewer (chain, head) pairs than kSegmentCtas, each chain of an unpacked
+// call is cut into about kSegmentCtas / pairs segments of whole 64-position blocks (G2: 32 pairs, 4
+// segments of 64 blocks). A constant, not the SM count, so that the workspace and the bits never depend
+// on the device. Packed calls keep a CTA per sequence.
+constexpr int64_t kSegmentCtas = 128;
+struct Cut {
+  int nseg = 1, seg_blocks = 0;
+};
+Cut cut_of(const SsdParams& p) {
+  Cut c;
+  const int64_t pairs = pairs_of(p), nblk = (p.seqlen + 63) / 64;
+  c.seg_blocks = (int)nblk;
+  if (p.cu_seqlens || pairs >= kSegmentCtas || nblk < 2) return c;
+  const int64_t want = std::min<int64_t>(kSegmentCtas / pairs, nblk);
+  c.seg_blocks = (int)((nblk + want - 1) / want);
+  c.nseg = (int)((nblk + c.seg_blocks - 1) / c.seg_blocks);
+  return c;
+}
+// The segments' end states (fp32 p x n) and decay products, of every segment but the last.
+size_t seg_state_bytes(const SsdParams& p, const Cut& c) {
+  return (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * (size_t)(p.headdim * p.dstate) * sizeof(float);
+}
+size_t seg_bytes(const SsdParams& p, const Cut& c) {
+  if (c.nseg == 1) return 0;
+  return seg_state_bytes(p, c) + (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * sizeof(float);
+}
 
 bool refuse(std::string* why, const char* reason) {
   if (why) *why = reason;
@@ -29,8 +57,9 @@ bool tma_ok(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t h
 }
 
 template <class T, int N>
-SsdStatus launch(const SsdParams& p, cudaStream_t stream, std::string* err) {
+SsdStatus launch(const SsdParams& p, cudaStream_t stream, void* workspace, std::string* err) {
   using Tr = ChainFwd<T, N>;
+  using TrStates = ChainFwd<T, N, true>;
   const TmaDtype dt = std::is_same<T, __half>::value ? TmaDtype::kF16 : TmaDtype::kBf16;
   const uint64_t rows = (uint64_t)p.batch * (uint64_t)p.seqlen;
   auto tensor = [&](const void* base, int64_t inner, int64_t heads, int64_t head_stride, int64_t seq_stride) {
@@ -60,10 +89,24 @@ SsdStatus launch(const SsdParams& p, cudaStream_t stream, std::string* err) {
     return st;
   if (p.z && (st = encode_tensor_map(&maps.z, tensor(p.z, p.headdim, p.nheads, p.z_head_stride, p.z_seq_stride), err)) != SSD_OK)
     return st;
+  const Cut cut = cut_of(p);
+  ChainSegs segs;
+  segs.nseg = cut.nseg;
+  segs.seg_blocks = cut.seg_blocks;
+  segs.ends = static_cast<float*>(workspace);
+  segs.decays = reinterpret_cast<float*>(static_cast<char*>(workspace) + seg_state_bytes(p, cut));
+  const unsigned pairs = (unsigned)pairs_of(p);
+  cudaError_t e;
+  if (cut.nseg > 1) {
+    auto* ks = k_chain_fwd<TrStates>;
+    if ((st = allow_smem(ks, TrStates::kSmem, "k_chain_fwd (segment states)", err)) != SSD_OK) return st;
+    ks<<<pairs * (unsigned)(cut.nseg - 1), TrStates::kThreads, TrStates::kSmem, stream>>>(p, maps, segs);
+    if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_chain_fwd (segment states)", err);
+  }
   auto* k = k_chain_fwd<Tr>;
   if ((st = allow_smem(k, Tr::kSmem, "k_chain_fwd", err)) != SSD_OK) return st;
-  k<<<(unsigned)ctas_of(p), Tr::kThreads, Tr::kSmem, stream>>>(p, maps);
-  const cudaError_t e = cudaGetLastError();
+  k<<<pairs * (unsigned)cut.nseg, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs);
+  e = cudaGetLastError();
   return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_chain_fwd", err);
 }
 
@@ -90,7 +133,7 @@ bool takes(const SsdParams& p, std::string* why) {
   if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8) || !aligned(p.varlen_states, 8))
     return refuse(why, "states not 8-byte aligned");
   if ((uint64_t)p.batch * (uint64_t)p.seqlen + 64 > (uint64_t)INT32_MAX) return refuse(why, "more than 2^31 rows");
-  if (ctas_of(p) > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
+  if (pairs_of(p) * cut_of(p).nseg > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
   return true;
 }
 
@@ -118,11 +161,16 @@ PathChoice path_choice() {
   return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
 }
 
-SsdStatus forward(const SsdParams& p, void* stream_v, std::string* err) {
+size_t workspace_bytes(const SsdParams& p) { return takes(p, nullptr) ? seg_bytes(p, cut_of(p)) : 0; }
+
+int segments(const SsdParams& p) { return cut_of(p).nseg; }
+
+SsdStatus forward(const SsdParams& p, void* stream_v, void* workspace, std::string* err) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   return run_path(path_of(p), [&](auto t) {
     using T = decltype(t);
-    if constexpr (sizeof(T) == 2) return p.dstate == 64 ? launch<T, 64>(p, stream, err) : launch<T, 128>(p, stream, err);
+    if constexpr (sizeof(T) == 2)
+      return p.dstate == 64 ? launch<T, 64>(p, stream, workspace, err) : launch<T, 128>(p, stream, workspace, err);
     if (err) *err = "internal: the sm_90a forward takes 16-bit dtypes only";
     return SSD_ERR_INTERNAL;
   });

@@ -1,6 +1,7 @@
 // The sm_90a forward's host entry (fwd_chain.cuh, chain_forward.cu): the sm_80 forward (../fwd/forward.cu)
 // hands a call over when path_choice() asks for it and takes() and available() say yes. Plain C++.
 #pragma once
+#include <cstddef>
 #include <string>
 
 #include "ssd_kernels.h"
@@ -24,7 +25,15 @@ bool available();
 enum class PathChoice { kSm80, kSm90 };
 PathChoice path_choice();
 
-// Enqueues the forward (no workspace). Never aborts; SSD_OK or an error with *err set.
-SsdStatus forward(const SsdParams& p, void* stream, std::string* err);
+// The workspace the forward needs for p (the segments' end states where the chains are few; 0 where
+// takes() says no): a function of p alone, never of the device.
+size_t workspace_bytes(const SsdParams& p);
+
+// How many segments each chain is cut into (1: a CTA per chain), for the harnesses and probes.
+int segments(const SsdParams& p);
+
+// Enqueues the forward; workspace holds at least workspace_bytes(p). Never aborts; SSD_OK or an error
+// with *err set.
+SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* err);
 
 }}}  // namespace ssd::cuda::sm90

@@ -23,6 +23,12 @@
 //                      outputs warpgroup has its own) for block k, then H <- 2^(s_last) H + (w o X)ᵀ B
 //                      (A from registers: x read transposed by ldmatrix and scaled by w_j); at the
 //                      chain's end it writes the state.
+// Segments: where the (chain, head) pairs are too few to fill the GPU, each chain is cut into nseg
+// segments of whole blocks, one CTA each. A first launch of the same kernel in its states-only form
+// (ChainFwd<..., true>: warpgroup 0 and the state warpgroup, x and B loaded) walks every segment but the
+// last from a zero state (the first from the initial state) and writes its end state and the product of
+// its blocks' decays 2^(s_last) to the workspace; the full launch's state warpgroup then enters segment
+// i with H = sum_{j < i} (prod_{j < m < i} decay_m) end_j, summed in order j = 0, 1, ... (deterministic).
 // Every tile is 64 rows of 128 bytes (64 16-bit values) in the 128-byte swizzle; B and C of dstate N
 // take N / 64 such tiles side by side (the 3D view of the wgmma header).
 #pragma once
@@ -46,6 +52,15 @@ namespace ssd { namespace cuda { namespace sm90 {
 // The tensor maps of one call (kernel parameter): rows are batch * seqlen + position.
 struct ChainMaps {
   CUtensorMap x, z, B, C;  // (headdim, heads, rows), (dstate, groups, rows): boxes {64, 1, 64}
+};
+
+// How the chains are cut (chain_forward.cu picks it): nseg segments of seg_blocks blocks (the last may
+// be shorter), and the workspace of the segments' end states (fp32, p x n each, by (segment, chain,
+// head)) followed by their decay products; nseg = 1 (no workspace) for a CTA per chain.
+struct ChainSegs {
+  int nseg, seg_blocks;
+  float* ends;
+  float* decays;
 };
 
 // The chain a CTA walks: positions t0 .. t0 + len - 1 of batch row b.
@@ -79,15 +94,19 @@ __device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
   return ch;
 }
 
-template <class T, int N_>
+// kStatesOnly: the segments' first launch (the end states only: no outputs warpgroups, no z or C).
+template <class T, int N_, bool kStatesOnly_ = false>
 struct ChainFwd {
   using Elem = T;
+  static constexpr bool kStatesOnly = kStatesOnly_;
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 3;
-  static constexpr int kThreads = 512;
-  // the register budgets of warpgroup 0 and of the others: the 64K registers of the SM, all of them
+  static constexpr int kThreads = kStatesOnly ? 256 : 512;
+  // the arrivals that free a stage: its outputs warpgroup (one of the two) and the state warpgroup
+  static constexpr int kEmptyArrivals = kStatesOnly ? 128 : 256;
+  // the register budgets of warpgroup 0 and of the others: at most the 64K registers of the SM
   static constexpr int kProducerRegs = 56, kConsumerRegs = 152;
-  static_assert(kProducerRegs * 128 + kConsumerRegs * 384 <= 65536, "more registers than an SM has");
+  static_assert(kProducerRegs * 128 + kConsumerRegs * (kThreads - 128) <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
   static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
@@ -111,12 +130,14 @@ template <class Tr>
 __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem, int nblk, int h, int grp, int64_t row0,
                                                bool has_z) {
   constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
+  constexpr bool kC = !Tr::kStatesOnly;  // C (and z) only for the outputs
+  has_z = has_z && kC;
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
   tma_prefetch(&maps.x);
   tma_prefetch(&maps.B);
-  tma_prefetch(&maps.C);
+  if (kC) tma_prefetch(&maps.C);
   if (has_z) tma_prefetch(&maps.z);
-  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + 2 * kNT);
+  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + (kC ? 2 : 1) * kNT);
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S;
     mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
@@ -129,7 +150,7 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
 #pragma unroll
     for (int t = 0; t < kNT; ++t) {
       tma_load_3d(st + Tr::kB + t * kTile, &maps.B, full, 64 * t, grp, r);
-      tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
+      if (kC) tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
     }
   }
 }
@@ -184,7 +205,8 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
 
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
-k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps) {
+k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps,
+            const __grid_constant__ ChainSegs segs) {
 #if SSD_SM90A || defined(SSD_CUDA_EMULATION)
   using T = typename Tr::Elem;
   constexpr int N = Tr::N, kNT = Tr::kNT, S = Tr::kStages, kTile = Tr::kTile;
@@ -199,17 +221,26 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   // does not treat the roles' branches as divergent (which serializes their wgmmas)
   const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
   const int H = (int)p.nheads;
-  const int h = (int)(blockIdx.x % H);
+  const int64_t pairs = (p.cu_seqlens ? p.num_seqs : p.batch) * (int64_t)H;  // CTAs per segment
+  const int seg = (int)(blockIdx.x / pairs), chain = (int)((blockIdx.x % pairs) / H), h = (int)(blockIdx.x % H);
   const int grp = h / (int)(p.nheads / p.ngroups);
-  const FwdChain ch = chain_of(p, (int)(blockIdx.x / H), h);
+  FwdChain ch = chain_of(p, chain, h);
+  if (segs.nseg > 1) {
+    const int64_t first = 64 * (int64_t)seg * segs.seg_blocks;  // positions before the segment
+    ch.t0 += first;
+    ch.len = dev::lmax(0, dev::lmin(ch.len - first, 64 * (int64_t)segs.seg_blocks));
+    if (seg != segs.nseg - 1) ch.fin = ch.last = nullptr;
+  }
   const int nblk = (int)((ch.len + 63) / 64);
+  // this segment's slot (states-only launch), and the slots of the segments before it (full launch)
+  const int64_t slot = ((int64_t)seg * pairs + blockIdx.x % pairs), slot_stride = pairs;
   const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the chain's start
 
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
       mbar_init(bars + Tr::kFull + s, 1);
       mbar_init(bars + Tr::kReady + s, 32);
-      mbar_init(bars + Tr::kEmpty + s, 256);
+      mbar_init(bars + Tr::kEmpty + s, Tr::kEmptyArrivals);
     }
     for (int u = 0; u < 2; ++u) {
       mbar_init(bars + Tr::kHFull + u, 128);
@@ -231,7 +262,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
 
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
-  if (warp < 12) {
+  if (!Tr::kStatesOnly && warp < 12) {
     // ---- warpgroups 1 and 2: the outputs of blocks k = first, first + 2, ..., with H buffer k & 1 = first
     const int first = (warp - 4) >> 2;
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
@@ -335,32 +366,46 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   // ---- warpgroup 3: the state, 64 p rows x N columns in the accumulators
   float acc[N / 2];
   const int64_t PN = (int64_t)Tr::P * N;
+  // the state entering the segment: the initial state in the first; in the others zero (states-only
+  // launch) or the sum over the segments before it (full launch)
+  const bool enter_initial = p.initial_states && seg == 0;
+  const int nprev = Tr::kStatesOnly ? 0 : seg;
 #pragma unroll
   for (int i = 0; i < N / 2; i += 2) {
-    const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
+    const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
     float2 v = make_float2(0.f, 0.f);
-    if (p.initial_states)
-      v = *reinterpret_cast<const float2*>(p.initial_states + ((int64_t)ch.b * H + h) * PN + (int64_t)r * N + c);
+    if (enter_initial)
+      v = *reinterpret_cast<const float2*>(p.initial_states + ((int64_t)ch.b * H + h) * PN + (int64_t)r * N + cc);
+    for (int j = 0; j < nprev; ++j) {
+      const int64_t sj = slot - (int64_t)(seg - j) * slot_stride;
+      const float dj = segs.decays[sj];
+      const float2 e = *reinterpret_cast<const float2*>(segs.ends + sj * PN + (int64_t)r * N + cc);
+      v = make_float2(fmaf(dj, v.x, e.x), fmaf(dj, v.y, e.y));
+    }
     acc[i] = v.x;
     acc[i + 1] = v.y;
   }
+  float decay = 1.f;  // the product of the blocks' 2^(s_last) (states-only launch)
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S, u = k & 1;
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
-    // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
-    mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
-    char* hb = hbuf(u);
+    if (!Tr::kStatesOnly) {
+      // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
+      mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
+      char* hb = hbuf(u);
 #pragma unroll
-    for (int i = 0; i < N / 2; i += 2) {
-      const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
-      *reinterpret_cast<uint32_t*>(hb + (c >> 6) * kTile + tile_off(r, c & 63)) = mma::pack2<T>(acc[i], acc[i + 1]);
+      for (int i = 0; i < N / 2; i += 2) {
+        const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
+        *reinterpret_cast<uint32_t*>(hb + (cc >> 6) * kTile + tile_off(r, cc & 63)) = mma::pack2<T>(acc[i], acc[i + 1]);
+      }
+      fence_proxy_async_smem();
+      mbar_arrive(bars + Tr::kHFull + u);
     }
-    fence_proxy_async_smem();
-    mbar_arrive(bars + Tr::kHFull + u);
     // H <- 2^(s_last) H + (w o X)ᵀ B
     const float4* rec = recs(s);
     const float dec = dev::ex2(rec[63].x);
+    decay *= dec;
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) acc[i] *= dec;
     const char* xs = stage(s) + Tr::kX;
@@ -388,13 +433,18 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     wgmma_hold(acc);
     mbar_arrive(bars + Tr::kEmpty + s);
   }
-  float* const fins[2] = {ch.fin, ch.last};
+  float* fins[2] = {ch.fin, ch.last};
+  if (Tr::kStatesOnly) {
+    fins[0] = segs.ends + slot * PN;
+    fins[1] = nullptr;
+    if (t == 0) segs.decays[slot] = decay;
+  }
   for (float* fin : fins) {
     if (!fin) continue;
 #pragma unroll
     for (int i = 0; i < N / 2; i += 2) {
-      const int r = 16 * w + g + 8 * ((i >> 1) & 1), c = 8 * (i >> 2) + 2 * q;
-      *reinterpret_cast<float2*>(fin + (int64_t)r * N + c) = make_float2(acc[i], acc[i + 1]);
+      const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
+      *reinterpret_cast<float2*>(fin + (int64_t)r * N + cc) = make_float2(acc[i], acc[i + 1]);
     }
   }
 #else
