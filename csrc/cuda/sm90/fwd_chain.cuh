@@ -164,20 +164,26 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
   uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
   const float A = p.A[h];
   const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  // dt of this lane's two positions of block k (0 past the chain's end): loaded one block ahead, so
+  // that the global load's latency overlaps the previous block's records
+  auto load_dt = [&](int k, float (&raw)[2]) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t j = 64 * (int64_t)k + 2 * lane + e;
+      raw[e] = j < ch.len ? dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + (ch.t0 + j) * p.dt_seq_stride + h) : 0.f;
+    }
+  };
+  float next[2];
+  if (nblk > 0) load_dt(0, next);
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S;
     const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
+    const float raw[2] = {next[0], next[1]};
+    if (k + 1 < nblk) load_dt(k + 1, next);
     float d[2];
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int j = 2 * lane + e;
-      d[e] = 0.f;
-      if (j < len) {
-        const int64_t t = ch.t0 + 64 * (int64_t)k + j;
-        const float u = dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + t * p.dt_seq_stride + h) + bias;
-        d[e] = math::step_size(u, p.dt_softplus, p.dt_min, p.dt_max);
-      }
-    }
+    for (int e = 0; e < 2; ++e)
+      d[e] = 2 * lane + e < len ? math::step_size(raw[e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
     const double v0 = (double)d[0] * (double)A;
     const double v1 = v0 + (double)d[1] * (double)A;
     double ex;  // the sum before this lane's two positions
