@@ -242,10 +242,14 @@ int CaseRun::run() {
     return (size_t)(bb * dbs + t * dss + hh);
   };
   auto idx_flat = [](size_t li) { return li; };
+  // With one position, every entry of ddt, dB and dC is one sum over p (and n) of rounded products,
+  // with nothing after it to average a cancellation out: those are measured against Σ|term| there
+  // (S9-3: dC 1.56e-2 and ddt 1.59e-2 of 1e-2 on some draws, the same with session 8's kernels).
+  const bool one = c.L == 1;
   compare("dx", first[0], c.xt, ro.dx, xel, idx_x, desc_x);
-  compare("ddt", first[2], c.dtt, ro.ddt, del, idx_dt, desc_dt);
-  compare("dB", first[3], c.Bt, ro.dB, Bel, idx_bc, desc_bc);
-  compare("dC", first[4], c.Ct, ro.dC, Bel, idx_bc, desc_bc);
+  compare("ddt", first[2], c.dtt, ro.ddt, del, idx_dt, desc_dt, one ? &ro.ddt_abs : nullptr);
+  compare("dB", first[3], c.Bt, ro.dB, Bel, idx_bc, desc_bc, one ? &ro.dB_abs : nullptr);
+  compare("dC", first[4], c.Ct, ro.dC, Bel, idx_bc, desc_bc, one ? &ro.dC_abs : nullptr);
   compare("dA", first[5], SSD_FLOAT32, ro.dA, (size_t)H, idx_flat, desc_flat, &ro.dA_abs);
   if (has_dz) compare("dz", first[1], c.zt, ro.dz, xel, idx_x, desc_x);
   if (has_dD) compare("dD", first[6], SSD_FLOAT32, ro.dD, (size_t)H * P, idx_flat, desc_flat, &ro.dD_abs);

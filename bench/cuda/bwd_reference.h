@@ -19,9 +19,9 @@ struct RefIn {
 };
 struct RefOut {
   std::vector<double> dx, ddt, dA, dB, dC, dD, dz, dbias, dinit;
-  // dA, dDtBias, dD are sums over positions of terms of both signs: Σ|term| per element, the scale
-  // their rounding error is measured against (see check)
-  std::vector<double> dA_abs, dD_abs, dbias_abs;
+  // Σ|term| per element, the scale a sum of terms of both signs carries its rounding at (see check):
+  // dA, dDtBias and dD sum over positions; ddt, dB and dC over p (and n, and heads) at one position
+  std::vector<double> dA_abs, dD_abs, dbias_abs, ddt_abs, dB_abs, dC_abs;
 };
 
 static void ref_backward(const RefIn& r, RefOut& o) {
@@ -39,6 +39,9 @@ static void ref_backward(const RefIn& r, RefOut& o) {
   o.dA_abs.assign(o.dA.size(), 0.0);
   o.dD_abs.assign(o.dD.size(), 0.0);
   o.dbias_abs.assign(o.dbias.size(), 0.0);
+  o.ddt_abs.assign(o.ddt.size(), 0.0);
+  o.dB_abs.assign(o.dB.size(), 0.0);
+  o.dC_abs.assign(o.dC.size(), 0.0);
   std::vector<double> states((size_t)(L + 1) * pn), dstep(L), pre(L), decays(L), dH(pn), gv(P);
   const auto& x = *r.x;
   const auto& Bv = *r.B;
@@ -101,42 +104,57 @@ static void ref_backward(const RefIn& r, RefOut& o) {
           for (int j = 0; j < N; ++j) dH[i * N + j] += gi * Cv[bc + j];
         }
         for (int j = 0; j < N; ++j) {
-          double acc = 0;
-          for (int i = 0; i < P; ++i) acc += gv[i] * Sc[i * N + j];
+          double acc = 0, acc_abs = 0;
+          for (int i = 0; i < P; ++i) {
+            acc += gv[i] * Sc[i * N + j];
+            acc_abs += std::fabs(gv[i] * Sc[i * N + j]);
+          }
           o.dC[bc + j] += acc;
+          o.dC_abs[bc + j] += acc_abs;
         }
-        double ddec = 0, dd = 0;
+        double ddec = 0, dd = 0, ddec_abs = 0, dd_abs = 0;
         for (int i = 0; i < P; ++i) {
           const double xv = x[xb + i];
-          double rowB = 0;
+          double rowB = 0, rowB_abs = 0;
           for (int j = 0; j < N; ++j) {
             const double gij = dH[i * N + j];
             ddec += gij * Sp[i * N + j];
+            ddec_abs += std::fabs(gij * Sp[i * N + j]);
             rowB += gij * Bv[bc + j];
+            rowB_abs += std::fabs(gij * Bv[bc + j]);
           }
           dd += rowB * xv;
+          dd_abs += rowB_abs * std::fabs(xv);
           o.dx[xb + i] += d * rowB;
         }
         for (int j = 0; j < N; ++j) {
-          double acc = 0;
-          for (int i = 0; i < P; ++i) acc += dH[i * N + j] * x[xb + i];
+          double acc = 0, acc_abs = 0;
+          for (int i = 0; i < P; ++i) {
+            acc += dH[i * N + j] * x[xb + i];
+            acc_abs += std::fabs(dH[i * N + j] * x[xb + i]);
+          }
           o.dB[bc + j] += d * acc;
+          o.dB_abs[bc + j] += std::fabs(d) * acc_abs;
         }
         for (size_t i = 0; i < pn; ++i) dH[i] *= dec;
-        const double da = ddec * dec;
+        const double da = ddec * dec, da_abs = ddec_abs * dec;
         dd += A * da;
+        dd_abs += std::fabs(A) * da_abs;
         o.dA[h] += d * da;
-        o.dA_abs[h] += std::fabs(d * da);
+        o.dA_abs[h] += std::fabs(d) * da_abs;
         const double v = pre[t];
-        double du = 0;
+        double du = 0, du_abs = 0;
         if (v >= r.lo && v <= r.hi) {
           const double u = (*r.dt)[((size_t)bb * L + t) * H + h] + bias;
-          du = (r.softplus && u <= 20) ? dd * sigmoid_d(u) : dd;
+          const double sg = (r.softplus && u <= 20) ? sigmoid_d(u) : 1.0;
+          du = dd * sg;
+          du_abs = dd_abs * sg;
         }
         o.ddt[((size_t)bb * L + t) * H + h] = du;
+        o.ddt_abs[((size_t)bb * L + t) * H + h] = du_abs;
         if (r.bias) {
           o.dbias[h] += du;
-          o.dbias_abs[h] += std::fabs(du);
+          o.dbias_abs[h] += du_abs;
         }
       }
       if (r.h0) std::copy(dH.begin(), dH.end(), o.dinit.begin() + sbase);
