@@ -7,7 +7,7 @@
  *   bench --step --device cuda   the CUDA step against the copy bandwidth (lib/cli-step.ts)
  * A flag of one mode given in another is a usage error.
  */
-import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS, GPU_EXTRA_CONFIGS, STEP_BENCH_BATCHES } from './configs';
+import { CPU_BENCH_CONFIGS, GPU_ALL_CONFIGS, GPU_BENCH_CONFIGS, GPU_EXTRA_CONFIGS, STEP_BENCH_BATCHES } from './configs';
 import { THREADS } from './rules';
 import { Progress, UsageError, integer, integers, namesOf, oneOf, type CommandSpec, type ParsedFlags } from './cli-args';
 
@@ -46,7 +46,7 @@ export const BENCH_COMMAND: CommandSpec = {
       help: 'CPU threads (default: every thread the CPU path uses here, as in `ssd-kernels info`)',
     },
     {
-      name: '--config', placeholder: 'LIST', type: namesOf([...CPU_BENCH_CONFIGS, ...GPU_BENCH_CONFIGS, ...GPU_EXTRA_CONFIGS].map((c) => c.name)), modes: ['cpu', 'cuda'],
+      name: '--config', placeholder: 'LIST', type: namesOf([...CPU_BENCH_CONFIGS, ...GPU_ALL_CONFIGS].map((c) => c.name)), modes: ['cpu', 'cuda'],
       help: `the configurations to time (default ${names(CPU_BENCH_CONFIGS)}; ${names(GPU_BENCH_CONFIGS)} with --device cuda, which also takes ${names(GPU_EXTRA_CONFIGS)})`,
     },
     { name: '--backward', modes: ['cpu', 'cuda'], help: 'also time the backward, and the forward + backward' },
@@ -95,7 +95,7 @@ export interface BenchArgs {
 export function benchArgs(f: ParsedFlags): BenchArgs {
   const mode = benchMode(f);
   const defaults = (mode === 'cuda' ? GPU_BENCH_CONFIGS : CPU_BENCH_CONFIGS).map((c) => c.name);
-  const known = mode === 'cuda' ? [...defaults, ...GPU_EXTRA_CONFIGS.map((c) => c.name)] : defaults;
+  const known = (mode === 'cuda' ? GPU_ALL_CONFIGS : CPU_BENCH_CONFIGS).map((c) => c.name);
   const wanted = f.strings('--config') ?? defaults;
   const foreign = wanted.filter((n) => !known.includes(n));
   if (foreign.length > 0) throw new UsageError(`--config takes ${known.join(', ')} for ${BENCH_COMMAND.modes!.names[mode]}, not '${foreign.join(',')}'`);

@@ -17,7 +17,7 @@ import { backwardArgs, backwardInputSlots, devicePointer, forwardArgs, forwardIn
 import { validate, type SsdInputs } from './validate';
 import { validateBackward } from './validate-backward';
 import { Random, makeExample, type ExampleConfig } from './examples';
-import { CPU_BENCH_CONFIGS, GPU_BENCH_CONFIGS, GPU_EXTRA_CONFIGS, packedOffsets, type BenchConfig } from './configs';
+import { CPU_BENCH_CONFIGS, GPU_ALL_CONFIGS, packedOffsets, type BenchConfig } from './configs';
 import { Tensor, elementSize } from './tensor';
 import { Progress, UsageError, helpText, nearest, parseFlags, wantsHelp, type CommandSpec, type ParsedFlags } from './cli-args';
 import { BENCH_COMMAND, benchArgs, type BenchArgs } from './cli-bench';
@@ -111,7 +111,7 @@ async function benchCuda(a: BenchArgs): Promise<number> {
   }
   const addon = native();
   const rows: Record<string, number | string>[] = [];
-  for (const c of [...GPU_BENCH_CONFIGS, ...GPU_EXTRA_CONFIGS].filter((g) => a.configs.includes(g.name))) {
+  for (const c of GPU_ALL_CONFIGS.filter((g) => a.configs.includes(g.name))) {
     progress.report(`${c.name}: preparing inputs`);
     const rng = new Random(3);
     const xs = c.batch * c.seqlen * c.nheads * c.headdim;

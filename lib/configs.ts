@@ -78,6 +78,9 @@ const G5U: BenchConfig = { ...G5, name: 'G5u', packed: undefined };
 /** CUDA configurations `bench --device cuda --config` takes beyond the default list. */
 export const GPU_EXTRA_CONFIGS: BenchConfig[] = [G5U];
 
+/** Every CUDA configuration `bench --device cuda --config` takes, the default list first. */
+export const GPU_ALL_CONFIGS: BenchConfig[] = [...GPU_BENCH_CONFIGS, ...GPU_EXTRA_CONFIGS];
+
 /** The decode step's sizes in `bench --step`: h 32, p 64, g 1, n 128 (float32 state and inputs). */
 export const STEP_BENCH_SIZES = { nheads: 32, headdim: 64, ngroups: 1, dstate: 128 };
 

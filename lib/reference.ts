@@ -93,17 +93,17 @@ export function ssdReference(r: RefInputs): RefOutputs {
   return yUngated ? { y, finalStates, yUngated } : { y, finalStates };
 }
 
-/** ‖a − b‖ / ‖b‖, with both norms in float64. */
-export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/** ‖a − b‖, in float64. */
+export function distanceL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
   let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    num += d * d;
-    den += b[i] * b[i];
-  }
-  return Math.sqrt(num) / Math.sqrt(den);
+  for (let i = 0; i < a.length; i++) num += (a[i] - b[i]) ** 2;
+  return Math.sqrt(num);
+}
+
+/** ‖a − b‖ / ‖b‖, with both norms in float64. */
+export function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return distanceL2(a, b) / l2(b);
 }
 
 export function l2(a: ArrayLike<number>): number {

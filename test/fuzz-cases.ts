@@ -21,7 +21,7 @@ import { ssdReferenceBackward, type RefAbsSums, type RefGrads } from '../lib/ref
 import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../lib/validate-backward';
 import type { SsdStepInputs, SsdStepOptions } from '../lib/step';
 import { ROUNDING_ALLOWANCE } from '../lib/tolerances';
-import { Random, allFinite, l2, makeExample, relativeL2, roundingError, softplus, ssdReference, type RefInputs } from './reference';
+import { Random, allFinite, distanceL2, l2, makeExample, relativeL2, roundingError, softplus, ssdReference, type RefInputs } from './reference';
 
 const FLOAT_TYPES: readonly FloatType[] = ['float32', 'bfloat16', 'float16'];
 /** The seed of the default budget's cases (see runProperty). */
@@ -490,9 +490,7 @@ export function checkBackward(grads: SsdGrads, built: BuiltScan, bounds: Bounds)
     const bound = withRounding(bounds.grad(key, types), grad.type, want);
     const scale = key === 'dA' || key === 'dD' || key === 'dDtBias' ? absSums[key]! : undefined;
     if (scale !== undefined && l2(want) > 0 && allFinite(got)) {
-      let num = 0;
-      for (let i = 0; i < want.length; i++) num += (got[i] - want[i]) ** 2;
-      const error = Math.sqrt(num) / l2(scale);
+      const error = distanceL2(got, want) / l2(scale);
       const cancellation = l2(scale) / l2(want);
       if (!(error <= bound)) throw new Error(`${key}: error ${error.toExponential(3)} (against Σ|term|, ${cancellation.toPrecision(3)} times its norm) above the bound ${bound.toExponential(3)}`);
       continue;

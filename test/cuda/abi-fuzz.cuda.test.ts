@@ -40,7 +40,7 @@ import {
   type RawConsumer,
 } from '../abi-fuzz-blocks';
 import { fuzzTimeout, runProperty } from '../fuzz-cases';
-import { allFinite, l2, relativeL2, roundingError } from '../reference';
+import { allFinite, distanceL2, l2, relativeL2, roundingError } from '../reference';
 import { ssdReferenceBackward, type RefAbsSums } from '../../lib/reference-backward';
 
 const FILE = 'dist/test/cuda/abi-fuzz.cuda.test.js -c jest.gpu.config.js';
@@ -135,12 +135,6 @@ describeGpu('the C ABI on device memory', () => {
     return l2(abs.ddt!);
   }
 
-  function distance(a: Float32Array, b: Float32Array): number {
-    let s = 0;
-    for (let i = 0; i < a.length; i++) s += (a[i] - b[i]) ** 2;
-    return Math.sqrt(s);
-  }
-
   function values(type: TensorType, data: Elements): Float32Array {
     return new Tensor(type as 'float32', data as Float32Array, [data.length]).toFloat32();
   }
@@ -181,7 +175,7 @@ describeGpu('the C ABI on device memory', () => {
               if (scale !== undefined) {
                 // ddt per position is a sum of headdim · dstate products: where they cancel, its 16-bit
                 // rounding is at the scale of Σ|term| (a 2-position case with 70× cancellation, S12-1)
-                const e = distance(gpu, cpu) / scale;
+                const e = distanceL2(gpu, cpu) / scale;
                 if (!(e <= b)) throw new Error(`ddt: distance to the CPU path ${e.toExponential(3)} of Σ|term|'s norm, above ${b.toExponential(3)}`);
                 continue;
               }
