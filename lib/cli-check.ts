@@ -5,6 +5,8 @@
  *   forward   the four CHECK_CASES on the CPU and on CUDA (lib/reference.ts)
  *   backward  the CPU on the fp32 case; CUDA on the fp32 and the bf16 case (lib/reference-backward.ts)
  *   step      the two STEP_CHECK_CASES on the CPU and on CUDA (lib/reference-step.ts)
+ *   sm_90a    the bf16 forward cases again on the opt-in sm_90a forward (SSD_KERNELS_FORWARD_PATH=sm90,
+ *             csrc/cuda/sm90), SKIP with the reason on a GPU without it
  *
  * CUDA runs on host tensors with device: 'cuda' (uploads, runs, downloads), held to the bounds the
  * GPU suite uses (lib/tolerances.ts). Without CUDA its checks are listed as skipped, with the reason.
@@ -17,6 +19,7 @@ import { allFinite, l2, relativeL2, ssdReference } from './reference';
 import { ssdReferenceBackward, type RefGrads } from './reference-backward';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { Tensor, type FloatType } from './tensor';
+import { SsdError } from './errors';
 import {
   CPU_BOUND, CPU_STEP_BF16_STATE_BOUND, CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND,
   CUDA_FORWARD_BOUND, CUDA_STEP_FP32_BOUND, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE,
@@ -101,17 +104,21 @@ const STEP_CHECK_CASES: StepCheckCase[] = [
 /** The first two check cases (fp32 every option, bf16) are the CUDA backward's. */
 const CUDA_BACKWARD_CASES = CHECK_CASES.slice(0, 2);
 
+/** The forward cases the sm_90a forward is written for (bf16 throughout, headdim 64, dstate 64), checked on it too. */
+const SM90_CASES = CHECK_CASES.filter((c) => c.example.dtype === 'bfloat16');
+
 const exp = (v: number): string => v.toExponential(2);
 
 /** One check's line: verdict, device, name padded to a column, then what was measured. */
 function line(verdict: 'PASS' | 'FAIL' | 'SKIP', device: 'cpu' | 'cuda', name: string, detail: string): void {
-  console.log(`${verdict}  ${device.padEnd(4)}  ${name.padEnd(28)} ${detail}`);
+  console.log(`${verdict}  ${device.padEnd(4)}  ${name.padEnd(36)} ${detail}`);
 }
 
-/** What a check found: whether it passed and what it measured (the rest of its line). */
+/** What a check found: whether it passed and what it measured (the rest of its line), or why it could not run. */
 interface Outcome {
   ok: boolean;
   detail: string;
+  skipped?: string;
 }
 
 /** The forward of one case. */
@@ -131,6 +138,24 @@ async function checkForward(rng: Random, c: CheckCase, device: 'cpu' | 'cuda'): 
   }
   const ok = allFinite(y) && l2(y) > 0 && errors.every((e, i) => e <= bounds[i]);
   return { ok, detail: `rel. L2 error y / finalStates ${errors.map(exp).join(' / ')} (bound ${bounds.map((e) => e.toExponential(1)).join(' / ')})` };
+}
+
+/**
+ * The forward of one case on the sm_90a kernel, forced with SSD_KERNELS_FORWARD_PATH=sm90 for the call
+ * (a call it cannot take is then refused, never run elsewhere): skipped where the GPU has no sm_90a.
+ */
+async function checkForwardSm90(rng: Random, c: CheckCase): Promise<Outcome> {
+  const before = process.env.SSD_KERNELS_FORWARD_PATH;
+  process.env.SSD_KERNELS_FORWARD_PATH = 'sm90';
+  try {
+    return await checkForward(rng, c, 'cuda');
+  } catch (err) {
+    if (err instanceof SsdError && err.code === 'ERR_SSD_UNSUPPORTED' && /no sm_90a device/.test(err.message)) return { ok: true, detail: '', skipped: 'no sm_90a device' };
+    throw err;
+  } finally {
+    if (before === undefined) delete process.env.SSD_KERNELS_FORWARD_PATH;
+    else process.env.SSD_KERNELS_FORWARD_PATH = before;
+  }
 }
 
 /** The backward's inputs for a case: inputs, dy of y's type, a float32 dFinalStates, and the float64 reverse. */
@@ -248,6 +273,7 @@ function tasks(): CheckTask[] {
   for (const device of ['cpu', 'cuda'] as const) {
     for (const c of STEP_CHECK_CASES) list.push({ device, name: c.name, run: (rng) => checkStepCase(rng, c, device) });
   }
+  for (const c of SM90_CASES) list.push({ device: 'cuda', name: `${c.name} [sm_90a]`, run: (rng) => checkForwardSm90(rng, c) });
   return list;
 }
 
@@ -258,13 +284,14 @@ export async function check(progress: Progress): Promise<number> {
   const all = tasks();
   const runnable = all.filter((t) => t.device === 'cpu' || cuda.available);
   let failures = 0;
-  let skipped = 0;
+  const skips = new Map<string, number>(); // reason -> count
+  const skip = (reason: string): void => void skips.set(reason, (skips.get(reason) ?? 0) + 1);
   let done = 0;
   const rngs = { cpu: new Random(20261129), cuda: new Random(20261130) };
   for (const t of all) {
     if (t.device === 'cuda' && !cuda.available) {
       line('SKIP', 'cuda', t.name, `CUDA is unavailable: ${cuda.reason}`);
-      skipped++;
+      skip('CUDA is unavailable');
       continue;
     }
     progress.report(`check: ${++done}/${runnable.length} ${t.device} ${t.name} ...`);
@@ -276,11 +303,17 @@ export async function check(progress: Progress): Promise<number> {
       outcome = { ok: false, detail: `threw: ${(err as Error).message}` };
     }
     progress.done();
+    if (outcome.skipped !== undefined) {
+      line('SKIP', t.device, t.name, outcome.skipped);
+      skip(outcome.skipped);
+      continue;
+    }
     line(outcome.ok ? 'PASS' : 'FAIL', t.device, t.name, outcome.detail);
     if (!outcome.ok) failures++;
   }
   progress.done();
-  const skips = skipped > 0 ? ` (${skipped} skipped: CUDA is unavailable)` : '';
-  console.log(failures === 0 ? `all checks passed${skips}` : `${failures} check(s) failed${skips}`);
+  const said = [...skips].map(([reason, n]) => `${n} skipped: ${reason}`).join('; ');
+  const tail = said ? ` (${said})` : '';
+  console.log(failures === 0 ? `all checks passed${tail}` : `${failures} check(s) failed${tail}`);
   return failures === 0 ? 0 : 1;
 }

@@ -180,6 +180,7 @@ describe('check covers every backend for the forward, the backward and the step'
     'backward, fp32, every option', 'backward, bf16, D per head, softplus',
     'step fp32, every option', 'step bf16 state and inputs',
   ];
+  const SM90_CHECKS = ['bf16, D per head, softplus [sm_90a]', 'bf16, five packed sequences [sm_90a]'];
 
   test('one line per CUDA check: PASS with CUDA, else SKIP with the reason; progress only when asked for', () => {
     const r = runCli(['check']);
@@ -190,17 +191,27 @@ describe('check covers every backend for the forward, the backward and the step'
       if (cuda.available) expect(r.stdout).toMatch(new RegExp(`^PASS {2}cuda {2}${escaped} +\\S.*\\(bound`, 'm'));
       else expect(r.stdout).toMatch(new RegExp(`^SKIP {2}cuda {2}${escaped} +CUDA is unavailable: ${cuda.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     }
+    // the bf16 forward cases again on the opt-in sm_90a forward: PASS on an H100 or H200, else SKIP with the reason
+    for (const name of SM90_CHECKS) {
+      const escaped = name.replace(/[.,[\]]/g, '\\$&');
+      if (cuda.available) expect(r.stdout).toMatch(new RegExp(`^(PASS {2}cuda {2}${escaped} +\\S.*\\(bound|SKIP {2}cuda {2}${escaped} +no sm_90a device$)`, 'm'));
+      else expect(r.stdout).toMatch(new RegExp(`^SKIP {2}cuda {2}${escaped} +CUDA is unavailable: `, 'm'));
+    }
+    const sm90Passed = (r.stdout.match(/^PASS {2}cuda {2}.*\[sm_90a\]/gm) ?? []).length;
     const passed = r.stdout.match(/^PASS /gm) ?? [];
-    expect(passed.length).toBe(cuda.available ? 15 : 7);
-    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(8 skipped: CUDA is unavailable\)$/m);
+    expect(passed.length).toBe(cuda.available ? 15 + sm90Passed : 7);
+    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(10 skipped: CUDA is unavailable\)$/m);
 
     const forced = runCli(['check'], { SSD_KERNELS_PROGRESS: '1' });
     expect(forced.status).toBe(0);
     expect(forced.stdout).toBe(r.stdout);
+    // a progress line per check that runs (an sm_90a check that finds no sm_90a device included)
+    const ran = cuda.available ? 15 + SM90_CHECKS.length : 7;
     const lines = forced.stderr.trim().split('\n');
-    expect(lines).toHaveLength(passed.length);
-    expect(lines[0]).toBe(`check: 1/${passed.length} cpu fp32, every option ...`);
-    expect(lines[lines.length - 1]).toMatch(new RegExp(`^check: ${passed.length}/${passed.length} (cpu|cuda) step bf16 state and inputs \\.\\.\\.$`));
+    expect(lines).toHaveLength(ran);
+    expect(lines[0]).toBe(`check: 1/${ran} cpu fp32, every option ...`);
+    const last = cuda.available ? 'cuda bf16, five packed sequences \\[sm_90a\\]' : 'cpu step bf16 state and inputs';
+    expect(lines[lines.length - 1]).toMatch(new RegExp(`^check: ${ran}/${ran} ${last} \\.\\.\\.$`));
   });
 });
 
