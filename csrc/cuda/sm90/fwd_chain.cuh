@@ -104,9 +104,9 @@ struct ChainFwd {
   static constexpr int kThreads = kStatesOnly ? 256 : 512;
   // the arrivals that free a stage: its outputs warpgroup (one of the two) and the state warpgroup
   static constexpr int kEmptyArrivals = kStatesOnly ? 128 : 256;
-  // the register budgets of warpgroup 0 and of the others: at most the 64K registers of the SM
+  // the register budgets of warpgroup 0 and of the others (full form): the 64K registers of the SM
   static constexpr int kProducerRegs = 56, kConsumerRegs = 152;
-  static_assert(kProducerRegs * 128 + kConsumerRegs * (kThreads - 128) <= 65536, "more registers than an SM has");
+  static_assert(kProducerRegs * 128 + kConsumerRegs * 384 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
   static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
@@ -257,14 +257,16 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   __syncthreads();
 
   // warpgroup 0 (producer, records) needs few registers, the three consumer warpgroups many: each
-  // branch sets its budget first, and no code after it is shared between the two kinds
+  // branch sets its budget first, and no code after it is shared between the two kinds. The states-only
+  // form (256 threads) has registers to spare and keeps the budget it was launched with, which ptxas
+  // sets above kConsumerRegs there (an increase to less than the current count is undefined).
   if (warp < 4) {
-    regs_lower<Tr::kProducerRegs>();
+    if (!Tr::kStatesOnly) regs_lower<Tr::kProducerRegs>();
     if (warp == 0 && lane == 0) chain_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
     else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
     return;
   }
-  regs_raise<Tr::kConsumerRegs>();
+  if (!Tr::kStatesOnly) regs_raise<Tr::kConsumerRegs>();
 
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
