@@ -117,6 +117,11 @@ struct ChainFwd {
   enum { kFull = 0, kReady = kStages, kEmpty = 2 * kStages, kHFull = 3 * kStages, kHEmpty = 3 * kStages + 2,
          kBars = 3 * kStages + 4 };
   static constexpr int kSmem = kBar + kBars * 8 + 1024;  // + alignment of the base to 1024
+  // where the pieces lie in the (1024-aligned) shared memory smem
+  static __device__ __forceinline__ uint64_t* bars(char* smem) { return reinterpret_cast<uint64_t*>(smem + kBar); }
+  static __device__ __forceinline__ char* stage(char* smem, int s) { return smem + s * kStageBytes; }
+  static __device__ __forceinline__ float4* recs(char* smem, int s) { return reinterpret_cast<float4*>(smem + kRec) + s * BQ; }
+  static __device__ __forceinline__ char* hbuf(char* smem, int u) { return smem + kH + u * kNT * kTile; }
   static_assert(N == 64 || N == 128, "dstate 64 or 128");
 };
 
@@ -132,7 +137,7 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
   constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
   constexpr bool kC = !Tr::kStatesOnly;  // C (and z) only for the outputs
   has_z = has_z && kC;
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
+  uint64_t* bars = Tr::bars(smem);
   tma_prefetch(&maps.x);
   tma_prefetch(&maps.B);
   if (kC) tma_prefetch(&maps.C);
@@ -144,7 +149,7 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
     uint64_t* full = bars + Tr::kFull + s;
     mbar_arrive_expect_tx(full, bytes);
     const int r = (int)(row0 + 64 * (int64_t)k);
-    char* st = smem + s * Tr::kStageBytes;
+    char* st = Tr::stage(smem, s);
     tma_load_3d(st + Tr::kX, &maps.x, full, 0, h, r);
     if (has_z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
 #pragma unroll
@@ -161,7 +166,7 @@ template <class Tr>
 __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
                                               int lane) {
   constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
+  uint64_t* bars = Tr::bars(smem);
   const float A = p.A[h];
   const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
   // dt of this lane's two positions of block k (0 past the chain's end): loaded one block ahead, so
@@ -192,11 +197,11 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
     const float s1 = (float)(x * 1.4426950408889634);
     const float slast = __shfl_sync(0xffffffffu, s1, 31);
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
-    float4* rec = reinterpret_cast<float4*>(smem + Tr::kRec) + s * Tr::BQ;
+    float4* rec = Tr::recs(smem, s);
     rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
     rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
     if (len < 64) {
-      char* st = smem + s * Tr::kStageBytes;
+      char* st = Tr::stage(smem, s);
       const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
       for (int t = 0; t < 1 + kNT; ++t) {
         char* tile = st + (t == 0 ? Tr::kX : Tr::kB + (t - 1) * kTile) + len * 128;
@@ -215,13 +220,13 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
             const __grid_constant__ ChainSegs segs) {
 #if SSD_SM90A || defined(SSD_CUDA_EMULATION)
   using T = typename Tr::Elem;
-  constexpr int N = Tr::N, kNT = Tr::kNT, S = Tr::kStages, kTile = Tr::kTile;
+  constexpr int N = Tr::N, S = Tr::kStages, kTile = Tr::kTile;
   extern __shared__ char smem_dyn[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
-  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + Tr::kBar);
-  auto stage = [&](int s) { return smem + s * Tr::kStageBytes; };
-  auto recs = [&](int s) { return reinterpret_cast<float4*>(smem + Tr::kRec) + s * Tr::BQ; };
-  auto hbuf = [&](int u) { return smem + Tr::kH + u * kNT * kTile; };
+  uint64_t* bars = Tr::bars(smem);
+  auto stage = [&](int s) { return Tr::stage(smem, s); };
+  auto recs = [&](int s) { return Tr::recs(smem, s); };
+  auto hbuf = [&](int u) { return Tr::hbuf(smem, u); };
 
   // the warp index through a shuffle, so that the compiler knows it is the same in every lane and
   // does not treat the roles' branches as divergent (which serializes their wgmmas)
