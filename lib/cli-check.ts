@@ -20,6 +20,7 @@ import { ssdReferenceBackward, type RefGrads } from './reference-backward';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { Tensor, type FloatType } from './tensor';
 import { SsdError } from './errors';
+import { withForwardPath } from './forward-path';
 import {
   CPU_BOUND, CPU_STEP_BF16_STATE_BOUND, CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND,
   CUDA_FORWARD_BOUND, CUDA_STEP_FP32_BOUND, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE,
@@ -145,16 +146,11 @@ async function checkForward(rng: Random, c: CheckCase, device: 'cpu' | 'cuda'): 
  * (a call it cannot take is then refused, never run elsewhere): skipped where the GPU has no sm_90a.
  */
 async function checkForwardSm90(rng: Random, c: CheckCase): Promise<Outcome> {
-  const before = process.env.SSD_KERNELS_FORWARD_PATH;
-  process.env.SSD_KERNELS_FORWARD_PATH = 'sm90';
   try {
-    return await checkForward(rng, c, 'cuda');
+    return await withForwardPath('sm90', () => checkForward(rng, c, 'cuda'));
   } catch (err) {
     if (err instanceof SsdError && err.code === 'ERR_SSD_UNSUPPORTED' && /no sm_90a device/.test(err.message)) return { ok: true, detail: '', skipped: 'no sm_90a device' };
     throw err;
-  } finally {
-    if (before === undefined) delete process.env.SSD_KERNELS_FORWARD_PATH;
-    else process.env.SSD_KERNELS_FORWARD_PATH = before;
   }
 }
 

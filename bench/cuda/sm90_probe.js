@@ -4,10 +4,10 @@
 // hangs, where jest would only report a timeout. The process exits at the first failure.
 //   node bench/cuda/sm90_probe.js        (after npm run build:ts; needs a compute capability 9.0 GPU)
 'use strict';
-const { setTimeout } = require('timers');
 const { Tensor, ssd } = require('../../dist/lib/index');
 const { Random, makeExample } = require('../../dist/lib/examples');
 const { relativeL2 } = require('../../dist/lib/reference');
+const { withForwardPath } = require('../../dist/lib/forward-path');
 
 const rng = new Random(9009);
 const G = (over) => ({ batch: 2, seqlen: 200, nheads: 4, headdim: 64, ngroups: 1, dstate: 128, ...over });
@@ -25,10 +25,6 @@ const cases = [
   ['b1 L4096 h32 bf16 z', G({ batch: 1, seqlen: 4096, nheads: 32 }), { dtype: 'bfloat16', z: true }, {}],
 ];
 
-function limited(promise, ms) {
-  return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
-}
-
 (async () => {
   for (const [name, config, example, extra, lengths] of cases) {
     const { inputs } = makeExample(rng, config, example);
@@ -38,13 +34,11 @@ function limited(promise, ms) {
       inputs.cuSeqlens = new Tensor('int32', cu, [cu.length]);
     }
     const options = { dtSoftplus: true, device: 'cuda', returnFinalStates: true, ...extra };
-    process.env.SSD_KERNELS_FORWARD_PATH = 'sm80';
-    const ref = await ssd(inputs, options);
-    process.env.SSD_KERNELS_FORWARD_PATH = 'sm90';
+    const ref = await withForwardPath('sm80', () => ssd(inputs, options));
     console.log(`${name}: running`);
     const t0 = Date.now();
     try {
-      const out = await limited(ssd(inputs, options), 20000);
+      const out = await withForwardPath('sm90', () => ssd(inputs, options), 20000);
       const y = out.y.toFloat32(), r = ref.y.toFloat32();
       console.log(`${name}: ${Date.now() - t0} ms, y relL2 to sm80 ${relativeL2(y, r).toExponential(2)}, states ${relativeL2(out.finalStates.toFloat32(), ref.finalStates.toFloat32()).toExponential(2)}`);
     } catch (err) {

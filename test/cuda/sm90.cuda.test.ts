@@ -16,6 +16,7 @@ import { Tensor, ssd, type SsdOptions } from '../../lib/index';
 import { CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { sameBits, gpuSuite } from '../helpers';
+import { withForwardPath, type ForwardPath } from '../../lib/forward-path';
 
 const { gpu } = gpuSuite('GPU sm_90a forward tests');
 // The kernel's first device run left this file without an answer (bench/NOTES.md, session 12): a call
@@ -25,28 +26,8 @@ const asked = process.env.SSD_KERNELS_TEST_SM90 === '1';
 const describeGpu = gpu && asked ? describe : describe.skip;
 if (gpu && !asked) console.log('sm_90a forward tests skipped: they run with SSD_KERNELS_TEST_SM90=1 (the kernel is opt-in)');
 const rng = new Random(90090);
-const VAR = 'SSD_KERNELS_FORWARD_PATH';
-
-/**
- * f() with SSD_KERNELS_FORWARD_PATH set to path, rejected after 60 s: the kernel's first device run
- * (bench/NOTES.md, session 12) left this file without an answer, so a call that never completes fails
- * here with its name instead of holding the suite until jest's own limit.
- */
-async function withPath<R>(path: 'sm80' | 'sm90', f: () => Promise<R>): Promise<R> {
-  const before = process.env[VAR];
-  process.env[VAR] = path;
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the ${path} forward gave no answer in 60 s`)), 60000);
-  });
-  try {
-    return await Promise.race([f(), limit]);
-  } finally {
-    clearTimeout(timer);
-    if (before === undefined) delete process.env[VAR];
-    else process.env[VAR] = before;
-  }
-}
+/** f() on the given forward path, rejected after 60 s (the file's first device run hung, see above). */
+const withPath = <R>(path: ForwardPath, f: () => Promise<R>): Promise<R> => withForwardPath(path, f, 60000);
 
 let sm90 = false;
 function skipped(): boolean {
