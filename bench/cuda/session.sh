@@ -19,6 +19,7 @@
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
+#   sm90bwd    the sm_90a backward's state walks against the float64 recurrence (sm90_bwd_states.sh)
 #   variants   bench --device cuda (forward, $VARIANT_CONFIGS, default G1-G5) of each addon in
 #              $VARIANTS (space-separated .node files, default the build's), on the sm_80 kernels and
 #              with SSD_KERNELS_FORWARD_PATH=sm90, interleaved so that the binaries share the session
@@ -77,6 +78,7 @@ for step in "$@"; do
       fi
       OUT=$out/step_harness run_step step_harness bash bench/cuda/run_step.sh 20 ;;
     sm90) OUT=$out/sm90 run_step sm90 bash bench/cuda/sm90_selftest.sh ;;
+    sm90bwd) OUT=$out/sm90bwd run_step sm90bwd bash bench/cuda/sm90_bwd_states.sh ;;
     variants)
       for addon in ${VARIANTS:-build-cmake/Release/ssd_kernels.node}; do
         name=$(basename "$addon" .node)

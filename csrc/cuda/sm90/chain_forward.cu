@@ -9,40 +9,11 @@
 #include "core/dtype.h"
 #include "cuda/common/host.h"
 #include "cuda/sm90/forward.h"
+#include "cuda/sm90/chain_host.h"
 #include "cuda/sm90/fwd_chain.cuh"
-#include "cuda/sm90/tensor_map.h"
 
 namespace ssd { namespace cuda { namespace sm90 {
 namespace {
-
-int64_t pairs_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs : p.batch) * p.nheads; }
-
-// Segments (fwd_chain.cuh): with fewer (chain, head) pairs than kSegmentCtas, each chain of an unpacked
-// call is cut into about kSegmentCtas / pairs segments of whole 64-position blocks (G2: 32 pairs, 4
-// segments of 64 blocks). A constant, not the SM count, so that the workspace and the bits never depend
-// on the device. Packed calls keep a CTA per sequence.
-constexpr int64_t kSegmentCtas = 128;
-struct Cut {
-  int nseg = 1, seg_blocks = 0;
-};
-Cut cut_of(const SsdParams& p) {
-  Cut c;
-  const int64_t pairs = pairs_of(p), nblk = (p.seqlen + 63) / 64;
-  c.seg_blocks = (int)nblk;
-  if (p.cu_seqlens || pairs >= kSegmentCtas || nblk < 2) return c;
-  const int64_t want = std::min<int64_t>(kSegmentCtas / pairs, nblk);
-  c.seg_blocks = (int)((nblk + want - 1) / want);
-  c.nseg = (int)((nblk + c.seg_blocks - 1) / c.seg_blocks);
-  return c;
-}
-// The segments' end states (fp32 p x n) and decay products, of every segment but the last.
-size_t seg_state_bytes(const SsdParams& p, const Cut& c) {
-  return (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * (size_t)(p.headdim * p.dstate) * sizeof(float);
-}
-size_t seg_bytes(const SsdParams& p, const Cut& c) {
-  if (c.nseg == 1) return 0;
-  return seg_state_bytes(p, c) + (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * sizeof(float);
-}
 
 bool refuse(std::string* why, const char* reason) {
   if (why) *why = reason;
@@ -59,54 +30,21 @@ bool tma_ok(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t h
 template <class T, int N>
 SsdStatus launch(const SsdParams& p, cudaStream_t stream, void* workspace, std::string* err) {
   using Tr = ChainFwd<T, N>;
-  using TrStates = ChainFwd<T, N, true>;
-  const TmaDtype dt = std::is_same<T, __half>::value ? TmaDtype::kF16 : TmaDtype::kBf16;
-  const uint64_t rows = (uint64_t)p.batch * (uint64_t)p.seqlen;
-  auto tensor = [&](const void* base, int64_t inner, int64_t heads, int64_t head_stride, int64_t seq_stride) {
-    TmaTensor t;
-    t.dtype = dt;
-    t.rank = 3;
-    t.base = base;
-    t.dims[0] = (uint64_t)inner;
-    t.dims[1] = (uint64_t)heads;
-    t.dims[2] = rows;
-    t.strides[0] = (uint64_t)head_stride * 2;
-    t.strides[1] = (uint64_t)seq_stride * 2;
-    t.box[0] = 64;
-    t.box[1] = 1;
-    t.box[2] = 64;
-    t.swizzle = Swizzle::k128B;
-    return t;
-  };
   alignas(64) ChainMaps maps;
-  std::memset(&maps, 0, sizeof maps);
   SsdStatus st;
-  if ((st = encode_tensor_map(&maps.x, tensor(p.x, p.headdim, p.nheads, p.x_head_stride, p.x_seq_stride), err)) != SSD_OK)
-    return st;
-  if ((st = encode_tensor_map(&maps.B, tensor(p.B, p.dstate, p.ngroups, p.B_group_stride, p.B_seq_stride), err)) != SSD_OK)
-    return st;
-  if ((st = encode_tensor_map(&maps.C, tensor(p.C, p.dstate, p.ngroups, p.C_group_stride, p.C_seq_stride), err)) != SSD_OK)
-    return st;
-  if (p.z && (st = encode_tensor_map(&maps.z, tensor(p.z, p.headdim, p.nheads, p.z_head_stride, p.z_seq_stride), err)) != SSD_OK)
-    return st;
+  if ((st = chain_maps<T>(&maps, p, err)) != SSD_OK) return st;
   const Cut cut = cut_of(p);
-  ChainSegs segs;
-  segs.nseg = cut.nseg;
-  segs.seg_blocks = cut.seg_blocks;
-  segs.ends = static_cast<float*>(workspace);
-  segs.decays = reinterpret_cast<float*>(static_cast<char*>(workspace) + seg_state_bytes(p, cut));
-  const unsigned pairs = (unsigned)pairs_of(p);
-  cudaError_t e;
+  const ChainSegs segs = segs_in(p, cut, workspace);
   if (cut.nseg > 1) {
-    auto* ks = k_chain_fwd<TrStates>;
-    if ((st = allow_smem(ks, TrStates::kSmem, "k_chain_fwd (segment states)", err)) != SSD_OK) return st;
-    ks<<<pairs * (unsigned)(cut.nseg - 1), TrStates::kThreads, TrStates::kSmem, stream>>>(p, maps, segs);
-    if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_chain_fwd (segment states)", err);
+    const ChainStatesIO io{nullptr, nullptr, nullptr};
+    if ((st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, io, cut.nseg - 1, stream, "k_chain_states (segment ends)",
+                                                             err)) != SSD_OK)
+      return st;
   }
   auto* k = k_chain_fwd<Tr>;
   if ((st = allow_smem(k, Tr::kSmem, "k_chain_fwd", err)) != SSD_OK) return st;
-  k<<<pairs * (unsigned)cut.nseg, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs);
-  e = cudaGetLastError();
+  k<<<(unsigned)pairs_of(p) * (unsigned)cut.nseg, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs);
+  const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_chain_fwd", err);
 }
 

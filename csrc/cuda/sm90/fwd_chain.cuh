@@ -23,88 +23,26 @@
 //                      outputs warpgroup has its own) for block k, then H <- 2^(s_last) H + (w o X)ᵀ B
 //                      (A from registers: x read transposed by ldmatrix and scaled by w_j); at the
 //                      chain's end it writes the state.
-// Segments: where the (chain, head) pairs are too few to fill the GPU, each chain is cut into nseg
-// segments of whole blocks, one CTA each. A first launch of the same kernel in its states-only form
-// (ChainFwd<..., true>: warpgroup 0 and the state warpgroup, x and B loaded) walks every segment but the
-// last from a zero state (the first from the initial state) and writes its end state and the product of
-// its blocks' decays 2^(s_last) to the workspace; the full launch's state warpgroup then enters segment
-// i with H = sum_{j < i} (prod_{j < m < i} decay_m) end_j, summed in order j = 0, 1, ... (deterministic).
+// Segments (chain.cuh): where the (chain, head) pairs are too few to fill the GPU, a first launch of
+// k_chain_states (chain_states.cuh) writes each segment's end state, from which the state warpgroup here
+// enters segment i with H = sum_{j < i} (prod_{j < m < i} decay_m) end_j, summed in order j = 0, 1, ...
 // Every tile is 64 rows of 128 bytes (64 16-bit values) in the 128-byte swizzle; B and C of dstate N
 // take N / 64 such tiles side by side (the 3D view of the wgmma header).
 #pragma once
-#include <cuda_runtime.h>
-
-#include <cstdint>
-
-#include "core/math.h"
-#include "cuda/common/chunk.cuh"
-#include "cuda/common/device.cuh"
-#include "cuda/common/mma.cuh"
-#include "cuda/sm90/arch.cuh"
-#include "cuda/sm90/mbarrier.cuh"
-#include "cuda/sm90/swizzle.h"
-#include "cuda/sm90/tma.cuh"
-#include "cuda/sm90/wgmma.cuh"
-#include "ssd_kernels.h"
+#include "cuda/sm90/chain.cuh"
 
 namespace ssd { namespace cuda { namespace sm90 {
 
-// The tensor maps of one call (kernel parameter): rows are batch * seqlen + position.
-struct ChainMaps {
-  CUtensorMap x, z, B, C;  // (headdim, heads, rows), (dstate, groups, rows): boxes {64, 1, 64}
-};
-
-// How the chains are cut (chain_forward.cu picks it): nseg segments of seg_blocks blocks (the last may
-// be shorter), and the workspace of the segments' end states (fp32, p x n each, by (segment, chain,
-// head)) followed by their decay products; nseg = 1 (no workspace) for a CTA per chain.
-struct ChainSegs {
-  int nseg, seg_blocks;
-  float* ends;
-  float* decays;
-};
-
-// The chain a CTA walks: positions t0 .. t0 + len - 1 of batch row b.
-struct FwdChain {
-  int b;
-  int64_t t0, len;
-  float* fin;   // where its final state goes, or null
-  float* last;  // final_states too (cu_seqlens: the last sequence with positions), or null
-};
-__device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
-  const int64_t H = p.nheads, PN = p.headdim * p.dstate;
-  FwdChain ch;
-  if (!p.cu_seqlens) {
-    ch.b = c;
-    ch.t0 = 0;
-    ch.len = p.seqlen;
-    ch.fin = p.final_states ? p.final_states + ((int64_t)c * H + h) * PN : nullptr;
-    ch.last = nullptr;
-    return ch;
-  }
-  // offsets that break the contract (device-resident ones reach here unchecked) are clamped
-  const int64_t L = p.seqlen;
-  const int64_t a = dev::lmin(dev::lmax(p.cu_seqlens[c], 0), L);
-  const int64_t e = dev::lmax(a, dev::lmin(dev::lmax(p.cu_seqlens[c + 1], 0), L));
-  const int64_t end = dev::lmin(dev::lmax(p.cu_seqlens[p.num_seqs], 0), L);
-  ch.b = 0;
-  ch.t0 = a;
-  ch.len = e - a;
-  ch.fin = p.varlen_states ? p.varlen_states + ((int64_t)c * H + h) * PN : nullptr;
-  ch.last = (e > a && e == end && p.final_states) ? p.final_states + (int64_t)h * PN : nullptr;
-  return ch;
-}
-
-// kStatesOnly: the segments' first launch (the end states only: no outputs warpgroups, no z or C).
-template <class T, int N_, bool kStatesOnly_ = false>
+template <class T, int N_>
 struct ChainFwd {
   using Elem = T;
-  static constexpr bool kStatesOnly = kStatesOnly_;
+  static constexpr bool kReverse = false;
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 3;
-  static constexpr int kThreads = kStatesOnly ? 256 : 512;
+  static constexpr int kThreads = 512;
   // the arrivals that free a stage: its outputs warpgroup (one of the two) and the state warpgroup
-  static constexpr int kEmptyArrivals = kStatesOnly ? 128 : 256;
-  // the register budgets of warpgroup 0 and of the others (full form): the 64K registers of the SM
+  static constexpr int kEmptyArrivals = 256;
+  // the register budgets of warpgroup 0 and of the others: the 64K registers of the SM
   static constexpr int kProducerRegs = 56, kConsumerRegs = 152;
   static_assert(kProducerRegs * 128 + kConsumerRegs * 384 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;           // 64-column tiles of B, C and H
@@ -122,27 +60,23 @@ struct ChainFwd {
   static __device__ __forceinline__ char* stage(char* smem, int s) { return smem + s * kStageBytes; }
   static __device__ __forceinline__ float4* recs(char* smem, int s) { return reinterpret_cast<float4*>(smem + kRec) + s * BQ; }
   static __device__ __forceinline__ char* hbuf(char* smem, int u) { return smem + kH + u * kNT * kTile; }
+  // the tiles the records warp zeroes past the chain's end (chain_records): x and B, which the state reads
+  static constexpr int kZeroTiles = 1 + kNT;
+  static __device__ __forceinline__ int zero_tile(int t) { return t == 0 ? kX : kB + (t - 1) * kTile; }
   static_assert(N == 64 || N == 128, "dstate 64 or 128");
 };
-
-// Byte offset of the 16-byte chunk holding column c (16-bit elements) of row r in a swizzled tile.
-__device__ __forceinline__ uint32_t tile_off(int r, int c) {
-  return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7)) & 7) << 4) + (c & 7) * 2);
-}
 
 // Warp 0's lane 0: the TMA loads of the chain's blocks into the ring of stages.
 template <class Tr>
 __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem, int nblk, int h, int grp, int64_t row0,
                                                bool has_z) {
   constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
-  constexpr bool kC = !Tr::kStatesOnly;  // C (and z) only for the outputs
-  has_z = has_z && kC;
   uint64_t* bars = Tr::bars(smem);
   tma_prefetch(&maps.x);
   tma_prefetch(&maps.B);
-  if (kC) tma_prefetch(&maps.C);
+  tma_prefetch(&maps.C);
   if (has_z) tma_prefetch(&maps.z);
-  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + (kC ? 2 : 1) * kNT);
+  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + 2 * kNT);
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S;
     mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
@@ -155,62 +89,8 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
 #pragma unroll
     for (int t = 0; t < kNT; ++t) {
       tma_load_3d(st + Tr::kB + t * kTile, &maps.B, full, 64 * t, grp, r);
-      if (kC) tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
+      tma_load_3d(st + Tr::kC + t * kTile, &maps.C, full, 64 * t, grp, r);
     }
-  }
-}
-
-// Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, and the rows of x and B
-// past the chain's end zeroed in the stage, then ready[s].
-template <class Tr>
-__device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
-                                              int lane) {
-  constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
-  uint64_t* bars = Tr::bars(smem);
-  const float A = p.A[h];
-  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-  // dt of this lane's two positions of block k (0 past the chain's end): loaded one block ahead, so
-  // that the global load's latency overlaps the previous block's records
-  auto load_dt = [&](int k, float (&raw)[2]) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int64_t j = 64 * (int64_t)k + 2 * lane + e;
-      raw[e] = j < ch.len ? dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + (ch.t0 + j) * p.dt_seq_stride + h) : 0.f;
-    }
-  };
-  float next[2];
-  if (nblk > 0) load_dt(0, next);
-  for (int k = 0; k < nblk; ++k) {
-    const int s = k % S;
-    const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
-    const float raw[2] = {next[0], next[1]};
-    if (k + 1 < nblk) load_dt(k + 1, next);
-    float d[2];
-#pragma unroll
-    for (int e = 0; e < 2; ++e)
-      d[e] = 2 * lane + e < len ? math::step_size(raw[e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
-    const double v0 = (double)d[0] * (double)A;
-    const double v1 = v0 + (double)d[1] * (double)A;
-    double ex;  // the sum before this lane's two positions
-    const double x = dev::warp_inclusive_sum(v1, &ex);
-    const float s0 = (float)((ex + v0) * 1.4426950408889634);
-    const float s1 = (float)(x * 1.4426950408889634);
-    const float slast = __shfl_sync(0xffffffffu, s1, 31);
-    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
-    float4* rec = Tr::recs(smem, s);
-    rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
-    rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
-    if (len < 64) {
-      char* st = Tr::stage(smem, s);
-      const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
-      for (int t = 0; t < 1 + kNT; ++t) {
-        char* tile = st + (t == 0 ? Tr::kX : Tr::kB + (t - 1) * kTile) + len * 128;
-        for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
-      }
-      fence_proxy_async_smem();
-    }
-    __syncwarp();
-    mbar_arrive(bars + Tr::kReady + s);
   }
 }
 
@@ -236,15 +116,8 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   const int seg = (int)(blockIdx.x / pairs), chain = (int)((blockIdx.x % pairs) / H), h = (int)(blockIdx.x % H);
   const int grp = h / (int)(p.nheads / p.ngroups);
   FwdChain ch = chain_of(p, chain, h);
-  if (segs.nseg > 1) {
-    const int64_t first = 64 * (int64_t)seg * segs.seg_blocks;  // positions before the segment
-    ch.t0 += first;
-    ch.len = dev::lmax(0, dev::lmin(ch.len - first, 64 * (int64_t)segs.seg_blocks));
-    if (seg != segs.nseg - 1) ch.fin = ch.last = nullptr;
-  }
+  cut_segment(ch, segs, seg);
   const int nblk = (int)((ch.len + 63) / 64);
-  // this segment's slot (states-only launch), and the slots of the segments before it (full launch)
-  const int64_t slot = ((int64_t)seg * pairs + blockIdx.x % pairs), slot_stride = pairs;
   const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the chain's start
 
   if (tid == 0) {
@@ -262,20 +135,18 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   __syncthreads();
 
   // warpgroup 0 (producer, records) needs few registers, the three consumer warpgroups many: each
-  // branch sets its budget first, and no code after it is shared between the two kinds. The states-only
-  // form (256 threads) has registers to spare and keeps the budget it was launched with, which ptxas
-  // sets above kConsumerRegs there (an increase to less than the current count is undefined).
+  // branch sets its budget first, and no code after it is shared between the two kinds.
   if (warp < 4) {
-    if (!Tr::kStatesOnly) regs_lower<Tr::kProducerRegs>();
+    regs_lower<Tr::kProducerRegs>();
     if (warp == 0 && lane == 0) chain_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
     else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
     return;
   }
-  if (!Tr::kStatesOnly) regs_raise<Tr::kConsumerRegs>();
+  regs_raise<Tr::kConsumerRegs>();
 
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
-  if (!Tr::kStatesOnly && warp < 12) {
+  if (warp < 12) {
     // ---- warpgroups 1 and 2: the outputs of blocks k = first, first + 2, ..., with H buffer k & 1 = first
     const int first = (warp - 4) >> 2;
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
@@ -378,87 +249,32 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
 
   // ---- warpgroup 3: the state, 64 p rows x N columns in the accumulators
   float acc[N / 2];
-  const int64_t PN = (int64_t)Tr::P * N;
-  // the state entering the segment: the initial state in the first; in the others zero (states-only
-  // launch) or the sum over the segments before it (full launch)
-  const bool enter_initial = p.initial_states && seg == 0;
-  const int nprev = Tr::kStatesOnly ? 0 : seg;
-#pragma unroll
-  for (int i = 0; i < N / 2; i += 2) {
-    const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
-    float2 v = make_float2(0.f, 0.f);
-    if (enter_initial)
-      v = *reinterpret_cast<const float2*>(p.initial_states + ((int64_t)ch.b * H + h) * PN + (int64_t)r * N + cc);
-    for (int j = 0; j < nprev; ++j) {
-      const int64_t sj = slot - (int64_t)(seg - j) * slot_stride;
-      const float dj = segs.decays[sj];
-      const float2 e = *reinterpret_cast<const float2*>(segs.ends + sj * PN + (int64_t)r * N + cc);
-      v = make_float2(fmaf(dj, v.x, e.x), fmaf(dj, v.y, e.y));
-    }
-    acc[i] = v.x;
-    acc[i + 1] = v.y;
-  }
-  float decay = 1.f;  // the product of the blocks' 2^(s_last) (states-only launch)
+  // the state entering the segment: the initial state in the first, else the sum over those before it
+  const float* init = (p.initial_states && seg == 0) ? p.initial_states + ((int64_t)ch.b * H + h) * (int64_t)(Tr::P * N) : nullptr;
+  chain_enter<Tr>(acc, segs, seg, true, init, blockIdx.x % pairs, pairs, w, g, q);
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S, u = k & 1;
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
-    if (!Tr::kStatesOnly) {
-      // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
-      mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
-      char* hb = hbuf(u);
+    // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
+    mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
+    char* hb = hbuf(u);
 #pragma unroll
-      for (int i = 0; i < N / 2; i += 2) {
-        const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
-        *reinterpret_cast<uint32_t*>(hb + (cc >> 6) * kTile + tile_off(r, cc & 63)) = mma::pack2<T>(acc[i], acc[i + 1]);
-      }
-      fence_proxy_async_smem();
-      mbar_arrive(bars + Tr::kHFull + u);
+    for (int i = 0; i < N / 2; i += 2) {
+      const int r = acc_row(i, w, g), cc = acc_col(i, q);
+      *reinterpret_cast<uint32_t*>(hb + (cc >> 6) * kTile + tile_off(r, cc & 63)) = mma::pack2<T>(acc[i], acc[i + 1]);
     }
-    // H <- 2^(s_last) H + (w o X)ᵀ B
-    const float4* rec = recs(s);
-    const float dec = dev::ex2(rec[63].x);
-    decay *= dec;
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) acc[i] *= dec;
-    const char* xs = stage(s) + Tr::kX;
-    uint32_t xa[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      // ldmatrix (transposed) of A = Xᵀ: matrices (p 0-7, pos 0-7), (p 8-15, pos 0-7), (p 0-7, pos 8-15),
-      // (p 8-15, pos 8-15) of warp w's 16 p rows; lane 8m + rr addresses position row 16 kk + rr + 8 (m >> 1)
-      const int m = lane >> 3, rr = lane & 7;
-      const int pos = 16 * kk + rr + 8 * (m >> 1), pc = 16 * w + 8 * (m & 1);
-      mma::ldsm_x4_t(xa[kk][0], xa[kk][1], xa[kk][2], xa[kk][3], xs + tile_off(pos, pc));
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int j = 16 * kk + 2 * q + 8 * (r >> 1);
-        const float2 xv = mma::unpack2<T>(xa[kk][r]);
-        xa[kk][r] = mma::pack2<T>(xv.x * rec[j].z, xv.y * rec[j + 1].z);
-      }
-    }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      wgmma_rs<T, N, kMNMajor>(acc, xa[kk], smem_desc(stage(s) + Tr::kB + kk * 2048, kTile, 1024, Swizzle::k128B), true);
-    wgmma_commit();
-    wgmma_wait<0>();
-    wgmma_hold(acc);
+    fence_proxy_async_smem();
+    mbar_arrive(bars + Tr::kHFull + u);
+    chain_state_block<Tr>(acc, stage(s), recs(s), false, w, lane);  // H <- 2^(s_last) H + (w o X)ᵀ B
     mbar_arrive(bars + Tr::kEmpty + s);
   }
   float* fins[2] = {ch.fin, ch.last};
-  if (Tr::kStatesOnly) {
-    fins[0] = segs.ends + slot * PN;
-    fins[1] = nullptr;
-    if (t == 0) segs.decays[slot] = decay;
-  }
   for (float* fin : fins) {
     if (!fin) continue;
 #pragma unroll
-    for (int i = 0; i < N / 2; i += 2) {
-      const int r = 16 * w + g + 8 * ((i >> 1) & 1), cc = 8 * (i >> 2) + 2 * q;
-      *reinterpret_cast<float2*>(fin + (int64_t)r * N + cc) = make_float2(acc[i], acc[i + 1]);
-    }
+    for (int i = 0; i < N / 2; i += 2)
+      *reinterpret_cast<float2*>(fin + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
   }
 #else
   SSD_SM90A_MISSING();

@@ -1,0 +1,34 @@
+// The sm_90a backward's host entry, so far its state walks (chain_states.cuh, chain_backward.cu): the
+// first two launches of the design in bench/NOTES.md (session 14), which the block launch after them will
+// read. Nothing in the package calls them yet; bench/cuda/sm90_bwd_states.cu checks them against a
+// float64 recurrence, in the CPU emulation and on a device. Plain C++.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda { namespace sm90 {
+
+// Whether the state walks were written for bw's shapes, dtypes and layouts (bw passed the parameter
+// check): those of the sm_90a forward (forward.h: takes) with dy of x's dtype in a layout a tensor map
+// describes. *why (may be null) receives the first reason they were not.
+bool takes_backward(const SsdBackwardParams& bw, std::string* why);
+
+// The block slots of the per-block values (chain_states.cuh: block_slot): batch * ceil(seqlen / 64),
+// or ceil(seqlen / 64) + num_seqs for packed sequences. Each slot holds nheads * headdim * dstate
+// values of x's 16-bit dtype.
+int64_t block_slots(const SsdParams& p);
+
+// The workspace of the state walks (the segments' additions where the chains are few; 0 otherwise).
+size_t states_workspace_bytes(const SsdParams& p);
+
+// Enqueues the two walks: h_blocks receives H entering every block of 64 positions and dh_blocks dL/dH
+// leaving it (the gradient that reaches the state after the block from later positions and from
+// d_final_states), each block_slots(p) slots; bw.d_initial_states (when set, batch rows only) the
+// gradient of the state before position 0. Never aborts; SSD_OK or an error with *err set.
+SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blocks, void* dh_blocks, void* workspace,
+                          std::string* err);
+
+}}}  // namespace ssd::cuda::sm90

@@ -1,0 +1,244 @@
+// What the sm_90a chain kernels share (fwd_chain.cuh: the forward; chain_states.cuh: the states alone,
+// forward or in reverse): a CTA walks one chain (a batch row, a packed sequence, or a segment of either)
+// for one head in blocks of 64 positions, fed by TMA into a ring of stages, with a records warp that
+// turns dt into each block's position records, and a state warpgroup that keeps the 64 x N state (or
+// its gradient) in registers.
+//
+// Per block (positions j = 0 .. 63 from the block's start; s_j = log2(e) * the cumulative sum of d*A):
+//   forward  H  <- 2^(s_63) H  + sum_j 2^(s_63 - s_j) d_j  x_j (x) B_j     (the state after the block)
+//   reverse  dH <- 2^(s_63) dH + sum_j 2^(s_j) dY_j (x) C_j                 (the gradient of the state
+//            before the block, from that of the state after it; dY = dy o silu(z), or dy without z)
+// Records per position: {s_j, d_j, w_j = 2^(s_63 - s_j) d_j, 2^(s_j)}.
+//
+// Segments: where the (chain, head) pairs are too few to fill the GPU, each chain is cut into nseg
+// segments of whole blocks, one CTA each. A first launch walks each segment alone and writes what it adds
+// to its far side (forward: the state at its end, from a zero state, the first segment from the initial
+// state; reverse: the gradient at its start, from a zero gradient, the last from the final state's
+// gradient) and the product of its blocks' decays 2^(s_63); the next launch enters segment i with the
+// ordered sum over the segments before it (forward) or after it (reverse), deterministic.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/math.h"
+#include "cuda/common/chunk.cuh"
+#include "cuda/common/device.cuh"
+#include "cuda/common/mma.cuh"
+#include "cuda/sm90/arch.cuh"
+#include "cuda/sm90/mbarrier.cuh"
+#include "cuda/sm90/swizzle.h"
+#include "cuda/sm90/tma.cuh"
+#include "cuda/sm90/wgmma.cuh"
+#include "ssd_kernels.h"
+
+namespace ssd { namespace cuda { namespace sm90 {
+
+// The tensor maps of one call (kernel parameter): rows are batch * seqlen + position.
+struct ChainMaps {
+  CUtensorMap x, z, B, C;  // (headdim, heads, rows), (dstate, groups, rows): boxes {64, 1, 64}
+  CUtensorMap dy;          // the reverse walk's output gradient, as x
+};
+
+// How the chains are cut (chain_forward.cu picks it): nseg segments of seg_blocks blocks (the last may
+// be shorter), and the workspace of what each segment adds to its far side (fp32, p x n each, by
+// (segment slot, chain, head)) followed by their decay products; nseg = 1 (no workspace) for a CTA per
+// chain. Slot j holds segment j going forward (j < nseg - 1) and segment j + 1 in reverse.
+struct ChainSegs {
+  int nseg, seg_blocks;
+  float* ends;
+  float* decays;
+};
+
+// The chain a CTA walks: positions t0 .. t0 + len - 1 of batch row b.
+struct FwdChain {
+  int b;
+  int64_t t0, len;
+  float* fin;   // where its final state goes, or null
+  float* last;  // final_states too (cu_seqlens: the last sequence with positions), or null
+  bool is_last; // the sequence of final_states (cu_seqlens), or a batch row
+};
+__device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
+  const int64_t H = p.nheads, PN = p.headdim * p.dstate;
+  FwdChain ch;
+  if (!p.cu_seqlens) {
+    ch.b = c;
+    ch.t0 = 0;
+    ch.len = p.seqlen;
+    ch.fin = p.final_states ? p.final_states + ((int64_t)c * H + h) * PN : nullptr;
+    ch.last = nullptr;
+    ch.is_last = true;
+    return ch;
+  }
+  // offsets that break the contract (device-resident ones reach here unchecked) are clamped
+  const int64_t L = p.seqlen;
+  const int64_t a = dev::lmin(dev::lmax(p.cu_seqlens[c], 0), L);
+  const int64_t e = dev::lmax(a, dev::lmin(dev::lmax(p.cu_seqlens[c + 1], 0), L));
+  const int64_t end = dev::lmin(dev::lmax(p.cu_seqlens[p.num_seqs], 0), L);
+  ch.b = 0;
+  ch.t0 = a;
+  ch.len = e - a;
+  ch.fin = p.varlen_states ? p.varlen_states + ((int64_t)c * H + h) * PN : nullptr;
+  ch.is_last = e > a && e == end;
+  ch.last = (ch.is_last && p.final_states) ? p.final_states + (int64_t)h * PN : nullptr;
+  return ch;
+}
+
+// The segment seg of nseg: its positions, and no final state but in the last.
+__device__ __forceinline__ void cut_segment(FwdChain& ch, const ChainSegs& segs, int seg) {
+  if (segs.nseg <= 1) return;
+  const int64_t first = 64 * (int64_t)seg * segs.seg_blocks;  // positions before the segment
+  ch.t0 += first;
+  ch.len = dev::lmax(0, dev::lmin(ch.len - first, 64 * (int64_t)segs.seg_blocks));
+  if (seg != segs.nseg - 1) {
+    ch.fin = ch.last = nullptr;
+    ch.is_last = false;
+  }
+}
+
+// Byte offset of the 16-byte chunk holding column c (16-bit elements) of row r in a swizzled tile.
+__device__ __forceinline__ uint32_t tile_off(int r, int c) {
+  return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7)) & 7) << 4) + (c & 7) * 2);
+}
+
+// The state's accumulator element pairs: element i (even) of thread t of the state warpgroup is row
+// 16 w + g + 8 ((i >> 1) & 1), columns cc, cc + 1 with cc = 8 (i >> 2) + 2 q (w = warp in the
+// warpgroup, g = lane / 4, q = lane % 4): the wgmma m64nN accumulator layout.
+__device__ __forceinline__ int acc_row(int i, int w, int g) { return 16 * w + g + 8 * ((i >> 1) & 1); }
+__device__ __forceinline__ int acc_col(int i, int q) { return 8 * (i >> 2) + 2 * q; }
+
+// Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
+// the blocks (Tr::kReverse: from the chain's end), and the rows of the stage's tiles that the state
+// reads past the chain's end zeroed (they hold the next sequence, or row, or zero fill), then ready[s].
+template <class Tr>
+__device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
+                                              int lane) {
+  constexpr int S = Tr::kStages;
+  uint64_t* bars = Tr::bars(smem);
+  const float A = p.A[h];
+  const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
+  // dt of this lane's two positions of block kb (0 past the chain's end): loaded one block ahead, so
+  // that the global load's latency overlaps the previous block's records
+  auto load_dt = [&](int kb, float (&raw)[2]) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t j = 64 * (int64_t)kb + 2 * lane + e;
+      raw[e] = j < ch.len ? dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + (ch.t0 + j) * p.dt_seq_stride + h) : 0.f;
+    }
+  };
+  auto block = [&](int k) { return Tr::kReverse ? nblk - 1 - k : k; };
+  float next[2];
+  if (nblk > 0) load_dt(block(0), next);
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S, kb = block(k);
+    const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)kb);
+    const float raw[2] = {next[0], next[1]};
+    if (k + 1 < nblk) load_dt(block(k + 1), next);
+    float d[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+      d[e] = 2 * lane + e < len ? math::step_size(raw[e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
+    const double v0 = (double)d[0] * (double)A;
+    const double v1 = v0 + (double)d[1] * (double)A;
+    double ex;  // the sum before this lane's two positions
+    const double x = dev::warp_inclusive_sum(v1, &ex);
+    const float s0 = (float)((ex + v0) * 1.4426950408889634);
+    const float s1 = (float)(x * 1.4426950408889634);
+    const float slast = __shfl_sync(0xffffffffu, s1, 31);
+    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);  // the stage's tiles have landed (and its records are free)
+    float4* rec = Tr::recs(smem, s);
+    rec[2 * lane] = make_float4(s0, d[0], dev::ex2(slast - s0) * d[0], dev::ex2(s0));
+    rec[2 * lane + 1] = make_float4(s1, d[1], dev::ex2(slast - s1) * d[1], dev::ex2(s1));
+    if (len < 64) {
+      char* st = Tr::stage(smem, s);
+      const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
+      for (int t = 0; t < Tr::kZeroTiles; ++t) {
+        char* tile = st + Tr::zero_tile(t) + len * 128;
+        for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
+      }
+      fence_proxy_async_smem();
+    }
+    __syncwarp();
+    mbar_arrive(bars + Tr::kReady + s);
+  }
+}
+
+// The state warpgroup's value entering segment seg (acc, its accumulator fragment): `start` (the
+// initial state going forward, the final state's gradient in reverse; null: zero) where the walk
+// starts from it, plus the ordered sum of what the segments on the near side added (ahead of a
+// launch that walks every segment; `summed` false for the first launch, which starts each from zero).
+template <class Tr>
+__device__ __forceinline__ void chain_enter(float (&acc)[Tr::N / 2], const ChainSegs& segs, int seg, bool summed,
+                                            const float* start, int64_t slot0, int64_t slot_stride, int w, int g, int q) {
+  constexpr int N = Tr::N;
+  const int64_t PN = (int64_t)Tr::P * N;
+  // the segments whose additions reach this one, nearest last: forward 0 .. seg - 1 (slots 0 .. seg - 1),
+  // reverse nseg - 1 .. seg + 1 (slots nseg - 2 .. seg)
+  const int nnear = summed ? (Tr::kReverse ? segs.nseg - 1 - seg : seg) : 0;
+#pragma unroll
+  for (int i = 0; i < N / 2; i += 2) {
+    const int r = acc_row(i, w, g), cc = acc_col(i, q);
+    float2 v = make_float2(0.f, 0.f);
+    if (start) v = *reinterpret_cast<const float2*>(start + (int64_t)r * N + cc);
+    for (int m = 0; m < nnear; ++m) {
+      const int j = Tr::kReverse ? segs.nseg - 2 - m : m;  // slot
+      const int64_t sj = slot0 + (int64_t)j * slot_stride;
+      const float dj = segs.decays[sj];
+      const float2 e = *reinterpret_cast<const float2*>(segs.ends + sj * PN + (int64_t)r * N + cc);
+      v = make_float2(fmaf(dj, v.x, e.x), fmaf(dj, v.y, e.y));
+    }
+    acc[i] = v.x;
+    acc[i + 1] = v.y;
+  }
+}
+
+// One block of the state warpgroup's walk on stage st with records rec: acc <- 2^(s_63) acc + Aᵀ Bt,
+// where A (64 positions x 64 p) is the stage's x scaled by w_j (forward) or dy o silu(z) scaled by
+// 2^(s_j) (reverse; z at Tr::kZ when has_z), read transposed by ldmatrix into registers, and Bt the
+// stage's B (forward) or C (reverse) tiles at Tr::kB. Returns the block's decay 2^(s_63).
+template <class Tr>
+__device__ __forceinline__ float chain_state_block(float (&acc)[Tr::N / 2], const char* st, const float4* rec, bool has_z,
+                                                  int w, int lane) {
+  using T = typename Tr::Elem;
+  constexpr int N = Tr::N;
+  const int q = lane & 3;
+  const float dec = dev::ex2(rec[63].x);
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) acc[i] *= dec;
+  uint32_t xa[4][4];
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    // ldmatrix (transposed) of A: matrices (p 0-7, pos 0-7), (p 8-15, pos 0-7), (p 0-7, pos 8-15),
+    // (p 8-15, pos 8-15) of warp w's 16 p rows; lane 8m + rr addresses position row 16 kk + rr + 8 (m >> 1)
+    const int m = lane >> 3, rr = lane & 7;
+    const int pos = 16 * kk + rr + 8 * (m >> 1), pc = 16 * w + 8 * (m & 1);
+    mma::ldsm_x4_t(xa[kk][0], xa[kk][1], xa[kk][2], xa[kk][3], st + Tr::kX + tile_off(pos, pc));
+    uint32_t za[4] = {0u, 0u, 0u, 0u};
+    if (Tr::kReverse && has_z) mma::ldsm_x4_t(za[0], za[1], za[2], za[3], st + Tr::kZ + tile_off(pos, pc));
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int j = 16 * kk + 2 * q + 8 * (r >> 1);
+      float2 v = mma::unpack2<T>(xa[kk][r]);
+      if (Tr::kReverse) {
+        if (has_z) {
+          const float2 zv = mma::unpack2<T>(za[r]);
+          v.x *= dev::silu(zv.x);
+          v.y *= dev::silu(zv.y);
+        }
+        xa[kk][r] = mma::pack2<T>(v.x * rec[j].w, v.y * rec[j + 1].w);
+      } else {
+        xa[kk][r] = mma::pack2<T>(v.x * rec[j].z, v.y * rec[j + 1].z);
+      }
+    }
+  }
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_rs<T, N, kMNMajor>(acc, xa[kk], smem_desc(st + Tr::kB + kk * 2048, Tr::kTile, 1024, Swizzle::k128B), true);
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_hold(acc);
+  return dec;
+}
+
+}}}  // namespace ssd::cuda::sm90

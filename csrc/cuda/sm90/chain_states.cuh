@@ -1,0 +1,176 @@
+// The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment, chain, head), 256
+// threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3 leave at once), warpgroup 1
+// the state in registers.
+//   forward (kReverse false)  reads x and B; the state H, from the initial state
+//   reverse (kReverse true)   reads dy, z and C, walking the blocks from the chain's end; the gradient dH
+//                             of the state, from the final state's gradient
+// Two forms:
+//   kBlocks false  the segments' first launch: each segment alone (chain.cuh) writes what it adds to its
+//                  far side and its decay product into ChainSegs (the forward's segments and the
+//                  backward's both start from it);
+//   kBlocks true   the backward's state launches: every segment, entered with the ordered sum of what
+//                  the others added, writes its value at every block, 16-bit, into `blocks` (H entering
+//                  block k going forward, dH leaving block k in reverse: the operands of the backward's
+//                  block products), and the reverse walk's first segment the initial state's gradient.
+// Block k of a chain lands at blocks + ((block_slot) * heads + h) * p * n (block_slot()).
+#pragma once
+#include "cuda/sm90/chain.cuh"
+
+namespace ssd { namespace cuda { namespace sm90 {
+
+template <class T, int N_, bool kReverse_, bool kBlocks_>
+struct ChainStates {
+  using Elem = T;
+  static constexpr bool kReverse = kReverse_, kBlocks = kBlocks_;
+  static constexpr int P = 64, N = N_, BQ = 64;
+  static constexpr int kStages = 4;
+  static constexpr int kThreads = 256;
+  static constexpr int kEmptyArrivals = 128;  // the state warpgroup
+  static constexpr int kNT = N / 64;          // 64-column tiles of B or C
+  static constexpr int kTile = 64 * 128;      // 64 rows x 128 bytes
+  // a stage: x (forward) or dy and z (reverse), then B (forward) or C (reverse), back to back
+  static constexpr int kATiles = kReverse ? 2 : 1;
+  static constexpr int kX = 0, kZ = kTile, kB = kATiles * kTile;
+  static constexpr int kStageBytes = kB + kNT * kTile;
+  static constexpr int kRec = kStages * kStageBytes;  // records: float4 per position and stage
+  static constexpr int kBar = kRec + kStages * BQ * 16;
+  enum { kFull = 0, kReady = kStages, kEmpty = 2 * kStages, kBars = 3 * kStages };
+  static constexpr int kSmem = kBar + kBars * 8 + 1024;  // + alignment of the base to 1024
+  static __device__ __forceinline__ uint64_t* bars(char* smem) { return reinterpret_cast<uint64_t*>(smem + kBar); }
+  static __device__ __forceinline__ char* stage(char* smem, int s) { return smem + s * kStageBytes; }
+  static __device__ __forceinline__ float4* recs(char* smem, int s) { return reinterpret_cast<float4*>(smem + kRec) + s * BQ; }
+  // every tile of a stage is read by the state, so every one is zeroed past the chain's end
+  static constexpr int kZeroTiles = kATiles + kNT;
+  static __device__ __forceinline__ int zero_tile(int t) { return t * kTile; }
+  static_assert(N == 64 || N == 128, "dstate 64 or 128");
+};
+
+// The slot of block kb (from the chain's start; segments start on whole blocks) of chain c: batch rows
+// take ceil(seqlen / 64) slots each; packed sequences start at slot floor(t0 / 64) + c, which leaves
+// room for each one's ceil(len / 64) blocks, ceil(seqlen / 64) + num_seqs slots in all.
+__device__ __forceinline__ int64_t block_slot(const SsdParams& p, int c, const FwdChain& ch, int kb) {
+  if (!p.cu_seqlens) return (int64_t)c * ((p.seqlen + 63) / 64) + ch.t0 / 64 + kb;
+  return p.cu_seqlens[c] / 64 + c + (ch.t0 - p.cu_seqlens[c]) / 64 + kb;
+}
+
+// Warp 0's lane 0: the TMA loads of the blocks, in the order of the walk.
+template <class Tr>
+__device__ __forceinline__ void states_producer(const ChainMaps& maps, char* smem, int nblk, int h, int grp, int64_t row0,
+                                                bool has_z) {
+  constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
+  uint64_t* bars = Tr::bars(smem);
+  const CUtensorMap* a = Tr::kReverse ? &maps.dy : &maps.x;
+  const CUtensorMap* bmap = Tr::kReverse ? &maps.C : &maps.B;
+  has_z = has_z && Tr::kReverse;
+  tma_prefetch(a);
+  tma_prefetch(bmap);
+  if (has_z) tma_prefetch(&maps.z);
+  const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + kNT);
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S, kb = Tr::kReverse ? nblk - 1 - k : k;
+    mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
+    uint64_t* full = bars + Tr::kFull + s;
+    mbar_arrive_expect_tx(full, bytes);
+    const int r = (int)(row0 + 64 * (int64_t)kb);
+    char* st = Tr::stage(smem, s);
+    tma_load_3d(st + Tr::kX, a, full, 0, h, r);
+    if (has_z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
+#pragma unroll
+    for (int t = 0; t < kNT; ++t) tma_load_3d(st + Tr::kB + t * kTile, bmap, full, 64 * t, grp, r);
+  }
+}
+
+// What the state launches write besides ChainSegs (kBlocks): the 16-bit values per block, and in
+// reverse the final state's gradient read and the initial state's written (each (b, h, p, n), or null).
+struct ChainStatesIO {
+  void* blocks;
+  const float* d_final;
+  float* d_initial;
+};
+
+template <class Tr>
+__global__ void __launch_bounds__(Tr::kThreads, 1)
+k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps,
+               const __grid_constant__ ChainSegs segs, const __grid_constant__ ChainStatesIO io) {
+#if SSD_SM90A || defined(SSD_CUDA_EMULATION)
+  using T = typename Tr::Elem;
+  constexpr int N = Tr::N, S = Tr::kStages;
+  extern __shared__ char smem_dyn[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
+  uint64_t* bars = Tr::bars(smem);
+
+  const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
+  const int H = (int)p.nheads;
+  const int64_t pairs = (p.cu_seqlens ? p.num_seqs : p.batch) * (int64_t)H;  // CTAs per segment
+  const int64_t pair = blockIdx.x % pairs;
+  // the first launch walks the segments whose additions others need: all but the last going forward,
+  // all but the first in reverse (slot j holds segment j + 1 there)
+  const int slot = (int)(blockIdx.x / pairs);
+  const int seg = (!Tr::kBlocks && Tr::kReverse) ? slot + 1 : slot;
+  const int chain = (int)(pair / H), h = (int)(blockIdx.x % H);
+  const int grp = h / (int)(p.nheads / p.ngroups);
+  FwdChain ch = chain_of(p, chain, h);
+  cut_segment(ch, segs, seg);
+  const int nblk = (int)((ch.len + 63) / 64);
+  const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the segment's start
+
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      mbar_init(bars + Tr::kFull + s, 1);
+      mbar_init(bars + Tr::kReady + s, 32);
+      mbar_init(bars + Tr::kEmpty + s, Tr::kEmptyArrivals);
+    }
+    mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp < 4) {
+    if (warp == 0 && lane == 0) states_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
+    else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
+    return;
+  }
+
+  // ---- warpgroup 1: the state (or its gradient), 64 p rows x N columns in the accumulators
+  const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
+  const int64_t PN = (int64_t)Tr::P * N;
+  const int64_t bh = (int64_t)ch.b * H + h;
+  // where the walk starts from a given value: the chain's first segment going forward (the initial
+  // state), its last in reverse (the final state's gradient: batch rows, or the packed sequence whose
+  // state final_states is)
+  const float* start = nullptr;
+  if (!Tr::kReverse && seg == 0 && p.initial_states) start = p.initial_states + bh * PN;
+  if (Tr::kReverse && seg == segs.nseg - 1 && ch.is_last && io.d_final) start = io.d_final + (p.cu_seqlens ? h : bh) * PN;
+  float acc[N / 2];
+  chain_enter<Tr>(acc, segs, seg, Tr::kBlocks, start, pair, pairs, w, g, q);
+  float decay = 1.f;  // the product of the blocks' 2^(s_63)
+  for (int k = 0; k < nblk; ++k) {
+    const int s = k % S, kb = Tr::kReverse ? nblk - 1 - k : k;
+    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
+    mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
+    if (Tr::kBlocks) {
+      T* out = static_cast<T*>(io.blocks) + (block_slot(p, chain, ch, kb) * H + h) * PN;
+#pragma unroll
+      for (int i = 0; i < N / 2; i += 2)
+        *reinterpret_cast<uint32_t*>(out + acc_row(i, w, g) * N + acc_col(i, q)) = mma::pack2<T>(acc[i], acc[i + 1]);
+    }
+    decay *= chain_state_block<Tr>(acc, Tr::stage(smem, s), Tr::recs(smem, s), p.z != nullptr, w, lane);
+    mbar_arrive(bars + Tr::kEmpty + s);
+  }
+  float* dst = nullptr;
+  if (!Tr::kBlocks) {
+    dst = segs.ends + ((int64_t)slot * pairs + pair) * PN;
+    if (t == 0) segs.decays[(int64_t)slot * pairs + pair] = decay;
+  } else if (Tr::kReverse && seg == 0 && io.d_initial && !p.cu_seqlens) {
+    dst = io.d_initial + bh * PN;
+  }
+  if (dst) {
+#pragma unroll
+    for (int i = 0; i < N / 2; i += 2)
+      *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
+  }
+#else
+  SSD_SM90A_MISSING();
+#endif
+}
+
+}}}  // namespace ssd::cuda::sm90
