@@ -222,6 +222,11 @@ inline T __shfl_up_sync(unsigned, T v, unsigned d) {
   return emu::exchange(v, l >= (int)d ? l - (int)d : l);
 }
 template <class T>
+inline T __shfl_down_sync(unsigned, T v, unsigned d) {
+  const int l = threadIdx.x % 32;
+  return emu::exchange(v, l + (int)d < 32 ? l + (int)d : l);
+}
+template <class T>
 inline T __ldg(const T* p) { return *p; }
 inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }

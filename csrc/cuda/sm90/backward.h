@@ -1,7 +1,7 @@
-// The sm_90a backward's host entry, so far its state walks (chain_states.cuh, chain_backward.cu): the
-// first two launches of the design in bench/NOTES.md (session 14), which the block launch after them will
-// read. Nothing in the package calls them yet; bench/cuda/sm90_bwd_states.cu checks them against a
-// float64 recurrence, in the CPU emulation and on a device. Plain C++.
+// The sm_90a backward's host entry (chain_states.cuh, bwd_block.cuh, chain_backward.cu; the design is in
+// bench/NOTES.md, session 14). Nothing in the package calls it yet: bench/cuda/sm90_bwd_states.cu checks
+// the state walks against a float64 recurrence and the whole backward against the float64 reference, in
+// the CPU emulation and on a device. Plain C++.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -30,5 +30,14 @@ size_t states_workspace_bytes(const SsdParams& p);
 // gradient of the state before position 0. Never aborts; SSD_OK or an error with *err set.
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blocks, void* dh_blocks, void* workspace,
                           std::string* err);
+
+// The whole backward's workspace: H and dH per block, the segments', the per-block partials of dA,
+// dDtBias and dD.
+size_t backward_workspace_bytes(const SsdParams& p);
+
+// Enqueues the whole backward (every gradient of SsdBackwardParams; d_initial_states for batch rows):
+// the two state walks, the block launch (a CTA per block slot and group, over the group's heads) and
+// the fixed-order sums of dA, dDtBias and dD. workspace holds backward_workspace_bytes(bw.fwd).
+SsdStatus backward(const SsdBackwardParams& bw, void* stream, void* workspace, std::string* err);
 
 }}}  // namespace ssd::cuda::sm90

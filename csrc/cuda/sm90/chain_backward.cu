@@ -1,11 +1,13 @@
-// Host side of the sm_90a backward's state walks (chain_states.cuh): which calls they take, the tensor
-// maps, the launches.
+// Host side of the sm_90a backward (chain_states.cuh, bwd_block.cuh): which calls it takes, its
+// workspace, the tensor maps, the launches.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "cuda/common/host.h"
 #include "cuda/sm90/backward.h"
+#include "cuda/sm90/bwd_block.cuh"
 #include "cuda/sm90/chain_host.h"
 #include "cuda/sm90/forward.h"
 
@@ -43,6 +45,66 @@ SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h
   return launch_states<ChainStates<T, N, true, true>>(p, maps, segs, rev, cut.nseg, stream, "k_chain_states (dH per block)", err);
 }
 
+// The workspace of the whole backward: H and dH per block, the segments', the per-CTA partials.
+struct BwdLayout {
+  size_t h, dh, seg, dA, dbias, dD, total;
+};
+BwdLayout bwd_layout(const SsdParams& p) {
+  BwdLayout l;
+  auto up = [](size_t v) { return (v + 255) & ~size_t(255); };
+  const size_t vals = (size_t)block_slots(p) * (size_t)(p.nheads * p.headdim * p.dstate);
+  const size_t parts = (size_t)block_slots(p) * (size_t)p.nheads;
+  l.h = 0;
+  l.dh = l.h + up(vals * 2);
+  l.seg = l.dh + up(vals * 2);
+  l.dA = l.seg + up(seg_bytes(p, cut_of(p)));
+  l.dbias = l.dA + up(parts * 4);
+  l.dD = l.dbias + up(parts * 4);
+  l.total = l.dD + up(parts * 4 * (p.D_per_channel ? (size_t)p.headdim : 1));
+  return l;
+}
+
+template <class T, int N>
+SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void* workspace, std::string* err) {
+  using Tr = BwdBlock<T, N>;
+  const SsdParams& p = bw.fwd;
+  const BwdLayout l = bwd_layout(p);
+  char* ws = static_cast<char*>(workspace);
+  SsdStatus st;
+  if ((st = launch_walks<T, N>(bw, stream, ws + l.h, ws + l.dh, ws + l.seg, err)) != SSD_OK) return st;
+  alignas(64) BlockMaps maps;
+  std::memset(&maps, 0, sizeof maps);
+  if ((st = chain_maps<T>(&maps.c, p, err)) != SSD_OK) return st;
+  if ((st = chain_map<T>(&maps.c.dy, p, bw.dy, p.headdim, p.nheads, bw.dy_head_stride, bw.dy_seq_stride, err)) != SSD_OK) return st;
+  if (p.y_ungated && bw.dz &&
+      (st = chain_map<T>(&maps.yu, p, p.y_ungated, p.headdim, p.nheads, p.y_ungated_head_stride, p.y_ungated_seq_stride, err)) != SSD_OK)
+    return st;
+  const int64_t slots = block_slots(p);
+  for (int u = 0; u < 2; ++u) {
+    TmaTensor t;
+    t.dtype = std::is_same<T, __half>::value ? TmaDtype::kF16 : TmaDtype::kBf16;
+    t.rank = 2;
+    t.base = ws + (u ? l.dh : l.h);
+    t.dims[0] = (uint64_t)N;
+    t.dims[1] = (uint64_t)slots * (uint64_t)p.nheads * 64;
+    t.strides[0] = (uint64_t)N * 2;
+    t.box[0] = 64;
+    t.box[1] = 64;
+    t.swizzle = Swizzle::k128B;
+    if ((st = encode_tensor_map(u ? &maps.dh : &maps.h, t, err)) != SSD_OK) return st;
+  }
+  const BlockParts parts{reinterpret_cast<float*>(ws + l.dA), reinterpret_cast<float*>(ws + l.dbias),
+                         reinterpret_cast<float*>(ws + l.dD)};
+  auto* k = k_bwd_block<Tr>;
+  if ((st = allow_smem(k, Tr::kSmem, "k_bwd_block", err)) != SSD_OK) return st;
+  k<<<(unsigned)(slots * p.ngroups), Tr::kThreads, Tr::kSmem, stream>>>(bw, maps, parts);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return cuda_fail(e, "launch k_bwd_block", err);
+  k_bwd_block_finish<<<(unsigned)p.nheads, 64, 0, stream>>>(bw, parts, slots);
+  e = cudaGetLastError();
+  return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_bwd_block_finish", err);
+}
+
 }  // namespace
 
 bool takes_backward(const SsdBackwardParams& bw, std::string* why) {
@@ -70,6 +132,24 @@ int64_t block_slots(const SsdParams& p) {
 }
 
 size_t states_workspace_bytes(const SsdParams& p) { return seg_bytes(p, cut_of(p)); }
+
+size_t backward_workspace_bytes(const SsdParams& p) { return bwd_layout(p).total; }
+
+SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace, std::string* err) {
+  std::string why;
+  if (!takes_backward(bw, &why)) {
+    if (err) *err = "the sm_90a backward does not take this call: " + why;
+    return SSD_ERR_UNSUPPORTED;
+  }
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
+  return run_path(path_of(bw.fwd), [&](auto t) {
+    using T = decltype(t);
+    if constexpr (sizeof(T) == 2)
+      return bw.fwd.dstate == 64 ? launch_backward<T, 64>(bw, stream, workspace, err) : launch_backward<T, 128>(bw, stream, workspace, err);
+    if (err) *err = "internal: the sm_90a backward takes 16-bit dtypes only";
+    return SSD_ERR_INTERNAL;
+  });
+}
 
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream_v, void* h_blocks, void* dh_blocks, void* workspace,
                           std::string* err) {
