@@ -20,7 +20,7 @@ import { ssdReferenceBackward, type RefGrads } from './reference-backward';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { Tensor, type FloatType } from './tensor';
 import { SsdError } from './errors';
-import { withForwardPath } from './forward-path';
+import { withForwardPath } from './cuda-path';
 import {
   CPU_BOUND, CPU_STEP_BF16_STATE_BOUND, CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND,
   CUDA_FORWARD_BOUND, CUDA_STEP_FP32_BOUND, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE,

@@ -20,6 +20,7 @@
 #include "harness_common.h"
 #include "bwd_reference.h"
 #include "bits.h"
+#include "cuda/sm90/backward.h"
 
 // =============================================================================================
 // 2. Checks.
@@ -108,6 +109,12 @@ int CaseRun::run() {
   if (ssd::check_backward_params(bp, &err) != SSD_OK || !ssd::cuda::supports(bp.fwd, &err)) {
     printf("FAIL %-40s parameters refused: %s\n", c.name.c_str(), err.c_str());
     return 0;
+  }
+  // SSD_KERNELS_BACKWARD_PATH=sm90 runs the cases the sm_90a backward takes and skips the others
+  const char* forced = getenv("SSD_KERNELS_BACKWARD_PATH");
+  if (forced && strcmp(forced, "sm90") == 0 && !ssd::cuda::sm90::takes_backward(bp, &err)) {
+    printf("SKIP %-40s sm90 does not take it: %s\n", c.name.c_str(), err.c_str());
+    return 1;
   }
   const size_t wsb = ssd::cuda::backward_workspace_bytes(bp);
   void* ws = nullptr;

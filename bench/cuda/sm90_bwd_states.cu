@@ -42,6 +42,7 @@ struct Case {
   std::vector<int> lens;  // packed sequences (batch 1), or empty
   int D = 0;              // bwd cases: 0 none, 1 per head, 2 per channel
   bool limit = false;     // bwd cases: dt clamped to [0.02, 0.08]
+  bool kept = false;      // bwd cases (with z): y_ungated given, as the forward keeps it
 };
 
 float round16(bool is_f16, float v) { return is_f16 ? __half2float(__float2half(v)) : __bfloat162float(__float2bfloat16(v)); }
@@ -336,6 +337,43 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
           c.D == 2, true, (double)p.dt_min, (double)p.dt_max, packed ? &seq : nullptr};
   RefOut o;
   ref_backward(r, o);
+  std::vector<uint16_t> yub;
+  if (c.kept && p.z) {
+    // y_ungated = C . h + D x by the token recurrence, rounded once to the 16-bit dtype (what the forward
+    // keeps); the reference's dz uses the exact value, so dz differs by that rounding only
+    yub.assign(nx, 0);
+    const int hpg = H / G;
+    const size_t PN = (size_t)P * N;
+    for (int bb = 0; bb < b; ++bb)
+      for (int h = 0; h < H; ++h) {
+        const int g = h / hpg;
+        std::vector<double> S(PN, 0.0);
+        if (!in.h0.empty()) for (size_t e = 0; e < PN; ++e) S[e] = in.h0[((size_t)bb * H + h) * PN + e];
+        for (int t = 0; t < L; ++t) {
+          if (packed && t > 0 && seq[t] != seq[t - 1]) std::fill(S.begin(), S.end(), 0.0);
+          double u = (double)in.dt[((size_t)bb * L + t) * H + h] + (p.dt_bias ? in.bias[h] : 0.0);
+          u = softplus_d(u);
+          const double d = std::min(std::max(u, (double)p.dt_min), (double)p.dt_max), a = std::exp(d * in.A[h]);
+          for (int q = 0; q < P; ++q) {
+            const size_t xi = (((size_t)bb * L + t) * H + h) * P + q;
+            double y = 0;
+            for (int n = 0; n < N; ++n) {
+              const size_t bi = (((size_t)bb * L + t) * G + g) * N + n;
+              S[q * N + n] = a * S[q * N + n] + d * in.x[xi] * in.Bv[bi];
+              y += in.Cv[bi] * S[q * N + n];
+            }
+            if (p.D) y += (c.D == 2 ? in.D[(size_t)h * P + q] : in.D[h]) * in.x[xi];
+            yub[xi] = bits16(c.f16, (float)y);
+          }
+        }
+      }
+    SsdParams& pm = bw.fwd;
+    pm.y_ungated = in.up(yub);
+    pm.y_ungated_type = p.x_type;
+    pm.y_ungated_batch_stride = p.x_batch_stride;
+    pm.y_ungated_seq_stride = p.x_seq_stride;
+    pm.y_ungated_head_stride = P;
+  }
 
   const size_t wsb = ssd::cuda::sm90::backward_workspace_bytes(p);
   void* ws = in.zeros(wsb);
@@ -415,16 +453,18 @@ int main(int argc, char** argv) {
       {"packed 0,1,63,64,65,130,0 bf16 z", 1, 323, 2, 1, 128, false, true, true, false, true, {0, 1, 63, 64, 65, 130, 0}},
       {"packed 200,7 f16 n64", 1, 207, 2, 2, 64, true, false, false, false, true, {200, 7}},
   };
-  auto bwd = [](Case c, int D, bool limit) {
-    c.name = "bwd " + c.name + (D == 1 ? " D" : D == 2 ? " Dch" : "") + (limit ? " limit" : "");
+  auto bwd = [](Case c, int D, bool limit, bool kept = false) {
+    c.name = "bwd " + c.name + (D == 1 ? " D" : D == 2 ? " Dch" : "") + (limit ? " limit" : "") + (kept ? " kept" : "");
     c.D = D;
     c.limit = limit;
+    c.kept = kept;
     return c;
   };
   const std::vector<Case> bwd_cases = {
       bwd(cases[0], 1, false), bwd(cases[1], 2, false), bwd(cases[2], 0, true), bwd(cases[3], 2, false),
       bwd(cases[4], 1, false), bwd(cases[5], 2, true), bwd(cases[7], 1, false), bwd(cases[8], 0, false),
       bwd({"b1 L130 h8 g2 n128 bf16 z", 1, 130, 8, 2, 128, false, true, true, true, true, {}}, 2, false),
+      bwd(cases[3], 2, false, true), bwd(cases[5], 1, true, true), bwd(cases[7], 1, false, true),
   };
   int failed = 0, ran = 0;
   uint64_t seed = 1400;

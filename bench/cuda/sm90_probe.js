@@ -7,7 +7,7 @@
 const { Tensor, ssd } = require('../../dist/lib/index');
 const { Random, makeExample } = require('../../dist/lib/examples');
 const { relativeL2 } = require('../../dist/lib/reference');
-const { withForwardPath } = require('../../dist/lib/forward-path');
+const { withForwardPath } = require('../../dist/lib/cuda-path');
 
 const rng = new Random(9009);
 const G = (over) => ({ batch: 2, seqlen: 200, nheads: 4, headdim: 64, ngroups: 1, dstate: 128, ...over });

@@ -15,12 +15,13 @@
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
-import { Tensor, backends, ssd, ssdBackward, ssdBackwardSync, ssdSync, type SsdBackwardOptions, type SsdGrads, type SsdInputs, type SsdOptions } from '../../lib/index';
-import { ssdReferenceBackward, type RefGrads } from '../../lib/reference-backward';
-import { GRAD_INPUT, GRAD_NAMES, type SsdGradName } from '../../lib/validate-backward';
+import { Tensor, backends, ssd, ssdBackward, ssdBackwardSync, ssdSync, type SsdInputs, type SsdOptions } from '../../lib/index';
+import { ssdReferenceBackward } from '../../lib/reference-backward';
+import { GRAD_NAMES, type SsdGradName } from '../../lib/validate-backward';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { optionCombinations } from '../helpers';
-import { CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND, CUDA_FORWARD_BOUND, CUDA_SPLIT_BOUND, CUDA_VS_CPU_FACTOR, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
+import { bopts, checkGrads, makeCase, bitsEqual } from './backward-check';
+import { CUDA_FORWARD_BOUND, CUDA_SPLIT_BOUND, CUDA_VS_CPU_FACTOR, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 
 const cuda = backends().cuda;
 const gpu = cuda.available;
@@ -37,94 +38,11 @@ test('CUDA availability is reported (GPU backward tests run only where it is ava
 
 const rng = new Random(99103);
 
-/** The backward's options for a forward call's options, on `device` (undefined: 'auto'). */
-function bopts(o: SsdOptions, device?: 'cuda' | 'cpu'): SsdBackwardOptions {
-  const rest: Record<string, unknown> = { ...o };
-  delete rest.out;
-  delete rest.returnVarlenStates;
-  return (device ? { ...rest, device } : rest) as SsdBackwardOptions;
-}
-const SUMMED: readonly SsdGradName[] = ['dA', 'dDtBias', 'dD'];
-
-function bound(dtype: string, key: SsdGradName, want: Float64Array, gradType: string): number {
-  if (dtype === 'float32') return CUDA_BACKWARD_FP32_BOUND;
-  const base = SUMMED.includes(key) ? CUDA_BACKWARD_BF16_SUMMED_BOUND : CUDA_BACKWARD_BF16_BOUND;
-  return base + ROUNDING_ALLOWANCE * roundingError(gradType as 'float32', want);
-}
-
-function bitsEqual(a: Tensor, b: Tensor): boolean {
-  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
-  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
-/** Checks every gradient against the reference (and the CPU); returns the errors. */
-function checkGrads(grads: SsdGrads, expected: RefGrads, cpu: SsdGrads, inputs: SsdInputs, dtype: string): Record<string, number> {
-  const errors: Record<string, number> = {};
-  for (const key of GRAD_NAMES) {
-    const input = inputs[GRAD_INPUT[key]];
-    const grad = grads[key];
-    if (input === undefined) {
-      expect(grad).toBeUndefined();
-      continue;
-    }
-    if (grad === undefined) throw new Error(`${key} is missing`);
-    expect(grad.location).toBe('cpu');
-    expect(grad.dims).toEqual(input.dims);
-    const values = grad.toFloat32();
-    const want = Float64Array.from(expected[key]!);
-    expect(allFinite(values)).toBe(true);
-    if (l2(want) === 0) {
-      // exact zeros in float64 (clamped steps, no path to an output) may come out as fp32 dust
-      expect(l2(values)).toBeLessThan(CUDA_ZERO_GRADIENT_L2);
-      errors[key] = 0;
-      continue;
-    }
-    expect(l2(values)).toBeGreaterThan(0);
-    let error = relativeL2(values, want);
-    if (key === 'dDtBias' && dtype !== 'float32') {
-      // dDtBias[h] is exactly the sum of ddt over (b, t) for head h: its error is that of b·L terms,
-      // each held to the ddt bound, so it is measured against the sum of their magnitudes.
-      const ddt = Float64Array.from(expected.ddt);
-      const h = want.length;
-      const scale = new Float64Array(h);
-      for (let i = 0; i < ddt.length; i++) scale[i % h] += Math.abs(ddt[i]);
-      let num = 0;
-      for (let i = 0; i < h; i++) num += (values[i] - want[i]) ** 2;
-      error = Math.sqrt(num) / l2(scale);
-    }
-    const b = bound(dtype, key, want, grad.type);
-    if (!(error <= b)) throw new Error(`${key}: relative L2 error ${error} above ${b}`);
-    // against the CPU backward too (the summed gradients are held to the reference only: their plain
-    // relative distance inherits the cancellation discussed above)
-    const vsCpu = SUMMED.includes(key) && dtype !== 'float32' ? 0 : relativeL2(values, cpu[key]!.toFloat32());
-    if (!(vsCpu <= CUDA_VS_CPU_FACTOR * b)) throw new Error(`${key}: relative L2 distance to the CPU backward ${vsCpu} above ${CUDA_VS_CPU_FACTOR * b}`);
-    errors[key] = error;
-  }
-  return errors;
-}
-
-interface Case {
-  inputs: SsdInputs;
-  dy: Tensor;
-  dFinalStates?: Tensor;
-  expected: RefGrads;
-}
-
-function makeCase(config: ExampleConfig, example: ExampleOptions, options: SsdOptions, final: boolean): Case {
-  const { inputs, ref } = makeExample(rng, config, example);
-  const { batch: b, seqlen: L, nheads: h, headdim: p, dstate: n } = config;
-  const dy = Tensor.fromFloat32(example.dtype ?? 'float32', rng.normals(b * L * h * p), [b, L, h, p]);
-  const dFinalStates = final ? new Tensor('float32', rng.normals(b * h * p * n), [b, h, p, n]) : undefined;
-  const expected = ssdReferenceBackward(withOptions(ref, options), dy.toFloat32(), dFinalStates?.toFloat32());
-  return { inputs, dy, dFinalStates, expected };
-}
-
 const CONFIG: ExampleConfig = { batch: 2, seqlen: 45, nheads: 4, headdim: 16, ngroups: 2, dstate: 32 };
 
 describeGpu('CUDA backward: every option combination against the float64 reverse', () => {
   test.each(optionCombinations(['bfloat16', 'float32'], false))('%s', async (_name, example, options) => {
-    const c = makeCase(CONFIG, example, options, options.returnFinalStates ?? false);
+    const c = makeCase(rng, CONFIG, example, options, options.returnFinalStates ?? false);
     const grads = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const cpu = ssdBackwardSync(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cpu'));
     checkGrads(grads, c.expected, cpu, c.inputs, example.dtype ?? 'float32');
@@ -142,7 +60,7 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
   ] as [string, Partial<ExampleConfig>, number][])('%s (bf16)', async (_name, size, chunkSize) => {
     const options: SsdOptions = { dtSoftplus: true, chunkSize };
     const example: ExampleOptions = { dtype: 'bfloat16', D: 'head', z: true, dtBias: true, initialStates: true };
-    const c = makeCase({ ...CONFIG, ...size }, example, options, true);
+    const c = makeCase(rng, { ...CONFIG, ...size }, example, options, true);
     const grads = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const cpu = ssdBackwardSync(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cpu'));
     checkGrads(grads, c.expected, cpu, c.inputs, 'bfloat16');
@@ -150,7 +68,7 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
 
   test('device tensors in, device gradients out, equal to the host-tensor call', async () => {
     const options: SsdOptions = { dtSoftplus: true, chunkSize: 32 };
-    const c = makeCase(CONFIG, { dtype: 'bfloat16', D: 'channel', z: true, dtBias: true, initialStates: true }, options, true);
+    const c = makeCase(rng, CONFIG, { dtype: 'bfloat16', D: 'channel', z: true, dtBias: true, initialStates: true }, options, true);
     const host = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const dev = Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, (v as Tensor).toDevice()])) as unknown as SsdInputs;
     const dDy = c.dy.toDevice();
@@ -168,7 +86,7 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
 
   test('20 repeated runs give the same bits (fixed-order reductions)', async () => {
     const options: SsdOptions = { dtSoftplus: true, chunkSize: 64 };
-    const c = makeCase({ batch: 2, seqlen: 300, nheads: 8, headdim: 64, ngroups: 2, dstate: 64 }, { dtype: 'bfloat16', D: 'head', z: true, dtBias: true, initialStates: true }, options, true);
+    const c = makeCase(rng, { batch: 2, seqlen: 300, nheads: 8, headdim: 64, ngroups: 2, dstate: 64 }, { dtype: 'bfloat16', D: 'head', z: true, dtBias: true, initialStates: true }, options, true);
     const first = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     for (let i = 0; i < 19; i++) {
       const again = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
@@ -179,7 +97,7 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
   test('chaining: the backward of two halves (dFinalStates / dInitialStates handed over) equals one pass', async () => {
     const options: SsdOptions = { dtSoftplus: true, chunkSize: 32 };
     const L = 90, half = 40;
-    const c = makeCase({ ...CONFIG, seqlen: L }, { dtype: 'float32', D: 'head', z: true, dtBias: true, initialStates: true }, options, true);
+    const c = makeCase(rng, { ...CONFIG, seqlen: L }, { dtype: 'float32', D: 'head', z: true, dtBias: true, initialStates: true }, options, true);
     const whole = await ssdBackward(c.inputs, { dy: c.dy, dFinalStates: c.dFinalStates }, bopts(options, 'cuda'));
     const slice = (t: Tensor, from: number, to: number): Tensor => {
       const inner = t.size / (t.dims[0] * t.dims[1]);

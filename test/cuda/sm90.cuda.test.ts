@@ -16,7 +16,7 @@ import { Tensor, ssd, type SsdOptions } from '../../lib/index';
 import { CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { sameBits, gpuSuite } from '../helpers';
-import { withForwardPath, type ForwardPath } from '../../lib/forward-path';
+import { withForwardPath, type CudaPath } from '../../lib/cuda-path';
 
 const { gpu } = gpuSuite('GPU sm_90a forward tests');
 // The kernel's first device run left this file without an answer (bench/NOTES.md, session 12): a call
@@ -27,7 +27,7 @@ const describeGpu = gpu && asked ? describe : describe.skip;
 if (gpu && !asked) console.log('sm_90a forward tests skipped: they run with SSD_KERNELS_TEST_SM90=1 (the kernel is opt-in)');
 const rng = new Random(90090);
 /** f() on the given forward path, rejected after 60 s (the file's first device run hung, see above). */
-const withPath = <R>(path: ForwardPath, f: () => Promise<R>): Promise<R> => withForwardPath(path, f, 60000);
+const withPath = <R>(path: CudaPath, f: () => Promise<R>): Promise<R> => withForwardPath(path, f, 60000);
 
 let sm90 = false;
 function skipped(): boolean {

@@ -9,6 +9,8 @@
 # The forward's cp.async copies run synchronously there, so a missing cp.async wait goes unseen.
 # The backward's "yu" cases run the forward first (for y_ungated), which the backward's build lacks:
 # they fail there with "no forward in the emulation".
+# SSD_KERNELS_FORWARD_PATH=sm90 / SSD_KERNELS_BACKWARD_PATH=sm90 at run time put the cases the sm_90a
+# kernels take on them (the harness skips the others).
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
 # next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags), and at run time
 # SSD_BWD_TEST_SPLIT=n to force the backward's head-slice count (the harness reads it).
@@ -31,16 +33,17 @@ for h in csrc/cuda/common/*.cuh csrc/cuda/fwd/*.cuh csrc/cuda/bwd/*.cuh; do
   mkdir -p "$BUILD_DIR/$(dirname "$rel")"
   [ "$rel" = cuda/common/mma.cuh ] || python3 "$E/transform.py" file "$h" "$BUILD_DIR/$rel"
 done
+# the sm_90a kernels (the forward's and the backward's, which either path may call), on the emulation of
+# their instructions (emu_sm90.h)
+cp "$E/emu_sm90.h" "$BUILD_DIR/"
+mkdir -p "$BUILD_DIR/cuda/sm90"
+python3 "$E/transform.py" sm90 csrc/cuda/sm90 "$BUILD_DIR/cuda/sm90"
 sm90_objs=()
-if [ "$KERNEL" = fwd ]; then
-  # the sm_90a forward, on the emulation of its instructions (emu_sm90.h)
-  cp "$E/emu_sm90.h" "$BUILD_DIR/"
-  mkdir -p "$BUILD_DIR/cuda/sm90"
-  python3 "$E/transform.py" sm90 csrc/cuda/sm90 "$BUILD_DIR/cuda/sm90"
-  python3 "$E/transform.py" file csrc/cuda/sm90/chain_forward.cu "$BUILD_DIR/emu_sm90_forward.cpp"
-  sed -i 's|#include "emu_cuda.h"|#include "emu_sm90.h"|' "$BUILD_DIR/emu_sm90_forward.cpp"
-  sm90_objs=("$BUILD_DIR/emu_sm90_forward.o")
-fi
+for f in chain_forward chain_backward; do
+  python3 "$E/transform.py" file "csrc/cuda/sm90/$f.cu" "$BUILD_DIR/emu_sm90_$f.cpp"
+  sed -i 's|#include "emu_cuda.h"|#include "emu_sm90.h"|' "$BUILD_DIR/emu_sm90_$f.cpp"
+  sm90_objs+=("$BUILD_DIR/emu_sm90_$f.o")
+done
 src=$([ "$KERNEL" = bwd ] && echo csrc/cuda/bwd/backward.cu || echo csrc/cuda/fwd/forward.cu)
 python3 "$E/transform.py" file "$src" "$BUILD_DIR/emu_ssd_$KERNEL.cpp"
 subs=(); [ "$KERNEL" = bwd ] && subs=("constexpr int kRuns = 5;=>constexpr int kRuns = ${RUNS:-2};")
@@ -48,16 +51,14 @@ python3 "$E/transform.py" file "bench/cuda/${KERNEL}_harness.cu" "$BUILD_DIR/emu
 # what the harnesses share (its fill kernel and launch); found next to emu_harness.cpp first
 python3 "$E/transform.py" file bench/cuda/harness_common.h "$BUILD_DIR/harness_common.h"
 FLAGS=(-std=c++17 -O2 -w -I "$BUILD_DIR" -I "$CUDA_INC" -I include -I csrc -I bench/cuda ${EMU_CXXFLAGS:-})
-stub_flags=(); [ "$KERNEL" = fwd ] && stub_flags=(-DEMU_WITH_FORWARD -DEMU_SM90)
+stub_flags=(-DEMU_SM90); [ "$KERNEL" = fwd ] && stub_flags+=(-DEMU_WITH_FORWARD)
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_ssd_$KERNEL.cpp" -o "$BUILD_DIR/emu_ssd.o" & p1=$!
 g++ "${FLAGS[@]}" -c "$BUILD_DIR/emu_harness.cpp" -o "$BUILD_DIR/emu_harness.o" & p2=$!
 g++ "${FLAGS[@]}" "${stub_flags[@]}" -c "$E/emu_stubs.cpp" -o "$BUILD_DIR/emu_stubs.o" & p3=$!
 g++ "${FLAGS[@]}" -x c++ -c csrc/cuda/supports.cu -o "$BUILD_DIR/supports.o" & p4=$!
 g++ "${FLAGS[@]}" -c csrc/core/params.cpp -o "$BUILD_DIR/params.o" & p5=$!
-p6=
-if [ ${#sm90_objs[@]} -gt 0 ]; then
-  g++ "${FLAGS[@]}" -Wno-psabi -c "$BUILD_DIR/emu_sm90_forward.cpp" -o "${sm90_objs[0]}" & p6=$!
-fi
-wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 && { [ -z "$p6" ] || wait $p6; } || { echo "BUILD FAILED"; exit 2; }
+g++ "${FLAGS[@]}" -Wno-psabi -c "$BUILD_DIR/emu_sm90_chain_forward.cpp" -o "${sm90_objs[0]}" & p6=$!
+g++ "${FLAGS[@]}" -Wno-psabi -c "$BUILD_DIR/emu_sm90_chain_backward.cpp" -o "${sm90_objs[1]}" & p7=$!
+wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 && wait $p6 && wait $p7 || { echo "BUILD FAILED"; exit 2; }
 g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o "$BUILD_DIR"/supports.o "$BUILD_DIR"/params.o "${sm90_objs[@]}"
 exec "$BUILD_DIR/emu_harness" check "$@"

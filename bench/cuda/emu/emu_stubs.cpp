@@ -7,9 +7,9 @@
 #include "emu_sm90.h"
 #else
 #include "emu_cuda.h"
+#endif
 #include "cuda/backend.h"
 #include "cuda/detail.h"
-#endif
 #include <string>
 extern "C" {
 cudaError_t cudaMalloc(void** p, size_t n) { *p = aligned_alloc(256, (n + 255) & ~size_t(255)); memset(*p, 0xab, n); return cudaSuccess; }
@@ -64,7 +64,7 @@ cudaError_t cudaGetDriverEntryPoint(const char* symbol, void** fn, unsigned long
 }
 #endif
 }
-#if !defined(EMU_WITH_FORWARD) && !defined(EMU_SM90)  // the backward's build: no forward kernels
+#if !defined(EMU_WITH_FORWARD)  // the backward's build: no forward kernels
 namespace ssd { namespace cuda {
 size_t forward_workspace_bytes(const SsdParams&) { return 0; }
 SsdStatus forward(const SsdParams&, void*, void*, std::string* e) { if (e) *e = "no forward in the emulation"; return SSD_ERR_UNSUPPORTED; }

@@ -70,6 +70,7 @@
 #include "cuda/bwd/main.cuh"
 #include "cuda/bwd/main_fixed.cuh"
 #include "cuda/bwd/finish.cuh"
+#include "cuda/sm90/backward.h"
 
 namespace ssd { namespace cuda {
 namespace {  // the kernels' names and their helpers (common.cuh) are in this namespace too
@@ -403,16 +404,50 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   return SSD_OK;
 }
 
+// Whether the call runs on the sm_90a backward (SSD_KERNELS_BACKWARD_PATH, sm90/backward.h): 1 yes, 0 no
+// (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
+int sm90_verdict(const SsdBackwardParams& bp, std::string* why) {
+  if (sm90::backward_path_choice() == sm90::PathChoice::kSm80) return 0;
+  if (!sm90::takes_backward(bp, why)) return -1;
+  if (sm90::available()) return 1;
+  if (why) *why = "no sm_90a device";
+  return -1;
+}
+
+// The sm_90a backward (../sm90): its launches timed as one stage.
+SsdStatus backward_sm90(const SsdBackwardParams& bp, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
+  Stages stages(stream, tm, err);
+  SsdStatus st;
+  if ((st = stages.begin()) != SSD_OK) return st;
+  if ((st = sm90::backward(bp, stream, workspace, err)) != SSD_OK) return st;
+  if ((st = stages.done(cudaSuccess, "launch the sm_90a backward")) != SSD_OK) return st;
+  if (tm) stages.name({"states+dstates+block+finish (sm90)"});
+  return SSD_OK;
+}
+
 SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   const SsdStatus st = begin_launches(workspace, tm, err);
   if (st != SSD_OK) return st;
+  std::string why;
+  switch (sm90_verdict(bp, &why)) {
+    case 1: return backward_sm90(bp, stream, workspace, err, tm);
+    case -1:
+      if (err) *err = "SSD_KERNELS_BACKWARD_PATH=sm90: " + why;
+      return SSD_ERR_UNSUPPORTED;
+    default: break;
+  }
   return run_path(path_of(bp.fwd), [&](auto t) { return run_t<decltype(t)>(bp, stream, workspace, err, tm); });
 }
 
 }  // namespace
 
-size_t backward_workspace_bytes(const SsdBackwardParams& p) { return layout_of(p).total; }
+size_t backward_workspace_bytes(const SsdBackwardParams& p) {
+  // the sm_90a backward's only when it is asked for: its per-block states are larger
+  if (sm90::backward_path_choice() == sm90::PathChoice::kSm90 && sm90::takes_backward(p, nullptr))
+    return std::max(layout_of(p).total, sm90::backward_workspace_bytes(p.fwd));
+  return layout_of(p).total;
+}
 
 SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error) {
   return backward_impl(p, stream, workspace, error, nullptr);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/sm90/forward.h"
 #include "ssd_kernels.h"
 
 namespace ssd { namespace cuda { namespace sm90 {
@@ -30,6 +31,12 @@ size_t states_workspace_bytes(const SsdParams& p);
 // gradient of the state before position 0. Never aborts; SSD_OK or an error with *err set.
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blocks, void* dh_blocks, void* workspace,
                           std::string* err);
+
+// Which backward a call takes (PathChoice of forward.h): opt-in until a device run shows it faster
+// than the sm_80 kernels and the GPU suite's backward files pass on it: SSD_KERNELS_BACKWARD_PATH=sm90
+// runs every call that takes_backward() accepts on it and makes the others an error, never a fallback;
+// unset, sm80 or anything else keeps every call on the sm_80 kernels.
+PathChoice backward_path_choice();
 
 // The whole backward's workspace: H and dH per block, the segments', the per-block partials of dA,
 // dDtBias and dD.

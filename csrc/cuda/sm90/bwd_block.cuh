@@ -13,7 +13,8 @@
 //   ds_i  = dY_i . (e_i C_i Hᵀ) + sum_{j<i} P_ij - sum_{k>i} P_ki - q_i,   q_j = X̄_j . (w'_j B_j dHᵀ),
 //   ds_last += 2^(s_last) <dH, H> + sum_{j<last} q_j      (last = len - 1; the terms that cancel left out)
 //   dd_j  = x_j . dX̄_j + A sum_{t>=j} ds_t,   ddt = dd o step_size', dA += sum_j d_j sum_{t>=j} ds_t
-// dA, dDtBias and dD go to per-CTA partials that k_bwd_finish sums in a fixed order.
+// dA, dDtBias and dD go to per-CTA partials that k_bwd_finish sums in a fixed order. As every CUDA
+// backward, it writes each gradient in its input's dtype and layout (dy has x's: cuda_supports_backward).
 //
 // Roles (384 threads; warps 2 and 3 leave at once):
 //   warp 0, one lane  the producer: B and C of the block once, then per head x, dy, z (y_ungated), H and
@@ -115,17 +116,6 @@ struct BlockParts {
   float* dbias;   // slots x heads
   float* dD;      // slots x heads (x headdim with D per channel)
 };
-
-// Stores v0, v1 as elements c, c + 1 of a row of dtype t (4 bytes at once where t is T).
-template <class T>
-__device__ __forceinline__ void store2(void* base, SsdDtype t, int64_t off, float v0, float v1) {
-  if (t == DtypeOfDevice<T>::kCode) {
-    *reinterpret_cast<uint32_t*>(static_cast<T*>(base) + off) = mma::pack2<T>(v0, v1);
-  } else {
-    dev::st_f(base, t, off, v0);
-    dev::st_f(base, t, off + 1, v1);
-  }
-}
 
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
@@ -284,7 +274,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           dAp += (float)(d * Rj[e]);
           const float v = p.dt_softplus ? math::softplus(u) : u;
           const float g = math::clamp_passes(v, p.dt_min, p.dt_max) ? dd * math::softplus_grad(u, p.dt_softplus) : 0.f;
-          dev::st_f(bw.ddt, bw.ddt_type, (int64_t)bp.b * bw.ddt_batch_stride + (bp.t0 + j) * bw.ddt_seq_stride + h, g);
+          dev::st_f(bw.ddt, p.dt_type, (int64_t)bp.b * p.dt_batch_stride + (bp.t0 + j) * p.dt_seq_stride + h, g);
           dbp += g;
         }
 #pragma unroll
@@ -518,9 +508,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         ddp[(i >> 2) * 2 + 1] = (hr ? ddp[(i >> 2) * 2 + 1] : 0.f) + dyv.y * xv.y;
         if (rr < len) {
           const int64_t tpos = bp.t0 + rr;
-          store2<T>(bw.dx, bw.dx_type,
-                    (int64_t)bp.b * bw.dx_batch_stride + tpos * bw.dx_seq_stride + (int64_t)h * bw.dx_head_stride + c,
-                    rj.y * dx0 + D0 * dyv.x, rj.y * dx1 + D1 * dyv.y);
+          *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dx) + (int64_t)bp.b * p.x_batch_stride + tpos * p.x_seq_stride +
+                                       (int64_t)h * p.x_head_stride + c) = mma::pack2<T>(rj.y * dx0 + D0 * dyv.x, rj.y * dx1 + D1 * dyv.y);
           if (bw.dz) {
             float y0, y1;
             if (kept) {
@@ -533,9 +522,9 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
             }
             const float2 dyr = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDy + tile_off(rr, c)));
             const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kZ + tile_off(rr, c)));
-            store2<T>(bw.dz, bw.dz_type,
-                      (int64_t)bp.b * bw.dz_batch_stride + tpos * bw.dz_seq_stride + (int64_t)h * bw.dz_head_stride + c,
-                      dev::gate_grad(dyr.x, y0, zv.x), dev::gate_grad(dyr.y, y1, zv.y));
+            *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + tpos * p.z_seq_stride +
+                                         (int64_t)h * p.z_head_stride + c) =
+                mma::pack2<T>(dev::gate_grad(dyr.x, y0, zv.x), dev::gate_grad(dyr.y, y1, zv.y));
           }
         }
       }
@@ -653,10 +642,10 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
     const int rr = acc_row(i, w, g), c = acc_col(i, q);
     if (rr >= len) continue;
     const int64_t tpos = bp.t0 + rr;
-    store2<T>(bw.dC, bw.dC_type, (int64_t)bp.b * bw.dC_batch_stride + tpos * bw.dC_seq_stride + (int64_t)grp * bw.dC_group_stride + c,
-              dc[i], dc[i + 1]);
-    store2<T>(bw.dB, bw.dB_type, (int64_t)bp.b * bw.dB_batch_stride + tpos * bw.dB_seq_stride + (int64_t)grp * bw.dB_group_stride + c,
-              db[i], db[i + 1]);
+    *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dC) + (int64_t)bp.b * p.C_batch_stride + tpos * p.C_seq_stride +
+                                 (int64_t)grp * p.C_group_stride + c) = mma::pack2<T>(dc[i], dc[i + 1]);
+    *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dB) + (int64_t)bp.b * p.B_batch_stride + tpos * p.B_seq_stride +
+                                 (int64_t)grp * p.B_group_stride + c) = mma::pack2<T>(db[i], db[i + 1]);
   }
 #else
   SSD_SM90A_MISSING();

@@ -2,6 +2,7 @@
 // workspace, the tensor maps, the launches.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -21,7 +22,7 @@ SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h
   alignas(64) ChainMaps maps;
   SsdStatus st;
   if ((st = chain_maps<T>(&maps, p, err)) != SSD_OK) return st;
-  if ((st = chain_map<T>(&maps.dy, p, bw.dy, p.headdim, p.nheads, bw.dy_head_stride, bw.dy_seq_stride, err)) != SSD_OK) return st;
+  if ((st = chain_map<T>(&maps.dy, p, bw.dy, p.headdim, p.nheads, p.x_head_stride, p.x_seq_stride, err)) != SSD_OK) return st;
   const Cut cut = cut_of(p);
   const ChainSegs segs = segs_in(p, cut, workspace);
   const ChainStatesIO none{nullptr, nullptr, nullptr};
@@ -75,7 +76,7 @@ SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void
   alignas(64) BlockMaps maps;
   std::memset(&maps, 0, sizeof maps);
   if ((st = chain_maps<T>(&maps.c, p, err)) != SSD_OK) return st;
-  if ((st = chain_map<T>(&maps.c.dy, p, bw.dy, p.headdim, p.nheads, bw.dy_head_stride, bw.dy_seq_stride, err)) != SSD_OK) return st;
+  if ((st = chain_map<T>(&maps.c.dy, p, bw.dy, p.headdim, p.nheads, p.x_head_stride, p.x_seq_stride, err)) != SSD_OK) return st;
   if (p.y_ungated && bw.dz &&
       (st = chain_map<T>(&maps.yu, p, p.y_ungated, p.headdim, p.nheads, p.y_ungated_head_stride, p.y_ungated_seq_stride, err)) != SSD_OK)
     return st;
@@ -108,21 +109,21 @@ SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void
 }  // namespace
 
 bool takes_backward(const SsdBackwardParams& bw, std::string* why) {
-  if (!takes(bw.fwd, why)) return false;
+  if (!takes_inputs(bw.fwd, why)) return false;
   const SsdParams& p = bw.fwd;
-  if (bw.dy_type != p.x_type) {
-    if (why) *why = "dy not of x's dtype";
+  auto refuse = [&](const char* reason) {
+    if (why) *why = reason;
     return false;
-  }
-  if (!aligned(bw.dy, 16) || bw.dy_seq_stride % 8 || bw.dy_head_stride % 8 ||
-      (p.batch > 1 && bw.dy_batch_stride != p.seqlen * bw.dy_seq_stride)) {
-    if (why) *why = "dy not in a layout a tensor map describes";
-    return false;
-  }
-  if (!aligned(bw.d_final_states, 8) || !aligned(bw.d_initial_states, 8)) {
-    if (why) *why = "state gradients not 8-byte aligned";
-    return false;
-  }
+  };
+  // the gradients have their inputs' dtypes and layouts (cuda_supports_backward); dy is read as x is
+  // (TMA), and y_ungated where it is kept, so both must have x's dtype and layout
+  if (bw.dy_type != p.x_type || bw.dy_batch_stride != p.x_batch_stride || bw.dy_seq_stride != p.x_seq_stride ||
+      bw.dy_head_stride != p.x_head_stride)
+    return refuse("dy not of x's dtype and layout");
+  if (p.y_ungated && bw.dz &&
+      (p.y_ungated_type != p.x_type || !tma_layout(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride, p)))
+    return refuse("y_ungated not of x's dtype in a layout a tensor map describes");
+  if (!aligned(bw.d_final_states, 8) || !aligned(bw.d_initial_states, 8)) return refuse("state gradients not 8-byte aligned");
   return true;
 }
 
@@ -134,6 +135,11 @@ int64_t block_slots(const SsdParams& p) {
 size_t states_workspace_bytes(const SsdParams& p) { return seg_bytes(p, cut_of(p)); }
 
 size_t backward_workspace_bytes(const SsdParams& p) { return bwd_layout(p).total; }
+
+PathChoice backward_path_choice() {
+  const char* v = std::getenv("SSD_KERNELS_BACKWARD_PATH");
+  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
+}
 
 SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace, std::string* err) {
   std::string why;

@@ -50,11 +50,10 @@ SsdStatus launch(const SsdParams& p, cudaStream_t stream, void* workspace, std::
 
 }  // namespace
 
-bool takes(const SsdParams& p, std::string* why) {
+bool takes_inputs(const SsdParams& p, std::string* why) {
   const SsdDtype t = p.x_type;
-  if (!dtype_mma(t) || p.B_type != t || p.C_type != t || p.y_type != t || (p.z && p.z_type != t) ||
-      (p.y_ungated && p.y_ungated_type != t))
-    return refuse(why, "x, z, B, C and y not all of one 16-bit dtype");
+  if (!dtype_mma(t) || p.B_type != t || p.C_type != t || (p.z && p.z_type != t))
+    return refuse(why, "x, z, B and C not all of one 16-bit dtype");
   if (p.headdim != 64) return refuse(why, "headdim is not 64");
   if (p.dstate != 64 && p.dstate != 128) return refuse(why, "dstate is not 64 or 128");
   if (p.seq_idx) return refuse(why, "seq_idx (packed sequences take cu_seqlens)");
@@ -63,15 +62,26 @@ bool takes(const SsdParams& p, std::string* why) {
       !tma_ok(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride, p) ||
       (p.z && !tma_ok(p.z, p.z_batch_stride, p.z_seq_stride, p.z_head_stride, p)))
     return refuse(why, "x, z, B or C not in a layout a tensor map describes");
-  // 4-byte stores of y, 8-byte accesses of the states
-  if (!aligned(p.y, 4) || p.y_batch_stride % 2 || p.y_seq_stride % 2 || p.y_head_stride % 2 ||
-      (p.y_ungated && (!aligned(p.y_ungated, 4) || p.y_ungated_batch_stride % 2 || p.y_ungated_seq_stride % 2 ||
-                       p.y_ungated_head_stride % 2)))
-    return refuse(why, "y not 4-byte aligned");
   if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8) || !aligned(p.varlen_states, 8))
     return refuse(why, "states not 8-byte aligned");
   if ((uint64_t)p.batch * (uint64_t)p.seqlen + 64 > (uint64_t)INT32_MAX) return refuse(why, "more than 2^31 rows");
   if (pairs_of(p) * cut_of(p).nseg > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
+  return true;
+}
+
+bool tma_layout(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, const SsdParams& p) {
+  return tma_ok(ptr, batch_stride, seq_stride, head_stride, p);
+}
+
+bool takes(const SsdParams& p, std::string* why) {
+  if (!takes_inputs(p, why)) return false;
+  const SsdDtype t = p.x_type;
+  if (p.y_type != t || (p.y_ungated && p.y_ungated_type != t)) return refuse(why, "y or y_ungated not of x's dtype");
+  // 4-byte stores of y
+  if (!aligned(p.y, 4) || p.y_batch_stride % 2 || p.y_seq_stride % 2 || p.y_head_stride % 2 ||
+      (p.y_ungated && (!aligned(p.y_ungated, 4) || p.y_ungated_batch_stride % 2 || p.y_ungated_seq_stride % 2 ||
+                       p.y_ungated_head_stride % 2)))
+    return refuse(why, "y not 4-byte aligned");
   return true;
 }
 
