@@ -19,7 +19,9 @@
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
-#   sm90bwd    the sm_90a backward's state walks against the float64 recurrence (sm90_bwd_states.sh)
+#   sm90bwd    the sm_90a backward against the float64 references (sm90_bwd_states.sh)
+#   bwdpaths   bench --device cuda --backward ($VARIANT_CONFIGS, default G1-G4), with and without
+#              --ungated, on the sm_80 kernels and with SSD_KERNELS_BACKWARD_PATH=sm90
 #   variants   bench --device cuda (forward, $VARIANT_CONFIGS, default G1-G5) of each addon in
 #              $VARIANTS (space-separated .node files, default the build's), on the sm_80 kernels and
 #              with SSD_KERNELS_FORWARD_PATH=sm90, interleaved so that the binaries share the session
@@ -86,6 +88,14 @@ for step in "$@"; do
           # shellcheck disable=SC2086  # the configs are a list
           SSD_KERNELS_ADDON=$addon SSD_KERNELS_FORWARD_PATH=$path run_step "fwd_${name}_$path" \
             timeout 120 node dist/lib/cli.js bench --device cuda --json --config "${VARIANT_CONFIGS:-G1,G2,G3,G4,G5}"
+        done
+      done ;;
+    bwdpaths)
+      # shellcheck disable=SC2086  # the configs are a list
+      for path in sm80 sm90; do
+        for mode in --ungated ""; do
+          SSD_KERNELS_BACKWARD_PATH=$path run_step "bwd_${path}${mode:+_ungated}" \
+            timeout 60 node dist/lib/cli.js bench --device cuda --backward $mode --json --config "${VARIANT_CONFIGS:-G1,G2,G3,G4}"
         done
       done ;;
     *) echo "unknown step '$step'" | tee -a "$summary" ;;
