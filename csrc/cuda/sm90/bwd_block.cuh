@@ -37,7 +37,7 @@ struct BwdBlock {
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 2, kRecs = 4;
   static constexpr int kThreads = 384;
-  static constexpr int kProducerRegs = 56, kMainRegs = 232, kAccRegs = 200;
+  static constexpr int kProducerRegs = 40, kMainRegs = 256, kAccRegs = 184;
   static_assert(kProducerRegs * 128 + kMainRegs * 128 + kAccRegs * 128 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;
   static constexpr int kTile = 64 * 128;
