@@ -330,12 +330,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       if (k == 0) {
         // G once per CTA, kept in registers (fp32) and as a 16-bit tile for Mᵀ
         wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < N / 16; ++kk) {
-          const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
-          wgmma_ss<T, 64>(gm, smem_desc(smem + Tr::kC + off, 16, 1024, Swizzle::k128B),
-                          smem_desc(smem + Tr::kB + off, 16, 1024, Swizzle::k128B), kk > 0);
-        }
+        wgmma_abt<T, N>(gm, smem + Tr::kC, smem + Tr::kB);
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_hold(gm);
@@ -370,16 +365,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       // C Hᵀ (rows i, columns p) and dY X̄ᵀ / d (rows i, columns j)
       float ya[32], dm[32];
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < N / 16; ++kk) {
-        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
-        wgmma_ss<T, 64>(ya, smem_desc(smem + Tr::kC + off, 16, 1024, Swizzle::k128B),
-                        smem_desc(st + Tr::kH + off, 16, 1024, Swizzle::k128B), kk > 0);
-      }
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        wgmma_ss<T, 64>(dm, smem_desc(st + Tr::kDY + kk * 32, 16, 1024, Swizzle::k128B),
-                        smem_desc(st + Tr::kX + kk * 32, 16, 1024, Swizzle::k128B), kk > 0);
+      wgmma_abt<T, N>(ya, smem + Tr::kC, st + Tr::kH);
+      wgmma_abt<T, 64>(dm, st + Tr::kDY, st + Tr::kX);
       wgmma_commit();
       wgmma_wait<0>();
       wgmma_hold(ya);
@@ -475,12 +462,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         wgmma_rs<T, 64, kMNMajor>(dxa, ma[kk], smem_desc(st + Tr::kDY + kk * 2048, 8192, 1024, Swizzle::k128B), kk > 0);
-#pragma unroll
-      for (int kk = 0; kk < N / 16; ++kk) {
-        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
-        wgmma_ss<T, 64>(bdh, smem_desc(smem + Tr::kB + off, 16, 1024, Swizzle::k128B),
-                        smem_desc(st + Tr::kDH + off, 16, 1024, Swizzle::k128B), kk > 0);
-      }
+      wgmma_abt<T, N>(bdh, smem + Tr::kB, st + Tr::kDH);
       wgmma_commit();
       wgmma_wait<0>();
       wgmma_hold(ya);

@@ -101,6 +101,28 @@ __device__ __forceinline__ uint32_t tile_off(int r, int c) {
   return (uint32_t)(r * 128 + ((((c >> 3) ^ (r & 7)) & 7) << 4) + (c & 7) * 2);
 }
 
+// Issues acc (64 x 64) = A Bᵀ over k < K (no commit or wait): A and B are 64 rows of K 16-bit values each,
+// in K / 64 swizzled tiles side by side (8 KB apart), both K-major: C Bᵀ, C Hᵀ, dY X̄ᵀ, B dHᵀ.
+template <class T, int K>
+__device__ __forceinline__ void wgmma_abt(float (&acc)[32], const char* a, const char* b) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    const uint32_t off = (kk >> 2) * (64 * 128) + (kk & 3) * 32;
+    wgmma_ss<T, 64>(acc, smem_desc(a + off, 16, 1024, Swizzle::k128B), smem_desc(b + off, 16, 1024, Swizzle::k128B), kk > 0);
+  }
+}
+
+// The ring's barriers at the CTA's start (thread 0): full[s] (the producer's expect_tx), ready[s] (the
+// records warp) and empty[s] (Tr::kEmptyArrivals) of each of the Tr::kStages stages.
+template <class Tr>
+__device__ __forceinline__ void ring_bars_init(uint64_t* bars) {
+  for (int s = 0; s < Tr::kStages; ++s) {
+    mbar_init(bars + Tr::kFull + s, 1);
+    mbar_init(bars + Tr::kReady + s, 32);
+    mbar_init(bars + Tr::kEmpty + s, Tr::kEmptyArrivals);
+  }
+}
+
 // The state's accumulator element pairs: element i (even) of thread t of the state warpgroup is row
 // 16 w + g + 8 ((i >> 1) & 1), columns cc, cc + 1 with cc = 8 (i >> 2) + 2 q (w = warp in the
 // warpgroup, g = lane / 4, q = lane % 4): the wgmma m64nN accumulator layout.

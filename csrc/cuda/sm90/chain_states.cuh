@@ -115,11 +115,7 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the segment's start
 
   if (tid == 0) {
-    for (int s = 0; s < S; ++s) {
-      mbar_init(bars + Tr::kFull + s, 1);
-      mbar_init(bars + Tr::kReady + s, 32);
-      mbar_init(bars + Tr::kEmpty + s, Tr::kEmptyArrivals);
-    }
+    ring_bars_init<Tr>(bars);
     mbar_init_fence();
   }
   __syncthreads();

@@ -121,11 +121,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the chain's start
 
   if (tid == 0) {
-    for (int s = 0; s < S; ++s) {
-      mbar_init(bars + Tr::kFull + s, 1);
-      mbar_init(bars + Tr::kReady + s, 32);
-      mbar_init(bars + Tr::kEmpty + s, Tr::kEmptyArrivals);
-    }
+    ring_bars_init<Tr>(bars);
     for (int u = 0; u < 2; ++u) {
       mbar_init(bars + Tr::kHFull + u, 128);
       mbar_init(bars + Tr::kHEmpty + u, 128);
@@ -166,20 +162,10 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       char* st = stage(s);
       float sacc[32], yacc[32];
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < N / 16; ++kk) {
-        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
-        wgmma_ss<T, 64>(sacc, smem_desc(st + Tr::kC + off, 16, 1024, Swizzle::k128B),
-                        smem_desc(st + Tr::kB + off, 16, 1024, Swizzle::k128B), kk > 0);
-      }
+      wgmma_abt<T, N>(sacc, st + Tr::kC, st + Tr::kB);
       wgmma_commit();
       mbar_wait(bars + Tr::kHFull + u, (k >> 1) & 1);
-#pragma unroll
-      for (int kk = 0; kk < N / 16; ++kk) {
-        const uint32_t off = (kk >> 2) * kTile + (kk & 3) * 32;
-        wgmma_ss<T, 64>(yacc, smem_desc(st + Tr::kC + off, 16, 1024, Swizzle::k128B),
-                        smem_desc(hbuf(u) + off, 16, 1024, Swizzle::k128B), kk > 0);
-      }
+      wgmma_abt<T, N>(yacc, st + Tr::kC, hbuf(u));
       wgmma_commit();
       wgmma_wait<1>();
       wgmma_hold(sacc);
