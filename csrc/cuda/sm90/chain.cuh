@@ -129,6 +129,14 @@ __device__ __forceinline__ void ring_bars_init(uint64_t* bars) {
 __device__ __forceinline__ int acc_row(int i, int w, int g) { return 16 * w + g + 8 * ((i >> 1) & 1); }
 __device__ __forceinline__ int acc_col(int i, int q) { return 8 * (i >> 2) + 2 * q; }
 
+// The state warpgroup's accumulators into a p x n fp32 state at dst (row-major).
+template <int N>
+__device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)[N / 2], int w, int g, int q) {
+#pragma unroll
+  for (int i = 0; i < N / 2; i += 2)
+    *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
+}
+
 // Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
 // the blocks (Tr::kReverse: from the chain's end), and the rows of the stage's tiles that the state
 // reads past the chain's end zeroed (they hold the next sequence, or row, or zero fill), then ready[s].

@@ -159,11 +159,7 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   } else if (Tr::kReverse && seg == 0 && io.d_initial && !p.cu_seqlens) {
     dst = io.d_initial + bh * PN;
   }
-  if (dst) {
-#pragma unroll
-    for (int i = 0; i < N / 2; i += 2)
-      *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
-  }
+  if (dst) chain_store_state<N>(dst, acc, w, g, q);
 #else
   SSD_SM90A_MISSING();
 #endif

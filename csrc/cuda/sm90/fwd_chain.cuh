@@ -256,12 +256,8 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     mbar_arrive(bars + Tr::kEmpty + s);
   }
   float* fins[2] = {ch.fin, ch.last};
-  for (float* fin : fins) {
-    if (!fin) continue;
-#pragma unroll
-    for (int i = 0; i < N / 2; i += 2)
-      *reinterpret_cast<float2*>(fin + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
-  }
+  for (float* fin : fins)
+    if (fin) chain_store_state<N>(fin, acc, w, g, q);
 #else
   SSD_SM90A_MISSING();
 #endif
