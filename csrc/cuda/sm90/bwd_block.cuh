@@ -117,6 +117,35 @@ struct BlockParts {
   float* dD;      // slots x heads (x headdim with D per channel)
 };
 
+// The per-position sums of a warpgroup's 64 x 64 accumulator layout: a and b hold this thread's
+// partials of rows r0 and r0 + 8 (summed here over the quad, into ra[] and rb[]), col its partials of
+// columns 8 (c >> 1) + 2q + (c & 1) over its two rows (summed here over the warp's 16 rows, into cw[]).
+__device__ __forceinline__ void store_row_col_sums(float (&a)[2], float (&b)[2], float (&col)[16], float* ra, float* rb, float* cw,
+                                                   int r0, int g, int q) {
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    a[0] += __shfl_xor_sync(0xffffffffu, a[0], o);
+    a[1] += __shfl_xor_sync(0xffffffffu, a[1], o);
+    b[0] += __shfl_xor_sync(0xffffffffu, b[0], o);
+    b[1] += __shfl_xor_sync(0xffffffffu, b[1], o);
+  }
+#pragma unroll
+  for (int c = 0; c < 16; ++c) {
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) col[c] += __shfl_xor_sync(0xffffffffu, col[c], o);
+  }
+  if (q == 0) {
+    ra[r0] = a[0];
+    ra[r0 + 8] = a[1];
+    rb[r0] = b[0];
+    rb[r0 + 8] = b[1];
+  }
+  if (g == 0) {
+#pragma unroll
+    for (int c = 0; c < 16; ++c) cw[8 * (c >> 1) + 2 * q + (c & 1)] = col[c];
+  }
+}
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
 k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant__ BlockMaps maps,
@@ -408,28 +437,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         const float2 dyv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDY + tile_off(rr, c)));
         yod[hr] += dyv.x * ya[i] + dyv.y * ya[i + 1];
       }
-#pragma unroll
-      for (int o = 1; o < 4; o <<= 1) {
-        rowp[0] += __shfl_xor_sync(0xffffffffu, rowp[0], o);
-        rowp[1] += __shfl_xor_sync(0xffffffffu, rowp[1], o);
-        yod[0] += __shfl_xor_sync(0xffffffffu, yod[0], o);
-        yod[1] += __shfl_xor_sync(0xffffffffu, yod[1], o);
-      }
-#pragma unroll
-      for (int c = 0; c < 16; ++c) {
-#pragma unroll
-        for (int o = 4; o < 32; o <<= 1) colp[c] += __shfl_xor_sync(0xffffffffu, colp[c], o);
-      }
-      if (q == 0) {
-        rc->rowp[r0] = rowp[0];
-        rc->rowp[r0 + 8] = rowp[1];
-        rc->yoffdy[r0] = yod[0];
-        rc->yoffdy[r0 + 8] = yod[1];
-      }
-      if (g == 0) {
-#pragma unroll
-        for (int c = 0; c < 16; ++c) rc->colp[w][8 * (c >> 1) + 2 * q + (c & 1)] = colp[c];
-      }
+      store_row_col_sums(rowp, yod, colp, rc->rowp, rc->yoffdy, rc->colp[w], r0, g, q);
 
       // Mᵀ (rows j, columns i) from the G tile, as the A operand of Mᵀ dY
       uint32_t ma[4][4];
@@ -510,28 +518,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           }
         }
       }
-#pragma unroll
-      for (int o = 1; o < 4; o <<= 1) {
-        qj[0] += __shfl_xor_sync(0xffffffffu, qj[0], o);
-        qj[1] += __shfl_xor_sync(0xffffffffu, qj[1], o);
-        xdx[0] += __shfl_xor_sync(0xffffffffu, xdx[0], o);
-        xdx[1] += __shfl_xor_sync(0xffffffffu, xdx[1], o);
-      }
-#pragma unroll
-      for (int c = 0; c < 16; ++c) {
-#pragma unroll
-        for (int o = 4; o < 32; o <<= 1) ddp[c] += __shfl_xor_sync(0xffffffffu, ddp[c], o);
-      }
-      if (q == 0) {
-        rc->q[r0] = qj[0];
-        rc->q[r0 + 8] = qj[1];
-        rc->xdx[r0] = xdx[0];
-        rc->xdx[r0 + 8] = xdx[1];
-      }
-      if (g == 0) {
-#pragma unroll
-        for (int c = 0; c < 16; ++c) rc->ddp[w][8 * (c >> 1) + 2 * q + (c & 1)] = ddp[c];
-      }
+      store_row_col_sums(qj, xdx, ddp, rc->q, rc->xdx, rc->ddp[w], r0, g, q);
       mbar_arrive(bars + Tr::kEmpty + s);
       mbar_arrive(bars + Tr::kDone + r);
     }
