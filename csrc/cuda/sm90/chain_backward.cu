@@ -136,10 +136,7 @@ size_t states_workspace_bytes(const SsdParams& p) { return seg_bytes(p, cut_of(p
 
 size_t backward_workspace_bytes(const SsdParams& p) { return bwd_layout(p).total; }
 
-PathChoice backward_path_choice() {
-  const char* v = std::getenv("SSD_KERNELS_BACKWARD_PATH");
-  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
-}
+PathChoice backward_path_choice() { return path_from_variable("SSD_KERNELS_BACKWARD_PATH"); }
 
 SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace, std::string* err) {
   std::string why;
@@ -148,13 +145,7 @@ SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace,
     return SSD_ERR_UNSUPPORTED;
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  return run_path(path_of(bw.fwd), [&](auto t) {
-    using T = decltype(t);
-    if constexpr (sizeof(T) == 2)
-      return bw.fwd.dstate == 64 ? launch_backward<T, 64>(bw, stream, workspace, err) : launch_backward<T, 128>(bw, stream, workspace, err);
-    if (err) *err = "internal: the sm_90a backward takes 16-bit dtypes only";
-    return SSD_ERR_INTERNAL;
-  });
+  return run_chain_shape(bw.fwd, err, [&](auto t, auto n) { return launch_backward<decltype(t), decltype(n)::value>(bw, stream, workspace, err); });
 }
 
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream_v, void* h_blocks, void* dh_blocks, void* workspace,
@@ -165,13 +156,8 @@ SsdStatus backward_states(const SsdBackwardParams& bw, void* stream_v, void* h_b
     return SSD_ERR_UNSUPPORTED;
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  return run_path(path_of(bw.fwd), [&](auto t) {
-    using T = decltype(t);
-    if constexpr (sizeof(T) == 2)
-      return bw.fwd.dstate == 64 ? launch_walks<T, 64>(bw, stream, h_blocks, dh_blocks, workspace, err)
-                                 : launch_walks<T, 128>(bw, stream, h_blocks, dh_blocks, workspace, err);
-    if (err) *err = "internal: the sm_90a state walks take 16-bit dtypes only";
-    return SSD_ERR_INTERNAL;
+  return run_chain_shape(bw.fwd, err, [&](auto t, auto n) {
+    return launch_walks<decltype(t), decltype(n)::value>(bw, stream, h_blocks, dh_blocks, workspace, err);
   });
 }
 

@@ -104,10 +104,7 @@ bool available() {
 #endif
 }
 
-PathChoice path_choice() {
-  const char* v = std::getenv("SSD_KERNELS_FORWARD_PATH");
-  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
-}
+PathChoice path_choice() { return path_from_variable("SSD_KERNELS_FORWARD_PATH"); }
 
 size_t workspace_bytes(const SsdParams& p) { return takes(p, nullptr) ? seg_bytes(p, cut_of(p)) : 0; }
 
@@ -115,13 +112,7 @@ int segments(const SsdParams& p) { return cut_of(p).nseg; }
 
 SsdStatus forward(const SsdParams& p, void* stream_v, void* workspace, std::string* err) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  return run_path(path_of(p), [&](auto t) {
-    using T = decltype(t);
-    if constexpr (sizeof(T) == 2)
-      return p.dstate == 64 ? launch<T, 64>(p, stream, workspace, err) : launch<T, 128>(p, stream, workspace, err);
-    if (err) *err = "internal: the sm_90a forward takes 16-bit dtypes only";
-    return SSD_ERR_INTERNAL;
-  });
+  return run_chain_shape(p, err, [&](auto t, auto n) { return launch<decltype(t), decltype(n)::value>(p, stream, workspace, err); });
 }
 
 }}}  // namespace ssd::cuda::sm90

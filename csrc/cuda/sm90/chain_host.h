@@ -5,15 +5,39 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
 
 #include "cuda/common/host.h"
 #include "cuda/sm90/chain_states.cuh"
+#include "cuda/sm90/forward.h"
 #include "cuda/sm90/tensor_map.h"
 
 namespace ssd { namespace cuda { namespace sm90 {
+
+// The path a variable asks for: sm90 when it is exactly "sm90", else sm80 (path_choice,
+// backward_path_choice).
+inline PathChoice path_from_variable(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
+}
+
+// f(T(), std::integral_constant<int, N>()) for p's 16-bit element type T and dstate N (64 or 128), the
+// shapes the chain kernels are built for (the callers' takes() has checked them).
+template <class F>
+SsdStatus run_chain_shape(const SsdParams& p, std::string* err, F f) {
+  return run_path(path_of(p), [&](auto t) {
+    using T = decltype(t);
+    if constexpr (sizeof(T) == 2) {
+      return p.dstate == 64 ? f(T(), std::integral_constant<int, 64>()) : f(T(), std::integral_constant<int, 128>());
+    } else {
+      if (err) *err = "internal: the sm_90a kernels take 16-bit dtypes only";
+      return SSD_ERR_INTERNAL;
+    }
+  });
+}
 
 inline int64_t pairs_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs : p.batch) * p.nheads; }
 
