@@ -183,6 +183,11 @@ export interface NativeAddon {
    * started with SSD_KERNELS_FAULT_INJECT=1 (csrc/device/device.h, "Fault injection").
    */
   cudaInjectFault(kind: 'trap' | 'launch' | 'alloc'): void;
+  /**
+   * Checks only: forces the CUDA kernels of one direction ('sm80', 'sm90'), as SSD_KERNELS_FORWARD_PATH /
+   * SSD_KERNELS_BACKWARD_PATH would at start-up, or leaves them to that variable again (null).
+   */
+  cudaSetPath(direction: 'forward' | 'backward', path: 'sm80' | 'sm90' | null): void;
   /** A napi External holding the C function table (include/ssd_kernels.h), type-tagged. */
   getNativeApi(): object;
 }

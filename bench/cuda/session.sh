@@ -8,7 +8,9 @@
 #   suite      the GPU suite (jest.gpu.config.js) on build-cmake/Release/ssd_kernels.node, one jest
 #              run per file (its own log, FILE_LIMIT seconds each, default 300), so that a call the
 #              machine is taken back from still reports the files that finished; with SUITE_FILES (an
-#              extended regex over the file names, e.g. "backward|forward") only the files it matches
+#              extended regex over the file names, e.g. "backward|forward") only the files it matches;
+#              JEST_ARGS go to each jest run (e.g. --testTimeout=20000, so that a test whose call never
+#              settles fails by name within the file's limit instead of holding the file)
 #   probe      bench/cuda/sm90_probe.js: the sm_90a forward's calls one at a time, each limited
 #   compare    bench/cuda/compare.sh $BASELINE (fingerprints and package timings, before/after;
 #              ROUNDS, default 1), without the suite
@@ -51,7 +53,8 @@ for step in "$@"; do
       for file in dist/test/cuda/*.test.js; do
         base=$(basename "$file" .cuda.test.js)
         if [ -n "${SUITE_FILES:-}" ] && ! grep -Eq "$SUITE_FILES" <<< "$base"; then continue; fi
-        run_step "suite_$base" timeout "${FILE_LIMIT:-300}" node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose "$file"
+        # shellcheck disable=SC2086  # JEST_ARGS is a list
+        run_step "suite_$base" timeout "${FILE_LIMIT:-300}" node node_modules/.bin/jest -c jest.gpu.config.js --ci --verbose ${JEST_ARGS:-} "$file"
       done ;;
     harness_build)
       echo "== harness_build (background)" | tee -a "$summary"

@@ -6,6 +6,7 @@
 // H100 or H200 (bench/cuda/sm90_bwd_states.sh) and in the CPU emulation (bench/cuda/emu/sm90_bwd.sh).
 //   sm90_bwd_states [filter]     runs the cases whose name contains filter; PASS/FAIL per case, exit 1
 //                                on any failure
+//   sm90_bwd_states --time [name] times the walks and the whole backward on G1-G4 (a GPU only)
 // Inputs: x, dy, z, B, C uniform in [-1, 1) rounded to the 16-bit dtype, dt = randn - 4 through softplus
 // (d about 0.02 - 0.1), A = -exp(U(-1, 1.5)), a dt bias, initial states and d_final_states of unit scale.
 // Every case runs twice and must give the same bits; every compared tensor must be finite and nonzero.
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -176,6 +178,22 @@ void make_inputs(const Case& c, uint64_t seed, Inputs& in) {
   if (p.initial_states) bw.d_initial_states = static_cast<float*>(in.zeros(in.h0.size() * 4));
 }
 
+// The gradients of c's backward, zeroed, each in its input's dtype and layout (the CUDA backward's contract).
+void alloc_grads(const Case& c, Inputs& in) {
+  const int b = c.b, L = c.L, H = c.H, G = c.G, N = c.N, P = 64;
+  SsdBackwardParams& bw = in.bw;
+  const SsdParams& p = bw.fwd;
+  const size_t nx = (size_t)b * L * H * P, nbc = (size_t)b * L * G * N, nt = (size_t)b * L * H;
+  bw.dx = in.zeros(nx * 2); bw.dx_type = p.x_type; bw.dx_batch_stride = p.x_batch_stride; bw.dx_seq_stride = p.x_seq_stride; bw.dx_head_stride = P;
+  bw.ddt = in.zeros(nt * 4); bw.ddt_type = SSD_FLOAT32; bw.ddt_batch_stride = (int64_t)L * H; bw.ddt_seq_stride = H;
+  bw.dA = static_cast<float*>(in.zeros(H * 4));
+  bw.dB = in.zeros(nbc * 2); bw.dB_type = p.x_type; bw.dB_batch_stride = p.B_batch_stride; bw.dB_seq_stride = p.B_seq_stride; bw.dB_group_stride = N;
+  bw.dC = in.zeros(nbc * 2); bw.dC_type = p.x_type; bw.dC_batch_stride = p.C_batch_stride; bw.dC_seq_stride = p.C_seq_stride; bw.dC_group_stride = N;
+  if (p.D) bw.dD = static_cast<float*>(in.zeros(in.D.size() * 4));
+  if (p.z) { bw.dz = in.zeros(nx * 2); bw.dz_type = p.x_type; bw.dz_batch_stride = p.x_batch_stride; bw.dz_seq_stride = p.x_seq_stride; bw.dz_head_stride = P; }
+  if (p.dt_bias) bw.d_dt_bias = static_cast<float*>(in.zeros(H * 4));
+}
+
 bool run_case(const Case& c, uint64_t seed) {
   const int b = c.b, L = c.L, H = c.H, G = c.G, N = c.N, P = 64, hpg = H / G;
   const bool packed = !c.lens.empty();
@@ -312,14 +330,7 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
   SsdBackwardParams& bw = in.bw;
   const SsdParams& p = bw.fwd;
   const size_t nx = (size_t)b * L * H * P, nbc = (size_t)b * L * G * N, nt = (size_t)b * L * H;
-  bw.dx = in.zeros(nx * 2); bw.dx_type = p.x_type; bw.dx_batch_stride = p.x_batch_stride; bw.dx_seq_stride = p.x_seq_stride; bw.dx_head_stride = P;
-  bw.ddt = in.zeros(nt * 4); bw.ddt_type = SSD_FLOAT32; bw.ddt_batch_stride = (int64_t)L * H; bw.ddt_seq_stride = H;
-  bw.dA = static_cast<float*>(in.zeros(H * 4));
-  bw.dB = in.zeros(nbc * 2); bw.dB_type = p.x_type; bw.dB_batch_stride = p.B_batch_stride; bw.dB_seq_stride = p.B_seq_stride; bw.dB_group_stride = N;
-  bw.dC = in.zeros(nbc * 2); bw.dC_type = p.x_type; bw.dC_batch_stride = p.C_batch_stride; bw.dC_seq_stride = p.C_seq_stride; bw.dC_group_stride = N;
-  if (p.D) bw.dD = static_cast<float*>(in.zeros(in.D.size() * 4));
-  if (p.z) { bw.dz = in.zeros(nx * 2); bw.dz_type = p.x_type; bw.dz_batch_stride = p.x_batch_stride; bw.dz_seq_stride = p.x_seq_stride; bw.dz_head_stride = P; }
-  if (p.dt_bias) bw.d_dt_bias = static_cast<float*>(in.zeros(H * 4));
+  alloc_grads(c, in);
 
   // the reference: packed sequences as seq_idx
   std::vector<double> dtd(in.dt.begin(), in.dt.end()), Ad(in.A.begin(), in.A.end()), biasd(in.bias.begin(), in.bias.end()),
@@ -437,9 +448,71 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
   return ok;
 }
 
+
+// --time: the sm_90a backward on the benchmark shapes (lib/configs.ts: G1-G4, bf16, z, D per head,
+// dtSoftplus), the two state walks alone (backward_states) and the whole backward, CUDA events around
+// `reps` back-to-back runs after a warm-up, median of `rounds`; the block launch and the finish take the
+// difference. Inputs as the checks draw them (no reference is computed).
+void time_case(const Case& c, int rounds, int reps) {
+  Inputs in;
+  make_inputs(c, 15, in);
+  alloc_grads(c, in);
+  SsdBackwardParams& bw = in.bw;
+  const SsdParams& p = bw.fwd;
+  const int64_t slots = ssd::cuda::sm90::block_slots(p);
+  const size_t vals = (size_t)slots * c.H * 64 * c.N;
+  void* hb = in.zeros(vals * 2);
+  void* dhb = in.zeros(vals * 2);
+  void* sws = in.zeros(std::max<size_t>(ssd::cuda::sm90::states_workspace_bytes(p), 16));
+  const size_t wsb = ssd::cuda::sm90::backward_workspace_bytes(p);
+  void* ws = in.zeros(wsb);
+  std::string err;
+  auto walks = [&] { return ssd::cuda::sm90::backward_states(bw, nullptr, hb, dhb, sws, &err); };
+  auto whole = [&] { return ssd::cuda::sm90::backward(bw, nullptr, ws, &err); };
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  auto median_ms = [&](auto f) {
+    for (int i = 0; i < 3; ++i)
+      if (f() != SSD_OK) { printf("FAIL %s: %s\n", c.name.c_str(), err.c_str()); std::exit(1); }
+    std::vector<float> ms;
+    for (int r = 0; r < rounds; ++r) {
+      CK(cudaEventRecord(e0));
+      for (int i = 0; i < reps; ++i) f();
+      CK(cudaEventRecord(e1));
+      CK(cudaEventSynchronize(e1));
+      float t = 0;
+      CK(cudaEventElapsedTime(&t, e0, e1));
+      ms.push_back(t / reps);
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  const float tw = median_ms(walks), tb = median_ms(whole);
+  printf("TIME %-28s walks %.4f ms  whole %.4f ms  block+finish %.4f ms  (segments %d, slots %lld, ws %.1f MiB)\n",
+         c.name.c_str(), tw, tb, tb - tw, ssd::cuda::sm90::segments(p), (long long)slots, wsb / 1048576.0);
+  CK(cudaEventDestroy(e0));
+  CK(cudaEventDestroy(e1));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
+    // name, b, L, H, G, N, f16, z, bias, h0, dfin, packed lengths; D per head
+    std::vector<Case> shapes = {
+        {"G1 b4 L4096 h32 n128", 4, 4096, 32, 1, 128, false, true, false, false, false, {}},
+        {"G2 b1 L16384 h32 n128", 1, 16384, 32, 1, 128, false, true, false, false, false, {}},
+        {"G3 b8 L2048 h80 n128", 8, 2048, 80, 1, 128, false, true, false, false, false, {}},
+        {"G4 b2 L8192 h24 g8 n64", 2, 8192, 24, 8, 64, false, true, false, false, false, {}},
+    };
+    const char* only = argc > 2 ? argv[2] : "";
+    for (Case& c : shapes) {
+      c.D = 1;
+      if (std::strstr(c.name.c_str(), only)) time_case(c, 15, 10);
+    }
+    return 0;
+  }
   const char* filter = argc > 1 ? argv[1] : "";
   // name, b, L, H, G, N, f16, z, bias, h0, dfin, packed lengths
   const std::vector<Case> cases = {

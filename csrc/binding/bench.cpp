@@ -1,6 +1,7 @@
 // Benchmark-only entry points, kept apart from the API's: cudaTimeForward / cudaTimeBackward /
 // cudaTimeStep (CUDA events around repeated calls), fmaPeakGflops and rmwBandwidth (the CPU's
-// measured FMA rate and memory bandwidth, for the CLI's roofline figures).
+// measured FMA rate and memory bandwidth, for the CLI's roofline figures), and cudaSetPath (the
+// kernels a direction runs on, for the checks that compare them: lib/cuda-path.ts).
 #include <napi.h>
 
 #include <cstdint>
@@ -119,6 +120,21 @@ Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), ssd::cpu::rmw_bandwidth_gbps(threads, size_t(bytes), seconds));
 }
 
+// cudaSetPath(direction: 'forward' | 'backward', path: 'sm80' | 'sm90' | null): forces the CUDA kernels
+// of one direction, or leaves them to its variable again (cuda/backend.h: set_path_override).
+Napi::Value CudaSetPath(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string direction = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (direction != "forward" && direction != "backward") {
+    throw Napi::TypeError::New(env, "cudaSetPath: expected direction 'forward' or 'backward'");
+  }
+  const bool cleared = info.Length() < 2 || info[1].IsNull() || info[1].IsUndefined();
+  const std::string path = !cleared && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  if (!cleared && path != "sm80" && path != "sm90") throw Napi::TypeError::New(env, "cudaSetPath: expected path 'sm80', 'sm90' or null");
+  ssd::cuda_set_path_override(direction == "backward", cleared ? nullptr : path.c_str());
+  return env.Undefined();
+}
+
 }  // namespace
 
 void register_bench(Napi::Env env, Napi::Object exports) {
@@ -128,6 +144,7 @@ void register_bench(Napi::Env env, Napi::Object exports) {
       {"cudaTimeStep", CudaTimeStep},
       {"fmaPeakGflops", FmaPeakGflops},
       {"rmwBandwidth", RmwBandwidth},
+      {"cudaSetPath", CudaSetPath},
   });
 }
 

@@ -27,6 +27,7 @@ size_t step_workspace_bytes(const SsdStepParams&) { return 0; }
 SsdStatus forward(const SsdParams&, void*, void*, std::string*) { return SSD_ERR_UNSUPPORTED; }
 SsdStatus backward(const SsdBackwardParams&, void*, void*, std::string*) { return SSD_ERR_UNSUPPORTED; }
 SsdStatus step(const SsdStepParams&, void*, void*, int*, std::string*) { return SSD_ERR_UNSUPPORTED; }
+bool set_path_override(bool, const char*) { return true; }  // no kernels to choose between
 }}  // namespace cuda::(anonymous)
 #endif
 
@@ -49,6 +50,8 @@ SsdStatus step_cpu(const SsdStepParams& p, int threads, std::string* error) {
 bool cuda_supports(const SsdParams& p, std::string* why) { return cuda::supports(p, why); }
 
 bool cuda_supports_step(const SsdStepParams& p, std::string* why) { return cuda::supports_step(p, why); }
+
+bool cuda_set_path_override(bool backward, const char* path) { return cuda::set_path_override(backward, path); }
 
 bool cuda_supports_backward(const SsdBackwardParams& p, std::string* why) {
   if (!cuda::supports(p.fwd, why)) return false;

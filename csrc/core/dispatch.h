@@ -21,6 +21,9 @@ SsdStatus step_cpu(const SsdStepParams& p, int threads, std::string* error);
 bool cuda_supports(const SsdParams& p, std::string* why);
 bool cuda_supports_backward(const SsdBackwardParams& p, std::string* why);
 bool cuda_supports_step(const SsdStepParams& p, std::string* why);
+// Checks only: the CUDA kernels a direction runs on, forced ("sm80", "sm90") or left to its variable
+// (null); cuda/backend.h: set_path_override.
+bool cuda_set_path_override(bool backward, const char* path);
 
 // The CUDA forward on the current device: `stream` is a cudaStream_t, `workspace` device memory of
 // cuda_workspace_bytes(p). Builds without CUDA return SSD_ERR_UNSUPPORTED.

@@ -41,4 +41,10 @@ size_t backward_workspace_bytes(const SsdBackwardParams& p);
 // an error code with *error set.
 SsdStatus backward(const SsdBackwardParams& p, void* stream, void* workspace, std::string* error);
 
+// Checks only: forces the kernels one direction runs on, "sm80" or "sm90", as SSD_KERNELS_FORWARD_PATH
+// or SSD_KERNELS_BACKWARD_PATH would (sm90/forward.h: PathChoice), or (null) leaves it to the variable
+// again. The variables are read by native code, which never sees the copy of process.env that jest
+// gives each test file. Returns false for any other path.
+bool set_path_override(bool backward, const char* path);
+
 }}  // namespace ssd::cuda

@@ -7,11 +7,11 @@
  * initial states and dFinalStates; repeated runs bitwise equal; and the same call on the sm_80 kernels
  * within the bound.
  *
- * The sm_90a backward is opt-in (csrc/cuda/sm90/backward.h): without the variable every call runs on
- * the sm_80 kernels. This file runs only with SSD_KERNELS_TEST_SM90=1, and says so when skipped. Without
- * a GPU every test is skipped (the suite says why). On a GPU that is not compute capability 9.0 the
- * forced call is refused with "no sm_90a device", which the first test checks, and the others say that
- * they were skipped.
+ * Without the variable the sm_90a backward takes the calls it can on an H100 or H200
+ * (csrc/cuda/sm90/backward.h), so backward.cuda.test.ts runs it too; this file forces it, and the sm_80
+ * kernels beside it. Without a GPU every test is skipped (the suite says why). On a GPU that is not
+ * compute capability 9.0 the forced call is refused with "no sm_90a device", which the first test
+ * checks, and the others say that they were skipped.
  */
 import { ssdBackward, ssdBackwardSync, type SsdGrads, type SsdOptions } from '../../lib/index';
 import { GRAD_NAMES } from '../../lib/validate-backward';
@@ -20,10 +20,7 @@ import { Random, relativeL2, type ExampleConfig, type ExampleOptions } from '../
 import { gpuSuite } from '../helpers';
 import { SUMMED, bitsEqual, bopts, checkGrads, makeCase } from './backward-check';
 
-const { gpu } = gpuSuite('GPU sm_90a backward tests');
-const asked = process.env.SSD_KERNELS_TEST_SM90 === '1';
-const describeGpu = gpu && asked ? describe : describe.skip;
-if (gpu && !asked) console.log('sm_90a backward tests skipped: they run with SSD_KERNELS_TEST_SM90=1 (the kernels are opt-in)');
+const { describeGpu } = gpuSuite('GPU sm_90a backward tests');
 const rng = new Random(90091);
 
 /** f() on the given backward path, rejected after 60 s (a kernel that never completes fails its test). */
@@ -38,7 +35,7 @@ function skipped(): boolean {
 const G = (over: Partial<ExampleConfig>): ExampleConfig => ({ batch: 2, seqlen: 200, nheads: 4, headdim: 64, ngroups: 1, dstate: 128, ...over });
 const EVERY: ExampleOptions = { dtype: 'bfloat16', D: 'channel', z: true, dtBias: true, initialStates: true };
 
-describeGpu('CUDA backward on the sm_90a kernels (forced; runs with SSD_KERNELS_TEST_SM90=1), against the float64 reverse', () => {
+describeGpu('CUDA backward on the sm_90a kernels (forced), against the float64 reverse', () => {
   beforeAll(async () => {
     const options: SsdOptions = { dtSoftplus: true };
     const c = makeCase(rng, G({ seqlen: 70 }), { dtype: 'bfloat16' }, options, false);

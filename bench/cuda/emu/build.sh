@@ -10,7 +10,9 @@
 # The backward's "yu" cases run the forward first (for y_ungated), which the backward's build lacks:
 # they fail there with "no forward in the emulation".
 # SSD_KERNELS_FORWARD_PATH=sm90 / SSD_KERNELS_BACKWARD_PATH=sm90 at run time put the cases the sm_90a
-# kernels take on them (the harness skips the others).
+# kernels take on them (the harness skips the others). Unset, the backward's variable is set to sm80
+# here, so that every case checks the sm_80 kernels (the package's default gives the sm_90a backward
+# the cases it takes; bench/cuda/emu/sm90_bwd.sh checks those kernels on their own).
 # Env: KERNEL (bwd or fwd, default bwd), BUILD_DIR (default /tmp/ssd-emu-$KERNEL), CUDA_INC (default:
 # next to nvcc), RUNS (backward: runs compared, 2), EMU_CXXFLAGS (extra g++ flags), and at run time
 # SSD_BWD_TEST_SPLIT=n to force the backward's head-slice count (the harness reads it).
@@ -61,4 +63,4 @@ g++ "${FLAGS[@]}" -Wno-psabi -c "$BUILD_DIR/emu_sm90_chain_forward.cpp" -o "${sm
 g++ "${FLAGS[@]}" -Wno-psabi -c "$BUILD_DIR/emu_sm90_chain_backward.cpp" -o "${sm90_objs[1]}" & p7=$!
 wait $p1 && wait $p2 && wait $p3 && wait $p4 && wait $p5 && wait $p6 && wait $p7 || { echo "BUILD FAILED"; exit 2; }
 g++ -o "$BUILD_DIR/emu_harness" "$BUILD_DIR"/emu_ssd.o "$BUILD_DIR"/emu_harness.o "$BUILD_DIR"/emu_stubs.o "$BUILD_DIR"/supports.o "$BUILD_DIR"/params.o "${sm90_objs[@]}"
-exec "$BUILD_DIR/emu_harness" check "$@"
+SSD_KERNELS_BACKWARD_PATH=${SSD_KERNELS_BACKWARD_PATH:-sm80} exec "$BUILD_DIR/emu_harness" check "$@"

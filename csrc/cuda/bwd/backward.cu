@@ -404,14 +404,16 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   return SSD_OK;
 }
 
-// Whether the call runs on the sm_90a backward (SSD_KERNELS_BACKWARD_PATH, sm90/backward.h): 1 yes, 0 no
+// Whether the call runs on the sm_90a backward (sm90/backward.h: backward_path_choice): 1 yes, 0 no
 // (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
 int sm90_verdict(const SsdBackwardParams& bp, std::string* why) {
-  if (sm90::backward_path_choice() == sm90::PathChoice::kSm80) return 0;
-  if (!sm90::takes_backward(bp, why)) return -1;
+  const sm90::PathChoice choice = sm90::backward_path_choice();
+  if (choice == sm90::PathChoice::kSm80) return 0;
+  const int refused = choice == sm90::PathChoice::kSm90 ? -1 : 0;
+  if (!sm90::takes_backward(bp, why)) return refused;
   if (sm90::available()) return 1;
   if (why) *why = "no sm_90a device";
-  return -1;
+  return refused;
 }
 
 // The sm_90a backward (../sm90): its launches timed as one stage.
@@ -443,9 +445,8 @@ SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* works
 }  // namespace
 
 size_t backward_workspace_bytes(const SsdBackwardParams& p) {
-  // the sm_90a backward's only when it is asked for: its per-block states are larger
-  if (sm90::backward_path_choice() == sm90::PathChoice::kSm90 && sm90::takes_backward(p, nullptr))
-    return std::max(layout_of(p).total, sm90::backward_workspace_bytes(p.fwd));
+  // that of the path the call takes
+  if (sm90_verdict(p, nullptr) == 1) return sm90::backward_workspace_bytes(p.fwd);
   return layout_of(p).total;
 }
 

@@ -1,7 +1,7 @@
 // The sm_90a backward's host entry (chain_states.cuh, bwd_block.cuh, chain_backward.cu; the design is in
-// bench/NOTES.md, session 14). Nothing in the package calls it yet: bench/cuda/sm90_bwd_states.cu checks
-// the state walks against a float64 recurrence and the whole backward against the float64 reference, in
-// the CPU emulation and on a device. Plain C++.
+// bench/NOTES.md, session 14): the CUDA backward (../bwd/backward.cu) hands it the calls it takes on an
+// H100 or H200. bench/cuda/sm90_bwd_states.cu checks the state walks against a float64 recurrence and
+// the whole backward against the float64 reference, in the CPU emulation and on a device. Plain C++.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -32,10 +32,9 @@ size_t states_workspace_bytes(const SsdParams& p);
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blocks, void* dh_blocks, void* workspace,
                           std::string* err);
 
-// Which backward a call takes (PathChoice of forward.h): opt-in until a device run shows it faster
-// than the sm_80 kernels and the GPU suite's backward files pass on it: SSD_KERNELS_BACKWARD_PATH=sm90
-// runs every call that takes_backward() accepts on it and makes the others an error, never a fallback;
-// unset, sm80 or anything else keeps every call on the sm_80 kernels.
+// Which backward a call takes (PathChoice of forward.h; SSD_KERNELS_BACKWARD_PATH). By default the
+// sm_90a backward runs every call takes_backward() accepts on a device where available() (faster than
+// the sm_80 kernels on G1-G4 on an H100, bench/NOTES.md session 15), the sm_80 kernels the others.
 PathChoice backward_path_choice();
 
 // The whole backward's workspace: H and dH per block, the segments', the per-block partials of dA,

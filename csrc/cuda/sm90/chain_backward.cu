@@ -136,7 +136,7 @@ size_t states_workspace_bytes(const SsdParams& p) { return seg_bytes(p, cut_of(p
 
 size_t backward_workspace_bytes(const SsdParams& p) { return bwd_layout(p).total; }
 
-PathChoice backward_path_choice() { return path_from_variable("SSD_KERNELS_BACKWARD_PATH"); }
+PathChoice backward_path_choice() { return path_from(1, "SSD_KERNELS_BACKWARD_PATH"); }
 
 SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace, std::string* err) {
   std::string why;

@@ -104,7 +104,7 @@ bool available() {
 #endif
 }
 
-PathChoice path_choice() { return path_from_variable("SSD_KERNELS_FORWARD_PATH"); }
+PathChoice path_choice() { return path_from(0, "SSD_KERNELS_FORWARD_PATH"); }
 
 size_t workspace_bytes(const SsdParams& p) { return takes(p, nullptr) ? seg_bytes(p, cut_of(p)) : 0; }
 
@@ -116,3 +116,16 @@ SsdStatus forward(const SsdParams& p, void* stream_v, void* workspace, std::stri
 }
 
 }}}  // namespace ssd::cuda::sm90
+
+namespace ssd { namespace cuda {
+
+bool set_path_override(bool backward, const char* path) {
+  sm90::PathChoice c = sm90::PathChoice::kDefault;
+  if (path && std::strcmp(path, "sm90") == 0) c = sm90::PathChoice::kSm90;
+  else if (path && std::strcmp(path, "sm80") == 0) c = sm90::PathChoice::kSm80;
+  else if (path) return false;
+  sm90::path_overrides[backward ? 1 : 0].store(static_cast<int>(c), std::memory_order_relaxed);
+  return true;
+}
+
+}}  // namespace ssd::cuda

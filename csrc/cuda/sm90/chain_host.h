@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -17,11 +18,17 @@
 
 namespace ssd { namespace cuda { namespace sm90 {
 
-// The path a variable asks for: sm90 when it is exactly "sm90", else sm80 (path_choice,
-// backward_path_choice).
-inline PathChoice path_from_variable(const char* name) {
-  const char* v = std::getenv(name);
-  return v && std::strcmp(v, "sm90") == 0 ? PathChoice::kSm90 : PathChoice::kSm80;
+// What forces a direction's path (path_choice, backward_path_choice): the override set through the
+// addon (cuda::set_path_override; index 0 the forward, 1 the backward), else the variable, exactly
+// "sm90" or "sm80"; else the direction's default.
+inline std::atomic<int> path_overrides[2] = {};  // PathChoice values; kDefault (0): none
+inline PathChoice path_from(int direction, const char* variable) {
+  const auto forced = static_cast<PathChoice>(path_overrides[direction].load(std::memory_order_relaxed));
+  if (forced != PathChoice::kDefault) return forced;
+  const char* v = std::getenv(variable);
+  if (v && std::strcmp(v, "sm90") == 0) return PathChoice::kSm90;
+  if (v && std::strcmp(v, "sm80") == 0) return PathChoice::kSm80;
+  return PathChoice::kDefault;
 }
 
 // f(T(), std::integral_constant<int, N>()) for p's 16-bit element type T and dstate N (64 or 128), the

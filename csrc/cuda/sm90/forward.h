@@ -27,11 +27,14 @@ bool tma_layout(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64
 // binary built with sm_90a).
 bool available();
 
+// What a path variable (SSD_KERNELS_FORWARD_PATH, SSD_KERNELS_BACKWARD_PATH) asks for: "sm90" forces
+// the sm_90a kernels (a call they do not take is an error, never a fallback), "sm80" forces the sm_80
+// kernels, and anything else (unset) leaves the choice to the direction's default.
+enum class PathChoice { kDefault, kSm80, kSm90 };
+
 // Which forward a call takes. The sm_90a forward is opt-in until a device run shows it faster than
-// the sm_80 kernels and its GPU tests pass (bench/NOTES.md, session 12): SSD_KERNELS_FORWARD_PATH=sm90
-// runs every call that takes() accepts on it and makes the others an error instead of a fallback;
-// unset, sm80 or anything else keeps every call on the sm_80 kernels.
-enum class PathChoice { kSm80, kSm90 };
+// the sm_80 kernels and its GPU tests pass (bench/NOTES.md, session 12): by default every call runs
+// on the sm_80 kernels; SSD_KERNELS_FORWARD_PATH=sm90 runs every call that takes() accepts on it.
 PathChoice path_choice();
 
 // The workspace the forward needs for p (the segments' end states where the chains are few; 0 where
