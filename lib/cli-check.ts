@@ -5,8 +5,10 @@
  *   forward   the four CHECK_CASES on the CPU and on CUDA (lib/reference.ts)
  *   backward  the CPU on the fp32 case; CUDA on the fp32 and the bf16 case (lib/reference-backward.ts)
  *   step      the two STEP_CHECK_CASES on the CPU and on CUDA (lib/reference-step.ts)
- *   sm_90a    the bf16 forward cases again on the opt-in sm_90a forward (SSD_KERNELS_FORWARD_PATH=sm90,
- *             csrc/cuda/sm90), SKIP with the reason on a GPU without it
+ *   sm_90a    the bf16 forward cases again on the opt-in sm_90a forward (forced, csrc/cuda/sm90), SKIP
+ *             with the reason on a GPU without it
+ *   sm_80     the bf16 backward case again on the sm_80 kernels (forced): on an H100 or H200 the
+ *             default line above ran it on the sm_90a backward
  *
  * CUDA runs on host tensors with device: 'cuda' (uploads, runs, downloads), held to the bounds the
  * GPU suite uses (lib/tolerances.ts). Without CUDA its checks are listed as skipped, with the reason.
@@ -20,7 +22,7 @@ import { ssdReferenceBackward, type RefGrads } from './reference-backward';
 import { makeStepExample, ssdStepReference, type StepExampleConfig, type StepExampleOptions } from './reference-step';
 import { Tensor, type FloatType } from './tensor';
 import { SsdError } from './errors';
-import { withForwardPath } from './cuda-path';
+import { withBackwardPath, withForwardPath } from './cuda-path';
 import {
   CPU_BOUND, CPU_STEP_BF16_STATE_BOUND, CUDA_BACKWARD_BF16_BOUND, CUDA_BACKWARD_BF16_SUMMED_BOUND, CUDA_BACKWARD_FP32_BOUND,
   CUDA_FORWARD_BOUND, CUDA_STEP_FP32_BOUND, CUDA_ZERO_GRADIENT_L2, ROUNDING_ALLOWANCE,
@@ -105,6 +107,9 @@ const STEP_CHECK_CASES: StepCheckCase[] = [
 /** The first two check cases (fp32 every option, bf16) are the CUDA backward's. */
 const CUDA_BACKWARD_CASES = CHECK_CASES.slice(0, 2);
 
+/** The backward case checked again on the sm_80 kernels, which the sm_90a backward replaces where it takes the call. */
+const SM80_BACKWARD_CASES = CUDA_BACKWARD_CASES.filter((c) => c.example.dtype === 'bfloat16');
+
 /** The forward cases the sm_90a forward is written for (bf16 throughout, headdim 64, dstate 64), checked on it too. */
 const SM90_CASES = CHECK_CASES.filter((c) => c.example.dtype === 'bfloat16');
 
@@ -142,7 +147,7 @@ async function checkForward(rng: Random, c: CheckCase, device: 'cpu' | 'cuda'): 
 }
 
 /**
- * The forward of one case on the sm_90a kernel, forced with SSD_KERNELS_FORWARD_PATH=sm90 for the call
+ * The forward of one case on the sm_90a kernel, forced for the call (lib/cuda-path.ts)
  * (a call it cannot take is then refused, never run elsewhere): skipped where the GPU has no sm_90a.
  */
 async function checkForwardSm90(rng: Random, c: CheckCase): Promise<Outcome> {
@@ -270,6 +275,9 @@ function tasks(): CheckTask[] {
     for (const c of STEP_CHECK_CASES) list.push({ device, name: c.name, run: (rng) => checkStepCase(rng, c, device) });
   }
   for (const c of SM90_CASES) list.push({ device: 'cuda', name: `${c.name} [sm_90a]`, run: (rng) => checkForwardSm90(rng, c) });
+  for (const c of SM80_BACKWARD_CASES) {
+    list.push({ device: 'cuda', name: `backward, ${c.name} [sm_80]`, run: (rng) => withBackwardPath('sm80', () => checkCudaBackward(rng, c)) });
+  }
   return list;
 }
 

@@ -179,6 +179,8 @@ describe('check covers every backend for the forward, the backward and the step'
     'fp32, every option', 'bf16, D per head, softplus', 'fp16, z gate, no D', 'bf16, five packed sequences',
     'backward, fp32, every option', 'backward, bf16, D per head, softplus',
     'step fp32, every option', 'step bf16 state and inputs',
+    // the bf16 backward again on the sm_80 kernels (the line before it runs on the sm_90a backward on an H100 or H200)
+    'backward, bf16, D per head, softplus [sm_80]',
   ];
   const SM90_CHECKS = ['bf16, D per head, softplus [sm_90a]', 'bf16, five packed sequences [sm_90a]'];
 
@@ -187,7 +189,7 @@ describe('check covers every backend for the forward, the backward and the step'
     expect(r.status).toBe(0);
     expect(r.stderr).toBe(''); // no terminal here: no progress
     for (const name of CUDA_CHECKS) {
-      const escaped = name.replace(/[.,]/g, '\\$&');
+      const escaped = name.replace(/[.,[\]]/g, '\\$&');
       if (cuda.available) expect(r.stdout).toMatch(new RegExp(`^PASS {2}cuda {2}${escaped} +\\S.*\\(bound`, 'm'));
       else expect(r.stdout).toMatch(new RegExp(`^SKIP {2}cuda {2}${escaped} +CUDA is unavailable: ${cuda.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     }
@@ -199,18 +201,18 @@ describe('check covers every backend for the forward, the backward and the step'
     }
     const sm90Passed = (r.stdout.match(/^PASS {2}cuda {2}.*\[sm_90a\]/gm) ?? []).length;
     const passed = r.stdout.match(/^PASS /gm) ?? [];
-    expect(passed.length).toBe(cuda.available ? 15 + sm90Passed : 7);
-    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(10 skipped: CUDA is unavailable\)$/m);
+    expect(passed.length).toBe(cuda.available ? 16 + sm90Passed : 7);
+    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(11 skipped: CUDA is unavailable\)$/m);
 
     const forced = runCli(['check'], { SSD_KERNELS_PROGRESS: '1' });
     expect(forced.status).toBe(0);
     expect(forced.stdout).toBe(r.stdout);
     // a progress line per check that runs (an sm_90a check that finds no sm_90a device included)
-    const ran = cuda.available ? 15 + SM90_CHECKS.length : 7;
+    const ran = cuda.available ? 16 + SM90_CHECKS.length : 7;
     const lines = forced.stderr.trim().split('\n');
     expect(lines).toHaveLength(ran);
     expect(lines[0]).toBe(`check: 1/${ran} cpu fp32, every option ...`);
-    const last = cuda.available ? 'cuda bf16, five packed sequences \\[sm_90a\\]' : 'cpu step bf16 state and inputs';
+    const last = cuda.available ? 'cuda backward, bf16, D per head, softplus \\[sm_80\\]' : 'cpu step bf16 state and inputs';
     expect(lines[lines.length - 1]).toMatch(new RegExp(`^check: ${ran}/${ran} ${last} \\.\\.\\.$`));
   });
 });
