@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -89,18 +90,23 @@ bool available() {
 #ifdef SSD_CUDA_EMULATION
   return true;  // the CPU emulation runs the sm_90a instructions (bench/cuda/emu/emu_sm90.h)
 #else
-  int dev = 0, major = 0, minor = 0;
+  int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  // the answer per device, found once: every CUDA backward asks (0 unknown, 1 yes, 2 no)
+  static std::atomic<int> known[64] = {};
+  if (dev >= 0 && dev < 64 && known[dev].load(std::memory_order_relaxed) != 0) return known[dev].load(std::memory_order_relaxed) == 1;
+  int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
     return false;
-  if (major != 9 || minor != 0) return false;
-  cudaFuncAttributes a;
-  if (cudaFuncGetAttributes(&a, k_chain_fwd<ChainFwd<__nv_bfloat16, 128>>) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
+  bool yes = false;
+  if (major == 9 && minor == 0) {
+    cudaFuncAttributes a;
+    if (cudaFuncGetAttributes(&a, k_chain_fwd<ChainFwd<__nv_bfloat16, 128>>) == cudaSuccess) yes = a.binaryVersion == 90;
+    else cudaGetLastError();
   }
-  return a.binaryVersion == 90;
+  if (dev >= 0 && dev < 64) known[dev].store(yes ? 1 : 2, std::memory_order_relaxed);
+  return yes;
 #endif
 }
 
