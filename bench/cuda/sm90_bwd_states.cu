@@ -450,7 +450,7 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
 
 
 // --time: the sm_90a backward on the benchmark shapes (lib/configs.ts: G1-G4, bf16, z, D per head,
-// dtSoftplus), the two state walks alone (backward_states) and the whole backward, CUDA events around
+// dtSoftplus), each state walk alone and both (backward_states) and the whole backward, CUDA events around
 // `reps` back-to-back runs after a warm-up, median of `rounds`; the block launch and the finish take the
 // difference. Inputs as the checks draw them (no reference is computed).
 void time_case(const Case& c, int rounds, int reps) {
@@ -467,7 +467,8 @@ void time_case(const Case& c, int rounds, int reps) {
   const size_t wsb = ssd::cuda::sm90::backward_workspace_bytes(p);
   void* ws = in.zeros(wsb);
   std::string err;
-  auto walks = [&] { return ssd::cuda::sm90::backward_states(bw, nullptr, hb, dhb, sws, &err); };
+  using ssd::cuda::sm90::Walks;
+  auto walk = [&](Walks which) { return [&, which] { return ssd::cuda::sm90::backward_states(bw, nullptr, hb, dhb, sws, &err, which); }; };
   auto whole = [&] { return ssd::cuda::sm90::backward(bw, nullptr, ws, &err); };
   cudaEvent_t e0, e1;
   CK(cudaEventCreate(&e0));
@@ -488,9 +489,10 @@ void time_case(const Case& c, int rounds, int reps) {
     std::sort(ms.begin(), ms.end());
     return ms[ms.size() / 2];
   };
-  const float tw = median_ms(walks), tb = median_ms(whole);
-  printf("TIME %-28s walks %.4f ms  whole %.4f ms  block+finish %.4f ms  (segments %d, slots %lld, ws %.1f MiB)\n",
-         c.name.c_str(), tw, tb, tb - tw, ssd::cuda::sm90::segments(p), (long long)slots, wsb / 1048576.0);
+  const float tf = median_ms(walk(ssd::cuda::sm90::kForwardWalk)), tr = median_ms(walk(ssd::cuda::sm90::kReverseWalk));
+  const float tw = median_ms(walk(ssd::cuda::sm90::kBothWalks)), tb = median_ms(whole);
+  printf("TIME %-28s walks %.4f ms (H %.4f, dH %.4f)  whole %.4f ms  block+finish %.4f ms  (segments %d, slots %lld, ws %.1f MiB)\n",
+         c.name.c_str(), tw, tf, tr, tb, tb - tw, ssd::cuda::sm90::segments(p), (long long)slots, wsb / 1048576.0);
   CK(cudaEventDestroy(e0));
   CK(cudaEventDestroy(e1));
 }

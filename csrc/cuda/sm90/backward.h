@@ -28,9 +28,11 @@ size_t states_workspace_bytes(const SsdParams& p);
 // Enqueues the two walks: h_blocks receives H entering every block of 64 positions and dh_blocks dL/dH
 // leaving it (the gradient that reaches the state after the block from later positions and from
 // d_final_states), each block_slots(p) slots; bw.d_initial_states (when set, batch rows only) the
-// gradient of the state before position 0. Never aborts; SSD_OK or an error with *err set.
+// gradient of the state before position 0. `which` runs one of them alone (the timings of
+// bench/cuda/sm90_bwd_states.cu). Never aborts; SSD_OK or an error with *err set.
+enum Walks { kForwardWalk = 1, kReverseWalk = 2, kBothWalks = 3 };
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blocks, void* dh_blocks, void* workspace,
-                          std::string* err);
+                          std::string* err, Walks which = kBothWalks);
 
 // Which backward a call takes (PathChoice of forward.h; SSD_KERNELS_BACKWARD_PATH). By default the
 // sm_90a backward runs every call takes_backward() accepts on a device where available() (faster than

@@ -17,7 +17,7 @@ namespace {
 
 template <class T, int N>
 SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h_blocks, void* dh_blocks, void* workspace,
-                       std::string* err) {
+                       Walks which, std::string* err) {
   const SsdParams& p = bw.fwd;
   alignas(64) ChainMaps maps;
   SsdStatus st;
@@ -27,14 +27,17 @@ SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h
   const ChainSegs segs = segs_in(p, cut, workspace);
   const ChainStatesIO none{nullptr, nullptr, nullptr};
   // forward: H entering every block; the segments' end states first where the chains are cut
-  if (cut.nseg > 1 &&
-      (st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, none, cut.nseg - 1, stream, "k_chain_states (segment ends)",
-                                                           err)) != SSD_OK)
-    return st;
-  const ChainStatesIO fwd{h_blocks, nullptr, nullptr};
-  if ((st = launch_states<ChainStates<T, N, false, true>>(p, maps, segs, fwd, cut.nseg, stream, "k_chain_states (H per block)",
-                                                          err)) != SSD_OK)
-    return st;
+  if (which & kForwardWalk) {
+    if (cut.nseg > 1 &&
+        (st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, none, cut.nseg - 1, stream, "k_chain_states (segment ends)",
+                                                             err)) != SSD_OK)
+      return st;
+    const ChainStatesIO fwd{h_blocks, nullptr, nullptr};
+    if ((st = launch_states<ChainStates<T, N, false, true>>(p, maps, segs, fwd, cut.nseg, stream, "k_chain_states (H per block)",
+                                                            err)) != SSD_OK)
+      return st;
+  }
+  if (!(which & kReverseWalk)) return SSD_OK;
   // reverse: dH leaving every block; the segments' start gradients first (the same workspace, reused
   // once the forward walk has read it: the stream orders them), the last from d_final_states
   const ChainStatesIO starts{nullptr, bw.d_final_states, nullptr};
@@ -72,7 +75,7 @@ SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void
   const BwdLayout l = bwd_layout(p);
   char* ws = static_cast<char*>(workspace);
   SsdStatus st;
-  if ((st = launch_walks<T, N>(bw, stream, ws + l.h, ws + l.dh, ws + l.seg, err)) != SSD_OK) return st;
+  if ((st = launch_walks<T, N>(bw, stream, ws + l.h, ws + l.dh, ws + l.seg, kBothWalks, err)) != SSD_OK) return st;
   alignas(64) BlockMaps maps;
   std::memset(&maps, 0, sizeof maps);
   if ((st = chain_maps<T>(&maps.c, p, err)) != SSD_OK) return st;
@@ -149,7 +152,7 @@ SsdStatus backward(const SsdBackwardParams& bw, void* stream_v, void* workspace,
 }
 
 SsdStatus backward_states(const SsdBackwardParams& bw, void* stream_v, void* h_blocks, void* dh_blocks, void* workspace,
-                          std::string* err) {
+                          std::string* err, Walks which) {
   std::string why;
   if (!takes_backward(bw, &why)) {
     if (err) *err = "the sm_90a state walks do not take this call: " + why;
@@ -157,7 +160,7 @@ SsdStatus backward_states(const SsdBackwardParams& bw, void* stream_v, void* h_b
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
   return run_chain_shape(bw.fwd, err, [&](auto t, auto n) {
-    return launch_walks<decltype(t), decltype(n)::value>(bw, stream, h_blocks, dh_blocks, workspace, err);
+    return launch_walks<decltype(t), decltype(n)::value>(bw, stream, h_blocks, dh_blocks, workspace, which, err);
   });
 }
 
