@@ -404,16 +404,10 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   return SSD_OK;
 }
 
-// Whether the call runs on the sm_90a backward (sm90/backward.h: backward_path_choice): 1 yes, 0 no
-// (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
+// Whether the call runs on the sm_90a backward (sm90/forward.h: path_verdict).
 int sm90_verdict(const SsdBackwardParams& bp, std::string* why) {
-  const sm90::PathChoice choice = sm90::backward_path_choice();
-  if (choice == sm90::PathChoice::kSm80) return 0;
-  const int refused = choice == sm90::PathChoice::kSm90 ? -1 : 0;
-  if (!sm90::takes_backward(bp, why)) return refused;
-  if (sm90::available()) return 1;
-  if (why) *why = "no sm_90a device";
-  return refused;
+  return sm90::path_verdict(sm90::backward_path_choice(), sm90::kBackwardByDefault,
+                            [&](std::string* w) { return sm90::takes_backward(bp, w); }, why);
 }
 
 // The sm_90a backward (../sm90): its launches timed as one stage.

@@ -361,14 +361,9 @@ SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, void* workspace,
   return SSD_OK;
 }
 
-// Whether the call runs on the sm_90a forward (SSD_KERNELS_FORWARD_PATH, sm90/forward.h): 1 yes, 0 no
-// (the sm_80 kernels), -1 the sm90 path was asked for and cannot take the call (*why says why).
+// Whether the call runs on the sm_90a forward (sm90/forward.h: path_verdict).
 int sm90_verdict(const SsdParams& p, std::string* why) {
-  if (sm90::path_choice() != sm90::PathChoice::kSm90) return 0;
-  if (!sm90::takes(p, why)) return -1;
-  if (sm90::available()) return 1;
-  if (why) *why = "no sm_90a device";
-  return -1;
+  return sm90::path_verdict(sm90::path_choice(), sm90::kForwardByDefault, [&](std::string* w) { return sm90::takes(p, w); }, why);
 }
 
 SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {

@@ -38,6 +38,7 @@ SsdStatus backward_states(const SsdBackwardParams& bw, void* stream, void* h_blo
 // sm_90a backward runs every call takes_backward() accepts on a device where available() (faster than
 // the sm_80 kernels on G1-G4 on an H100, bench/NOTES.md session 15), the sm_80 kernels the others.
 PathChoice backward_path_choice();
+constexpr bool kBackwardByDefault = true;
 
 // The whole backward's workspace: H and dH per block, the segments', the per-block partials of dA,
 // dDtBias and dD.

@@ -94,7 +94,8 @@ bool available() {
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   // the answer per device, found once: every CUDA backward asks (0 unknown, 1 yes, 2 no)
   static std::atomic<int> known[64] = {};
-  if (dev >= 0 && dev < 64 && known[dev].load(std::memory_order_relaxed) != 0) return known[dev].load(std::memory_order_relaxed) == 1;
+  const int seen = dev >= 0 && dev < 64 ? known[dev].load(std::memory_order_relaxed) : 0;
+  if (seen != 0) return seen == 1;
   int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)

@@ -36,6 +36,21 @@ enum class PathChoice { kDefault, kSm80, kSm90 };
 // the sm_80 kernels and its GPU tests pass (bench/NOTES.md, session 12): by default every call runs
 // on the sm_80 kernels; SSD_KERNELS_FORWARD_PATH=sm90 runs every call that takes() accepts on it.
 PathChoice path_choice();
+constexpr bool kForwardByDefault = false;
+
+// Whether a call runs on a direction's sm_90a kernels: 1 yes, 0 no (the sm_80 kernels), -1 the path
+// was forced onto them and they cannot take the call (*why, may be null, says why). `choice` is the
+// direction's path choice, `by_default` whether the kernels take the calls they accept unforced,
+// takes(why) whether they accept this one.
+template <class Takes>
+int path_verdict(PathChoice choice, bool by_default, Takes takes, std::string* why) {
+  if (choice == PathChoice::kSm80 || (choice == PathChoice::kDefault && !by_default)) return 0;
+  const int refused = choice == PathChoice::kSm90 ? -1 : 0;
+  if (!takes(why)) return refused;
+  if (available()) return 1;
+  if (why) *why = "no sm_90a device";
+  return refused;
+}
 
 // The workspace the forward needs for p (the segments' end states where the chains are few; 0 where
 // takes() says no): a function of p alone, never of the device.
