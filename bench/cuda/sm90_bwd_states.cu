@@ -28,8 +28,7 @@
 #include "cuda/detail.h"
 #include "cuda/sm90/backward.h"
 #include "ck.h"
-
-static double softplus_d(double u) { return u <= 20.0 ? std::log1p(std::exp(u)) : u; }
+#include "harness_common.h"  // softplus_d (for bwd_reference.h), the benchmark configurations, time_ms, median
 #include "bwd_reference.h"
 
 namespace {
@@ -449,7 +448,7 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
 }
 
 
-// --time: the sm_90a backward on the benchmark shapes (lib/configs.ts: G1-G4, bf16, z, D per head,
+// --time: the sm_90a backward on the benchmark shapes (kBenchCfgs: G1-G4, bf16, z, D per head,
 // dtSoftplus), each state walk alone and both (backward_states) and the whole backward, CUDA events around
 // `reps` back-to-back runs after a warm-up, median of `rounds`; the block launch and the finish take the
 // difference. Inputs as the checks draw them (no reference is computed).
@@ -477,17 +476,8 @@ void time_case(const Case& c, int rounds, int reps) {
     for (int i = 0; i < 3; ++i)
       if (f() != SSD_OK) { printf("FAIL %s: %s\n", c.name.c_str(), err.c_str()); std::exit(1); }
     std::vector<float> ms;
-    for (int r = 0; r < rounds; ++r) {
-      CK(cudaEventRecord(e0));
-      for (int i = 0; i < reps; ++i) f();
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-      float t = 0;
-      CK(cudaEventElapsedTime(&t, e0, e1));
-      ms.push_back(t / reps);
-    }
-    std::sort(ms.begin(), ms.end());
-    return ms[ms.size() / 2];
+    for (int r = 0; r < rounds; ++r) ms.push_back(time_ms(e0, e1, [&] { for (int i = 0; i < reps; ++i) f(); }) / reps);
+    return (float)median(ms);
   };
   const float tf = median_ms(walk(ssd::cuda::sm90::kForwardWalk)), tr = median_ms(walk(ssd::cuda::sm90::kReverseWalk));
   const float tw = median_ms(walk(ssd::cuda::sm90::kBothWalks)), tb = median_ms(whole);
@@ -501,15 +491,10 @@ void time_case(const Case& c, int rounds, int reps) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--time") == 0) {
-    // name, b, L, H, G, N, f16, z, bias, h0, dfin, packed lengths; D per head
-    std::vector<Case> shapes = {
-        {"G1 b4 L4096 h32 n128", 4, 4096, 32, 1, 128, false, true, false, false, false, {}},
-        {"G2 b1 L16384 h32 n128", 1, 16384, 32, 1, 128, false, true, false, false, false, {}},
-        {"G3 b8 L2048 h80 n128", 8, 2048, 80, 1, 128, false, true, false, false, false, {}},
-        {"G4 b2 L8192 h24 g8 n64", 2, 8192, 24, 8, 64, false, true, false, false, false, {}},
-    };
     const char* only = argc > 2 ? argv[2] : "";
-    for (Case& c : shapes) {
+    for (const BenchCfg& g : kBenchCfgs) {
+      // bf16, z, D per head, no dt bias, initial states or d_final_states
+      Case c{g.name, g.b, g.L, g.h, g.g, g.n, false, true, false, false, false, {}};
       c.D = 1;
       if (std::strstr(c.name.c_str(), only)) time_case(c, 15, 10);
     }

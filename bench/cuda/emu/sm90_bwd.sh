@@ -17,6 +17,8 @@ for h in csrc/cuda/common/*.cuh; do
   [ "$h" = csrc/cuda/common/mma.cuh ] || python3 "$E/transform.py" file "$h" "$BUILD_DIR/${h#csrc/}"
 done
 python3 "$E/transform.py" sm90 csrc/cuda/sm90 "$BUILD_DIR/cuda/sm90"
+# what the check shares with the harnesses, found next to the transformed check first
+python3 "$E/transform.py" file bench/cuda/harness_common.h "$BUILD_DIR/harness_common.h"
 srcs=(bench/cuda/sm90_bwd_states.cu csrc/cuda/sm90/chain_backward.cu csrc/cuda/sm90/chain_forward.cu)
 objs=()
 pids=()
