@@ -21,6 +21,11 @@ import { makeStepExample, ssdStepReference, type StepExampleConfig } from '../li
 import { ssdReference, type RefInputs } from '../lib/reference';
 import { ssdReferenceBackward } from '../lib/reference-backward';
 
+// Math's functions bound once: the hot loops below then read no global, which costs much more
+// inside a vm context such as jest's.
+const { floor, sqrt } = Math;
+const finite = Number.isFinite;
+
 export type NanPath = 'forward' | 'varlen' | 'backward' | 'step';
 
 /** The inputs a NaN can be placed in, per path (A only on a device: a host A must be finite). */
@@ -81,6 +86,8 @@ export const CUDA_FIXED_BACKWARD_LAYOUT: NanLayout = {
   nanT: 70,
   chunkSize: 64,
 };
+/** The same sizes without seqIdx: the backward the sm_90a kernels take on a Hopper GPU (elsewhere sm_80's). */
+export const CUDA_SM90_BACKWARD_LAYOUT: NanLayout = { ...CUDA_FIXED_BACKWARD_LAYOUT, seqStarts: [] };
 export const CUDA_FIXED_FORWARD_LAYOUT: NanLayout = {
   config: { batch: 2, seqlen: 192, nheads: 32, headdim: 64, ngroups: 2, dstate: 64 },
   seqStarts: [],
@@ -194,7 +201,7 @@ export async function runNanCase(c: NanCase, layout: NanLayout, device: SsdDevic
   const refIn: RefInputs = withOptions(ref, options);
   const bN = varlen ? 0 : NAN_BATCH;
   const tN = layout.nanT;
-  const gN = Math.floor(NAN_HEAD / (h / g));
+  const gN = floor(NAN_HEAD / (h / g));
   const row = seqRow(layout);
   if (varlen) refIn.seqIdx = Int32Array.from(row);
 
@@ -216,7 +223,7 @@ export async function runNanCase(c: NanCase, layout: NanLayout, device: SsdDevic
     case 'C': {
       poisonBoth(inputs[c.input], ref[c.input] as Float32Array, bcIndex);
       const heads = new Set<number>();
-      for (let k = 0; k < h; k++) if (Math.floor(k / (h / g)) === gN) heads.add(k);
+      for (let k = 0; k < h; k++) if (floor(k / (h / g)) === gN) heads.add(k);
       source = { batch: bN, seq: row[tN], heads };
       break;
     }
@@ -246,25 +253,25 @@ export async function runNanCase(c: NanCase, layout: NanLayout, device: SsdDevic
   const element = (axes: Axes, i: number): Element => {
     switch (axes) {
       case 'bthp': {
-        const bt = Math.floor(i / (h * p));
-        return { batch: Math.floor(bt / L), seq: row[bt % L], head: Math.floor(i / p) % h, group: null };
+        const bt = floor(i / (h * p));
+        return { batch: floor(bt / L), seq: row[bt % L], head: floor(i / p) % h, group: null };
       }
       case 'bth': {
-        const bt = Math.floor(i / h);
-        return { batch: Math.floor(bt / L), seq: row[bt % L], head: i % h, group: null };
+        const bt = floor(i / h);
+        return { batch: floor(bt / L), seq: row[bt % L], head: i % h, group: null };
       }
       case 'btgn': {
-        const bt = Math.floor(i / (g * n));
-        return { batch: Math.floor(bt / L), seq: row[bt % L], head: null, group: Math.floor(i / n) % g };
+        const bt = floor(i / (g * n));
+        return { batch: floor(bt / L), seq: row[bt % L], head: null, group: floor(i / n) % g };
       }
       case 'bhpn': // a final state belongs to the row's last sequence, an initial state's gradient to sequence 0
-        return { batch: Math.floor(i / (h * p * n)), seq: null, head: Math.floor(i / (p * n)) % h, group: null };
+        return { batch: floor(i / (h * p * n)), seq: null, head: floor(i / (p * n)) % h, group: null };
       case 'shpn':
-        return { batch: 0, seq: Math.floor(i / (h * p * n)), head: Math.floor(i / (p * n)) % h, group: null };
+        return { batch: 0, seq: floor(i / (h * p * n)), head: floor(i / (p * n)) % h, group: null };
       case 'h':
         return { batch: null, seq: null, head: i, group: null };
       case 'hp':
-        return { batch: null, seq: null, head: Math.floor(i / p), group: null };
+        return { batch: null, seq: null, head: floor(i / p), group: null };
       default:
         throw new Error(`axes ${axes}`);
     }
@@ -335,7 +342,7 @@ async function runStepCase(c: NanCase, device: SsdDevice, seed: number): Promise
   const { state, inputs, ref } = ex;
   const options: SsdStepOptions = { dtSoftplus: !c.noSoftplus };
   const bN = NAN_BATCH;
-  const gN = Math.floor(NAN_HEAD / (h / g));
+  const gN = floor(NAN_HEAD / (h / g));
   const rowOfEntry = (b: number): number => STEP_INDICES[b];
   let source: Source = { batch: bN, seq: null, heads: new Set([NAN_HEAD]) };
   switch (c.input) {
@@ -346,7 +353,7 @@ async function runStepCase(c: NanCase, device: SsdDevice, seed: number): Promise
     case 'C': {
       poisonBoth(inputs[c.input], ref[c.input] as Float32Array, (bN * g + gN) * n + NAN_STATE);
       const heads = new Set<number>();
-      for (let k = 0; k < h; k++) if (Math.floor(k / (h / g)) === gN) heads.add(k);
+      for (let k = 0; k < h; k++) if (floor(k / (h / g)) === gN) heads.add(k);
       source = { batch: bN, seq: null, heads };
       break;
     }
@@ -376,8 +383,8 @@ async function runStepCase(c: NanCase, device: SsdDevice, seed: number): Promise
     return b < 0 ? UNTOUCHED : b;
   };
   const element = (axes: Axes, i: number): Element => {
-    if (axes === 'bhp') return { batch: Math.floor(i / (h * p)), seq: null, head: Math.floor(i / p) % h, group: null };
-    return { batch: entryOfRow(Math.floor(i / (h * p * n))), seq: null, head: Math.floor(i / (p * n)) % h, group: null };
+    if (axes === 'bhp') return { batch: floor(i / (h * p)), seq: null, head: floor(i / p) % h, group: null };
+    return { batch: entryOfRow(floor(i / (h * p * n))), seq: null, head: floor(i / (p * n)) % h, group: null };
   };
   return {
     outcomes: [outcome('y', y, expected.y, 'bhp'), outcome('state', state, expected.state, 'rhpn')],
@@ -396,7 +403,7 @@ function outside(run: NanRun, e: Element, headsPerGroup: number): boolean {
   if (s.batch !== null && e.batch !== null && e.batch !== s.batch) return true;
   if (s.seq !== null && e.seq !== null && e.seq !== s.seq) return true;
   if (e.head !== null) return !s.heads.has(e.head);
-  if (e.group !== null) return ![...s.heads].some((k) => Math.floor(k / headsPerGroup) === e.group);
+  if (e.group !== null) return ![...s.heads].some((k) => floor(k / headsPerGroup) === e.group);
   return false;
 }
 
@@ -421,8 +428,8 @@ export function checkNanRun(
     const gotFinite: number[] = [];
     const expFinite: number[] = [];
     for (let i = 0; i < o.got.length; i++) {
-      const e = !Number.isFinite(o.expected[i]);
-      const gNan = !Number.isFinite(o.got[i]);
+      const e = !finite(o.expected[i]);
+      const gNan = !finite(o.got[i]);
       if (e) reached++;
       if (e && !gNan) missing.push(i);
       if (!e && gNan) extra.push(i);
@@ -449,7 +456,7 @@ export function checkNanRun(
         num += (gotFinite[i] - ef[i]) ** 2;
         den += ef[i] ** 2;
       }
-      const err = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+      const err = den > 0 ? sqrt(num / den) : sqrt(num);
       const limit = bound(o, ef);
       if (!(err <= limit)) failures.push(`${o.name}: finite values off the reference by ${err.toExponential(2)} (bound ${limit.toExponential(2)})`);
     }

@@ -14,7 +14,8 @@
  *
  * The generic kernels run on the small odd sizes; the fixed-shape ones (16-bit, headdim 64,
  * dstate 64, chunk 64: the backward's fixed launches with seqIdx, the forward's sequential state
- * pass without) on their own layouts.
+ * pass without) on their own layouts, and the backward without seqIdx at those sizes, which a
+ * Hopper GPU gives to the sm_90a kernels.
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
@@ -32,6 +33,7 @@ import {
   CUDA_FIXED_BACKWARD_LAYOUT,
   CUDA_FIXED_FORWARD_LAYOUT,
   CUDA_LAYOUT,
+  CUDA_SM90_BACKWARD_LAYOUT,
   caseName,
   checkNanRun,
   nanCases,
@@ -76,4 +78,8 @@ describeGpu('CUDA: a NaN reaches what it feeds and no other sequence, head or ro
 describeGpu('CUDA: the same on the fixed-shape kernels', () => {
   runAll(CUDA_FIXED_BACKWARD_LAYOUT, nanCases(['backward'], ['bfloat16', 'float16'], true, true));
   runAll(CUDA_FIXED_FORWARD_LAYOUT, nanCases(['forward'], ['bfloat16', 'float16'], true));
+});
+
+describeGpu('CUDA: the same on the backward without seqIdx (the sm_90a kernels on a Hopper GPU)', () => {
+  runAll(CUDA_SM90_BACKWARD_LAYOUT, nanCases(['backward'], ['bfloat16', 'float16'], true, true));
 });

@@ -42,11 +42,12 @@ __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 // ---- conversions ---------------------------------------------------------------------------
 // T's row of the dtype table (core/dtype.h) converts; values that become operands, and the packed
 // 16-bit stores, are first clamped to the row's kSaturate where it has one (float16: a scaled
-// operand can exceed its range, and saturates instead of producing Inf).
+// operand can exceed its range, and saturates instead of producing Inf). A NaN stays NaN: it fails
+// the comparison (fminf/fmaxf would have replaced it by the bound).
 template <class T>
 __device__ __forceinline__ float saturate(float v) {
   constexpr float kMax = DtypeOfDevice<T>::kSaturate;
-  if constexpr (kMax > 0.f) return fminf(fmaxf(v, -kMax), kMax);
+  if constexpr (kMax > 0.f) return fabsf(v) > kMax ? copysignf(kMax, v) : v;
   else return v;
 }
 template <class T>
