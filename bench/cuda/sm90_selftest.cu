@@ -515,6 +515,23 @@ static TmaTensor mn_major_map(TmaDtype dt, void* base, int K, int cols, int box_
   return t;
 }
 
+// The first element of a rows x cols row-major result that is not want(m, n) (a double) rounded to
+// float, as "label(m, n) = got, expected want"; "" when every element is.
+template <class Want>
+static std::string result_mismatch(const std::vector<float>& got, int rows, int cols, const char* label, Want want) {
+  for (int m = 0; m < rows; ++m)
+    for (int n = 0; n < cols; ++n) {
+      const double w = want(m, n);
+      const float g = got[size_t(m) * cols + n];
+      if (!(g == static_cast<float>(w))) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s(%d, %d) = %.9g, expected %.9g", label, m, n, g, w);
+        return buf;
+      }
+    }
+  return "";
+}
+
 // A: m x k (m < M, k < K valid; rows of A's tensor have K elements), B: k x n (n < NV valid).
 template <class T, int N, int kTransA, int kTransB, bool kARegs, int kScaleA, int kSpan = 128>
 static void gemm_case(const std::string& name, int M, int K, int NV) {
@@ -556,20 +573,12 @@ static void gemm_case(const std::string& name, int M, int K, int NV) {
   k_gemm<T, N, kTransA, kTransB, kARegs, kScaleA, kSpan><<<1, 128, smem>>>(map_a, map_b, static_cast<float*>(out.p));
   const std::string err = launch_error();
   if (!err.empty()) return report(name, err);
-  const std::vector<float> got = out.get<float>();
-  for (int m = 0; m < 64; ++m)
-    for (int n = 0; n < N; ++n) {
-      double want = 0;
-      if (m < M && n < NV)
-        for (int k = 0; k < K; ++k) want += kScaleA * a[size_t(m) * K + k] * b[size_t(k) * NV + n];
-      const float g = got[size_t(m) * N + n];
-      if (!(g == static_cast<float>(want))) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "d(%d, %d) = %.9g, expected %.9g", m, n, g, want);
-        return report(name, buf);
-      }
-    }
-  report(name, "");
+  report(name, result_mismatch(out.get<float>(), 64, N, "d", [&](int m, int n) {
+    double want = 0;
+    if (m < M && n < NV)
+      for (int k = 0; k < K; ++k) want += kScaleA * a[size_t(m) * K + k] * b[size_t(k) * NV + n];
+    return want;
+  }));
 }
 
 template <class T, bool kEarlyRelease>
@@ -607,19 +616,11 @@ static void pipeline_case(const std::string& name, bool expect_failure) {
   const std::string err = launch_error();
   if (expect_failure) return report(name, err.empty() ? "the emulation did not report the misuse" : "");
   if (!err.empty()) return report(name, err);
-  const std::vector<float> got = out.get<float>();
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      double want = 0;
-      for (int k = 0; k < K; ++k) want += a[size_t(m) * K + k] * b[size_t(k) * N + n];
-      const float g = got[size_t(m) * N + n];
-      if (!(g == static_cast<float>(want))) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "c(%d, %d) = %.9g, expected %.9g", m, n, g, want);
-        return report(name, buf);
-      }
-    }
-  report(name, "");
+  report(name, result_mismatch(out.get<float>(), M, N, "c", [&](int m, int n) {
+    double want = 0;
+    for (int k = 0; k < K; ++k) want += a[size_t(m) * K + k] * b[size_t(k) * N + n];
+    return want;
+  }));
 }
 
 int main(int argc, char** argv) {

@@ -122,7 +122,7 @@ Napi::Value RmwBandwidth(const Napi::CallbackInfo& info) {
 
 // cudaSetPath(direction: 'forward' | 'backward', path: 'sm80' | 'sm90' | null): forces the CUDA kernels
 // of one direction, or leaves them to its variable again (cuda/backend.h: set_path_override).
-Napi::Value CudaSetPath(const Napi::CallbackInfo& info) {
+void CudaSetPath(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string direction = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
   if (direction != "forward" && direction != "backward") {
@@ -132,7 +132,6 @@ Napi::Value CudaSetPath(const Napi::CallbackInfo& info) {
   const std::string path = !cleared && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   if (!cleared && path != "sm80" && path != "sm90") throw Napi::TypeError::New(env, "cudaSetPath: expected path 'sm80', 'sm90' or null");
   ssd::cuda_set_path_override(direction == "backward", cleared ? nullptr : path.c_str());
-  return env.Undefined();
 }
 
 }  // namespace
@@ -144,7 +143,7 @@ void register_bench(Napi::Env env, Napi::Object exports) {
       {"cudaTimeStep", CudaTimeStep},
       {"fmaPeakGflops", FmaPeakGflops},
       {"rmwBandwidth", RmwBandwidth},
-      {"cudaSetPath", CudaSetPath},
+      {"cudaSetPath", void_entry<CudaSetPath>},
   });
 }
 

@@ -29,11 +29,10 @@ Napi::Value CudaAlloc(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)));
 }
 
-Napi::Value CudaRelease(const Napi::CallbackInfo& info) {
+void CudaRelease(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int device = read_device(env, info[0]);
   ssd::device::release(device, read_pointer(env, info[1], "ptr"));
-  return env.Undefined();
 }
 
 // cudaCopy(device, ptr, typedArray, toDevice, name?): Promise. The host side is staged (staging.h):
@@ -99,16 +98,12 @@ Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value CudaResetPeak(const Napi::CallbackInfo& info) {
-  ssd::device::reset_peak(read_device(info.Env(), info[0]));
-  return info.Env().Undefined();
-}
+void CudaResetPeak(const Napi::CallbackInfo& info) { ssd::device::reset_peak(read_device(info.Env(), info[0])); }
 
-Napi::Value CudaEmptyCache(const Napi::CallbackInfo& info) {
+void CudaEmptyCache(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ssd::device::Result r = ssd::device::empty_cache(read_device(env, info[0]));
   if (!r.ok()) throw status_error(env, r.status, r.message);
-  return env.Undefined();
 }
 
 Napi::Value Backends(const Napi::CallbackInfo& info) {
@@ -176,12 +171,11 @@ Napi::Value CudaSupports(const Napi::CallbackInfo& info) {
 // cudaInjectFault(kind): for tests only (device/device.h, "Fault injection"): makes the next CUDA
 // operation fail ('trap', 'launch' or 'alloc'). Throws unless the process started with
 // SSD_KERNELS_FAULT_INJECT=1, so that nothing else can arm it.
-Napi::Value CudaInjectFault(const Napi::CallbackInfo& info) {
+void CudaInjectFault(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "Expected a fault kind: 'trap', 'launch' or 'alloc'");
   ssd::device::Result r = ssd::device::arm_fault(info[0].As<Napi::String>().Utf8Value());
   if (!r.ok()) throw status_error(env, r.status, r.message);
-  return env.Undefined();
 }
 
 }  // namespace
@@ -191,13 +185,13 @@ void register_device(Napi::Env env, Napi::Object exports) {
       {"backends", Backends},
       {"cudaSupports", CudaSupports},
       {"cudaAlloc", CudaAlloc},
-      {"cudaRelease", CudaRelease},
+      {"cudaRelease", void_entry<CudaRelease>},
       {"cudaCopy", CudaCopy},
       {"cudaDownload", CudaDownload},
       {"cudaMemoryStats", CudaMemoryStats},
-      {"cudaResetPeak", CudaResetPeak},
-      {"cudaEmptyCache", CudaEmptyCache},
-      {"cudaInjectFault", CudaInjectFault},
+      {"cudaResetPeak", void_entry<CudaResetPeak>},
+      {"cudaEmptyCache", void_entry<CudaEmptyCache>},
+      {"cudaInjectFault", void_entry<CudaInjectFault>},
   });
 }
 

@@ -17,23 +17,14 @@ namespace {
 
 constexpr char kWorkerName[] = "ssd-kernels:forward";
 
-Call read_host(Napi::Object args, const Source& src) { return read_call(args, src); }
-SsdParams read_on_device(Napi::Object args) { return read_call(args, kOnDevice).params; }
-
-SsdStatus run_cpu(const Call& call, std::string* error) {
-  const SsdParams& p = call.params;
-  prefault({{p.y, call.y_bytes}, {p.y_ungated, call.yu_bytes}, {p.final_states, call.states_bytes}, {p.varlen_states, call.varlen_bytes}});
-  return ssd::forward_cpu(p, call.threads, error);
-}
+// The forward's call, its outputs included (read_call).
+Call read_forward_call(Napi::Object args, const Source& src) { return read_call(args, src); }
 
 }  // namespace
 
 void register_forward(Napi::Env env, Napi::Object exports) {
-  export_functions(env, exports, {
-      {"forwardSync", cpu_entry<read_host, run_cpu, false, kWorkerName>},
-      {"forward", cpu_entry<read_host, run_cpu, true, kWorkerName>},
-      {"cudaForward", cuda_entry<read_on_device, ssd::cuda_workspace_bytes, ssd::forward_cuda>},
-  });
+  export_operation<read_forward_call, prefault_and_run<ssd::forward_cpu, Call>, kWorkerName, ssd::cuda_workspace_bytes,
+                   ssd::forward_cuda>(env, exports, "forwardSync", "forward", "cudaForward");
 }
 
 }}  // namespace ssd::addon

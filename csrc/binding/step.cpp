@@ -122,15 +122,10 @@ struct StepCall {
   int threads;
 };
 
-StepCall read_host(Napi::Object args, const Source& src) {
+StepCall read_step_call(Napi::Object args, const Source& src) {
   StepCall call{};
   call.params = read_step_params(args, src, &call.threads);
   return call;
-}
-
-SsdStepParams read_on_device(Napi::Object args) {
-  int threads = 0;
-  return read_step_params(args, kOnDevice, &threads);
 }
 
 SsdStatus run_cpu(const StepCall& call, std::string* error) { return ssd::step_cpu(call.params, call.threads, error); }
@@ -162,11 +157,8 @@ SsdStatus run_cuda(const SsdStepParams& params, void* stream, void* workspace, s
 }  // namespace
 
 void register_step(Napi::Env env, Napi::Object exports) {
-  export_functions(env, exports, {
-      {"stepSync", cpu_entry<read_host, run_cpu, false, kWorkerName>},
-      {"step", cpu_entry<read_host, run_cpu, true, kWorkerName>},
-      {"cudaStep", cuda_entry<read_on_device, ssd::cuda_step_workspace_bytes, run_cuda>},
-  });
+  export_operation<read_step_call, run_cpu, kWorkerName, ssd::cuda_step_workspace_bytes, run_cuda>(
+      env, exports, "stepSync", "step", "cudaStep");
 }
 
 }}  // namespace ssd::addon

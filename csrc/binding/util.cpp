@@ -183,10 +183,6 @@ void prefault(void* data, size_t bytes) {
 #endif
 }
 
-void prefault(std::initializer_list<std::pair<void*, size_t>> regions) {
-  for (const auto& [data, bytes] : regions) prefault(data, bytes);
-}
-
 // Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
 Call read_call(Napi::Object args, const Source& src, bool outputs) {
   Napi::Env env = args.Env();
@@ -273,10 +269,10 @@ Call read_call(Napi::Object args, const Source& src, bool outputs) {
   }
 
   call.threads = read_threads(args);
-  call.y_bytes = outputs ? size_t(x_elems * dtype_bytes(p.y_type)) : 0;
-  call.yu_bytes = (outputs && p.y_ungated) ? size_t(x_elems * dtype_bytes(p.y_ungated_type)) : 0;
-  call.states_bytes = p.final_states ? size_t(state_elems * 4) : 0;
-  call.varlen_bytes = p.varlen_states ? size_t(p.num_seqs * h * hd * n * 4) : 0;
+  call.host_outputs = {{{p.y, outputs ? size_t(x_elems * dtype_bytes(p.y_type)) : 0},
+                        {p.y_ungated, (outputs && p.y_ungated) ? size_t(x_elems * dtype_bytes(p.y_ungated_type)) : 0},
+                        {p.final_states, p.final_states ? size_t(state_elems * 4) : 0},
+                        {p.varlen_states, p.varlen_states ? size_t(p.num_seqs * h * hd * n * 4) : 0}}};
   // The one check of the parameter contract (core/params.h), before any backend sees the block.
   std::string error;
   const SsdStatus status = outputs ? ssd::check_params(p, &error) : SSD_OK;
@@ -328,9 +324,10 @@ BackwardCall read_backward_call(Napi::Object args, const Source& src) {
   q.d_dt_bias = static_cast<float*>(output("dDtBias", SSD_FLOAT32, h, true));
   q.d_initial_states = static_cast<float*>(output("dInitialStates", SSD_FLOAT32, state_elems, true));
 
-  call.x_bytes[0] = size_t(x_elems * dtype_bytes(q.dx_type));
-  call.x_bytes[1] = q.dz ? size_t(x_elems * dtype_bytes(q.dz_type)) : 0;
-  call.x_bytes[2] = size_t(bc_elems * dtype_bytes(q.dB_type));
+  call.host_outputs = {{{q.dx, size_t(x_elems * dtype_bytes(q.dx_type))},
+                        {q.dz, q.dz ? size_t(x_elems * dtype_bytes(q.dz_type)) : 0},
+                        {q.dB, size_t(bc_elems * dtype_bytes(q.dB_type))},
+                        {q.dC, size_t(bc_elems * dtype_bytes(q.dC_type))}}};
   std::string error;
   const SsdStatus status = ssd::check_backward_params(q, &error);
   if (status != SSD_OK) throw status_error(env, status, error);

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -63,29 +64,29 @@ void* read_pointer(Napi::Env env, Napi::Value v, const char* name);
 // Throws ERR_SSD_CUDA when CUDA cannot run here.
 void require_cuda(Napi::Env env);
 
-// Populates fresh output pages in bulk before a CPU kernel writes them: one region, or each of
-// several (data, bytes).
+// Populates the fresh output pages of one region (data, bytes) in bulk before a CPU kernel writes them.
 void prefault(void* data, size_t bytes);
-void prefault(std::initializer_list<std::pair<void*, size_t>> regions);
 
-// The forward's block read from its argument object, checked (core/params.h), with the host output
-// sizes for prefault(). Without `outputs`, y and finalStates are not read nor checked (a backward call).
+// A call's host outputs, (data, bytes) each, for prefault(); an unused one is (nullptr, 0).
+using HostOutputs = std::array<std::pair<void*, size_t>, 4>;
+
+// The forward's block read from its argument object, checked (core/params.h), with its host outputs
+// (y, yUngated, finalStates, varlenStates). Without `outputs`, y and finalStates are not read nor
+// checked (a backward call).
 struct Call {
   SsdParams params{};
   int threads = 0;
-  size_t y_bytes = 0;       // host output sizes, for prefault()
-  size_t yu_bytes = 0;
-  size_t states_bytes = 0;
-  size_t varlen_bytes = 0;
+  HostOutputs host_outputs{};
 };
 
 Call read_call(Napi::Object args, const Source& src, bool outputs = true);
 
-// The backward's block (the forward's fields, dy, dFinalStates and the gradient outputs), checked.
+// The backward's block (the forward's fields, dy, dFinalStates and the gradient outputs), checked,
+// with its host outputs (dx, dz, dB, dC).
 struct BackwardCall {
   SsdBackwardParams params{};
   int threads = 0;
-  size_t x_bytes[3] = {0, 0, 0};  // dx, dz and dB + dC: host output sizes, for prefault()
+  HostOutputs host_outputs{};
 };
 
 BackwardCall read_backward_call(Napi::Object args, const Source& src);
@@ -149,6 +150,14 @@ ssd::device::Result with_workspace(int device, size_t bytes, const std::function
 Napi::Value run_on_cpu(Napi::Env env, Napi::Object args, const char* name, std::unique_ptr<Staging> staging,
                        std::function<SsdStatus(std::string*)> run);
 
+// The CPU run of a forward or backward call (cpu_entry's Run): prefaults its host outputs, then
+// runs Kernel(call.params, call.threads, error).
+template <auto Kernel, class CallType>
+SsdStatus prefault_and_run(const CallType& call, std::string* error) {
+  for (const auto& [data, bytes] : call.host_outputs) prefault(data, bytes);
+  return Kernel(call.params, call.threads, error);
+}
+
 // A CPU entry, fooSync(args) (kAsync false) or foo(args) (a Promise): `call = Read(args, source)`
 // from host arrays, used in place (kInPlace) or, for an asynchronous call, staged (staging.h); then
 // Run(call, &error) on the calling thread or a worker thread named `kName`.
@@ -161,15 +170,15 @@ Napi::Value cpu_entry(const Napi::CallbackInfo& info) {
 }
 
 // A CUDA entry, cudaFoo(args, device): a Promise over BigInt device pointers. After the device index
-// (info[1]) and CUDA are checked, `params = Read(args)`; then, on the device's worker thread,
-// Run(params, stream, workspace, &message) with WorkspaceBytes(params) of device scratch.
+// (info[1]) and CUDA are checked, `params = Read(args, kOnDevice).params`; then, on the device's
+// worker thread, Run(params, stream, workspace, &message) with WorkspaceBytes(params) of device scratch.
 template <auto Read, auto WorkspaceBytes, auto Run>
 Napi::Value cuda_entry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object args = args_object(info);
   const int device = read_device(env, info[1]);
   require_cuda(env);
-  const auto params = Read(args);
+  const auto params = Read(args, kOnDevice).params;
   return submit_with_promise(env, device, args, [params, device](void* stream) {
     return with_workspace(device, WorkspaceBytes(params), [&](void* workspace) -> ssd::device::Result {
       std::string message;
@@ -182,6 +191,27 @@ Napi::Value cuda_entry(const Napi::CallbackInfo& info) {
 using Entry = Napi::Value (*)(const Napi::CallbackInfo&);
 // Adds each (name, function) to exports.
 void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<std::pair<const char*, Entry>> entries);
+
+// The Entry of Fn, a function that returns nothing: its calls return undefined.
+template <void (*Fn)(const Napi::CallbackInfo&)>
+Napi::Value void_entry(const Napi::CallbackInfo& info) {
+  Fn(info);
+  return info.Env().Undefined();
+}
+
+// Adds an operation's three entries to exports: `sync_name` and `async_name`, its CPU entries
+// (cpu_entry: Read, then RunCpu, the asynchronous one on a worker thread named kName), and
+// `cuda_name`, its CUDA entry (cuda_entry: Read, WorkspaceBytes and RunCuda). `call = Read(args,
+// source)` is the call (with its parameter block as `call.params`) from host arrays or device pointers.
+template <auto Read, auto RunCpu, const char* kName, auto WorkspaceBytes, auto RunCuda>
+void export_operation(Napi::Env env, Napi::Object exports, const char* sync_name, const char* async_name,
+                      const char* cuda_name) {
+  export_functions(env, exports, {
+      {sync_name, cpu_entry<Read, RunCpu, false, kName>},
+      {async_name, cpu_entry<Read, RunCpu, true, kName>},
+      {cuda_name, cuda_entry<Read, WorkspaceBytes, RunCuda>},
+  });
+}
 
 // Each binding file adds its functions to the addon's exports (addon.cpp calls these).
 void register_forward(Napi::Env env, Napi::Object exports);   // forward.cpp

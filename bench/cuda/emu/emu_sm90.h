@@ -332,14 +332,28 @@ struct PendingLoad {
 };
 inline std::vector<PendingLoad> pending_loads;
 
-inline void tma_prefetch(const void* map) { tensor_map(map, "prefetch.tensormap"); }
-inline void tma_load(void* dst, const void* map, void* bar, const int* coords, int rank) {
-  const char* op = "cp.async.bulk.tensor (load)";
+// What a TMA copy between a tensor map's box and shared memory at smem checks first: the map's rank is
+// the copy's, and the box lies in shared memory, aligned as the map's swizzle requires.
+struct TmaBox {
+  const TensorMap& t;
+  uint32_t n;   // the box's bytes
+  uint32_t at;  // its shared-memory offset
+};
+inline TmaBox tma_box(const void* map, const void* smem, int rank, const char* op) {
   const TensorMap& t = tensor_map(map, op);
   if (rank != t.rank) fail("%s: a %dD copy with a rank-%d tensor map", op, rank, t.rank);
   const uint32_t n = box_bytes(t);
-  const uint32_t at = smem_offset(dst, n, op);
+  const uint32_t at = smem_offset(smem, n, op);
   check_box_smem(t, at, op);
+  return {t, n, at};
+}
+
+inline void tma_prefetch(const void* map) { tensor_map(map, "prefetch.tensormap"); }
+inline void tma_load(void* dst, const void* map, void* bar, const int* coords, int rank) {
+  const char* op = "cp.async.bulk.tensor (load)";
+  const TmaBox box = tma_box(map, dst, rank, op);
+  const TensorMap& t = box.t;
+  const uint32_t n = box.n, at = box.at;
   mbar(bar, op);
   check_not_inflight(at, at + n, op);
   PendingLoad p{static_cast<char*>(dst), std::vector<char>(n), bar, at};
@@ -373,6 +387,17 @@ inline void deliver_loads_of(const void* bar) {
   }
 }
 
+// Commit groups, kept per thread alike for TMA stores (cp.async.bulk) and wgmma: an operation's group is
+// -1 until a commit gives every uncommitted one the number of the commits before it; wait_group(n)
+// retires the committed groups but the newest n.
+template <class Op>
+inline void commit_group(std::vector<Op>& ops, long& groups) {
+  for (Op& o : ops)
+    if (o.group < 0) o.group = groups;
+  ++groups;
+}
+inline bool group_retired(long group, long groups, int n) { return group >= 0 && group < groups - n; }
+
 struct PendingStore {
   const char* src;
   std::vector<char> copy;  // the source bytes at issue
@@ -386,11 +411,9 @@ inline BulkThread bulk_threads[1024];
 
 inline void tma_store(const void* map, const void* src, const int* coords, int rank) {
   const char* op = "cp.async.bulk.tensor (store)";
-  const TensorMap& t = tensor_map(map, op);
-  if (rank != t.rank) fail("%s: a %dD copy with a rank-%d tensor map", op, rank, t.rank);
-  const uint32_t n = box_bytes(t);
-  const uint32_t at = smem_offset(src, n, op);
-  check_box_smem(t, at, op);
+  const TmaBox box = tma_box(map, src, rank, op);
+  const TensorMap& t = box.t;
+  const uint32_t n = box.n, at = box.at;
   const char* s = static_cast<const char*>(src);
   for_each_box_element(t, coords, at, [&](const char* dst, uint32_t off) {
     if (dst) memcpy(const_cast<char*>(dst), s + off, t.elem_bytes);
@@ -400,15 +423,13 @@ inline void tma_store(const void* map, const void* src, const int* coords, int r
 }
 inline void bulk_commit() {
   BulkThread& b = bulk_threads[threadIdx.x];
-  for (PendingStore& p : b.stores)
-    if (p.group < 0) p.group = b.groups;
-  ++b.groups;
+  commit_group(b.stores, b.groups);
 }
 inline void bulk_wait(int n) {
   BulkThread& b = bulk_threads[threadIdx.x];
   for (size_t i = 0; i < b.stores.size();) {
     PendingStore& p = b.stores[i];
-    if (p.group >= 0 && p.group < b.groups - n) {
+    if (group_retired(p.group, b.groups, n)) {
       if (memcmp(p.src, p.copy.data(), p.copy.size()) != 0)
         fail("the shared memory a TMA store reads changed before cp.async.bulk.wait_group.read retired it");
       b.stores.erase(b.stores.begin() + static_cast<long>(i));
@@ -597,15 +618,13 @@ inline void wgmma(float* d, const uint32_t* a_regs, uint64_t desc_a, uint64_t de
 
 inline void wgmma_commit() {
   WgThread& me = wg_threads[threadIdx.x];
-  for (Wgmma& w : me.inflight)
-    if (w.group < 0) w.group = me.groups;
-  ++me.groups;
+  commit_group(me.inflight, me.groups);
 }
 
 inline void wgmma_wait(int n) {
   WgThread& me = wg_threads[threadIdx.x];
   std::vector<Wgmma> retired, kept;
-  for (Wgmma& w : me.inflight) (w.group >= 0 && w.group < me.groups - n ? retired : kept).push_back(std::move(w));
+  for (Wgmma& w : me.inflight) (group_retired(w.group, me.groups, n) ? retired : kept).push_back(std::move(w));
   for (const Wgmma& w : retired) {
     std::vector<float> again(w.n / 2);
     wgmma_compute(w, again.data());

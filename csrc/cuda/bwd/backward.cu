@@ -410,30 +410,15 @@ int sm90_verdict(const SsdBackwardParams& bp, std::string* why) {
                             [&](std::string* w) { return sm90::takes_backward(bp, w); }, why);
 }
 
-// The sm_90a backward (../sm90): its launches timed as one stage.
-SsdStatus backward_sm90(const SsdBackwardParams& bp, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
-  Stages stages(stream, tm, err);
-  SsdStatus st;
-  if ((st = stages.begin()) != SSD_OK) return st;
-  if ((st = sm90::backward(bp, stream, workspace, err)) != SSD_OK) return st;
-  if ((st = stages.done(cudaSuccess, "launch the sm_90a backward")) != SSD_OK) return st;
-  if (tm) stages.name({"states+dstates+block+finish (sm90)"});
-  return SSD_OK;
-}
-
 SsdStatus backward_impl(const SsdBackwardParams& bp, void* stream_v, void* workspace, std::string* err, Timer* tm) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  const SsdStatus st = begin_launches(workspace, tm, err);
-  if (st != SSD_OK) return st;
-  std::string why;
-  switch (sm90_verdict(bp, &why)) {
-    case 1: return backward_sm90(bp, stream, workspace, err, tm);
-    case -1:
-      if (err) *err = "SSD_KERNELS_BACKWARD_PATH=sm90: " + why;
-      return SSD_ERR_UNSUPPORTED;
-    default: break;
-  }
-  return run_path(path_of(bp.fwd), [&](auto t) { return run_t<decltype(t)>(bp, stream, workspace, err, tm); });
+  return run_on_verdict(
+      "SSD_KERNELS_BACKWARD_PATH", [&](std::string* why) { return sm90_verdict(bp, why); }, workspace, tm, err,
+      [&] {  // the sm_90a launches timed as one stage
+        return one_stage(stream, tm, err, "launch the sm_90a backward", "states+dstates+block+finish (sm90)",
+                         [&] { return sm90::backward(bp, stream, workspace, err); });
+      },
+      [&] { return run_path(path_of(bp.fwd), [&](auto t) { return run_t<decltype(t)>(bp, stream, workspace, err, tm); }); });
 }
 
 }  // namespace

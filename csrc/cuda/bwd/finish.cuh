@@ -42,6 +42,17 @@ __device__ __forceinline__ void combine_role(const SsdBackwardParams& bp, const 
   }
 }
 
+// Each warp's sums of a and of b, into ra[warp] and rb[warp]; then the block synchronizes.
+__device__ __forceinline__ void warp_sums_to(float a, float b, float* ra, float* rb) {
+  a = warp_sum(a);
+  b = warp_sum(b);
+  if ((threadIdx.x & 31) == 0) {
+    ra[threadIdx.x >> 5] = a;
+    rb[threadIdx.x >> 5] = b;
+  }
+  __syncthreads();
+}
+
 // =============================================================================================
 // Launch 4: per (b, chunk, head), 256 threads; thread tid owns position t = Q-1-tid, so that an
 // inclusive scan over tid is the reverse cumulative sum over positions.
@@ -105,12 +116,7 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
     const float* pp = bw.ppass + bhc * bw.npp;
     float ps = 0.f;
     for (int m = tid; m < bw.npp; m += 256) ps += pp[m];
-    const float s = warp_sum(q), sp = warp_sum(ps);
-    if (lane == 0) {
-      fred[0][warp] = s;
-      fred[1][warp] = sp;
-    }
-    __syncthreads();
+    warp_sums_to(q, ps, fred[0], fred[1]);
     if (tid == 0) {
       float tot = 0.f;
       for (int w = 0; w < 8; ++w) tot += fred[0][w];
@@ -121,12 +127,7 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
     if (act && t == len - 1) ds += qtot;
   }
   // reverse cumulative sum: inclusive scan over tid, in double
-  double s = ds;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, s, off);
-    if (lane >= off) s += y;
-  }
+  const double s = dev::warp_inclusive_scan((double)ds);
   if (lane == 31) wred[warp] = s;
   __syncthreads();
   double base = 0.0;
@@ -140,12 +141,7 @@ k_bwd_ddt(const __grid_constant__ SsdBackwardParams bp, const __grid_constant__ 
     dac = d * da;
   }
   {
-    const float a = warp_sum(dac), c = warp_sum(ddt);
-    if (lane == 0) {
-      fred[1][warp] = a;
-      fred[2][warp] = c;
-    }
-    __syncthreads();
+    warp_sums_to(dac, ddt, fred[1], fred[2]);
     if (tid == 0) {
       float sa = 0.f, sc = 0.f;
       for (int w = 0; w < 8; ++w) {

@@ -63,14 +63,9 @@ __device__ __forceinline__ void prep_load(const SsdParams& p, int b, int h, int6
 // The sum of x over this lane and the lanes below it in the warp (every lane calls it, in double, in
 // the same order on every path), and in *before the sum over the lanes below it.
 __device__ __forceinline__ double warp_inclusive_sum(double x, double* before) {
-  const int lane = threadIdx.x & 31;
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    const double y = __shfl_up_sync(0xffffffffu, x, off);
-    if (lane >= off) x += y;
-  }
+  x = warp_inclusive_scan(x);
   const double ex = __shfl_up_sync(0xffffffffu, x, 1);
-  *before = lane == 0 ? 0.0 : ex;
+  *before = (threadIdx.x & 31) == 0 ? 0.0 : ex;
   return x;
 }
 

@@ -106,6 +106,19 @@ __device__ __forceinline__ void st8(void* p, SsdDtype t, int64_t off, int n, boo
     if (e < n) st_f(p, t, off + e, f[e]);
 }
 
+// The sum of x over this lane and the lanes below it in the warp, added in the same order on every
+// lane; every lane of the warp calls it.
+template <class T>
+__device__ __forceinline__ T warp_inclusive_scan(T x) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const T y = __shfl_up_sync(0xffffffffu, x, off);
+    if (lane >= off) x += y;
+  }
+  return x;
+}
+
 // sigmoid(z) with the MUFU reciprocal (~1 ulp; an IEEE division costs a dozen instructions and a
 // branch per element). exp(-z) overflowing gives rcp(inf) = 0, so silu -> -0 as it should.
 __device__ __forceinline__ float sigmoid(float z) {

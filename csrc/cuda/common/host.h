@@ -108,6 +108,36 @@ class Stages {
   int next_ = 0;  // the next event
 };
 
+// A call's launches on the kernels its sm_90a verdict (sm90/forward.h: path_verdict) names, after
+// begin_launches: on_sm90() where verdict(&why) is 1; SSD_ERR_UNSUPPORTED naming `variable` and the
+// reason where it is -1 (the path forced onto sm_90a kernels that refuse the call); else on_sm80().
+template <class Verdict, class OnSm90, class OnSm80>
+SsdStatus run_on_verdict(const char* variable, Verdict verdict, const void* workspace, Timer* tm, std::string* err,
+                         OnSm90 on_sm90, OnSm80 on_sm80) {
+  const SsdStatus st = begin_launches(workspace, tm, err);
+  if (st != SSD_OK) return st;
+  std::string why;
+  switch (verdict(&why)) {
+    case 1: return on_sm90();
+    case -1:
+      if (err) *err = std::string(variable) + "=sm90: " + why;
+      return SSD_ERR_UNSUPPORTED;
+    default: return on_sm80();
+  }
+}
+
+// launch() (which checks its own launches) timed as one stage called `name`; `what` names it in an error.
+template <class Launch>
+SsdStatus one_stage(cudaStream_t stream, Timer* tm, std::string* err, const char* what, const char* name, Launch launch) {
+  Stages stages(stream, tm, err);
+  SsdStatus st;
+  if ((st = stages.begin()) != SSD_OK) return st;
+  if ((st = launch()) != SSD_OK) return st;
+  if ((st = stages.done(cudaSuccess, what)) != SSD_OK) return st;
+  stages.name({name});
+  return SSD_OK;
+}
+
 // Runs impl(&timer) with events around its launches, synchronizes the stream and fills *times.
 template <class Impl>
 SsdStatus run_timed(void* stream, std::string* error, detail::StageTimes* times, Impl impl) {

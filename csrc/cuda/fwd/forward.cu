@@ -175,12 +175,7 @@ k_seq_slots(const int32_t* cu, int nseq, int64_t L, int Q, int nc, int2* seg, in
       seg[s] = make_int2(a, e);
       n = (e - a + Q - 1) / Q;
     }
-    int64_t v = n;  // inclusive scan: warps, then their sums
-#pragma unroll
-    for (int off = 1; off < 32; off <<= 1) {
-      const int64_t y = __shfl_up_sync(0xffffffffu, v, off);
-      if (lane >= off) v += y;
-    }
+    const int64_t v = dev::warp_inclusive_scan(n);  // inclusive scan: warps, then their sums
     if (lane == 31) warp_sum[warp] = v;
     __syncthreads();
     int64_t before = carry;
@@ -349,35 +344,13 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   return SSD_OK;
 }
 
-// The sm_90a forward (../sm90) where it takes the call and the device runs it: one or two launches
-// (timed as one stage).
-SsdStatus forward_sm90(const SsdParams& p, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
-  Stages stages(stream, tm, err);
-  SsdStatus st;
-  if ((st = stages.begin()) != SSD_OK) return st;
-  if ((st = sm90::forward(p, stream, workspace, err)) != SSD_OK) return st;
-  if ((st = stages.done(cudaSuccess, "launch k_chain_fwd")) != SSD_OK) return st;
-  if (tm) stages.name({sm90::segments(p) > 1 ? "chain_fwd (sm90, segments)" : "chain_fwd (sm90)"});
-  return SSD_OK;
-}
-
 // Whether the call runs on the sm_90a forward (sm90/forward.h: path_verdict).
 int sm90_verdict(const SsdParams& p, std::string* why) {
   return sm90::path_verdict(sm90::path_choice(), sm90::kForwardByDefault, [&](std::string* w) { return sm90::takes(p, w); }, why);
 }
 
-SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
-  const SsdStatus st = begin_launches(workspace, tm, err);
-  if (st != SSD_OK) return st;
-  std::string why;
-  switch (sm90_verdict(p, &why)) {
-    case 1: return forward_sm90(p, stream, workspace, err, tm);
-    case -1:
-      if (err) *err = "SSD_KERNELS_FORWARD_PATH=sm90: " + why;
-      return SSD_ERR_UNSUPPORTED;
-    default: break;
-  }
+// The sm_80 kernels: for a packed call, its chunk slots first.
+SsdStatus forward_sm80(const SsdParams& p, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
   if (p.cu_seqlens) {
     const Layout l = layout_of(p);
     if (l.nc > INT32_MAX) {
@@ -396,6 +369,17 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
     if ((e = cudaGetLastError()) != cudaSuccess) return cuda_fail(e, "launch k_slot_seq", err);
   }
   return run_path(path_of(p), [&](auto t) { return run_t<decltype(t)>(p, stream, workspace, err, tm); });
+}
+
+SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std::string* err, Timer* tm) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
+  return run_on_verdict(
+      "SSD_KERNELS_FORWARD_PATH", [&](std::string* why) { return sm90_verdict(p, why); }, workspace, tm, err,
+      [&] {  // one or two launches (segments), timed as one stage
+        const char* name = sm90::segments(p) > 1 ? "chain_fwd (sm90, segments)" : "chain_fwd (sm90)";
+        return one_stage(stream, tm, err, "launch k_chain_fwd", name, [&] { return sm90::forward(p, stream, workspace, err); });
+      },
+      [&] { return forward_sm80(p, stream, workspace, err, tm); });
 }
 
 }  // namespace
