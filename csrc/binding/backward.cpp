@@ -1,15 +1,10 @@
 // The backward: backwardSync, backward (a CPU worker thread) and cudaBackward (device pointers).
 #include <napi.h>
 
-#include <cstdint>
-#include <functional>
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "binding/util.h"
 #include "core/dispatch.h"
-#include "device/device.h"
 
 namespace ssd { namespace addon {
 namespace {

@@ -2,15 +2,10 @@
 // cudaForward (device pointers, the device's worker thread).
 #include <napi.h>
 
-#include <cstdint>
-#include <functional>
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "binding/util.h"
 #include "core/dispatch.h"
-#include "device/device.h"
 
 namespace ssd { namespace addon {
 namespace {
