@@ -15,7 +15,8 @@
  * The generic kernels run on the small odd sizes; the fixed-shape ones (16-bit, headdim 64,
  * dstate 64, chunk 64: the backward's fixed launches with seqIdx, the forward's sequential state
  * pass without) on their own layouts, and the backward without seqIdx at those sizes, which a
- * Hopper GPU gives to the sm_90a kernels.
+ * Hopper GPU gives to the sm_90a kernels. The sm_90a forward, opt-in, is forced onto the same sizes
+ * (without seqIdx, and packed with cuSeqlens).
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */
@@ -40,9 +41,11 @@ import {
   runNanCase,
   type NanCase,
   type NanLayout,
+  type NanRun,
   type Outcome,
 } from '../nonfinite-cases';
 import { gpuSuite } from '../helpers';
+import { withForwardPath, type CudaPath } from '../../lib/cuda-path';
 
 const { describeGpu } = gpuSuite('GPU tests');
 
@@ -62,10 +65,21 @@ function cudaBound(c: NanCase): (o: Outcome, expected: Float64Array) => number {
   };
 }
 
-function runAll(layout: NanLayout, cases: NanCase[]): void {
+/**
+ * The cases on `layout`; with `forwardPath`, their forward calls forced onto those kernels (a GPU
+ * without them refuses the forced call, and the case says it was skipped).
+ */
+function runAll(layout: NanLayout, cases: NanCase[], forwardPath?: CudaPath): void {
   const hpg = layout.config.nheads / layout.config.ngroups;
   test.each(cases.map((c) => [caseName(c), c] as const))('%s', async (_name, c) => {
-    const run = await runNanCase(c, layout, 'cuda');
+    let run: NanRun;
+    try {
+      run = forwardPath ? await withForwardPath(forwardPath, () => runNanCase(c, layout, 'cuda'), 60000) : await runNanCase(c, layout, 'cuda');
+    } catch (err) {
+      if (!/no sm_90a device/.test(String((err as Error).message))) throw err;
+      console.log(`skipped: this GPU has no sm_90a kernels (${caseName(c)})`);
+      return;
+    }
     // the step is no chunked scan: its NaN pattern is the reference's exactly
     expect(checkNanRun(run, c.path === 'step' ? 'exact' : 'superset', hpg, cudaBound(c))).toEqual([]);
   });
@@ -82,4 +96,10 @@ describeGpu('CUDA: the same on the fixed-shape kernels', () => {
 
 describeGpu('CUDA: the same on the backward without seqIdx (the sm_90a kernels on a Hopper GPU)', () => {
   runAll(CUDA_SM90_BACKWARD_LAYOUT, nanCases(['backward'], ['bfloat16', 'float16'], true, true));
+});
+
+describeGpu('CUDA: the same on the sm_90a forward (forced; skipped where the GPU has none)', () => {
+  runAll(CUDA_SM90_BACKWARD_LAYOUT, nanCases(['forward'], ['bfloat16', 'float16'], true), 'sm90');
+  // cuSeqlens packs, which the sm_90a forward chunks from each sequence's start
+  runAll(CUDA_FIXED_BACKWARD_LAYOUT, nanCases(['varlen'], ['bfloat16', 'float16'], true), 'sm90');
 });
