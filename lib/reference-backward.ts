@@ -10,11 +10,11 @@
  * or across positions (A, D, dtBias) are accumulated in a fixed order.
  */
 import { SsdError } from './errors';
-import type { RefInputs } from './reference';
+import { softplus, type RefInputs } from './reference';
 
 // Math's functions bound once: the hot loops below then read no global, which costs much more
 // inside a vm context such as jest's.
-const { abs, exp, floor, log1p, max, min } = Math;
+const { abs, exp, floor, max, min } = Math;
 
 export interface RefGrads {
   dx: Float64Array; // (b, L, h, p)
@@ -99,7 +99,7 @@ export function ssdReferenceBackward(r: RefInputs, dy: ArrayLike<number>, dFinal
       let previousSeq = 0; // seqIdx_{-1} := 0
       for (let t = 0; t < L; t++) {
         const u = r.dt[(b * L + t) * h + head] + bias;
-        const v = dtSoftplus ? (u > 20 ? u : log1p(exp(u))) : u;
+        const v = dtSoftplus ? softplus(u) : u;
         const d = min(max(v, lo), hi);
         let keep = true;
         if (r.seqIdx) {
