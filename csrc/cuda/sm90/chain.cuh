@@ -129,12 +129,13 @@ __device__ __forceinline__ void ring_bars_init(uint64_t* bars) {
 __device__ __forceinline__ int acc_row(int i, int w, int g) { return 16 * w + g + 8 * ((i >> 1) & 1); }
 __device__ __forceinline__ int acc_col(int i, int q) { return 8 * (i >> 2) + 2 * q; }
 
-// The state warpgroup's accumulators into a p x n fp32 state at dst (row-major).
-template <int N>
-__device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)[N / 2], int w, int g, int q) {
+// The state warpgroup's accumulators (Tr::NC columns from column c0) into a p x n fp32 state at dst
+// (row-major, Tr::N columns).
+template <class Tr>
+__device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)[Tr::NC / 2], int w, int g, int q, int c0) {
 #pragma unroll
-  for (int i = 0; i < N / 2; i += 2)
-    *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * N + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
+  for (int i = 0; i < Tr::NC / 2; i += 2)
+    *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * Tr::N + c0 + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
 }
 
 // Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
@@ -196,18 +197,19 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
 // The state warpgroup's value entering segment seg (acc, its accumulator fragment): `start` (the
 // initial state going forward, the final state's gradient in reverse; null: zero) where the walk
 // starts from it, plus the ordered sum of what the segments on the near side added (ahead of a
-// launch that walks every segment; `summed` false for the first launch, which starts each from zero).
+// launch that walks every segment; `summed` false for the first launch, which starts each from zero);
+// the Tr::NC columns from column c0 of the p x Tr::N state.
 template <class Tr>
-__device__ __forceinline__ void chain_enter(float (&acc)[Tr::N / 2], const ChainSegs& segs, int seg, bool summed,
-                                            const float* start, int64_t slot0, int64_t slot_stride, int w, int g, int q) {
+__device__ __forceinline__ void chain_enter(float (&acc)[Tr::NC / 2], const ChainSegs& segs, int seg, bool summed,
+                                            const float* start, int64_t slot0, int64_t slot_stride, int w, int g, int q, int c0) {
   constexpr int N = Tr::N;
   const int64_t PN = (int64_t)Tr::P * N;
   // the segments whose additions reach this one, nearest last: forward 0 .. seg - 1 (slots 0 .. seg - 1),
   // reverse nseg - 1 .. seg + 1 (slots nseg - 2 .. seg)
   const int nnear = summed ? (Tr::kReverse ? segs.nseg - 1 - seg : seg) : 0;
 #pragma unroll
-  for (int i = 0; i < N / 2; i += 2) {
-    const int r = acc_row(i, w, g), cc = acc_col(i, q);
+  for (int i = 0; i < Tr::NC / 2; i += 2) {
+    const int r = acc_row(i, w, g), cc = c0 + acc_col(i, q);
     float2 v = make_float2(0.f, 0.f);
     if (start) v = *reinterpret_cast<const float2*>(start + (int64_t)r * N + cc);
     for (int m = 0; m < nnear; ++m) {
@@ -225,12 +227,13 @@ __device__ __forceinline__ void chain_enter(float (&acc)[Tr::N / 2], const Chain
 // One block of the state warpgroup's walk on stage st with records rec: acc <- 2^(s_63) acc + Aᵀ Bt,
 // where A (64 positions x 64 p) is the stage's x scaled by w_j (forward) or dy o silu(z) scaled by
 // 2^(s_j) (reverse; z at Tr::kZ when has_z), read transposed by ldmatrix into registers, and Bt the
-// stage's B (forward) or C (reverse) tiles at Tr::kB. Returns the block's decay 2^(s_63).
+// stage's Tr::NC columns of B (forward) or C (reverse), 64-column tiles at Tr::kB. Returns the block's
+// decay 2^(s_63).
 template <class Tr>
-__device__ __forceinline__ float chain_state_block(float (&acc)[Tr::N / 2], const char* st, const float4* rec, bool has_z,
+__device__ __forceinline__ float chain_state_block(float (&acc)[Tr::NC / 2], const char* st, const float4* rec, bool has_z,
                                                   int w, int lane) {
   using T = typename Tr::Elem;
-  constexpr int N = Tr::N;
+  constexpr int N = Tr::NC;
   const int q = lane & 3;
   const float dec = dev::ex2(rec[63].x);
 #pragma unroll

@@ -66,7 +66,8 @@ bool takes_inputs(const SsdParams& p, std::string* why) {
   if (!aligned(p.initial_states, 8) || !aligned(p.final_states, 8) || !aligned(p.varlen_states, 8))
     return refuse(why, "states not 8-byte aligned");
   if ((uint64_t)p.batch * (uint64_t)p.seqlen + 64 > (uint64_t)INT32_MAX) return refuse(why, "more than 2^31 rows");
-  if (pairs_of(p) * cut_of(p).nseg > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
+  // the state walks run up to two CTAs per (segment, chain, head): one per 64 columns of the state
+  if (pairs_of(p) * cut_of(p).nseg * 2 > INT32_MAX) return refuse(why, "too many (chain, head) pairs for one grid");
   return true;
 }
 

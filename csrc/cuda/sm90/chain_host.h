@@ -117,14 +117,15 @@ SsdStatus chain_maps(ChainMaps* maps, const SsdParams& p, std::string* err) {
   return SSD_OK;
 }
 
-// Enqueues one launch of k_chain_states<Tr> over `segments` segments of every (chain, head) pair.
+// Enqueues one launch of k_chain_states<Tr> over `segments` segments of every (chain, head) pair, each
+// in Tr::kParts column parts.
 template <class Tr>
 SsdStatus launch_states(const SsdParams& p, const ChainMaps& maps, const ChainSegs& segs, const ChainStatesIO& io, int segments,
                         cudaStream_t stream, const char* name, std::string* err) {
   auto* k = k_chain_states<Tr>;
   SsdStatus st;
   if ((st = allow_smem(k, Tr::kSmem, name, err)) != SSD_OK) return st;
-  k<<<(unsigned)pairs_of(p) * (unsigned)segments, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs, io);
+  k<<<(unsigned)pairs_of(p) * (unsigned)segments * (unsigned)Tr::kParts, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs, io);
   const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? SSD_OK : cuda_fail(e, (std::string("launch ") + name).c_str(), err);
 }

@@ -1,6 +1,8 @@
-// The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment, chain, head), 256
-// threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3 leave at once), warpgroup 1
-// the state in registers.
+// The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment, chain, head, 64-column
+// part of the state), 256 threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3
+// leave at once), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
+// independently (each is decayed and gets its own column of B or C), so a dstate-128 chain walks as two
+// CTAs, which doubles the CTAs a latency-bound walk runs (two to an SM) at no extra work but the records.
 //   forward (kReverse false)  reads x and B; the state H, from the initial state
 //   reverse (kReverse true)   reads dy, z and C, walking the blocks from the chain's end; the gradient dH
 //                             of the state, from the final state's gradient
@@ -23,10 +25,11 @@ struct ChainStates {
   using Elem = T;
   static constexpr bool kReverse = kReverse_, kBlocks = kBlocks_;
   static constexpr int P = 64, N = N_, BQ = 64;
+  static constexpr int NC = 64, kParts = N / NC;  // a CTA's columns of the state; CTAs per chain and head
   static constexpr int kStages = 4;
-  static constexpr int kThreads = 256;
+  static constexpr int kThreads = 256, kMinBlocks = 2;
   static constexpr int kEmptyArrivals = 128;  // the state warpgroup
-  static constexpr int kNT = N / 64;          // 64-column tiles of B or C
+  static constexpr int kNT = NC / 64;         // 64-column tiles of B or C in a stage
   static constexpr int kTile = 64 * 128;      // 64 rows x 128 bytes
   // a stage: x (forward) or dy and z (reverse), then B (forward) or C (reverse), back to back
   static constexpr int kATiles = kReverse ? 2 : 1;
@@ -53,10 +56,10 @@ __device__ __forceinline__ int64_t block_slot(const SsdParams& p, int c, const F
   return p.cu_seqlens[c] / 64 + c + (ch.t0 - p.cu_seqlens[c]) / 64 + kb;
 }
 
-// Warp 0's lane 0: the TMA loads of the blocks, in the order of the walk.
+// Warp 0's lane 0: the TMA loads of the blocks, in the order of the walk (B or C from column c0).
 template <class Tr>
 __device__ __forceinline__ void states_producer(const ChainMaps& maps, char* smem, int nblk, int h, int grp, int64_t row0,
-                                                bool has_z) {
+                                                bool has_z, int c0) {
   constexpr int S = Tr::kStages, kNT = Tr::kNT, kTile = Tr::kTile;
   uint64_t* bars = Tr::bars(smem);
   const CUtensorMap* a = Tr::kReverse ? &maps.dy : &maps.x;
@@ -76,7 +79,7 @@ __device__ __forceinline__ void states_producer(const ChainMaps& maps, char* sme
     tma_load_3d(st + Tr::kX, a, full, 0, h, r);
     if (has_z) tma_load_3d(st + Tr::kZ, &maps.z, full, 0, h, r);
 #pragma unroll
-    for (int t = 0; t < kNT; ++t) tma_load_3d(st + Tr::kB + t * kTile, bmap, full, 64 * t, grp, r);
+    for (int t = 0; t < kNT; ++t) tma_load_3d(st + Tr::kB + t * kTile, bmap, full, c0 + 64 * t, grp, r);
   }
 }
 
@@ -89,12 +92,12 @@ struct ChainStatesIO {
 };
 
 template <class Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 1)
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocks)
 k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps,
                const __grid_constant__ ChainSegs segs, const __grid_constant__ ChainStatesIO io) {
 #if SSD_SM90A || defined(SSD_CUDA_EMULATION)
   using T = typename Tr::Elem;
-  constexpr int N = Tr::N, S = Tr::kStages;
+  constexpr int N = Tr::N, NC = Tr::NC, S = Tr::kStages;
   extern __shared__ char smem_dyn[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
   uint64_t* bars = Tr::bars(smem);
@@ -102,12 +105,14 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
   const int H = (int)p.nheads;
   const int64_t pairs = (p.cu_seqlens ? p.num_seqs : p.batch) * (int64_t)H;  // CTAs per segment
-  const int64_t pair = blockIdx.x % pairs;
+  // the parts of one chain and head are neighbours in the grid, so that they share their x (dy, z) loads in L2
+  const int c0 = NC * (int)(blockIdx.x % Tr::kParts);
+  const int64_t cta = blockIdx.x / Tr::kParts, pair = cta % pairs;
   // the first launch walks the segments whose additions others need: all but the last going forward,
   // all but the first in reverse (slot j holds segment j + 1 there)
-  const int slot = (int)(blockIdx.x / pairs);
+  const int slot = (int)(cta / pairs);
   const int seg = (!Tr::kBlocks && Tr::kReverse) ? slot + 1 : slot;
-  const int chain = (int)(pair / H), h = (int)(blockIdx.x % H);
+  const int chain = (int)(pair / H), h = (int)(pair % H);
   const int grp = h / (int)(p.nheads / p.ngroups);
   FwdChain ch = chain_of(p, chain, h);
   cut_segment(ch, segs, seg);
@@ -121,7 +126,7 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   __syncthreads();
 
   if (warp < 4) {
-    if (warp == 0 && lane == 0) states_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
+    if (warp == 0 && lane == 0) states_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr, c0);
     else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
     return;
   }
@@ -136,8 +141,8 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   const float* start = nullptr;
   if (!Tr::kReverse && seg == 0 && p.initial_states) start = p.initial_states + bh * PN;
   if (Tr::kReverse && seg == segs.nseg - 1 && ch.is_last && io.d_final) start = io.d_final + (p.cu_seqlens ? h : bh) * PN;
-  float acc[N / 2];
-  chain_enter<Tr>(acc, segs, seg, Tr::kBlocks, start, pair, pairs, w, g, q);
+  float acc[NC / 2];
+  chain_enter<Tr>(acc, segs, seg, Tr::kBlocks, start, pair, pairs, w, g, q, c0);
   float decay = 1.f;  // the product of the blocks' 2^(s_63)
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S, kb = Tr::kReverse ? nblk - 1 - k : k;
@@ -146,8 +151,8 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
     if (Tr::kBlocks) {
       T* out = static_cast<T*>(io.blocks) + (block_slot(p, chain, ch, kb) * H + h) * PN;
 #pragma unroll
-      for (int i = 0; i < N / 2; i += 2)
-        *reinterpret_cast<uint32_t*>(out + acc_row(i, w, g) * N + acc_col(i, q)) = mma::pack2<T>(acc[i], acc[i + 1]);
+      for (int i = 0; i < NC / 2; i += 2)
+        *reinterpret_cast<uint32_t*>(out + acc_row(i, w, g) * N + c0 + acc_col(i, q)) = mma::pack2<T>(acc[i], acc[i + 1]);
     }
     decay *= chain_state_block<Tr>(acc, Tr::stage(smem, s), Tr::recs(smem, s), p.z != nullptr, w, lane);
     mbar_arrive(bars + Tr::kEmpty + s);
@@ -155,11 +160,11 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   float* dst = nullptr;
   if (!Tr::kBlocks) {
     dst = segs.ends + ((int64_t)slot * pairs + pair) * PN;
-    if (t == 0) segs.decays[(int64_t)slot * pairs + pair] = decay;
+    if (t == 0 && c0 == 0) segs.decays[(int64_t)slot * pairs + pair] = decay;
   } else if (Tr::kReverse && seg == 0 && io.d_initial && !p.cu_seqlens) {
     dst = io.d_initial + bh * PN;
   }
-  if (dst) chain_store_state<N>(dst, acc, w, g, q);
+  if (dst) chain_store_state<Tr>(dst, acc, w, g, q, c0);
 #else
   SSD_SM90A_MISSING();
 #endif

@@ -38,6 +38,7 @@ struct ChainFwd {
   using Elem = T;
   static constexpr bool kReverse = false;
   static constexpr int P = 64, N = N_, BQ = 64;
+  static constexpr int NC = N;  // the state warpgroup's columns: all of them
   static constexpr int kStages = 3;
   static constexpr int kThreads = 512;
   // the arrivals that free a stage: its outputs warpgroup (one of the two) and the state warpgroup
@@ -237,7 +238,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   float acc[N / 2];
   // the state entering the segment: the initial state in the first, else the sum over those before it
   const float* init = (p.initial_states && seg == 0) ? p.initial_states + ((int64_t)ch.b * H + h) * (int64_t)(Tr::P * N) : nullptr;
-  chain_enter<Tr>(acc, segs, seg, true, init, blockIdx.x % pairs, pairs, w, g, q);
+  chain_enter<Tr>(acc, segs, seg, true, init, blockIdx.x % pairs, pairs, w, g, q, 0);
   for (int k = 0; k < nblk; ++k) {
     const int s = k % S, u = k & 1;
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
@@ -257,7 +258,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   }
   float* fins[2] = {ch.fin, ch.last};
   for (float* fin : fins)
-    if (fin) chain_store_state<N>(fin, acc, w, g, q);
+    if (fin) chain_store_state<Tr>(fin, acc, w, g, q, 0);
 #else
   SSD_SM90A_MISSING();
 #endif
