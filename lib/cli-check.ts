@@ -5,10 +5,10 @@
  *   forward   the four CHECK_CASES on the CPU and on CUDA (lib/reference.ts)
  *   backward  the CPU on the fp32 case; CUDA on the fp32 and the bf16 case (lib/reference-backward.ts)
  *   step      the two STEP_CHECK_CASES on the CPU and on CUDA (lib/reference-step.ts)
- *   sm_90a    the bf16 forward cases again on the opt-in sm_90a forward (forced, csrc/cuda/sm90), SKIP
- *             with the reason on a GPU without it
- *   sm_80     the bf16 backward case again on the sm_80 kernels (forced): on an H100 or H200 the
- *             default line above ran it on the sm_90a backward
+ *   sm_90a    the bf16 forward cases again on the sm_90a forward (forced, csrc/cuda/sm90), SKIP with the
+ *             reason on a GPU without it
+ *   sm_80     the bf16 forward cases and the bf16 backward case again on the sm_80 kernels (forced): on an
+ *             H100 or H200 the default lines above ran them on the sm_90a kernels
  *
  * CUDA runs on host tensors with device: 'cuda' (uploads, runs, downloads), held to the bounds the
  * GPU suite uses (lib/tolerances.ts). Without CUDA its checks are listed as skipped, with the reason.
@@ -110,7 +110,7 @@ const CUDA_BACKWARD_CASES = CHECK_CASES.slice(0, 2);
 /** The backward case checked again on the sm_80 kernels, which the sm_90a backward replaces where it takes the call. */
 const SM80_BACKWARD_CASES = CUDA_BACKWARD_CASES.filter((c) => c.example.dtype === 'bfloat16');
 
-/** The forward cases the sm_90a forward is written for (bf16 throughout, headdim 64, dstate 64), checked on it too. */
+/** The forward cases the sm_90a forward takes (bf16 throughout, headdim 64, dstate 64), checked on it and on the sm_80 kernels. */
 const SM90_CASES = CHECK_CASES.filter((c) => c.example.dtype === 'bfloat16');
 
 const exp = (v: number): string => v.toExponential(2);
@@ -275,6 +275,7 @@ function tasks(): CheckTask[] {
     for (const c of STEP_CHECK_CASES) list.push({ device, name: c.name, run: (rng) => checkStepCase(rng, c, device) });
   }
   for (const c of SM90_CASES) list.push({ device: 'cuda', name: `${c.name} [sm_90a]`, run: (rng) => checkForwardSm90(rng, c) });
+  for (const c of SM90_CASES) list.push({ device: 'cuda', name: `${c.name} [sm_80]`, run: (rng) => withForwardPath('sm80', () => checkForward(rng, c, 'cuda')) });
   for (const c of SM80_BACKWARD_CASES) {
     list.push({ device: 'cuda', name: `backward, ${c.name} [sm_80]`, run: (rng) => withBackwardPath('sm80', () => checkCudaBackward(rng, c)) });
   }

@@ -179,8 +179,9 @@ describe('check covers every backend for the forward, the backward and the step'
     'fp32, every option', 'bf16, D per head, softplus', 'fp16, z gate, no D', 'bf16, five packed sequences',
     'backward, fp32, every option', 'backward, bf16, D per head, softplus',
     'step fp32, every option', 'step bf16 state and inputs',
-    // the bf16 backward again on the sm_80 kernels (the line before it runs on the sm_90a backward on an H100 or H200)
-    'backward, bf16, D per head, softplus [sm_80]',
+    // the bf16 forward cases and the bf16 backward again on the sm_80 kernels (the default lines run on the
+    // sm_90a kernels on an H100 or H200)
+    'bf16, D per head, softplus [sm_80]', 'bf16, five packed sequences [sm_80]', 'backward, bf16, D per head, softplus [sm_80]',
   ];
   const SM90_CHECKS = ['bf16, D per head, softplus [sm_90a]', 'bf16, five packed sequences [sm_90a]'];
 
@@ -193,7 +194,7 @@ describe('check covers every backend for the forward, the backward and the step'
       if (cuda.available) expect(r.stdout).toMatch(new RegExp(`^PASS {2}cuda {2}${escaped} +\\S.*\\(bound`, 'm'));
       else expect(r.stdout).toMatch(new RegExp(`^SKIP {2}cuda {2}${escaped} +CUDA is unavailable: ${cuda.reason.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
     }
-    // the bf16 forward cases again on the opt-in sm_90a forward: PASS on an H100 or H200, else SKIP with the reason
+    // the bf16 forward cases again on the sm_90a forward, forced: PASS on an H100 or H200, else SKIP with the reason
     for (const name of SM90_CHECKS) {
       const escaped = name.replace(/[.,[\]]/g, '\\$&');
       if (cuda.available) expect(r.stdout).toMatch(new RegExp(`^(PASS {2}cuda {2}${escaped} +\\S.*\\(bound|SKIP {2}cuda {2}${escaped} +no sm_90a device$)`, 'm'));

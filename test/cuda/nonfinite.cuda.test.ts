@@ -15,8 +15,8 @@
  * The generic kernels run on the small odd sizes; the fixed-shape ones (16-bit, headdim 64,
  * dstate 64, chunk 64: the backward's fixed launches with seqIdx, the forward's sequential state
  * pass without) on their own layouts, and the backward without seqIdx at those sizes, which a
- * Hopper GPU gives to the sm_90a kernels. The sm_90a forward, opt-in, is forced onto the same sizes
- * (without seqIdx, and packed with cuSeqlens).
+ * Hopper GPU gives to the sm_90a kernels. The sm_90a forward (the default there for the calls it
+ * takes) is also forced onto the same sizes (without seqIdx, and packed with cuSeqlens).
  *
  * Without a usable GPU every test here is skipped, and the suite says why.
  */

@@ -6,8 +6,8 @@
  * bitwise equal, and the same call on the sm_80 kernels (SSD_KERNELS_FORWARD_PATH=sm80) within the
  * bound.
  *
- * The sm_90a forward is opt-in (csrc/cuda/sm90/forward.h): without the variable every call runs on the
- * sm_80 kernels, so each call here forces its path. Without a GPU every test is skipped (the suite says
+ * On an H100 or H200 the sm_90a forward is the default for the calls it takes (csrc/cuda/sm90/forward.h);
+ * each call here forces its path, so that the file knows which kernel ran. Without a GPU every test is skipped (the suite says
  * why). On a GPU that is not compute capability 9.0 the
  * forced call is refused with "no sm_90a device", which the first test checks, and the others say
  * that they were skipped.

@@ -129,6 +129,66 @@ __device__ __forceinline__ void ring_bars_init(uint64_t* bars) {
 __device__ __forceinline__ int acc_row(int i, int w, int g) { return 16 * w + g + 8 * ((i >> 1) & 1); }
 __device__ __forceinline__ int acc_col(int i, int q) { return 8 * (i >> 2) + 2 * q; }
 
+// A 4 x 4 transpose of 4-byte words across the four lanes of a quad (q = lane % 4): afterwards word j
+// of lane q is what word q of lane j was. In a wgmma accumulator layout, word j of lane q holds the two
+// 16-bit values at columns 8 c + 2q, 8 c + 2q + 1 of 8-column group c = j of one row; after the swap
+// lane q holds group q's eight columns in order, one 16-byte store. Every lane of the warp must call it.
+__device__ __forceinline__ void quad_transpose(uint32_t (&a)[4], int q) {
+#pragma unroll
+  for (int m = 1; m < 4; m <<= 1) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (j & m) continue;
+      const bool hi = (q & m) != 0;
+      const uint32_t y = __shfl_xor_sync(0xffffffffu, hi ? a[j] : a[j ^ m], m);
+      if (hi) a[j] = y;
+      else a[j ^ m] = y;
+    }
+  }
+}
+
+// Row hr (0: 16 w + g, 1: that + 8) of a warpgroup's 64 x NC accumulators, 16-bit, stored at row
+// (16-byte aligned; column 0 of the fragment): 16-byte stores, the quad's words swapped first.
+template <class T, int NC>
+__device__ __forceinline__ void store_acc_row16(T* row, const float (&acc)[NC / 2], int hr, int q) {
+#pragma unroll
+  for (int cb = 0; cb < NC / 32; ++cb) {
+    uint32_t a[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int i = 4 * (4 * cb + j) + 2 * hr;
+      a[j] = mma::pack2<T>(acc[i], acc[i + 1]);
+    }
+    quad_transpose(a, q);
+    *reinterpret_cast<uint4*>(row + 8 * (4 * cb + q)) = make_uint4(a[0], a[1], a[2], a[3]);
+  }
+}
+
+// Whether every 64-value row of a 16-bit (batch, seqlen, heads, 64) tensor starts 16-byte aligned.
+__device__ __forceinline__ bool rows16(const void* base, int64_t batch_stride, int64_t seq_stride, int64_t head_stride) {
+  return (reinterpret_cast<uintptr_t>(base) & 15) == 0 && batch_stride % 8 == 0 && seq_stride % 8 == 0 && head_stride % 8 == 0;
+}
+
+// One row (batch b, position t, head h) of 64 16-bit values from a quad's accumulator-layout words (word
+// c8 of lane q: columns 8 c8 + 2q, + 1): with vec, the quad swaps its words (quad_transpose) and each lane
+// stores two 16-byte chunks; else 4-byte stores. Only `in` rows are stored; every lane calls it.
+template <class T>
+__device__ __forceinline__ void store_row_words(T* base, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, int b,
+                                                int64_t t, int h, uint32_t (&words)[8], bool vec, bool in, int q) {
+  T* row = base + (int64_t)b * batch_stride + t * seq_stride + (int64_t)h * head_stride;
+  if (vec) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      uint32_t a[4] = {words[4 * half], words[4 * half + 1], words[4 * half + 2], words[4 * half + 3]};
+      quad_transpose(a, q);
+      if (in) *reinterpret_cast<uint4*>(row + 8 * (4 * half + q)) = make_uint4(a[0], a[1], a[2], a[3]);
+    }
+  } else if (in) {
+#pragma unroll
+    for (int c8 = 0; c8 < 8; ++c8) *reinterpret_cast<uint32_t*>(row + 8 * c8 + 2 * q) = words[c8];
+  }
+}
+
 // The state warpgroup's accumulators (Tr::NC columns from column c0) into a p x n fp32 state at dst
 // (row-major, Tr::N columns).
 template <class Tr>

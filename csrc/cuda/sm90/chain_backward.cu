@@ -104,7 +104,7 @@ SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void
   k<<<(unsigned)(slots * p.ngroups), Tr::kThreads, Tr::kSmem, stream>>>(bw, maps, parts);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return cuda_fail(e, "launch k_bwd_block", err);
-  k_bwd_block_finish<<<(unsigned)p.nheads, 64, 0, stream>>>(bw, parts, slots);
+  k_bwd_block_finish<<<(unsigned)p.nheads, 32 * kFinishWarps, 0, stream>>>(bw, parts, slots);
   e = cudaGetLastError();
   return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_bwd_block_finish", err);
 }

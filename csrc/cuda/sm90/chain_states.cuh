@@ -149,10 +149,9 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
     if (Tr::kBlocks) {
-      T* out = static_cast<T*>(io.blocks) + (block_slot(p, chain, ch, kb) * H + h) * PN;
+      T* out = static_cast<T*>(io.blocks) + (block_slot(p, chain, ch, kb) * H + h) * PN + c0;
 #pragma unroll
-      for (int i = 0; i < NC / 2; i += 2)
-        *reinterpret_cast<uint32_t*>(out + acc_row(i, w, g) * N + c0 + acc_col(i, q)) = mma::pack2<T>(acc[i], acc[i + 1]);
+      for (int hr = 0; hr < 2; ++hr) store_acc_row16<T, NC>(out + acc_row(2 * hr, w, g) * N, acc, hr, q);
     }
     decay *= chain_state_block<Tr>(acc, Tr::stage(smem, s), Tr::recs(smem, s), p.z != nullptr, w, lane);
     mbar_arrive(bars + Tr::kEmpty + s);

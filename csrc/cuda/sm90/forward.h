@@ -32,11 +32,12 @@ bool available();
 // kernels, and anything else (unset) leaves the choice to the direction's default.
 enum class PathChoice { kDefault, kSm80, kSm90 };
 
-// Which forward a call takes. The sm_90a forward is opt-in until a device run shows it faster than
-// the sm_80 kernels and its GPU tests pass (bench/NOTES.md, session 12): by default every call runs
-// on the sm_80 kernels; SSD_KERNELS_FORWARD_PATH=sm90 runs every call that takes() accepts on it.
+// Which forward a call takes. By default the sm_90a forward runs every call that takes() accepts on a
+// GPU that has its kernels (H100, H200), and the sm_80 kernels the rest: it was faster on G1-G5 by
+// 1.2-1.9x on an H100 (bench/NOTES.md, session 17). SSD_KERNELS_FORWARD_PATH=sm80 forces the sm_80
+// kernels, sm90 the sm_90a forward (a call it does not take is then an error).
 PathChoice path_choice();
-constexpr bool kForwardByDefault = false;
+constexpr bool kForwardByDefault = true;
 
 // Whether a call runs on a direction's sm_90a kernels: 1 yes, 0 no (the sm_80 kernels), -1 the path
 // was forced onto them and they cannot take the call (*why, may be null, says why). `choice` is the
