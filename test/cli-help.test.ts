@@ -202,8 +202,8 @@ describe('check covers every backend for the forward, the backward and the step'
     }
     const sm90Passed = (r.stdout.match(/^PASS {2}cuda {2}.*\[sm_90a\]/gm) ?? []).length;
     const passed = r.stdout.match(/^PASS /gm) ?? [];
-    expect(passed.length).toBe(cuda.available ? 16 + sm90Passed : 7);
-    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(11 skipped: CUDA is unavailable\)$/m);
+    expect(passed.length).toBe(cuda.available ? 18 + sm90Passed : 7);
+    if (!cuda.available) expect(r.stdout).toMatch(/^all checks passed \(13 skipped: CUDA is unavailable\)$/m);
 
     const forced = runCli(['check'], { SSD_KERNELS_PROGRESS: '1' });
     expect(forced.status).toBe(0);
