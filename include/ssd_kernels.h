@@ -70,10 +70,14 @@ typedef struct SsdParams {
 
   /* variable length (optional): batch must be 1 and seq_idx, initial_states absent. Sequence k
    * covers positions [cu_seqlens[k], cu_seqlens[k+1]); cu_seqlens[0] == 0, non-decreasing,
-   * cu_seqlens[num_seqs] == seqlen. The state resets at each sequence start, as with seq_idx. */
+   * cu_seqlens[num_seqs] == seqlen. The state resets at each sequence start, as with seq_idx (the
+   * pack is the seq_idx row that gives sequence k's positions the value k). The forward and the
+   * backward take it; host values are checked, device-resident ones are not read back (offsets that
+   * break these rules then give wrong results, never out-of-bounds accesses). */
   const int32_t* cu_seqlens; int64_t num_seqs;
   float* varlen_states;   /* optional (num_seqs, h, p, n) contiguous: each sequence's final state
-                             (zeros for an empty sequence); needs cu_seqlens */
+                             (zeros for an empty sequence); needs cu_seqlens; a forward output only
+                             (the backward refuses it: there is no gradient of it to take) */
 
   /* optional, only with z: the output before the gate, y_ungated = C·H + D x (so y = y_ungated ·
    * silu(z)), layout (b, L, h, p) as y, rounded once to its own dtype (mamba_chunk_scan_combined's
@@ -119,7 +123,10 @@ typedef struct SsdStepParams {
  * The backward of one SSD call: the gradients of L = sum(dy * y) + sum(dFinalStates * finalStates)
  * with respect to every input (design §3). `fwd` describes the forward call being differentiated
  * (sizes, inputs, options); its outputs fwd.y and fwd.final_states are not read (fwd.y_ungated may
- * be: see SsdParams). Gradients have the layouts of their inputs; the dtype of each 16-bit one is its
+ * be: see SsdParams), and fwd.varlen_states must be NULL. A pack (fwd.cu_seqlens) is differentiated
+ * as its seq_idx row: nothing flows between sequences, d_final_states reaches only the last non-empty
+ * one (whose state final_states is), and d_initial_states must be NULL (every sequence starts from
+ * a zero state). Gradients have the layouts of their inputs; the dtype of each 16-bit one is its
  * own field (normally the input's), and every gradient is accumulated in float32 and rounded once.
  * Reductions (dB, dC over the heads of a group and over p; dA, dD, dDtBias over positions) run in a
  * fixed order: the same inputs give the same bits on every run and for every thread count.
@@ -141,7 +148,7 @@ typedef struct SsdBackwardParams {
   void* dz;  SsdDtype dz_type;  int64_t dz_batch_stride, dz_seq_stride, dz_head_stride;   /* optional, only with fwd.z */
   float* d_dt_bias;       /* optional (h): the sum of ddt over b and L (fwd.dt_bias may be absent) */
   float* d_initial_states; /* optional (b, h, p, n) contiguous: the gradient of the state before
-                              position 0 (fwd.initial_states may be absent) */
+                              position 0 (fwd.initial_states may be absent; not with fwd.cu_seqlens) */
 } SsdBackwardParams;
 
 /* ---- The function table: the C ABI for other native code -----------------------------------------

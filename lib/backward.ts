@@ -14,7 +14,6 @@ import { place, type Placement } from './placement';
 import { Tensor, arrayOver, elementSize, nativeView, type TensorData, type TensorLike } from './tensor';
 import {
   validateBackward,
-  withCuSeqlensAsSeqIdx,
   type BackwardCall,
   type SsdBackwardOptions,
   type SsdGrads,
@@ -117,12 +116,10 @@ async function runCudaBackward(call: BackwardCall, device: number): Promise<SsdG
  * asynchronous calls: ERR_SSD_DETACHED when one was handed away meanwhile).
  */
 export async function ssdBackward(inputs: SsdInputs<TensorLike>, grads: SsdOutputGrads<TensorLike>, options?: SsdBackwardOptions<TensorLike>): Promise<SsdGrads> {
-  let call = validateBackward(inputs, grads, options);
+  const call = validateBackward(inputs, grads, options);
   const placement = placeBackward(call, false);
   if (placement.kind === 'cuda') {
     try {
-      const cu = call.inputs.cuSeqlens; // only a device one is left: read it back, as seqIdx
-      if (cu !== undefined) call = withCuSeqlensAsSeqIdx(call, (await cu.toHost()).data as Int32Array);
       return await runCudaBackward(call, placement.device);
     } catch (err) {
       throw fromNative(err);

@@ -125,7 +125,7 @@ function projectionSlots(t: Pick<SsdInputs, ProjectionField>): TensorSlot<Projec
   ];
 }
 
-/** The inputs the forward and the backward both read (all but cuSeqlens), in upload order. */
+/** The inputs the forward and the backward both read before cuSeqlens, in upload order. */
 function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputField, 'cuSeqlens'>>[] {
   return [
     ...projectionSlots(t),
@@ -209,7 +209,7 @@ export function scanQuery(t: SsdInputs, plan: SsdPlan): CudaQuery {
 
 // ---- The backward --------------------------------------------------------------------------------
 
-export type BackwardInputField = Exclude<ForwardInputField, 'cuSeqlens'> | 'dy' | 'dFinalStates' | 'yUngated';
+export type BackwardInputField = ForwardInputField | 'dy' | 'dFinalStates' | 'yUngated';
 
 /**
  * The backward's input tensors (the forward's, the output gradients, and options.yUngated), in the
@@ -219,6 +219,7 @@ export type BackwardInputField = Exclude<ForwardInputField, 'cuSeqlens'> | 'dy' 
 export function backwardInputSlots(call: BackwardCall, withYUngated: boolean): TensorSlot<BackwardInputField>[] {
   return [
     ...projectionInputSlots(call.inputs),
+    slot('cuSeqlens', 'inputs.cuSeqlens', call.inputs.cuSeqlens),
     slot('dy', 'grads.dy', call.grads.dy),
     slot('dFinalStates', 'grads.dFinalStates', call.grads.dFinalStates, true),
     slot('yUngated', 'options.yUngated', withYUngated ? call.yUngated : undefined),
@@ -230,8 +231,8 @@ export type GradBuffers<B> = Partial<Record<SsdGradName, B>>;
 
 /**
  * The arguments of one backward: host buffers for backward / backwardSync, device addresses for
- * cudaBackward / cudaTimeBackward. The backward takes no cuSeqlens: validateBackward() has turned a
- * call's cuSeqlens into the equivalent seqIdx (withCuSeqlensAsSeqIdx).
+ * cudaBackward / cudaTimeBackward. A call packed with cuSeqlens hands the offsets over as they are
+ * (host or device); varlenStates, a forward output, has no gradient and is never passed.
  */
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, ArrayBufferView>, grads: GradBuffers<ArrayBufferView | true>): NativeBackwardArgs;
 export function backwardArgs(call: BackwardCall, inputs: Buffers<BackwardInputField, bigint>, grads: GradBuffers<bigint>): NativeDeviceBackwardArgs;
@@ -255,8 +256,8 @@ export function backwardArgs(
     dtBias: inputs.dtBias,
     initialStates: inputs.initialStates,
     seqIdx: inputs.seqIdx,
-    cuSeqlens: null,
-    numSeqs: 0,
+    cuSeqlens: inputs.cuSeqlens as Int32Array | bigint | null,
+    numSeqs: plan.numSeqs,
     varlenStates: null,
     dy: inputs.dy,
     dyType: nativeDtype(call.grads.dy.type),

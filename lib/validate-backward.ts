@@ -4,7 +4,7 @@
  * options.out, which for the backward holds gradient tensors. Same message shape as validate.ts.
  */
 import { SsdError, typeError } from './errors';
-import { Tensor, asTensor, type TensorLike, type TensorType } from './tensor';
+import { asTensor, type Tensor, type TensorLike, type TensorType } from './tensor';
 import { OUTPUT_GRAD_TYPES } from './rules';
 import {
   checkKnownKeys,
@@ -12,7 +12,6 @@ import {
   sameDims,
   shapeError,
   tensorArg,
-  checkCuSeqlensValues,
   validate,
   type SsdInputs,
   type SsdOptions,
@@ -179,25 +178,7 @@ export function validateBackward(inputs: unknown, grads: unknown, options: unkno
       given[name] = checkedOut;
     }
   }
-  const call: BackwardCall = { inputs: t, plan, grads: checked, specs, out: given, yUngated };
-  // A device cuSeqlens is read back by ssdBackward() (asynchronously) once the call is placed.
-  return t.cuSeqlens?.location === 'cpu' ? withCuSeqlensAsSeqIdx(call, t.cuSeqlens.data as Int32Array) : call;
-}
-
-/**
- * The backward of a call packed with cuSeqlens is the backward of the same call with the equivalent
- * seqIdx (docs/semantics.md, "Variable-length sequences"): sequence k's positions get the value k.
- * The kernels' backward takes seqIdx only, so the call's cuSeqlens (its host values, checked here)
- * becomes that seqIdx. Each packed sequence starts from a zero state (no initialStates with
- * cuSeqlens), and finalStates is the state after the last position, so dFinalStates reaches the
- * last non-empty sequence only, as the forward defines it.
- */
-export function withCuSeqlensAsSeqIdx(call: BackwardCall, cuSeqlens: Int32Array): BackwardCall {
-  const L = call.plan.seqlen;
-  checkCuSeqlensValues(cuSeqlens, L);
-  const seqIdx = new Int32Array(L);
-  for (let k = 0; k + 1 < cuSeqlens.length; k++) seqIdx.fill(k, cuSeqlens[k], cuSeqlens[k + 1]);
-  const inputs: SsdInputs = { ...call.inputs, seqIdx: new Tensor('int32', seqIdx, [1, L]) };
-  delete inputs.cuSeqlens;
-  return { ...call, inputs };
+  // cuSeqlens goes to the native backward as it is: validate() has checked a host one's values
+  // (a device one's are not read back, as in the forward)
+  return { inputs: t, plan, grads: checked, specs, out: given, yUngated };
 }

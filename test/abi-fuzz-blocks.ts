@@ -237,7 +237,7 @@ export interface AbiCase {
   dtBias: boolean;
   initialStates: boolean;
   seqIdx: boolean;
-  /** forward only: pack one row with cuSeqlens (batch 1, no seqIdx, no initialStates) and ask for varlenStates */
+  /** pack one row with cuSeqlens (batch 1, no seqIdx, no initialStates); the forward also asks for varlenStates */
   cuSeqlens: boolean;
   finalStates: boolean;
   yUngated: boolean;
@@ -329,7 +329,7 @@ function elementFill(type: TensorType, output: boolean): number {
 
 /** Normalises a case for an entry: the combinations the block contract excludes are dropped. */
 export function normalizeCase(c: AbiCase, entry: Entry): AbiCase {
-  const cu = entry === 'forward' && c.cuSeqlens;
+  const cu = entry !== 'step' && c.cuSeqlens;
   return {
     ...c,
     batch: cu ? 1 : c.batch,
@@ -412,6 +412,14 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
   if (c.dtLimit) options.dtLimit = [lo, hi];
   const yDims = [b, L, h, p];
   const fresh = (type: TensorType, dims: number[]): Tensor => Tensor.fromFloat32(type as FloatType, new Float32Array(dims.reduce((a, x) => a * x, 1)), dims);
+  let cu: Int32Array | undefined;
+  if (c.cuSeqlens) {
+    const cuts = [Math.floor(rng.uniform() * (L + 1)), Math.floor(rng.uniform() * (L + 1))].sort((x, y) => x - y);
+    cu = Int32Array.from([0, ...cuts, L]);
+    addPlain(P, 'cu_seqlens', cu, false);
+    P.set('num_seqs', cu.length - 1);
+    tensors.cuSeqlens = new Tensor('int32', cu, [cu.length]);
+  }
   if (entry === 'forward') {
     addView('y', fresh(c.dtype, yDims), [b, L, h], p, ['batch', 'seq', 'head'], true);
     if (c.finalStates) {
@@ -422,13 +430,8 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
       addView('y_ungated', fresh(c.dtype, yDims), [b, L, h], p, ['batch', 'seq', 'head'], true);
       options.returnUngated = true;
     }
-    if (c.cuSeqlens) {
-      const cuts = [Math.floor(rng.uniform() * (L + 1)), Math.floor(rng.uniform() * (L + 1))].sort((x, y) => x - y);
-      const cu = Int32Array.from([0, ...cuts, L]);
-      addPlain(P, 'cu_seqlens', cu, false);
-      P.set('num_seqs', cu.length - 1);
+    if (cu) {
       addPlain(P, 'varlen_states', new Float32Array((cu.length - 1) * h * p * n).fill(NaN), true);
-      tensors.cuSeqlens = new Tensor('int32', cu, [cu.length]);
       options.returnVarlenStates = true;
     }
   } else {
@@ -455,7 +458,13 @@ export function buildScanBlock(consumer: RawConsumer, layouts: Layouts, raw: Abi
   }
   built.inputs = tensors;
   built.options = options;
-  built.ref = withOptions(ex.ref, options);
+  // a pack's reference is its seqIdx row (sequence k's positions get k)
+  let seqIdx: Int32Array | undefined;
+  if (cu) {
+    seqIdx = new Int32Array(L);
+    for (let k = 0; k + 1 < cu.length; k++) seqIdx.fill(k, cu[k], cu[k + 1]);
+  }
+  built.ref = withOptions(seqIdx ? { ...ex.ref, seqIdx } : ex.ref, options);
   return built;
 }
 
@@ -614,11 +623,13 @@ function paramsMutations(built: Built, cuda: boolean): Mutation[] {
     if (c.batch > 1) out.push(m('cu_seqlens with batch > 1', () => P.set('cu_seqlens', cu).set('num_seqs', 1), /^cu_seqlens needs batch 1 and excludes seq_idx and initial_states$/));
     if (P.get('seq_idx')) out.push(m('cu_seqlens with seq_idx', () => P.set('cu_seqlens', cu).set('num_seqs', 1), /^cu_seqlens needs batch 1 and excludes seq_idx and initial_states$/));
     if (P.get('initial_states')) out.push(m('cu_seqlens with initial_states', () => P.set('cu_seqlens', cu).set('num_seqs', 1), /^cu_seqlens needs batch 1 and excludes seq_idx and initial_states$/));
-    if (backward && c.batch === 1 && !P.get('seq_idx') && !P.get('initial_states')) {
-      out.push(m('the backward given cu_seqlens', () => P.set('cu_seqlens', cu).set('num_seqs', 1), /^the backward does not take cu_seqlens \(use seq_idx\)$/));
-    }
   } else {
     for (const v of [0, -1, 2 ** 31 - 1, 2 ** 40]) out.push(m(`num_seqs = ${v}`, () => P.set('num_seqs', v), /^num_seqs must be in \[1, 2\^31-2\], got/));
+    if (backward) {
+      const states = new Float32Array(c.dstate * c.headdim * h);
+      out.push(m('the backward given varlen_states', () => P.set('varlen_states', states), /^the backward does not take varlen_states/));
+      out.push(m('d_initial_states with cu_seqlens', () => built.block.set('d_initial_states', states), /^d_initial_states needs no cu_seqlens/));
+    }
     if (!cuda) {
       // values are read on the host (the CPU path): a copy of the offsets, broken
       const cu = built.plain.cu_seqlens as Int32Array;
@@ -634,7 +645,7 @@ function paramsMutations(built: Built, cuda: boolean): Mutation[] {
     out.push(...viewMutations(P, bv, `${prefix}${name}`));
     out.push(...misaligned(P, name, BYTES[bv.type], `${prefix}${name}`));
   }
-  for (const f of ['A', 'D', 'dt_bias', 'initial_states', 'final_states']) out.push(...misaligned(P, f, 4, `${prefix}${f}`));
+  for (const f of ['A', 'D', 'dt_bias', 'initial_states', 'final_states', 'cu_seqlens', 'varlen_states']) out.push(...misaligned(P, f, 4, `${prefix}${f}`));
   return out;
 }
 

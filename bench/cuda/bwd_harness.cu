@@ -71,6 +71,19 @@ int CaseRun::run() {
   memset(&bp, 0, sizeof(bp));
   SsdParams& prm = bp.fwd;
   set_inputs(c, &prm);
+  // packed sequences: cu_seqlens (batch 1, no seq_idx, no initial states); the reference takes the
+  // equivalent seq_idx row (sequence k's positions get k)
+  Tensor CU;
+  if (c.packed()) {
+    const std::vector<int32_t> cuo = packed_offsets(c, (uint64_t)c.L * 31 + c.Q);
+    CU.alloc(cuo.size() * 4);
+    memcpy(CU.h.data(), cuo.data(), cuo.size() * 4);
+    CU.upload();
+    prm.cu_seqlens = static_cast<const int32_t*>(CU.d);
+    prm.num_seqs = (int64_t)cuo.size() - 1;
+    for (size_t k = 0; k + 1 < cuo.size(); ++k)
+      for (int t = cuo[k]; t < cuo[k + 1]; ++t) sq[t] = (int)k;
+  }
   bp.dy = DY.d; bp.dy_type = c.dyt; bp.dy_batch_stride = xbs; bp.dy_seq_stride = xss; bp.dy_head_stride = xhs;
   bp.d_final_states = c.fin ? static_cast<const float*>(dfin.d) : nullptr;
   bp.dx = dX.d; bp.ddt = dDT.d; bp.dB = dBt.d; bp.dC = dCt.d;
@@ -157,7 +170,7 @@ int CaseRun::run() {
   ri.dch = c.Dmode == 2;
   ri.softplus = c.softplus;
   ri.lo = c.lo; ri.hi = c.hi;
-  ri.seq = c.seq ? &sq : nullptr;
+  ri.seq = (c.seq || c.packed()) ? &sq : nullptr;
   RefOut ro;
   ref_backward(ri, ro);
 
@@ -281,9 +294,10 @@ int CaseRun::run() {
          fnv1a({&first[0], &first[1], &first[2], &first[3], &first[4], &first[5], &first[6], &first[7], &first[8]}));
   if (!ok || verbose) {
     printf("     case: b %d L %d h %d p %d g %d n %d Q %d; x %s B %s C %s z %s dy %s dt %s; D %d z %d bias %d softplus %d"
-           " clamp [%g, %g] init %d fin %d seq %d pad %d dtshift %g\n",
+           " clamp [%g, %g] init %d fin %d seq %d pad %d dtshift %g packed %d\n",
            b, L, H, P, G, N, c.Q, dname(c.xt), dname(c.Bt), dname(c.Ct), dname(c.zt), dname(c.dyt), dname(c.dtt),
-           c.Dmode, (int)c.z, (int)c.bias, (int)c.softplus, c.lo, c.hi, (int)c.init, (int)c.fin, c.seq, c.pad, c.dtshift);
+           c.Dmode, (int)c.z, (int)c.bias, (int)c.softplus, c.lo, c.hi, (int)c.init, (int)c.fin, c.seq, c.pad, c.dtshift,
+           (int)c.packed());
     for (const GradCheck& gc : checks) {
       if (gc.ok && !verbose) continue;
       if (gc.plain >= 0)
@@ -441,6 +455,20 @@ static std::vector<Case> make_cases() {
   }
   add("yu f32 (fixed shape: recomputed)", [](Case& c) { c.yu = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 600; c.h = 4; });
   add("yu f16 Dch pad3 init", [](Case& c) { c.yu = SSD_FLOAT16; c.Dmode = 2; c.pad = 3; c.L = 150; c.init = true; });
+  // packed sequences (cu_seqlens): the sm_80 launches run the derived seq_idx row, the sm_90a backward
+  // the pack itself (bf16 / f16, headdim 64, dstate 64 or 128); empty sequences, lengths 1 and around
+  // the 64-position blocks, partial last chunks, with and without d_final_states
+  add("packed lens 0,1,63,64,65,0,37 Q=64", [](Case& c) { c.cu_lens = {0, 1, 63, 64, 65, 0, 37}; c.L = 230; c.h = 4; c.g = 2; });
+  add("packed lens 65,0,64,1 Q=64 n=128 f16 no fin", [&](Case& c) {
+    all16(c, SSD_FLOAT16); c.cu_lens = {65, 0, 64, 1}; c.L = 130; c.n = 128; c.fin = false; });
+  add("packed 7 seqs Q=64", [](Case& c) { c.cu = 7; c.L = 400; c.h = 4; c.g = 2; });
+  add("packed 5 seqs Q=256 n=128 Dch", [](Case& c) { c.cu = 5; c.Q = 256; c.L = 900; c.n = 128; c.Dmode = 2; });
+  add("packed 3 seqs of Q+1 Q=128 n=128", [](Case& c) { c.cu = -3; c.Q = 128; c.L = 3 * 129; c.n = 128; });
+  add("packed 1 seq Q=64 noD noz", [](Case& c) { c.cu = 1; c.L = 150; c.Dmode = 0; c.z = false; });
+  add("packed 9 seqs L=20 no fin", [](Case& c) { c.cu = 9; c.L = 20; c.fin = false; });
+  add("packed pad 8 clamp", [](Case& c) { c.cu = 4; c.pad = 8; c.L = 200; c.lo = 0.01f; c.hi = 0.05f; });
+  add("packed p=17 n=5 Q=16 (generic)", [](Case& c) { c.cu = 6; c.p = 17; c.n = 5; c.Q = 16; c.L = 77; });
+  add("packed f32 Q=32 Dch", [&](Case& c) { all16(c, SSD_FLOAT32); c.cu = 5; c.Q = 32; c.L = 150; c.Dmode = 2; });
   return v;
 }
 

@@ -122,36 +122,7 @@ static bool run_selftests() {
 // =============================================================================================
 struct Case : CaseBase {
   SsdDtype yt = SSD_BFLOAT16;
-  // packed sequences (cu_seqlens, batch 1, varlen states): 0 none; k > 0: k sequences of random
-  // lengths (some empty, some shorter than Q, some exact multiples of Q); -k: k sequences of Q + 1
-  int cu = 0;
 };
-
-// The cu_seqlens offsets of case c (L positions), drawn from their own seed.
-static std::vector<int32_t> packed_offsets(const Case& c, uint64_t seed) {
-  const int n = c.cu < 0 ? -c.cu : c.cu;
-  std::vector<int32_t> cu(n + 1, 0);
-  if (c.cu < 0) {
-    for (int s = 0; s < n; ++s) cu[s + 1] = std::min(c.L, cu[s] + c.Q + 1);
-    cu[n] = c.L;
-    return cu;
-  }
-  std::mt19937_64 rng(seed * 7919 + 5);
-  std::vector<int32_t> cuts(n - 1);
-  for (int s = 0; s + 1 < n; ++s) {
-    const uint64_t r = rng();
-    switch (r % 4) {
-      case 0: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;               // anywhere
-      case 1: cuts[s] = (int32_t)(((r >> 8) % (c.L / c.Q + 1)) * c.Q); break;  // on a chunk edge
-      default: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;
-    }
-  }
-  std::sort(cuts.begin(), cuts.end());
-  if (n > 2) cuts[1] = cuts[0];  // an empty sequence
-  for (int s = 0; s + 1 < n; ++s) cu[s + 1] = cuts[s];
-  cu[n] = c.L;
-  return cu;
-}
 
 // One case: its inputs, then in run() its outputs, two runs of the forward and the comparison with
 // the float64 recurrence.
@@ -170,10 +141,10 @@ bool CaseRun::run() {
   YU.alloc_poisoned(yut, has_yu ? xel : 0);
   Y.alloc_poisoned(c.yt, xel);
   fin.alloc_poisoned(SSD_FLOAT32, sel);
-  const std::vector<int32_t> cuo = c.cu ? packed_offsets(c, (uint64_t)c.L * 31 + c.Q) : std::vector<int32_t>{};
-  const int nseq = c.cu ? (int)cuo.size() - 1 : 0;
+  const std::vector<int32_t> cuo = c.packed() ? packed_offsets(c, (uint64_t)c.L * 31 + c.Q) : std::vector<int32_t>{};
+  const int nseq = c.packed() ? (int)cuo.size() - 1 : 0;
   CU.alloc(cuo.size() * 4);
-  if (c.cu) memcpy(CU.h.data(), cuo.data(), cuo.size() * 4);
+  if (c.packed()) memcpy(CU.h.data(), cuo.data(), cuo.size() * 4);
   CU.upload();
   const size_t vsel = (size_t)nseq * H * P * N;
   VS.alloc_poisoned(SSD_FLOAT32, vsel);
@@ -183,7 +154,7 @@ bool CaseRun::run() {
   set_inputs(c, &prm);
   prm.y = Y.d; prm.y_type = c.yt; prm.y_batch_stride = xbs; prm.y_seq_stride = xss; prm.y_head_stride = xhs;
   prm.final_states = c.fin ? static_cast<float*>(fin.d) : nullptr;
-  if (c.cu) {
+  if (c.packed()) {
     prm.cu_seqlens = static_cast<const int32_t*>(CU.d);
     prm.num_seqs = nseq;
     prm.varlen_states = static_cast<float*>(VS.d);
@@ -274,7 +245,7 @@ bool CaseRun::run() {
           }
           yref[(((size_t)bb * L + t) * H + hh) * P + pp] = acc;
         }
-        if (c.cu && t + 1 == cuo[sid + 1])  // the sequence's last position: its varlen state
+        if (c.packed() && t + 1 == cuo[sid + 1])  // the sequence's last position: its varlen state
           for (size_t i = 0; i < Hs.size(); ++i) vref[((size_t)sid * H + hh) * P * N + i] = Hs[i];
       }
       for (size_t i = 0; i < Hs.size(); ++i) fref[((size_t)bb * H + hh) * P * N + i] = Hs[i];
@@ -326,21 +297,21 @@ bool CaseRun::run() {
     return std::sqrt(se / std::max(sr, 1e-300));
   };
   const double ferr = c.fin ? state_err(f1, fref) : 0.0;
-  const double verr = c.cu ? state_err(v1, vref) : 0.0;
+  const double verr = c.packed() ? state_err(v1, vref) : 0.0;
   const char* path = ssd::cuda::detail::compute_path(prm);
   const bool p16 = path[0] != 'f' || path[1] != '3';  // bf16-mma or f16-mma
   const double ybound = (p16 || c.yt != SSD_FLOAT32) ? 5e-3 : 1e-5;
   const double fbound = p16 ? 5e-3 : 1e-5;
   const double ubound = (p16 || yut != SSD_FLOAT32) ? 5e-3 : 1e-5;
   ok = det && nonfinite == 0 && clobbered == 0 && fnonfinite == 0 && yerr <= ybound && (!c.fin || ferr <= fbound) &&
-       (!has_yu || cu.err <= ubound) && (!c.cu || verr <= fbound);
+       (!has_yu || cu.err <= ubound) && (!c.packed() || verr <= fbound);
   printf("%s %-34s %-8s %-7s y_relL2=%.2e (<=%.0e) maxabs=%.2e fin_relL2=%s%s nonfinite=%zu/%zu clobbered=%zu det=%s ws=%.2fMiB\n",
          ok ? "PASS" : "FAIL", c.name.c_str(), path, ssd::cuda::detail::scan_kernel(prm), yerr, ybound, maxabs,
          c.fin ? (std::to_string(ferr).substr(0, 10)).c_str() : "-",
          (has_yu ? " yu_relL2=" + std::to_string(cu.err).substr(0, 10) : std::string()).append(
-             c.cu ? " varlen_relL2=" + std::to_string(verr).substr(0, 10) : std::string()).c_str(),
+             c.packed() ? " varlen_relL2=" + std::to_string(verr).substr(0, 10) : std::string()).c_str(),
          nonfinite, fnonfinite, clobbered, det ? "bitwise" : "DIFFERS", wsb / 1048576.0);
-  if (c.cu) printf("     bits %08x (y, y_ungated, final states, varlen states)\n", fnv1a({&y1, &u1, &f1, &v1}));
+  if (c.packed()) printf("     bits %08x (y, y_ungated, final states, varlen states)\n", fnv1a({&y1, &u1, &f1, &v1}));
   else printf("     bits %08x (y, y_ungated, final states)\n", fnv1a({&y1, &u1, &f1}));
   fflush(stdout);
   return ok;

@@ -113,7 +113,44 @@ struct CaseBase {
   int pad = 0;    // extra elements in every stride (0: contiguous)
   float dtshift = -4.f;
   int yu = -1;    // dtype of y_ungated (the pre-gate output, with z), -1: none
+  // packed sequences (cu_seqlens, batch 1; the forward also asks for varlen states): 0 none; k > 0: k
+  // sequences of random lengths (some empty, some shorter than Q, some exact multiples of Q); -k: k
+  // sequences of Q + 1. cu_lens, when not empty, gives the lengths instead (L must be their sum).
+  int cu = 0;
+  std::vector<int> cu_lens;
+  bool packed() const { return cu != 0 || !cu_lens.empty(); }
 };
+
+// The cu_seqlens offsets of a packed case (L positions), drawn from their own seed.
+static inline std::vector<int32_t> packed_offsets(const CaseBase& c, uint64_t seed) {
+  if (!c.cu_lens.empty()) {
+    std::vector<int32_t> cu(c.cu_lens.size() + 1, 0);
+    for (size_t s = 0; s < c.cu_lens.size(); ++s) cu[s + 1] = cu[s] + c.cu_lens[s];
+    return cu;
+  }
+  const int n = c.cu < 0 ? -c.cu : c.cu;
+  std::vector<int32_t> cu(n + 1, 0);
+  if (c.cu < 0) {
+    for (int s = 0; s < n; ++s) cu[s + 1] = std::min(c.L, cu[s] + c.Q + 1);
+    cu[n] = c.L;
+    return cu;
+  }
+  std::mt19937_64 rng(seed * 7919 + 5);
+  std::vector<int32_t> cuts(n - 1);
+  for (int s = 0; s + 1 < n; ++s) {
+    const uint64_t r = rng();
+    switch (r % 4) {
+      case 0: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;               // anywhere
+      case 1: cuts[s] = (int32_t)(((r >> 8) % (c.L / c.Q + 1)) * c.Q); break;  // on a chunk edge
+      default: cuts[s] = (int32_t)((r >> 8) % (c.L + 1)); break;
+    }
+  }
+  std::sort(cuts.begin(), cuts.end());
+  if (n > 2) cuts[1] = cuts[0];  // an empty sequence
+  for (int s = 0; s + 1 < n; ++s) cu[s + 1] = cuts[s];
+  cu[n] = c.L;
+  return cu;
+}
 
 // v += a case of the default settings named `name`, then changed by f(case).
 template <class C, class F>

@@ -391,6 +391,9 @@ bool run_bwd_case(const Case& c, uint64_t seed) {
   Got got[2];
   for (int run = 0; run < 2; ++run) {
     std::string err;
+    // garbage (NaN) workspace before every run, as the caching allocator may hand it over: a value the
+    // launches read without writing it first (a packed call's unused block slots) then shows
+    CK(cudaMemset(ws, 0xff, wsb));
     if (ssd::cuda::sm90::backward(bw, nullptr, ws, &err) != SSD_OK) {
       printf("FAIL %-34s backward: %s\n", c.name.c_str(), err.c_str());
       return false;

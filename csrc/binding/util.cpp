@@ -183,7 +183,8 @@ void prefault(void* data, size_t bytes) {
 #endif
 }
 
-// Reads the forward's argument object; without `outputs`, y and finalStates are not read (a backward call).
+// Reads the forward's argument object; without `outputs`, y, finalStates and varlenStates are not read
+// (a backward call, which takes cuSeqlens as the forward does but has no varlenStates).
 Call read_call(Napi::Object args, const Source& src, bool outputs) {
   Napi::Env env = args.Env();
   Call call;
@@ -261,11 +262,13 @@ Call read_call(Napi::Object args, const Source& src, bool outputs) {
     if (b != 1) throw Napi::RangeError::New(env, "Expected batch 1 with cuSeqlens");
     p.num_seqs = read_size(env, args.Get("numSeqs"), "numSeqs");
     p.cu_seqlens = static_cast<const int32_t*>(read_buffer(args, "cuSeqlens", SSD_FLOAT32, p.num_seqs + 1, false, src));
+  }
+  Napi::Value varlen = args.Get("varlenStates");
+  if (!varlen.IsNull() && !varlen.IsUndefined()) {
+    if (!outputs) throw Napi::TypeError::New(env, "Expected no varlenStates in a backward call (a forward output, with no gradient)");
+    if (!p.cu_seqlens) throw Napi::TypeError::New(env, "Expected cuSeqlens with varlenStates");
     p.varlen_states = static_cast<float*>(const_cast<void*>(
         read_buffer(args, "varlenStates", SSD_FLOAT32, p.num_seqs * h * hd * n, true, src, Access::Out)));
-  } else {
-    Napi::Value varlen = args.Get("varlenStates");
-    if (!varlen.IsNull() && !varlen.IsUndefined()) throw Napi::TypeError::New(env, "Expected cuSeqlens with varlenStates");
   }
 
   call.threads = read_threads(args);

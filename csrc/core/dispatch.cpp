@@ -38,6 +38,8 @@ SsdStatus forward_cpu(const SsdParams& p, int threads, std::string* error) {
 }
 
 SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* error) {
+  SsdStatus status = check_cu_seqlens(p.fwd, error);
+  if (status != SSD_OK) return status;
   return cpu::backward(p, threads, error);
 }
 

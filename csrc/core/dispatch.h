@@ -30,7 +30,8 @@ bool cuda_set_path_override(bool backward, const char* path);
 size_t cuda_workspace_bytes(const SsdParams& p);
 SsdStatus forward_cuda(const SsdParams& p, void* stream, void* workspace, std::string* error);
 
-// The CPU backward. threads: CPU threads (<= 0: the default).
+// The CPU backward. threads: CPU threads (<= 0: the default). A host cu_seqlens is checked as the
+// forward's is (check_cu_seqlens).
 SsdStatus backward_cpu(const SsdBackwardParams& p, int threads, std::string* error);
 
 // The CUDA backward, with the forward's conventions (stream, workspace of

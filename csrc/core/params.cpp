@@ -189,8 +189,14 @@ SsdStatus check_params(const SsdParams& p, std::string* error) { return check_fo
 SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error) {
   SsdStatus status = check_forward(p.fwd, false, error);
   if (status != SSD_OK) return status;
-  if (p.fwd.cu_seqlens || p.fwd.varlen_states) {
-    return invalid(error, "the backward does not take cu_seqlens (use seq_idx)");
+  // cu_seqlens passed the forward's checks above (batch 1, no seq_idx, no initial_states, num_seqs);
+  // its host values are checked where they are read on the host (the dispatcher's backward_cpu).
+  // varlen_states is a forward output: there is no gradient of it to take.
+  if (p.fwd.varlen_states) {
+    return invalid(error, "the backward does not take varlen_states (a forward output, with no gradient input)");
+  }
+  if (p.fwd.cu_seqlens && p.d_initial_states) {
+    return invalid(error, "d_initial_states needs no cu_seqlens (every packed sequence starts from a zero state)");
   }
   if (!p.dy || !p.dx || !p.ddt || !p.dA || !p.dB || !p.dC) {
     return invalid(error, "dy, dx, ddt, dA, dB and dC are required");
@@ -269,6 +275,7 @@ SsdStatus check_layout(const SsdParams& p, std::string* error) {
                         {"A", p.A, 4},                        {"D", p.D, 4},
                         {"dt_bias", p.dt_bias, 4},            {"initial_states", p.initial_states, 4},
                         {"seq_idx", p.seq_idx, 4},            {"final_states", p.final_states, 4},
+                        {"cu_seqlens", p.cu_seqlens, 4},      {"varlen_states", p.varlen_states, 4},
                         {"y_ungated", p.y_ungated, dtype_bytes(p.y_ungated_type)}},
                        error);
 }

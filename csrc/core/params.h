@@ -44,7 +44,8 @@ inline constexpr Option kOptions[] = {
 SsdStatus check_params(const SsdParams& p, std::string* error);
 
 // p.fwd as check_params (minus the forward's outputs), the incoming gradient dy and the required
-// gradient outputs (dx, ddt, dA, dB, dC), dD only with fwd.D, dz only with fwd.z; no cu_seqlens.
+// gradient outputs (dx, ddt, dA, dB, dC), dD only with fwd.D, dz only with fwd.z; cu_seqlens as
+// the forward takes it (batch 1, no seq_idx, no initial_states), no varlen_states.
 SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error);
 
 // The step's sizes, pointers, dtypes (the state of a dtype of the step column, core/dtype.h) and dt limits.
@@ -57,8 +58,8 @@ SsdStatus check_layout(const SsdParams& p, std::string* error);
 SsdStatus check_backward_layout(const SsdBackwardParams& p, std::string* error);
 SsdStatus check_step_layout(const SsdStepParams& p, std::string* error);
 
-// Values in host memory, checked where they are read on the host (the CPU backend's entry; a device
-// backend checks them its own way): cu_seqlens 0 first, non-decreasing, seqlen last; state indices
+// Values in host memory, checked where they are read on the host (the CPU entries of the forward and
+// the backward, core/dispatch.cpp; a device backend checks them its own way): cu_seqlens 0 first, non-decreasing, seqlen last; state indices
 // each below state_rows and no row used twice (negative entries, padding, excepted).
 SsdStatus check_cu_seqlens(const SsdParams& p, std::string* error);
 SsdStatus check_state_indices(const int32_t* indices, int64_t batch, int64_t state_rows, std::string* error);

@@ -2,6 +2,7 @@
 // Compiled with baseline flags; the AVX kernels are only entered after the CPU was checked here.
 #include "cpu_backend.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -64,6 +66,15 @@ void zero_empty_sequences(const SsdParams& p) {
   const size_t n = (size_t)(p.nheads * p.headdim * p.dstate);
   for (int64_t k = 0; k < p.num_seqs; ++k)
     if (p.cu_seqlens[k + 1] == p.cu_seqlens[k]) std::memset(p.varlen_states + k * n, 0, n * sizeof(float));
+}
+
+// The seq_idx row of a checked cu_seqlens (check_cu_seqlens): position t of sequence k (cu[k] <= t <
+// cu[k + 1]) gets k; an empty sequence owns no position.
+std::vector<int32_t> seq_idx_of_cu_seqlens(const SsdParams& p) {
+  std::vector<int32_t> seq((size_t)p.seqlen);
+  for (int64_t k = 0; k < p.num_seqs; ++k)
+    std::fill(seq.begin() + p.cu_seqlens[k], seq.begin() + p.cu_seqlens[k + 1], (int32_t)k);
+  return seq;
 }
 
 struct PeakJob {
@@ -146,7 +157,22 @@ SsdStatus forward(const SsdParams& p, int threads, std::string* error) {
 }
 
 SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) {
-  return detail::run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
+  if (!p.fwd.cu_seqlens) return detail::run_kernel(kBackward, p, threads, error, "ssd cpu: backward failed");
+  // Packed sequences: the backward of the equivalent seq_idx row (sequence k's positions get k), which
+  // the kernel takes as it is; the forward's definition of the pack (docs/semantics.md) is that row's.
+  std::vector<int32_t> seq;
+  try {
+    seq = seq_idx_of_cu_seqlens(p.fwd);
+  } catch (const std::bad_alloc&) {
+    if (error) *error = "ssd cpu: out of memory";
+    return SSD_ERR_OUT_OF_MEMORY;
+  }
+  SsdBackwardParams q = p;
+  q.fwd.seq_idx = seq.data();
+  q.fwd.seq_idx_batch_stride = p.fwd.seqlen;
+  q.fwd.cu_seqlens = nullptr;
+  q.fwd.num_seqs = 0;
+  return detail::run_kernel(kBackward, q, threads, error, "ssd cpu: backward failed");
 }
 
 double fma_peak_gflops(int threads, double seconds) {

@@ -22,7 +22,8 @@ int default_threads();
 SsdStatus forward(const SsdParams& p, int threads, std::string* error);
 
 // Backward of the SSD: every gradient p asks for (see SsdBackwardParams) of a block that passed
-// check_backward_params, with the same conventions
+// check_backward_params (and check_cu_seqlens: a pack runs as its equivalent seq_idx row), with the
+// same conventions
 // as forward(): never throws or aborts, bitwise identical results for any thread count.
 SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error);
 

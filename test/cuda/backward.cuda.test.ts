@@ -201,8 +201,10 @@ describeGpu('CUDA: yUngated kept by the forward, read by the backward', () => {
 
 /**
  * cuSeqlens in the backward: the call is differentiated as its equivalent seqIdx (sequence k's
- * positions get k). With host offsets, and with offsets on the device (read back before the
- * kernels run), the CUDA backward gives the bits of the seqIdx call and matches the reference.
+ * positions get k). With host offsets, and with offsets on the device (handed to the native backward
+ * as they are, not read back), the CUDA backward gives the bits of the seqIdx call (these sizes run on
+ * the sm_80 kernels, which derive that row on the device) and matches the reference.
+ * sm90-backward.cuda.test.ts forces each path on packed calls.
  */
 describeGpu('CUDA backward of a packed call (cuSeqlens)', () => {
   test.each(['host', 'device'] as const)('%s offsets: the bits of the seqIdx form, and the float64 reference', async (where) => {

@@ -9,6 +9,10 @@
 //   e_i = exp(s_i)·[seq_i = seq before the chunk]      (weight of H_{k-1} in output i)
 //   w_j = exp(s_last − s_j)·[seq_j = seq_last]         (weight of x̄_j in the chunk's state)
 //
+// Packed sequences (cu_seqlens): a first launch writes the equivalent seq_idx row into the workspace
+// (packed.cuh), and the five launches below run as that row's backward. The sm_90a backward
+// (../sm90) takes cu_seqlens as they are.
+//
 // Five launches:
 //   1. k_bwd_prep      three roles (split by blockIdx.x):
 //        a. chunk state S_k = Σ_j w_j x̄_j ⊗ B_j (tensor cores) into `states`; the block with the
@@ -70,6 +74,7 @@
 #include "cuda/bwd/main.cuh"
 #include "cuda/bwd/main_fixed.cuh"
 #include "cuda/bwd/finish.cuh"
+#include "cuda/bwd/packed.cuh"
 #include "cuda/sm90/backward.h"
 
 namespace ssd { namespace cuda {
@@ -113,7 +118,7 @@ struct Layout {
   int64_t nc, BB, nbb, ntri, npt, nes, npp;
   int64_t s2, h2, s3, h3;  // head slices and heads per slice: launch 2 dG, launch 3 dB / dC
   int64_t dgS, pbcS;       // floats per dG slice, per dB / dC partial slice
-  size_t rec, decay, states, dstates, cb, dg, dgcnt, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, total;
+  size_t rec, decay, states, dstates, cb, dg, dgcnt, prow, pcol, ppass, poff, pq, pxdx, pdD, pdA, pdb, pbc, cbf, cbt, seq, total;
 };
 bool fixed_main_shape(const SsdParams& p);  // below
 bool fixed_cbf_shape(const SsdParams& p);
@@ -172,6 +177,8 @@ Layout layout_of(const SsdBackwardParams& bp) {
   const size_t tile_bytes = (size_t)b * l.nc * G * l.ntri * 4096 * 4;
   l.cbf = take(fixed_cbf_shape(p) ? tile_bytes : 0);
   l.cbt = take(fixed_main_shape(p) ? tile_bytes : 0);
+  // last, so that the offsets above are those of the seq_idx block run_t hands the launches
+  l.seq = take(p.cu_seqlens ? (size_t)p.seqlen * 4 : 0);  // packed.cuh: the seq_idx row of cu_seqlens
   l.total = off;
   return l;
 }
@@ -224,12 +231,15 @@ bool fixed_dcb_ok(const SsdBackwardParams& bp, const Bw& bw) {
 }
 
 template <class T>
-SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
+SsdStatus run_t(const SsdBackwardParams& given, cudaStream_t stream, void* workspace, std::string* err, Timer* tm) {
   constexpr bool k16 = sizeof(T) == 2;
-  const SsdParams& p = bp.fwd;
-  const Layout l = layout_of(bp);
-  const Tiles tl = tiles_of(p);
+  const Layout l = layout_of(given);
   char* ws = static_cast<char*>(workspace);
+  int32_t* seq = reinterpret_cast<int32_t*>(ws + l.seq);
+  // a pack runs as its seq_idx row (packed.cuh), which the first launch writes
+  const SsdBackwardParams bp = packed_as_seq_idx(given, seq);
+  const SsdParams& p = bp.fwd;
+  const Tiles tl = tiles_of(p);
   Bw bw{};
   bw.Q = (int)p.chunk_size;
   bw.nc = (int)l.nc;
@@ -391,8 +401,14 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
   const bool pdl = !tm && pdl_supported();
   Stages stages(stream, tm, err);
   const unsigned grid1 = (unsigned)(2 * n1a + n1c), grid2 = (unsigned)(n2a + n2b), grid3 = (unsigned)(n3a + 2 * n3b);
-  if ((st = stages.begin()) != SSD_OK ||
-      (st = stages.done(launch(k1, grid1, kThreads, smem1, stream, pdl, bp, bw), "launch k_bwd_prep")) != SSD_OK ||
+  const bool packed = given.fwd.cu_seqlens != nullptr;
+  if ((st = stages.begin()) != SSD_OK) return st;
+  if (packed) {  // timed with launch 1
+    const cudaError_t e = launch(k_seq_idx_of_cu, (unsigned)cdiv(p.seqlen, kSeqThreads), kSeqThreads, 0, stream, pdl,
+                                 given.fwd.cu_seqlens, given.fwd.num_seqs, p.seqlen, seq);
+    if (e != cudaSuccess) return cuda_fail(e, "launch k_seq_idx_of_cu", err);
+  }
+  if ((st = stages.done(launch(k1, grid1, kThreads, smem1, stream, pdl, bp, bw), "launch k_bwd_prep")) != SSD_OK ||
       (st = stages.done(launch(k2, grid2, kThreads, smem2, stream, pdl, bp, bw), "launch k_bwd_pass_dcb")) != SSD_OK ||
       (st = stages.done(launch(k3, grid3, kThreads, smem3, stream, pdl, bp, bw), "launch k_bwd_main")) != SSD_OK ||
       (st = stages.done(launch(k_bwd_ddt, (unsigned)(nddt + n4c), 256, 0, stream, pdl, bp, bw), "launch k_bwd_ddt")) != SSD_OK ||
@@ -400,7 +416,7 @@ SsdStatus run_t(const SsdBackwardParams& bp, cudaStream_t stream, void* workspac
                         "launch k_bwd_reduce")) != SSD_OK) {
     return st;
   }
-  stages.name({"prep(S,dHoff,CBt)", "pass+dCB", "main+dB/dC", "ddt", "reduce"});
+  stages.name({packed ? "seq_idx+prep(S,dHoff,CBt)" : "prep(S,dHoff,CBt)", "pass+dCB", "main+dB/dC", "ddt", "reduce"});
   return SSD_OK;
 }
 

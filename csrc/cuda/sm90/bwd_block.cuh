@@ -94,19 +94,21 @@ __device__ __forceinline__ BlockPos block_of(const SsdParams& p, int64_t slot) {
     bp.len = (int)dev::lmin(64, p.seqlen - bp.t0);
     return bp;
   }
-  // the sequence whose slots hold this one: the last c with cu[c] / 64 + c <= slot (chain_states.cuh)
+  // the sequence whose slots hold this one: the last c with start_c / 64 + c <= slot (chain_states.cuh:
+  // block_slot, with the same clamped starts)
   int lo = 0, hi = (int)p.num_seqs - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    if (p.cu_seqlens[mid] / 64 + mid <= slot) lo = mid;
+    if (packed_start(p, mid) / 64 + mid <= slot) lo = mid;
     else hi = mid - 1;
   }
   const FwdChain ch = chain_of(p, lo, 0);
+  const int64_t kb = slot - (packed_start(p, lo) / 64 + lo);  // < 0 only for offsets that break the contract
   bp.c = lo;
   bp.b = 0;
-  bp.kb = (int)(slot - (p.cu_seqlens[lo] / 64 + lo));
+  bp.kb = (int)dev::lmax(kb, 0);
   bp.t0 = ch.t0 + 64 * (int64_t)bp.kb;
-  bp.len = (int)dev::lmax(0, dev::lmin(64, ch.len - 64 * (int64_t)bp.kb));
+  bp.len = kb < 0 ? 0 : (int)dev::lmax(0, dev::lmin(64, ch.len - 64 * kb));
   return bp;
 }
 
@@ -116,6 +118,18 @@ struct BlockParts {
   float* dbias;   // slots x heads
   float* dD;      // slots x heads (x headdim with D per channel)
 };
+
+// The partials of slot `slot` for the heads of group grp, zeros (a slot that holds no block).
+__device__ __forceinline__ void zero_slot_parts(const SsdParams& p, const BlockParts& parts, int64_t slot, int grp) {
+  const int hpg = (int)(p.nheads / p.ngroups);
+  const int64_t ph0 = slot * p.nheads + (int64_t)grp * hpg;
+  const int nd = p.D ? (p.D_per_channel ? 64 : 1) : 0;  // dD partials per head
+  for (int i = threadIdx.x; i < hpg; i += blockDim.x) {
+    parts.dA[ph0 + i] = 0.f;
+    parts.dbias[ph0 + i] = 0.f;
+  }
+  for (int i = threadIdx.x; i < hpg * nd; i += blockDim.x) parts.dD[ph0 * nd + i] = 0.f;
+}
 
 // The per-position sums of a warpgroup's 64 x 64 accumulator layout: a and b hold this thread's
 // partials of rows r0 and r0 + 8 (summed here over the quad, into ra[] and rb[]), col its partials of
@@ -164,7 +178,12 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
   const int64_t slot = blockIdx.x / p.ngroups;
   const int grp = (int)(blockIdx.x % p.ngroups);
   const BlockPos bp = block_of(p, slot);
-  if (bp.len <= 0) return;  // a slot between packed sequences (the whole CTA leaves before any barrier)
+  if (bp.len <= 0) {
+    // a slot between packed sequences: its partials of dA, dDtBias and dD (which k_bwd_block_finish
+    // sums over every slot) are zeros; then the whole CTA leaves before any barrier
+    zero_slot_parts(p, parts, slot, grp);
+    return;
+  }
   const int len = bp.len, h0 = grp * hpg, nh = hpg;
   const int64_t row0 = (int64_t)bp.b * p.seqlen + bp.t0;  // the tensor maps' row of the block's start
   const bool has_z = p.z != nullptr, kept = p.y_ungated != nullptr && bw.dz != nullptr;

@@ -58,6 +58,12 @@ struct FwdChain {
   float* last;  // final_states too (cu_seqlens: the last sequence with positions), or null
   bool is_last; // the sequence of final_states (cu_seqlens), or a batch row
 };
+// Packed sequence c's first position: cu_seqlens[c] clamped to [0, seqlen] (offsets that break the
+// contract, which device-resident ones may, then give wrong results, never out-of-bounds accesses).
+__device__ __forceinline__ int64_t packed_start(const SsdParams& p, int64_t c) {
+  return dev::lmin(dev::lmax(p.cu_seqlens[c], 0), p.seqlen);
+}
+
 __device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
   const int64_t H = p.nheads, PN = p.headdim * p.dstate;
   FwdChain ch;
@@ -71,10 +77,9 @@ __device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
     return ch;
   }
   // offsets that break the contract (device-resident ones reach here unchecked) are clamped
-  const int64_t L = p.seqlen;
-  const int64_t a = dev::lmin(dev::lmax(p.cu_seqlens[c], 0), L);
-  const int64_t e = dev::lmax(a, dev::lmin(dev::lmax(p.cu_seqlens[c + 1], 0), L));
-  const int64_t end = dev::lmin(dev::lmax(p.cu_seqlens[p.num_seqs], 0), L);
+  const int64_t a = packed_start(p, c);
+  const int64_t e = dev::lmax(a, packed_start(p, c + 1));
+  const int64_t end = packed_start(p, p.num_seqs);
   ch.b = 0;
   ch.t0 = a;
   ch.len = e - a;

@@ -50,10 +50,12 @@ struct ChainStates {
 
 // The slot of block kb (from the chain's start; segments start on whole blocks) of chain c: batch rows
 // take ceil(seqlen / 64) slots each; packed sequences start at slot floor(t0 / 64) + c, which leaves
-// room for each one's ceil(len / 64) blocks, ceil(seqlen / 64) + num_seqs slots in all.
+// room for each one's ceil(len / 64) blocks, ceil(seqlen / 64) + num_seqs slots in all (with the
+// starts clamped as chain_of clamps them, the slots stay in that range whatever the offsets).
 __device__ __forceinline__ int64_t block_slot(const SsdParams& p, int c, const FwdChain& ch, int kb) {
   if (!p.cu_seqlens) return (int64_t)c * ((p.seqlen + 63) / 64) + ch.t0 / 64 + kb;
-  return p.cu_seqlens[c] / 64 + c + (ch.t0 - p.cu_seqlens[c]) / 64 + kb;
+  const int64_t a = packed_start(p, c);
+  return a / 64 + c + (ch.t0 - a) / 64 + kb;
 }
 
 // Warp 0's lane 0: the TMA loads of the blocks, in the order of the walk (B or C from column c0).
