@@ -364,9 +364,6 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
     // ---- warpgroup 1: per head
     regs_raise<Tr::kMainRegs>();
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
-    // dx and dz with 16-byte aligned rows (they have x's and z's layouts) take 16-byte stores
-    const bool vec_dx = rows16(bw.dx, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
-    const bool vec_dz = bw.dz && rows16(bw.dz, p.z_batch_stride, p.z_seq_stride, p.z_head_stride);
     float gm[32];    // G = C Bᵀ (rows i, columns j)
     float dgs[32];   // dG summed over the heads
 #pragma unroll
@@ -505,24 +502,23 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       float qj[2] = {0.f, 0.f}, xdx[2] = {0.f, 0.f};
       float ddp[16];
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int rr = r0 + 8 * hr;
-        uint32_t dxw[8], dzw[8];  // this row's dx and dz, 16-bit pairs at columns 8 c8 + 2q
-#pragma unroll
-        for (int c8 = 0; c8 < 8; ++c8) {
-          const int i = 4 * c8 + 2 * hr, c = acc_col(i, q);
-          const float2 xv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kX + tile_off(rr, c)));
-          const float2 dyv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDY + tile_off(rr, c)));
-          const float D0 = Dc ? Dc[c] : dh, D1 = Dc ? Dc[c + 1] : dh;
-          const float4 rj = ri[hr];
-          // dX̄ and dx
-          const float b0 = rj.z * bdh[i], b1 = rj.z * bdh[i + 1];
-          const float dx0 = dxa[i] + b0, dx1 = dxa[i + 1] + b1;
-          qj[hr] += rj.y * (xv.x * b0 + xv.y * b1);
-          xdx[hr] += xv.x * dx0 + xv.y * dx1;
-          ddp[2 * c8] = (hr ? ddp[2 * c8] : 0.f) + dyv.x * xv.x;
-          ddp[2 * c8 + 1] = (hr ? ddp[2 * c8 + 1] : 0.f) + dyv.y * xv.y;
-          dxw[c8] = mma::pack2<T>(rj.y * dx0 + D0 * dyv.x, rj.y * dx1 + D1 * dyv.y);
+      for (int i = 0; i < 32; i += 2) {
+        const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q);
+        const float2 xv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kX + tile_off(rr, c)));
+        const float2 dyv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDY + tile_off(rr, c)));
+        const float D0 = Dc ? Dc[c] : dh, D1 = Dc ? Dc[c + 1] : dh;
+        const float4 rj = ri[hr];
+        // dX̄ and dx
+        const float b0 = rj.z * bdh[i], b1 = rj.z * bdh[i + 1];
+        const float dx0 = dxa[i] + b0, dx1 = dxa[i + 1] + b1;
+        qj[hr] += rj.y * (xv.x * b0 + xv.y * b1);
+        xdx[hr] += xv.x * dx0 + xv.y * dx1;
+        ddp[(i >> 2) * 2] = (hr ? ddp[(i >> 2) * 2] : 0.f) + dyv.x * xv.x;
+        ddp[(i >> 2) * 2 + 1] = (hr ? ddp[(i >> 2) * 2 + 1] : 0.f) + dyv.y * xv.y;
+        if (rr < len) {
+          const int64_t tpos = bp.t0 + rr;
+          *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dx) + (int64_t)bp.b * p.x_batch_stride + tpos * p.x_seq_stride +
+                                       (int64_t)h * p.x_head_stride + c) = mma::pack2<T>(rj.y * dx0 + D0 * dyv.x, rj.y * dx1 + D1 * dyv.y);
           if (bw.dz) {
             float y0, y1;
             if (kept) {
@@ -535,15 +531,11 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
             }
             const float2 dyr = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDy + tile_off(rr, c)));
             const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kZ + tile_off(rr, c)));
-            dzw[c8] = mma::pack2<T>(dev::gate_grad(dyr.x, y0, zv.x), dev::gate_grad(dyr.y, y1, zv.y));
+            *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + tpos * p.z_seq_stride +
+                                         (int64_t)h * p.z_head_stride + c) =
+                mma::pack2<T>(dev::gate_grad(dyr.x, y0, zv.x), dev::gate_grad(dyr.y, y1, zv.y));
           }
         }
-        // rows past len are not stored (the quad shares its row, so it swaps words together)
-        const bool in = rr < len;
-        const int64_t tpos = bp.t0 + rr;
-        store_row_words<T>(static_cast<T*>(bw.dx), p.x_batch_stride, p.x_seq_stride, p.x_head_stride, bp.b, tpos, h, dxw, vec_dx, in, q);
-        if (bw.dz)
-          store_row_words<T>(static_cast<T*>(bw.dz), p.z_batch_stride, p.z_seq_stride, p.z_head_stride, bp.b, tpos, h, dzw, vec_dz, in, q);
       }
       store_row_col_sums(qj, xdx, ddp, rc->q, rc->xdx, rc->ddp[w], r0, g, q);
       mbar_arrive(bars + Tr::kEmpty + s);

@@ -169,31 +169,6 @@ __device__ __forceinline__ void store_acc_row16(T* row, const float (&acc)[NC / 
   }
 }
 
-// Whether every 64-value row of a 16-bit (batch, seqlen, heads, 64) tensor starts 16-byte aligned.
-__device__ __forceinline__ bool rows16(const void* base, int64_t batch_stride, int64_t seq_stride, int64_t head_stride) {
-  return (reinterpret_cast<uintptr_t>(base) & 15) == 0 && batch_stride % 8 == 0 && seq_stride % 8 == 0 && head_stride % 8 == 0;
-}
-
-// One row (batch b, position t, head h) of 64 16-bit values from a quad's accumulator-layout words (word
-// c8 of lane q: columns 8 c8 + 2q, + 1): with vec, the quad swaps its words (quad_transpose) and each lane
-// stores two 16-byte chunks; else 4-byte stores. Only `in` rows are stored; every lane calls it.
-template <class T>
-__device__ __forceinline__ void store_row_words(T* base, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, int b,
-                                                int64_t t, int h, uint32_t (&words)[8], bool vec, bool in, int q) {
-  T* row = base + (int64_t)b * batch_stride + t * seq_stride + (int64_t)h * head_stride;
-  if (vec) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      uint32_t a[4] = {words[4 * half], words[4 * half + 1], words[4 * half + 2], words[4 * half + 3]};
-      quad_transpose(a, q);
-      if (in) *reinterpret_cast<uint4*>(row + 8 * (4 * half + q)) = make_uint4(a[0], a[1], a[2], a[3]);
-    }
-  } else if (in) {
-#pragma unroll
-    for (int c8 = 0; c8 < 8; ++c8) *reinterpret_cast<uint32_t*>(row + 8 * c8 + 2 * q) = words[c8];
-  }
-}
-
 // The state warpgroup's accumulators (Tr::NC columns from column c0) into a p x n fp32 state at dst
 // (row-major, Tr::N columns).
 template <class Tr>

@@ -149,9 +149,6 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
     const float dh = (has_D && !dch) ? p.D[h] : 0.f;
     const float* Dc = (has_D && dch) ? p.D + (int64_t)h * Tr::P : p.D;
-    // y and y_ungated with 16-byte aligned rows take 16-byte stores (store_row_words)
-    const bool vec_y = rows16(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride) &&
-                       (!p.y_ungated || rows16(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride));
     float dcol[16];  // D of this thread's columns 8 (i >> 2) + 2q + (i & 1), as pairs
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
@@ -208,8 +205,12 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) {
         const int r = r0 + 8 * hr;
+        if (r >= len) continue;
         const int64_t tpos = tb + r;
-        uint32_t yw[8], uw[8];  // this row's 16-bit pairs at columns 8 c8 + 2q: y, and y before the gate
+        T* yrow = static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + tpos * p.y_seq_stride + (int64_t)h * p.y_head_stride;
+        T* yurow = p.y_ungated ? static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
+                                     tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
+                               : nullptr;
 #pragma unroll
         for (int c8 = 0; c8 < 8; ++c8) {
           const int c = 8 * c8 + 2 * q, i = 4 * c8 + 2 * hr;
@@ -219,20 +220,14 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
             o0 = fmaf(dcol[2 * c8], xv.x, o0);
             o1 = fmaf(dcol[2 * c8 + 1], xv.y, o1);
           }
-          uw[c8] = mma::pack2<T>(o0, o1);
           if (p.z) {
+            if (yurow) *reinterpret_cast<uint32_t*>(yurow + c) = mma::pack2<T>(o0, o1);
             const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(zs + tile_off(r, c)));
             o0 *= dev::silu(zv.x);
             o1 *= dev::silu(zv.y);
           }
-          yw[c8] = mma::pack2<T>(o0, o1);
+          *reinterpret_cast<uint32_t*>(yrow + c) = mma::pack2<T>(o0, o1);
         }
-        // rows past the chain's end are not stored (the quad shares its row, so it swaps words together)
-        const bool in = r < len;
-        store_row_words<T>(static_cast<T*>(p.y), p.y_batch_stride, p.y_seq_stride, p.y_head_stride, ch.b, tpos, h, yw, vec_y, in, q);
-        if (p.z && p.y_ungated)
-          store_row_words<T>(static_cast<T*>(p.y_ungated), p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride,
-                             ch.b, tpos, h, uw, vec_y, in, q);
       }
       mbar_arrive(bars + Tr::kEmpty + s);
     }
