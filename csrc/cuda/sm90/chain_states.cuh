@@ -2,7 +2,9 @@
 // part of the state), 256 threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3
 // leave at once), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
 // independently (each is decayed and gets its own column of B or C), so a dstate-128 chain walks as two
-// CTAs, which doubles the CTAs a latency-bound walk runs (two to an SM) at no extra work but the records.
+// CTAs (two to an SM), each with half the products; only the records are computed twice. Each block's
+// value is stored 16 bytes at a time (store_acc_row16): those stores, not the chain of states, were what
+// the walks waited on (bench/NOTES.md, session 17).
 //   forward (kReverse false)  reads x and B; the state H, from the initial state
 //   reverse (kReverse true)   reads dy, z and C, walking the blocks from the chain's end; the gradient dH
 //                             of the state, from the final state's gradient
