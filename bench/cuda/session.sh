@@ -22,6 +22,9 @@
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
 #   sm90       the sm_90a primitives' self-test (sm90_selftest.sh)
 #   sm90bwd    the sm_90a backward against the float64 references (sm90_bwd_states.sh)
+#   ab         bench --device cuda --backward (the forward, the backward and their sum) of each addon in
+#              $VARIANTS on $VARIANT_CONFIGS (default G1-G4), the addons alternating for $ROUNDS rounds
+#              (default 2) on the default paths, so that a change is timed against its baseline in one call
 #   bwdpaths   bench --device cuda --backward ($VARIANT_CONFIGS, default G1-G4), with and without
 #              --ungated, on the sm_80 kernels and with SSD_KERNELS_BACKWARD_PATH=sm90
 #   variants   bench --device cuda (forward, $VARIANT_CONFIGS, default G1-G5) of each addon in
@@ -91,6 +94,13 @@ for step in "$@"; do
           # shellcheck disable=SC2086  # the configs are a list
           SSD_KERNELS_ADDON=$addon SSD_KERNELS_FORWARD_PATH=$path run_step "fwd_${name}_$path" \
             timeout 120 node dist/lib/cli.js bench --device cuda --json --config "${VARIANT_CONFIGS:-G1,G2,G3,G4,G5}"
+        done
+      done ;;
+    ab)
+      for ((r = 1; r <= ${ROUNDS:-2}; r++)); do
+        for addon in ${VARIANTS:?ab needs VARIANTS}; do
+          SSD_KERNELS_ADDON=$addon run_step "ab_$(basename "$(dirname "$addon")")_$(basename "$addon" .node)_r$r" \
+            timeout 90 node dist/lib/cli.js bench --device cuda --backward --config "${VARIANT_CONFIGS:-G1,G2,G3,G4}"
         done
       done ;;
     bwdpaths)
