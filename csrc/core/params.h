@@ -48,6 +48,20 @@ SsdStatus check_params(const SsdParams& p, std::string* error);
 // the forward takes it (batch 1, no seq_idx, no initial_states), no varlen_states.
 SsdStatus check_backward_params(const SsdBackwardParams& p, std::string* error);
 
+// A pack's backward as its seq_idx row's (include/ssd_kernels.h: sequence k's positions get k):
+// `given` with the row `seq` (seqlen entries) in place of its cu_seqlens, or `given` itself when it
+// has none. The backends whose kernels take seq_idx only (the CPU, the sm_80 CUDA launches) run a
+// pack through it, each writing the row its own way.
+inline SsdBackwardParams packed_as_seq_idx(const SsdBackwardParams& given, const int32_t* seq) {
+  SsdBackwardParams bp = given;
+  if (!given.fwd.cu_seqlens) return bp;
+  bp.fwd.seq_idx = seq;
+  bp.fwd.seq_idx_batch_stride = given.fwd.seqlen;
+  bp.fwd.cu_seqlens = nullptr;
+  bp.fwd.num_seqs = 0;
+  return bp;
+}
+
 // The step's sizes, pointers, dtypes (the state of a dtype of the step column, core/dtype.h) and dt limits.
 SsdStatus check_step_params(const SsdStepParams& p, std::string* error);
 

@@ -21,6 +21,7 @@
 #include <cpuid.h>
 #endif
 
+#include "core/params.h"
 #include "cpu_internal.h"
 #include "entries.h"
 
@@ -167,12 +168,7 @@ SsdStatus backward(const SsdBackwardParams& p, int threads, std::string* error) 
     if (error) *error = "ssd cpu: out of memory";
     return SSD_ERR_OUT_OF_MEMORY;
   }
-  SsdBackwardParams q = p;
-  q.fwd.seq_idx = seq.data();
-  q.fwd.seq_idx_batch_stride = p.fwd.seqlen;
-  q.fwd.cu_seqlens = nullptr;
-  q.fwd.num_seqs = 0;
-  return detail::run_kernel(kBackward, q, threads, error, "ssd cpu: backward failed");
+  return detail::run_kernel(kBackward, packed_as_seq_idx(p, seq.data()), threads, error, "ssd cpu: backward failed");
 }
 
 double fma_peak_gflops(int threads, double seconds) {

@@ -1,8 +1,10 @@
 // The sm_80 backward of packed sequences (cu_seqlens): its launches take seq_idx, so a first launch
 // writes the equivalent seq_idx row into the workspace (sequence k's positions get k; the forward's
-// definition of a pack, docs/semantics.md), and the call then runs as that row's backward. Each
+// definition of a pack, docs/semantics.md), and the call then runs as that row's backward
+// (core/params.h: packed_as_seq_idx). Each
 // thread writes its own position, so the row is the same on every run; nothing is read back to the host.
 #pragma once
+#include "core/params.h"
 #include "cuda/bwd/common.cuh"
 
 namespace ssd { namespace cuda {
@@ -26,18 +28,6 @@ k_seq_idx_of_cu(const int32_t* cu, int64_t num_seqs, int64_t seqlen, int32_t* se
     else hi = mid - 1;
   }
   seq[t] = (int32_t)lo;
-}
-
-// The block the sm_80 launches see: `given` with the seq_idx row at `seq` in place of its cu_seqlens
-// (given itself when it has none).
-inline SsdBackwardParams packed_as_seq_idx(const SsdBackwardParams& given, int32_t* seq) {
-  SsdBackwardParams bp = given;
-  if (!given.fwd.cu_seqlens) return bp;
-  bp.fwd.seq_idx = seq;
-  bp.fwd.seq_idx_batch_stride = given.fwd.seqlen;
-  bp.fwd.cu_seqlens = nullptr;
-  bp.fwd.num_seqs = 0;
-  return bp;
 }
 
 }  // namespace
