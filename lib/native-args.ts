@@ -125,18 +125,14 @@ function projectionSlots(t: Pick<SsdInputs, ProjectionField>): TensorSlot<Projec
   ];
 }
 
-/** The inputs the forward and the backward both read before cuSeqlens, in upload order. */
-function projectionInputSlots(t: SsdInputs): TensorSlot<Exclude<ForwardInputField, 'cuSeqlens'>>[] {
+/** The forward's input tensors, in the order they are uploaded; the backward reads them too, first. */
+export function forwardInputSlots(t: SsdInputs): TensorSlot<ForwardInputField>[] {
   return [
     ...projectionSlots(t),
     slot('initialStates', 'inputs.initialStates', t.initialStates, true),
     slot('seqIdx', 'inputs.seqIdx', t.seqIdx),
+    slot('cuSeqlens', 'inputs.cuSeqlens', t.cuSeqlens),
   ];
-}
-
-/** The forward's input tensors, in the order they are uploaded. */
-export function forwardInputSlots(t: SsdInputs): TensorSlot<ForwardInputField>[] {
-  return [...projectionInputSlots(t), slot('cuSeqlens', 'inputs.cuSeqlens', t.cuSeqlens)];
 }
 
 /** [batch, seqlen, nheads, headdim, ngroups, dstate]: the dims of forward and backward calls. */
@@ -218,8 +214,7 @@ export type BackwardInputField = ForwardInputField | 'dy' | 'dFinalStates' | 'yU
  */
 export function backwardInputSlots(call: BackwardCall, withYUngated: boolean): TensorSlot<BackwardInputField>[] {
   return [
-    ...projectionInputSlots(call.inputs),
-    slot('cuSeqlens', 'inputs.cuSeqlens', call.inputs.cuSeqlens),
+    ...forwardInputSlots(call.inputs),
     slot('dy', 'grads.dy', call.grads.dy),
     slot('dFinalStates', 'grads.dFinalStates', call.grads.dFinalStates, true),
     slot('yUngated', 'options.yUngated', withYUngated ? call.yUngated : undefined),
