@@ -16,7 +16,10 @@
 #              ROUNDS, default 1), without the suite
 #   bench      bench --device cuda on G1-G5: forward, then --backward, then --backward --ungated
 #   triton     the Triton peer (.peers/mamba_ref, ../shared/peers) with CUDA graphs; $TRITON_CONFIGS
-#              (default: G1 G2 G3 G4 G5)
+#              (default: G1 G2 G3 G4 G5); Triton's compiled kernels go to $out/triton-cache.tgz, and a
+#              later call that carries that file as $TRITON_CACHE_TGZ skips the compiles (minutes)
+#   sanitize   compute-sanitizer memcheck, then racecheck, on `check` (both paths of each direction),
+#              SANITIZE_LIMIT seconds each (default 240)
 #   harness_build  builds the three harnesses in the background (CPU only: put it before the GPU steps)
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
@@ -71,9 +74,18 @@ for step in "$@"; do
       run_step bench_bwd node dist/lib/cli.js bench --device cuda --backward --json
       run_step bench_ungated node dist/lib/cli.js bench --device cuda --backward --ungated --json ;;
     triton)
+      export TRITON_CACHE_DIR=/tmp/triton-cache
+      mkdir -p "$TRITON_CACHE_DIR"
+      if [ -n "${TRITON_CACHE_TGZ:-}" ] && [ -f "$TRITON_CACHE_TGZ" ]; then tar xzf "$TRITON_CACHE_TGZ" -C "$TRITON_CACHE_DIR"; fi
       # shellcheck disable=SC2086
       run_step triton python3 .peers/mamba_ref/bench_ref.py --mode triton --cuda-graph --configs ${TRITON_CONFIGS:-G1 G2 G3 G4 G5} \
-        --json-out "$out/triton.json" ;;
+        --json-out "$out/triton.json"
+      tar czf "$out/triton-cache.tgz" -C "$TRITON_CACHE_DIR" . ;;
+    sanitize)
+      for tool in memcheck racecheck; do
+        run_step "sanitize_$tool" timeout "${SANITIZE_LIMIT:-240}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
+          node dist/lib/cli.js check
+      done ;;
     harness)
       if [ -n "${harness_built:-}" ]; then
         wait

@@ -40,6 +40,14 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& 
   }
   r0 = o[0]; r1 = o[1]; r2 = o[2]; r3 = o[3];
 }
+__device__ __forceinline__ void stsm_x4(void* p, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+  // emulation: lane 8m + i addressed row i of matrix m, which lanes 4i .. 4i + 3 hold in register m
+  struct R { uint32_t r[4]; } mine = {{r0, r1, r2, r3}}, all[32];
+  emu::allgather(mine, all);
+  const int lane = threadIdx.x % 32, m = lane / 8, i = lane % 8;
+  uint32_t* row = static_cast<uint32_t*>(p);
+  for (int t = 0; t < 4; ++t) row[t] = all[4 * i + t].r[m];
+}
 
 '''
 

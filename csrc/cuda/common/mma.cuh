@@ -80,6 +80,19 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& 
                : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3) : "r"(a));
 }
 
+// stmatrix (sm_90 and later): the inverse of ldsm_x4, four 8x8 matrices of 16-bit values to shared
+// memory; lane 8m + i addresses row i of matrix m, and register m of lane L holds row L/4, columns
+// 2(L%4), +1 of matrix m.
+__device__ __forceinline__ void stsm_x4(void* p, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(a), "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+#elif defined(__CUDA_ARCH__)
+  __trap();
+#endif
+}
+
 // Load the 16x16 A tile whose element (0,0) is logical A[m0][k0].
 template <class T, int L>
 __device__ __forceinline__ void ldA(FragA<T>& a, const T* s, int ld, int m0, int k0) {

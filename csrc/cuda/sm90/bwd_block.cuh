@@ -41,8 +41,9 @@ struct BwdBlock {
   static_assert(kProducerRegs * 128 + kMainRegs * 128 + kAccRegs * 128 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;
   static constexpr int kTile = 64 * 128;
-  // resident: B and C of the block (kNT tiles each), G = C Bᵀ and the heads' dG (16-bit, one tile each)
-  static constexpr int kB = 0, kC = kNT * kTile, kG = 2 * kNT * kTile, kDG = kG + kTile;
+  // resident: B and C of the block (kNT tiles each), a head's M = G o L (for Mᵀ dY) and the heads' dG
+  // (16-bit, one tile each)
+  static constexpr int kB = 0, kC = kNT * kTile, kM = 2 * kNT * kTile, kDG = kM + kTile;
   static constexpr int kStage0 = kDG + kTile;
   // a stage: x, dy, z, y_ungated, dY (written by warpgroup 1), H (kNT tiles), dH (kNT tiles)
   static constexpr int kX = 0, kDy = kTile, kZ = 2 * kTile, kYu = 3 * kTile, kDY = 4 * kTile, kH = 5 * kTile,
@@ -54,14 +55,14 @@ struct BwdBlock {
     float u[BQ];
     float yoffdy[BQ], rowp[BQ], q[BQ], xdx[BQ];
     float colp[4][BQ];  // per warp of warpgroup 1
-    float ddp[4][BQ];   // dD per channel, per warp of warpgroup 1
+    float ddp[4][BQ];   // dD per channel, per warp of warpgroup 1 (D per head: the warp's sum in [w][0])
     float pass[4];      // <dH, H> per warp of warpgroup 2
   };
   static constexpr int kRec = kStage0 + kStages * kStageBytes;
   static constexpr int kBar = kRec + kRecs * (int)sizeof(Recs);
   enum {
     kBC = 0, kFull = 1, kEmpty = kFull + kStages, kDyReady = kEmpty + kStages, kReady = kDyReady + kStages,
-    kDone = kReady + kRecs, kDgReady = kDone + kRecs, kBars = kDgReady + 1
+    kDone = kReady + kRecs, kDgReady = kDone + kRecs, kMReady = kDgReady + 1, kBars = kMReady + 1
   };
   static constexpr int kSmem = kBar + kBars * 8 + 1024;
   static __device__ __forceinline__ uint64_t* bars(char* smem) { return reinterpret_cast<uint64_t*>(smem + kBar); }
@@ -132,10 +133,8 @@ __device__ __forceinline__ void zero_slot_parts(const SsdParams& p, const BlockP
 }
 
 // The per-position sums of a warpgroup's 64 x 64 accumulator layout: a and b hold this thread's
-// partials of rows r0 and r0 + 8 (summed here over the quad, into ra[] and rb[]), col its partials of
-// columns 8 (c >> 1) + 2q + (c & 1) over its two rows (summed here over the warp's 16 rows, into cw[]).
-__device__ __forceinline__ void store_row_col_sums(float (&a)[2], float (&b)[2], float (&col)[16], float* ra, float* rb, float* cw,
-                                                   int r0, int g, int q) {
+// partials of rows r0 and r0 + 8 (summed here over the quad, into ra[] and rb[]).
+__device__ __forceinline__ void store_row_sums(float (&a)[2], float (&b)[2], float* ra, float* rb, int r0, int q) {
 #pragma unroll
   for (int o = 1; o < 4; o <<= 1) {
     a[0] += __shfl_xor_sync(0xffffffffu, a[0], o);
@@ -143,16 +142,20 @@ __device__ __forceinline__ void store_row_col_sums(float (&a)[2], float (&b)[2],
     b[0] += __shfl_xor_sync(0xffffffffu, b[0], o);
     b[1] += __shfl_xor_sync(0xffffffffu, b[1], o);
   }
-#pragma unroll
-  for (int c = 0; c < 16; ++c) {
-#pragma unroll
-    for (int o = 4; o < 32; o <<= 1) col[c] += __shfl_xor_sync(0xffffffffu, col[c], o);
-  }
   if (q == 0) {
     ra[r0] = a[0];
     ra[r0 + 8] = a[1];
     rb[r0] = b[0];
     rb[r0 + 8] = b[1];
+  }
+}
+// col holds this thread's partials of columns 8 (c >> 1) + 2q + (c & 1) over its two rows: summed here
+// over the warp's 16 rows, into cw[].
+__device__ __forceinline__ void store_col_sums(float (&col)[16], float* cw, int g, int q) {
+#pragma unroll
+  for (int c = 0; c < 16; ++c) {
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) col[c] += __shfl_xor_sync(0xffffffffu, col[c], o);
   }
   if (g == 0) {
 #pragma unroll
@@ -170,7 +173,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
   constexpr int N = Tr::N, S = Tr::kStages, R = Tr::kRecs, kTile = Tr::kTile, kNT = Tr::kNT;
   const SsdParams& p = bw.fwd;
   extern __shared__ char smem_dyn[];
-  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
+  // aligned to 1024 as an offset from smem_dyn, so that the compiler knows every access is to shared memory
+  char* smem = smem_dyn + ((1024 - (reinterpret_cast<uintptr_t>(smem_dyn) & 1023)) & 1023);
   uint64_t* bars = Tr::bars(smem);
 
   const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
@@ -200,6 +204,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       mbar_init(bars + Tr::kDone + r, 256);
     }
     mbar_init(bars + Tr::kDgReady, 128);
+    mbar_init(bars + Tr::kMReady, 128);
     mbar_init_fence();
   }
   __syncthreads();
@@ -339,12 +344,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           if (p.D_per_channel) {
             for (int c = lane; c < 64; c += 32)
               parts.dD[ph * 64 + c] = rc->ddp[0][c] + rc->ddp[1][c] + rc->ddp[2][c] + rc->ddp[3][c];
-          } else {
-            float v = 0.f;
-            for (int c = lane; c < 64; c += 32) v += rc->ddp[0][c] + rc->ddp[1][c] + rc->ddp[2][c] + rc->ddp[3][c];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0) parts.dD[ph] = v;
+          } else if (lane == 0) {
+            parts.dD[ph] = rc->ddp[0][0] + rc->ddp[1][0] + rc->ddp[2][0] + rc->ddp[3][0];
           }
         }
       };
@@ -376,15 +377,12 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       Recs* rc = Tr::recs(smem, r);
       const float4* rec = rc->rec;
       if (k == 0) {
-        // G once per CTA, kept in registers (fp32) and as a 16-bit tile for Mᵀ
+        // G once per CTA, kept in registers (fp32)
         wgmma_fence();
         wgmma_abt<T, N>(gm, smem + Tr::kC, smem + Tr::kB);
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_hold(gm);
-#pragma unroll
-        for (int i = 0; i < 32; i += 2)
-          *reinterpret_cast<uint32_t*>(smem + Tr::kG + tile_off(acc_row(i, w, g), acc_col(i, q))) = mma::pack2<T>(gm[i], gm[i + 1]);
       }
       // dY = dy o silu(z) into the stage (the rows past len are zero in dy)
 #pragma unroll
@@ -408,7 +406,6 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       fence_proxy_async_smem();
       mbar_arrive(bars + Tr::kDyReady + s);
       mbar_wait(bars + Tr::kDyReady + s, (k / S) & 1);
-      // (the G tile that the four warps wrote at k == 0 is read below by ldmatrix: the barrier above orders it)
 
       // C Hᵀ (rows i, columns p) and dY X̄ᵀ / d (rows i, columns j)
       float ya[32], dm[32];
@@ -422,15 +419,17 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
 
       const int r0 = 16 * w + g;
       const float4 ri[2] = {rec[r0], rec[r0 + 8]};
-      // dG, P's row sums (this thread's two rows) and column sums (this warp's 16 rows), and the
-      // decayed matrix M (with d_j) as the A operand of M X̄
+      // dG, P's row sums (this thread's two rows) and column sums (this warp's 16 rows), the decayed
+      // matrix M with d_j as the A operand of M X̄, and M without it into the M tile (the A operand of
+      // Mᵀ dY, read transposed), 16 columns at a time
       uint32_t pa[4][4];
       float rowp[2] = {0.f, 0.f};
       float colp[16];
+      uint32_t mt[2][2];
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
         const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q);
-        float mv[2];
+        float mv[2], mw[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int cj = c + e;
@@ -442,42 +441,37 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           rowp[hr] += pv;
           colp[(i >> 2) * 2 + e] = (hr ? colp[(i >> 2) * 2 + e] : 0.f) + pv;
           dgs[i + e] += dg;
-          mv[e] = gm[i + e] * l * rj.y;
+          mw[e] = gm[i + e] * l;
+          mv[e] = mw[e] * rj.y;
         }
         pa[i >> 3][(i >> 1) & 3] = mma::pack2<T>(mv[0], mv[1]);
+        mt[(i >> 2) & 1][hr] = mma::pack2<T>(mw[0], mw[1]);
+        if ((i & 7) == 6) st_acc_cols16(smem + Tr::kM, mt, i >> 3, w, lane);
       }
       // Yoff = e o (C Hᵀ), dY . Yoff per row
       float yod[2] = {0.f, 0.f};
 #pragma unroll
-      for (int i = 0; i < 32; i += 2) {
-        const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q);
-        ya[i] *= ri[hr].w;
-        ya[i + 1] *= ri[hr].w;
-        const float2 dyv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDY + tile_off(rr, c)));
-        yod[hr] += dyv.x * ya[i] + dyv.y * ya[i + 1];
-      }
-      store_row_col_sums(rowp, yod, colp, rc->rowp, rc->yoffdy, rc->colp[w], r0, g, q);
-
-      // Mᵀ (rows j, columns i) from the G tile, as the A operand of Mᵀ dY
-      uint32_t ma[4][4];
+      for (int m = 0; m < 4; ++m) {
+        uint32_t dyw[2][2];
+        ld_acc_cols16(dyw, st + Tr::kDY, m, w, lane);
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const int m = lane >> 3, rr = lane & 7;
-        const int ipos = 16 * kk + rr + 8 * (m >> 1), jc = 16 * w + 8 * (m & 1);
-        mma::ldsm_x4_t(ma[kk][0], ma[kk][1], ma[kk][2], ma[kk][3], smem + Tr::kG + tile_off(ipos, jc));
+        for (int c = 0; c < 2; ++c)
 #pragma unroll
-        for (int rq = 0; rq < 4; ++rq) {
-          const int jr = 16 * w + g + 8 * (rq & 1), ib = 16 * kk + 2 * q + 8 * (rq >> 1);
-          const float2 gv = mma::unpack2<T>(ma[kk][rq]);
-          float v[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int ii = ib + e;
-            v[e] = (jr <= ii && ii < len) ? (e ? gv.y : gv.x) * dev::ex2(rec[ii].x - rec[jr].x) : 0.f;
+          for (int hr = 0; hr < 2; ++hr) {
+            const int i = 4 * (2 * m + c) + 2 * hr;
+            ya[i] *= ri[hr].w;
+            ya[i + 1] *= ri[hr].w;
+            const float2 dyv = mma::unpack2<T>(dyw[c][hr]);
+            yod[hr] += dyv.x * ya[i] + dyv.y * ya[i + 1];
           }
-          ma[kk][rq] = mma::pack2<T>(v[0], v[1]);
-        }
       }
+      store_row_sums(rowp, yod, rc->rowp, rc->yoffdy, r0, q);
+      store_col_sums(colp, rc->colp[w], g, q);
+
+      // the M tile complete (every warp's rows) before Mᵀ dY reads it
+      fence_proxy_async_smem();
+      mbar_arrive(bars + Tr::kMReady);
+      mbar_wait(bars + Tr::kMReady, k & 1);
       // M X̄ onto Yoff (unless y_ungated is kept), Mᵀ dY, B dHᵀ
       float dxa[32], bdh[32];
       wgmma_fence();
@@ -488,7 +482,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       }
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        wgmma_rs<T, 64, kMNMajor>(dxa, ma[kk], smem_desc(st + Tr::kDY + kk * 2048, 8192, 1024, Swizzle::k128B), kk > 0);
+        wgmma_ss<T, 64, kMNMajor, kMNMajor>(dxa, smem_desc(smem + Tr::kM + kk * 2048, 8192, 1024, Swizzle::k128B),
+                                            smem_desc(st + Tr::kDY + kk * 2048, 8192, 1024, Swizzle::k128B), kk > 0);
       wgmma_abt<T, N>(bdh, smem + Tr::kB, st + Tr::kDH);
       wgmma_commit();
       wgmma_wait<0>();
@@ -501,11 +496,22 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       const float* Dc = (has_D && dch) ? p.D + (int64_t)h * 64 : nullptr;
       float qj[2] = {0.f, 0.f}, xdx[2] = {0.f, 0.f};
       float ddp[16];
+      // x, dY (and dy, z, y_ungated) of the 16 columns from 16 m, loaded once per m in the accumulator layout
+      uint32_t xw[2][2], dyw[2][2], dyrw[2][2], zw[2][2], yuw[2][2];
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
-        const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q);
-        const float2 xv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kX + tile_off(rr, c)));
-        const float2 dyv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDY + tile_off(rr, c)));
+        const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q), m = i >> 3, cm = (i >> 2) & 1;
+        if ((i & 7) == 0) {
+          ld_acc_cols16(xw, st + Tr::kX, m, w, lane);
+          ld_acc_cols16(dyw, st + Tr::kDY, m, w, lane);
+          if (bw.dz) {
+            ld_acc_cols16(dyrw, st + Tr::kDy, m, w, lane);
+            ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
+            if (kept) ld_acc_cols16(yuw, st + Tr::kYu, m, w, lane);
+          }
+        }
+        const float2 xv = mma::unpack2<T>(xw[cm][hr]);
+        const float2 dyv = mma::unpack2<T>(dyw[cm][hr]);
         const float D0 = Dc ? Dc[c] : dh, D1 = Dc ? Dc[c + 1] : dh;
         const float4 rj = ri[hr];
         // dX̄ and dx
@@ -522,22 +528,33 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           if (bw.dz) {
             float y0, y1;
             if (kept) {
-              const float2 yv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kYu + tile_off(rr, c)));
+              const float2 yv = mma::unpack2<T>(yuw[cm][hr]);
               y0 = yv.x;
               y1 = yv.y;
             } else {
               y0 = ya[i] + D0 * xv.x;
               y1 = ya[i + 1] + D1 * xv.y;
             }
-            const float2 dyr = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kDy + tile_off(rr, c)));
-            const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(st + Tr::kZ + tile_off(rr, c)));
+            const float2 dyr = mma::unpack2<T>(dyrw[cm][hr]);
+            const float2 zv = mma::unpack2<T>(zw[cm][hr]);
             *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + tpos * p.z_seq_stride +
                                          (int64_t)h * p.z_head_stride + c) =
                 mma::pack2<T>(dev::gate_grad(dyr.x, y0, zv.x), dev::gate_grad(dyr.y, y1, zv.y));
           }
         }
       }
-      store_row_col_sums(qj, xdx, ddp, rc->q, rc->xdx, rc->ddp[w], r0, g, q);
+      store_row_sums(qj, xdx, rc->q, rc->xdx, r0, q);
+      if (dch) {
+        store_col_sums(ddp, rc->ddp[w], g, q);
+      } else if (has_D) {
+        // D per head: the warp's whole sum, in ddp[w][0]
+        float v = 0.f;
+#pragma unroll
+        for (int c = 0; c < 16; ++c) v += ddp[c];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) rc->ddp[w][0] = v;
+      }
       mbar_arrive(bars + Tr::kEmpty + s);
       mbar_arrive(bars + Tr::kDone + r);
     }

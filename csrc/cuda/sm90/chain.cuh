@@ -134,6 +134,19 @@ __device__ __forceinline__ void ring_bars_init(uint64_t* bars) {
 __device__ __forceinline__ int acc_row(int i, int w, int g) { return 16 * w + g + 8 * ((i >> 1) & 1); }
 __device__ __forceinline__ int acc_col(int i, int q) { return 8 * (i >> 2) + 2 * q; }
 
+// Columns 16 m .. 16 m + 15 of a 64 x 64 16-bit tile (swizzled, tile_off) in a warpgroup's accumulator
+// layout, by one ldmatrix: v[c][hr] holds row 16 w + g + 8 hr, columns 16 m + 8 c + 2q, +1 (the values of
+// acc[4 (2m + c) + 2 hr], +1). Every lane of the warp must call it.
+__device__ __forceinline__ void ld_acc_cols16(uint32_t (&v)[2][2], const char* tile, int m, int w, int lane) {
+  const int row = 16 * w + (lane & 7) + 8 * ((lane >> 3) & 1);
+  mma::ldsm_x4(v[0][0], v[0][1], v[1][0], v[1][1], tile + tile_off(row, 16 * m + 8 * (lane >> 4)));
+}
+// Its inverse, by one stmatrix.
+__device__ __forceinline__ void st_acc_cols16(char* tile, const uint32_t (&v)[2][2], int m, int w, int lane) {
+  const int row = 16 * w + (lane & 7) + 8 * ((lane >> 3) & 1);
+  mma::stsm_x4(tile + tile_off(row, 16 * m + 8 * (lane >> 4)), v[0][0], v[0][1], v[1][0], v[1][1]);
+}
+
 // A 4 x 4 transpose of 4-byte words across the four lanes of a quad (q = lane % 4): afterwards word j
 // of lane q is what word q of lane j was. In a wgmma accumulator layout, word j of lane q holds the two
 // 16-bit values at columns 8 c + 2q, 8 c + 2q + 1 of 8-column group c = j of one row; after the swap

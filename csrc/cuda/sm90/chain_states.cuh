@@ -103,7 +103,8 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   using T = typename Tr::Elem;
   constexpr int N = Tr::N, NC = Tr::NC, S = Tr::kStages;
   extern __shared__ char smem_dyn[];
-  char* smem = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
+  // aligned to 1024 as an offset from smem_dyn, so that the compiler knows every access is to shared memory
+  char* smem = smem_dyn + ((1024 - (reinterpret_cast<uintptr_t>(smem_dyn) & 1023)) & 1023);
   uint64_t* bars = Tr::bars(smem);
 
   const int tid = threadIdx.x, warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31;
