@@ -42,21 +42,9 @@ SsdStatus launch(const SsdParams& p, cudaStream_t stream, void* workspace, std::
                                                              err)) != SSD_OK)
       return st;
   }
-  alignas(64) FwdStores outs;
-  std::memset(&outs, 0, sizeof outs);
-  // staged stores where y_ungated is written too (two outputs a block); y alone goes out faster from
-  // the threads (bench/NOTES.md, session 18)
-  outs.staged = p.y_ungated && p.z && tma_ok(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride, p) &&
-                tma_ok(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride, p);
-  if (outs.staged) {
-    if ((st = chain_map<T>(&outs.y, p, p.y, p.headdim, p.nheads, p.y_head_stride, p.y_seq_stride, err, 16)) != SSD_OK) return st;
-    if (p.y_ungated && (st = chain_map<T>(&outs.yu, p, p.y_ungated, p.headdim, p.nheads, p.y_ungated_head_stride,
-                                          p.y_ungated_seq_stride, err, 16)) != SSD_OK)
-      return st;
-  }
   auto* k = k_chain_fwd<Tr>;
   if ((st = allow_smem(k, Tr::kSmem, "k_chain_fwd", err)) != SSD_OK) return st;
-  k<<<(unsigned)pairs_of(p) * (unsigned)cut.nseg, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs, outs);
+  k<<<(unsigned)pairs_of(p) * (unsigned)cut.nseg, Tr::kThreads, Tr::kSmem, stream>>>(p, maps, segs);
   const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? SSD_OK : cuda_fail(e, "launch k_chain_fwd", err);
 }

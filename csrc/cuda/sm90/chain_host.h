@@ -84,10 +84,10 @@ inline ChainSegs segs_in(const SsdParams& p, const Cut& cut, void* workspace) {
 }
 
 // The tensor map of a 16-bit (batch, seqlen, heads, inner) tensor as (inner, heads, batch * seqlen) with
-// boxes {64, 1, rows} in the 128-byte swizzle.
+// boxes {64, 1, 64} in the 128-byte swizzle.
 template <class T>
 SsdStatus chain_map(CUtensorMap* map, const SsdParams& p, const void* base, int64_t inner, int64_t heads, int64_t head_stride,
-                    int64_t seq_stride, std::string* err, int rows = 64) {
+                    int64_t seq_stride, std::string* err) {
   TmaTensor t;
   t.dtype = std::is_same<T, __half>::value ? TmaDtype::kF16 : TmaDtype::kBf16;
   t.rank = 3;
@@ -99,7 +99,7 @@ SsdStatus chain_map(CUtensorMap* map, const SsdParams& p, const void* base, int6
   t.strides[1] = (uint64_t)seq_stride * 2;
   t.box[0] = 64;
   t.box[1] = 1;
-  t.box[2] = (uint32_t)rows;
+  t.box[2] = 64;
   t.swizzle = Swizzle::k128B;
   return encode_tensor_map(map, t, err);
 }

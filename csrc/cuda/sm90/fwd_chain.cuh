@@ -51,8 +51,7 @@ struct ChainFwd {
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
   static constexpr int kStageBytes = kC + kNT * kTile;
   static constexpr int kH = kStages * kStageBytes;  // two buffers of H (16-bit, kNT tiles: p rows, n columns)
-  static constexpr int kY = kH + 2 * kNT * kTile;    // per outputs warpgroup, the tiles of y and y_ungated to store
-  static constexpr int kRec = kY + 4 * kTile;        // records: float4 per position and stage
+  static constexpr int kRec = kH + 2 * kNT * kTile;  // records: float4 per position and stage
   static constexpr int kBar = kRec + kStages * BQ * 16;
   enum { kFull = 0, kReady = kStages, kEmpty = 2 * kStages, kHFull = 3 * kStages, kHEmpty = 3 * kStages + 2,
          kBars = 3 * kStages + 4 };
@@ -62,20 +61,10 @@ struct ChainFwd {
   static __device__ __forceinline__ char* stage(char* smem, int s) { return smem + s * kStageBytes; }
   static __device__ __forceinline__ float4* recs(char* smem, int s) { return reinterpret_cast<float4*>(smem + kRec) + s * BQ; }
   static __device__ __forceinline__ char* hbuf(char* smem, int u) { return smem + kH + u * kNT * kTile; }
-  // outputs warpgroup u's tile of y (which 0) or y_ungated (1)
-  static __device__ __forceinline__ char* ybuf(char* smem, int u, int which) { return smem + kY + (2 * u + which) * kTile; }
   // the tiles the records warp zeroes past the chain's end (chain_records): x and B, which the state reads
   static constexpr int kZeroTiles = 1 + kNT;
   static __device__ __forceinline__ int zero_tile(int t) { return t == 0 ? kX : kB + (t - 1) * kTile; }
   static_assert(N == 64 || N == 128, "dstate 64 or 128");
-};
-
-// Where a full block's y and y_ungated go through shared memory and TMA stores (16 rows a warp): their
-// tensor maps (boxes {64, 1, 16}), when `staged` (both in layouts a tensor map describes); else, and in a
-// block cut short by the chain's end, each thread stores its values itself.
-struct FwdStores {
-  CUtensorMap y, yu;
-  int staged;
 };
 
 // Warp 0's lane 0: the TMA loads of the chain's blocks into the ring of stages.
@@ -109,7 +98,7 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
 k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps,
-            const __grid_constant__ ChainSegs segs, const __grid_constant__ FwdStores outs) {
+            const __grid_constant__ ChainSegs segs) {
 #if SSD_SM90A || defined(SSD_CUDA_EMULATION)
   using T = typename Tr::Elem;
   constexpr int N = Tr::N, S = Tr::kStages, kTile = Tr::kTile;
@@ -210,15 +199,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       wgmma_commit();
       wgmma_wait<0>();
       wgmma_hold(yacc);
-      // epilogue: + D x, gate; y (and y_ungated) of a full block through this warpgroup's tiles and one
-      // TMA store a warp (its 16 rows), else 16-bit stores of the rows inside the chain (r0 + 8 hr)
-      const bool staged = outs.staged && len == 64, has_yu = p.z && p.y_ungated;
-      char* ys = Tr::ybuf(smem, first, 0);
-      char* yus = Tr::ybuf(smem, first, 1);
-      if (staged) {
-        if (lane == 0) tma_store_wait_read<0>();  // this warp's stores of block k - 2 have read the tiles
-        __syncwarp();
-      }
+      // epilogue: + D x, gate, 16-bit stores of the rows inside the chain (r0 + 8 hr)
       const int64_t tb = ch.t0 + 64 * (int64_t)k;
       T* yrow[2];
       T* yurow[2];
@@ -226,21 +207,21 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       for (int hr = 0; hr < 2; ++hr) {
         const int64_t tpos = tb + r0 + 8 * hr;
         yrow[hr] = static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + tpos * p.y_seq_stride + (int64_t)h * p.y_head_stride;
-        yurow[hr] = has_yu ? static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
-                                 tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
-                           : nullptr;
+        yurow[hr] = p.y_ungated ? static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
+                                      tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
+                                : nullptr;
       }
 #pragma unroll
       for (int m = 0; m < 4; ++m) {
         // x and z of columns 16 m .. 16 m + 15 in the accumulator layout
-        uint32_t xw[2][2], zw[2][2], yw[2][2], yuw[2][2];
+        uint32_t xw[2][2], zw[2][2];
         if (has_D) ld_acc_cols16(xw, st + Tr::kX, m, w, lane);
         if (p.z) ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
 #pragma unroll
         for (int cm = 0; cm < 2; ++cm)
 #pragma unroll
           for (int hr = 0; hr < 2; ++hr) {
-            if (r0 + 8 * hr >= len) continue;  // never in a staged block
+            if (r0 + 8 * hr >= len) continue;
             const int c8 = 2 * m + cm, c = 8 * c8 + 2 * q, i = 4 * c8 + 2 * hr;
             float o0 = yacc[i], o1 = yacc[i + 1];
             if (has_D) {
@@ -249,33 +230,16 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
               o1 = fmaf(dcol[2 * c8 + 1], xv.y, o1);
             }
             if (p.z) {
-              yuw[cm][hr] = mma::pack2<T>(o0, o1);
-              if (has_yu && !staged) *reinterpret_cast<uint32_t*>(yurow[hr] + c) = yuw[cm][hr];
+              if (yurow[hr]) *reinterpret_cast<uint32_t*>(yurow[hr] + c) = mma::pack2<T>(o0, o1);
               const float2 zv = mma::unpack2<T>(zw[cm][hr]);
               o0 *= dev::silu(zv.x);
               o1 *= dev::silu(zv.y);
             }
-            yw[cm][hr] = mma::pack2<T>(o0, o1);
-            if (!staged) *reinterpret_cast<uint32_t*>(yrow[hr] + c) = yw[cm][hr];
+            *reinterpret_cast<uint32_t*>(yrow[hr] + c) = mma::pack2<T>(o0, o1);
           }
-        if (staged) {
-          st_acc_cols16(ys, yw, m, w, lane);
-          if (has_yu) st_acc_cols16(yus, yuw, m, w, lane);
-        }
-      }
-      if (staged) {
-        fence_proxy_async_smem();
-        __syncwarp();
-        if (lane == 0) {
-          const int row = (int)(row0 + 64 * (int64_t)k) + 16 * w;
-          tma_store_3d(&outs.y, ys + 16 * w * 128, 0, h, row);
-          if (has_yu) tma_store_3d(&outs.yu, yus + 16 * w * 128, 0, h, row);
-          tma_store_commit();
-        }
       }
       mbar_arrive(bars + Tr::kEmpty + s);
     }
-    if (lane == 0) tma_store_wait<0>();  // the tiles stay until the last stores have read them
     return;
   }
 
