@@ -22,10 +22,11 @@
 //   warp 1            the records: per head d_j, s_j, w'_j, e_j (and the rows past len zeroed), ready[r]
 //                     in a ring of kRecs slots; then, once both warpgroups are done with the head
 //                     (done[r]), ds, its reverse sum, ddt, and the head's dA / dDtBias / dD partials;
-//   warpgroup 1       per head: dY (into the stage, dyready[s]), C Hᵀ, dY X̄ᵀ, Mᵀ dY, B dHᵀ, M X̄; dx, dz,
-//                     the ds terms; dG summed over the heads, written to shared memory at the end (dgready);
-//   warpgroup 2       per head: dC += (e o dY) H, dB += (w' o X̄) dH, <dH, H>; at the end dC += dG B,
-//                     dB += dGᵀ C, and the stores of dB and dC.
+//   warpgroup 1       per head: the first half of dY (into the stage, dyready[s]), C Hᵀ, dY X̄ᵀ, Mᵀ dY, B dHᵀ,
+//                     M X̄; dx, dz where y is recomputed, the ds terms; dG summed over the heads, written
+//                     to shared memory at the end (dgready);
+//   warpgroup 2       per head: the second half of dY, dC += (e o dY) H, dB += (w' o X̄) dH, <dH, H>, dz
+//                     where y_ungated is kept; at the end dC += dG B, dB += dGᵀ C, the stores of dB and dC.
 #pragma once
 #include "cuda/sm90/chain_states.cuh"
 
@@ -37,7 +38,7 @@ struct BwdBlock {
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int kStages = 2, kRecs = 4;
   static constexpr int kThreads = 384;
-  static constexpr int kProducerRegs = 40, kMainRegs = 256, kAccRegs = 184;
+  static constexpr int kProducerRegs = 40, kMainRegs = 256, kAccRegs = 208;
   static_assert(kProducerRegs * 128 + kMainRegs * 128 + kAccRegs * 128 <= 65536, "more registers than an SM has");
   static constexpr int kNT = N / 64;
   static constexpr int kTile = 64 * 128;
@@ -163,6 +164,32 @@ __device__ __forceinline__ void store_col_sums(float (&col)[16], float* cw, int 
   }
 }
 
+// Half `half` of a head's dY = dy o silu(z) (dy without z: a copy) into the stage's dY tile: rows 32 half ..
+// 32 half + 31, two 16-byte chunks a thread of a warpgroup (t its thread). The rows past len are zero in
+// dy (the records warp zeroed them before ready).
+template <class Tr>
+__device__ __forceinline__ void make_dY(char* st, int half, int t, bool has_z) {
+  using T = typename Tr::Elem;
+#pragma unroll
+  for (int v = 0; v < 2; ++v) {
+    const int chunk = 256 * half + t + 128 * v;  // 512 chunks of 8 values
+    const int row = chunk >> 3, col = (chunk & 7) * 8;
+    const uint32_t off = tile_off(row, col);
+    uint4 dy4 = *reinterpret_cast<const uint4*>(st + Tr::kDy + off);
+    if (has_z) {
+      const uint4 z4 = *reinterpret_cast<const uint4*>(st + Tr::kZ + off);
+      uint32_t* dv = reinterpret_cast<uint32_t*>(&dy4);
+      const uint32_t* zv = reinterpret_cast<const uint32_t*>(&z4);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 a = mma::unpack2<T>(dv[e]), zz = mma::unpack2<T>(zv[e]);
+        dv[e] = mma::pack2<T>(a.x * dev::silu(zz.x), a.y * dev::silu(zz.y));
+      }
+    }
+    *reinterpret_cast<uint4*>(st + Tr::kDY + off) = dy4;
+  }
+}
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
 k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant__ BlockMaps maps,
@@ -197,7 +224,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
     for (int s = 0; s < S; ++s) {
       mbar_init(bars + Tr::kFull + s, 1);
       mbar_init(bars + Tr::kEmpty + s, 256);
-      mbar_init(bars + Tr::kDyReady + s, 128);
+      mbar_init(bars + Tr::kDyReady + s, 256);
     }
     for (int r = 0; r < R; ++r) {
       mbar_init(bars + Tr::kReady + r, 32);
@@ -384,25 +411,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         wgmma_wait<0>();
         wgmma_hold(gm);
       }
-      // dY = dy o silu(z) into the stage (the rows past len are zero in dy)
-#pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        const int chunk = t + 128 * v;  // 512 chunks of 8 values
-        const int row = chunk >> 3, col = (chunk & 7) * 8;
-        const uint32_t off = tile_off(row, col);
-        uint4 dy4 = *reinterpret_cast<const uint4*>(st + Tr::kDy + off);
-        if (has_z) {
-          const uint4 z4 = *reinterpret_cast<const uint4*>(st + Tr::kZ + off);
-          uint32_t* dv = reinterpret_cast<uint32_t*>(&dy4);
-          const uint32_t* zv = reinterpret_cast<const uint32_t*>(&z4);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 a = mma::unpack2<T>(dv[e]), zz = mma::unpack2<T>(zv[e]);
-            dv[e] = mma::pack2<T>(a.x * dev::silu(zz.x), a.y * dev::silu(zz.y));
-          }
-        }
-        *reinterpret_cast<uint4*>(st + Tr::kDY + off) = dy4;
-      }
+      // dY's first half (warpgroup 2 makes the second)
+      make_dY<Tr>(st, 0, t, has_z);
       fence_proxy_async_smem();
       mbar_arrive(bars + Tr::kDyReady + s);
       mbar_wait(bars + Tr::kDyReady + s, (k / S) & 1);
@@ -496,18 +506,19 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       const float* Dc = (has_D && dch) ? p.D + (int64_t)h * 64 : nullptr;
       float qj[2] = {0.f, 0.f}, xdx[2] = {0.f, 0.f};
       float ddp[16];
-      // x, dY (and dy, z, y_ungated) of the 16 columns from 16 m, loaded once per m in the accumulator layout
-      uint32_t xw[2][2], dyw[2][2], dyrw[2][2], zw[2][2], yuw[2][2];
+      // x, dY (and dy, z) of the 16 columns from 16 m, loaded once per m in the accumulator layout; dz here
+      // only where y is recomputed (warpgroup 2 makes it from y_ungated where that is kept)
+      const bool dz_here = bw.dz != nullptr && !kept;
+      uint32_t xw[2][2], dyw[2][2], dyrw[2][2], zw[2][2];
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
         const int hr = (i >> 1) & 1, rr = r0 + 8 * hr, c = acc_col(i, q), m = i >> 3, cm = (i >> 2) & 1;
         if ((i & 7) == 0) {
           ld_acc_cols16(xw, st + Tr::kX, m, w, lane);
           ld_acc_cols16(dyw, st + Tr::kDY, m, w, lane);
-          if (bw.dz) {
+          if (dz_here) {
             ld_acc_cols16(dyrw, st + Tr::kDy, m, w, lane);
             ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
-            if (kept) ld_acc_cols16(yuw, st + Tr::kYu, m, w, lane);
           }
         }
         const float2 xv = mma::unpack2<T>(xw[cm][hr]);
@@ -525,16 +536,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
           const int64_t tpos = bp.t0 + rr;
           *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dx) + (int64_t)bp.b * p.x_batch_stride + tpos * p.x_seq_stride +
                                        (int64_t)h * p.x_head_stride + c) = mma::pack2<T>(rj.y * dx0 + D0 * dyv.x, rj.y * dx1 + D1 * dyv.y);
-          if (bw.dz) {
-            float y0, y1;
-            if (kept) {
-              const float2 yv = mma::unpack2<T>(yuw[cm][hr]);
-              y0 = yv.x;
-              y1 = yv.y;
-            } else {
-              y0 = ya[i] + D0 * xv.x;
-              y1 = ya[i + 1] + D1 * xv.y;
-            }
+          if (dz_here) {
+            const float y0 = ya[i] + D0 * xv.x, y1 = ya[i + 1] + D1 * xv.y;
             const float2 dyr = mma::unpack2<T>(dyrw[cm][hr]);
             const float2 zv = mma::unpack2<T>(zw[cm][hr]);
             *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + tpos * p.z_seq_stride +
@@ -577,8 +580,34 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
     const int s = k % S, r = k % R;
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + r, (k / R) & 1);
-    mbar_wait(bars + Tr::kDyReady + s, (k / S) & 1);
     char* st = Tr::stage(smem, s);
+    // dY's second half
+    make_dY<Tr>(st, 1, t, has_z);
+    fence_proxy_async_smem();
+    mbar_arrive(bars + Tr::kDyReady + s);
+    if (kept) {
+      // dz = dy o y_ungated o silu'(z) while warpgroup 1 makes its half of dY: the stage holds all three
+      const int h = h0 + k;
+#pragma unroll
+      for (int m = 0; m < 4; ++m) {
+        uint32_t dyw[2][2], zw[2][2], yuw[2][2];
+        ld_acc_cols16(dyw, st + Tr::kDy, m, w, lane);
+        ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
+        ld_acc_cols16(yuw, st + Tr::kYu, m, w, lane);
+#pragma unroll
+        for (int cm = 0; cm < 2; ++cm)
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr) {
+            const int rr = r0 + 8 * hr, c = 16 * m + 8 * cm + 2 * q;
+            if (rr >= len) continue;
+            const float2 dyr = mma::unpack2<T>(dyw[cm][hr]), zv = mma::unpack2<T>(zw[cm][hr]), yv = mma::unpack2<T>(yuw[cm][hr]);
+            *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + (bp.t0 + rr) * p.z_seq_stride +
+                                         (int64_t)h * p.z_head_stride + c) =
+                mma::pack2<T>(dev::gate_grad(dyr.x, yv.x, zv.x), dev::gate_grad(dyr.y, yv.y, zv.y));
+          }
+      }
+    }
+    mbar_wait(bars + Tr::kDyReady + s, (k / S) & 1);
     Recs* rc = Tr::recs(smem, r);
     const float4* rec = rc->rec;
     // A operands: e o dY (rows i) and w' d o x (rows j), columns p
