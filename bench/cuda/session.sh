@@ -16,8 +16,9 @@
 #              ROUNDS, default 1), without the suite
 #   bench      bench --device cuda on G1-G5: forward, then --backward, then --backward --ungated
 #   triton     the Triton peer (.peers/mamba_ref, ../shared/peers) with CUDA graphs; $TRITON_CONFIGS
-#              (default: G1 G2 G3 G4 G5); Triton's compiled kernels go to $out/triton-cache.tgz, and a
-#              later call that carries that file as $TRITON_CACHE_TGZ skips the compiles (minutes)
+#              (default: G1 G2 G3 G4 G5); Triton's compiled kernels stay in /tmp/triton-cache, so that
+#              a later call on the same warm machine skips the compiles (S18-1: 380 s cold, 109 s warm;
+#              the cache, 264 MB, is too large to bring back)
 #   sanitize   compute-sanitizer memcheck, then racecheck, on `check` (both paths of each direction),
 #              SANITIZE_LIMIT seconds each (default 240)
 #   harness_build  builds the three harnesses in the background (CPU only: put it before the GPU steps)
@@ -27,20 +28,32 @@
 #   sm90bwd    the sm_90a backward against the float64 references (sm90_bwd_states.sh)
 #   ab         bench --device cuda --backward (the forward, the backward and their sum) of each addon in
 #              $VARIANTS on $VARIANT_CONFIGS (default G1-G4), the addons alternating for $ROUNDS rounds
-#              (default 2) on the default paths, so that a change is timed against its baseline in one call
+#              (default 2) on the default paths, so that a change is timed against its baseline in one call;
+#              AB_ARGS are added to each bench (e.g. --ungated)
 #   bwdpaths   bench --device cuda --backward ($VARIANT_CONFIGS, default G1-G4), with and without
 #              --ungated, on the sm_80 kernels and with SSD_KERNELS_BACKWARD_PATH=sm90
 #   variants   bench --device cuda (forward, $VARIANT_CONFIGS, default G1-G5) of each addon in
 #              $VARIANTS (space-separated .node files, default the build's), on the sm_80 kernels and
 #              with SSD_KERNELS_FORWARD_PATH=sm90, interleaved so that the binaries share the session
-# Env: OUT (default /tmp/session), SUITE_FILES (suite), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
+# Logs: each step's under $LOGS (default /tmp/ssd-session); when OUT is set (a device call), after every
+# step the whole of $LOGS is packed into $OUT/session.tgz and summary.txt copied beside it: the device
+# brings back at most 8 files from $OUT, and a call cut off still returns what finished.
+# Env: OUT, LOGS, SUITE_FILES (suite), BASELINE (a folder with ssd_kernels.node and dist/, for compare).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-out=${OUT:-/tmp/session}
+out=${LOGS:-/tmp/ssd-session}
+back=${OUT:-}
 mkdir -p "$out"
 summary=$out/summary.txt
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader > "$out/gpu.txt" 2>&1
 echo "gpu: $(cat "$out/gpu.txt")" | tee -a "$summary"
+
+pack() {
+  if [ -n "$back" ]; then
+    mkdir -p "$back"
+    tar czf "$back/session.tgz" -C "$out" . && cp "$summary" "$back/summary.txt"
+  fi
+}
 
 run_step() {
   local name=$1
@@ -51,6 +64,7 @@ run_step() {
   local rc=$?
   echo "   $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$summary"
   tail -n 5 "$out/$name.log" | sed 's/^/   | /' | tee -a "$summary"
+  pack
 }
 
 for step in "$@"; do
@@ -76,11 +90,9 @@ for step in "$@"; do
     triton)
       export TRITON_CACHE_DIR=/tmp/triton-cache
       mkdir -p "$TRITON_CACHE_DIR"
-      if [ -n "${TRITON_CACHE_TGZ:-}" ] && [ -f "$TRITON_CACHE_TGZ" ]; then tar xzf "$TRITON_CACHE_TGZ" -C "$TRITON_CACHE_DIR"; fi
       # shellcheck disable=SC2086
       run_step triton python3 .peers/mamba_ref/bench_ref.py --mode triton --cuda-graph --configs ${TRITON_CONFIGS:-G1 G2 G3 G4 G5} \
-        --json-out "$out/triton.json"
-      tar czf "$out/triton-cache.tgz" -C "$TRITON_CACHE_DIR" . ;;
+        --json-out "$out/triton.json" ;;
     sanitize)
       for tool in memcheck racecheck; do
         run_step "sanitize_$tool" timeout "${SANITIZE_LIMIT:-240}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
@@ -111,8 +123,9 @@ for step in "$@"; do
     ab)
       for ((r = 1; r <= ${ROUNDS:-2}; r++)); do
         for addon in ${VARIANTS:?ab needs VARIANTS}; do
+          # shellcheck disable=SC2086  # AB_ARGS is a list
           SSD_KERNELS_ADDON=$addon run_step "ab_$(basename "$(dirname "$addon")")_$(basename "$addon" .node)_r$r" \
-            timeout 90 node dist/lib/cli.js bench --device cuda --backward --config "${VARIANT_CONFIGS:-G1,G2,G3,G4}"
+            timeout 90 node dist/lib/cli.js bench --device cuda --backward ${AB_ARGS:-} --config "${VARIANT_CONFIGS:-G1,G2,G3,G4}"
         done
       done ;;
     bwdpaths)
@@ -126,3 +139,4 @@ for step in "$@"; do
     *) echo "unknown step '$step'" | tee -a "$summary" ;;
   esac
 done
+pack
