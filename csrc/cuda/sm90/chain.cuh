@@ -192,7 +192,7 @@ __device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)
 }
 
 // Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
-// the blocks (Tr::kReverse: from the chain's end), and the rows of the stage's tiles that the state
+// the blocks (Tr::kWalkBack: from the chain's end), and the rows of the stage's tiles that the state
 // reads past the chain's end zeroed (they hold the next sequence, or row, or zero fill), then ready[s].
 template <class Tr>
 __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
@@ -210,7 +210,7 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
       raw[e] = j < ch.len ? dev::ld_f(p.dt, p.dt_type, (int64_t)ch.b * p.dt_batch_stride + (ch.t0 + j) * p.dt_seq_stride + h) : 0.f;
     }
   };
-  auto block = [&](int k) { return Tr::kReverse ? nblk - 1 - k : k; };
+  auto block = [&](int k) { return Tr::kWalkBack ? nblk - 1 - k : k; };
   float next[2];
   if (nblk > 0) load_dt(block(0), next);
   for (int k = 0; k < nblk; ++k) {
@@ -277,21 +277,14 @@ __device__ __forceinline__ void chain_enter(float (&acc)[Tr::NC / 2], const Chai
   }
 }
 
-// One block of the state warpgroup's walk on stage st with records rec: acc <- 2^(s_63) acc + Aᵀ Bt,
-// where A (64 positions x 64 p) is the stage's x scaled by w_j (forward) or dy o silu(z) scaled by
-// 2^(s_j) (reverse; z at Tr::kZ when has_z), read transposed by ldmatrix into registers, and Bt the
-// stage's Tr::NC columns of B (forward) or C (reverse), 64-column tiles at Tr::kB. Returns the block's
-// decay 2^(s_63).
+// The A operand of a block's state product, read transposed by ldmatrix into registers: the stage's x
+// scaled by w_j (forward) or dy o silu(z) scaled by 2^(s_j) (reverse; z at Tr::kZ when has_z), each times
+// `carry` (1 in a sequential walk; the folded walk's decay between the block and the far end).
 template <class Tr>
-__device__ __forceinline__ float chain_state_block(float (&acc)[Tr::NC / 2], const char* st, const float4* rec, bool has_z,
-                                                  int w, int lane) {
+__device__ __forceinline__ void chain_state_operand(uint32_t (&xa)[4][4], const char* st, const float4* rec, bool has_z,
+                                                    float carry, int w, int lane) {
   using T = typename Tr::Elem;
-  constexpr int N = Tr::NC;
   const int q = lane & 3;
-  const float dec = dev::ex2(rec[63].x);
-#pragma unroll
-  for (int i = 0; i < N / 2; ++i) acc[i] *= dec;
-  uint32_t xa[4][4];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     // ldmatrix (transposed) of A: matrices (p 0-7, pos 0-7), (p 8-15, pos 0-7), (p 0-7, pos 8-15),
@@ -305,22 +298,39 @@ __device__ __forceinline__ float chain_state_block(float (&acc)[Tr::NC / 2], con
     for (int r = 0; r < 4; ++r) {
       const int j = 16 * kk + 2 * q + 8 * (r >> 1);
       float2 v = mma::unpack2<T>(xa[kk][r]);
-      if (Tr::kReverse) {
-        if (has_z) {
-          const float2 zv = mma::unpack2<T>(za[r]);
-          v.x *= dev::silu(zv.x);
-          v.y *= dev::silu(zv.y);
-        }
-        xa[kk][r] = mma::pack2<T>(v.x * rec[j].w, v.y * rec[j + 1].w);
-      } else {
-        xa[kk][r] = mma::pack2<T>(v.x * rec[j].z, v.y * rec[j + 1].z);
+      if (Tr::kReverse && has_z) {
+        const float2 zv = mma::unpack2<T>(za[r]);
+        v.x *= dev::silu(zv.x);
+        v.y *= dev::silu(zv.y);
       }
+      const float c0 = (Tr::kReverse ? rec[j].w : rec[j].z) * carry, c1 = (Tr::kReverse ? rec[j + 1].w : rec[j + 1].z) * carry;
+      xa[kk][r] = mma::pack2<T>(v.x * c0, v.y * c1);
     }
   }
+}
+
+// Issues acc += Aᵀ Bt for the operand xa and the stage's Tr::NC columns of B (forward) or C (reverse),
+// 64-column tiles at Tr::kB (no commit or wait).
+template <class Tr>
+__device__ __forceinline__ void chain_state_mma(float (&acc)[Tr::NC / 2], const uint32_t (&xa)[4][4], const char* st) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
-    wgmma_rs<T, N, kMNMajor>(acc, xa[kk], smem_desc(st + Tr::kB + kk * 2048, Tr::kTile, 1024, Swizzle::k128B), true);
+    wgmma_rs<typename Tr::Elem, Tr::NC, kMNMajor>(acc, xa[kk], smem_desc(st + Tr::kB + kk * 2048, Tr::kTile, 1024, Swizzle::k128B),
+                                                   true);
+}
+
+// One block of a sequential walk (the state warpgroup's, on stage st with records rec):
+// acc <- 2^(s_63) acc + Aᵀ Bt (chain_state_operand, chain_state_mma). Returns the block's decay 2^(s_63).
+template <class Tr>
+__device__ __forceinline__ float chain_state_block(float (&acc)[Tr::NC / 2], const char* st, const float4* rec, bool has_z,
+                                                  int w, int lane) {
+  const float dec = dev::ex2(rec[63].x);
+#pragma unroll
+  for (int i = 0; i < Tr::NC / 2; ++i) acc[i] *= dec;
+  uint32_t xa[4][4];
+  chain_state_operand<Tr>(xa, st, rec, has_z, 1.f, w, lane);
+  chain_state_mma<Tr>(acc, xa, st);
   wgmma_commit();
   wgmma_wait<0>();
   wgmma_hold(acc);

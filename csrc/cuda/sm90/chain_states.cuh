@@ -11,7 +11,9 @@
 // Two forms:
 //   kBlocks false  the segments' first launch: each segment alone (chain.cuh) writes what it adds to its
 //                  far side and its decay product into ChainSegs (the forward's segments and the
-//                  backward's both start from it);
+//                  backward's both start from it); it walks from that far side, each block's share
+//                  scaled by the decay between it and the far side as it is read (folded), so that the
+//                  blocks' products do not wait on each other;
 //   kBlocks true   the backward's state launches: every segment, entered with the ordered sum of what
 //                  the others added, writes its value at every block, 16-bit, into `blocks` (H entering
 //                  block k going forward, dH leaving block k in reverse: the operands of the backward's
@@ -26,6 +28,9 @@ template <class T, int N_, bool kReverse_, bool kBlocks_>
 struct ChainStates {
   using Elem = T;
   static constexpr bool kReverse = kReverse_, kBlocks = kBlocks_;
+  // the order of the walk: the state's own direction where every block's value is written; the first
+  // launch walks the other way (folded, chain.cuh), from the far side its result belongs to
+  static constexpr bool kWalkBack = kBlocks ? kReverse : !kReverse;
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int NC = 64, kParts = N / NC;  // a CTA's columns of the state; CTAs per chain and head
   static constexpr int kStages = 4;
@@ -74,7 +79,7 @@ __device__ __forceinline__ void states_producer(const ChainMaps& maps, char* sme
   if (has_z) tma_prefetch(&maps.z);
   const uint32_t bytes = (uint32_t)kTile * (1 + (has_z ? 1 : 0) + kNT);
   for (int k = 0; k < nblk; ++k) {
-    const int s = k % S, kb = Tr::kReverse ? nblk - 1 - k : k;
+    const int s = k % S, kb = Tr::kWalkBack ? nblk - 1 - k : k;
     mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
     uint64_t* full = bars + Tr::kFull + s;
     mbar_arrive_expect_tx(full, bytes);
@@ -147,19 +152,54 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   if (!Tr::kReverse && seg == 0 && p.initial_states) start = p.initial_states + bh * PN;
   if (Tr::kReverse && seg == segs.nseg - 1 && ch.is_last && io.d_final) start = io.d_final + (p.cu_seqlens ? h : bh) * PN;
   float acc[NC / 2];
-  chain_enter<Tr>(acc, segs, seg, Tr::kBlocks, start, pair, pairs, w, g, q, c0);
-  float decay = 1.f;  // the product of the blocks' 2^(s_63)
-  for (int k = 0; k < nblk; ++k) {
-    const int s = k % S, kb = Tr::kReverse ? nblk - 1 - k : k;
-    mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
-    mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
-    if (Tr::kBlocks) {
+  float decay = 1.f;  // the product of the walked blocks' 2^(s_63)
+  if (Tr::kBlocks) {
+    chain_enter<Tr>(acc, segs, seg, true, start, pair, pairs, w, g, q, c0);
+    for (int k = 0; k < nblk; ++k) {
+      const int s = k % S, kb = Tr::kWalkBack ? nblk - 1 - k : k;
+      mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
+      mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
       T* out = static_cast<T*>(io.blocks) + (block_slot(p, chain, ch, kb) * H + h) * PN + c0;
 #pragma unroll
       for (int hr = 0; hr < 2; ++hr) store_acc_row16<T, NC>(out + acc_row(2 * hr, w, g) * N, acc, hr, q);
+      decay *= chain_state_block<Tr>(acc, Tr::stage(smem, s), Tr::recs(smem, s), p.z != nullptr, w, lane);
+      mbar_arrive(bars + Tr::kEmpty + s);
     }
-    decay *= chain_state_block<Tr>(acc, Tr::stage(smem, s), Tr::recs(smem, s), p.z != nullptr, w, lane);
-    mbar_arrive(bars + Tr::kEmpty + s);
+  } else {
+    // folded: walking from the far side, block b's share reaches it scaled by the decays of the blocks
+    // walked before it (`decay`), a factor folded into its operand, so that no block's operand waits on
+    // the accumulators: block k + 1's operand is made while block k's products run
+#pragma unroll
+    for (int i = 0; i < NC / 2; ++i) acc[i] = 0.f;
+    uint32_t xa[2][4][4];
+    auto prep = [&](int k, uint32_t(&a)[4][4]) {
+      const int s = k % S;
+      mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
+      mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
+      const float4* rec = Tr::recs(smem, s);
+      chain_state_operand<Tr>(a, Tr::stage(smem, s), rec, p.z != nullptr, decay, w, lane);
+      decay *= dev::ex2(rec[63].x);
+    };
+    auto run = [&](int k, const uint32_t(&a)[4][4], uint32_t(&next)[4][4]) {
+      chain_state_mma<Tr>(acc, a, Tr::stage(smem, k % S));
+      wgmma_commit();
+      if (k + 1 < nblk) prep(k + 1, next);
+      wgmma_wait<0>();
+      mbar_arrive(bars + Tr::kEmpty + k % S);
+    };
+    if (nblk > 0) prep(0, xa[0]);
+    for (int k = 0; k < nblk; k += 2) {
+      run(k, xa[0], xa[1]);
+      if (k + 1 < nblk) run(k + 1, xa[1], xa[0]);
+    }
+    wgmma_hold(acc);
+    if (start) {
+      // the walk's starting value crosses every block: what it adds is the whole decay times it
+      float v[NC / 2];
+      chain_enter<Tr>(v, segs, seg, false, start, pair, pairs, w, g, q, c0);
+#pragma unroll
+      for (int i = 0; i < NC / 2; ++i) acc[i] = fmaf(decay, v[i], acc[i]);
+    }
   }
   float* dst = nullptr;
   if (!Tr::kBlocks) {

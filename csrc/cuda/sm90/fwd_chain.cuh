@@ -19,8 +19,9 @@
 //                      matrix and runs its epilogue while the other's products run on the tensor cores:
 //                      S = C Bᵀ and C Hᵀ (wgmma, A and B from shared memory), the decayed matrix built in
 //                      registers as the A operand of P X, the epilogue from registers;
-//   warpgroup 3        the state: it publishes H (16-bit, into buffer k & 1: hfull / hempty, so each
-//                      outputs warpgroup has its own) for block k, then H <- 2^(s_last) H + (w o X)ᵀ B
+//   warpgroup 3        the state: it publishes H (16-bit; hfull[k & 1] / hempty[k & 1], so that each
+//                      outputs warpgroup has its own barriers; into buffer k & 1, or one buffer where
+//                      the shared memory goes to stages) for block k, then H <- 2^(s_last) H + (w o X)ᵀ B
 //                      (A from registers: x read transposed by ldmatrix and scaled by w_j); at the
 //                      chain's end it writes the state.
 // Segments (chain.cuh): where the (chain, head) pairs are too few to fill the GPU, a first launch of
@@ -36,10 +37,13 @@ namespace ssd { namespace cuda { namespace sm90 {
 template <class T, int N_>
 struct ChainFwd {
   using Elem = T;
-  static constexpr bool kReverse = false;
+  static constexpr bool kReverse = false, kWalkBack = false;  // the state's own direction, from the chain's start
   static constexpr int P = 64, N = N_, BQ = 64;
   static constexpr int NC = N;  // the state warpgroup's columns: all of them
-  static constexpr int kStages = 3;
+  // stages of the ring, as many as the shared memory holds beside H: dstate 128 (48 KB a stage) keeps
+  // one buffer of H for four stages, dstate 64 two for six
+  static constexpr int kStages = N == 64 ? 6 : 4;
+  static constexpr int kHBufs = N == 64 ? 2 : 1;
   static constexpr int kThreads = 512;
   // the arrivals that free a stage: its outputs warpgroup (one of the two) and the state warpgroup
   static constexpr int kEmptyArrivals = 256;
@@ -50,17 +54,18 @@ struct ChainFwd {
   static constexpr int kTile = 64 * 128;       // 64 rows x 128 bytes
   static constexpr int kX = 0, kZ = kTile, kB = 2 * kTile, kC = kB + kNT * kTile;
   static constexpr int kStageBytes = kC + kNT * kTile;
-  static constexpr int kH = kStages * kStageBytes;  // two buffers of H (16-bit, kNT tiles: p rows, n columns)
-  static constexpr int kRec = kH + 2 * kNT * kTile;  // records: float4 per position and stage
+  static constexpr int kH = kStages * kStageBytes;  // kHBufs buffers of H (16-bit, kNT tiles: p rows, n columns)
+  static constexpr int kRec = kH + kHBufs * kNT * kTile;  // records: float4 per position and stage
   static constexpr int kBar = kRec + kStages * BQ * 16;
   enum { kFull = 0, kReady = kStages, kEmpty = 2 * kStages, kHFull = 3 * kStages, kHEmpty = 3 * kStages + 2,
          kBars = 3 * kStages + 4 };
   static constexpr int kSmem = kBar + kBars * 8 + 1024;  // + alignment of the base to 1024
+  static_assert(kSmem <= 227 * 1024, "more shared memory than a CTA may have");
   // where the pieces lie in the (1024-aligned) shared memory smem
   static __device__ __forceinline__ uint64_t* bars(char* smem) { return reinterpret_cast<uint64_t*>(smem + kBar); }
   static __device__ __forceinline__ char* stage(char* smem, int s) { return smem + s * kStageBytes; }
   static __device__ __forceinline__ float4* recs(char* smem, int s) { return reinterpret_cast<float4*>(smem + kRec) + s * BQ; }
-  static __device__ __forceinline__ char* hbuf(char* smem, int u) { return smem + kH + u * kNT * kTile; }
+  static __device__ __forceinline__ char* hbuf(char* smem, int u) { return smem + kH + (u % kHBufs) * kNT * kTile; }
   // the tiles the records warp zeroes past the chain's end (chain_records): x and B, which the state reads
   static constexpr int kZeroTiles = 1 + kNT;
   static __device__ __forceinline__ int zero_tile(int t) { return t == 0 ? kX : kB + (t - 1) * kTile; }
@@ -145,7 +150,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
 
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
   if (warp < 12) {
-    // ---- warpgroups 1 and 2: the outputs of blocks k = first, first + 2, ..., with H buffer k & 1 = first
+    // ---- warpgroups 1 and 2: the outputs of blocks k = first, first + 2, ..., with H barriers k & 1 = first
     const int first = (warp - 4) >> 2;
     const bool has_D = p.D != nullptr, dch = p.D_per_channel != 0;
     const float dh = (has_D && !dch) ? p.D[h] : 0.f;
@@ -253,7 +258,10 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
     mbar_wait(bars + Tr::kFull + s, (k / S) & 1);
     mbar_wait(bars + Tr::kReady + s, (k / S) & 1);
     // H entering block k, 16-bit, for the C Hᵀ of the outputs warpgroup of block k
-    mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
+    // the buffer is free once the outputs warpgroup of the last block that read it has its C Hᵀ:
+    // block k - 2 with two buffers, k - 1 with one
+    if (Tr::kHBufs == 2) mbar_wait(bars + Tr::kHEmpty + u, ((k >> 1) & 1) ^ 1);
+    else if (k > 0) mbar_wait(bars + Tr::kHEmpty + (u ^ 1), ((k - 1) >> 1) & 1);
     char* hb = hbuf(u);
 #pragma unroll
     for (int m = 0; m < N / 16; ++m) {
