@@ -169,7 +169,7 @@ export async function ssdWithGrad(inputs: SsdInputs<TensorLike>, options?: SsdOp
   const saved: SsdInputs<TensorLike> = { ...inputs };
   const backwardOptions: Omit<SsdOptions<TensorLike>, 'out'> & Pick<SsdBackwardOptions<TensorLike>, 'yUngated'> = { ...options };
   delete (backwardOptions as SsdOptions<TensorLike>).out; // options.out held the forward's outputs
-  if (result.yUngated) backwardOptions.yUngated = result.yUngated; // the CUDA backward reads it for dz
+  if (result.yUngated) backwardOptions.yUngated = result.yUngated; // the sm_80 CUDA kernels read it for dz
   return {
     ...result,
     backward: async (grads, extra) => {

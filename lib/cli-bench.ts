@@ -52,7 +52,7 @@ export const BENCH_COMMAND: CommandSpec = {
     { name: '--backward', modes: ['cpu', 'cuda'], help: 'also time the backward, and the forward + backward' },
     {
       name: '--ungated', modes: ['cuda'],
-      help: 'with --backward: the forward also writes yUngated and the backward reads it for dz',
+      help: 'with --backward: the forward also writes yUngated and hands it to the backward (the sm_80 kernels read it for dz)',
     },
     { name: '--device', placeholder: 'DEVICE', type: oneOf(['cpu', 'cuda']), help: 'cpu (default) or cuda' },
     { name: '--step', help: 'time the decode step (ssdStep) instead of the forward' },

@@ -102,7 +102,7 @@ const G5_NOTE = '48 packed sequences through cuSeqlens with their final states, 
 async function benchCuda(a: BenchArgs): Promise<number> {
   const { json, runs, progress } = a;
   const withBackward = a.backward;
-  // --ungated: the forward also writes yUngated (returnUngated) and the backward reads it for dz
+  // --ungated: the forward also writes yUngated (returnUngated) and hands it to the backward (the sm_80 kernels read it for dz)
   const ungated = a.ungated;
   const b = backends();
   if (!b.cuda.available) {
@@ -191,7 +191,7 @@ async function benchCuda(a: BenchArgs): Promise<number> {
   if (json) {
     console.log(JSON.stringify({ version, date: new Date().toISOString(), runs, ungated, rows }, null, 2));
   } else {
-    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256 (G5: ${G5_NOTE}); CUDA events, 10 warm-ups, median of ${runs}${ungated ? '; the forward writes yUngated, the backward reads it' : ''}`);
+    console.log(`ssd-kernels ${version} bench --device cuda: bf16 x/B/C/z, fp32 dt/A/D/dtBias, D per head, dtSoftplus, chunk 256 (G5: ${G5_NOTE}); CUDA events, 10 warm-ups, median of ${runs}${ungated ? '; the forward writes yUngated and hands it to the backward' : ''}`);
     console.log('config  median ms  min ms    TFLOP/s  GB/s   floor ms  x floor  extra MiB');
     for (const r of rows) {
       console.log(`${String(r.config).padEnd(8)}${String(r.ms).padStart(9)}  ${String(r.minMs).padStart(7)}  ${String(r.tflops).padStart(8)}  ${String(r.gbps).padStart(5)}  ${String(r.floorMs).padStart(8)}  ${String(r.ratioToFloor).padStart(7)}  ${String(r.extraMiB).padStart(9)}`);

@@ -121,8 +121,8 @@ describeGpu('CUDA backward: sizes, device tensors, chaining, determinism', () =>
 });
 
 /**
- * returnUngated: the forward keeps y before the gate, the backward reads it for dz instead of
- * recomputing it. The forward's yUngated is held to the reference's pre-gate output with the bound of
+ * returnUngated: the forward keeps y before the gate and hands it to the backward; the sm_80 kernels read
+ * it for dz instead of recomputing it (the sm_90a backward recomputes it anyway). The forward's yUngated is held to the reference's pre-gate output with the bound of
  * y in the forward tests (CUDA_FORWARD_BOUND plus twice the rounding of the reference); with it, every
  * gradient is held to the bounds above, and every gradient but dz is bitwise that of the backward
  * without it (only dz's source changes). Where the fast launch 3 runs (bf16, headdim 64, chunk 256),

@@ -5,7 +5,7 @@
 // Per head, with i, j positions of the block (j <= i < len), s_j = log2(e) * the cumulative sum of d*A
 // from the block's start, e_i = 2^(s_i), w'_j = 2^(s_last - s_j), L_ij = 2^(s_i - s_j), G = C Bᵀ (per
 // group), M = G o L, X̄_j = d_j x_j, dY = dy o silu(z) (dy without z):
-//   Y     = e o (C Hᵀ) + M X̄ + D x                      (the output before the gate; or y_ungated, kept)
+//   Y     = e o (C Hᵀ) + M X̄ + D x                      (the output before the gate, recomputed)
 //   dz    = dy o Y o silu'(z)
 //   dX̄   = Mᵀ dY + w' o (B dHᵀ),   dx = d o dX̄ + D dY
 //   dG    = (dY X̄ᵀ) o L,           P = dG o G
@@ -15,18 +15,20 @@
 //   dd_j  = x_j . dX̄_j + A sum_{t>=j} ds_t,   ddt = dd o step_size', dA += sum_j d_j sum_{t>=j} ds_t
 // dA, dDtBias and dD go to per-CTA partials that k_bwd_finish sums in a fixed order. As every CUDA
 // backward, it writes each gradient in its input's dtype and layout (dy has x's: cuda_supports_backward).
+// Y is recomputed even where the caller kept y_ungated from the forward: reading it was the slower of
+// the two (bench/NOTES.md, session 19).
 //
 // Roles (384 threads; warps 2 and 3 leave at once):
-//   warp 0, one lane  the producer: B and C of the block once, then per head x, dy, z (y_ungated), H and
-//                     dH into a ring of kStages stages (full[s] / empty[s]);
+//   warp 0, one lane  the producer: B and C of the block once, then per head x, dy, z, H and dH into a
+//                     ring of kStages stages (full[s] / empty[s]);
 //   warp 1            the records: per head d_j, s_j, w'_j, e_j (and the rows past len zeroed), ready[r]
 //                     in a ring of kRecs slots; then, once both warpgroups are done with the head
 //                     (done[r]), ds, its reverse sum, ddt, and the head's dA / dDtBias / dD partials;
 //   warpgroup 1       per head: the first half of dY (into the stage, dyready[s]), C Hᵀ, dY X̄ᵀ, Mᵀ dY, B dHᵀ,
-//                     M X̄; dx, dz where y is recomputed, the ds terms; dG summed over the heads, written
+//                     M X̄; dx, dz, the ds terms; dG summed over the heads, written
 //                     to shared memory at the end (dgready);
-//   warpgroup 2       per head: the second half of dY, dC += (e o dY) H, dB += (w' o X̄) dH, <dH, H>, dz
-//                     where y_ungated is kept; at the end dC += dG B, dB += dGᵀ C, the stores of dB and dC.
+//   warpgroup 2       per head: the second half of dY, dC += (e o dY) H, dB += (w' o X̄) dH, <dH, H>; at
+//                     the end dC += dG B, dB += dGᵀ C, the stores of dB and dC.
 #pragma once
 #include "cuda/sm90/chain_states.cuh"
 
@@ -46,9 +48,8 @@ struct BwdBlock {
   // (16-bit, one tile each)
   static constexpr int kB = 0, kC = kNT * kTile, kM = 2 * kNT * kTile, kDG = kM + kTile;
   static constexpr int kStage0 = kDG + kTile;
-  // a stage: x, dy, z, y_ungated, dY (written by warpgroup 1), H (kNT tiles), dH (kNT tiles)
-  static constexpr int kX = 0, kDy = kTile, kZ = 2 * kTile, kYu = 3 * kTile, kDY = 4 * kTile, kH = 5 * kTile,
-                       kDH = kH + kNT * kTile;
+  // a stage: x, dy, z, dY (made by the two warpgroups), H (kNT tiles), dH (kNT tiles)
+  static constexpr int kX = 0, kDy = kTile, kZ = 2 * kTile, kDY = 3 * kTile, kH = 4 * kTile, kDH = kH + kNT * kTile;
   static constexpr int kStageBytes = kDH + kNT * kTile;
   // a records slot: float4 {s, d, w', e} and the raw dt + bias per position, then the ds terms
   struct Recs {
@@ -73,11 +74,11 @@ struct BwdBlock {
   static_assert(sizeof(Recs) % 16 == 0, "records slots 16-byte aligned");
 };
 
-// The tensor maps of the block launch: those of the chains, y_ungated (as x) and the per-block H and dH
-// (2D: dstate columns, slots * heads * headdim rows; boxes {64, 64}).
+// The tensor maps of the block launch: those of the chains and the per-block H and dH (2D: dstate
+// columns, slots * heads * headdim rows; boxes {64, 64}).
 struct BlockMaps {
   ChainMaps c;
-  CUtensorMap yu, h, dh;
+  CUtensorMap h, dh;
 };
 
 // The block a CTA takes: chain c, block kb of it, positions t0 .. t0 + len - 1 of batch row b (len 0:
@@ -217,7 +218,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
   }
   const int len = bp.len, h0 = grp * hpg, nh = hpg;
   const int64_t row0 = (int64_t)bp.b * p.seqlen + bp.t0;  // the tensor maps' row of the block's start
-  const bool has_z = p.z != nullptr, kept = p.y_ungated != nullptr && bw.dz != nullptr;
+  const bool has_z = p.z != nullptr;
 
   if (tid == 0) {
     mbar_init(bars + Tr::kBC, 1);
@@ -243,7 +244,6 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       tma_prefetch(&maps.c.x);
       tma_prefetch(&maps.c.dy);
       if (has_z) tma_prefetch(&maps.c.z);
-      if (kept) tma_prefetch(&maps.yu);
       tma_prefetch(&maps.h);
       tma_prefetch(&maps.dh);
       mbar_arrive_expect_tx(bars + Tr::kBC, 2u * kNT * kTile);
@@ -251,7 +251,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         tma_load_3d(smem + Tr::kB + t * kTile, &maps.c.B, bars + Tr::kBC, 64 * t, grp, (int)row0);
         tma_load_3d(smem + Tr::kC + t * kTile, &maps.c.C, bars + Tr::kBC, 64 * t, grp, (int)row0);
       }
-      const uint32_t bytes = (uint32_t)kTile * (2 + (has_z ? 1 : 0) + (kept ? 1 : 0) + 2 * kNT);
+      const uint32_t bytes = (uint32_t)kTile * (2 + (has_z ? 1 : 0) + 2 * kNT);
       for (int k = 0; k < nh; ++k) {
         const int s = k % S, h = h0 + k;
         mbar_wait(bars + Tr::kEmpty + s, ((k / S) & 1) ^ 1);
@@ -261,7 +261,6 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         tma_load_3d(st + Tr::kX, &maps.c.x, full, 0, h, (int)row0);
         tma_load_3d(st + Tr::kDy, &maps.c.dy, full, 0, h, (int)row0);
         if (has_z) tma_load_3d(st + Tr::kZ, &maps.c.z, full, 0, h, (int)row0);
-        if (kept) tma_load_3d(st + Tr::kYu, &maps.yu, full, 0, h, (int)row0);
         const int prow = (int)((slot * H + h) * 64);
         for (int t = 0; t < kNT; ++t) {
           tma_load_2d(st + Tr::kH + t * kTile, &maps.h, full, 64 * t, prow);
@@ -297,7 +296,7 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
         if (len < 64) {
           const int nz = (64 - len) * 8;  // 16-byte chunks per tile past the end
           char* st = Tr::stage(smem, s);
-          const int tiles[4] = {Tr::kX, Tr::kDy, Tr::kZ, Tr::kYu};
+          const int tiles[3] = {Tr::kX, Tr::kDy, Tr::kZ};
           for (int t : tiles) {
             char* tile = st + t + len * 128;
             for (int v = lane; v < nz; v += 32) *reinterpret_cast<uint4*>(tile + 16 * v) = make_uint4(0u, 0u, 0u, 0u);
@@ -482,14 +481,12 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       fence_proxy_async_smem();
       mbar_arrive(bars + Tr::kMReady);
       mbar_wait(bars + Tr::kMReady, k & 1);
-      // M X̄ onto Yoff (unless y_ungated is kept), Mᵀ dY, B dHᵀ
+      // M X̄ onto Yoff, Mᵀ dY, B dHᵀ
       float dxa[32], bdh[32];
       wgmma_fence();
-      if (!kept) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk)
-          wgmma_rs<T, 64, kMNMajor>(ya, pa[kk], smem_desc(st + Tr::kX + kk * 2048, 8192, 1024, Swizzle::k128B), true);
-      }
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_rs<T, 64, kMNMajor>(ya, pa[kk], smem_desc(st + Tr::kX + kk * 2048, 8192, 1024, Swizzle::k128B), true);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
         wgmma_ss<T, 64, kMNMajor, kMNMajor>(dxa, smem_desc(smem + Tr::kM + kk * 2048, 8192, 1024, Swizzle::k128B),
@@ -506,9 +503,8 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
       const float* Dc = (has_D && dch) ? p.D + (int64_t)h * 64 : nullptr;
       float qj[2] = {0.f, 0.f}, xdx[2] = {0.f, 0.f};
       float ddp[16];
-      // x, dY (and dy, z) of the 16 columns from 16 m, loaded once per m in the accumulator layout; dz here
-      // only where y is recomputed (warpgroup 2 makes it from y_ungated where that is kept)
-      const bool dz_here = bw.dz != nullptr && !kept;
+      // x, dY (and dy, z) of the 16 columns from 16 m, loaded once per m in the accumulator layout
+      const bool dz_here = bw.dz != nullptr;
       uint32_t xw[2][2], dyw[2][2], dyrw[2][2], zw[2][2];
 #pragma unroll
       for (int i = 0; i < 32; i += 2) {
@@ -585,28 +581,6 @@ k_bwd_block(const __grid_constant__ SsdBackwardParams bw, const __grid_constant_
     make_dY<Tr>(st, 1, t, has_z);
     fence_proxy_async_smem();
     mbar_arrive(bars + Tr::kDyReady + s);
-    if (kept) {
-      // dz = dy o y_ungated o silu'(z) while warpgroup 1 makes its half of dY: the stage holds all three
-      const int h = h0 + k;
-#pragma unroll
-      for (int m = 0; m < 4; ++m) {
-        uint32_t dyw[2][2], zw[2][2], yuw[2][2];
-        ld_acc_cols16(dyw, st + Tr::kDy, m, w, lane);
-        ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
-        ld_acc_cols16(yuw, st + Tr::kYu, m, w, lane);
-#pragma unroll
-        for (int cm = 0; cm < 2; ++cm)
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr) {
-            const int rr = r0 + 8 * hr, c = 16 * m + 8 * cm + 2 * q;
-            if (rr >= len) continue;
-            const float2 dyr = mma::unpack2<T>(dyw[cm][hr]), zv = mma::unpack2<T>(zw[cm][hr]), yv = mma::unpack2<T>(yuw[cm][hr]);
-            *reinterpret_cast<uint32_t*>(static_cast<T*>(bw.dz) + (int64_t)bp.b * p.z_batch_stride + (bp.t0 + rr) * p.z_seq_stride +
-                                         (int64_t)h * p.z_head_stride + c) =
-                mma::pack2<T>(dev::gate_grad(dyr.x, yv.x, zv.x), dev::gate_grad(dyr.y, yv.y, zv.y));
-          }
-      }
-    }
     mbar_wait(bars + Tr::kDyReady + s, (k / S) & 1);
     Recs* rc = Tr::recs(smem, r);
     const float4* rec = rc->rec;

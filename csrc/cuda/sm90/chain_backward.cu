@@ -80,9 +80,6 @@ SsdStatus launch_backward(const SsdBackwardParams& bw, cudaStream_t stream, void
   std::memset(&maps, 0, sizeof maps);
   if ((st = chain_maps<T>(&maps.c, p, err)) != SSD_OK) return st;
   if ((st = chain_map<T>(&maps.c.dy, p, bw.dy, p.headdim, p.nheads, p.x_head_stride, p.x_seq_stride, err)) != SSD_OK) return st;
-  if (p.y_ungated && bw.dz &&
-      (st = chain_map<T>(&maps.yu, p, p.y_ungated, p.headdim, p.nheads, p.y_ungated_head_stride, p.y_ungated_seq_stride, err)) != SSD_OK)
-    return st;
   const int64_t slots = block_slots(p);
   for (int u = 0; u < 2; ++u) {
     TmaTensor t;
@@ -119,13 +116,10 @@ bool takes_backward(const SsdBackwardParams& bw, std::string* why) {
     return false;
   };
   // the gradients have their inputs' dtypes and layouts (cuda_supports_backward); dy is read as x is
-  // (TMA), and y_ungated where it is kept, so both must have x's dtype and layout
+  // (TMA), so it must have x's dtype and layout (y_ungated, where kept, is not read: bwd_block.cuh)
   if (bw.dy_type != p.x_type || bw.dy_batch_stride != p.x_batch_stride || bw.dy_seq_stride != p.x_seq_stride ||
       bw.dy_head_stride != p.x_head_stride)
     return refuse("dy not of x's dtype and layout");
-  if (p.y_ungated && bw.dz &&
-      (p.y_ungated_type != p.x_type || !tma_layout(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride, p)))
-    return refuse("y_ungated not of x's dtype in a layout a tensor map describes");
   if (!aligned(bw.d_final_states, 8) || !aligned(bw.d_initial_states, 8)) return refuse("state gradients not 8-byte aligned");
   return true;
 }

@@ -71,10 +71,6 @@ bool takes_inputs(const SsdParams& p, std::string* why) {
   return true;
 }
 
-bool tma_layout(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, const SsdParams& p) {
-  return tma_ok(ptr, batch_stride, seq_stride, head_stride, p);
-}
-
 bool takes(const SsdParams& p, std::string* why) {
   if (!takes_inputs(p, why)) return false;
   const SsdDtype t = p.x_type;

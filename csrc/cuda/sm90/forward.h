@@ -19,10 +19,6 @@ bool takes(const SsdParams& p, std::string* why);
 // tensor map describes, headdim 64, dstate 64 or 128, no seq_idx, aligned states, sizes one grid holds.
 bool takes_inputs(const SsdParams& p, std::string* why);
 
-// Whether a 16-bit (batch, seqlen, heads, inner) tensor with these strides is one a tensor map over
-// (inner, heads, batch * seqlen) describes: 16-byte aligned base and strides, batch rows back to back.
-bool tma_layout(const void* ptr, int64_t batch_stride, int64_t seq_stride, int64_t head_stride, const SsdParams& p);
-
 // Whether the current device runs the sm_90a image of the kernel (compute capability 9.0 and the
 // binary built with sm_90a).
 bool available();
