@@ -21,6 +21,11 @@
 #              the cache, 264 MB, is too large to bring back)
 #   sanitize   compute-sanitizer memcheck, then racecheck, on `check` (both paths of each direction),
 #              SANITIZE_LIMIT seconds each (default 240)
+#   ncu        ncu --set full (source counters, clocks left alone) of the kernels matching $NCU_KERNELS
+#              (a regex, default k_chain; $NCU_COUNT launches, default 2) in `bench --device cuda
+#              --config C $NCU_ARGS` for each C of $NCU_CONFIGS (default G1); the reports go back as
+#              $OUT/ncu.tgz, apart from the logs; read them here with bench/cuda/ncu_report.py, since this
+#              machine has no ncu
 #   harness_build  builds the three harnesses in the background (CPU only: put it before the GPU steps)
 #   harness    the forward, backward and step harness checks (run.sh, run_bwd.sh, run_step.sh) on
 #              sm_90a, no bench; uses harness_build's binaries when that step ran
@@ -51,7 +56,8 @@ echo "gpu: $(cat "$out/gpu.txt")" | tee -a "$summary"
 pack() {
   if [ -n "$back" ]; then
     mkdir -p "$back"
-    tar czf "$back/session.tgz" -C "$out" . && cp "$summary" "$back/summary.txt"
+    tar czf "$back/session.tgz" --exclude=./ncu -C "$out" . && cp "$summary" "$back/summary.txt"
+    if [ -d "$out/ncu" ]; then tar czf "$back/ncu.tgz" -C "$out/ncu" .; fi
   fi
 }
 
@@ -93,6 +99,14 @@ for step in "$@"; do
       # shellcheck disable=SC2086
       run_step triton python3 .peers/mamba_ref/bench_ref.py --mode triton --cuda-graph --configs ${TRITON_CONFIGS:-G1 G2 G3 G4 G5} \
         --json-out "$out/triton.json" ;;
+    ncu)
+      mkdir -p "$out/ncu"
+      for cfg in ${NCU_CONFIGS:-G1}; do
+        # shellcheck disable=SC2086  # NCU_ARGS is a list
+        run_step "ncu_$cfg" timeout "${NCU_LIMIT:-120}" /usr/local/cuda/bin/ncu --set full --import-source yes --clock-control none \
+          -k "regex:${NCU_KERNELS:-k_chain}" -c "${NCU_COUNT:-2}" -f -o "$out/ncu/$cfg" \
+          node dist/lib/cli.js bench --device cuda --config "$cfg" --runs 1 ${NCU_ARGS:-}
+      done ;;
     sanitize)
       for tool in memcheck racecheck; do
         run_step "sanitize_$tool" timeout "${SANITIZE_LIMIT:-240}" compute-sanitizer --tool "$tool" --error-exitcode 3 \
