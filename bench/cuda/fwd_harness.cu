@@ -416,6 +416,9 @@ static std::vector<Case> make_cases() {
   add("fixed seq pass b=2 h=32 Q=64 n=128 init", [](Case& c) { c.Q = 64; c.L = 300; c.b = 2; c.h = 32; c.g = 2; c.n = 128; c.init = true; c.Dmode = 2; });
   add("fixed seq pass h=32 p=128 Q=256 n=64 f16", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 256; c.L = 600; c.h = 32; c.p = 128; c.n = 64; c.z = false; });
   add("fixed seq pass b=4 h=16 Q=128 n=256 L=1", [](Case& c) { c.Q = 128; c.L = 1; c.b = 4; c.h = 16; c.n = 256; c.init = true; });
+  // few (chain, head) pairs on long chains: the sm_90a forward cuts them into 4 segments, and its first
+  // launch each of the first three into 2 pieces (csrc/cuda/sm90/chain_host.h)
+  add("fixed pieces h=32 g=4 Q=256 n=64 L=2040 init", [](Case& c) { c.Q = 256; c.L = 2040; c.h = 32; c.g = 4; c.n = 64; c.init = true; c.Dmode = 1; });
   add("fixed f16 clamp softplus off Q=64 p=128", [](Case& c) { c.xt = c.Bt = c.Ct = c.zt = c.yt = SSD_FLOAT16; c.Q = 64; c.p = 128; c.n = 64; c.L = 333; c.softplus = false; c.lo = 0.02f; c.hi = 0.05f; c.Dmode = 2; });
   add("generic: z f32 (fixed shape)", [](Case& c) { c.zt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });
   add("generic: y f32 (fixed shape)", [](Case& c) { c.yt = SSD_FLOAT32; c.Q = 256; c.n = 128; c.L = 300; });

@@ -515,6 +515,7 @@ int main(int argc, char** argv) {
       {"b1 L700 n128 bf16 no dfin", 1, 700, 2, 1, 128, false, false, true, true, false, {}},
       {"packed 0,1,63,64,65,130,0 bf16 z", 1, 323, 2, 1, 128, false, true, true, false, true, {0, 1, 63, 64, 65, 130, 0}},
       {"packed 200,7 f16 n64", 1, 207, 2, 2, 64, true, false, false, false, true, {200, 7}},
+      {"b1 L2040 h32 n64 bf16 (4 segments, 2 pieces each)", 1, 2040, 32, 4, 64, false, true, true, true, true, {}},
   };
   auto bwd = [](Case c, int D, bool limit, bool kept = false) {
     c.name = "bwd " + c.name + (D == 1 ? " D" : D == 2 ? " Dch" : "") + (limit ? " limit" : "") + (kept ? " kept" : "");
@@ -528,6 +529,7 @@ int main(int argc, char** argv) {
       bwd(cases[4], 1, false), bwd(cases[5], 2, true), bwd(cases[7], 1, false), bwd(cases[8], 0, false),
       bwd({"b1 L130 h8 g2 n128 bf16 z", 1, 130, 8, 2, 128, false, true, true, true, true, {}}, 2, false),
       bwd(cases[3], 2, false, true), bwd(cases[5], 1, true, true), bwd(cases[7], 1, false, true),
+      bwd(cases[9], 1, false),
   };
   int failed = 0, ran = 0;
   uint64_t seed = 1400;

@@ -11,11 +11,12 @@
 // Records per position: {s_j, d_j, w_j = 2^(s_63 - s_j) d_j, 2^(s_j)}.
 //
 // Segments: where the (chain, head) pairs are too few to fill the GPU, each chain is cut into nseg
-// segments of whole blocks, one CTA each. A first launch walks each segment alone and writes what it adds
-// to its far side (forward: the state at its end, from a zero state, the first segment from the initial
-// state; reverse: the gradient at its start, from a zero gradient, the last from the final state's
-// gradient) and the product of its blocks' decays 2^(s_63); the next launch enters segment i with the
-// ordered sum over the segments before it (forward) or after it (reverse), deterministic.
+// segments of whole blocks, one CTA each. A first launch walks pieces of the segments alone (each
+// segment in `fine` pieces, to give that launch CTAs enough) and writes what each adds to its far side
+// (forward: the state at its end, from a zero state, the first piece from the initial state; reverse:
+// the gradient at its start, from a zero gradient, the last from the final state's gradient) and the
+// product of its blocks' decays 2^(s_63); the next launch enters segment i with the ordered sum over
+// the pieces before it (forward) or after it (reverse), deterministic.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -40,12 +41,15 @@ struct ChainMaps {
   CUtensorMap dy;          // the reverse walk's output gradient, as x
 };
 
-// How the chains are cut (chain_forward.cu picks it): nseg segments of seg_blocks blocks (the last may
-// be shorter), and the workspace of what each segment adds to its far side (fp32, p x n each, by
-// (segment slot, chain, head)) followed by their decay products; nseg = 1 (no workspace) for a CTA per
-// chain. Slot j holds segment j going forward (j < nseg - 1) and segment j + 1 in reverse.
+// How the chains are cut (chain_host.h picks it): nseg segments of seg_blocks blocks (the last may be
+// shorter); nseg = 1 (no workspace) for a CTA per chain. The first launch walks finer pieces, `fine` to a
+// segment, of piece_blocks blocks each (a segment's last piece may be shorter, or empty), so that it has
+// CTAs enough to fill the GPU; the workspace holds what each piece adds to its far side (fp32, p x n
+// each, by (piece slot, chain, head)) followed by their decay products. Slot j holds piece j going
+// forward (the pieces of segments 0 .. nseg - 2) and piece j + fine in reverse (those of 1 .. nseg - 1).
 struct ChainSegs {
   int nseg, seg_blocks;
+  int fine, piece_blocks;
   float* ends;
   float* decays;
 };
@@ -89,16 +93,26 @@ __device__ __forceinline__ FwdChain chain_of(const SsdParams& p, int c, int h) {
   return ch;
 }
 
-// The segment seg of nseg: its positions, and no final state but in the last.
-__device__ __forceinline__ void cut_segment(FwdChain& ch, const ChainSegs& segs, int seg) {
-  if (segs.nseg <= 1) return;
-  const int64_t first = 64 * (int64_t)seg * segs.seg_blocks;  // positions before the segment
-  ch.t0 += first;
-  ch.len = dev::lmax(0, dev::lmin(ch.len - first, 64 * (int64_t)segs.seg_blocks));
-  if (seg != segs.nseg - 1) {
+// The positions of blocks first .. first + nb - 1 of the chain, and its final states only where `last`.
+__device__ __forceinline__ void cut_blocks(FwdChain& ch, int64_t first, int64_t nb, bool last) {
+  ch.t0 += 64 * first;
+  ch.len = dev::lmax(0, dev::lmin(ch.len - 64 * first, 64 * dev::lmax(nb, 0)));
+  if (!last) {
     ch.fin = ch.last = nullptr;
     ch.is_last = false;
   }
+}
+// The segment seg of nseg: its positions, and no final state but in the last.
+__device__ __forceinline__ void cut_segment(FwdChain& ch, const ChainSegs& segs, int seg) {
+  if (segs.nseg <= 1) return;
+  cut_blocks(ch, (int64_t)seg * segs.seg_blocks, segs.seg_blocks, seg == segs.nseg - 1);
+}
+// Piece `piece` of the first launch (segment piece / fine, the (piece % fine)-th of it).
+__device__ __forceinline__ void cut_piece(FwdChain& ch, const ChainSegs& segs, int piece) {
+  const int seg = piece / segs.fine, j = piece % segs.fine;
+  const int64_t in_seg = (int64_t)j * segs.piece_blocks;
+  cut_blocks(ch, (int64_t)seg * segs.seg_blocks + in_seg, dev::lmin(segs.piece_blocks, segs.seg_blocks - in_seg),
+             piece == segs.nseg * segs.fine - 1);
 }
 
 // Byte offset of the 16-byte chunk holding column c (16-bit elements) of row r in a swizzled tile.
@@ -249,31 +263,37 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
 
 // The state warpgroup's value entering segment seg (acc, its accumulator fragment): `start` (the
 // initial state going forward, the final state's gradient in reverse; null: zero) where the walk
-// starts from it, plus the ordered sum of what the segments on the near side added (ahead of a
-// launch that walks every segment; `summed` false for the first launch, which starts each from zero);
-// the Tr::NC columns from column c0 of the p x Tr::N state.
+// starts from it, plus the ordered sum of what the pieces on the near side added (ahead of a launch
+// that walks every segment; `summed` false for the first launch, which starts each piece from zero);
+// the Tr::NC columns from column c0 of the p x Tr::N state. A piece at a time, all of its loads issued
+// together, so that the sum costs one round trip to L2 per piece.
 template <class Tr>
 __device__ __forceinline__ void chain_enter(float (&acc)[Tr::NC / 2], const ChainSegs& segs, int seg, bool summed,
                                             const float* start, int64_t slot0, int64_t slot_stride, int w, int g, int q, int c0) {
   constexpr int N = Tr::N;
   const int64_t PN = (int64_t)Tr::P * N;
-  // the segments whose additions reach this one, nearest last: forward 0 .. seg - 1 (slots 0 .. seg - 1),
-  // reverse nseg - 1 .. seg + 1 (slots nseg - 2 .. seg)
-  const int nnear = summed ? (Tr::kReverse ? segs.nseg - 1 - seg : seg) : 0;
+  // the pieces whose additions reach this segment, nearest last: forward those of segments 0 .. seg - 1
+  // (slots 0 .. seg * fine - 1), reverse those of nseg - 1 .. seg + 1 (slots (nseg - 1) fine - 1 down to
+  // seg * fine)
+  const int nnear = summed ? (Tr::kReverse ? segs.nseg - 1 - seg : seg) * segs.fine : 0;
 #pragma unroll
   for (int i = 0; i < Tr::NC / 2; i += 2) {
-    const int r = acc_row(i, w, g), cc = c0 + acc_col(i, q);
     float2 v = make_float2(0.f, 0.f);
-    if (start) v = *reinterpret_cast<const float2*>(start + (int64_t)r * N + cc);
-    for (int m = 0; m < nnear; ++m) {
-      const int j = Tr::kReverse ? segs.nseg - 2 - m : m;  // slot
-      const int64_t sj = slot0 + (int64_t)j * slot_stride;
-      const float dj = segs.decays[sj];
-      const float2 e = *reinterpret_cast<const float2*>(segs.ends + sj * PN + (int64_t)r * N + cc);
-      v = make_float2(fmaf(dj, v.x, e.x), fmaf(dj, v.y, e.y));
-    }
+    if (start) v = *reinterpret_cast<const float2*>(start + (int64_t)acc_row(i, w, g) * N + c0 + acc_col(i, q));
     acc[i] = v.x;
     acc[i + 1] = v.y;
+  }
+  for (int m = 0; m < nnear; ++m) {
+    const int j = Tr::kReverse ? (segs.nseg - 1) * segs.fine - 1 - m : m;  // slot
+    const int64_t sj = slot0 + (int64_t)j * slot_stride;
+    const float dj = segs.decays[sj];
+    const float* e = segs.ends + sj * PN + c0;
+#pragma unroll
+    for (int i = 0; i < Tr::NC / 2; i += 2) {
+      const float2 ev = *reinterpret_cast<const float2*>(e + (int64_t)acc_row(i, w, g) * N + acc_col(i, q));
+      acc[i] = fmaf(dj, acc[i], ev.x);
+      acc[i + 1] = fmaf(dj, acc[i + 1], ev.y);
+    }
   }
 }
 

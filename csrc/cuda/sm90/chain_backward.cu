@@ -29,7 +29,7 @@ SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h
   // forward: H entering every block; the segments' end states first where the chains are cut
   if (which & kForwardWalk) {
     if (cut.nseg > 1 &&
-        (st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, none, cut.nseg - 1, stream, "k_chain_states (segment ends)",
+        (st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, none, (int)cut.slots(), stream, "k_chain_states (segment ends)",
                                                              err)) != SSD_OK)
       return st;
     const ChainStatesIO fwd{h_blocks, nullptr, nullptr};
@@ -42,7 +42,7 @@ SsdStatus launch_walks(const SsdBackwardParams& bw, cudaStream_t stream, void* h
   // once the forward walk has read it: the stream orders them), the last from d_final_states
   const ChainStatesIO starts{nullptr, bw.d_final_states, nullptr};
   if (cut.nseg > 1 &&
-      (st = launch_states<ChainStates<T, N, true, false>>(p, maps, segs, starts, cut.nseg - 1, stream,
+      (st = launch_states<ChainStates<T, N, true, false>>(p, maps, segs, starts, (int)cut.slots(), stream,
                                                           "k_chain_states (segment start gradients)", err)) != SSD_OK)
     return st;
   const ChainStatesIO rev{dh_blocks, bw.d_final_states, bw.d_initial_states};

@@ -38,7 +38,7 @@ SsdStatus launch(const SsdParams& p, cudaStream_t stream, void* workspace, std::
   const ChainSegs segs = segs_in(p, cut, workspace);
   if (cut.nseg > 1) {
     const ChainStatesIO io{nullptr, nullptr, nullptr};
-    if ((st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, io, cut.nseg - 1, stream, "k_chain_states (segment ends)",
+    if ((st = launch_states<ChainStates<T, N, false, false>>(p, maps, segs, io, (int)cut.slots(), stream, "k_chain_states (segment ends)",
                                                              err)) != SSD_OK)
       return st;
   }

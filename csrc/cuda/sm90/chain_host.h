@@ -50,34 +50,46 @@ inline int64_t pairs_of(const SsdParams& p) { return (p.cu_seqlens ? p.num_seqs 
 
 // Segments (chain.cuh): with fewer (chain, head) pairs than kSegmentCtas, each chain of an unpacked
 // call is cut into about kSegmentCtas / pairs segments of whole 64-position blocks (G2: 32 pairs, 4
-// segments of 64 blocks). A constant, not the SM count, so that the workspace and the bits never depend
-// on the device. Packed calls keep a CTA per sequence.
-constexpr int64_t kSegmentCtas = 128;
+// segments of 64 blocks). The first launch cuts the segments it walks (all but one) into `fine` pieces,
+// so that it runs about kPieceCtas CTAs (two to an SM; each of kStateCols columns of the state), pieces
+// of at least kMinPieceBlocks blocks (G4: 48 pairs, 2 segments of 64 blocks, the first in 5 pieces).
+// Constants, not the SM count, so that the workspace and the bits never depend on the device. Packed
+// calls keep a CTA per sequence.
+constexpr int64_t kSegmentCtas = 128, kPieceCtas = 256, kMinPieceBlocks = 4;
 struct Cut {
   int nseg = 1, seg_blocks = 0;
+  int fine = 1, piece_blocks = 0;
+  // the first launch's pieces, and the workspace's slots: all but the last segment's (or the first's)
+  int64_t slots() const { return (int64_t)(nseg - 1) * fine; }
 };
 inline Cut cut_of(const SsdParams& p) {
   Cut c;
   const int64_t pairs = pairs_of(p), nblk = (p.seqlen + 63) / 64;
-  c.seg_blocks = (int)nblk;
+  c.seg_blocks = c.piece_blocks = (int)nblk;
   if (p.cu_seqlens || pairs >= kSegmentCtas || nblk < 2) return c;
   const int64_t want = std::min<int64_t>(kSegmentCtas / pairs, nblk);
   c.seg_blocks = (int)((nblk + want - 1) / want);
   c.nseg = (int)((nblk + c.seg_blocks - 1) / c.seg_blocks);
+  if (c.nseg == 1) return c;
+  const int64_t ctas = pairs * (c.nseg - 1) * (p.dstate / kStateCols);
+  c.fine = (int)std::max<int64_t>(1, std::min<int64_t>(kPieceCtas / ctas, c.seg_blocks / kMinPieceBlocks));
+  c.piece_blocks = (c.seg_blocks + c.fine - 1) / c.fine;
   return c;
 }
-// What each segment adds to its far side (fp32 p x n) and its decay product, for all segments but one.
+// What each piece adds to its far side (fp32 p x n) and its decay product, for the slots of Cut.
 inline size_t seg_state_bytes(const SsdParams& p, const Cut& c) {
-  return (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * (size_t)(p.headdim * p.dstate) * sizeof(float);
+  return (size_t)c.slots() * (size_t)pairs_of(p) * (size_t)(p.headdim * p.dstate) * sizeof(float);
 }
 inline size_t seg_bytes(const SsdParams& p, const Cut& c) {
   if (c.nseg == 1) return 0;
-  return seg_state_bytes(p, c) + (size_t)(c.nseg - 1) * (size_t)pairs_of(p) * sizeof(float);
+  return seg_state_bytes(p, c) + (size_t)c.slots() * (size_t)pairs_of(p) * sizeof(float);
 }
 inline ChainSegs segs_in(const SsdParams& p, const Cut& cut, void* workspace) {
   ChainSegs segs;
   segs.nseg = cut.nseg;
   segs.seg_blocks = cut.seg_blocks;
+  segs.fine = cut.fine;
+  segs.piece_blocks = cut.piece_blocks;
   segs.ends = static_cast<float*>(workspace);
   segs.decays = reinterpret_cast<float*>(static_cast<char*>(workspace) + seg_state_bytes(p, cut));
   return segs;
@@ -117,8 +129,8 @@ SsdStatus chain_maps(ChainMaps* maps, const SsdParams& p, std::string* err) {
   return SSD_OK;
 }
 
-// Enqueues one launch of k_chain_states<Tr> over `segments` segments of every (chain, head) pair, each
-// in Tr::kParts column parts.
+// Enqueues one launch of k_chain_states<Tr> over `segments` segments (or pieces) of every (chain, head)
+// pair, each in Tr::kParts column parts.
 template <class Tr>
 SsdStatus launch_states(const SsdParams& p, const ChainMaps& maps, const ChainSegs& segs, const ChainStatesIO& io, int segments,
                         cudaStream_t stream, const char* name, std::string* err) {

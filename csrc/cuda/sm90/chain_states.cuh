@@ -1,5 +1,5 @@
-// The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment, chain, head, 64-column
-// part of the state), 256 threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3
+// The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment or piece, chain, head,
+// 64-column part of the state), 256 threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3
 // leave at once), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
 // independently (each is decayed and gets its own column of B or C), so a dstate-128 chain walks as two
 // CTAs (two to an SM), each with half the products; only the records are computed twice. Each block's
@@ -9,8 +9,8 @@
 //   reverse (kReverse true)   reads dy, z and C, walking the blocks from the chain's end; the gradient dH
 //                             of the state, from the final state's gradient
 // Two forms:
-//   kBlocks false  the segments' first launch: each segment alone (chain.cuh) writes what it adds to its
-//                  far side and its decay product into ChainSegs (the forward's segments and the
+//   kBlocks false  the segments' first launch: each piece of a segment alone (chain.cuh) writes what it
+//                  adds to its far side and its decay product into ChainSegs (the forward's segments and the
 //                  backward's both start from it); it walks from that far side, each block's share
 //                  scaled by the decay between it and the far side as it is read (folded), so that the
 //                  blocks' products do not wait on each other;
@@ -24,6 +24,8 @@
 
 namespace ssd { namespace cuda { namespace sm90 {
 
+constexpr int kStateCols = 64;  // a CTA's columns of the state
+
 template <class T, int N_, bool kReverse_, bool kBlocks_>
 struct ChainStates {
   using Elem = T;
@@ -32,7 +34,7 @@ struct ChainStates {
   // launch walks the other way (folded, chain.cuh), from the far side its result belongs to
   static constexpr bool kWalkBack = kBlocks ? kReverse : !kReverse;
   static constexpr int P = 64, N = N_, BQ = 64;
-  static constexpr int NC = 64, kParts = N / NC;  // a CTA's columns of the state; CTAs per chain and head
+  static constexpr int NC = kStateCols, kParts = N / NC;  // CTAs per chain and head
   static constexpr int kStages = 4;
   static constexpr int kThreads = 256, kMinBlocks = 2;
   static constexpr int kEmptyArrivals = 128;  // the state warpgroup
@@ -118,14 +120,17 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   // the parts of one chain and head are neighbours in the grid, so that they share their x (dy, z) loads in L2
   const int c0 = NC * (int)(blockIdx.x % Tr::kParts);
   const int64_t cta = blockIdx.x / Tr::kParts, pair = cta % pairs;
-  // the first launch walks the segments whose additions others need: all but the last going forward,
-  // all but the first in reverse (slot j holds segment j + 1 there)
+  // the first launch walks the pieces whose additions others need: those of all segments but the last
+  // going forward, of all but the first in reverse (slot j holds piece j + fine there); the others walk
+  // segment `slot`
   const int slot = (int)(cta / pairs);
-  const int seg = (!Tr::kBlocks && Tr::kReverse) ? slot + 1 : slot;
+  const int piece = (!Tr::kBlocks && Tr::kReverse) ? slot + segs.fine : slot;
+  const int seg = Tr::kBlocks ? slot : piece / segs.fine;
   const int chain = (int)(pair / H), h = (int)(pair % H);
   const int grp = h / (int)(p.nheads / p.ngroups);
   FwdChain ch = chain_of(p, chain, h);
-  cut_segment(ch, segs, seg);
+  if (Tr::kBlocks) cut_segment(ch, segs, seg);
+  else if (segs.nseg > 1) cut_piece(ch, segs, piece);
   const int nblk = (int)((ch.len + 63) / 64);
   const int64_t row0 = (int64_t)ch.b * p.seqlen + ch.t0;  // the tensor maps' row of the segment's start
 
@@ -145,12 +150,14 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
   const int t = tid & 127, w = t >> 5, g = lane >> 2, q = lane & 3;
   const int64_t PN = (int64_t)Tr::P * N;
   const int64_t bh = (int64_t)ch.b * H + h;
-  // where the walk starts from a given value: the chain's first segment going forward (the initial
-  // state), its last in reverse (the final state's gradient: batch rows, or the packed sequence whose
+  // where the walk starts from a given value: the chain's first segment (or piece) going forward (the
+  // initial state), its last in reverse (the final state's gradient: batch rows, or the packed sequence whose
   // state final_states is)
   const float* start = nullptr;
-  if (!Tr::kReverse && seg == 0 && p.initial_states) start = p.initial_states + bh * PN;
-  if (Tr::kReverse && seg == segs.nseg - 1 && ch.is_last && io.d_final) start = io.d_final + (p.cu_seqlens ? h : bh) * PN;
+  const bool first_part = Tr::kBlocks ? seg == 0 : piece == 0;
+  const bool last_part = Tr::kBlocks ? seg == segs.nseg - 1 : piece == segs.nseg * segs.fine - 1;
+  if (!Tr::kReverse && first_part && p.initial_states) start = p.initial_states + bh * PN;
+  if (Tr::kReverse && last_part && ch.is_last && io.d_final) start = io.d_final + (p.cu_seqlens ? h : bh) * PN;
   float acc[NC / 2];
   float decay = 1.f;  // the product of the walked blocks' 2^(s_63)
   if (Tr::kBlocks) {
