@@ -205,6 +205,8 @@ __device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)
     *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * Tr::N + c0 + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
 }
 
+constexpr int kDtAhead = 4;  // blocks whose dt the records warp has in flight
+
 // Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
 // the blocks (Tr::kWalkBack: from the chain's end), and the rows of the stage's tiles that the state
 // reads past the chain's end zeroed (they hold the next sequence, or row, or zero fill), then ready[s].
@@ -215,8 +217,10 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
   uint64_t* bars = Tr::bars(smem);
   const float A = p.A[h];
   const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-  // dt of this lane's two positions of block kb (0 past the chain's end): loaded one block ahead, so
-  // that the global load's latency overlaps the previous block's records
+  // dt of this lane's two positions of block kb (0 past the chain's end): loaded kDtAhead blocks ahead
+  // (the ring lets this warp run ahead of the consumers by its stages), so that the global loads'
+  // latency overlaps several blocks' records; one load ahead held every walk to a load's latency a
+  // block (bench/NOTES.md, session 20)
   auto load_dt = [&](int kb, float (&raw)[2]) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -225,17 +229,24 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
     }
   };
   auto block = [&](int k) { return Tr::kWalkBack ? nblk - 1 - k : k; };
-  float next[2];
-  if (nblk > 0) load_dt(block(0), next);
-  for (int k = 0; k < nblk; ++k) {
+  float ahead[kDtAhead][2];
+#pragma unroll
+  for (int u = 0; u < kDtAhead; ++u)
+    if (u < nblk) load_dt(block(u), ahead[u]);
+  // unrolled by kDtAhead, so that each block's dt stays in registers of its own
+  for (int k0 = 0; k0 < nblk; k0 += kDtAhead)
+#pragma unroll
+  for (int u = 0; u < kDtAhead; ++u) {
+    const int k = k0 + u;
+    if (k >= nblk) break;
     const int s = k % S, kb = block(k);
     const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)kb);
-    const float raw[2] = {next[0], next[1]};
-    if (k + 1 < nblk) load_dt(block(k + 1), next);
     float d[2];
 #pragma unroll
     for (int e = 0; e < 2; ++e)
-      d[e] = 2 * lane + e < len ? math::step_size(raw[e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
+      d[e] = 2 * lane + e < len ? math::step_size(ahead[u][e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
+    // the next load into the same registers, once read (so that no copy waits on a load in flight)
+    if (k + kDtAhead < nblk) load_dt(block(k + kDtAhead), ahead[u]);
     const double v0 = (double)d[0] * (double)A;
     const double v1 = v0 + (double)d[1] * (double)A;
     double ex;  // the sum before this lane's two positions

@@ -100,6 +100,44 @@ __device__ __forceinline__ void chain_producer(const ChainMaps& maps, char* smem
   }
 }
 
+// Output pair (column pair c8 of the accumulator layout, row half hr) of a block: yacc + D x, and that
+// times silu(z) where has_z (the pair before the gate into *ungated, when given); x and z are the pair's
+// packed 16-bit values.
+template <class T>
+__device__ __forceinline__ float2 fwd_output(const float (&yacc)[32], const float (&dcol)[16], uint32_t xw, uint32_t zw, int c8,
+                                             int hr, bool has_D, bool has_z, float2* ungated) {
+  const int i = 4 * c8 + 2 * hr;
+  float o0 = yacc[i], o1 = yacc[i + 1];
+  if (has_D) {
+    const float2 xv = mma::unpack2<T>(xw);
+    o0 = fmaf(dcol[2 * c8], xv.x, o0);
+    o1 = fmaf(dcol[2 * c8 + 1], xv.y, o1);
+  }
+  if (ungated) *ungated = make_float2(o0, o1);
+  if (has_z) {
+    const float2 zv = mma::unpack2<T>(zw);
+    o0 *= dev::silu(zv.x);
+    o1 *= dev::silu(zv.y);
+  }
+  return make_float2(o0, o1);
+}
+
+// Eight consecutive 16-bit values (one 16-byte chunk of a staged row in shared memory) to dst: one
+// 16-byte store where dst is 16-byte aligned (a16), four 4-byte ones else.
+template <class T>
+__device__ __forceinline__ void store_row_chunk(T* dst, const char* src, bool a16) {
+  const uint4 v = *reinterpret_cast<const uint4*>(src);
+  if (a16) {
+    *reinterpret_cast<uint4*>(dst) = v;
+  } else {
+    uint32_t* d = reinterpret_cast<uint32_t*>(dst);
+    d[0] = v.x;
+    d[1] = v.y;
+    d[2] = v.z;
+    d[3] = v.w;
+  }
+}
+
 template <class Tr>
 __global__ void __launch_bounds__(Tr::kThreads, 1)
 k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMaps maps,
@@ -161,6 +199,10 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       dcol[2 * c] = dch ? Dc[8 * c + 2 * q] : dh;
       dcol[2 * c + 1] = dch ? Dc[8 * c + 2 * q + 1] : dh;
     }
+    // whether every row of y (y_ungated) starts 16-byte aligned: 16-byte stores, else 4-byte ones
+    const bool y16 = ((reinterpret_cast<uintptr_t>(p.y) & 15) | ((p.y_batch_stride | p.y_seq_stride | p.y_head_stride) & 7)) == 0;
+    const bool yu16 = ((reinterpret_cast<uintptr_t>(p.y_ungated) & 15) |
+                       ((p.y_ungated_batch_stride | p.y_ungated_seq_stride | p.y_ungated_head_stride) & 7)) == 0;
     for (int k = first; k < nblk; k += 2) {
       const int s = k % S, u = first;
       const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
@@ -204,44 +246,77 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       wgmma_commit();
       wgmma_wait<0>();
       wgmma_hold(yacc);
-      // epilogue: + D x, gate, 16-bit stores of the rows inside the chain (r0 + 8 hr)
       const int64_t tb = ch.t0 + 64 * (int64_t)k;
-      T* yrow[2];
-      T* yurow[2];
+      if (!p.y_ungated) {
+        // epilogue: + D x, gate, 4-byte stores of y's rows inside the chain (r0 + 8 hr)
+        T* yrow[2];
 #pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int64_t tpos = tb + r0 + 8 * hr;
-        yrow[hr] = static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + tpos * p.y_seq_stride + (int64_t)h * p.y_head_stride;
-        yurow[hr] = p.y_ungated ? static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
-                                      tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride
-                                : nullptr;
-      }
+        for (int hr = 0; hr < 2; ++hr)
+          yrow[hr] = static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + (tb + r0 + 8 * hr) * p.y_seq_stride +
+                     (int64_t)h * p.y_head_stride;
 #pragma unroll
-      for (int m = 0; m < 4; ++m) {
-        // x and z of columns 16 m .. 16 m + 15 in the accumulator layout
-        uint32_t xw[2][2], zw[2][2];
-        if (has_D) ld_acc_cols16(xw, st + Tr::kX, m, w, lane);
-        if (p.z) ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
+        for (int m = 0; m < 4; ++m) {
+          // x and z of columns 16 m .. 16 m + 15 in the accumulator layout
+          uint32_t xw[2][2] = {}, zw[2][2] = {};
+          if (has_D) ld_acc_cols16(xw, st + Tr::kX, m, w, lane);
+          if (p.z) ld_acc_cols16(zw, st + Tr::kZ, m, w, lane);
 #pragma unroll
-        for (int cm = 0; cm < 2; ++cm)
+          for (int cm = 0; cm < 2; ++cm)
 #pragma unroll
-          for (int hr = 0; hr < 2; ++hr) {
-            if (r0 + 8 * hr >= len) continue;
-            const int c8 = 2 * m + cm, c = 8 * c8 + 2 * q, i = 4 * c8 + 2 * hr;
-            float o0 = yacc[i], o1 = yacc[i + 1];
-            if (has_D) {
-              const float2 xv = mma::unpack2<T>(xw[cm][hr]);
-              o0 = fmaf(dcol[2 * c8], xv.x, o0);
-              o1 = fmaf(dcol[2 * c8 + 1], xv.y, o1);
+            for (int hr = 0; hr < 2; ++hr) {
+              if (r0 + 8 * hr >= len) continue;
+              const int c8 = 2 * m + cm;
+              const float2 o = fwd_output<T>(yacc, dcol, xw[cm][hr], zw[cm][hr], c8, hr, has_D, p.z != nullptr, nullptr);
+              *reinterpret_cast<uint32_t*>(yrow[hr] + 8 * c8 + 2 * q) = mma::pack2<T>(o.x, o.y);
             }
-            if (p.z) {
-              if (yurow[hr]) *reinterpret_cast<uint32_t*>(yurow[hr] + c) = mma::pack2<T>(o0, o1);
-              const float2 zv = mma::unpack2<T>(zw[cm][hr]);
-              o0 *= dev::silu(zv.x);
-              o1 *= dev::silu(zv.y);
+        }
+      } else {
+        // epilogue with y_ungated: + D x, gate; each warp's 16 rows of y and of y_ungated go through
+        // shared memory (stmatrix into rows of the stage that nothing reads any more: z's tile once z is
+        // in registers, C's once C Bᵀ and C Hᵀ are done; the state warpgroup reads neither) and leave as
+        // whole rows, 16 bytes a lane where the rows are 16-byte aligned. Two streams of 4-byte stores
+        // scattered over eight rows cost the forward more than their bytes (bench/NOTES.md, session 20);
+        // with y alone the direct stores measured faster.
+        uint32_t xw[4][2][2] = {}, zw[4][2][2] = {}, yv[4][2][2], yuv[4][2][2];
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          if (has_D) ld_acc_cols16(xw[m], st + Tr::kX, m, w, lane);
+          if (p.z) ld_acc_cols16(zw[m], st + Tr::kZ, m, w, lane);
+        }
+#pragma unroll
+        for (int m = 0; m < 4; ++m)
+#pragma unroll
+          for (int cm = 0; cm < 2; ++cm)
+#pragma unroll
+            for (int hr = 0; hr < 2; ++hr) {
+              float2 ung;
+              const float2 o = fwd_output<T>(yacc, dcol, xw[m][cm][hr], zw[m][cm][hr], 2 * m + cm, hr, has_D, p.z != nullptr, &ung);
+              yuv[m][cm][hr] = mma::pack2<T>(ung.x, ung.y);
+              yv[m][cm][hr] = mma::pack2<T>(o.x, o.y);
             }
-            *reinterpret_cast<uint32_t*>(yrow[hr] + c) = mma::pack2<T>(o0, o1);
-          }
+        __syncwarp();  // the warp's rows of z are read before they are overwritten
+        char* ys = st + Tr::kZ;
+        char* yus = st + Tr::kC;
+#pragma unroll
+        for (int m = 0; m < 4; ++m) {
+          st_acc_cols16(ys, yv[m], m, w, lane);
+          st_acc_cols16(yus, yuv[m], m, w, lane);
+        }
+        __syncwarp();
+        // lane l takes 16-byte chunk l + 32 it of the warp's 16 rows x 8 chunks: eight lanes a row
+#pragma unroll
+        for (int it = 0; it < 4; ++it) {
+          const int chunk = lane + 32 * it, r = 16 * w + (chunk >> 3), c = 8 * (chunk & 7);
+          if (r >= len) continue;
+          const int64_t tpos = tb + r;
+          store_row_chunk<T>(static_cast<T*>(p.y) + (int64_t)ch.b * p.y_batch_stride + tpos * p.y_seq_stride +
+                                 (int64_t)h * p.y_head_stride + c,
+                             ys + tile_off(r, c), y16);
+          store_row_chunk<T>(static_cast<T*>(p.y_ungated) + (int64_t)ch.b * p.y_ungated_batch_stride +
+                                 tpos * p.y_ungated_seq_stride + (int64_t)h * p.y_ungated_head_stride + c,
+                             yus + tile_off(r, c), yu16);
+        }
+        fence_proxy_async_smem();  // the stage's next tiles come by TMA over these rows
       }
       mbar_arrive(bars + Tr::kEmpty + s);
     }
