@@ -1,7 +1,7 @@
 // What the sm_90a chain kernels share (fwd_chain.cuh: the forward; chain_states.cuh: the states alone,
 // forward or in reverse): a CTA walks one chain (a batch row, a packed sequence, or a segment of either)
-// for one head in blocks of 64 positions, fed by TMA into a ring of stages, with a records warp that
-// turns dt into each block's position records, and a state warpgroup that keeps the 64 x N state (or
+// for one head in blocks of 64 positions, fed by TMA into a ring of stages, with records warps that
+// turn dt into each block's position records, and a state warpgroup that keeps the 64 x N state (or
 // its gradient) in registers.
 //
 // Per block (positions j = 0 .. 63 from the block's start; s_j = log2(e) * the cumulative sum of d*A):
@@ -205,22 +205,24 @@ __device__ __forceinline__ void chain_store_state(float* dst, const float (&acc)
     *reinterpret_cast<float2*>(dst + (int64_t)acc_row(i, w, g) * Tr::N + c0 + acc_col(i, q)) = make_float2(acc[i], acc[i + 1]);
 }
 
-constexpr int kDtAhead = 4;  // blocks whose dt the records warp has in flight
+constexpr int kDtAhead = 4;      // blocks whose dt each records warp has in flight
+constexpr int kRecordsWarps = 3;  // warps 1 .. 3: the records of every third block each
 
-// Warp 1: the records {s_j, d_j, w_j, 2^(s_j)} of each block's positions, in the order the CTA walks
-// the blocks (Tr::kWalkBack: from the chain's end), and the rows of the stage's tiles that the state
-// reads past the chain's end zeroed (they hold the next sequence, or row, or zero fill), then ready[s].
+// Records warp r (0 .. kRecordsWarps - 1, warp 1 + r): the records {s_j, d_j, w_j, 2^(s_j)} of the
+// positions of blocks r, r + kRecordsWarps, ... in the order the CTA walks the blocks (Tr::kWalkBack:
+// from the chain's end), and the rows of the stage's tiles that the state reads past the chain's end
+// zeroed (they hold the next sequence, or row, or zero fill), then ready[s]. A block's records are a
+// chain of dependent steps (softplus, a double-precision scan over the warp, exponentials) that one warp
+// took about 1 µs to walk: with one warp the walks waited on them (bench/NOTES.md, session 20).
 template <class Tr>
 __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
-                                              int lane) {
+                                              int r, int lane) {
   constexpr int S = Tr::kStages;
   uint64_t* bars = Tr::bars(smem);
   const float A = p.A[h];
   const float bias = p.dt_bias ? p.dt_bias[h] : 0.f;
-  // dt of this lane's two positions of block kb (0 past the chain's end): loaded kDtAhead blocks ahead
-  // (the ring lets this warp run ahead of the consumers by its stages), so that the global loads'
-  // latency overlaps several blocks' records; one load ahead held every walk to a load's latency a
-  // block (bench/NOTES.md, session 20)
+  // dt of this lane's two positions of block kb (0 past the chain's end): loaded kDtAhead of this warp's
+  // blocks ahead, so that the global loads' latency overlaps the records of the blocks before
   auto load_dt = [&](int kb, float (&raw)[2]) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
@@ -229,15 +231,16 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
     }
   };
   auto block = [&](int k) { return Tr::kWalkBack ? nblk - 1 - k : k; };
+  constexpr int R = kRecordsWarps;
   float ahead[kDtAhead][2];
 #pragma unroll
   for (int u = 0; u < kDtAhead; ++u)
-    if (u < nblk) load_dt(block(u), ahead[u]);
+    if (r + R * u < nblk) load_dt(block(r + R * u), ahead[u]);
   // unrolled by kDtAhead, so that each block's dt stays in registers of its own
-  for (int k0 = 0; k0 < nblk; k0 += kDtAhead)
+  for (int k0 = r; k0 < nblk; k0 += R * kDtAhead)
 #pragma unroll
   for (int u = 0; u < kDtAhead; ++u) {
-    const int k = k0 + u;
+    const int k = k0 + R * u;
     if (k >= nblk) break;
     const int s = k % S, kb = block(k);
     const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)kb);
@@ -246,7 +249,7 @@ __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, co
     for (int e = 0; e < 2; ++e)
       d[e] = 2 * lane + e < len ? math::step_size(ahead[u][e] + bias, p.dt_softplus, p.dt_min, p.dt_max) : 0.f;
     // the next load into the same registers, once read (so that no copy waits on a load in flight)
-    if (k + kDtAhead < nblk) load_dt(block(k + kDtAhead), ahead[u]);
+    if (k + R * kDtAhead < nblk) load_dt(block(k + R * kDtAhead), ahead[u]);
     const double v0 = (double)d[0] * (double)A;
     const double v1 = v0 + (double)d[1] * (double)A;
     double ex;  // the sum before this lane's two positions

@@ -1,6 +1,6 @@
 // The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment or piece, chain, head,
-// 64-column part of the state), 256 threads: warp 0's lane 0 the TMA producer, warp 1 the records (warps 2 and 3
-// leave at once), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
+// 64-column part of the state), 256 threads: warp 0's lane 0 the TMA producer, warps 1 to 3 the records
+// (chain_records: every third block each), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
 // independently (each is decayed and gets its own column of B or C), so a dstate-128 chain walks as two
 // CTAs (two to an SM), each with half the products; only the records are computed twice. Each block's
 // value is stored 16 bytes at a time (store_acc_row16): those stores, not the chain of states, were what
@@ -142,7 +142,7 @@ k_chain_states(const __grid_constant__ SsdParams p, const __grid_constant__ Chai
 
   if (warp < 4) {
     if (warp == 0 && lane == 0) states_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr, c0);
-    else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
+    else if (warp >= 1 && warp <= kRecordsWarps) chain_records<Tr>(p, smem, ch, nblk, h, warp - 1, lane);
     return;
   }
 

@@ -8,13 +8,13 @@
 // which is ssd-math.md's chunked form with chunks of 64: the function does not depend on the chunk
 // size, so the caller's chunk size only picks the path (sm90/forward.cu).
 //
-// Warp roles (512 threads, four warpgroups; warps 2 and 3 leave at once):
+// Warp roles (512 threads, four warpgroups):
 //   warp 0, one lane   the producer: TMA loads of a block's x, z, B and C tiles into a ring of kStages
 //                      stages (full[s]: the bytes have landed; empty[s]: both consumers are done);
-//   warp 1             the records: d_j (dt, bias, softplus, clamp), s_j, w_j and 2^(s_j) of the block
-//                      into the stage's records, and in a block cut short by the chain's end the rows of
-//                      x and B past it zeroed (they hold the next sequence, or row, or zero fill), then
-//                      ready[s];
+//   warps 1 to 3       the records (every third block each): d_j (dt, bias, softplus, clamp), s_j, w_j
+//                      and 2^(s_j) of the block into the stage's records, and in a block cut short by the
+//                      chain's end the rows of x and B past it zeroed (they hold the next sequence, or
+//                      row, or zero fill), then ready[s];
 //   warpgroups 1 and 2 the outputs, of the even and the odd blocks, so that one builds its decayed
 //                      matrix and runs its epilogue while the other's products run on the tensor cores:
 //                      S = C Bᵀ and C Hᵀ (wgmma, A and B from shared memory), the decayed matrix built in
@@ -180,7 +180,7 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
   if (warp < 4) {
     regs_lower<Tr::kProducerRegs>();
     if (warp == 0 && lane == 0) chain_producer<Tr>(maps, smem, nblk, h, grp, row0, p.z != nullptr);
-    else if (warp == 1) chain_records<Tr>(p, smem, ch, nblk, h, lane);
+    else if (warp >= 1 && warp <= kRecordsWarps) chain_records<Tr>(p, smem, ch, nblk, h, warp - 1, lane);
     return;
   }
   regs_raise<Tr::kConsumerRegs>();
