@@ -6,15 +6,29 @@ its demangled name (field 7) and its metric results (field 13: 1 the name's inde
 instances {1: pc, 2: value}).
 The layout was read off reports of ncu 2025 (S19-1); a report it does not fit is refused, not guessed.
 
-  python3 bench/cuda/ncu_report.py REPORT [--metrics SUBSTR ...] [--pcs N] [--ranges]
+  python3 bench/cuda/ncu_report.py REPORT [--metrics SUBSTR ...] [--pcs N] [--ranges] [--lines CUBIN ... [--top N]]
 
 Prints each kernel's duration, DRAM traffic, issue activity and sampled stall reasons; --metrics adds
 every metric whose name contains one of the substrings; --pcs N the N most sampled PCs (offset from the
 lowest PC, executions, top stall reasons); --ranges runs of PCs executed equally often, which separate
 the warp roles of a warp-specialized kernel.
+
+--lines puts the samples on source lines (the --top N most sampled, default 25). There is no
+disassembler here, but the report embeds the cubin it ran. A cubin built here from the same source with
+the addon's flags plus -lineinfo carries the same SASS, which is checked byte for byte against the
+embedded copy, and a DWARF line table:
+
+  nvcc <the flags of chain_forward.cu.o in build-*/build.ninja> -lineinfo -cubin -o /tmp/cf.cubin csrc/cuda/sm90/chain_forward.cu
+
+The table puts code inlined from a helper on the line of its call, and code the compiler moved on the
+line it came from. A line's figure is the sum over its PCs. "ex" is the most executions of any one of
+its PCs: for example, once per block per warp of a role.
 """
 import argparse
+import bisect
 import collections
+import os
+import re
 import struct
 import sys
 
@@ -121,13 +135,182 @@ def read(path):
 STALL = 'smsp__pcsamp_warps_issue_stalled_'
 
 
+def elf_sections(b, base=0):
+    """{name: (offset in b, size, type)} of the ELF64 image at b[base:]."""
+    shoff = struct.unpack_from('<Q', b, base + 0x28)[0]
+    entsize, num, strndx = struct.unpack_from('<HHH', b, base + 0x3A)
+    raw = [struct.unpack_from('<IIQQQQIIQQ', b, base + shoff + k * entsize) for k in range(num)]
+    names = raw[strndx][4] + base
+    return {b[names + r[0]:b.index(b'\0', names + r[0])].decode(): (base + r[4], r[5], r[1]) for r in raw}
+
+
+def embedded_texts(data):
+    """{'.text.<mangled>': bytes} of every cubin embedded in a report."""
+    out, i = {}, data.find(b'\x7fELF')
+    while i >= 0:
+        try:
+            for n, (o, z, t) in elf_sections(data, i).items():
+                if n.startswith('.text.') and z:
+                    out[n] = data[o:o + z]
+        except (struct.error, ValueError, IndexError):
+            pass
+        i = data.find(b'\x7fELF', i + 1)
+    return out
+
+
+def uleb(b, i, signed=False):
+    r = s = 0
+    while True:
+        c = b[i]
+        i += 1
+        r |= (c & 0x7F) << s
+        s += 7
+        if not c & 0x80:
+            return (r - (1 << s) if signed and c & 0x40 else r), i
+
+
+def line_tables(path):
+    """{'.text.<mangled>': (text bytes, sorted [(address, file, line)])} of a cubin built with -lineinfo:
+    its .debug_line sequences, each tied to its function's section through .rela.debug_line."""
+    b = open(path, 'rb').read()
+    secs = elf_sections(b)
+    order = list(secs)
+    so, sz, _ = secs['.symtab']
+    strtab = secs['.strtab'][0]
+    syms = [struct.unpack_from('<IBBHQQ', b, so + 24 * k) for k in range(sz // 24)]
+    ro, rz, _ = secs['.rela.debug_line']
+    where = {}
+    for k in range(rz // 24):
+        off, info, _ = struct.unpack_from('<QQq', b, ro + 24 * k)
+        where[off] = order[syms[info >> 32][3]]
+    lo, lz, _ = secs['.debug_line']
+    d = b[lo:lo + lz]
+    rows = collections.defaultdict(list)
+    i = 0
+    while i < len(d):
+        end = i + 4 + struct.unpack_from('<I', d, i)[0]
+        version, hlen = struct.unpack_from('<HI', d, i + 4)
+        j = i + 10
+        mil = d[j]
+        j += 2 if version >= 4 else 1
+        lbase, lrange, obase = struct.unpack_from('<b', d, j + 1)[0], d[j + 2], d[j + 3]
+        oplens = d[j + 4:j + 3 + obase]
+        j += 3 + obase
+        while d[j]:
+            j = d.index(b'\0', j) + 1
+        j += 1
+        files = [None]
+        while d[j]:
+            e = d.index(b'\0', j)
+            files.append(d[j:e].decode())
+            j = e + 1
+            for _ in range(3):
+                _, j = uleb(d, j)
+        j = i + 10 + hlen
+        addr, f, line, func = 0, 1, 1, None
+
+        def row():
+            rows[func].append((addr, files[f] if f < len(files) else '?', line))
+
+        while j < end:
+            op = d[j]
+            j += 1
+            if op >= obase:
+                addr += (op - obase) // lrange * mil
+                line += lbase + (op - obase) % lrange
+                row()
+            elif op == 0:
+                n, j = uleb(d, j)
+                sub, body, j = d[j], j + 1, j + n
+                if sub == 1:
+                    addr, f, line = 0, 1, 1
+                elif sub == 2:
+                    addr = struct.unpack_from('<Q', d, body)[0]
+                    func = where.get(body)
+            elif op == 1:
+                row()
+            elif op == 2:
+                v, j = uleb(d, j)
+                addr += v * mil
+            elif op == 3:
+                v, j = uleb(d, j, signed=True)
+                line += v
+            elif op == 4:
+                f, j = uleb(d, j)
+            elif op == 8:
+                addr += (255 - obase) // lrange * mil
+            elif op == 9:
+                addr += struct.unpack_from('<H', d, j)[0]
+                j += 2
+            elif op not in (6, 7, 10, 11):
+                for _ in range(oplens[op - 1]):
+                    _, j = uleb(d, j)
+        i = end
+    return {n: (b[secs[n][0]:secs[n][0] + secs[n][1]], sorted(r)) for n, r in rows.items() if n in secs}
+
+
+def mangled_parts(kernel):
+    """Pieces a demangled kernel name's mangled form must contain: its identifiers and, for each
+    (int)N or (bool)B template argument, LiNE or LbBE."""
+    parts = re.findall(r'\(int\)(-?\d+)', kernel)
+    bools = re.findall(r'\(bool\)(\d)', kernel)
+    idents = re.findall(r'[A-Za-z_][A-Za-z_0-9]*', re.sub(r'\((int|bool)\)-?\d+', '', kernel.split('(SsdParams')[0]))
+    return [x for x in idents if x not in ('void', 'int', 'bool')] + [f'Li{n}E' for n in parts] + [f'Lb{n}E' for n in bools]
+
+
+def source_text(name, line, roots=('csrc', 'include', 'bench')):
+    for root in roots:
+        for dirpath, _, files in os.walk(root):
+            if name in files:
+                try:
+                    return open(os.path.join(dirpath, name)).read().split('\n')[line - 1].strip()
+                except (OSError, IndexError):
+                    return ''
+    return ''
+
+
+def print_lines(kernel, per_pc, embedded, tables, top):
+    candidates = [n for n in tables if all(x in n for x in mangled_parts(kernel))]
+    same = [n for n in candidates if embedded.get(n) == tables[n][0]]
+    if not same:
+        why = 'no function of that name' if not candidates else 'its SASS differs from the one that ran'
+        print(f'   --lines: no cubin given matches ({why}); build it from the source that ran')
+        return
+    rows = tables[same[0]][1]
+    addrs = [r[0] for r in rows]
+    execs = per_pc.get('inst_executed', {})
+    samples = per_pc.get('smsp__pcsamp_sample_count', {})
+    base = min(execs)
+    reasons = {n[len(STALL):]: d for n, d in per_pc.items() if n.startswith(STALL) and not n.endswith('not_issued')}
+    count, why, most = collections.Counter(), collections.defaultdict(collections.Counter), {}
+    for pc, n in samples.items():
+        k = bisect.bisect_right(addrs, pc - base) - 1
+        key = rows[k][1:] if k >= 0 else ('?', 0)
+        count[key] += n
+        most[key] = max(most.get(key, 0), execs.get(pc, 0))
+        for r, d in reasons.items():
+            why[key][r] += d.get(pc, 0)
+    total = sum(count.values()) or 1
+    print(f'   the {top} most sampled source lines of {total} samples (share, file:line, ex, top reasons | source):')
+    for (f, line), n in count.most_common(top):
+        reason = ', '.join(f'{r} {v}' for r, v in why[(f, line)].most_common(2) if v)
+        print(f'     {100 * n / total:5.1f}% {f}:{line:<5} ex {most[(f, line)]:8}  {reason} | {source_text(f, line)[:80]}')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('report')
     ap.add_argument('--metrics', nargs='*', default=[])
     ap.add_argument('--pcs', type=int, default=0)
     ap.add_argument('--ranges', action='store_true')
+    ap.add_argument('--lines', nargs='*', default=[])
+    ap.add_argument('--top', type=int, default=25)
     a = ap.parse_args()
+    embedded, tables = {}, {}
+    if a.lines:
+        embedded = embedded_texts(open(a.report, 'rb').read())
+        for cubin in a.lines:
+            tables.update(line_tables(cubin))
     for k, (res, per_pc) in enumerate(read(a.report)):
         name = res.get('kernel', f'kernel {k}')
         us = (res.get('gpu__time_duration.sum') or 0) / 1e3
@@ -162,6 +345,8 @@ def main():
             print(f'   the {a.pcs} most sampled PCs (offset, samples, executions, top reasons):')
             for p in sorted(samples, key=lambda p: -samples[p])[:a.pcs]:
                 print(f'     {p - base:#8x} {samples[p]:6} {execs.get(p, 0):9}  {why([p])}')
+        if a.lines:
+            print_lines(name, per_pc, embedded, tables, a.top)
         if a.ranges:
             print('   runs of PCs executed equally often (first, last, executions, instructions, samples, top reasons):')
             run = []
