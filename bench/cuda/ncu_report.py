@@ -173,7 +173,11 @@ def line_tables(path):
     """{'.text.<mangled>': (text bytes, sorted [(address, file, line)])} of a cubin built with -lineinfo:
     its .debug_line sequences, each tied to its function's section through .rela.debug_line."""
     b = open(path, 'rb').read()
+    if b[:4] != b'\x7fELF':
+        sys.exit(f'{path}: not a cubin (ELF)')
     secs = elf_sections(b)
+    if '.debug_line' not in secs or '.rela.debug_line' not in secs:
+        sys.exit(f'{path}: no line table: build it with -lineinfo')
     order = list(secs)
     so, sz, _ = secs['.symtab']
     strtab = secs['.strtab'][0]
