@@ -33,7 +33,9 @@ import struct
 import sys
 
 
-def varint(b, i):
+def varint(b, i, signed=False):
+    """The base-128 integer at b[i] (protobuf's varint, DWARF's ULEB128; SLEB128 where signed) and the
+    index after it."""
     r = s = 0
     while True:
         c = b[i]
@@ -41,7 +43,7 @@ def varint(b, i):
         r |= (c & 0x7F) << s
         s += 7
         if not c & 0x80:
-            return r, i
+            return (r - (1 << s) if signed and c & 0x40 else r), i
 
 
 def fields(b):
@@ -158,17 +160,6 @@ def embedded_texts(data):
     return out
 
 
-def uleb(b, i, signed=False):
-    r = s = 0
-    while True:
-        c = b[i]
-        i += 1
-        r |= (c & 0x7F) << s
-        s += 7
-        if not c & 0x80:
-            return (r - (1 << s) if signed and c & 0x40 else r), i
-
-
 def line_tables(path):
     """{'.text.<mangled>': (text bytes, sorted [(address, file, line)])} of a cubin built with -lineinfo:
     its .debug_line sequences, each tied to its function's section through .rela.debug_line."""
@@ -209,7 +200,7 @@ def line_tables(path):
             files.append(d[j:e].decode())
             j = e + 1
             for _ in range(3):
-                _, j = uleb(d, j)
+                _, j = varint(d, j)
         j = i + 10 + hlen
         addr, f, line, func = 0, 1, 1, None
 
@@ -224,7 +215,7 @@ def line_tables(path):
                 line += lbase + (op - obase) % lrange
                 row()
             elif op == 0:
-                n, j = uleb(d, j)
+                n, j = varint(d, j)
                 sub, body, j = d[j], j + 1, j + n
                 if sub == 1:
                     addr, f, line = 0, 1, 1
@@ -234,13 +225,13 @@ def line_tables(path):
             elif op == 1:
                 row()
             elif op == 2:
-                v, j = uleb(d, j)
+                v, j = varint(d, j)
                 addr += v * mil
             elif op == 3:
-                v, j = uleb(d, j, signed=True)
+                v, j = varint(d, j, signed=True)
                 line += v
             elif op == 4:
-                f, j = uleb(d, j)
+                f, j = varint(d, j)
             elif op == 8:
                 addr += (255 - obase) // lrange * mil
             elif op == 9:
@@ -248,7 +239,7 @@ def line_tables(path):
                 j += 2
             elif op not in (6, 7, 10, 11):
                 for _ in range(oplens[op - 1]):
-                    _, j = uleb(d, j)
+                    _, j = varint(d, j)
         i = end
     return {n: (b[secs[n][0]:secs[n][0] + secs[n][1]], sorted(r)) for n, r in rows.items() if n in secs}
 
