@@ -1,17 +1,17 @@
 // The sm_90a state walks alone (chain.cuh states the math): one CTA per (segment or piece, chain, head,
 // 64-column part of the state), 256 threads: warp 0's lane 0 the TMA producer, warps 1 to 3 the records
-// (chain_records: every third block each), warpgroup 1 the state's 64 x 64 part in registers. The state's columns evolve
-// independently (each is decayed and gets its own column of B or C), so a dstate-128 chain walks as two
-// CTAs (two to an SM), each with half the products; only the records are computed twice. Each block's
-// value is stored 16 bytes at a time (store_acc_row16): those stores, not the chain of states, were what
-// the walks waited on (bench/NOTES.md, session 17).
+// (chain_records: every third block each), warpgroup 1 the state's 64 x 64 part in registers. The
+// state's columns evolve independently (each is decayed and gets its own column of B or C), so a
+// dstate-128 chain walks as two CTAs (two to an SM), each with half the products; only the records are
+// computed twice. Each block's value is stored 16 bytes at a time (store_acc_row16): those stores, not
+// the chain of states, were what the walks waited on (bench/NOTES.md, session 17).
 //   forward (kReverse false)  reads x and B; the state H, from the initial state
 //   reverse (kReverse true)   reads dy, z and C, walking the blocks from the chain's end; the gradient dH
 //                             of the state, from the final state's gradient
 // Two forms:
-//   kBlocks false  the segments' first launch: each piece of a segment alone (chain.cuh) writes what it
-//                  adds to its far side and its decay product into ChainSegs (the forward's segments and the
-//                  backward's both start from it); it walks from that far side, each block's share
+//   kBlocks false  the segments' first launch: each piece of a segment alone (chain.cuh) writes what
+//                  it adds to its far side and its decay product into ChainSegs (the forward's segments
+//                  and the backward's both start from it); it walks from that far side, each block's share
 //                  scaled by the decay between it and the far side as it is read (folded), so that the
 //                  blocks' products do not wait on each other;
 //   kBlocks true   the backward's state launches: every segment, entered with the ordered sum of what
