@@ -211,9 +211,9 @@ constexpr int kRecordsWarps = 3;  // warps 1 .. 3: the records of every third bl
 // Records warp r (0 .. kRecordsWarps - 1, warp 1 + r): the records {s_j, d_j, w_j, 2^(s_j)} of the
 // positions of blocks r, r + kRecordsWarps, ... in the order the CTA walks the blocks (Tr::kWalkBack:
 // from the chain's end), and the rows of the stage's tiles that the state reads past the chain's end
-// zeroed (they hold the next sequence, or row, or zero fill), then ready[s]. A block's records are a
-// chain of dependent steps (softplus, a double-precision scan over the warp, exponentials) that one warp
-// took about 1 µs to walk: with one warp the walks waited on them (bench/NOTES.md, session 20).
+// zeroed (they hold the next sequence, or row, or zero fill), then ready[s]. A block's records are one
+// chain of dependent steps (softplus, a double-precision scan over the warp, exponentials), long enough
+// that a single warp held the walks back (bench/NOTES.md, session 20): warps take turns by block.
 template <class Tr>
 __device__ __forceinline__ void chain_records(const SsdParams& p, char* smem, const FwdChain& ch, int nblk, int h,
                                               int r, int lane) {
