@@ -21,7 +21,8 @@ embedded copy, and a DWARF line table:
   nvcc <the flags of chain_forward.cu.o in build-*/build.ninja> -lineinfo -cubin -o /tmp/cf.cubin csrc/cuda/sm90/chain_forward.cu
 
 The table puts code inlined from a helper on the line of its call, and code the compiler moved on the
-line it came from. A line's figure is the sum over its PCs. "ex" is the most executions of any one of
+line it came from. A line's figure is the sum over its PCs. The quoted source is read from the
+current directory's csrc/, include/ and bench/: run it from a checkout of the source that ran. "ex" is the most executions of any one of
 its PCs: for example, once per block per warp of a role.
 """
 import argparse
@@ -135,6 +136,16 @@ def read(path):
 
 
 STALL = 'smsp__pcsamp_warps_issue_stalled_'
+
+
+def by_stall(metrics):
+    """The sampled stall reasons among a kernel's metrics (or per-PC metrics), keyed by reason."""
+    return {n[len(STALL):]: v for n, v in metrics.items() if n.startswith(STALL) and not n.endswith('not_issued')}
+
+
+# A kernel's per-PC figures: executions and samples by PC, the lowest executed PC (the function's
+# start) and the sampled stall reasons by PC.
+Pcs = collections.namedtuple('Pcs', 'execs samples base reasons')
 
 
 def elf_sections(b, base=0):
@@ -264,7 +275,7 @@ def source_text(name, line, roots=('csrc', 'include', 'bench')):
     return ''
 
 
-def print_lines(kernel, per_pc, embedded, tables, top):
+def print_lines(kernel, pcs, embedded, tables, top):
     candidates = [n for n in tables if all(x in n for x in mangled_parts(kernel))]
     same = [n for n in candidates if embedded.get(n) == tables[n][0]]
     if not same:
@@ -273,10 +284,7 @@ def print_lines(kernel, per_pc, embedded, tables, top):
         return
     rows = tables[same[0]][1]
     addrs = [r[0] for r in rows]
-    execs = per_pc.get('inst_executed', {})
-    samples = per_pc.get('smsp__pcsamp_sample_count', {})
-    base = min(execs)
-    reasons = {n[len(STALL):]: d for n, d in per_pc.items() if n.startswith(STALL) and not n.endswith('not_issued')}
+    execs, samples, base, reasons = pcs
     count, why, most = collections.Counter(), collections.defaultdict(collections.Counter), {}
     for pc, n in samples.items():
         k = bisect.bisect_right(addrs, pc - base) - 1
@@ -315,7 +323,7 @@ def main():
         print(f'   DRAM read {rd / 1e6:.1f} MB, written {wr / 1e6:.1f} MB ({(rd + wr) / max(us, 1e-9) / 1e6:.2f} TB/s); '
               f'issue slots busy {res.get("smsp__issue_active.avg.pct_of_peak_sustained_active") or 0:.1f}%; '
               f'L2 hit {res.get("lts__t_sector_hit_rate.pct") or 0:.1f}%')
-        stalls = {n[len(STALL):]: v for n, v in res.items() if n.startswith(STALL) and not n.endswith('not_issued')}
+        stalls = by_stall(res)
         total = sum(v for v in stalls.values() if isinstance(v, (int, float))) or 1
         top = sorted(stalls.items(), key=lambda kv: -(kv[1] or 0))[:8]
         print('   sampled stalls: ' + ', '.join(f'{n} {100 * v / total:.0f}%' for n, v in top))
@@ -327,7 +335,7 @@ def main():
         if not execs:
             continue
         base = min(execs)
-        reasons = {n[len(STALL):]: d for n, d in per_pc.items() if n.startswith(STALL) and not n.endswith('not_issued')}
+        reasons = by_stall(per_pc)
 
         def why(pcs):
             c = collections.Counter()
@@ -341,7 +349,7 @@ def main():
             for p in sorted(samples, key=lambda p: -samples[p])[:a.pcs]:
                 print(f'     {p - base:#8x} {samples[p]:6} {execs.get(p, 0):9}  {why([p])}')
         if a.lines:
-            print_lines(name, per_pc, embedded, tables, a.top)
+            print_lines(name, Pcs(execs, samples, base, reasons), embedded, tables, a.top)
         if a.ranges:
             print('   runs of PCs executed equally often (first, last, executions, instructions, samples, top reasons):')
             run = []
