@@ -22,8 +22,8 @@ embedded copy, and a DWARF line table:
 
 The table puts code inlined from a helper on the line of its call, and code the compiler moved on the
 line it came from. A line's figure is the sum over its PCs. The quoted source is read from the
-current directory's csrc/, include/ and bench/: run it from a checkout of the source that ran. "ex" is the most executions of any one of
-its PCs: for example, once per block per warp of a role.
+current directory's csrc/, include/ and bench/: run it from a checkout of the source that ran. "ex" is
+the most executions of any one of its PCs: for example, once per block per warp of a role.
 """
 import argparse
 import bisect

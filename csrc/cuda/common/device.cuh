@@ -19,6 +19,12 @@ __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmax(int64_t a, int64_t b) { return a > b ? a : b; }
 
+// Whether every row of a tensor with innermost-contiguous 16-bit rows starts 16-byte aligned: base
+// 16-byte aligned, each stride a multiple of 8 elements (16-byte loads and stores of whole rows).
+__host__ __device__ inline bool rows16(const void* base, int64_t s0, int64_t s1, int64_t s2) {
+  return ((reinterpret_cast<uintptr_t>(base) & 15) | ((s0 | s1 | s2) & 7)) == 0;
+}
+
 // Fragment order of a 64 × 64 fp32 tile (the forward's C·Bᵀ for its fixed scan, the backward's copies
 // for its fixed launches): 16 × 16 sub-tile (r16, c16), lane (g = lane / 4, t4 = lane % 4), then that
 // lane's 8 values of the mma A fragment,

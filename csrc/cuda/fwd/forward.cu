@@ -88,9 +88,7 @@ Layout layout_of(const SsdParams& p) {
 
 // The fixed-shape chunk scan (k_chunk_scan<ScanFixed>) takes the shapes and layouts below (see the
 // conditions above that kernel); every other call runs the any-size scan.
-bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
-  return ptr && (reinterpret_cast<uintptr_t>(ptr) % 16) == 0 && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
-}
+bool vec16_ok(const void* ptr, int64_t s0, int64_t s1, int64_t s2) { return ptr && dev::rows16(ptr, s0, s1, s2); }
 // p passed check_params and supports().
 bool fixed_scan_ok(const SsdParams& p) {
   const SsdDtype t = p.x_type;
@@ -228,9 +226,7 @@ SsdStatus run_t(const SsdParams& p, cudaStream_t stream, void* workspace, std::s
   const size_t es = sizeof(T);
   // 16-byte vectors: base 16-aligned, every stride a multiple of 8 elements (the innermost
   // dimension is contiguous by contract).
-  auto vec16 = [&](const void* ptr, int64_t s0, int64_t s1, int64_t s2) {
-    return k16 && aligned(ptr, 16) && s0 % 8 == 0 && s1 % 8 == 0 && s2 % 8 == 0;
-  };
+  auto vec16 = [&](const void* ptr, int64_t s0, int64_t s1, int64_t s2) { return k16 && dev::rows16(ptr, s0, s1, s2); };
   dv.vx = vec16(p.x, p.x_batch_stride, p.x_seq_stride, p.x_head_stride);
   dv.vB = vec16(p.B, p.B_batch_stride, p.B_seq_stride, p.B_group_stride);
   dv.vC = vec16(p.C, p.C_batch_stride, p.C_seq_stride, p.C_group_stride);

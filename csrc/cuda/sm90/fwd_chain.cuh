@@ -200,11 +200,8 @@ k_chain_fwd(const __grid_constant__ SsdParams p, const __grid_constant__ ChainMa
       dcol[2 * c + 1] = dch ? Dc[8 * c + 2 * q + 1] : dh;
     }
     // whether every row of y (y_ungated) starts 16-byte aligned: 16-byte stores, else 4-byte ones
-    auto rows16 = [](const void* base, int64_t batch_stride, int64_t seq_stride, int64_t head_stride) {
-      return ((reinterpret_cast<uintptr_t>(base) & 15) | ((batch_stride | seq_stride | head_stride) & 7)) == 0;
-    };
-    const bool y16 = rows16(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride);
-    const bool yu16 = rows16(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride);
+    const bool y16 = dev::rows16(p.y, p.y_batch_stride, p.y_seq_stride, p.y_head_stride);
+    const bool yu16 = dev::rows16(p.y_ungated, p.y_ungated_batch_stride, p.y_ungated_seq_stride, p.y_ungated_head_stride);
     for (int k = first; k < nblk; k += 2) {
       const int s = k % S, u = first;
       const int len = (int)dev::lmin(64, ch.len - 64 * (int64_t)k);
