@@ -168,7 +168,12 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       // wrote one (a packed config's final states get no gradient: Triton's backward refuses them)
       const call = validateBackward(dev, { dy }, { dtSoftplus: true, chunkSize: 256, yUngated: yu });
       const grads: GradBuffers<bigint> = {};
-      for (const spec of call.specs) grads[spec.name] = buf(spec.dims.reduce((a, b) => a * b, 1) * elementSize(spec.type));
+      let gradBytes = 0;
+      for (const spec of call.specs) {
+        const bytes = spec.dims.reduce((a, b) => a * b, 1) * elementSize(spec.type);
+        grads[spec.name] = buf(bytes);
+        gradBytes += bytes;
+      }
       const bwd = await addon.cudaTimeBackward(
         backwardArgs(call, mapBuffers(backwardInputSlots(call, true), devicePointer), grads),
         0, 3, Math.max(5, Math.floor(runs / 4)),
@@ -176,10 +181,16 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       const bwdMs = median(bwd.ms);
       // with --ungated, yUngated is memory kept from the forward for the backward: counted as extra
       const keptBytes = yu ? xs * 2 : 0;
+      // What one fwd+bwd call adds as the peers driver counts Triton's (its fwdbwd_extra_mib:
+      // max_memory_allocated less what was allocated before the call): y, the kept yUngated and the
+      // varlen states live through the backward, the gradients are allocated by it, and each direction's workspace lives
+      // during its own launches only.
+      const peerBytes = xs * 2 + keptBytes + statesBytes + Math.max(timed.workspaceBytes, gradBytes + bwd.workspaceBytes);
       Object.assign(rows[rows.length - 1], {
         bwdMs: Number(bwdMs.toFixed(4)),
         fwdBwdMs: Number((ms + bwdMs).toFixed(4)),
         bwdExtraMiB: Number(((bwd.workspaceBytes + keptBytes) / 2 ** 20).toFixed(1)),
+        fwdBwdPeerMiB: Number((peerBytes / 2 ** 20).toFixed(1)),
       });
       dy.dispose();
       for (const ptr of owned) addon.cudaRelease(0, ptr);
@@ -198,8 +209,8 @@ async function benchCuda(a: BenchArgs): Promise<number> {
     }
     if (withBackward) {
       console.log(`backward (every gradient, bf16 where the input is${ungated ? '; extra MiB includes the kept yUngated' : ''}):`);
-      console.log('config  bwd ms     fwd+bwd ms  bwd extra MiB');
-      for (const r of rows) console.log(`${String(r.config).padEnd(8)}${String(r.bwdMs).padEnd(11)}${String(r.fwdBwdMs).padEnd(12)}${r.bwdExtraMiB}`);
+      console.log('config  bwd ms     fwd+bwd ms  bwd extra MiB  fwd+bwd MiB (y, gradients and workspace: the peers driver\'s count)');
+      for (const r of rows) console.log(`${String(r.config).padEnd(8)}${String(r.bwdMs).padEnd(11)}${String(r.fwdBwdMs).padEnd(12)}${String(r.bwdExtraMiB).padEnd(15)}${r.fwdBwdPeerMiB}`);
     }
   }
   return 0;

@@ -12,7 +12,7 @@ import { gpuSuite } from '../helpers';
 const cli = path.join(__dirname, '..', '..', 'lib', 'cli.js');
 const { describeGpu } = gpuSuite('bench --device cuda');
 
-interface Row { config: string; ms: number; floorMs: number; bwdMs?: number; fwdBwdMs?: number }
+interface Row { config: string; ms: number; floorMs: number; bwdMs?: number; fwdBwdMs?: number; bwdExtraMiB?: number; fwdBwdPeerMiB?: number }
 
 describeGpu('bench --device cuda', () => {
   test.each([[[] as string[]], [['--backward']], [['--backward', '--ungated']]])('every configuration gives a row, %j', (extra) => {
@@ -26,6 +26,8 @@ describeGpu('bench --device cuda', () => {
       if (extra.includes('--backward')) {
         expect([row.config, (row.bwdMs ?? 0) > 0]).toEqual([row.config, true]);
         expect(row.fwdBwdMs).toBeCloseTo(row.ms + row.bwdMs!, 3);
+        // the peers driver's count holds y and every gradient besides what the backward's own count holds
+        expect([row.config, row.fwdBwdPeerMiB! > row.bwdExtraMiB!]).toEqual([row.config, true]);
       }
     }
   });
