@@ -380,7 +380,12 @@ SsdStatus forward_impl(const SsdParams& p, void* stream_v, void* workspace, std:
 
 }  // namespace
 
-size_t forward_workspace_bytes(const SsdParams& p) { return std::max(layout_of(p).total, sm90::workspace_bytes(p)); }
+size_t forward_workspace_bytes(const SsdParams& p) {
+  // that of the path the call takes (begin_launches wants a workspace even where the sm_90a forward
+  // needs none: its unsegmented calls get 256 bytes)
+  if (sm90_verdict(p, nullptr) == 1) return std::max<size_t>(sm90::workspace_bytes(p), 256);
+  return layout_of(p).total;
+}
 
 SsdStatus forward(const SsdParams& p, void* stream, void* workspace, std::string* error) {
   return forward_impl(p, stream, workspace, error, nullptr);
