@@ -161,8 +161,9 @@ export interface SsdWithGrad extends SsdResult {
  * Runs ssd(inputs, options) and returns its results with a `backward` bound to the same inputs and
  * options: the forward keeps nothing beyond its outputs (the backward recomputes what it needs), and
  * there is no state besides the returned object. With options.returnUngated (and z) the result also
- * holds yUngated, and backward() hands it to the backward, which on CUDA then skips recomputing the
- * output before the gate (one more tensor of y's size kept between the two; bench/NOTES.md).
+ * holds yUngated, and backward() hands it to the backward: the sm_80 CUDA kernels then skip recomputing
+ * the output before the gate (one more tensor of y's size kept between the two), while the sm_90a
+ * backward (H100, H200) recomputes it anyway, which measured faster there (bench/NOTES.md, session 19).
  */
 export async function ssdWithGrad(inputs: SsdInputs<TensorLike>, options?: SsdOptions<TensorLike>): Promise<SsdWithGrad> {
   const result = await ssd(inputs, options);
