@@ -183,8 +183,8 @@ async function benchCuda(a: BenchArgs): Promise<number> {
       const keptBytes = yu ? xs * 2 : 0;
       // What one fwd+bwd call adds as the peers driver counts Triton's (its fwdbwd_extra_mib:
       // max_memory_allocated less what was allocated before the call): y, the kept yUngated and the
-      // varlen states live through the backward, the gradients are allocated by it, and each direction's workspace lives
-      // during its own launches only.
+      // varlen states live through the backward, the gradients are allocated by it, and each
+      // direction's workspace lives during its own launches only.
       const peerBytes = xs * 2 + keptBytes + statesBytes + Math.max(timed.workspaceBytes, gradBytes + bwd.workspaceBytes);
       Object.assign(rows[rows.length - 1], {
         bwdMs: Number(bwdMs.toFixed(4)),
