@@ -4,7 +4,7 @@
  * the float64 reference: both 16-bit dtypes, dstate 64 and 128, every option, seqlen 1, 63 / 64 / 65
  * and partial blocks, chunk sizes 64 to 256, packed sequences with their varlen states, repeated runs
  * bitwise equal, and the same call on the sm_80 kernels (SSD_KERNELS_FORWARD_PATH=sm80) within the
- * bound.
+ * bound, and a call on the sm_90a forward allocating its own workspace only (not the sm_80 kernels').
  *
  * On an H100 or H200 the sm_90a forward is the default for the calls it takes (csrc/cuda/sm90/forward.h);
  * each call here forces its path, so that the file knows which kernel ran. Without a GPU every test is skipped (the suite says
@@ -12,7 +12,8 @@
  * forced call is refused with "no sm_90a device", which the first test checks, and the others say
  * that they were skipped.
  */
-import { Tensor, ssd, type SsdOptions } from '../../lib/index';
+import { Tensor, cudaMemoryStats, ssd, type SsdInputs, type SsdOptions } from '../../lib/index';
+import { native } from '../../lib/native';
 import { CUDA_FORWARD_BOUND, ROUNDING_ALLOWANCE } from '../../lib/tolerances';
 import { Random, makeExample, ssdReference, withOptions, relativeL2, l2, allFinite, roundingError, type ExampleConfig, type ExampleOptions } from '../reference';
 import { sameBits, gpuSuite } from '../helpers';
@@ -96,6 +97,29 @@ describeGpu('CUDA forward on the sm_90a kernel (forced), against the float64 ref
     if (skipped()) return;
     const { inputs } = makeExample(rng, G({ headdim: 32 }), { dtype: 'bfloat16' });
     await expect(withPath('sm90', () => ssd(inputs, { dtSoftplus: true, device: 'cuda' }))).rejects.toThrow(/headdim is not 64/);
+  });
+
+  test('a call on the sm_90a forward allocates its own workspace only, not the sm_80 kernels\'', async () => {
+    if (skipped()) return;
+    // 128 (batch, head) chains: one CTA each, no segments, so the sm_90a forward needs no workspace
+    const { inputs } = makeExample(rng, G({ batch: 4, nheads: 32, seqlen: 512 }), { dtype: 'bfloat16', z: true });
+    const dev = Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, (t as Tensor).toDevice()])) as unknown as SsdInputs;
+    await Promise.all(Object.values(dev).map((t) => (t as Tensor).ready));
+    const first = await withPath('sm90', () => ssd(dev, { dtSoftplus: true }));
+    // the peak rise of one call whose inputs and y are already on the device: its workspace
+    const rise = async (path: CudaPath): Promise<number> => {
+      native().cudaResetPeak(0);
+      const before = cudaMemoryStats().inUse;
+      await withPath(path, () => ssd(dev, { dtSoftplus: true, out: { y: first.y } }));
+      return cudaMemoryStats().peakInUse - before;
+    };
+    const sm90Rise = await rise('sm90');
+    const sm80Rise = await rise('sm80');
+    console.log(`peak rise of one call: sm_90a forward ${sm90Rise} bytes, sm_80 kernels ${sm80Rise} bytes`);
+    expect(sm90Rise).toBeLessThan(2 ** 20);
+    expect(sm80Rise - sm90Rise).toBeGreaterThan(2 ** 20);
+    first.y.dispose();
+    for (const t of Object.values(dev)) (t as Tensor).dispose();
   });
 
   const cases: [string, ExampleConfig, ExampleOptions, SsdOptions, number[]?][] = [];
